@@ -1,0 +1,113 @@
+"""tiers.yaml: the model tiers, cheapest first (pydantic at the file edge, unknown keys rejected).
+
+`load_tiers(path)` returns a frozen `TiersConfig`; every validation problem becomes a `ConfigError`
+naming the file and the dotted field (`tiers.1.price.input_per_mtok: Input should be ...`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from calibrate.errors import ConfigError
+
+ConfidenceMethod = Literal["logprob_mean", "logprob_min", "first_token", "verbalized", "none"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+    def cost_usd(self, input_tokens: float, output_tokens: float) -> float:
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+class Limits(_Strict):
+    concurrency: int = Field(default=8, ge=1)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class Tier(_Strict):
+    """One model tier. `api_key_env` names an environment variable; keys are never stored."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    price: Price | None = None
+    confidence: ConfidenceMethod = "logprob_mean"
+    limits: Limits = Limits()
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+class TiersConfig(_Strict):
+    """The `tiers:` list, cheapest first."""
+
+    tiers: tuple[Tier, ...] = Field(min_length=1, max_length=4)
+
+    @field_validator("tiers")
+    @classmethod
+    def _unique_names(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        names = [t.name for t in tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        return tiers
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tiers)
+
+    def tier(self, name: str) -> Tier:
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+def render_validation_error(path: Path, err: ValidationError) -> str:
+    """One line per problem: `file: dotted.field: message`."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key (not allowed here)" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{path}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path, what: str) -> object:
+    """Parse a YAML file or raise ConfigError naming the file and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}", hint="Check the path.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 ({exc.reason})", hint="Save it as UTF-8.") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML", hint=str(exc).split("\n")[0]) from None
+
+
+def load_tiers(path: Path) -> TiersConfig:
+    """Read and validate tiers.yaml."""
+    data = read_yaml(path, "tiers file")
+    try:
+        return TiersConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid tiers file\n{render_validation_error(path, exc)}",
+            hint="See the tiers.yaml example in the README (`calibrate schema --tiers`).",
+        ) from None

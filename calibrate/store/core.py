@@ -1,0 +1,82 @@
+"""Store: owns the DuckDB connection, migrations and transactions.
+
+Ingest writes live in `store/ingest_sql.py`; the reads the sweep needs live in `store/outcomes_sql.py`.
+Stages receive an open `Store`; they never build SQL themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from calibrate.errors import CalibrateError
+from calibrate.records import DataWindow, Outcomes
+from calibrate.store import outcomes_sql
+from calibrate.store.migrations import apply_migrations
+
+DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
+
+
+class Store:
+    """An open calibrate store (a DuckDB file or `:memory:`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
+        self.con = con
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path = DEFAULT_DB) -> Store:
+        """Open or create the store and bring its schema up to date."""
+        target = str(path)
+        if target != ":memory:":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(target)
+        except duckdb.IOException as exc:
+            raise CalibrateError(
+                f"cannot open store {target}: {exc}",
+                hint="Another calibrate process may hold it open; pass another --db.",
+            ) from None
+        apply_migrations(con)
+        return cls(con, target)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: commit on success, roll back on any exception."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def table_counts(self) -> dict[str, int]:
+        """Row counts of the main tables (for summaries and tests)."""
+        tables = ("requests", "attempts", "labels", "rejects", "ingest_runs")
+        return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+    def outcomes(self, tiers: Sequence[str], price_per_mtok: Mapping[str, tuple[float, float]]) -> Outcomes:
+        """The per-request × tier table the sweep evaluates policies on."""
+        return outcomes_sql.load_outcomes(self.con, tiers, price_per_mtok)
+
+    def data_window(self, outcomes: Outcomes) -> DataWindow:
+        """Provenance: time window of the requests and a digest of the ingested files."""
+        return outcomes_sql.data_window(self.con, outcomes)
+
+    def rejected_rows(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM rejects").fetchone()[0])
+
+

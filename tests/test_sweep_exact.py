@@ -1,0 +1,109 @@
+"""The vectorized grid sweep agrees exactly with a brute-force per-policy, per-request loop."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from calibrate.policies import default_families, evaluate_families
+from calibrate.records import Outcomes
+
+
+def random_outcomes(seed: int, n: int, k: int) -> Outcomes:
+    rng = np.random.default_rng(seed)
+    conf = rng.choice(np.round(rng.uniform(0, 1, 12), 2), size=(n, k))  # heavy ties
+    conf[rng.uniform(size=(n, k)) < 0.1] = np.nan  # missing confidences
+    label = rng.choice([0.0, 0.5, 1.0], size=(n, k))
+    label[rng.uniform(size=n) < 0.4] = np.nan  # unlabeled rows
+    return Outcomes(
+        tiers=tuple(f"t{j}" for j in range(k)),
+        request_ids=np.array([f"r{i}" for i in range(n)], dtype=object),
+        timestamp_s=np.zeros(n),
+        region=np.array(["r"] * n, dtype=object),
+        app=np.array(["a"] * n, dtype=object),
+        input_tokens=rng.choice([10, 20, 40, 80, 500], size=n),
+        confidence=conf,
+        cost_usd=np.round(rng.uniform(1e-6, 1e-3, size=(n, k)) * (1 + np.arange(k)), 9),
+        latency_ms=np.round(rng.gamma(2.0, 300.0, size=(n, k)), 1),
+        label=label,
+        incomplete=0,
+    )
+
+
+def brute_force(o: Outcomes, kind: str, path: tuple[int, ...], params: tuple) -> dict[str, float]:
+    """Plain Python: walk each request through the policy."""
+    cost = lat = score = 0.0
+    lats, escalated, labeled = [], 0, 0
+    for i in range(o.n):
+        if kind == "always":
+            stop, touched = path[0], [path[0]]
+        elif kind == "length":
+            cheap = params[0] is not None and o.input_tokens[i] <= params[0]
+            stop = path[0] if cheap else path[1]
+            touched = [stop]
+        else:
+            touched = []
+            stop = path[-1]
+            for j, tau in zip(path[:-1], params):
+                touched.append(j)
+                c = o.confidence[i, j]
+                if not math.isnan(c) and c >= tau:
+                    stop = j
+                    break
+            else:
+                touched.append(path[-1])
+        req_cost = sum(round(o.cost_usd[i, j] * 1e9) for j in touched)
+        req_lat = sum(round(o.latency_ms[i, j] * 1000) for j in touched)
+        cost += req_cost
+        lats.append(req_lat)
+        escalated += stop != path[0]
+        if not np.isnan(o.label[i]).any():
+            labeled += 1
+            score += round(o.label[i, stop] * 1e6)
+    lats.sort()
+    rank50, rank95 = max(1, math.ceil(o.n * 50 / 100)), max(1, math.ceil(o.n * 95 / 100))
+    return {
+        "cost_per_1k_requests_usd": cost / 1e9 / o.n * 1000,
+        "quality": score / 1e6 / labeled,
+        "escalation_rate": 1 - (o.n - escalated) / o.n,
+        "latency_p50_ms": lats[rank50 - 1] / 1000,
+        "latency_p95_ms": lats[rank95 - 1] / 1000,
+    }
+
+
+def parse(row: dict) -> tuple:
+    if row["strategy"] == "length":
+        return (row["cutoff_tokens"],)
+    if row["strategy"] == "cascade":
+        return tuple(float(t) for t in row["thresholds"].split(";"))
+    return ()
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorized_sweep_matches_brute_force(k: int, seed: int) -> None:
+    o = random_outcomes(seed, n=150, k=k)
+    families = default_families(o, {2: 9, 3: 5, 4: 3})
+    frame = evaluate_families(o, families)
+    index = {t: j for j, t in enumerate(o.tiers)}
+    checked = 0
+    for row in frame.iter_rows(named=True):
+        path = tuple(index[t] for t in row["tiers"].split(">"))
+        expected = brute_force(o, row["strategy"], path, parse(row))
+        for key, value in expected.items():
+            assert row[key] == value, (row["policy"], key, row[key], value)
+        checked += 1
+    assert checked == frame.height
+    # every family and every grid point is present: 2 tiers → 1 + 2 + 1·(10) + 1·(cutoffs+1) …
+    assert frame.filter(frame["strategy"] == "cascade").height >= (k - 1) * 2
+
+
+def test_grid_covers_every_distinct_threshold_when_few() -> None:
+    o = random_outcomes(3, n=120, k=2)
+    families = default_families(o, {2: 1000})
+    cascade = [f for f in families if f.kind == "cascade"][0]
+    distinct = np.unique(o.confidence[:, 0][~np.isnan(o.confidence[:, 0])])
+    assert np.array_equal(cascade.grids[0], distinct)
