@@ -67,8 +67,10 @@ def threshold_grid(values: np.ndarray, size: int) -> np.ndarray:
 
 def cutoff_grid(tokens: np.ndarray, size: int) -> np.ndarray:
     """Candidate input-length cutoffs (descending integers)."""
-    qs = np.quantile(tokens, np.linspace(0, 1, size)) if tokens.size else np.array([])
-    return np.unique(np.floor(qs).astype(np.int64))[::-1]
+    if tokens.size == 0:
+        return np.array([], dtype=np.int64)
+    qs = np.floor(np.quantile(tokens, np.linspace(0, 1, size))).astype(np.int64)
+    return np.unique(qs[qs < tokens.max()])[::-1]  # a cutoff at the maximum is just always-cheap
 
 
 def default_families(outcomes: Outcomes, grid_size: dict[int, int] | None = None) -> list[Family]:

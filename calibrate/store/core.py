@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from calibrate.errors import CalibrateError
 from calibrate.records import DataWindow, Outcomes
-from calibrate.store import outcomes_sql
+from calibrate.store import ingest_sql, outcomes_sql
 from calibrate.store.migrations import apply_migrations
 
 DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
@@ -79,4 +81,35 @@ class Store:
     def rejected_rows(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM rejects").fetchone()[0])
 
+    # --- ingest ---
 
+    def prepare_ingest(self) -> None:
+        """Create the connection-local macros and tables the ingest batches use."""
+        ingest_sql.prepare(self.con)
+
+    def begin_ingest_run(self, started_at: datetime, strict: bool) -> int:
+        return ingest_sql.begin_run(self.con, started_at, strict)
+
+    def finish_ingest_run(self, run_id: int, finished_at: datetime, counts: Sequence[int]) -> None:
+        ingest_sql.finish_run(self.con, run_id, finished_at, counts)
+
+    def file_ingested(self, file_sha256: str) -> bool:
+        return ingest_sql.file_ingested(self.con, file_sha256)
+
+    def ingest_batch(
+        self,
+        batch: pa.Table,
+        raw_rejects: Sequence[tuple[int, str | None, str, str]],
+        where: tuple[str, str, int],
+    ) -> ingest_sql.BatchResult:
+        """Validate and merge one batch of (line, text) rows; `where` = (file, sha256, run_id)."""
+        return ingest_sql.ingest_batch(self.con, batch, raw_rejects, where)
+
+    def record_ingested_file(self, where: tuple[str, str, int], counts: Sequence[int]) -> None:
+        ingest_sql.record_file(self.con, where, counts)
+
+    def rejects_by_kind(self, run_id: int) -> list[tuple[str, int]]:
+        return ingest_sql.rejects_by_kind(self.con, run_id)
+
+    def request_count(self) -> int:
+        return ingest_sql.request_count(self.con)

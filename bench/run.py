@@ -1,0 +1,98 @@
+"""`make bench`: our ingest and sweep on a generated 1,000,000-request log, as ratios against floors
+measured in the same run (DuckDB's own read_json of the same file; one numpy argsort of the
+confidence column). Prints medians of several runs. Never used by tests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from calibrate import ingest, samplegen
+from calibrate.policies import default_families, evaluate_families
+from calibrate.settings import load_tiers
+from calibrate.store import Store
+from calibrate.sweep import price_table
+
+DATA = Path(__file__).parent / "data"
+
+
+def log_file(n: int, seed: int) -> Path:
+    """The generated log, made once and kept in bench/data/ (git-ignored)."""
+    path = DATA / f"requests-{n}-{seed}.jsonl"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in samplegen.generate_requests(n, seed):
+                fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+        tmp.rename(path)
+        print(f"generated {n:,} requests in {time.perf_counter() - t0:.1f} s → {path}")
+    return path
+
+
+def timed(fn, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_ingest(path: Path, runs: int) -> None:
+    def ours() -> None:
+        with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.duckdb") as store:
+            ingest.ingest(store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+
+    def floor() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            con = duckdb.connect(str(Path(tmp) / "f.duckdb"))
+            con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited')", [str(path)])
+            con.close()
+
+    report("ingest", timed(ours, runs), "duckdb read_json", timed(floor, runs), target=2.0)
+
+
+def bench_sweep(path: Path, runs: int) -> None:
+    tiers = load_tiers(Path(__file__).parent.parent / "sample_logs" / "tiers.yaml")
+    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.duckdb") as store:
+        ingest.ingest(store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+        t0 = time.perf_counter()
+        outcomes = store.outcomes(tiers.names, price_table(tiers))
+        print(f"  (loading the outcome table from the store: {time.perf_counter() - t0:.2f} s, n={outcomes.n:,})")
+    conf = np.ascontiguousarray(outcomes.confidence[:, 0])
+    ours = timed(lambda: evaluate_families(outcomes, default_families(outcomes)), runs)
+    floor = timed(lambda: np.argsort(conf), runs)
+    report("sweep (3 tiers, all families)", ours, "numpy argsort of confidence", floor, target=5.0)
+
+
+def report(name: str, ours: list[float], floor_name: str, floor: list[float], target: float) -> None:
+    a, b = statistics.median(ours), statistics.median(floor)
+    verdict = "meets" if a / b <= target else "MISSES"
+    print(f"{name}: median {a:.2f} s over {len(ours)} runs; {floor_name}: median {b:.3f} s; "
+          f"ratio {a / b:.1f}x ({verdict} target ≤ {target:g}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    path = log_file(args.requests, args.seed)
+    print(f"log: {path.stat().st_size / 1e6:.0f} MB, {args.requests:,} requests")
+    bench_ingest(path, args.runs)
+    bench_sweep(path, args.runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The command line: parse options, open the store, call one stage function, print its result.
+
+Exit codes: 0 success; 1 a problem the user can fix (`Error:` and `Hint:` on stderr, no traceback);
+2 usage error. Every other exception is a bug and shows a traceback without local variables.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from calibrate import console, evaluate, ingest, logformat, pipeline
+from calibrate.errors import CalibrateError
+from calibrate.policies import METRICS
+from calibrate.routing import load_routing
+from calibrate.selection import Objective
+from calibrate.settings import load_tiers
+from calibrate.store import Store
+from calibrate.store.core import DEFAULT_DB
+from calibrate.sweep import price_table
+
+
+class _Group(TyperGroup):
+    """The single error boundary: CalibrateError → `Error:`/`Hint:` on stderr, exit 1."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except CalibrateError as exc:
+            console.print_error(exc)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Calibrate LLM routing offline: thresholds and cutoffs from your own production logs.",
+)
+
+Logs = Annotated[list[Path], typer.Argument(help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv).")]
+Db = Annotated[Path, typer.Option("--db", help="DuckDB store file.")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Any bad row is an error and nothing is written.")]
+TiersPath = Annotated[Path, typer.Option("--tiers", help="tiers.yaml: the model tiers, cheapest first.")]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command("ingest")
+def ingest_cmd(paths: Logs, db: Db = DEFAULT_DB, strict: Strict = False, as_json: Json = False) -> None:
+    """Load logs into the store; bad rows are quarantined in the `rejects` table.
+
+    Example:
+
+    \b
+        calibrate ingest sample_logs/ --db .calibrate/calibrate.duckdb
+    """
+    with Store.open(db) as store:
+        summary = ingest.ingest(store, paths, strict=strict, clock=_now)
+    if as_json:
+        console.print_json(summary.__dict__)
+    else:
+        console.ingest_table(summary)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Logs to ingest first (optional with --db).")] = None,
+    tiers: TiersPath = Path("tiers.yaml"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the five outputs.")] = Path("calibrate-out"),
+    db: Annotated[Path | None, typer.Option("--db", help="Store file (default: in memory).")] = None,
+    max_quality_drop: Annotated[
+        float, typer.Option("--max-quality-drop", min=0.0, max=1.0, help="Largest acceptable quality drop.")
+    ] = 0.02,
+    confidence: Annotated[
+        float, typer.Option("--confidence", min=0.5, max=0.999999, help="Confidence level 1−δ.")
+    ] = 0.95,
+    no_certify: Annotated[
+        bool, typer.Option("--no-certify", help="Plain empirical selection (no statistical guarantee).")
+    ] = False,
+    strict: Strict = False,
+    as_json: Json = False,
+) -> None:
+    """Evaluate every candidate policy and write routing.yaml, frontier.csv, summary.json, report.md
+    and report.html.
+
+    Example:
+
+    \b
+        calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --out out/
+    """
+    tiers_config = load_tiers(tiers)
+    objective = Objective(max_quality_drop, confidence, certify=not no_certify)
+    with Store.open(db if db is not None else ":memory:") as store, console.progress("sweep") as tick:
+        _, result, written = pipeline.sweep_logs(
+            store, paths or [], tiers_config, objective, out, strict=strict, clock=_now, on_progress=tick
+        )
+    if as_json:
+        console.print_json(json_summary(written))
+        return
+    console.metrics_table("recommendation", result.recommendation.row, METRICS)
+    for warning in result.warnings:
+        console.err().print(f"Warning: {warning}", highlight=False)
+    console.outputs_written(written)
+
+
+def json_summary(written: dict[str, Path]) -> dict:
+    return json.loads(written["summary.json"].read_text(encoding="utf-8"))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    routing: Annotated[Path, typer.Argument(help="A routing.yaml written by `calibrate sweep`.")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="Logs to evaluate on.")] = None,
+    tiers: Annotated[
+        Path | None, typer.Option("--tiers", help="tiers.yaml, for prices when logs have no cost_usd.")
+    ] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="Store file (default: in memory).")] = None,
+    as_json: Json = False,
+) -> None:
+    """The metrics of one routing.yaml on the given logs.
+
+    Example:
+
+    \b
+        calibrate evaluate out/routing.yaml sample_logs/
+    """
+    config = load_routing(routing)
+    prices = price_table(load_tiers(tiers)) if tiers is not None else {}
+    with Store.open(db if db is not None else ":memory:") as store:
+        if paths:
+            ingest.ingest(store, paths, strict=False, clock=_now)
+        result = evaluate.evaluate_routing(store, config, prices)
+    if as_json:
+        console.print_json(result.as_dict())
+    else:
+        console.metrics_table("evaluate", result.as_dict(), METRICS)
+
+
+@app.command("schema")
+def schema_cmd() -> None:
+    """Print the canonical log format (version 1) and the tiers.yaml format.
+
+    Example:
+
+    \b
+        calibrate schema
+    """
+    print(logformat.SCHEMA_DOC)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,34 @@
+"""Compositions for commands that span stages (no logic of its own).
+
+`sweep_logs`: ingest the given logs, run the sweep, write the outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from calibrate import ingest, report, sweep
+from calibrate.records import IngestSummary
+from calibrate.selection import Objective
+from calibrate.settings import TiersConfig
+from calibrate.store import Store
+
+
+def sweep_logs(
+    store: Store,
+    paths: Sequence[Path],
+    tiers: TiersConfig,
+    objective: Objective,
+    out_dir: Path,
+    *,
+    strict: bool,
+    clock: Callable[[], datetime],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[IngestSummary | None, sweep.SweepResult, dict[str, Path]]:
+    """Ingest (when paths are given), sweep, and write routing.yaml, frontier.csv, summary.json,
+    report.md and report.html into out_dir."""
+    summary = ingest.ingest(store, list(paths), strict=strict, clock=clock) if paths else None
+    result = sweep.run_sweep(store, tiers, objective, on_progress=on_progress)
+    return summary, result, report.write_outputs(result, out_dir)

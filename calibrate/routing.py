@@ -1,0 +1,177 @@
+"""routing.yaml: the deployable config (pydantic at the file edge; deterministic, diff-friendly text).
+
+`routing_from(result)` builds it from a sweep; `dump_routing` writes stable key order and fixed
+precision; `load_routing` validates a file (unknown keys rejected) for `evaluate` and `diff`.
+Strategies: `single` (always one tier), `cascade` (escalate_below per non-final tier) and `rules`
+(input-length cutoff, then a default tier).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from calibrate.errors import ConfigError
+from calibrate.policies import METRICS
+from calibrate.settings import read_yaml, render_validation_error
+
+METRIC_DIGITS = {
+    "quality": 4,
+    "quality_drop": 4,
+    "escalation_rate": 4,
+    "cost_per_1k_requests_usd": 6,
+    "savings_vs_premium": 4,
+    "latency_p50_ms": 1,
+    "latency_p95_ms": 1,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoutedTier(_Strict):
+    name: str
+    model: str
+    escalate_below: float | None = None
+
+
+class Rule(_Strict):
+    tier: str
+    max_input_tokens: int | None = Field(default=None, ge=0)
+
+
+class Window(_Strict):
+    start: str | None = None
+    end: str | None = None
+
+
+class CalibratedOn(_Strict):
+    requests: int
+    labeled: int
+    window: Window
+    logs_sha256: str
+
+
+class ObjectiveSpec(_Strict):
+    max_quality_drop: float
+    confidence_level: float
+
+
+class RoutingConfig(_Strict):
+    """The file `sweep` writes and `evaluate` reads."""
+
+    version: Literal[1] = 1
+    strategy: Literal["single", "cascade", "rules"]
+    tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
+    rules: tuple[Rule, ...] = ()
+    premium_tier: str
+    objective: ObjectiveSpec
+    certified: bool
+    selection: str
+    expected: dict[str, float]
+    calibrated_on: CalibratedOn
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RoutingConfig:
+        names = [t.name for t in self.tiers]
+        if self.strategy == "cascade":
+            missing = [t.name for t in self.tiers[:-1] if t.escalate_below is None]
+            if len(self.tiers) < 2 or missing:
+                raise ValueError("a cascade needs ≥ 2 tiers and escalate_below on every tier but the last")
+        if self.strategy == "rules":
+            unknown = [r.tier for r in self.rules if r.tier not in names]
+            if not self.rules or unknown or self.rules[-1].max_input_tokens is not None:
+                raise ValueError("rules must name listed tiers and end with a default rule (no cutoff)")
+        return self
+
+
+def routing_from(row: dict, tiers_models: dict[str, str], premium: str, objective, method: str,
+                 certified: bool, window) -> RoutingConfig:
+    """Build the config for one frontier row."""
+    names = row["tiers"].split(">")
+    thresholds = [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else []
+    routed = [
+        RoutedTier(name=n, model=tiers_models[n], escalate_below=thresholds[i] if i < len(thresholds) else None)
+        for i, n in enumerate(names)
+    ]
+    strategy = {"always": "single", "cascade": "cascade", "length": "rules"}[row["strategy"]]
+    rules: tuple[Rule, ...] = ()
+    if strategy == "rules":
+        cutoff = row["cutoff_tokens"]
+        rules = ((Rule(tier=names[0], max_input_tokens=cutoff),) if cutoff is not None else ()) + (
+            Rule(tier=names[1]),
+        )
+    return RoutingConfig(
+        strategy=strategy,
+        tiers=tuple(routed),
+        rules=rules,
+        premium_tier=premium,
+        objective=ObjectiveSpec(
+            max_quality_drop=objective.max_quality_drop, confidence_level=objective.confidence_level
+        ),
+        certified=certified,
+        selection=method,
+        expected={m: round_metric(m, row[m]) for m in METRICS},
+        calibrated_on=CalibratedOn(
+            requests=window.requests,
+            labeled=window.labeled,
+            window=Window(start=window.start, end=window.end),
+            logs_sha256=window.logs_sha256,
+        ),
+    )
+
+
+def round_metric(name: str, value: float) -> float:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return float("nan")
+    return round(float(value), METRIC_DIGITS[name]) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _flow(value: object) -> str:
+    """One YAML value on one line (PyYAML ends a bare scalar document with `...`; drop it)."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def dump_routing(config: RoutingConfig) -> str:
+    """Deterministic YAML: fixed key order, one tier per line, one metric per line."""
+    data = config.model_dump(mode="python")
+    lines = [
+        f"version: {data['version']}",
+        f"strategy: {data['strategy']}",
+        "tiers:",
+        *(f"  - {_flow({k: v for k, v in t.items() if v is not None})}" for t in data["tiers"]),
+    ]
+    if data["rules"]:
+        lines += ["rules:", *(f"  - {_flow({k: v for k, v in r.items() if v is not None})}" for r in data["rules"])]
+    lines += [
+        f"premium_tier: {_flow(data['premium_tier'])}",
+        f"objective: {_flow(data['objective'])}",
+        f"certified: {_flow(data['certified'])}",
+        f"selection: {_flow(data['selection'])}",
+        "expected:",
+        *(f"  {k}: {_flow(v)}" for k, v in data["expected"].items()),
+        "calibrated_on:",
+        f"  requests: {data['calibrated_on']['requests']}",
+        f"  labeled: {data['calibrated_on']['labeled']}",
+        f"  window: {_flow(data['calibrated_on']['window'])}",
+        f"  logs_sha256: {data['calibrated_on']['logs_sha256']}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def load_routing(path: Path) -> RoutingConfig:
+    """Read and validate a routing.yaml."""
+    data = read_yaml(path, "routing file")
+    try:
+        return RoutingConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid routing file\n{render_validation_error(path, exc)}",
+            hint="Use a routing.yaml written by `calibrate sweep`.",
+        ) from None
