@@ -90,8 +90,10 @@ def sweep_cmd(
     strict: Strict = False,
     as_json: Json = False,
 ) -> None:
-    """Evaluate every candidate policy and write routing.yaml, frontier.csv, summary.json, report.md
-    and report.html.
+    """Evaluate every candidate policy; write routing.yaml, frontier.csv, summary.json and reports.
+
+    Ingests LOGS first (into an in-memory store unless --db is given); with --db and no LOGS it
+    sweeps what the store already holds.
 
     Example:
 
