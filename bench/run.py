@@ -51,12 +51,17 @@ def timed(fn, runs: int) -> list[float]:
 def bench_ingest(path: Path, runs: int) -> None:
     def ours() -> None:
         with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.duckdb") as store:
-            ingest.ingest(store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+            ingest.ingest(
+                store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)
+            )
 
     def floor() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             con = duckdb.connect(str(Path(tmp) / "f.duckdb"))
-            con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited')", [str(path)])
+            con.execute(
+                "CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited')",
+                [str(path)],
+            )
             con.close()
 
     report("ingest", timed(ours, runs), "duckdb read_json", timed(floor, runs), target=2.0)
@@ -68,18 +73,24 @@ def bench_sweep(path: Path, runs: int) -> None:
         ingest.ingest(store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
         t0 = time.perf_counter()
         outcomes = store.outcomes(tiers.names, price_table(tiers))
-        print(f"  (loading the outcome table from the store: {time.perf_counter() - t0:.2f} s, n={outcomes.n:,})")
+        print(
+            f"  (loading the outcome table from the store: {time.perf_counter() - t0:.2f} s, n={outcomes.n:,})"
+        )
     conf = np.ascontiguousarray(outcomes.confidence[:, 0])
     ours = timed(lambda: evaluate_families(outcomes, default_families(outcomes)), runs)
     floor = timed(lambda: np.argsort(conf), runs)
     report("sweep (3 tiers, all families)", ours, "numpy argsort of confidence", floor, target=5.0)
 
 
-def report(name: str, ours: list[float], floor_name: str, floor: list[float], target: float) -> None:
+def report(
+    name: str, ours: list[float], floor_name: str, floor: list[float], target: float
+) -> None:
     a, b = statistics.median(ours), statistics.median(floor)
     verdict = "meets" if a / b <= target else "MISSES"
-    print(f"{name}: median {a:.2f} s over {len(ours)} runs; {floor_name}: median {b:.3f} s; "
-          f"ratio {a / b:.1f}x ({verdict} target ≤ {target:g}x)")
+    print(
+        f"{name}: median {a:.2f} s over {len(ours)} runs; {floor_name}: median {b:.3f} s; "
+        f"ratio {a / b:.1f}x ({verdict} target ≤ {target:g}x)"
+    )
 
 
 def main() -> None:

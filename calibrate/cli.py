@@ -44,11 +44,17 @@ app = typer.Typer(
     help="Calibrate LLM routing offline: thresholds and cutoffs from your own production logs.",
 )
 
-Logs = Annotated[list[Path], typer.Argument(help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv).")]
+Logs = Annotated[
+    list[Path], typer.Argument(help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv).")
+]
 Db = Annotated[Path, typer.Option("--db", help="DuckDB store file.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-Strict = Annotated[bool, typer.Option("--strict", help="Any bad row is an error and nothing is written.")]
-TiersPath = Annotated[Path, typer.Option("--tiers", help="tiers.yaml: the model tiers, cheapest first.")]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Any bad row is an error and nothing is written.")
+]
+TiersPath = Annotated[
+    Path, typer.Option("--tiers", help="tiers.yaml: the model tiers, cheapest first.")
+]
 
 
 def _now() -> datetime:
@@ -56,7 +62,9 @@ def _now() -> datetime:
 
 
 @app.command("ingest")
-def ingest_cmd(paths: Logs, db: Db = DEFAULT_DB, strict: Strict = False, as_json: Json = False) -> None:
+def ingest_cmd(
+    paths: Logs, db: Db = DEFAULT_DB, strict: Strict = False, as_json: Json = False
+) -> None:
     """Load logs into the store; bad rows are quarantined in the `rejects` table.
 
     Example:
@@ -74,18 +82,28 @@ def ingest_cmd(paths: Logs, db: Db = DEFAULT_DB, strict: Strict = False, as_json
 
 @app.command("sweep")
 def sweep_cmd(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Logs to ingest first (optional with --db).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Logs to ingest first (optional with --db).")
+    ] = None,
     tiers: TiersPath = Path("tiers.yaml"),
-    out: Annotated[Path, typer.Option("--out", help="Folder for the five outputs.")] = Path("calibrate-out"),
-    db: Annotated[Path | None, typer.Option("--db", help="Store file (default: in memory).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the five outputs.")] = Path(
+        "calibrate-out"
+    ),
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Store file (default: in memory).")
+    ] = None,
     max_quality_drop: Annotated[
-        float, typer.Option("--max-quality-drop", min=0.0, max=1.0, help="Largest acceptable quality drop.")
+        float,
+        typer.Option(
+            "--max-quality-drop", min=0.0, max=1.0, help="Largest acceptable quality drop."
+        ),
     ] = 0.02,
     confidence: Annotated[
         float, typer.Option("--confidence", min=0.5, max=0.999999, help="Confidence level 1−δ.")
     ] = 0.95,
     no_certify: Annotated[
-        bool, typer.Option("--no-certify", help="Plain empirical selection (no statistical guarantee).")
+        bool,
+        typer.Option("--no-certify", help="Plain empirical selection (no statistical guarantee)."),
     ] = False,
     strict: Strict = False,
     as_json: Json = False,
@@ -102,9 +120,19 @@ def sweep_cmd(
     """
     tiers_config = load_tiers(tiers)
     objective = Objective(max_quality_drop, confidence, certify=not no_certify)
-    with Store.open(db if db is not None else ":memory:") as store, console.progress("sweep") as tick:
+    with (
+        Store.open(db if db is not None else ":memory:") as store,
+        console.progress("sweep") as tick,
+    ):
         _, result, written = pipeline.sweep_logs(
-            store, paths or [], tiers_config, objective, out, strict=strict, clock=_now, on_progress=tick
+            store,
+            paths or [],
+            tiers_config,
+            objective,
+            out,
+            strict=strict,
+            clock=_now,
+            on_progress=tick,
         )
     if as_json:
         console.print_json(json_summary(written))
@@ -124,9 +152,12 @@ def evaluate_cmd(
     routing: Annotated[Path, typer.Argument(help="A routing.yaml written by `calibrate sweep`.")],
     paths: Annotated[list[Path] | None, typer.Argument(help="Logs to evaluate on.")] = None,
     tiers: Annotated[
-        Path | None, typer.Option("--tiers", help="tiers.yaml, for prices when logs have no cost_usd.")
+        Path | None,
+        typer.Option("--tiers", help="tiers.yaml, for prices when logs have no cost_usd."),
     ] = None,
-    db: Annotated[Path | None, typer.Option("--db", help="Store file (default: in memory).")] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Store file (default: in memory).")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """The metrics of one routing.yaml on the given logs.

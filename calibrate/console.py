@@ -48,8 +48,14 @@ def _json_default(value: object) -> object:
 @contextmanager
 def progress(description: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr; yields a callback(done, total)."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), console=err(), transient=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err(),
+        transient=True,
+    )
     with bar:
         task = bar.add_task(description, total=None)
 
@@ -61,15 +67,36 @@ def progress(description: str) -> Iterator[Callable[[int, int], None]]:
 
 def ingest_table(summary: IngestSummary) -> None:
     table = Table(title="ingest", show_header=True)
-    for col in ("files", "skipped (already ingested)", "rows read", "kept", "rejected", "requests in store"):
+    for col in (
+        "files",
+        "skipped (already ingested)",
+        "rows read",
+        "kept",
+        "rejected",
+        "requests in store",
+    ):
         table.add_column(col, justify="right")
-    table.add_row(*(str(v) for v in (summary.files, summary.files_skipped, summary.rows_read,
-                                      summary.rows_kept, summary.rows_rejected, summary.requests_total)))
+    table.add_row(
+        *(
+            str(v)
+            for v in (
+                summary.files,
+                summary.files_skipped,
+                summary.rows_read,
+                summary.rows_kept,
+                summary.rows_rejected,
+                summary.requests_total,
+            )
+        )
+    )
     out().print(table)
     if summary.rows_rejected:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in summary.rejects_by_reason)
-        err().print(f"{summary.rows_rejected} rows rejected ({reasons}). "
-                    f"See the `rejects` table in {summary.db_path}.", highlight=False)
+        err().print(
+            f"{summary.rows_rejected} rows rejected ({reasons}). "
+            f"See the `rejects` table in {summary.db_path}.",
+            highlight=False,
+        )
 
 
 def _fmt(metric: str, value: float | None) -> str:

@@ -54,7 +54,9 @@ def break_even(frontier: pl.DataFrame, tiers: tuple[str, ...]) -> list[BreakEven
     return rows
 
 
-def warnings_for(row: dict, auroc: dict[str, float | None], incomplete: int, rejected: int) -> list[str]:
+def warnings_for(
+    row: dict, auroc: dict[str, float | None], incomplete: int, rejected: int
+) -> list[str]:
     """Plain-language warnings about the recommendation and the data behind it."""
     notes = []
     low, high = HEALTHY_ESCALATION

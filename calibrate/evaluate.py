@@ -59,7 +59,9 @@ def family_for(config: RoutingConfig, tier_order: tuple[str, ...]) -> Family:
     return Family("length", path, (np.array([cheap.max_input_tokens]),))
 
 
-def evaluate_routing(store: Store, config: RoutingConfig, prices: dict[str, tuple[float, float]]) -> Evaluation:
+def evaluate_routing(
+    store: Store, config: RoutingConfig, prices: dict[str, tuple[float, float]]
+) -> Evaluation:
     """Evaluate the config's policy on every stored request that has all of its tiers."""
     used = [t.name for t in config.tiers if t.name != config.premium_tier]
     order = (*used, config.premium_tier)

@@ -121,7 +121,9 @@ def stop_table(per_tier: StopTable, family: Family) -> StopTable:
     return StopTable(cost, latency, per_tier.score_micro[:, path], per_tier.labeled)
 
 
-def evaluate_family(outcomes: Outcomes, family: Family, per_tier: StopTable | None = None) -> GridResult:
+def evaluate_family(
+    outcomes: Outcomes, family: Family, per_tier: StopTable | None = None
+) -> GridResult:
     """Exact metrics for every policy of one family."""
     stops = stop_table(per_tier if per_tier is not None else quantized(outcomes), family)
     if family.kind == "always":
@@ -165,7 +167,9 @@ def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None
     return pl.concat(frames, how="vertical")
 
 
-def _family_frame(outcomes: Outcomes, family: Family, res: GridResult, premium: GridResult) -> pl.DataFrame:
+def _family_frame(
+    outcomes: Outcomes, family: Family, res: GridResult, premium: GridResult
+) -> pl.DataFrame:
     names = [outcomes.tiers[j] for j in family.path]
     n, labeled = res.requests, res.labeled
     quality = res.score_micro / 1e6 / labeled if labeled else np.full(len(res.score_micro), np.nan)
@@ -176,8 +180,13 @@ def _family_frame(outcomes: Outcomes, family: Family, res: GridResult, premium: 
             "policy": [_policy_id(family.kind, names, p) for p in params],
             "strategy": [family.kind] * len(params),
             "tiers": [">".join(names)] * len(params),
-            "thresholds": [";".join(_fmt_threshold(t) for t in p) if family.kind == "cascade" else "" for p in params],
-            "cutoff_tokens": [int(p[0]) if family.kind == "length" and p[0] is not None else None for p in params],
+            "thresholds": [
+                ";".join(_fmt_threshold(t) for t in p) if family.kind == "cascade" else ""
+                for p in params
+            ],
+            "cutoff_tokens": [
+                int(p[0]) if family.kind == "length" and p[0] is not None else None for p in params
+            ],
             "requests": [n] * len(params),
             "labeled": [labeled] * len(params),
             "quality": quality,

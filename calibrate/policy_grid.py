@@ -23,8 +23,9 @@ import numpy as np
 NANO_USD = 1e9
 MICRO_SCORE = 1e6
 PERCENTILES = (50, 95)
-_LATENCY_BINS = 2048
+_LATENCY_BINS = 1024
 _EDGE_SAMPLE = 65_536
+_EXACT_CELLS = 4_000_000  # policies × bin members handled at once in the exact step
 
 
 @dataclass(frozen=True)
@@ -145,18 +146,23 @@ def _latency_percentiles(
     cum = np.cumsum(hist.reshape(-1, n_bins), axis=1)
     members = _bin_members(beta, n_bins)
     options = _all_options(shape)
-    gathered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     out = []
     for pct in PERCENTILES:
         rank = percentile_rank(pct, n)
         v_star = np.argmax(cum >= rank - 0.5, axis=1)
         below = np.where(v_star > 0, cum[np.arange(len(v_star)), v_star - 1], 0.0)
+        rank_in_bin = rank - np.rint(below).astype(np.int64)
         values = np.empty(len(options))
-        for p, (opt, v, lo) in enumerate(zip(options, v_star, below, strict=True)):
-            if v not in gathered:
-                rows, tiers = members[v]
-                gathered[v] = (np.stack([b[rows] for b in bins]), tiers, latency_us[rows, tiers])
-            values[p] = _value_in_bin(*gathered[v], opt, rank - int(round(lo)))
+        for v in np.unique(v_star):
+            policies = np.flatnonzero(v_star == v)
+            rows, tiers = members[v]
+            in_bin = latency_us[rows, tiers]
+            if in_bin.min() == in_bin.max():  # a bin of one repeated value (ties are common)
+                values[policies] = in_bin[0]
+                continue
+            gathered = (np.stack([b[rows] for b in bins]), tiers, in_bin)
+            for chunk in np.array_split(policies, 1 + policies.size * rows.size // _EXACT_CELLS):
+                values[chunk] = _values_in_bin(*gathered, options[chunk], rank_in_bin[chunk])
         out.append(values)
     return out[0], out[1]
 
@@ -164,8 +170,7 @@ def _latency_percentiles(
 def _value_bins(latency_us: np.ndarray) -> tuple[np.ndarray, int]:
     """Bin every (request, stop) latency by quantiles of a strided sample: bins only locate a rank,
     so any edges are correct; roughly equal-mass edges keep the exact step small."""
-    flat = latency_us.reshape(-1)
-    sample = flat[:: max(1, flat.size // _EDGE_SAMPLE)]
+    sample = latency_us[:: max(1, latency_us.size // _EDGE_SAMPLE)].reshape(-1)  # rows, every stop
     edges = np.unique(np.quantile(sample, np.linspace(0, 1, _LATENCY_BINS + 1)[1:-1]))
     beta = np.searchsorted(edges, latency_us, side="right").astype(np.int16)
     return beta, edges.size + 1
@@ -177,12 +182,27 @@ def _bin_members(beta: np.ndarray, n_bins: int) -> list[tuple[np.ndarray, np.nda
     order = np.argsort(flat, kind="stable")  # int16 keys: numpy uses a linear-time radix sort
     bounds = np.searchsorted(flat[order], np.arange(n_bins + 1))
     k = beta.shape[1]
-    return [(order[lo:hi] // k, order[lo:hi] % k) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [
+        (order[lo:hi] // k, order[lo:hi] % k)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
-def _value_in_bin(
-    member_bins: np.ndarray, tiers: np.ndarray, values: np.ndarray, option: np.ndarray, rank_in_bin: int
-) -> float:
-    """The rank_in_bin-th smallest latency among this policy's requests that fall in the bin."""
-    chosen = values[stop_tiers(member_bins, option) == tiers]
-    return float(np.partition(chosen, rank_in_bin - 1)[rank_in_bin - 1])
+def _values_in_bin(
+    member_bins: np.ndarray,
+    tiers: np.ndarray,
+    values: np.ndarray,
+    options: np.ndarray,
+    ranks: np.ndarray,
+) -> np.ndarray:
+    """For each policy, the ranks[p]-th smallest latency among its requests that fall in the bin."""
+    stages = member_bins.shape[0]
+    stop = np.full((len(options), tiers.size), stages, dtype=np.int64)
+    undecided = np.ones(stop.shape, dtype=bool)
+    for j in range(stages):
+        here = undecided & (member_bins[j][None, :] > options[:, j][:, None])
+        stop[here] = j
+        undecided &= ~here
+    chosen = np.where(stop == tiers[None, :], values[None, :], np.inf)
+    chosen = np.partition(chosen, np.unique(ranks - 1), axis=1)
+    return chosen[np.arange(len(options)), ranks - 1]

@@ -59,14 +59,22 @@ def build_routing(result: SweepResult):
     rec = result.recommendation
     models = {t.name: t.model for t in result.tiers.tiers}
     return routing_from(
-        rec.row, models, result.tiers.names[-1], result.objective, rec.method, rec.certified, result.window
+        rec.row,
+        models,
+        result.tiers.names[-1],
+        result.objective,
+        rec.method,
+        rec.certified,
+        result.window,
     )
 
 
 def frontier_csv(frontier: pl.DataFrame) -> str:
     """One row per evaluated policy, fixed precision, in evaluation order."""
     rounded = frontier.with_columns(
-        [pl.col(m).round(METRIC_DIGITS[m] + 2) for m in METRICS]  # CSV keeps 2 more digits than YAML
+        [
+            pl.col(m).round(METRIC_DIGITS[m] + 2) for m in METRICS
+        ]  # CSV keeps 2 more digits than YAML
     )
     return rounded.write_csv(float_precision=None, null_value="")
 
@@ -116,10 +124,16 @@ def summary(result: SweepResult) -> dict:
         "baselines": [_policy(r) for r in always.iter_rows(named=True)],
         "pareto": [_policy(r) for r in result.frontier.filter("pareto").iter_rows(named=True)],
         "break_even": [
-            {"cheap": b.cheap, "expensive": b.expensive, "escalation_rate": _json_float(round(b.escalation_rate, 4))}
+            {
+                "cheap": b.cheap,
+                "expensive": b.expensive,
+                "escalation_rate": _json_float(round(b.escalation_rate, 4)),
+            }
             for b in result.break_even
         ],
-        "confidence_auroc": {t: (None if v is None else round(v, 4)) for t, v in result.auroc.items()},
+        "confidence_auroc": {
+            t: (None if v is None else round(v, 4)) for t, v in result.auroc.items()
+        },
         "warnings": list(result.warnings),
         "policies_evaluated": result.frontier.height,
     }
@@ -163,7 +177,9 @@ def _headline(result: SweepResult) -> str:
     premium = result.tiers.names[-1]
     if r["strategy"] == "cascade":
         names, taus = r["tiers"].split(">"), r["thresholds"].split(";")
-        steps = "; ".join(f"escalate from {n} when confidence < {t}" for n, t in zip(names, taus, strict=False))
+        steps = "; ".join(
+            f"escalate from {n} when confidence < {t}" for n, t in zip(names, taus, strict=False)
+        )
         what = f"a cascade {' → '.join(names)} ({steps})"
     elif r["strategy"] == "length":
         names = r["tiers"].split(">")
@@ -198,9 +214,21 @@ def sections(result: SweepResult) -> tuple[Section, ...]:
     )
     pareto = _pareto_near(f, rec.row["cost_per_1k_requests_usd"])
     be = Table(
-        ("cheap tier", "expensive tier", "cost / 1k (cheap)", "cost / 1k (expensive)", "break-even escalation"),
+        (
+            "cheap tier",
+            "expensive tier",
+            "cost / 1k (cheap)",
+            "cost / 1k (expensive)",
+            "break-even escalation",
+        ),
         tuple(
-            (b.cheap, b.expensive, _usd(b.cheap_cost_per_1k_usd), _usd(b.expensive_cost_per_1k_usd), _pct(b.escalation_rate))
+            (
+                b.cheap,
+                b.expensive,
+                _usd(b.cheap_cost_per_1k_usd),
+                _usd(b.expensive_cost_per_1k_usd),
+                _pct(b.escalation_rate),
+            )
             for b in result.break_even
         ),
     )
@@ -217,14 +245,30 @@ def sections(result: SweepResult) -> tuple[Section, ...]:
         ("calibrate report", (_headline(result), rec.reason + ".", certify_note, data)),
         ("Recommendation", (_policy_table([rec.row]),)),
         ("Warnings", tuple(result.warnings) or ("None.",)),
-        ("Baselines", (_policy_table(list(f.filter(pl.col("strategy") == "always").iter_rows(named=True))),)),
-        ("Cost–quality frontier (Pareto points around the recommendation)", (_policy_table(list(pareto.iter_rows(named=True))),)),
-        ("Break-even escalation rates", (
-            "A cascade from the cheap to the expensive tier costs more than always-expensive when it "
-            "escalates more than this share of requests (e* = 1 − c_cheap / c_expensive).", be)),
-        ("Confidence signal", (
-            "AUROC of each tier's confidence for an acceptable answer on labeled requests "
-            "(0.5 = no signal).", auroc)),
+        (
+            "Baselines",
+            (_policy_table(list(f.filter(pl.col("strategy") == "always").iter_rows(named=True))),),
+        ),
+        (
+            "Cost–quality frontier (Pareto points around the recommendation)",
+            (_policy_table(list(pareto.iter_rows(named=True))),),
+        ),
+        (
+            "Break-even escalation rates",
+            (
+                "A cascade from the cheap to the expensive tier costs more than always-expensive when it "
+                "escalates more than this share of requests (e* = 1 − c_cheap / c_expensive).",
+                be,
+            ),
+        ),
+        (
+            "Confidence signal",
+            (
+                "AUROC of each tier's confidence for an acceptable answer on labeled requests "
+                "(0.5 = no signal).",
+                auroc,
+            ),
+        ),
     )
 
 
@@ -271,12 +315,13 @@ def render_html(doc: tuple[Section, ...]) -> str:
             if isinstance(block, Table):
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
                 rows = "".join(
-                    "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in block.rows
+                    "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
+                    for row in block.rows
                 )
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             else:
                 body.append(f"<p>{_inline_html(block)}</p>")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>calibrate report</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>calibrate report</title>'
         f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )

@@ -82,21 +82,36 @@ class RoutingConfig(_Strict):
         if self.strategy == "cascade":
             missing = [t.name for t in self.tiers[:-1] if t.escalate_below is None]
             if len(self.tiers) < 2 or missing:
-                raise ValueError("a cascade needs ≥ 2 tiers and escalate_below on every tier but the last")
+                raise ValueError(
+                    "a cascade needs ≥ 2 tiers and escalate_below on every tier but the last"
+                )
         if self.strategy == "rules":
             unknown = [r.tier for r in self.rules if r.tier not in names]
             if not self.rules or unknown or self.rules[-1].max_input_tokens is not None:
-                raise ValueError("rules must name listed tiers and end with a default rule (no cutoff)")
+                raise ValueError(
+                    "rules must name listed tiers and end with a default rule (no cutoff)"
+                )
         return self
 
 
-def routing_from(row: dict, tiers_models: dict[str, str], premium: str, objective, method: str,
-                 certified: bool, window) -> RoutingConfig:
+def routing_from(
+    row: dict,
+    tiers_models: dict[str, str],
+    premium: str,
+    objective,
+    method: str,
+    certified: bool,
+    window,
+) -> RoutingConfig:
     """Build the config for one frontier row."""
     names = row["tiers"].split(">")
     thresholds = [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else []
     routed = [
-        RoutedTier(name=n, model=tiers_models[n], escalate_below=thresholds[i] if i < len(thresholds) else None)
+        RoutedTier(
+            name=n,
+            model=tiers_models[n],
+            escalate_below=thresholds[i] if i < len(thresholds) else None,
+        )
         for i, n in enumerate(names)
     ]
     strategy = {"always": "single", "cascade": "cascade", "length": "rules"}[row["strategy"]]
@@ -148,7 +163,10 @@ def dump_routing(config: RoutingConfig) -> str:
         *(f"  - {_flow({k: v for k, v in t.items() if v is not None})}" for t in data["tiers"]),
     ]
     if data["rules"]:
-        lines += ["rules:", *(f"  - {_flow({k: v for k, v in r.items() if v is not None})}" for r in data["rules"])]
+        lines += [
+            "rules:",
+            *(f"  - {_flow({k: v for k, v in r.items() if v is not None})}" for r in data["rules"]),
+        ]
     lines += [
         f"premium_tier: {_flow(data['premium_tier'])}",
         f"objective: {_flow(data['objective'])}",

@@ -98,7 +98,9 @@ def read_yaml(path: Path, what: str) -> object:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML", hint=str(exc).split("\n")[0]) from None
+        raise ConfigError(
+            f"{path}:{where} is not valid YAML", hint=str(exc).split("\n")[0]
+        ) from None
 
 
 def load_tiers(path: Path) -> TiersConfig:

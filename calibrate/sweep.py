@@ -39,7 +39,9 @@ class SweepResult:
 def price_table(tiers: TiersConfig) -> dict[str, tuple[float, float]]:
     """Per-tier (input, output) USD per Mtok, for attempts whose log has no cost."""
     return {
-        t.name: (t.price.input_per_mtok, t.price.output_per_mtok) for t in tiers.tiers if t.price is not None
+        t.name: (t.price.input_per_mtok, t.price.output_per_mtok)
+        for t in tiers.tiers
+        if t.price is not None
     }
 
 

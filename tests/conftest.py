@@ -26,7 +26,9 @@ def golden(request: pytest.FixtureRequest):
             path.write_text(text, encoding="utf-8")
         assert path.exists(), f"missing golden file {path}; run pytest --update-goldens"
         expected = path.read_text(encoding="utf-8")
-        assert text == expected, f"{name} differs from its golden file; review, then --update-goldens"
+        assert text == expected, (
+            f"{name} differs from its golden file; review, then --update-goldens"
+        )
 
     return check
 

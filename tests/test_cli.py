@@ -23,10 +23,26 @@ def row(i: int, labels: dict | None = None, conf: float = 0.9) -> str:
         "timestamp": f"2026-10-01T09:{i % 60:02d}:00Z",
         "prompt": f"question {i}",
         "attempts": [
-            {"tier": "small", "model": "m-small", "source": "prod", "confidence": conf,
-             "input_tokens": 10, "output_tokens": 5, "latency_ms": 100, "status": "ok"},
-            {"tier": "large", "model": "m-large", "source": "shadow", "confidence": 0.99,
-             "input_tokens": 10, "output_tokens": 5, "latency_ms": 300, "status": "ok"},
+            {
+                "tier": "small",
+                "model": "m-small",
+                "source": "prod",
+                "confidence": conf,
+                "input_tokens": 10,
+                "output_tokens": 5,
+                "latency_ms": 100,
+                "status": "ok",
+            },
+            {
+                "tier": "large",
+                "model": "m-large",
+                "source": "shadow",
+                "confidence": 0.99,
+                "input_tokens": 10,
+                "output_tokens": 5,
+                "latency_ms": 300,
+                "status": "ok",
+            },
         ],
     }
     if labels is not None:
@@ -42,7 +58,9 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_missing_tiers_file_is_a_user_error(tmp_path: Path) -> None:
     logs = write(tmp_path, "logs.jsonl", row(1) + "\n")
-    result = runner.invoke(app, ["sweep", str(logs), "--tiers", str(tmp_path / "nope.yaml"), "--out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["sweep", str(logs), "--tiers", str(tmp_path / "nope.yaml"), "--out", str(tmp_path)]
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: tiers file not found:")
     assert "Hint:" in result.stderr
@@ -50,9 +68,13 @@ def test_missing_tiers_file_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_unknown_key_in_tiers_names_file_and_field(tmp_path: Path) -> None:
-    tiers = write(tmp_path, "tiers.yaml", TIERS.replace("model: m-large,", "model: m-large, colour: red,"))
+    tiers = write(
+        tmp_path, "tiers.yaml", TIERS.replace("model: m-large,", "model: m-large, colour: red,")
+    )
     logs = write(tmp_path, "logs.jsonl", row(1) + "\n")
-    result = runner.invoke(app, ["sweep", str(logs), "--tiers", str(tiers), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["sweep", str(logs), "--tiers", str(tiers), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1
     assert f"{tiers}: tiers.1.colour: unknown key" in result.stderr
 
@@ -60,7 +82,9 @@ def test_unknown_key_in_tiers_names_file_and_field(tmp_path: Path) -> None:
 def test_no_labels_is_a_user_error_with_a_hint(tmp_path: Path) -> None:
     tiers = write(tmp_path, "tiers.yaml", TIERS)
     logs = write(tmp_path, "logs.jsonl", "\n".join(row(i) for i in range(5)) + "\n")
-    result = runner.invoke(app, ["sweep", str(logs), "--tiers", str(tiers), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["sweep", str(logs), "--tiers", str(tiers), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1
     assert "Error: no request is labeled for every tier" in result.stderr
     assert "Hint:" in result.stderr
@@ -77,8 +101,11 @@ def test_sweep_prices_attempts_without_cost_from_tiers(tmp_path: Path) -> None:
     lines = [row(i, {"small": 1, "large": 1}, conf=0.5 + i / 100) for i in range(10)]
     logs = write(tmp_path, "logs.jsonl", "\n".join(lines) + "\n")
     out = tmp_path / "o"
-    result = runner.invoke(app, ["sweep", str(logs), "--tiers", str(tiers), "--out", str(out), "--json"],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        ["sweep", str(logs), "--tiers", str(tiers), "--out", str(out), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     # every small answer is acceptable, so the cheapest policy is always-small: 10·0.15/1e6 + 5·0.6/1e6
@@ -95,7 +122,9 @@ def test_store_file_is_used_and_kept_with_db(tmp_path: Path) -> None:
     assert first.exit_code == 0, first.output
     assert db.exists()
     # sweep with no logs reads what the store holds
-    result = runner.invoke(app, ["sweep", "--db", str(db), "--tiers", str(tiers), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["sweep", "--db", str(db), "--tiers", str(tiers), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 0, result.output
     assert "requests: 6" in (tmp_path / "o" / "routing.yaml").read_text()
 

@@ -37,9 +37,19 @@ def test_outputs_match_golden_files(demo_out: Path, golden, name: str) -> None:
     golden(f"sample/{name}", (demo_out / name).read_text(encoding="utf-8"))
 
 
-def test_outputs_are_byte_identical_across_runs(demo_out: Path, sample_logs: Path, tmp_path: Path) -> None:
+def test_outputs_are_byte_identical_across_runs(
+    demo_out: Path, sample_logs: Path, tmp_path: Path
+) -> None:
     result = runner.invoke(
-        app, ["sweep", str(sample_logs), "--tiers", str(sample_logs / "tiers.yaml"), "--out", str(tmp_path)]
+        app,
+        [
+            "sweep",
+            str(sample_logs),
+            "--tiers",
+            str(sample_logs / "tiers.yaml"),
+            "--out",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 0, result.output
     for name in ("routing.yaml", "frontier.csv", "summary.json", "report.md", "report.html"):
@@ -68,8 +78,17 @@ def test_recommendation_respects_the_quality_limit(demo_out: Path) -> None:
 def test_a_stricter_limit_escalates_more(sample_logs: Path, tmp_path: Path, demo_out: Path) -> None:
     result = runner.invoke(
         app,
-        ["sweep", str(sample_logs), "--tiers", str(sample_logs / "tiers.yaml"), "--out", str(tmp_path),
-         "--max-quality-drop", "0.005", "--no-certify"],
+        [
+            "sweep",
+            str(sample_logs),
+            "--tiers",
+            str(sample_logs / "tiers.yaml"),
+            "--out",
+            str(tmp_path),
+            "--max-quality-drop",
+            "0.005",
+            "--no-certify",
+        ],
     )
     assert result.exit_code == 0, result.output
     strict = yaml.safe_load((tmp_path / "routing.yaml").read_text())["expected"]
@@ -81,8 +100,14 @@ def test_a_stricter_limit_escalates_more(sample_logs: Path, tmp_path: Path, demo
 def test_evaluate_reproduces_the_expected_metrics(demo_out: Path, sample_logs: Path) -> None:
     result = runner.invoke(
         app,
-        ["evaluate", str(demo_out / "routing.yaml"), str(sample_logs), "--tiers",
-         str(sample_logs / "tiers.yaml"), "--json"],
+        [
+            "evaluate",
+            str(demo_out / "routing.yaml"),
+            str(sample_logs),
+            "--tiers",
+            str(sample_logs / "tiers.yaml"),
+            "--json",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

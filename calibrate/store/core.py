@@ -70,7 +70,9 @@ class Store:
         tables = ("requests", "attempts", "labels", "rejects", "ingest_runs")
         return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
 
-    def outcomes(self, tiers: Sequence[str], price_per_mtok: Mapping[str, tuple[float, float]]) -> Outcomes:
+    def outcomes(
+        self, tiers: Sequence[str], price_per_mtok: Mapping[str, tuple[float, float]]
+    ) -> Outcomes:
         """The per-request × tier table the sweep evaluates policies on."""
         return outcomes_sql.load_outcomes(self.con, tiers, price_per_mtok)
 

@@ -63,8 +63,11 @@ def load_outcomes(
     names = list(tiers)
     priced = [t for t in names if t in price_per_mtok]
     params = [
-        names, names, priced,
-        [price_per_mtok[t][0] for t in priced], [price_per_mtok[t][1] for t in priced],
+        names,
+        names,
+        priced,
+        [price_per_mtok[t][0] for t in priced],
+        [price_per_mtok[t][1] for t in priced],
     ]
     cells = con.execute(_PICKED, params).fetchnumpy()
     req = con.execute(_REQUESTS).fetchnumpy()
@@ -78,10 +81,17 @@ def _assemble(names: list[str], req: dict, cells: dict, priced: set[str]) -> Out
     shape = (n, k)
     conf, cost, lat, label = (np.full(shape, np.nan) for _ in range(4))
     present = np.zeros(shape, dtype=bool)
-    rows = np.fromiter((row_of[r] for r in cells["request_id"]), dtype=np.int64, count=len(cells["request_id"]))
+    rows = np.fromiter(
+        (row_of[r] for r in cells["request_id"]), dtype=np.int64, count=len(cells["request_id"])
+    )
     cols = np.asarray(cells["k"], dtype=np.int64) - 1
     present[rows, cols] = True
-    for target, key in ((conf, "confidence"), (cost, "cost_usd"), (lat, "latency_ms"), (label, "label")):
+    for target, key in (
+        (conf, "confidence"),
+        (cost, "cost_usd"),
+        (lat, "latency_ms"),
+        (label, "label"),
+    ):
         target[rows, cols] = _as_float(cells[key])
     _check_costs(names, cost, present, priced)
     complete = present.all(axis=1)
@@ -93,7 +103,10 @@ def _assemble(names: list[str], req: dict, cells: dict, priced: set[str]) -> Out
         region=np.asarray(req["region"], dtype=object)[sel],
         app=np.asarray(req["app"], dtype=object)[sel],
         input_tokens=np.asarray(req["input_tokens"], dtype=np.int64)[sel],
-        confidence=conf[sel], cost_usd=cost[sel], latency_ms=lat[sel], label=label[sel],
+        confidence=conf[sel],
+        cost_usd=cost[sel],
+        latency_ms=lat[sel],
+        label=label[sel],
         incomplete=int(n - sel.size),
     )
 
@@ -125,9 +138,15 @@ def data_window(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) -> DataWindo
             " strftime(make_timestamp(CAST(? * 1e6 AS BIGINT)), '%Y-%m-%dT%H:%M:%SZ')",
             [lo, hi],
         ).fetchone()
-    shas = [r[0] for r in con.execute("SELECT file_sha256 FROM ingested_files ORDER BY 1").fetchall()]
+    shas = [
+        r[0] for r in con.execute("SELECT file_sha256 FROM ingested_files ORDER BY 1").fetchall()
+    ]
     digest = hashlib.sha256("\n".join(shas).encode()).hexdigest()
     return DataWindow(
-        requests=outcomes.n, labeled=int(outcomes.labeled.sum()), incomplete=outcomes.incomplete,
-        start=start, end=end, logs_sha256=digest,
+        requests=outcomes.n,
+        labeled=int(outcomes.labeled.sum()),
+        incomplete=outcomes.incomplete,
+        start=start,
+        end=end,
+        logs_sha256=digest,
     )

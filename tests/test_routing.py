@@ -1,0 +1,47 @@
+"""routing.yaml: deterministic text, validated load, and the rules a config must follow."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from calibrate.errors import ConfigError
+from calibrate.routing import dump_routing, load_routing
+
+GOLDEN_ROUTING = Path(__file__).parent / "golden" / "sample" / "routing.yaml"
+
+
+def test_dump_of_a_loaded_file_is_identical(tmp_path: Path) -> None:
+    text = GOLDEN_ROUTING.read_text(encoding="utf-8")
+    config = load_routing(GOLDEN_ROUTING)
+    assert dump_routing(config) == text
+
+
+def test_unknown_key_is_rejected_with_its_path(tmp_path: Path) -> None:
+    text = GOLDEN_ROUTING.read_text(encoding="utf-8").replace("certified: false", "certified: false\nfoo: 1")
+    path = tmp_path / "routing.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_routing(path)
+    assert f"{path}: foo: unknown key" in exc.value.message
+
+
+def test_a_cascade_needs_a_threshold_on_every_tier_but_the_last(tmp_path: Path) -> None:
+    text = GOLDEN_ROUTING.read_text(encoding="utf-8")
+    broken = re.sub(r"(name: medium, model: [^,}]+), escalate_below: [0-9.]+", r"\1", text)
+    assert broken != text
+    path = tmp_path / "routing.yaml"
+    path.write_text(broken, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_routing(path)
+    assert "escalate_below on every tier but the last" in exc.value.message
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text("version: 1\nstrategy: [cascade\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_routing(path)
+    assert "line" in exc.value.message and str(path) in exc.value.message
