@@ -52,7 +52,9 @@ def ingest(
             if counts is None:
                 skipped += 1
                 continue
-            totals = _FileCounts(*(a + b for a, b in zip(_tuple(totals), _tuple(counts))))
+            totals = _FileCounts(
+                *(a + b for a, b in zip(_tuple(totals), _tuple(counts), strict=False))
+            )
         done = len(files) - skipped
         with nullcontext() if strict else store.transaction():
             store.finish_ingest_run(run_id, clock(), (done, *_tuple(totals)))

@@ -144,7 +144,9 @@ def _block_batches(data: bytes, first_line: int, batch_rows: int) -> Iterator[Li
         try:
             chunk.decode("utf-8")
         except UnicodeDecodeError:
-            yield _decode_per_line(chunk, starts[lo:hi] - starts[lo], ends[lo:hi] - starts[lo], numbers)
+            yield _decode_per_line(
+                chunk, starts[lo:hi] - starts[lo], ends[lo:hi] - starts[lo], numbers
+            )
             continue
         offsets = np.concatenate(([0], ends[lo:hi] - starts[lo])).astype(np.int32)
         text = pa.StringArray.from_buffers(hi - lo, pa.py_buffer(offsets), pa.py_buffer(chunk))
@@ -195,7 +197,10 @@ class _Records:
     def flush(self) -> Iterator[LineBatch]:
         if self.lines or self.rejects:
             table = pa.table(
-                {"line": pa.array(self.lines, pa.int64()), "text": pa.array(self.texts, pa.string())}
+                {
+                    "line": pa.array(self.lines, pa.int64()),
+                    "text": pa.array(self.texts, pa.string()),
+                }
             )
             yield LineBatch(table, tuple(self.rejects))
         self.lines, self.texts, self.rejects = [], [], []
@@ -215,13 +220,13 @@ def _json_default(value: object) -> object:
 
 
 def _csv_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
-    text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.reader(text)
-    header = next(reader, None)
-    if header is None:
-        return
-    rows = ((reader.line_num, dict(zip(header, cells, strict=False))) for cells in reader)
-    yield from _grouped_batches(rows, batch_rows)
+    with io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        reader = csv.reader(text)
+        header = next(reader, None)
+        if header is None:
+            return
+        rows = ((reader.line_num, dict(zip(header, cells, strict=False))) for cells in reader)
+        yield from _grouped_batches(rows, batch_rows)
 
 
 def _grouped_batches(
@@ -257,7 +262,13 @@ def _flat_record(group: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any] 
             if row.get(key) != value:
                 reason = f"bad value: column {key} differs between rows of request_id (line {line})"
                 return RawReject(first_line, key, reason, raw)
-        attempt = _cells({k[len(lf.ATTEMPT_PREFIX) :]: v for k, v in row.items() if k.startswith(lf.ATTEMPT_PREFIX)})
+        attempt = _cells(
+            {
+                k[len(lf.ATTEMPT_PREFIX) :]: v
+                for k, v in row.items()
+                if k.startswith(lf.ATTEMPT_PREFIX)
+            }
+        )
         if isinstance(attempt, RawReject):
             return RawReject(first_line, f"attempts.{attempt.field}", attempt.reason, raw)
         if attempt:

@@ -33,9 +33,9 @@ def _strings(values: Sequence[str]) -> str:
 
 _ROW_SCHEMA = json.dumps(
     {k: "JSON" for k in lf.REQUEST_FIELDS}
-    | {"attempts": ["MAP(VARCHAR, JSON)"], "labels": "MAP(VARCHAR, JSON)"}
+    | {"attempts": [{k: "JSON" for k in lf.ATTEMPT_FIELDS}], "labels": "MAP(VARCHAR, JSON)"}
 )
-_MACROS = f"""
+_MACROS = """
 CREATE OR REPLACE TEMP MACRO ing_kind(j) AS CASE json_type(j)
     WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'number' WHEN 'UBIGINT' THEN 'number'
     WHEN 'DOUBLE' THEN 'number' WHEN 'BOOLEAN' THEN 'boolean' WHEN 'OBJECT' THEN 'object'
@@ -48,10 +48,10 @@ CREATE OR REPLACE TEMP MACRO ing_count(j) AS ing_num(j) AND TRY_CAST(j AS DOUBLE
     AND TRY_CAST(j AS DOUBLE) = floor(TRY_CAST(j AS DOUBLE)) AND TRY_CAST(j AS DOUBLE) < 9e18;
 CREATE OR REPLACE TEMP MACRO ing_str(j) AS json_type(j) = 'VARCHAR';
 CREATE OR REPLACE TEMP MACRO ing_wrong(name, expected, got) AS
-    {{'field': name, 'reason': 'wrong type: ' || name || ' must be ' || expected || ', got ' || got}};
+    {'field': name, 'reason': 'wrong type: ' || name || ' must be ' || expected || ', got ' || got};
 CREATE OR REPLACE TEMP MACRO ing_ts(j) AS CASE
     WHEN regexp_full_match(j->>'$',
-        '\\d{{4}}-\\d{{2}}-\\d{{2}}[Tt ]\\d{{2}}:\\d{{2}}:\\d{{2}}(\\.\\d+)?([Zz]|[+-]\\d{{2}}:\\d{{2}})')
+        '\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?([Zz]|[+-]\\d{2}:\\d{2})')
     THEN TRY_CAST(upper(j->>'$') AS TIMESTAMPTZ) END;
 CREATE OR REPLACE TEMP MACRO ing_quote(s) AS
     '"' || CASE WHEN length(s) > 40 THEN left(s, 40) || '...' ELSE s END || '"';
@@ -67,22 +67,44 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _parse(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
-    """ing_rows: non-blank rows, parsed once; unknown keys; metadata merged with them."""
-    con.register("ing_batch", batch)
+    """ing_rows: non-blank rows parsed once (text stays in the registered ing_batch)."""
+    # Many small chunks let DuckDB scan the Arrow table on all threads.
+    con.register("ing_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048)))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_rows AS
-        SELECT line, text, valid, is_object, r,
+        SELECT line, valid, is_object, r, keys,
                list_filter(keys, lambda k: NOT list_contains({_strings(lf.REQUEST_FIELDS)}, k))
                    AS unknown,
-               keys
+               CASE WHEN r.attempts IS NOT NULL THEN json_keys(text, '$.attempts[*]') END
+                   AS att_keys
         FROM (
             SELECT line, text, json_valid(text) AS valid,
                    valid AND starts_with(ltrim(text), '{{') AS is_object,
                    CASE WHEN is_object THEN json_keys(text) END AS keys,
-                   CASE WHEN is_object THEN from_json(text, '{_ROW_SCHEMA}') END AS r
-            FROM ing_batch
-            WHERE trim(text, ' ' || chr(9) || chr(10) || chr(13)) <> '')""")
-    con.unregister("ing_batch")
+                   CASE WHEN is_object THEN from_json(text, '{_ROW_SCHEMA}') END AS r,
+                   CASE WHEN NOT valid THEN trim(text, ' ' || chr(9) || chr(10) || chr(13)) = ''
+                        ELSE false END AS blank
+            FROM ing_batch)
+        WHERE NOT blank""")
+    _odd(con)
+    _metadata(con)
+
+
+def _odd(con: duckdb.DuckDBPyConnection) -> None:
+    """ing_odd: JSON kinds of the rare rows whose row, attempts or labels has the wrong type."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE ing_odd AS
+        SELECT line, CASE WHEN NOT is_object THEN ing_kind(text::JSON) END AS row_kind,
+               ing_kind(json_extract(text, '$.attempts')) AS attempts_kind,
+               ing_kind(json_extract(text, '$.labels')) AS labels_kind
+        FROM ing_rows JOIN ing_batch USING (line)
+        WHERE valid AND (NOT is_object
+               OR (r.attempts IS NULL AND list_contains(keys, 'attempts'))
+               OR (r.labels IS NULL AND list_contains(keys, 'labels')))""")
+
+
+def _metadata(con: duckdb.DuckDBPyConnection) -> None:
+    """ing_meta: metadata of rows with unknown top-level keys, merged with those keys."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_meta AS
         SELECT line, own, clash,
@@ -98,42 +120,68 @@ def _parse(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
                     CASE WHEN json_type(r.metadata) = 'OBJECT'
                          THEN from_json(r.metadata, '"MAP(VARCHAR, JSON)"')
                          ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS own,
-                    list_filter(map_entries(from_json(text, '"MAP(VARCHAR, JSON)"')),
-                                lambda e: list_contains(unknown, e.key)) AS extras
-                FROM ing_rows WHERE is_object AND len(unknown) > 0))""")
+                    extras
+                FROM ing_rows JOIN (
+                    SELECT line, list({{'key': key, 'value': json_extract(text, '$."'
+                                || replace(replace(key, '\\', '\\\\'), '"', '\\"') || '"')}}
+                               ORDER BY pos) AS extras
+                    FROM (SELECT line, unnest(unknown) AS key,
+                                 generate_subscripts(unknown, 1) AS pos FROM ing_rows
+                          WHERE is_object AND len(unknown) > 0)
+                    JOIN ing_batch USING (line) GROUP BY line) USING (line)
+                WHERE is_object AND len(unknown) > 0))""")
 
 
 _ATTEMPT_RULES = (
-    ("m IS NULL", "ing_wrong(p, 'an object', kind)"),
+    ("coalesce(kind, 'object') <> 'object'", "ing_wrong(p, 'an object', kind)"),
     ("m['tier'] IS NULL", "{'field': p || '.tier', 'reason': 'missing field: ' || p || '.tier'}"),
-    ("NOT ing_str(m['tier']) OR m['tier']->>'$' = ''",
-     "ing_wrong(p || '.tier', 'a non-empty string', ing_got(m['tier']))"),
-    ("m['source'] IS NOT NULL AND (NOT ing_str(m['source']) OR m['source']->>'$' NOT IN "
-     f"{tuple(lf.SOURCES)})",
-     "ing_wrong(p || '.source', '\"prod\" or \"shadow\"', CASE WHEN ing_str(m['source']) "
-     "THEN ing_quote(m['source']->>'$') ELSE ing_got(m['source']) END)"),
-    ("m['status'] IS NOT NULL AND (NOT ing_str(m['status']) OR m['status']->>'$' NOT IN "
-     f"{tuple(lf.STATUSES)})",
-     "ing_wrong(p || '.status', 'one of ok, error, timeout', CASE WHEN ing_str(m['status']) "
-     "THEN ing_quote(m['status']->>'$') ELSE ing_got(m['status']) END)"),
-    ("m['model'] IS NOT NULL AND NOT ing_str(m['model'])",
-     "ing_wrong(p || '.model', 'a string or null', ing_got(m['model']))"),
-    ("m['output'] IS NOT NULL AND NOT ing_str(m['output'])",
-     "ing_wrong(p || '.output', 'a string or null', ing_got(m['output']))"),
-    ("m['confidence'] IS NOT NULL AND NOT ing_num(m['confidence'])",
-     "ing_wrong(p || '.confidence', 'a number or null', ing_got(m['confidence']))"),
+    (
+        "NOT ing_str(m['tier']) OR m['tier']->>'$' = ''",
+        "ing_wrong(p || '.tier', 'a non-empty string', ing_got(m['tier']))",
+    ),
+    (
+        "m['source'] IS NOT NULL AND (NOT ing_str(m['source']) OR m['source']->>'$' NOT IN "
+        f"{tuple(lf.SOURCES)})",
+        "ing_wrong(p || '.source', '\"prod\" or \"shadow\"', CASE WHEN ing_str(m['source']) "
+        "THEN ing_quote(m['source']->>'$') ELSE ing_got(m['source']) END)",
+    ),
+    (
+        "m['status'] IS NOT NULL AND (NOT ing_str(m['status']) OR m['status']->>'$' NOT IN "
+        f"{tuple(lf.STATUSES)})",
+        "ing_wrong(p || '.status', 'one of ok, error, timeout', CASE WHEN ing_str(m['status']) "
+        "THEN ing_quote(m['status']->>'$') ELSE ing_got(m['status']) END)",
+    ),
+    (
+        "m['model'] IS NOT NULL AND NOT ing_str(m['model'])",
+        "ing_wrong(p || '.model', 'a string or null', ing_got(m['model']))",
+    ),
+    (
+        "m['output'] IS NOT NULL AND NOT ing_str(m['output'])",
+        "ing_wrong(p || '.output', 'a string or null', ing_got(m['output']))",
+    ),
+    (
+        "m['confidence'] IS NOT NULL AND NOT ing_num(m['confidence'])",
+        "ing_wrong(p || '.confidence', 'a number or null', ing_got(m['confidence']))",
+    ),
     *(
-        (f"m['{f}'] IS NOT NULL AND NOT ing_count(m['{f}'])",
-         f"ing_wrong(p || '.{f}', 'a non-negative integer or null', ing_got(m['{f}']))")
+        (
+            f"m['{f}'] IS NOT NULL AND NOT ing_count(m['{f}'])",
+            f"ing_wrong(p || '.{f}', 'a non-negative integer or null', ing_got(m['{f}']))",
+        )
         for f in ("input_tokens", "output_tokens")
     ),
     *(
-        (f"m['{f}'] IS NOT NULL AND NOT (ing_num(m['{f}']) AND m['{f}']::DOUBLE >= 0)",
-         f"ing_wrong(p || '.{f}', 'a non-negative number or null', ing_got(m['{f}']))")
+        (
+            f"m['{f}'] IS NOT NULL AND NOT (ing_num(m['{f}']) AND TRY_CAST(m['{f}'] AS DOUBLE) >= 0)",
+            f"ing_wrong(p || '.{f}', 'a non-negative number or null', ing_got(m['{f}']))",
+        )
         for f in ("cost_usd", "latency_ms")
     ),
-    ("dup > 1", "{'field': p, 'reason': 'duplicate attempt: ' || p || ' repeats tier ' || "
-     f"(m['tier']->>'$') || ', source ' || coalesce(m['source']->>'$', '{lf.DEFAULT_SOURCE}')}}"),
+    (
+        "dup > 1",
+        "{'field': p, 'reason': 'duplicate attempt: ' || p || ' repeats tier ' || "
+        f"(m['tier']->>'$') || ', source ' || coalesce(m['source']->>'$', '{lf.DEFAULT_SOURCE}')}}",
+    ),
 )
 
 
@@ -143,18 +191,32 @@ def _case(rules: Sequence[tuple[str, str]]) -> str:
 
 def _attempts(con: duckdb.DuckDBPyConnection) -> None:
     """ing_att: one row per attempt of each parsed row, with its first broken rule (if any)."""
+    known = _strings(lf.ATTEMPT_FIELDS)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE ing_att_raw AS
+        SELECT *, 'attempts[' || position || ']' AS p,
+               list_filter(k, lambda x: NOT list_contains({known}, x)) AS unknown,
+               count(*) OVER (PARTITION BY line, m['tier'], coalesce(m['source'],
+                    '"{lf.DEFAULT_SOURCE}"') ORDER BY position) AS dup
+        FROM (SELECT line, unnest(r.attempts) AS m, unnest(att_keys) AS k,
+                     generate_subscripts(r.attempts, 1) - 1 AS position
+              FROM ing_rows WHERE r.attempts IS NOT NULL)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE ing_att_odd AS
+        SELECT line, position,
+               CASE WHEN len(k) = 0 THEN ing_kind(elem) END AS kind,
+               CASE WHEN len(unknown) > 0 AND json_type(elem) = 'OBJECT' THEN
+                   to_json(map_from_entries(list_filter(
+                       map_entries(from_json(elem, '"MAP(VARCHAR, JSON)"')),
+                       lambda e: list_contains(unknown, e.key))))::VARCHAR END AS extra
+        FROM (SELECT line, position, k, unknown,
+                     json_extract(text, '$.attempts[' || position || ']') AS elem
+              FROM ing_att_raw JOIN ing_batch USING (line)
+              WHERE len(k) = 0 OR len(unknown) > 0)""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_att AS
-        SELECT *, {_case(_ATTEMPT_RULES)} AS bad
-        FROM (
-            SELECT line, pos - 1 AS position, m, 'attempts[' || (pos - 1) || ']' AS p,
-                   CASE WHEN m IS NULL THEN ing_kind(json_extract(text, '$.attempts[' || (pos - 1)
-                        || ']')) END AS kind,
-                   count(*) OVER (PARTITION BY line, m['tier'], coalesce(m['source'],
-                        '"{lf.DEFAULT_SOURCE}"') ORDER BY pos) AS dup
-            FROM (SELECT line, text, unnest(r.attempts) AS m,
-                         generate_subscripts(r.attempts, 1) AS pos
-                  FROM ing_rows WHERE r.attempts IS NOT NULL))""")
+        SELECT line, position, m, extra, {_case(_ATTEMPT_RULES)} AS bad
+        FROM ing_att_raw LEFT JOIN ing_att_odd USING (line, position)""")
 
 
 def _opt_string(field: str) -> tuple[str, str]:
@@ -166,45 +228,75 @@ def _opt_string(field: str) -> tuple[str, str]:
 
 _ROW_RULES = (
     ("NOT valid", "{'field': NULL, 'reason': 'invalid JSON'}"),
-    ("NOT is_object", "ing_wrong('row', 'a JSON object', ing_kind(text::JSON))"),
+    ("NOT is_object", "ing_wrong('row', 'a JSON object', odd.row_kind)"),
     ("r.request_id IS NULL", "{'field': 'request_id', 'reason': 'missing field: request_id'}"),
-    ("NOT ing_str(r.request_id) OR r.request_id->>'$' = ''",
-     "ing_wrong('request_id', 'a non-empty string', ing_got(r.request_id))"),
+    (
+        "NOT ing_str(r.request_id) OR r.request_id->>'$' = ''",
+        "ing_wrong('request_id', 'a non-empty string', ing_got(r.request_id))",
+    ),
     ("r.timestamp IS NULL", "{'field': 'timestamp', 'reason': 'missing field: timestamp'}"),
-    ("NOT ing_str(r.timestamp)",
-     "ing_wrong('timestamp', 'an RFC 3339 string', ing_got(r.timestamp))"),
-    ("ing_ts(r.timestamp) IS NULL",
-     "ing_wrong('timestamp', 'an RFC 3339 string', ing_quote(r.timestamp->>'$'))"),
-    ("r.messages IS NULL AND r.prompt IS NULL",
-     "{'field': 'messages', 'reason': 'missing field: messages (or prompt)'}"),
-    ("r.messages IS NOT NULL AND r.prompt IS NOT NULL",
-     "ing_wrong('prompt', 'absent when messages is given', 'both')"),
-    ("r.messages IS NOT NULL AND json_type(r.messages) <> 'ARRAY'",
-     "ing_wrong('messages', 'an array of objects', ing_kind(r.messages))"),
-    ("r.messages IS NOT NULL AND list_position(json_type(r.messages, '$[*]'), 'OBJECT') IS NULL"
-     " AND json_array_length(r.messages) > 0 OR list_filter(json_type(r.messages, '$[*]'),"
-     " lambda t: t <> 'OBJECT') <> []",
-     "ing_wrong('messages', 'an array of objects', 'an array with a non-object')"),
-    ("r.prompt IS NOT NULL AND NOT ing_str(r.prompt)",
-     "ing_wrong('prompt', 'a string', ing_got(r.prompt))"),
+    (
+        "NOT ing_str(r.timestamp)",
+        "ing_wrong('timestamp', 'an RFC 3339 string', ing_got(r.timestamp))",
+    ),
+    (
+        "ing_ts(r.timestamp) IS NULL",
+        "ing_wrong('timestamp', 'an RFC 3339 string', ing_quote(r.timestamp->>'$'))",
+    ),
+    (
+        "r.messages IS NULL AND r.prompt IS NULL",
+        "{'field': 'messages', 'reason': 'missing field: messages (or prompt)'}",
+    ),
+    (
+        "r.messages IS NOT NULL AND r.prompt IS NOT NULL",
+        "ing_wrong('prompt', 'absent when messages is given', 'both')",
+    ),
+    (
+        "r.messages IS NOT NULL AND json_type(r.messages) <> 'ARRAY'",
+        "ing_wrong('messages', 'an array of objects', ing_kind(r.messages))",
+    ),
+    (
+        "r.messages IS NOT NULL AND list_position(json_type(r.messages, '$[*]'), 'OBJECT') IS NULL"
+        " AND json_array_length(r.messages) > 0 OR list_filter(json_type(r.messages, '$[*]'),"
+        " lambda t: t <> 'OBJECT') <> []",
+        "ing_wrong('messages', 'an array of objects', 'an array with a non-object')",
+    ),
+    (
+        "r.prompt IS NOT NULL AND NOT ing_str(r.prompt)",
+        "ing_wrong('prompt', 'a string', ing_got(r.prompt))",
+    ),
     *(_opt_string(f) for f in ("region", "app", "served_tier", "reference")),
-    ("r.input_tokens IS NOT NULL AND NOT ing_count(r.input_tokens)",
-     "ing_wrong('input_tokens', 'a non-negative integer or null', ing_got(r.input_tokens))"),
-    ("r.metadata IS NOT NULL AND json_type(r.metadata) <> 'OBJECT'",
-     "ing_wrong('metadata', 'an object or null', ing_kind(r.metadata))"),
-    ("r.attempts IS NULL AND coalesce(json_type(text, '$.attempts'), 'NULL') <> 'NULL'",
-     "ing_wrong('attempts', 'an array or null', ing_kind(json_extract(text, '$.attempts')))"),
-    ("r.labels IS NULL AND coalesce(json_type(text, '$.labels'), 'NULL') <> 'NULL'",
-     "ing_wrong('labels', 'an object or null', ing_kind(json_extract(text, '$.labels')))"),
+    (
+        "r.input_tokens IS NOT NULL AND NOT ing_count(r.input_tokens)",
+        "ing_wrong('input_tokens', 'a non-negative integer or null', ing_got(r.input_tokens))",
+    ),
+    (
+        "r.metadata IS NOT NULL AND json_type(r.metadata) <> 'OBJECT'",
+        "ing_wrong('metadata', 'an object or null', ing_kind(r.metadata))",
+    ),
+    (
+        "coalesce(odd.attempts_kind, 'null') NOT IN ('null', 'array')",
+        "ing_wrong('attempts', 'an array or null', odd.attempts_kind)",
+    ),
+    (
+        "coalesce(odd.labels_kind, 'null') NOT IN ('null', 'object')",
+        "ing_wrong('labels', 'an object or null', odd.labels_kind)",
+    ),
     ("att.bad IS NOT NULL", "att.bad"),
-    ("lab IS NOT NULL AND NOT ing_num(lab.value)",
-     "ing_wrong('labels.' || lab.key, 'a number', ing_got(lab.value))"),
-    ("lab IS NOT NULL",
-     "{'field': 'labels.' || lab.key, 'reason': 'label out of range: labels.' || lab.key || '='"
-     " || lab.value::VARCHAR || ' (must be in [0, 1])'}"),
-    (f"len(meta.clash) > 0 AND list_contains(map_keys(meta.own), '{lf.EXTRA_KEY}')",
-     f"{{'field': 'metadata.{lf.EXTRA_KEY}', 'reason': 'metadata clash: metadata.{lf.EXTRA_KEY}"
-     " exists and top-level key ' || meta.clash[1].key || ' clashes'}"),
+    (
+        "lab IS NOT NULL AND NOT ing_num(lab.value)",
+        "ing_wrong('labels.' || lab.key, 'a number', ing_got(lab.value))",
+    ),
+    (
+        "lab IS NOT NULL",
+        "{'field': 'labels.' || lab.key, 'reason': 'label out of range: labels.' || lab.key || '='"
+        " || lab.value::VARCHAR || ' (must be in [0, 1])'}",
+    ),
+    (
+        f"len(meta.clash) > 0 AND list_contains(map_keys(meta.own), '{lf.EXTRA_KEY}')",
+        f"{{'field': 'metadata.{lf.EXTRA_KEY}', 'reason': 'metadata clash: metadata.{lf.EXTRA_KEY}"
+        " exists and top-level key ' || meta.clash[1].key || ' clashes'}",
+    ),
 )
 
 
@@ -212,14 +304,15 @@ def _check(con: duckdb.DuckDBPyConnection) -> None:
     """ing_checked: every parsed row with its first broken rule (bad) or NULL."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_checked AS
-        SELECT line, text, r, meta.meta AS meta, {_case(_ROW_RULES)} AS bad
+        SELECT line, r, meta.meta AS meta, {_case(_ROW_RULES)} AS bad
         FROM (
             SELECT *, list_filter(map_entries(r.labels), lambda e: NOT ing_num(e.value)
-                       OR e.value::DOUBLE < 0 OR e.value::DOUBLE > 1)[1] AS lab
+                       OR TRY_CAST(e.value AS DOUBLE) NOT BETWEEN 0 AND 1)[1] AS lab
             FROM ing_rows) AS rows
         LEFT JOIN (SELECT line, arg_min(bad, position) AS bad FROM ing_att
                    WHERE bad IS NOT NULL GROUP BY line) AS att USING (line)
-        LEFT JOIN ing_meta AS meta USING (line)""")
+        LEFT JOIN ing_meta AS meta USING (line)
+        LEFT JOIN ing_odd AS odd USING (line)""")
 
 
 def _good(con: duckdb.DuckDBPyConnection) -> None:
@@ -240,7 +333,6 @@ def _good(con: duckdb.DuckDBPyConnection) -> None:
                    r.served_tier->>'$' AS served_tier, r.reference->>'$' AS reference,
                    coalesce(meta, r.metadata) AS metadata, r.labels AS labels
             FROM ing_checked WHERE bad IS NULL)""")
-    known = _strings(lf.ATTEMPT_FIELDS)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_att_good AS
         SELECT a.line, q.request_id, m['tier']->>'$' AS tier,
@@ -252,14 +344,11 @@ def _good(con: duckdb.DuckDBPyConnection) -> None:
                  'cost_usd': TRY_CAST(m['cost_usd'] AS DOUBLE),
                  'latency_ms': TRY_CAST(m['latency_ms'] AS DOUBLE),
                  'status': coalesce(m['status']->>'$', '{lf.DEFAULT_STATUS}'),
-                 'extra': CASE WHEN len(extra) > 0 THEN to_json(map_from_entries(extra))::VARCHAR END
-               }} AS c
-        FROM (SELECT *, list_filter(map_entries(m), lambda e: NOT list_contains({known}, e.key))
-                  AS extra FROM ing_att) AS a
-        JOIN ing_req AS q USING (line)""")
+                 'extra': extra}} AS c
+        FROM ing_att AS a JOIN ing_req AS q USING (line)""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ing_lab_good AS
-        SELECT line, request_id, e.key AS tier, e.value::DOUBLE AS score
+        SELECT line, request_id, e.key AS tier, TRY_CAST(e.value AS DOUBLE) AS score
         FROM (SELECT line, request_id, unnest(map_entries(labels)) AS e
               FROM ing_req WHERE labels IS NOT NULL)""")
 
@@ -274,7 +363,18 @@ _STORED_ATTEMPT = (
 def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
     """ing_conf: good rows that contradict the store or an earlier row of the batch."""
     seen = "' (first seen in ' || $file || ' line ' || first_line || ')'"
-    con.execute(f"""
+    earlier = "' differs from an earlier copy (request first seen in ' || origin || ')'"
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE ing_origin AS
+        SELECT request_id, coalesce(any_value(s.source_file || ' line ' || s.source_line),
+                                    $file || ' line ' || min(q.line)) AS origin
+        FROM ing_req AS q LEFT JOIN requests AS s USING (request_id)
+        GROUP BY request_id""",
+        {"file": file},
+    )
+    con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE ing_conf AS
         SELECT line, arg_min(field, prio) AS field, arg_min(reason, prio) AS reason FROM (
             SELECT q.line, 1 AS prio, 'request_id' AS field,
@@ -291,46 +391,50 @@ def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
             WHERE content_sha256 <> first_sha
               AND NOT EXISTS (SELECT 1 FROM requests AS s WHERE s.request_id = q.request_id)
             UNION ALL
-            SELECT a.line, 3, 'attempts[' || a.position || ']', 'conflicting attempt: request_id '
-                   || a.request_id || ' tier ' || a.tier || ' source ' || a.source
-                   || ' differs from the stored one (ingest run ' || s.run_id || ')'
-            FROM ing_att_good AS a JOIN attempts AS s USING (request_id, tier, source)
-            WHERE {_STORED_ATTEMPT} IS DISTINCT FROM a.c
+            SELECT line, 3, 'attempts[' || position || ']', 'conflicting attempt: request_id '
+                   || request_id || ' tier ' || tier || ' source ' || source || {earlier}
+            FROM (SELECT a.*, first_value(a.c) OVER w AS first_c
+                  FROM (SELECT line, request_id, tier, source, position, c FROM ing_att_good
+                        UNION ALL
+                        SELECT -1, request_id, tier, source, position, {_STORED_ATTEMPT}
+                        FROM attempts AS s SEMI JOIN ing_att_good USING (request_id, tier, source)
+                  ) AS a
+                  WINDOW w AS (PARTITION BY request_id, tier, source ORDER BY line))
+            JOIN ing_origin USING (request_id)
+            WHERE line > 0 AND c IS DISTINCT FROM first_c
             UNION ALL
-            SELECT line, 4, 'attempts[' || position || ']', 'conflicting attempt: request_id '
-                   || request_id || ' tier ' || tier || ' source ' || source || ' differs'
-                   || {seen}
-            FROM (SELECT *, first_value(c) OVER w AS first_c, first_value(line) OVER w AS first_line
-                  FROM ing_att_good WINDOW w AS (PARTITION BY request_id, tier, source ORDER BY line))
-            WHERE c IS DISTINCT FROM first_c
-            UNION ALL
-            SELECT b.line, 5, 'labels.' || b.tier, 'conflicting label: request_id ' || b.request_id
-                   || ' tier ' || b.tier || ' differs from the stored one (ingest run '
-                   || s.run_id || ')'
-            FROM ing_lab_good AS b JOIN labels AS s USING (request_id, tier)
-            WHERE s.source = '{lf.LABEL_SOURCE}' AND s.score <> b.score
-            UNION ALL
-            SELECT line, 6, 'labels.' || tier, 'conflicting label: request_id ' || request_id
-                   || ' tier ' || tier || ' differs' || {seen}
-            FROM (SELECT *, first_value(score) OVER w AS first_score,
-                         first_value(line) OVER w AS first_line
-                  FROM ing_lab_good WINDOW w AS (PARTITION BY request_id, tier ORDER BY line))
-            WHERE score <> first_score)
-        GROUP BY line""", {"file": file})
+            SELECT line, 4, 'labels.' || tier, 'conflicting label: request_id ' || request_id
+                   || ' tier ' || tier || {earlier}
+            FROM (SELECT b.*, first_value(score) OVER w AS first_score
+                  FROM (SELECT line, request_id, tier, score FROM ing_lab_good
+                        UNION ALL
+                        SELECT -1, request_id, tier, score FROM labels AS s
+                        SEMI JOIN ing_lab_good USING (request_id, tier)
+                        WHERE s.source = '{lf.LABEL_SOURCE}') AS b
+                  WINDOW w AS (PARTITION BY request_id, tier ORDER BY line))
+            JOIN ing_origin USING (request_id)
+            WHERE line > 0 AND score <> first_score)
+        GROUP BY line""",
+        {"file": file},
+    )
 
 
 def _merge(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
     """Insert what is new: first copy per key, not in the store, from rows without conflict."""
     params = {"file": file, "run": run_id}
-    con.execute("""
+    con.execute(
+        """
         INSERT INTO requests BY NAME
         SELECT request_id, ts, region, app, messages, input_tokens, served_tier, reference,
                metadata, content_sha256, $file AS source_file, line AS source_line, $run AS run_id
         FROM ing_req AS q
         WHERE NOT EXISTS (SELECT 1 FROM ing_conf AS c WHERE c.line = q.line)
           AND NOT EXISTS (SELECT 1 FROM requests AS s WHERE s.request_id = q.request_id)
-        QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY line) = 1""", params)
-    con.execute("""
+        QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY line) = 1""",
+        params,
+    )
+    con.execute(
+        """
         INSERT INTO attempts BY NAME
         SELECT request_id, tier, source, position, c.model, c.confidence, c.output,
                c.input_tokens, c.output_tokens, c.cost_usd, c.latency_ms, c.status,
@@ -340,8 +444,10 @@ def _merge(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
           AND NOT EXISTS (SELECT 1 FROM attempts AS s WHERE s.request_id = a.request_id
                           AND s.tier = a.tier AND s.source = a.source)
         QUALIFY row_number() OVER (PARTITION BY request_id, tier, source ORDER BY line) = 1""",
-        {"run": run_id})
-    con.execute(f"""
+        {"run": run_id},
+    )
+    con.execute(
+        f"""
         INSERT INTO labels BY NAME
         SELECT request_id, tier, score, '{lf.LABEL_SOURCE}' AS source, $run AS run_id
         FROM ing_lab_good AS b
@@ -349,7 +455,8 @@ def _merge(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
           AND NOT EXISTS (SELECT 1 FROM labels AS s WHERE s.request_id = b.request_id
                           AND s.tier = b.tier AND s.source = '{lf.LABEL_SOURCE}')
         QUALIFY row_number() OVER (PARTITION BY request_id, tier ORDER BY line) = 1""",
-        {"run": run_id})
+        {"run": run_id},
+    )
 
 
 def _json_error(raw: str) -> str:
@@ -374,11 +481,11 @@ def _quarantine(
     """Move this batch's bad rows into `rejects` (invalid JSON gets Python's precise message)."""
     con.execute("""
         INSERT INTO ing_rejects
-        SELECT line, bad.field, bad.reason, rtrim(text, chr(13) || chr(10))
-        FROM ing_checked WHERE bad IS NOT NULL
-        UNION ALL
-        SELECT c.line, c.field, c.reason, rtrim(q.text, chr(13) || chr(10))
-        FROM ing_conf AS c JOIN ing_checked AS q USING (line)""")
+        SELECT line, field, reason, rtrim(text, chr(13) || chr(10))
+        FROM (SELECT line, bad.field, bad.reason FROM ing_checked WHERE bad IS NOT NULL
+              UNION ALL
+              SELECT line, field, reason FROM ing_conf)
+        JOIN ing_batch USING (line)""")
     invalid = con.execute("SELECT line, raw FROM ing_rejects WHERE reason = 'invalid JSON'")
     fixes = [(_json_error(raw), line) for line, raw in invalid.fetchall()]
     if fixes:
@@ -409,6 +516,7 @@ def ingest_batch(
     _conflicts(con, file)
     _merge(con, file, run_id)
     _quarantine(con, raw_rejects, where)
+    con.unregister("ing_batch")
     read = con.execute("SELECT count(*) FROM ing_rows").fetchone()[0] + len(raw_rejects)
     rejected = con.execute("SELECT count(*) FROM ing_rejects").fetchone()[0]
     first = con.execute("SELECT line, field, reason FROM ing_rejects ORDER BY line LIMIT 5")
