@@ -34,7 +34,7 @@ def random_outcomes(seed: int, n: int, k: int) -> Outcomes:
 
 def brute_force(o: Outcomes, kind: str, path: tuple[int, ...], params: tuple) -> dict[str, float]:
     """Plain Python: walk each request through the policy."""
-    cost = lat = score = 0.0
+    cost = score = 0.0
     lats, escalated, labeled = [], 0, 0
     for i in range(o.n):
         if kind == "always":
@@ -46,7 +46,7 @@ def brute_force(o: Outcomes, kind: str, path: tuple[int, ...], params: tuple) ->
         else:
             touched = []
             stop = path[-1]
-            for j, tau in zip(path[:-1], params):
+            for j, tau in zip(path[:-1], params, strict=True):
                 touched.append(j)
                 c = o.confidence[i, j]
                 if not math.isnan(c) and c >= tau:
