@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from calibrate.errors import ConfigError
 from calibrate.policies import METRICS
-from calibrate.settings import read_yaml, render_validation_error
+from calibrate.settings import load_yaml_model
 
 METRIC_DIGITS = {
     "quality": 4,
@@ -185,11 +184,6 @@ def dump_routing(config: RoutingConfig) -> str:
 
 def load_routing(path: Path) -> RoutingConfig:
     """Read and validate a routing.yaml."""
-    data = read_yaml(path, "routing file")
-    try:
-        return RoutingConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(
-            f"invalid routing file\n{render_validation_error(path, exc)}",
-            hint="Use a routing.yaml written by `calibrate sweep`.",
-        ) from None
+    return load_yaml_model(
+        path, RoutingConfig, "routing file", "Use a routing.yaml written by `calibrate sweep`."
+    )

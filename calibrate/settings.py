@@ -7,13 +7,14 @@ naming the file and the dotted field (`tiers.1.price.input_per_mtok: Input shoul
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from calibrate.errors import ConfigError
 
+M = TypeVar("M", bound=BaseModel)
 ConfidenceMethod = Literal["logprob_mean", "logprob_min", "first_token", "verbalized", "none"]
 
 
@@ -103,13 +104,19 @@ def read_yaml(path: Path, what: str) -> object:
         ) from None
 
 
-def load_tiers(path: Path) -> TiersConfig:
-    """Read and validate tiers.yaml."""
-    data = read_yaml(path, "tiers file")
+def load_yaml_model(path: Path, model: type[M], what: str, hint: str) -> M:
+    """Read a YAML file into a pydantic model; every problem is a ConfigError naming file and field."""
+    data = read_yaml(path, what)
     try:
-        return TiersConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            f"invalid tiers file\n{render_validation_error(path, exc)}",
-            hint="See the tiers.yaml example in the README (`calibrate schema --tiers`).",
+            f"invalid {what}\n{render_validation_error(path, exc)}", hint=hint
         ) from None
+
+
+def load_tiers(path: Path) -> TiersConfig:
+    """Read and validate tiers.yaml."""
+    return load_yaml_model(
+        path, TiersConfig, "tiers file", "See the tiers.yaml example in the README."
+    )
