@@ -69,7 +69,7 @@ def ingest_table(summary: IngestSummary) -> None:
     table = Table(title="ingest", show_header=True)
     for col in (
         "files",
-        "skipped (already ingested)",
+        "files skipped",
         "rows read",
         "kept",
         "rejected",
