@@ -124,18 +124,6 @@ def _sum_by_policy(
     return hist if value_bin is not None else hist[..., 0]
 
 
-def stop_tiers(stacked_bins: np.ndarray, option: np.ndarray) -> np.ndarray:
-    """The tier each request stops at under one option vector; stacked_bins is (stages, n)."""
-    stages, n = stacked_bins.shape
-    stop = np.full(n, stages, dtype=np.int64)
-    undecided = np.ones(n, dtype=bool)
-    for j in range(stages):
-        here = undecided & (stacked_bins[j] > option[j])
-        stop[here] = j
-        undecided &= ~here
-    return stop
-
-
 def _latency_percentiles(
     bins: list[np.ndarray], shape: tuple[int, ...], latency_us: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -38,12 +38,13 @@ Section = tuple[str, tuple[Block, ...]]
 def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
     """Write the five outputs atomically (temp file + rename); return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    doc = sections(result)
     texts = {
         "routing.yaml": dump_routing(build_routing(result)),
         "frontier.csv": frontier_csv(result.frontier),
         "summary.json": json.dumps(summary(result), indent=2, sort_keys=False) + "\n",
-        "report.md": render_markdown(sections(result)),
-        "report.html": render_html(sections(result)),
+        "report.md": render_markdown(doc),
+        "report.html": render_html(doc),
     }
     paths = {}
     for name, text in texts.items():

@@ -15,15 +15,24 @@ from calibrate.cli import app
 runner = CliRunner()
 
 
+def sweep_sample(sample_logs: Path, out: Path, *extra: str) -> None:
+    """Run `calibrate sweep` on the bundled sample logs into `out`; it must succeed."""
+    args = [
+        "sweep",
+        str(sample_logs),
+        "--tiers",
+        str(sample_logs / "tiers.yaml"),
+        "--out",
+        str(out),
+    ]
+    result = runner.invoke(app, [*args, *extra], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    result = runner.invoke(
-        app,
-        ["sweep", str(sample_logs), "--tiers", str(sample_logs / "tiers.yaml"), "--out", str(out)],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.output
+    sweep_sample(sample_logs, out)
     return out
 
 
@@ -40,18 +49,7 @@ def test_outputs_match_golden_files(demo_out: Path, golden, name: str) -> None:
 def test_outputs_are_byte_identical_across_runs(
     demo_out: Path, sample_logs: Path, tmp_path: Path
 ) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "sweep",
-            str(sample_logs),
-            "--tiers",
-            str(sample_logs / "tiers.yaml"),
-            "--out",
-            str(tmp_path),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    sweep_sample(sample_logs, tmp_path)
     for name in ("routing.yaml", "frontier.csv", "summary.json", "report.md", "report.html"):
         assert (tmp_path / name).read_bytes() == (demo_out / name).read_bytes(), name
 
@@ -76,21 +74,7 @@ def test_recommendation_respects_the_quality_limit(demo_out: Path) -> None:
 
 
 def test_a_stricter_limit_escalates_more(sample_logs: Path, tmp_path: Path, demo_out: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "sweep",
-            str(sample_logs),
-            "--tiers",
-            str(sample_logs / "tiers.yaml"),
-            "--out",
-            str(tmp_path),
-            "--max-quality-drop",
-            "0.005",
-            "--no-certify",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    sweep_sample(sample_logs, tmp_path, "--max-quality-drop", "0.005", "--no-certify")
     strict = yaml.safe_load((tmp_path / "routing.yaml").read_text())["expected"]
     loose = yaml.safe_load((demo_out / "routing.yaml").read_text())["expected"]
     assert strict["quality_drop"] <= 0.005
