@@ -67,14 +67,6 @@ REJECT_KINDS = (
 )
 
 
-def reason_kind(reason: str) -> str:
-    """The kind of a reject reason (its stable prefix), for counting."""
-    for kind in REJECT_KINDS:
-        if reason.startswith(kind):
-            return kind
-    return reason.split(":", 1)[0]
-
-
 SCHEMA_DOC = """\
 # calibrate log format, version 1
 

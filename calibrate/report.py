@@ -21,7 +21,6 @@ from calibrate.policies import METRICS
 from calibrate.routing import METRIC_DIGITS, dump_routing, round_metric, routing_from
 from calibrate.sweep import SweepResult
 
-OUTPUT_FILES = ("routing.yaml", "frontier.csv", "summary.json", "report.md", "report.html")
 _TOP_POLICIES = 12
 
 
