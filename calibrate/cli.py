@@ -181,7 +181,7 @@ def evaluate_cmd(
 
 @app.command("schema")
 def schema_cmd() -> None:
-    """Print the canonical log format (version 1) and the tiers.yaml format.
+    """Print the canonical log format (version 1): fields, file variants, merge rule, reject reasons.
 
     Example:
 
