@@ -22,7 +22,7 @@ from calibrate.selection import Objective
 from calibrate.settings import load_tiers
 from calibrate.store import Store
 from calibrate.store.core import DEFAULT_DB
-from calibrate.sweep import price_table
+from calibrate.sweep import Overheads, price_table
 
 
 class _Group(TyperGroup):
@@ -105,6 +105,56 @@ def sweep_cmd(
         bool,
         typer.Option("--no-certify", help="Plain empirical selection (no statistical guarantee)."),
     ] = False,
+    max_relative_drop: Annotated[
+        float | None,
+        typer.Option(
+            "--max-relative-drop",
+            min=0.0,
+            max=1.0,
+            help="Largest acceptable drop relative to the premium tier's quality (replaces --max-quality-drop).",
+        ),
+    ] = None,
+    per_segment: Annotated[
+        str | None,
+        typer.Option(
+            "--per-segment", help="Certify the drop within every app, region or intent (δ/G each)."
+        ),
+    ] = None,
+    max_latency_p95_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--max-latency-p95-ms", min=0.0, help="Only policies with p95 latency below this."
+        ),
+    ] = None,
+    escalation_band: Annotated[
+        str | None,
+        typer.Option(
+            "--escalation-band",
+            metavar="LOW,HIGH",
+            help="Only policies escalating LOW–HIGH, e.g. 0.15,0.25.",
+        ),
+    ] = None,
+    max_cost_per_1k_usd: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost-per-1k-usd",
+            min=0.0,
+            help="Budget mode: the best quality at most this cost.",
+        ),
+    ] = None,
+    label_cost_usd: Annotated[
+        float,
+        typer.Option(
+            "--label-cost-usd", min=0.0, help="Price of one label, for the break-even volume."
+        ),
+    ] = 1.0,
+    fixed_monthly_usd: Annotated[
+        float,
+        typer.Option(
+            "--fixed-monthly-usd", min=0.0, help="Other fixed monthly costs of calibrating."
+        ),
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap intervals.")] = 0,
     strict: Strict = False,
     as_json: Json = False,
 ) -> None:
@@ -119,7 +169,16 @@ def sweep_cmd(
         calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --out out/
     """
     tiers_config = load_tiers(tiers)
-    objective = Objective(max_quality_drop, confidence, certify=not no_certify)
+    objective = Objective(
+        max_quality_drop,
+        confidence,
+        certify=not no_certify,
+        max_relative_drop=max_relative_drop,
+        per_segment=per_segment,
+        max_latency_p95_ms=max_latency_p95_ms,
+        escalation_band=parse_band(escalation_band),
+        max_cost_per_1k_usd=max_cost_per_1k_usd,
+    )
     with (
         Store.open(db if db is not None else ":memory:") as store,
         console.progress("sweep") as tick,
@@ -132,6 +191,8 @@ def sweep_cmd(
             out,
             strict=strict,
             clock=_now,
+            seed=seed,
+            overheads=Overheads(label_cost_usd, fixed_monthly_usd),
             on_progress=tick,
         )
     if as_json:
@@ -141,6 +202,21 @@ def sweep_cmd(
     for warning in result.warnings:
         console.err().print(f"Warning: {warning}", highlight=False)
     console.outputs_written(written)
+
+
+def parse_band(text: str | None) -> tuple[float, float] | None:
+    """`LOW,HIGH` → (low, high) with 0 ≤ low ≤ high ≤ 1."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            "expected LOW,HIGH, e.g. 0.15,0.25", param_hint="--escalation-band"
+        ) from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise typer.BadParameter("need 0 ≤ LOW ≤ HIGH ≤ 1", param_hint="--escalation-band")
+    return low, high
 
 
 def json_summary(written: dict[str, Path]) -> dict:

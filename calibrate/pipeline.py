@@ -25,10 +25,14 @@ def sweep_logs(
     *,
     strict: bool,
     clock: Callable[[], datetime],
+    seed: int = 0,
+    overheads: sweep.Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[IngestSummary | None, sweep.SweepResult, dict[str, Path]]:
     """Ingest (when paths are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into out_dir."""
     summary = ingest.ingest(store, list(paths), strict=strict, clock=clock) if paths else None
-    result = sweep.run_sweep(store, tiers, objective, on_progress=on_progress)
+    result = sweep.run_sweep(
+        store, tiers, objective, seed=seed, overheads=overheads, on_progress=on_progress
+    )
     return summary, result, report.write_outputs(result, out_dir)

@@ -224,3 +224,14 @@ def _policy_id(kind: str, names: list[str], params: tuple) -> str:
         cutoff = params[0]
         return f"length:{path}@<={cutoff}" if cutoff is not None else f"length:{path}@none"
     return f"cascade:{path}@" + ",".join(_fmt_threshold(t) for t in params)
+
+
+def policy_index(outcomes: Outcomes, families: list[Family]) -> dict[str, tuple[Family, tuple]]:
+    """Policy id → (family, option vector): how to walk one frontier row request by request."""
+    index: dict[str, tuple[Family, tuple]] = {}
+    for family in families:
+        names = [outcomes.tiers[j] for j in family.path]
+        for option in itertools.product(*(range(g.size + 1) for g in family.grids)):
+            params = _params(family, np.array(option, dtype=np.int64))
+            index[_policy_id(family.kind, names, params)] = (family, option)
+    return index

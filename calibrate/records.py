@@ -40,6 +40,7 @@ class Outcomes:
     timestamp_s: np.ndarray
     region: np.ndarray
     app: np.ndarray
+    intent: np.ndarray
     input_tokens: np.ndarray
     confidence: np.ndarray
     cost_usd: np.ndarray

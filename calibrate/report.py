@@ -17,6 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
+from calibrate.diagnostics import DAILY_VOLUMES
+from calibrate.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.policies import METRICS
 from calibrate.routing import METRIC_DIGITS, dump_routing, round_metric, routing_from
 from calibrate.sweep import SweepResult
@@ -119,6 +121,23 @@ def summary(result: SweepResult) -> dict:
             "method": result.recommendation.method,
             "certified": result.recommendation.certified,
             "reason": result.recommendation.reason,
+            "fallback": result.recommendation.fallback,
+            "max_regret": round(result.evidence.max_regret, 6),
+            "labels_needed": result.evidence.labels_needed,
+            "stages": [
+                {
+                    "tier": st.tier,
+                    "labeled": st.labeled,
+                    "regret_count": st.regret_count,
+                    "regret_ucb": round(st.regret_ucb, 6),
+                    "delta": round(st.delta, 6),
+                }
+                for st in result.evidence.stages
+            ],
+        },
+        "intervals": {
+            name: [_json_round(i.low, 4), _json_round(i.high, 4)]
+            for name, i in result.evidence.intervals.items()
         },
         "recommendation": _policy(result.recommendation.row),
         "baselines": [_policy(r) for r in always.iter_rows(named=True)],
@@ -128,14 +147,54 @@ def summary(result: SweepResult) -> dict:
                 "cheap": b.cheap,
                 "expensive": b.expensive,
                 "escalation_rate": _json_float(round(b.escalation_rate, 4)),
+                "observed_rate": _json_round(b.observed_rate, 4),
             }
             for b in result.break_even
         ],
-        "confidence_auroc": {
-            t: (None if v is None else round(v, 4)) for t, v in result.auroc.items()
+        "confidence": [_calibration_json(c) for c in result.calibration],
+        "failure_modes": {
+            "escalation_rate": round(result.failure_modes.escalation_rate, 4),
+            "hard_segments": [_segment_json(s) for s in result.failure_modes.hard],
+            "under_escalated_segments": [
+                f"{s.column}={s.value}" for s in result.failure_modes.under_escalated
+            ],
+        },
+        "economics": {
+            "fixed_monthly_usd": round(result.economics.fixed_monthly_usd, 2),
+            "break_even_requests_per_month": _json_round(
+                result.economics.break_even_requests_per_month, 0
+            ),
+            "latency_p95_overhead_ms": round(result.economics.latency_p95_overhead_ms, 1),
         },
         "warnings": list(result.warnings),
         "policies_evaluated": result.frontier.height,
+    }
+
+
+def _json_round(x: float | None, digits: int) -> float | None:
+    return None if x is None else _json_float(round(x, digits))
+
+
+def _segment_json(s) -> dict:
+    return {
+        "segment": f"{s.column}={s.value}",
+        "labeled": s.labeled,
+        "cheapest_quality": _json_round(s.cheapest_quality, 4),
+        "premium_quality": _json_round(s.premium_quality, 4),
+        "escalation_rate": round(s.escalation_rate, 4),
+        "empirical_escalation_rate": _json_round(s.alt_escalation_rate, 4),
+    }
+
+
+def _calibration_json(c) -> dict:
+    return {
+        "tier": c.tier,
+        "labeled": c.labeled,
+        "auroc": _json_round(c.auroc, 4),
+        "ece": _json_round(c.ece, 4),
+        "brier": _json_round(c.brier, 4),
+        "mapping": c.method,
+        "reliability": [[round(x, 4), round(y, 4), k] for x, y, k in c.curve],
     }
 
 
@@ -186,10 +245,19 @@ def _headline(result: SweepResult) -> str:
         what = f"route requests of at most {r['cutoff_tokens']} input tokens to {names[0]}, the rest to {names[1]}"
     else:
         what = f"always {r['tiers']}"
+    rec, eps = result.recommendation, result.evidence.max_regret
+    level = result.objective.confidence_level
+    if rec.certified and not rec.fallback:
+        claim = (
+            f"quality within {eps:.4g} of always-{premium} at {level:.0%} confidence (certified)"
+        )
+    elif rec.fallback:
+        claim = "the safe fallback: nothing cheaper could be certified"
+    else:
+        claim = f"measured quality drop {r['quality_drop']:+.4f} (limit {eps:.4g}, not certified)"
     return (
         f"**Recommended: {what}.** {_pct(r['savings_vs_premium'])} cheaper than always-{premium}; "
-        f"measured quality drop {r['quality_drop']:+.4f} (limit {result.objective.max_quality_drop:g}); "
-        f"escalation rate {_pct(r['escalation_rate'])}; p95 latency {_ms(r['latency_p95_ms'])}."
+        f"{claim}; escalation rate {_pct(r['escalation_rate'])}; p95 latency {_ms(r['latency_p95_ms'])}."
     )
 
 
@@ -201,25 +269,192 @@ def _pareto_near(frontier: pl.DataFrame, cost: float) -> pl.DataFrame:
     return pl.concat([cheaper, dearer])
 
 
-def sections(result: SweepResult) -> tuple[Section, ...]:
-    """The report's content, shared by Markdown and HTML."""
-    f, w = result.frontier, result.window
-    rec = result.recommendation
-    certify_note = (
-        "Selection: empirical (`--no-certify`): the measured drop is a point estimate with no "
-        "statistical guarantee."
-        if not result.objective.certify
-        else "Selection: empirical. Certified selection (a guarantee at the requested confidence) is "
-        "not available yet, so this recommendation carries no statistical guarantee."
+def _selection_note(result: SweepResult) -> str:
+    rec, ev = result.recommendation, result.evidence
+    if not result.objective.certify:
+        return (
+            "Selection: empirical (`--no-certify`): the measured drop is a point estimate with no "
+            "statistical guarantee."
+        )
+    if rec.fallback:
+        alt = ev.alternative.row["policy"] if ev.alternative else "none"
+        more = (
+            f"About {ev.labels_needed:,} more uniformly sampled labels would certify it."
+            if ev.labels_needed is not None
+            else "Its measured regret is not below the limit, so more labels would not certify it."
+        )
+        return (
+            f"**Nothing cheaper than always-{result.tiers.names[-1]} could be certified** with "
+            f"{result.window.labeled} labels. The best empirical policy is `{alt}`. {more}"
+        )
+    stages = "; ".join(
+        f"{s.tier}: {s.regret_count} regret events in {s.labeled} labeled requests, upper bound "
+        f"{s.regret_ucb:.4f} ≤ {s.max_regret:.4g} at δ = {s.delta:.4g}"
+        for s in ev.stages
     )
-    pareto = _pareto_near(f, rec.row["cost_per_1k_requests_usd"])
+    return (
+        f"Certified over {ev.certifiable_families} policy families (δ split equally among them). "
+        f"Evidence: {stages or 'always-premium has no regret'}."
+    )
+
+
+def _intervals_note(result: SweepResult) -> str:
+    iv, level = result.evidence.intervals, result.objective.confidence_level
+    parts = []
+    for name, label in (
+        ("quality", "quality"),
+        ("quality_drop", "quality drop"),
+        ("savings_vs_premium", "savings"),
+        ("escalation_rate", "escalation rate"),
+    ):
+        i = iv[name]
+        if name in ("savings_vs_premium", "escalation_rate"):
+            low, high = _pct(i.low), _pct(i.high)
+        else:
+            sign = "+" if name == "quality_drop" else ""
+            low, high = f"{i.low:{sign}.4f}", f"{i.high:{sign}.4f}"
+        parts.append(f"{label} {low} to {high}")
+    return (
+        f"{level:.0%} intervals for the recommendation: "
+        + "; ".join(parts)
+        + ". Quality and drop: "
+        "paired bootstrap over labeled requests (seeded); savings: delta method; escalation: Wilson. "
+        "These are conditional on the chosen policy; the certificate above is the guarantee."
+    )
+
+
+def _calibration_table(result: SweepResult) -> Table:
+    thresholds = _thresholds_by_tier(result.recommendation.row)
+    rows = []
+    for c in result.calibration:
+        tau = thresholds.get(c.tier)
+        at = (
+            ""
+            if tau is None or c.p_correct(tau) is None
+            else f"escalate below {tau:g} ≈ P(correct) < {c.p_correct(tau):.2f}"
+        )
+        rows.append(
+            (
+                c.tier,
+                str(c.labeled),
+                _num(c.auroc, 3),
+                _num(c.ece, 3),
+                _num(c.brier, 3),
+                c.method or "n/a",
+                at,
+            )
+        )
+    return Table(
+        ("tier", "labeled", "AUROC", "ECE", "Brier", "mapping", "recommended threshold"),
+        tuple(rows),
+    )
+
+
+def _thresholds_by_tier(row: dict) -> dict[str, float]:
+    if row["strategy"] != "cascade":
+        return {}
+    names, taus = row["tiers"].split(">"), row["thresholds"].split(";")
+    return {n: float(t) for n, t in zip(names, taus, strict=False) if t != "inf"}
+
+
+def _num(x: float | None, digits: int) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
+    fm = result.failure_modes
+    low, high = HEALTHY_ESCALATION
+    over = (
+        f"Over-escalation: the recommendation escalates {_pct(fm.escalation_rate)} of requests "
+        f"(a healthy cascade escalates {low:.0%}–{high:.0%})"
+        + (
+            "; **it costs more than always-premium**."
+            if fm.costs_more_than_premium
+            else "; it still costs less than always-premium."
+        )
+    )
+    kept = (
+        f"Silent under-escalation: kept requests (served below the premium tier) score "
+        f"{_num(fm.kept_quality, 4)} on {fm.kept_labeled} labeled ones, where the premium tier "
+        f"scores {_num(fm.kept_premium_quality, 4)} on the same requests."
+    )
+    alt = result.evidence.alternative
+    hard_header = (
+        "segment",
+        "labeled",
+        "cheapest tier",
+        "premium",
+        "escalated (recommended)",
+        "escalated (empirical)" if alt else "",
+    )
+    hard = Table(
+        tuple(h for h in hard_header if h),
+        tuple(
+            tuple(
+                v
+                for v in (
+                    f"{s.column}={s.value}",
+                    str(s.labeled),
+                    _num(s.cheapest_quality, 3),
+                    _num(s.premium_quality, 3),
+                    _pct(s.escalation_rate),
+                    _pct(s.alt_escalation_rate) if alt else None,
+                )
+                if v is not None
+            )
+            for s in fm.hard
+        ),
+    )
+    names = ", ".join(f"`{s.value}`" for s in fm.hard if s.column == "intent") or "none"
+    under = Table(
+        (
+            "segment",
+            "kept labeled",
+            "kept quality",
+            "premium on same",
+            "gap",
+            "examples (request ids)",
+        ),
+        tuple(
+            (
+                f"{s.column}={s.value}",
+                str(s.kept_labeled),
+                _num(s.kept_quality, 3),
+                _num(s.kept_premium_quality, 3),
+                f"{s.kept_gap:+.3f}",
+                ", ".join(s.examples),
+            )
+            for s in fm.under_escalated
+        ),
+    )
+    blocks: list[Block] = [
+        over,
+        kept,
+        f"Hard intents (the cheapest tier alone trails premium by {HARD_GAP:.0%} more than its overall gap of {fm.cheapest_gap:.1%}): {names}.",
+        hard,
+    ]
+    if fm.under_escalated:
+        blocks += [
+            "Segments whose kept requests are clearly worse than premium on the same requests:",
+            under,
+        ]
+    else:
+        blocks.append(
+            "No segment's kept requests are clearly worse than premium on the same requests."
+        )
+    return tuple(blocks)
+
+
+def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
+    e = result.economics
     be = Table(
         (
             "cheap tier",
             "expensive tier",
             "cost / 1k (cheap)",
             "cost / 1k (expensive)",
-            "break-even escalation",
+            "break-even e*",
+            "observed",
         ),
         tuple(
             (
@@ -228,23 +463,59 @@ def sections(result: SweepResult) -> tuple[Section, ...]:
                 _usd(b.cheap_cost_per_1k_usd),
                 _usd(b.expensive_cost_per_1k_usd),
                 _pct(b.escalation_rate),
+                _pct(b.observed_rate) if b.observed_rate is not None else "",
             )
             for b in result.break_even
         ),
     )
-    auroc = Table(
-        ("tier", "confidence AUROC"),
-        tuple((t, "n/a" if v is None else f"{v:.3f}") for t, v in result.auroc.items()),
+    monthly = Table(
+        ("policy", *(f"{v:,}/day" for v in DAILY_VOLUMES)),
+        tuple((f"`{p}`", *(f"${c:,.0f}" for c in costs)) for p, costs in e.monthly_cost_usd),
     )
+    volume = (
+        f"{e.break_even_requests_per_month:,.0f} requests per month"
+        if e.break_even_requests_per_month is not None
+        else "never (the recommendation saves nothing per request)"
+    )
+    return (
+        "A cascade from the cheap to the expensive tier costs more than always-expensive when it "
+        "escalates more than e* = 1 − c_cheap / c_expensive of the requests reaching it; "
+        "observed = the recommendation's rate at that step.",
+        be,
+        f"Fixed calibration overhead: ${e.fixed_monthly_usd:,.2f} per month "
+        f"({result.window.labeled} labels at ${result.overheads.label_cost_usd:g} each, plus "
+        f"${result.overheads.fixed_monthly_usd:,.2f} other). Savings per request "
+        f"${e.savings_per_request_usd:.6f}, so routing pays for its calibration above {volume}. "
+        f"p95 latency overhead vs always-{result.tiers.names[-1]}: {e.latency_p95_overhead_ms:+,.0f} ms.",
+        "Monthly cost (30 days; policies other than the baselines include the fixed overhead):",
+        monthly,
+    )
+
+
+def sections(result: SweepResult) -> tuple[Section, ...]:
+    """The report's content, shared by Markdown and HTML."""
+    f, w = result.frontier, result.window
+    rec = result.recommendation
+    pareto = _pareto_near(f, rec.row["cost_per_1k_requests_usd"])
     data = (
         f"{w.requests} requests ({w.labeled} labeled for every tier) from {w.start} to {w.end}; "
         f"{result.rejected} rows rejected at ingest; {w.incomplete} requests incomplete. "
         f"{f.height} policies evaluated exactly. Logs digest `{w.logs_sha256[:16]}`."
     )
     return (
-        ("calibrate report", (_headline(result), rec.reason + ".", certify_note, data)),
+        (
+            "calibrate report",
+            (
+                _headline(result),
+                rec.reason + ".",
+                _selection_note(result),
+                _intervals_note(result),
+                data,
+            ),
+        ),
         ("Recommendation", (_policy_table([rec.row]),)),
         ("Warnings", tuple(result.warnings) or ("None.",)),
+        ("Failure modes", _failure_blocks(result)),
         (
             "Baselines",
             (_policy_table(list(f.filter(pl.col("strategy") == "always").iter_rows(named=True))),),
@@ -253,20 +524,14 @@ def sections(result: SweepResult) -> tuple[Section, ...]:
             "Cost–quality frontier (Pareto points around the recommendation)",
             (_policy_table(list(pareto.iter_rows(named=True))),),
         ),
-        (
-            "Break-even escalation rates",
-            (
-                "A cascade from the cheap to the expensive tier costs more than always-expensive when it "
-                "escalates more than this share of requests (e* = 1 − c_cheap / c_expensive).",
-                be,
-            ),
-        ),
+        ("Break-even and monthly cost", _economics_blocks(result)),
         (
             "Confidence signal",
             (
-                "AUROC of each tier's confidence for an acceptable answer on labeled requests "
-                "(0.5 = no signal).",
-                auroc,
+                "Per tier on its labeled requests: AUROC for an acceptable answer (0.5 = no signal), "
+                "ECE (10 equal-mass bins) and Brier score of the raw confidence, and the mapping to "
+                "P(correct) (isotonic with ≥ 1,000 labels, else Platt).",
+                _calibration_table(result),
             ),
         ),
     )

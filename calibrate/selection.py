@@ -1,9 +1,10 @@
 """Choosing the policy to deploy from the evaluated frontier.
 
-A selector takes the frontier (one row per policy, from `policies.evaluate_families`) and the
-objective and returns a `Recommendation`. `select_empirical` is the plain rule ("cheapest policy whose
-measured quality drop is at most ε"); a certifying selector with a statistical guarantee plugs in
-with the same signature.
+A selector takes the frontier (one row per policy, from `policies.evaluate_families`, plus a
+`certified` column from `certify`) and the objective and returns a `Recommendation`. Label-free
+constraints (latency bound, escalation band, budget) filter the candidates first; then
+`select_certified` takes the cheapest certified policy (or, in budget mode, the best certified one
+under the budget) and `select_empirical` the cheapest whose *measured* drop is at most ε.
 """
 
 from __future__ import annotations
@@ -21,11 +22,22 @@ _EPS_SLACK = 1e-12
 
 @dataclass(frozen=True)
 class Objective:
-    """What the user asked for."""
+    """What the user asked for. `max_relative_drop` replaces the absolute drop when set;
+    `per_segment` names a segment column (app, region or intent) whose every value must meet the
+    drop; the last three are label-free constraints on the candidates."""
 
     max_quality_drop: float = 0.02
     confidence_level: float = 0.95
     certify: bool = True
+    max_relative_drop: float | None = None
+    per_segment: str | None = None
+    max_latency_p95_ms: float | None = None
+    escalation_band: tuple[float, float] | None = None
+    max_cost_per_1k_usd: float | None = None
+
+    @property
+    def delta(self) -> float:
+        return 1.0 - self.confidence_level
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class Recommendation:
     method: str
     certified: bool
     reason: str
+    fallback: bool = False
 
 
 Selector = Callable[[pl.DataFrame, Objective], Recommendation]
@@ -51,23 +64,100 @@ def mark_pareto(frontier: pl.DataFrame) -> pl.DataFrame:
     return flagged.sort("_row").drop("_row")
 
 
-def select_empirical(frontier: pl.DataFrame, objective: Objective) -> Recommendation:
-    """Cheapest policy whose measured quality drop vs always-premium is ≤ ε (no guarantee)."""
+def constrained(frontier: pl.DataFrame, objective: Objective) -> pl.DataFrame:
+    """Policies meeting the label-free constraints (always-premium is kept as the safe fallback)."""
+    keep = pl.lit(True)
+    if objective.max_latency_p95_ms is not None:
+        keep &= pl.col("latency_p95_ms") <= objective.max_latency_p95_ms
+    if objective.escalation_band is not None:
+        low, high = objective.escalation_band
+        keep &= (pl.col("strategy") == "always") | pl.col("escalation_rate").is_between(low, high)
+    if objective.max_cost_per_1k_usd is not None:
+        keep &= pl.col("cost_per_1k_requests_usd") <= objective.max_cost_per_1k_usd + _EPS_SLACK
+    return frontier.with_row_index("_row").filter(keep)
+
+
+def _best(candidates: pl.DataFrame, objective: Objective) -> dict:
+    """Cheapest candidate; in budget mode the best quality under the budget."""
+    if objective.max_cost_per_1k_usd is not None:
+        order = ["quality", "cost_per_1k_requests_usd", "_row"], [True, False, False]
+    else:
+        order = (
+            ["cost_per_1k_requests_usd", "quality", "escalation_rate", "_row"],
+            [
+                False,
+                True,
+                False,
+                False,
+            ],
+        )
+    best = candidates.sort(order[0], descending=order[1], nulls_last=True).row(0, named=True)
+    best.pop("_row")
+    return best
+
+
+def _require_labels(frontier: pl.DataFrame) -> None:
     if frontier["labeled"][0] == 0:
         raise DataError(
             "no request is labeled for every tier, so quality cannot be measured",
             hint="Add `labels` to the logs (or import labels) for a sample of requests.",
         )
-    feasible = frontier.with_row_index("_row").filter(
-        pl.col("quality_drop") <= objective.max_quality_drop + _EPS_SLACK
+
+
+def _premium(frontier: pl.DataFrame, premium_policy: str) -> dict:
+    row = frontier.filter(pl.col("policy") == premium_policy).row(0, named=True)
+    row.pop("_row", None)
+    return row
+
+
+def select_empirical(
+    frontier: pl.DataFrame, objective: Objective, max_drop: float
+) -> Recommendation:
+    """Cheapest policy whose measured quality drop vs always-premium is ≤ ε (no guarantee)."""
+    _require_labels(frontier)
+    feasible = constrained(frontier, objective).filter(
+        pl.col("quality_drop") <= max_drop + _EPS_SLACK
     )
-    best = feasible.sort(
-        ["cost_per_1k_requests_usd", "quality", "escalation_rate", "_row"],
-        descending=[False, True, False, False],
-    ).row(0, named=True)
-    best.pop("_row")
+    if feasible.is_empty():
+        raise DataError(
+            "no policy meets the constraints (latency, escalation band or budget)",
+            hint="Relax --max-latency-p95-ms, --escalation-band or --max-cost-per-1k-usd.",
+        )
     reason = (
         f"cheapest of {feasible.height} policies whose measured quality drop is at most "
-        f"{objective.max_quality_drop:g} (empirical, no statistical guarantee)"
+        f"{max_drop:.4g} (empirical, no statistical guarantee)"
     )
-    return Recommendation(row=best, method="empirical", certified=False, reason=reason)
+    return Recommendation(
+        row=_best(feasible, objective), method="empirical", certified=False, reason=reason
+    )
+
+
+def select_certified(
+    frontier: pl.DataFrame, objective: Objective, premium_policy: str, max_drop: float
+) -> Recommendation:
+    """Cheapest certified policy meeting the constraints; always-premium when there is none."""
+    _require_labels(frontier)
+    candidates = constrained(frontier, objective).filter(pl.col("certified"))
+    guarantee = (
+        f"quality drop at most {max_drop:.4g} with probability ≥ {objective.confidence_level:g} "
+        "(Learn-then-Test, fixed-sequence, exact binomial)"
+    )
+    if candidates.is_empty():
+        reason = (
+            f"no policy could be certified ({guarantee}) under the constraints; "
+            "falling back to always-premium"
+        )
+        return Recommendation(
+            row=_premium(frontier, premium_policy),
+            method="certified",
+            certified=True,
+            reason=reason,
+            fallback=True,
+        )
+    count = candidates.height
+    return Recommendation(
+        row=_best(candidates, objective),
+        method="certified",
+        certified=True,
+        reason=f"{'best' if objective.max_cost_per_1k_usd is not None else 'cheapest'} of {count} certified policies: {guarantee}",
+    )

@@ -1,9 +1,11 @@
-"""Stage: evaluate every candidate policy on the stored data and choose one.
+"""Stage: evaluate every candidate policy on the stored data, certify, choose one, and gather the
+evidence behind it.
 
 `run_sweep(store, tiers, objective)` reads the outcome table once, evaluates the always-tier
 baselines, every cascade over an ordered subset of 2–4 tiers and the input-length rules exactly,
-marks the Pareto frontier, and asks the selector for a recommendation. It writes nothing; rendering
-and files belong to `report`.
+marks the Pareto frontier, certifies the families (unless `--no-certify`) and selects. Then, for the
+chosen policy: intervals, per-tier confidence diagnostics, failure modes per segment and the
+economics. It writes nothing; rendering and files belong to `report`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,53 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
-from calibrate.diagnostics import BreakEven, break_even, confidence_auroc, warnings_for
-from calibrate.policies import Family, default_families, evaluate_families
-from calibrate.records import DataWindow
-from calibrate.selection import Objective, Recommendation, Selector, mark_pareto, select_empirical
+from calibrate.assignment import ACCEPTABLE, assign, regret
+from calibrate.calibration import TierCalibration, tier_calibrations
+from calibrate.certify import (
+    Budget,
+    Stage,
+    certify_families,
+    clopper_pearson_lower,
+    labels_to_certify,
+)
+from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
+from calibrate.errors import ConfigError
+from calibrate.failure_modes import FailureModes, failure_modes, segment_columns
+from calibrate.intervals import Interval, bootstrap_quality, savings_interval, wilson
+from calibrate.policies import Family, default_families, evaluate_families, policy_index
+from calibrate.records import DataWindow, Outcomes
+from calibrate.selection import (
+    Objective,
+    Recommendation,
+    mark_pareto,
+    select_certified,
+    select_empirical,
+)
 from calibrate.settings import TiersConfig
 from calibrate.store import Store
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """Fixed costs of keeping a routing policy calibrated, for the break-even volume."""
+
+    label_cost_usd: float = 1.0
+    fixed_monthly_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why the recommendation can be trusted (or how far it is from being certified)."""
+
+    max_regret: float
+    stages: tuple[Stage, ...]
+    certifiable_families: int
+    alternative: Recommendation | None
+    labels_needed: int | None
+    intervals: dict[str, Interval]
 
 
 @dataclass(frozen=True)
@@ -31,9 +72,17 @@ class SweepResult:
     rejected: int
     frontier: pl.DataFrame
     recommendation: Recommendation
+    evidence: Evidence
     break_even: tuple[BreakEven, ...]
-    auroc: dict[str, float | None]
+    calibration: tuple[TierCalibration, ...]
+    failure_modes: FailureModes
+    economics: Economics
+    overheads: Overheads
     warnings: tuple[str, ...]
+
+    @property
+    def auroc(self) -> dict[str, float | None]:
+        return {c.tier: c.auroc for c in self.calibration}
 
 
 def price_table(tiers: TiersConfig) -> dict[str, tuple[float, float]]:
@@ -51,10 +100,12 @@ def run_sweep(
     objective: Objective,
     *,
     grid_size: dict[int, int] | None = None,
-    selector: Selector = select_empirical,
+    seed: int = 0,
+    overheads: Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
-    """Evaluate all candidate policies and recommend one."""
+    """Evaluate all candidate policies, recommend one and collect its evidence."""
+    overheads = overheads or Overheads()
     outcomes = store.outcomes(tiers.names, price_table(tiers))
     families = default_families(outcomes, grid_size)
     done = iter(range(1, len(families) + 1))
@@ -64,10 +115,48 @@ def run_sweep(
             on_progress(next(done), len(families))
 
     frontier = mark_pareto(evaluate_families(outcomes, families, tick))
-    recommendation = selector(frontier, objective)
+    index = policy_index(outcomes, families)
+    premium_policy = f"always:{tiers.names[-1]}"
+    budget = risk_budget(outcomes, objective)
+    certificates = []
+    if objective.certify:
+        certificates = certify_families(outcomes, families, budget, _segments(outcomes, objective))
+    certified_ids = {
+        pid: cert
+        for cert in certificates
+        for pid, (family, option) in index.items()
+        if family == cert.family and option in cert.options
+    }
+    frontier = frontier.with_columns(certified=pl.col("policy").is_in(list(certified_ids)))
+    empirical = select_empirical(frontier, objective, budget.max_regret)
+    if objective.certify:
+        recommendation = select_certified(frontier, objective, premium_policy, budget.max_regret)
+    else:
+        recommendation = empirical
     frontier = frontier.with_columns(recommended=pl.col("policy") == recommendation.row["policy"])
-    auroc = confidence_auroc(outcomes)
+    chosen = assign(outcomes, *index[recommendation.row["policy"]])
+    alternative = (
+        empirical
+        if objective.certify and empirical.row["policy"] != recommendation.row["policy"]
+        else None
+    )
+    cert = certified_ids.get(recommendation.row["policy"])
+    evidence = Evidence(
+        max_regret=budget.max_regret,
+        stages=cert.stages if cert is not None else (),
+        certifiable_families=len(certificates),
+        alternative=alternative,
+        labels_needed=_labels_needed(outcomes, index, empirical, budget, len(certificates))
+        if recommendation.fallback
+        else None,
+        intervals=_intervals(
+            outcomes, chosen, recommendation.row, seed, objective.confidence_level
+        ),
+    )
+    calibration = tier_calibrations(outcomes)
     rejected = store.rejected_rows()
+    alt_assignment = assign(outcomes, *index[alternative.row["policy"]]) if alternative else None
+    labels_used = int(outcomes.labeled.sum())
     return SweepResult(
         tiers=tiers,
         objective=objective,
@@ -75,7 +164,87 @@ def run_sweep(
         rejected=rejected,
         frontier=frontier,
         recommendation=recommendation,
-        break_even=tuple(break_even(frontier, tiers.names)),
-        auroc=auroc,
-        warnings=tuple(warnings_for(recommendation.row, auroc, outcomes.incomplete, rejected)),
+        evidence=evidence,
+        break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
+        calibration=calibration,
+        failure_modes=failure_modes(
+            outcomes, chosen, recommendation.row["savings_vs_premium"], alt_assignment
+        ),
+        economics=economics(
+            frontier,
+            recommendation.row,
+            premium_policy,
+            labels_used,
+            overheads.label_cost_usd,
+            overheads.fixed_monthly_usd,
+            budget.max_regret,
+        ),
+        overheads=overheads,
+        warnings=tuple(
+            warnings_for(
+                recommendation.row,
+                {c.tier: c.auroc for c in calibration},
+                outcomes.incomplete,
+                rejected,
+            )
+        ),
     )
+
+
+def risk_budget(outcomes: Outcomes, objective: Objective) -> Budget:
+    """The allowed regret rate: ε, or for a relative drop ε′·LCB(premium quality) at δ/2 (the
+    other half of δ is left for certification)."""
+    if objective.max_relative_drop is None:
+        return Budget(objective.max_quality_drop, objective.delta)
+    premium_ok = outcomes.label[outcomes.labeled, -1] >= ACCEPTABLE
+    if not objective.certify:
+        return Budget(objective.max_relative_drop * float(premium_ok.mean()), objective.delta)
+    lower = clopper_pearson_lower(int(premium_ok.sum()), int(premium_ok.size), objective.delta / 2)
+    return Budget(objective.max_relative_drop * lower, objective.delta / 2)
+
+
+def _segments(outcomes: Outcomes, objective: Objective) -> np.ndarray | None:
+    if objective.per_segment is None:
+        return None
+    columns = segment_columns(outcomes)
+    if objective.per_segment not in columns:
+        raise ConfigError(
+            f"unknown segment column {objective.per_segment!r}",
+            hint=f"Use one of: {', '.join(columns)}.",
+        )
+    return columns[objective.per_segment]
+
+
+def _labels_needed(
+    outcomes: Outcomes,
+    index: dict[str, tuple[Family, tuple]],
+    empirical: Recommendation,
+    budget: Budget,
+    families: int,
+) -> int | None:
+    """Roughly how many more uniform labels would certify the best empirical policy."""
+    family, option = index[empirical.row["policy"]]
+    served = assign(outcomes, family, option).served_tier
+    labeled = outcomes.labeled
+    rate = float(regret(outcomes, served)[labeled].mean()) if labeled.any() else 1.0
+    stages = max(len(family.grids), 1)
+    total = labels_to_certify(
+        rate / stages, Budget(budget.max_regret / stages, budget.delta / max(families, 1) / stages)
+    )
+    return None if total is None else max(total - int(labeled.sum()), 0)
+
+
+def _intervals(
+    outcomes: Outcomes, chosen, row: dict, seed: int, level: float
+) -> dict[str, Interval]:
+    labeled = outcomes.labeled
+    quality, drop = bootstrap_quality(
+        chosen.label[labeled], outcomes.label[labeled, -1], np.random.default_rng(seed), level
+    )
+    escalated = int(chosen.escalated.sum())
+    return {
+        "quality": quality,
+        "quality_drop": drop,
+        "savings_vs_premium": savings_interval(chosen.cost_usd, outcomes.cost_usd[:, -1], level),
+        "escalation_rate": wilson(escalated, outcomes.n, level),
+    }

@@ -46,7 +46,7 @@ WHERE p.rn = 1
 """
 
 _REQUESTS = """
-SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region, COALESCE(r.app, '') AS app,
+SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region, COALESCE(r.app, '') AS app, COALESCE(r.metadata->>'intent', '') AS intent,
        COALESCE(r.input_tokens, a.max_in, CAST(length(CAST(r.messages AS VARCHAR)) / 4 AS BIGINT)) AS input_tokens
 FROM requests r
 LEFT JOIN (SELECT request_id, max(input_tokens) AS max_in FROM attempts GROUP BY request_id) a USING (request_id)
@@ -102,6 +102,7 @@ def _assemble(names: list[str], req: dict, cells: dict, priced: set[str]) -> Out
         timestamp_s=np.asarray(req["ts_s"], dtype=np.float64)[sel],
         region=np.asarray(req["region"], dtype=object)[sel],
         app=np.asarray(req["app"], dtype=object)[sel],
+        intent=np.asarray(req["intent"], dtype=object)[sel],
         input_tokens=np.asarray(req["input_tokens"], dtype=np.int64)[sel],
         confidence=conf[sel],
         cost_usd=cost[sel],

@@ -1,0 +1,76 @@
+"""Which tier serves each request under one policy, and what that request costs and scores.
+
+The grid engine (`policy_grid`) only keeps sums. Intervals, segment breakdowns and certification
+need the per-request picture of a single policy: `assign(outcomes, family, option)` walks every
+request through the policy's decision stages, vectorized, with the same semantics (a request stops
+at the first stage whose bin exceeds the option; escalations pay every tier touched).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibrate.policies import Family, stage_bins
+from calibrate.records import Outcomes
+
+ACCEPTABLE = 0.5  # a label ≥ 0.5 means the answer is acceptable
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Per request: the stage of `path` it stopped at, the tier index that served it, what it paid
+    and the served answer's label."""
+
+    path: tuple[int, ...]
+    stage: np.ndarray
+    served_tier: np.ndarray
+    escalated: np.ndarray
+    cost_usd: np.ndarray
+    latency_ms: np.ndarray
+    label: np.ndarray
+
+
+def stop_stage(bins: list[np.ndarray], option: tuple[int, ...], n: int) -> np.ndarray:
+    """Index into the path of the stage each request stops at."""
+    stage = np.full(n, len(bins), dtype=np.int64)
+    undecided = np.ones(n, dtype=bool)
+    for j, (b, a) in enumerate(zip(bins, option, strict=True)):
+        keep = undecided & (b > a)
+        stage[keep] = j
+        undecided &= ~keep
+    return stage
+
+
+def assign(outcomes: Outcomes, family: Family, option: tuple[int, ...]) -> Assignment:
+    """Walk every request through one policy of `family` (option = one index per stage)."""
+    n = outcomes.n
+    path = np.array(family.path)
+    stage = stop_stage(stage_bins(outcomes, family), option, n)
+    served = path[stage]
+    rows = np.arange(n)
+    if family.kind == "cascade":
+        touched = np.arange(len(path))[None, :] <= stage[:, None]
+        cost = (outcomes.cost_usd[:, path] * touched).sum(axis=1)
+        latency = (outcomes.latency_ms[:, path] * touched).sum(axis=1)
+    else:
+        cost, latency = outcomes.cost_usd[rows, served], outcomes.latency_ms[rows, served]
+    return Assignment(
+        path=family.path,
+        stage=stage,
+        served_tier=served,
+        escalated=stage > 0,
+        cost_usd=cost,
+        latency_ms=latency,
+        label=outcomes.label[rows, served],
+    )
+
+
+def regret(outcomes: Outcomes, served_tier: np.ndarray) -> np.ndarray:
+    """Per labeled request: served by a cheaper tier whose answer is unacceptable while the
+    premium's is acceptable. Its rate bounds the quality drop from above (methods.md §1.1)."""
+    rows = np.arange(outcomes.n)
+    served_ok = outcomes.label[rows, served_tier] >= ACCEPTABLE
+    premium_ok = outcomes.label[:, -1] >= ACCEPTABLE
+    return ~served_ok & premium_ok
