@@ -58,7 +58,7 @@ def _tier(outcomes: Outcomes, j: int) -> TierCalibration:
     if c.size < 2 or y.min() == y.max():
         return TierCalibration(tier, int(c.size), None, None, None, None, (), (), ())
     probability = bool(c.min() >= 0.0 and c.max() <= 1.0)
-    method, xs, ys = _fit_mapping(c, y)
+    method, xs, ys = _fit_mapping(c, y) if np.ptp(c) > 0 else (None, (), ())
     return TierCalibration(
         tier=tier,
         labeled=int(c.size),

@@ -68,6 +68,16 @@ def build_routing(result: SweepResult):
         rec.method,
         rec.certified,
         result.window,
+        p_correct={
+            c.tier: round(p, 4)
+            for c in result.calibration
+            if (tau := _thresholds_by_tier(rec.row).get(c.tier)) is not None
+            and (p := c.p_correct(tau)) is not None
+        },
+        intervals={
+            name: (round_metric(name, i.low), round_metric(name, i.high))
+            for name, i in result.evidence.intervals.items()
+        },
     )
 
 
@@ -123,7 +133,12 @@ def summary(result: SweepResult) -> dict:
             "reason": result.recommendation.reason,
             "fallback": result.recommendation.fallback,
             "max_regret": round(result.evidence.max_regret, 6),
-            "labels_needed": result.evidence.labels_needed,
+            "labels_needed": None
+            if result.evidence.labels_needed is None
+            else {
+                "policy": result.evidence.labels_needed[0],
+                "more_labels": result.evidence.labels_needed[1],
+            },
             "stages": [
                 {
                     "tier": st.tier,
@@ -278,11 +293,15 @@ def _selection_note(result: SweepResult) -> str:
         )
     if rec.fallback:
         alt = ev.alternative.row["policy"] if ev.alternative else "none"
-        more = (
-            f"About {ev.labels_needed:,} more uniformly sampled labels would certify it."
-            if ev.labels_needed is not None
-            else "Its measured regret is not below the limit, so more labels would not certify it."
-        )
+        if ev.labels_needed is None:
+            more = (
+                "Its measured regret is not below the limit, so more labels would not certify it."
+            )
+        else:
+            policy, count = ev.labels_needed
+            more = f"About {count:,} more uniformly sampled labels would likely certify " + (
+                "it." if policy == alt else f"`{policy}` (half the measured drop)."
+            )
         return (
             f"**Nothing cheaper than always-{result.tiers.names[-1]} could be certified** with "
             f"{result.window.labeled} labels. The best empirical policy is `{alt}`. {more}"

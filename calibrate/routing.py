@@ -37,6 +37,7 @@ class RoutedTier(_Strict):
     name: str
     model: str
     escalate_below: float | None = None
+    p_correct: float | None = None  # calibrated P(acceptable answer) at escalate_below
 
 
 class Rule(_Strict):
@@ -73,6 +74,7 @@ class RoutingConfig(_Strict):
     certified: bool
     selection: str
     expected: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = {}
     calibrated_on: CalibratedOn
 
     @model_validator(mode="after")
@@ -101,6 +103,8 @@ def routing_from(
     method: str,
     certified: bool,
     window,
+    p_correct: dict[str, float] | None = None,
+    intervals: dict[str, tuple[float, float]] | None = None,
 ) -> RoutingConfig:
     """Build the config for one frontier row."""
     names = row["tiers"].split(">")
@@ -110,6 +114,7 @@ def routing_from(
             name=n,
             model=tiers_models[n],
             escalate_below=thresholds[i] if i < len(thresholds) else None,
+            p_correct=(p_correct or {}).get(n) if i < len(thresholds) else None,
         )
         for i, n in enumerate(names)
     ]
@@ -131,6 +136,7 @@ def routing_from(
         certified=certified,
         selection=method,
         expected={m: round_metric(m, row[m]) for m in METRICS},
+        intervals=intervals or {},
         calibrated_on=CalibratedOn(
             requests=window.requests,
             labeled=window.labeled,
@@ -173,6 +179,10 @@ def dump_routing(config: RoutingConfig) -> str:
         f"selection: {_flow(data['selection'])}",
         "expected:",
         *(f"  {k}: {_flow(v)}" for k, v in data["expected"].items()),
+    ]
+    if data["intervals"]:
+        lines += ["intervals:", *(f"  {k}: {_flow(list(v))}" for k, v in data["intervals"].items())]
+    lines += [
         "calibrated_on:",
         f"  requests: {data['calibrated_on']['requests']}",
         f"  labeled: {data['calibrated_on']['labeled']}",

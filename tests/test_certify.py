@@ -1,0 +1,204 @@
+"""Certified selection: statistical validity on a population with known risk, and the edge paths."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibrate import ingest
+from calibrate.calibration import tier_calibrations
+from calibrate.certify import Budget, certify_family, clopper_pearson_upper, labels_to_certify
+from calibrate.errors import DataError
+from calibrate.policies import Family, threshold_grid
+from calibrate.records import Outcomes
+from calibrate.selection import Objective
+from calibrate.settings import load_tiers
+from calibrate.store import Store
+from calibrate.sweep import run_sweep
+
+EPS, DELTA, DRAWS, N_LABELED = 0.02, 0.10, 300, 1000
+
+
+def true_regret(tau: float) -> float:
+    """Population regret of keeping c ≥ τ on the cheap tier: the cheap answer is wrong with
+    probability 0.6(1−c)², the premium rescues 70% of those, c ~ U(0, 1) (methods.md §1.7):
+    ∫_τ^1 0.42(1−c)² dc = 0.14(1−τ)³."""
+    return 0.0 if math.isinf(tau) else 0.14 * (1.0 - max(tau, 0.0)) ** 3
+
+
+def draw(rng: np.random.Generator, n: int) -> Outcomes:
+    """n labeled requests from the population, two tiers (cheap, premium)."""
+    c = rng.uniform(size=n)
+    cheap_ok = rng.uniform(size=n) >= 0.6 * (1 - c) ** 2
+    premium_ok = cheap_ok | (rng.uniform(size=n) < 0.7)
+    return outcomes_from(c, cheap_ok, premium_ok)
+
+
+def outcomes_from(c: np.ndarray, cheap_ok: np.ndarray, premium_ok: np.ndarray) -> Outcomes:
+    n = c.size
+    text = np.array(["x"] * n, dtype=object)
+    return Outcomes(
+        tiers=("cheap", "premium"),
+        request_ids=np.array([f"r{i}" for i in range(n)], dtype=object),
+        timestamp_s=np.zeros(n),
+        region=text,
+        app=text,
+        intent=text,
+        input_tokens=np.full(n, 100),
+        confidence=np.column_stack([c, np.ones(n)]),
+        cost_usd=np.column_stack([np.full(n, 1e-4), np.full(n, 1e-3)]),
+        latency_ms=np.column_stack([np.full(n, 100.0), np.full(n, 500.0)]),
+        label=np.column_stack([cheap_ok, premium_ok]).astype(np.float64),
+        incomplete=0,
+    )
+
+
+def certified_tau(o: Outcomes) -> float:
+    grid = threshold_grid(o.confidence[:, 0], 200)
+    cert = certify_family(o, Family("cascade", (0, 1), (grid,)), Budget(EPS, DELTA))
+    if not cert.options:
+        return math.inf
+    a = cert.options[-1][0]
+    return math.inf if a == grid.size else float(grid[a])
+
+
+def naive_tau(o: Outcomes) -> float:
+    """Lowest grid threshold whose *measured* regret rate is within ε (no guarantee)."""
+    grid = threshold_grid(o.confidence[:, 0], 200)
+    c = o.confidence[:, 0]
+    regret = (o.label[:, 0] < 0.5) & (o.label[:, 1] >= 0.5)
+    ok = [t for t in grid if (regret & (c >= t)).mean() <= EPS]
+    return float(min(ok)) if ok else math.inf
+
+
+def test_certified_threshold_violates_the_limit_at_most_delta_of_the_time() -> None:
+    rng = np.random.default_rng(20261127)
+    certified = naive = 0
+    for _ in range(DRAWS):
+        o = draw(rng, N_LABELED)
+        certified += true_regret(certified_tau(o)) > EPS
+        naive += true_regret(naive_tau(o)) > EPS
+    slack = 3 * math.sqrt(DELTA * (1 - DELTA) / DRAWS)
+    assert certified / DRAWS <= DELTA + slack, certified
+    # the naive empirical choice breaks the limit far more often (about half the draws)
+    assert naive / DRAWS >= 0.3, naive
+    assert naive > 3 * certified
+
+
+def test_certification_is_not_vacuous() -> None:
+    """With 1,000 labels it certifies a threshold below 'escalate everything' in most draws,
+    close to the oracle τ* = 1 − (ε / 0.14)^(1/3) ≈ 0.477."""
+    rng = np.random.default_rng(7)
+    taus = [certified_tau(draw(rng, N_LABELED)) for _ in range(50)]
+    finite = [t for t in taus if math.isfinite(t)]
+    assert len(finite) >= 45
+    assert 0.477 < float(np.median(finite)) < 0.75
+
+
+def test_too_few_labels_certify_nothing() -> None:
+    o = draw(np.random.default_rng(1), 40)  # (1−ε)^40 = 0.45 > δ: not even escalate-all passes
+    grid = threshold_grid(o.confidence[:, 0], 200)
+    assert certify_family(o, Family("cascade", (0, 1), (grid,)), Budget(EPS, DELTA)).options == ()
+
+
+def test_labels_to_certify_matches_the_zero_event_rule() -> None:
+    # zero regret events: n ≥ ln(1/δ)/ε → 149 for ε = 0.02, δ = 0.05 (methods.md §1.4)
+    assert labels_to_certify(0.0, Budget(0.02, 0.05)) == 149
+    assert labels_to_certify(0.03, Budget(0.02, 0.05)) is None
+    assert clopper_pearson_upper(0, 149, 0.05) <= 0.02 < clopper_pearson_upper(0, 148, 0.05)
+
+
+def sweep_outcomes(tmp_path: Path, o: Outcomes, objective: Objective):
+    """Write `o` as canonical JSONL, ingest it into a DuckDB file and run the sweep."""
+    import json
+
+    lines = []
+    for i in range(o.n):
+        attempts = [
+            {
+                "tier": tier,
+                "model": f"m-{tier}",
+                "source": "shadow",
+                "confidence": None if math.isnan(o.confidence[i, j]) else float(o.confidence[i, j]),
+                "cost_usd": float(o.cost_usd[i, j]),
+                "latency_ms": float(o.latency_ms[i, j]),
+                "status": "ok",
+                "output": "a",
+            }
+            for j, tier in enumerate(o.tiers)
+        ]
+        labels = {
+            tier: float(o.label[i, j])
+            for j, tier in enumerate(o.tiers)
+            if not math.isnan(o.label[i, j])
+        }
+        row = {
+            "request_id": f"r-{i:05d}",
+            "timestamp": f"2026-10-{1 + i % 28:02d}T12:00:00Z",
+            "messages": [{"role": "user", "content": f"q{i}"}],
+            "attempts": attempts,
+            "metadata": {"intent": "x"},
+        }
+        if labels:
+            row["labels"] = labels
+        lines.append(json.dumps(row))
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text(
+        "tiers:\n" + "".join(f"  - {{name: {t}, model: m-{t}}}\n" for t in o.tiers),
+        encoding="utf-8",
+    )
+    with Store.open(tmp_path / "s.duckdb") as store:
+        ingest.ingest(store, [logs], strict=True, clock=lambda: datetime(2026, 11, 1, tzinfo=UTC))
+        return run_sweep(store, load_tiers(tiers), objective)
+
+
+def test_no_certifiable_policy_falls_back_to_premium_and_says_how_many_labels(
+    tmp_path: Path,
+) -> None:
+    o = draw(np.random.default_rng(3), 150)  # δ/3 per family needs ≥ 203 labels even with no regret
+    result = sweep_outcomes(tmp_path, o, Objective(max_quality_drop=0.02, confidence_level=0.95))
+    rec = result.recommendation
+    assert rec.fallback and rec.certified and rec.row["policy"] == "always:premium"
+    assert "no policy could be certified" in rec.reason
+    assert result.evidence.alternative is not None
+    assert result.evidence.alternative.row["policy"] != "always:premium"
+    assert result.evidence.labels_needed is not None
+    policy, more = result.evidence.labels_needed
+    assert policy != "always:premium" and 0 < more < 100_000
+
+
+def test_inverted_confidence_is_flagged_and_never_certifies_keeping_bad_answers(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(5)
+    c = rng.uniform(size=1500)
+    cheap_ok = rng.uniform(size=c.size) >= 0.6 * c**2  # higher confidence, *worse* answers
+    premium_ok = cheap_ok | (rng.uniform(size=c.size) < 0.7)
+    o = outcomes_from(c, cheap_ok, premium_ok)
+    result = sweep_outcomes(tmp_path, o, Objective(max_quality_drop=0.02))
+    assert any("inverted" in w for w in result.warnings)
+    cheap = next(cal for cal in result.calibration if cal.tier == "cheap")
+    assert cheap.auroc is not None and cheap.auroc < 0.5
+    row = result.recommendation.row
+    regret = (~cheap_ok & premium_ok).mean()
+    if row["strategy"] == "cascade":
+        tau = float(row["thresholds"])
+        assert (~cheap_ok & premium_ok & (c >= tau)).mean() <= 0.02 < regret
+
+
+def test_a_tier_without_labels_is_named_in_the_error(tmp_path: Path) -> None:
+    o = draw(np.random.default_rng(9), 300)
+    label = o.label.copy()
+    label[:, 0] = np.nan
+    unlabeled = Outcomes(**{**o.__dict__, "label": label})
+    with pytest.raises(DataError) as exc:
+        sweep_outcomes(tmp_path, unlabeled, Objective())
+    assert "cheap" in exc.value.message and "no labels" in exc.value.message
+    cal = tier_calibrations(unlabeled)
+    assert cal[0].auroc is None and cal[0].labeled == 0
