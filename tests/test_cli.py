@@ -86,7 +86,7 @@ def test_no_labels_is_a_user_error_with_a_hint(tmp_path: Path) -> None:
         app, ["sweep", str(logs), "--tiers", str(tiers), "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 1
-    assert "Error: no request is labeled for every tier" in result.stderr
+    assert "Error: no labels for tier(s) small, large" in result.stderr
     assert "Hint:" in result.stderr
     assert not (tmp_path / "o" / "routing.yaml").exists()
 
