@@ -73,17 +73,30 @@ def certify_families(
     budget: Budget,
     segments: np.ndarray | None = None,
 ) -> list[Certificate]:
-    """Certify every certifiable family with δ split equally among them. Segments with too few
-    labels to ever pass are pooled into one."""
-    premium = len(outcomes.tiers) - 1
-    todo = [f for f in families if certifiable(f, premium)]
+    """Certify every certifiable family with δ split equally among them (segments: see
+    `segment_groups`)."""
+    todo = _certifiable(outcomes, families)
     share = Budget(budget.max_regret, budget.delta / max(len(todo), 1))
-    if segments is not None:
-        stages = max((len(f.grids) for f in todo), default=1) or 1
-        groups = len({str(v) for v in segments})
-        tightest = Budget(share.max_regret / stages, share.delta / stages / groups)
-        segments = pool_small_segments(segments, outcomes.labeled, min_labels(tightest))
     return [certify_family(outcomes, f, share, segments) for f in todo]
+
+
+def _certifiable(outcomes: Outcomes, families: list[Family]) -> list[Family]:
+    premium = len(outcomes.tiers) - 1
+    return [f for f in families if certifiable(f, premium)]
+
+
+def segment_groups(
+    outcomes: Outcomes, families: list[Family], budget: Budget, segments: np.ndarray
+) -> np.ndarray:
+    """The segments to test within: those with too few labels to pass even with zero regret
+    events at the tightest stage budget are pooled into one."""
+    todo = _certifiable(outcomes, families)
+    stages = max((len(f.grids) for f in todo), default=1) or 1
+    groups = len({str(v) for v in segments})
+    tightest = Budget(
+        budget.max_regret / stages, budget.delta / max(len(todo), 1) / stages / groups
+    )
+    return pool_small_segments(segments, outcomes.labeled, min_labels(tightest))
 
 
 def certify_family(

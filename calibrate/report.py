@@ -266,6 +266,8 @@ def _headline(result: SweepResult) -> str:
         claim = (
             f"quality within {eps:.4g} of always-{premium} at {level:.0%} confidence (certified)"
         )
+    elif rec.method == "budget":
+        claim = "the best measured quality under the budget (not certified)"
     elif rec.fallback:
         claim = "the safe fallback: nothing cheaper could be certified"
     else:
@@ -291,6 +293,12 @@ def _selection_note(result: SweepResult) -> str:
             "Selection: empirical (`--no-certify`): the measured drop is a point estimate with no "
             "statistical guarantee."
         )
+    if rec.method == "budget":
+        return (
+            f"**No policy under the budget of ${result.objective.max_cost_per_1k_usd:g} per 1k "
+            "requests could be certified**; the recommendation is the best measured quality under "
+            "it and carries no guarantee."
+        )
     if rec.fallback:
         alt = ev.alternative.row["policy"] if ev.alternative else "none"
         if ev.labels_needed is None:
@@ -311,9 +319,20 @@ def _selection_note(result: SweepResult) -> str:
         f"{s.regret_ucb:.4f} ≤ {s.max_regret:.4g} at δ = {s.delta:.4g}"
         for s in ev.stages
     )
+    per_segment = ""
+    if ev.segments == ("(other)",):
+        per_segment = (
+            f" Per {result.objective.per_segment}: every segment has too few labels to be "
+            "certified alone, so they were tested as one pool (a marginal guarantee only)."
+        )
+    elif ev.segments:
+        per_segment = (
+            f" Per {result.objective.per_segment}: the drop holds within each of "
+            f"{', '.join(ev.segments)} (segments with too few labels are pooled as (other))."
+        )
     return (
         f"Certified over {ev.certifiable_families} policy families (δ split equally among them). "
-        f"Evidence: {stages or 'always-premium has no regret'}."
+        f"Evidence: {stages or 'always-premium has no regret'}.{per_segment}"
     )
 
 

@@ -142,6 +142,17 @@ def select_certified(
         f"quality drop at most {max_drop:.4g} with probability ≥ {objective.confidence_level:g} "
         "(Learn-then-Test, fixed-sequence, exact binomial)"
     )
+    if candidates.is_empty() and objective.max_cost_per_1k_usd is not None:
+        affordable = constrained(frontier, objective)
+        if not affordable.is_empty():
+            return Recommendation(
+                row=_best(affordable, objective),
+                method="budget",
+                certified=False,
+                reason="no policy under the budget could be certified; this is the best measured "
+                "quality under it, with no guarantee",
+                fallback=True,
+            )
     if candidates.is_empty():
         reason = (
             f"no policy could be certified ({guarantee}) under the constraints; "

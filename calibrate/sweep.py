@@ -24,6 +24,7 @@ from calibrate.certify import (
     certify_families,
     clopper_pearson_lower,
     labels_to_certify,
+    segment_groups,
 )
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
 from calibrate.errors import ConfigError, DataError
@@ -57,6 +58,7 @@ class Evidence:
     max_regret: float
     stages: tuple[Stage, ...]
     certifiable_families: int
+    segments: tuple[str, ...]
     alternative: Recommendation | None
     labels_needed: tuple[str, int] | None
     intervals: dict[str, Interval]
@@ -119,9 +121,11 @@ def run_sweep(
     index = policy_index(outcomes, families)
     premium_policy = f"always:{tiers.names[-1]}"
     budget = risk_budget(outcomes, objective)
-    certificates = []
+    certificates, segments = [], _segments(outcomes, objective)
+    if segments is not None:
+        segments = segment_groups(outcomes, families, budget, segments)
     if objective.certify:
-        certificates = certify_families(outcomes, families, budget, _segments(outcomes, objective))
+        certificates = certify_families(outcomes, families, budget, segments)
     certified_ids = {
         pid: cert
         for cert in certificates
@@ -146,6 +150,7 @@ def run_sweep(
         max_regret=budget.max_regret,
         stages=cert.stages if cert is not None else (),
         certifiable_families=len(certificates),
+        segments=() if segments is None else tuple(sorted({str(v) for v in segments})),
         alternative=alternative,
         labels_needed=_labels_needed(
             outcomes, index, frontier, objective, budget, len(certificates)

@@ -202,3 +202,25 @@ def test_a_tier_without_labels_is_named_in_the_error(tmp_path: Path) -> None:
     assert "cheap" in exc.value.message and "no labels" in exc.value.message
     cal = tier_calibrations(unlabeled)
     assert cal[0].auroc is None and cal[0].labeled == 0
+
+
+def test_per_segment_certification_escalates_a_hard_segment_more() -> None:
+    """A segment where the cheap tier fails often is invisible in the marginal regret; certifying
+    within each segment forces a more conservative threshold."""
+    rng = np.random.default_rng(11)
+    n = 4000
+    hard = np.arange(n) < n // 4
+    c = rng.uniform(size=n)
+    p_wrong = np.where(hard, 0.9 * (1 - c) ** 0.5, 0.3 * (1 - c) ** 3)
+    cheap_ok = rng.uniform(size=n) >= p_wrong
+    premium_ok = cheap_ok | (rng.uniform(size=n) < 0.8)
+    o = outcomes_from(c, cheap_ok, premium_ok)
+    family = Family("cascade", (0, 1), (threshold_grid(c, 200),))
+    budget = Budget(0.03, 0.05)
+    marginal = certify_family(o, family, budget).options[-1][0]
+    segments = np.where(hard, "hard", "easy").astype(object)
+    per_segment = certify_family(o, family, budget, segments).options[-1][0]
+    assert per_segment > marginal
+    tau = family.grids[0][per_segment] if per_segment < family.grids[0].size else math.inf
+    kept_hard = hard & (c >= tau)
+    assert (kept_hard & ~cheap_ok & premium_ok).sum() / hard.sum() <= 0.03
