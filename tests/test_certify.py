@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from calibrate import ingest
+from calibrate.assignment import assign, regret
 from calibrate.calibration import tier_calibrations
 from calibrate.certify import Budget, certify_family, clopper_pearson_upper, labels_to_certify
 from calibrate.errors import DataError
@@ -224,3 +225,47 @@ def test_per_segment_certification_escalates_a_hard_segment_more() -> None:
     tau = family.grids[0][per_segment] if per_segment < family.grids[0].size else math.inf
     kept_hard = hard & (c >= tau)
     assert (kept_hard & ~cheap_ok & premium_ok).sum() / hard.sum() <= 0.03
+
+
+def draw_three_tiers(rng: np.random.Generator, n: int) -> Outcomes:
+    """Small and medium are wrong with probability 0.6(1−c)² and 0.4(1−c)², large is right 92%."""
+    c1, c2 = rng.uniform(size=n), rng.uniform(size=n)
+    ok = np.column_stack(
+        [
+            rng.uniform(size=n) >= 0.6 * (1 - c1) ** 2,
+            rng.uniform(size=n) >= 0.4 * (1 - c2) ** 2,
+            rng.uniform(size=n) < 0.92,
+        ]
+    )
+    two = outcomes_from(c1, ok[:, 0], ok[:, 2])
+    return Outcomes(
+        **{
+            **two.__dict__,
+            "tiers": ("small", "medium", "large"),
+            "confidence": np.column_stack([c1, c2, np.ones(n)]),
+            "cost_usd": np.tile([1e-4, 3e-4, 1e-3], (n, 1)),
+            "latency_ms": np.tile([100.0, 200.0, 500.0], (n, 1)),
+            "label": ok.astype(np.float64),
+        }
+    )
+
+
+def test_tier_by_tier_certification_holds_for_three_tiers() -> None:
+    """ε and δ split over the two stages; the true total regret of the chosen pair of thresholds,
+    measured on a 200,000-request population, exceeds ε in at most δ of 150 draws."""
+    rng = np.random.default_rng(2026)
+    population = draw_three_tiers(rng, 200_000)
+    eps, delta, draws = 0.03, 0.10, 150
+    violations = certified = 0
+    for _ in range(draws):
+        sample = draw_three_tiers(rng, 2000)
+        grids = tuple(threshold_grid(sample.confidence[:, j], 30) for j in (0, 1))
+        family = Family("cascade", (0, 1, 2), grids)
+        cert = certify_family(sample, family, Budget(eps, delta))
+        if not cert.options:
+            continue
+        certified += 1
+        served = assign(population, family, cert.options[-1]).served_tier
+        violations += regret(population, served).mean() > eps
+    assert certified >= draws * 0.9
+    assert violations / draws <= delta + 3 * math.sqrt(delta * (1 - delta) / draws)
