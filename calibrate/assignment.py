@@ -8,6 +8,7 @@ at the first stage whose bin exceeds the option; escalations pay every tier touc
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,3 +75,29 @@ def regret(outcomes: Outcomes, served_tier: np.ndarray) -> np.ndarray:
     served_ok = outcomes.label[rows, served_tier] >= ACCEPTABLE
     premium_ok = outcomes.label[:, -1] >= ACCEPTABLE
     return ~served_ok & premium_ok
+
+
+def take_rows(outcomes: Outcomes, mask: np.ndarray) -> Outcomes:
+    """The same outcomes restricted to the rows in `mask`."""
+    n = outcomes.n
+    return dataclasses.replace(
+        outcomes,
+        **{
+            f.name: getattr(outcomes, f.name)[mask]
+            for f in dataclasses.fields(outcomes)
+            if isinstance(getattr(outcomes, f.name), np.ndarray)
+            and getattr(outcomes, f.name).shape[:1] == (n,)
+        },
+    )
+
+
+def served_labels(outcomes: Outcomes, policies: list[tuple[Family, tuple[int, ...]]]) -> np.ndarray:
+    """(policies × requests) label of the answer each policy serves (bins computed once per family)."""
+    out = np.empty((len(policies), outcomes.n), dtype=np.float32)
+    rows = np.arange(outcomes.n)
+    cache: dict[int, list[np.ndarray]] = {}
+    for p, (family, option) in enumerate(policies):
+        bins = cache.setdefault(id(family), stage_bins(outcomes, family))
+        served = np.array(family.path)[stop_stage(bins, option, outcomes.n)]
+        out[p] = outcomes.label[rows, served]
+    return out

@@ -133,6 +133,15 @@ def summary(result: SweepResult) -> dict:
             "reason": result.recommendation.reason,
             "fallback": result.recommendation.fallback,
             "max_regret": round(result.evidence.max_regret, 6),
+            "selection_check": None
+            if result.evidence.selection_check is None
+            else {
+                "drop": [
+                    round(result.evidence.selection_check.drop.low, 4),
+                    round(result.evidence.selection_check.drop.high, 4),
+                ],
+                "exceed_share": round(result.evidence.selection_check.exceed_share, 4),
+            },
             "labels_needed": None
             if result.evidence.labels_needed is None
             else {
@@ -289,10 +298,18 @@ def _pareto_near(frontier: pl.DataFrame, cost: float) -> pl.DataFrame:
 def _selection_note(result: SweepResult) -> str:
     rec, ev = result.recommendation, result.evidence
     if not result.objective.certify:
-        return (
+        note = (
             "Selection: empirical (`--no-certify`): the measured drop is a point estimate with no "
             "statistical guarantee."
         )
+        check = ev.selection_check
+        if check is not None:
+            note += (
+                f" Re-running the empirical rule on {check.resamples} bootstrap replicates, the "
+                f"policy it picks has a drop of {check.drop.low:+.4f} to {check.drop.high:+.4f} on "
+                f"the full sample and exceeds the limit in {check.exceed_share:.0%} of them."
+            )
+        return note
     if rec.method == "budget":
         return (
             f"**No policy under the budget of ${result.objective.max_cost_per_1k_usd:g} per 1k "
@@ -357,7 +374,8 @@ def _intervals_note(result: SweepResult) -> str:
         + "; ".join(parts)
         + ". Quality and drop: "
         "paired bootstrap over labeled requests (seeded); savings: delta method; escalation: Wilson. "
-        "These are conditional on the chosen policy; the certificate above is the guarantee."
+        "They are conditional on the chosen policy"
+        + ("; the certificate above is the guarantee." if result.recommendation.certified else ".")
     )
 
 

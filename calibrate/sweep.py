@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from calibrate.assignment import ACCEPTABLE, assign, regret
+from calibrate.assignment import ACCEPTABLE, assign, regret, served_labels, take_rows
 from calibrate.calibration import TierCalibration, tier_calibrations
 from calibrate.certify import (
     Budget,
@@ -29,12 +29,20 @@ from calibrate.certify import (
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
 from calibrate.errors import ConfigError, DataError
 from calibrate.failure_modes import FailureModes, failure_modes, segment_columns
-from calibrate.intervals import Interval, bootstrap_quality, savings_interval, wilson
+from calibrate.intervals import (
+    Interval,
+    SelectionCheck,
+    bootstrap_quality,
+    savings_interval,
+    selection_bootstrap,
+    wilson,
+)
 from calibrate.policies import Family, default_families, evaluate_families, policy_index
 from calibrate.records import DataWindow, Outcomes
 from calibrate.selection import (
     Objective,
     Recommendation,
+    constrained,
     mark_pareto,
     select_certified,
     select_empirical,
@@ -62,6 +70,7 @@ class Evidence:
     alternative: Recommendation | None
     labels_needed: tuple[str, int] | None
     intervals: dict[str, Interval]
+    selection_check: SelectionCheck | None
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,9 @@ def run_sweep(
         intervals=_intervals(
             outcomes, chosen, recommendation.row, seed, objective.confidence_level
         ),
+        selection_check=None
+        if objective.certify
+        else _selection_check(outcomes, index, frontier, objective, budget, seed),
     )
     calibration = tier_calibrations(outcomes)
     rejected = store.rejected_rows()
@@ -263,6 +275,37 @@ def _labels_needed(
         if total is not None:
             return target.row["policy"], max(total - int(outcomes.labeled.sum()), 0)
     return None
+
+
+SELECTION_BOOTSTRAP_MAX_LABELS = 50_000
+
+
+def _selection_check(
+    outcomes: Outcomes,
+    index: dict[str, tuple[Family, tuple]],
+    frontier: pl.DataFrame,
+    objective: Objective,
+    budget: Budget,
+    seed: int,
+) -> SelectionCheck | None:
+    """Re-run the empirical rule inside the bootstrap (skipped above 50,000 labels)."""
+    if int(outcomes.labeled.sum()) > SELECTION_BOOTSTRAP_MAX_LABELS:
+        return None
+    premium_policy = f"always:{outcomes.tiers[-1]}"
+    ordered = constrained(frontier, objective).sort(
+        ["cost_per_1k_requests_usd", "quality", "escalation_rate", "_row"],
+        descending=[False, True, False, False],
+    )["policy"]
+    ids = [p for p in ordered if p != premium_policy] + [premium_policy]
+    labeled = take_rows(outcomes, outcomes.labeled)
+    served = served_labels(labeled, [index[p] for p in ids])
+    return selection_bootstrap(
+        served,
+        labeled.label[:, -1],
+        budget.max_regret,
+        np.random.default_rng(seed + 1),
+        objective.confidence_level,
+    )
 
 
 def _intervals(

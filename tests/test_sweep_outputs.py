@@ -83,6 +83,9 @@ def test_recommendation_is_the_cheapest_certified_policy(demo_out: Path) -> None
 def test_empirical_recommendation_respects_the_quality_limit(empirical_out: Path) -> None:
     routing = yaml.safe_load((empirical_out / "routing.yaml").read_text())
     assert routing["certified"] is False and routing["expected"]["quality_drop"] <= 0.02
+    # re-selecting inside the bootstrap shows the empirical rule's optimism
+    check = json.loads((empirical_out / "summary.json").read_text())["selection"]["selection_check"]
+    assert check["exceed_share"] > 0.2 and check["drop"][1] > 0.02
     rows = frontier_rows(empirical_out)
     feasible = [r for r in rows if float(r["quality_drop"]) <= 0.02]
     cheapest = min(feasible, key=lambda r: float(r["cost_per_1k_requests_usd"]))
