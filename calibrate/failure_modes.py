@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 from calibrate.assignment import ACCEPTABLE, Assignment
 from calibrate.records import Outcomes
@@ -150,4 +151,25 @@ def _segment(
         kept_quality=_mean(policy.label[kept]),
         kept_premium_quality=_mean(outcomes.label[kept, premium]),
         examples=tuple(str(r) for r in outcomes.request_ids[regret][:EXAMPLES]),
+    )
+
+
+def escalation_timeline(outcomes: Outcomes, policy: Assignment) -> pl.DataFrame:
+    """Requests and escalations of the policy per week (Monday) and region."""
+    frame = pl.DataFrame(
+        {
+            "ts": outcomes.timestamp_s.astype(np.float64),
+            "region": [str(r) for r in outcomes.region],
+            "escalated": policy.escalated.astype(np.int64),
+        }
+    )
+    return (
+        frame.with_columns(
+            week=pl.from_epoch(pl.col("ts").cast(pl.Int64), time_unit="s")
+            .dt.truncate("1w")
+            .dt.date()
+        )
+        .group_by("week", "region")
+        .agg(requests=pl.len(), escalated=pl.col("escalated").sum())
+        .sort("week", "region")
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from calibrate.charts import chart_svgs
 from calibrate.diagnostics import DAILY_VOLUMES
 from calibrate.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.policies import METRICS
@@ -32,20 +33,33 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
 
 
-Block = str | Table  # a paragraph (Markdown-light: **bold** and `code` only) or a table
+@dataclass(frozen=True)
+class Chart:
+    """A chart file of the output folder (inline SVG in HTML, an image link in Markdown)."""
+
+    file: str
+    title: str
+
+
+Block = (
+    str | Table | Chart
+)  # a paragraph (Markdown-light: **bold** and `code` only), table or chart
 Section = tuple[str, tuple[Block, ...]]
 
 
 def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
-    """Write the five outputs atomically (temp file + rename); return their paths."""
+    """Write the five outputs and the chart files atomically (temp file + rename); return their
+    paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = sections(result)
+    charts = chart_svgs(result)
+    doc = sections(result, frozenset(charts))
     texts = {
         "routing.yaml": dump_routing(build_routing(result)),
         "frontier.csv": frontier_csv(result.frontier),
         "summary.json": json.dumps(summary(result), indent=2, sort_keys=False) + "\n",
         "report.md": render_markdown(doc),
-        "report.html": render_html(doc),
+        "report.html": render_html(doc, charts),
+        **charts,
     }
     paths = {}
     for name, text in texts.items():
@@ -548,8 +562,12 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
     )
 
 
-def sections(result: SweepResult) -> tuple[Section, ...]:
-    """The report's content, shared by Markdown and HTML."""
+def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple[Section, ...]:
+    """The report's content, shared by Markdown and HTML (`charts`: the chart files written)."""
+
+    def chart(file: str, title: str) -> tuple[Block, ...]:
+        return (Chart(file, title),) if file in charts else ()
+
     f, w = result.frontier, result.window
     rec = result.recommendation
     pareto = _pareto_near(f, rec.row["cost_per_1k_requests_usd"])
@@ -571,14 +589,28 @@ def sections(result: SweepResult) -> tuple[Section, ...]:
         ),
         ("Recommendation", (_policy_table([rec.row]),)),
         ("Warnings", tuple(result.warnings) or ("None.",)),
-        ("Failure modes", _failure_blocks(result)),
+        (
+            "Failure modes",
+            _failure_blocks(result) + chart("segments.svg", "Kept-request quality per intent"),
+        ),
         (
             "Baselines",
             (_policy_table(list(f.filter(pl.col("strategy") == "always").iter_rows(named=True))),),
         ),
         (
             "Cost–quality frontier (Pareto points around the recommendation)",
-            (_policy_table(list(pareto.iter_rows(named=True))),),
+            chart("frontier.svg", "Cost–quality frontier")
+            + (_policy_table(list(pareto.iter_rows(named=True))),),
+        ),
+        (
+            "Thresholds",
+            chart("thresholds.svg", "Quality and escalation rate against the threshold")
+            or ("No two-tier cascade to plot.",),
+        ),
+        (
+            "Escalation over time",
+            chart("escalation_by_region.svg", "Escalation rate per region, by week")
+            or ("No timestamps to plot.",),
         ),
         ("Break-even and monthly cost", _economics_blocks(result)),
         (
@@ -588,6 +620,7 @@ def sections(result: SweepResult) -> tuple[Section, ...]:
                 "ECE (10 equal-mass bins) and Brier score of the raw confidence, and the mapping to "
                 "P(correct) (isotonic with ≥ 1,000 labels, else Platt).",
                 _calibration_table(result),
+                *chart("reliability.svg", "Reliability per tier"),
             ),
         ),
     )
@@ -598,7 +631,9 @@ def render_markdown(doc: tuple[Section, ...]) -> str:
     for i, (title, blocks) in enumerate(doc):
         out.append(f"{'#' if i == 0 else '##'} {title}\n")
         for block in blocks:
-            if isinstance(block, Table):
+            if isinstance(block, Chart):
+                out.append(f"![{block.title}]({block.file})\n")
+            elif isinstance(block, Table):
                 out.append("| " + " | ".join(block.header) + " |")
                 out.append("|" + "|".join("---" for _ in block.header) + "|")
                 out.extend("| " + " | ".join(row) + " |" for row in block.rows)
@@ -625,15 +660,23 @@ _CSS = (
     "table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;"
     "text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}"
     "code{background:#f6f8fa;padding:0 .2rem}"
+    "figure.chart{margin:1rem 0}figure.chart svg{max-width:100%;height:auto}"
+    "figcaption{color:#57606a;font-size:.85rem}"
 )
 
 
-def render_html(doc: tuple[Section, ...]) -> str:
+def render_html(doc: tuple[Section, ...], charts: dict[str, str] | None = None) -> str:
+    charts = charts or {}
     body = []
     for i, (title, blocks) in enumerate(doc):
         body.append(f"<h{1 if i == 0 else 2}>{html.escape(title)}</h{1 if i == 0 else 2}>")
         for block in blocks:
-            if isinstance(block, Table):
+            if isinstance(block, Chart):
+                body.append(
+                    f'<figure class="chart" id="{html.escape(block.file)}">{charts[block.file]}'
+                    f"<figcaption>{html.escape(block.title)}</figcaption></figure>"
+                )
+            elif isinstance(block, Table):
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
                 rows = "".join(
                     "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"

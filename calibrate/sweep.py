@@ -28,7 +28,12 @@ from calibrate.certify import (
 )
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
 from calibrate.errors import ConfigError, DataError
-from calibrate.failure_modes import FailureModes, failure_modes, segment_columns
+from calibrate.failure_modes import (
+    FailureModes,
+    escalation_timeline,
+    failure_modes,
+    segment_columns,
+)
 from calibrate.intervals import (
     Interval,
     SelectionCheck,
@@ -87,6 +92,7 @@ class SweepResult:
     break_even: tuple[BreakEven, ...]
     calibration: tuple[TierCalibration, ...]
     failure_modes: FailureModes
+    timeline: pl.DataFrame
     economics: Economics
     overheads: Overheads
     warnings: tuple[str, ...]
@@ -190,6 +196,7 @@ def run_sweep(
         failure_modes=failure_modes(
             outcomes, chosen, recommendation.row["savings_vs_premium"], alt_assignment
         ),
+        timeline=escalation_timeline(outcomes, chosen),
         economics=economics(
             frontier,
             recommendation.row,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ from typer.testing import CliRunner
 from calibrate.cli import app
 
 runner = CliRunner()
+CHARTS = (
+    "frontier.svg",
+    "thresholds.svg",
+    "escalation_by_region.svg",
+    "reliability.svg",
+    "segments.svg",
+)
 
 
 def sweep_sample(sample_logs: Path, out: Path, *extra: str) -> None:
@@ -38,7 +46,14 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) -> Pat
 
 def test_sweep_writes_all_five_outputs(demo_out: Path) -> None:
     names = {p.name for p in demo_out.iterdir()}
-    assert names == {"routing.yaml", "frontier.csv", "summary.json", "report.md", "report.html"}
+    assert names == {
+        "routing.yaml",
+        "frontier.csv",
+        "summary.json",
+        "report.md",
+        "report.html",
+        *CHARTS,
+    }
 
 
 @pytest.mark.parametrize("name", ["routing.yaml", "frontier.csv", "report.md"])
@@ -50,7 +65,14 @@ def test_outputs_are_byte_identical_across_runs(
     demo_out: Path, sample_logs: Path, tmp_path: Path
 ) -> None:
     sweep_sample(sample_logs, tmp_path)
-    for name in ("routing.yaml", "frontier.csv", "summary.json", "report.md", "report.html"):
+    for name in (
+        "routing.yaml",
+        "frontier.csv",
+        "summary.json",
+        "report.md",
+        "report.html",
+        *CHARTS,
+    ):
         assert (tmp_path / name).read_bytes() == (demo_out / name).read_bytes(), name
 
 
@@ -127,3 +149,13 @@ def test_report_names_the_hard_intents_and_the_certified_policy_escalates_them(
         segment = hard[name]
         assert segment["escalation_rate"] > overall + 0.2, name
         assert segment["escalation_rate"] > segment["empirical_escalation_rate"], name
+
+
+def test_report_md_links_every_chart_and_html_inlines_them(demo_out: Path) -> None:
+    md = (demo_out / "report.md").read_text()
+    page = (demo_out / "report.html").read_text()
+    for name in CHARTS:
+        assert f"]({name})" in md, name
+        assert f'<figure class="chart" id="{name}"><svg' in page, name
+    assert not re.search(r"""(src|href)=["']https?:""", page)  # self-contained: nothing fetched
+    assert len(md.encode()) < 1024 * 1024
