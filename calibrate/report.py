@@ -515,6 +515,28 @@ def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
     return tuple(blocks)
 
 
+def _k_tier_note(result: SweepResult) -> str:
+    """The k-tier formula E[C] = Σ_j c_j Π_{i<j} e_i with the observed step rates, next to the
+    exact cost (they differ when a tier's cost depends on which requests reach it)."""
+    row = result.recommendation.row
+    if row["strategy"] != "cascade":
+        return ""
+    names = row["tiers"].split(">")
+    cost = {b.cheap: b.cheap_cost_per_1k_usd for b in result.break_even}
+    cost |= {b.expensive: b.expensive_cost_per_1k_usd for b in result.break_even}
+    rate = {(b.cheap, b.expensive): b.observed_rate for b in result.break_even}
+    total, reach = 0.0, 1.0
+    for j, name in enumerate(names):
+        total += cost[name] * reach
+        if j + 1 < len(names):
+            reach *= rate.get((name, names[j + 1])) or 0.0
+    return (
+        f" The k-tier formula E[C] = Σ c_j·Π e_i with these rates and each tier's mean cost gives "
+        f"{_usd(total)} per 1k requests; the exact replay gives {_usd(row['cost_per_1k_requests_usd'])} "
+        "(they differ when the requests that reach a tier cost more or less than its average)."
+    )
+
+
 def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
     e = result.economics
     be = Table(
@@ -550,7 +572,7 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
     return (
         "A cascade from the cheap to the expensive tier costs more than always-expensive when it "
         "escalates more than e* = 1 − c_cheap / c_expensive of the requests reaching it; "
-        "observed = the recommendation's rate at that step.",
+        "observed = the recommendation's rate at that step." + _k_tier_note(result),
         be,
         f"Fixed calibration overhead: ${e.fixed_monthly_usd:,.2f} per month "
         f"({result.window.labeled} labels at ${result.overheads.label_cost_usd:g} each, plus "
