@@ -1,8 +1,8 @@
 """Stage: what changed between two routing.yaml files → a frozen `ConfigDiff`, and whether it matters.
 
-Owns the comparison and the materiality rules; `diff_report.py` puts the result into words (Markdown
-for a pull request, JSON). Both files are read with `routing.load_routing` (validated, unknown keys rejected), so every
-problem with a file is a `ConfigError` naming it.
+Owns the comparison and the materiality rules; `diff_report.py` puts the result into words
+(Markdown for a pull request, JSON). Both files are read with `routing.load_routing` (validated,
+unknown keys rejected), so every problem with a file is a `ConfigError` naming it.
 
 Always material: a strategy change, a tier added, removed, reordered or given another model, a new
 premium tier, a changed objective, certified → uncertified, and a quality-drop interval whose upper
@@ -10,7 +10,7 @@ end newly exceeds the objective's limit. Material above a bound (`Materiality`, 
 threshold move, a rule-cutoff move, and the expected cost, quality, escalation rate and latency.
 Savings follow cost and are never material on their own.
 
-Imports only `routing`, `policies` (metric names) and `errors`; never `cli` or `console`.
+Imports only `routing` and `policies` (metric names); never `cli`, `console` or another stage.
 """
 
 from __future__ import annotations

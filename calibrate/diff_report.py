@@ -323,7 +323,7 @@ def _thresholds_section(diff: ConfigDiff) -> str:
     ]
     if escalation is not None:
         lines.append(
-            "Escalation rate (requests leaving the first tier): "
+            "Escalation rate (requests not served by the first tier): "
             f"{_metric(escalation.name, escalation.old)} → {_metric(escalation.name, escalation.new)} "
             f"({_change(escalation)})."
         )

@@ -290,3 +290,20 @@ def test_output_is_deterministic(base: RoutingConfig) -> None:
     second = compare(base, with_threshold(base, 0.7), Materiality())
     assert render_markdown(first) == render_markdown(second)
     assert render_json(first) == render_json(second)
+
+
+def test_material_exactly_when_there_are_reasons(base: RoutingConfig) -> None:
+    variants = [
+        base,
+        with_threshold(base, 0.7),
+        with_expected(base, savings_vs_premium=0.9),
+        base.model_copy(update={"premium_tier": "medium"}),
+        base.model_copy(update={"certified": False}),
+        base.model_copy(update={"intervals": {}}),
+        base.model_copy(update={"tiers": tuple(reversed(base.tiers))}),
+        rules_config(base, (Rule(tier="medium", max_input_tokens=400), Rule(tier="large"))),
+    ]
+    for old in variants:
+        for new in variants:
+            diff = compare(old, new, Materiality())
+            assert diff.material == bool(reasons(diff)), (old, new)
