@@ -1,7 +1,7 @@
 """The command line: parse options, open the store, call one stage function, print its result.
 
 Exit codes: 0 success; 1 a problem the user can fix (`Error:` and `Hint:` on stderr, no traceback);
-2 usage error. Every other exception is a bug and shows a traceback without local variables.
+2 usage error; 3 only with `--check` (`diff`: the change is material).  Every other exception is a bug and shows a traceback without local variables.
 """
 
 from __future__ import annotations

@@ -109,3 +109,12 @@ def selection_bootstrap(
         exceed_share=float((values > max_drop + 1e-9).mean()),
         resamples=resamples,
     )
+
+
+def mean_interval(values: np.ndarray, level: float = 0.95) -> Interval:
+    """Normal-approximation interval for a mean over many requests (cost per request)."""
+    n = values.size
+    if n < 2:
+        return Interval(float("nan"), float("nan"))
+    half = norm.ppf((1 + level) / 2) * values.std(ddof=1) / np.sqrt(n)
+    return Interval(float(values.mean() - half), float(values.mean() + half))

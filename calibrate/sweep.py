@@ -38,6 +38,7 @@ from calibrate.intervals import (
     Interval,
     SelectionCheck,
     bootstrap_quality,
+    mean_interval,
     savings_interval,
     selection_bootstrap,
     wilson,
@@ -315,6 +316,10 @@ def _selection_check(
     )
 
 
+def _per_1k(interval: Interval) -> Interval:
+    return Interval(interval.low * 1000.0, interval.high * 1000.0)
+
+
 def _intervals(
     outcomes: Outcomes, chosen, row: dict, seed: int, level: float
 ) -> dict[str, Interval]:
@@ -326,6 +331,7 @@ def _intervals(
     return {
         "quality": quality,
         "quality_drop": drop,
+        "cost_per_1k_requests_usd": _per_1k(mean_interval(chosen.cost_usd, level)),
         "savings_vs_premium": savings_interval(chosen.cost_usd, outcomes.cost_usd[:, -1], level),
         "escalation_rate": wilson(escalated, outcomes.n, level),
     }
