@@ -18,6 +18,7 @@ from rich.table import Table
 
 from calibrate.errors import CalibrateError
 from calibrate.records import IngestSummary
+from calibrate.replay_records import ReplayPlan, ReplaySummary
 
 
 def out() -> Console:
@@ -127,3 +128,86 @@ def outputs_written(paths: dict[str, Path]) -> None:
     console.print("Wrote:", highlight=False)
     for path in paths.values():
         console.print(f"  {path}", highlight=False)
+
+
+def rows_table(title: str, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    """A plain table on stdout: first column left-aligned, the others right-aligned."""
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    out().print(table)
+
+
+def warn(message: str) -> None:
+    err().print(f"Warning: {message}", highlight=False)
+
+
+def replay_plan(plan: ReplayPlan) -> None:
+    """`calibrate replay --dry-run`: calls, tokens and estimated cost per tier, and price sources."""
+    rows: list[tuple[object, ...]] = [
+        (
+            t.tier,
+            t.requests,
+            t.cached,
+            t.failed_before,
+            t.calls,
+            f"{t.input_tokens:,}",
+            f"{t.output_tokens:,}",
+            f"${t.cost_usd:.4f}",
+            f"{t.input_per_mtok:g} / {t.output_per_mtok:g}",
+        )
+        for t in plan.tiers
+    ]
+    rows.append(("total", "", "", "", plan.calls, "", "", f"${plan.cost_usd:.4f}", ""))
+    header = (
+        "tier",
+        "to replay",
+        "cached",
+        "failed before",
+        "calls",
+        "input tokens",
+        "output tokens",
+        "est. cost",
+        "USD/Mtok in / out",
+    )
+    rows_table(f"replay plan ({plan.selected} sampled requests)", header, rows)
+    console = err()
+    for t in plan.tiers:
+        console.print(
+            f"{t.tier}: price from {t.price_source}; output tokens: {t.output_tokens_basis}",
+            highlight=False,
+        )
+
+
+def replay_summary(summary: ReplaySummary) -> None:
+    """What a replay run did, per tier; warnings on stderr."""
+    rows: list[tuple[object, ...]] = [
+        (
+            t.tier,
+            t.done,
+            t.cached,
+            t.failed,
+            t.failed_before,
+            t.not_run,
+            t.http_calls,
+            f"${t.cost_usd:.6f}",
+            t.price_source,
+        )
+        for t in summary.tiers
+    ]
+    header = (
+        "tier",
+        "done",
+        "cached",
+        "failed",
+        "failed before",
+        "not run",
+        "http calls",
+        "cost",
+        "price from",
+    )
+    rows_table(f"replay run {summary.run_id} ({summary.selected} sampled requests)", header, rows)
+    for warning in summary.warnings:
+        warn(warning)

@@ -1,0 +1,420 @@
+"""Runs replay jobs: per-tier workers, rate limits, retries, circuit breaker, budget, durable writes.
+
+Each tier gets `limits.concurrency` workers, so no more calls are in flight than that. A worker takes
+a job, reserves its worst-case cost from the budget, waits for the rate limiter, calls (retrying
+429, 5xx, timeouts and connection errors with backoff, honouring Retry-After), and then waits until
+its result is committed before it takes the next job: a call that was paid is either in the store or
+was in flight. Writes are grouped: whatever results are waiting go into one transaction, in a
+thread, while the event loop keeps calling. Imports endpoint, limits, pricing, records; owns no SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+
+from calibrate import endpoint as ep
+from calibrate.limits import Backoff, Budget, CircuitBreaker, Clock, RateLimiter
+from calibrate.pricing import TierPrice
+from calibrate.replay_records import CallRecord, Job, JobResult, ShadowAttempt
+from calibrate.settings import Tier
+from calibrate.store import Store
+
+MAX_RETRY_AFTER_S = 120.0
+"""A longer Retry-After (a spent daily quota, say) pauses the tier instead of sleeping."""
+VERBALIZED_OUTPUT_TOKENS = 8
+VERBALIZED_PROMPT_TOKENS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class TierRun:
+    """One tier as the dispatcher calls it."""
+
+    tier: Tier
+    position: int
+    endpoint: ep.Endpoint
+    price: TierPrice
+    output_tokens: int
+    """Expected output tokens per answer (max_tokens, else the stored mean): budgets and tpm."""
+    output_basis: str
+
+    @property
+    def verbalized(self) -> bool:
+        return self.tier.confidence == "verbalized"
+
+    def reserve_usd(self, job: Job) -> float:
+        """Worst-case cost of what the job still has to call."""
+        cost = 0.0
+        if job.answer is None or not job.answer.ok:
+            cost += self.price.cost_usd(job.input_tokens, self.output_tokens)
+        if self.verbalized:
+            prompt = job.input_tokens + self.output_tokens + VERBALIZED_PROMPT_TOKENS
+            cost += self.price.cost_usd(prompt, VERBALIZED_OUTPUT_TOKENS)
+        return cost
+
+
+@dataclass
+class TierState:
+    """Mutable per-tier bookkeeping of one run."""
+
+    run: TierRun
+    limiter: RateLimiter
+    breaker: CircuitBreaker
+    queue: deque[Job] = field(default_factory=deque)
+    missing: Counter[str] = field(default_factory=Counter)
+    done: int = 0
+    failed: int = 0
+    http_calls: int = 0
+    cost_usd: float = 0.0
+
+
+class Dispatcher:
+    """Calls every queued job of every tier; `run()` returns when all are done or stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        tiers: Sequence[TierRun],
+        *,
+        clock: Clock,
+        wall: Callable[[], datetime],
+        seed: int,
+        budget: Budget,
+        interrupted: Callable[[], bool],
+        on_progress: Callable[[int, int], None] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.clock = clock
+        self.wall = wall
+        self.rng = random.Random(seed)
+        self.budget = budget
+        self.interrupted = interrupted
+        self.on_progress = on_progress
+        self.backoff = backoff or Backoff()
+        self.stopped: str | None = None
+        self.states = {
+            t.tier.name: TierState(
+                t,
+                RateLimiter(t.tier.limits.rpm, t.tier.limits.tpm, clock),
+                CircuitBreaker(t.tier.limits.pause_after_failures),
+            )
+            for t in tiers
+        }
+        self._writes: asyncio.Queue[tuple[JobResult, asyncio.Future[None]] | None] | None = None
+        self._finished = 0
+        self._total = 0
+
+    def _halted(self) -> bool:
+        """No new job may start: interrupted, or the budget is spent."""
+        if self.stopped is None and self.interrupted():
+            self.stopped = "interrupted"
+        return self.stopped is not None
+
+    async def run(self, jobs: Sequence[Job], client: httpx.AsyncClient) -> None:
+        """Call every job; results are committed as they arrive."""
+        for job in jobs:
+            self.states[job.tier].queue.append(job)
+        self._total = len(jobs)
+        self._writes = asyncio.Queue()
+        writer = asyncio.create_task(self._writer())
+        workers = [
+            self._worker(state, client)
+            for state in self.states.values()
+            for _ in range(min(state.run.tier.limits.concurrency, len(state.queue)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            await self._writes.put(None)
+            await writer
+
+    async def _worker(self, state: TierState, client: httpx.AsyncClient) -> None:
+        while state.queue and not self._halted() and not state.breaker.is_open:
+            job = state.queue.popleft()
+            reserved = state.run.reserve_usd(job)
+            if not self.budget.reserve(reserved):
+                state.queue.appendleft(job)
+                self.stopped = "budget"
+                return
+            result = None
+            try:
+                result = await self._execute(state, job, client)
+            finally:
+                paid = sum(c.cost_usd for c in result.calls) if result else 0.0
+                self.budget.settle(reserved, paid)
+                state.cost_usd += paid
+            if result is None:
+                state.queue.appendleft(job)
+                continue
+            await self._write(result)
+            self._count(state, job, result)
+            self._finished += 1
+            if self.on_progress is not None:
+                self.on_progress(self._finished, self._total)
+
+    def _count(self, state: TierState, job: Job, result: JobResult) -> None:
+        if result.attempts:
+            state.done += len(job.request_ids)
+            for attempt in result.attempts:
+                if attempt.confidence is None:
+                    reason = json.loads(attempt.extra_json).get("confidence_missing", "unknown")
+                    state.missing[reason] += 1
+        elif any(not c.ok for c in result.calls):
+            state.failed += len(job.request_ids)
+
+    async def _write(self, result: JobResult) -> None:
+        """Hand the result to the writer and wait until it is committed."""
+        assert self._writes is not None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._writes.put((result, done))
+        await done
+
+    async def _writer(self) -> None:
+        """Commit waiting results in groups, one transaction each, off the event loop."""
+        assert self._writes is not None
+        closing = False
+        while not closing:
+            item = await self._writes.get()
+            if item is None:
+                return
+            batch = [item]
+            while not self._writes.empty():
+                more = self._writes.get_nowait()
+                if more is None:
+                    closing = True
+                    break
+                batch.append(more)
+            try:
+                results = [r for r, _ in batch]
+                await asyncio.to_thread(self.store.record_replay_results, results, self.run_id)
+            except BaseException as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+                raise
+            for _, done in batch:
+                done.set_result(None)
+
+    async def _execute(
+        self, state: TierState, job: Job, client: httpx.AsyncClient
+    ) -> JobResult | None:
+        """Answer (and, for `verbalized`, ask for a confidence); None if abandoned unrecorded."""
+        run = state.run
+        fresh: list[CallRecord] = []
+        answer = job.answer if job.answer is not None and job.answer.ok else None
+        if answer is None:
+            answer = await self._call(state, client, job.body, "answer", job.input_tokens)
+            if answer is None:
+                return None
+            fresh.append(answer)
+            if not answer.ok:
+                return JobResult(tuple(fresh), ())
+        confidence = None
+        if run.verbalized:
+            confidence = job.confidence_call
+            body = confidence_body(run, job.messages_json, answer.output)
+            if confidence is None or not confidence.ok:
+                tokens = job.input_tokens + (answer.output_tokens or 0) + VERBALIZED_PROMPT_TOKENS
+                confidence = await self._call(state, client, body, "confidence", tokens)
+                if confidence is None or not confidence.ok:
+                    return JobResult(tuple(fresh + ([confidence] if confidence else [])), ())
+                fresh.append(confidence)
+        return JobResult(tuple(fresh), shadow_attempts(run, job, answer, confidence, self.run_id))
+
+    async def _call(
+        self,
+        state: TierState,
+        client: httpx.AsyncClient,
+        body: bytes,
+        purpose: str,
+        tokens: int,
+    ) -> CallRecord | None:
+        """One logical call with retries; None when abandoned (interrupted or tier paused)."""
+        run, limits = state.run, state.run.tier.limits
+        started = self.wall()
+        for attempt in range(limits.max_retries + 1):
+            if self.interrupted() or state.breaker.is_open:
+                return None
+            if not await state.limiter.acquire(tokens + run.output_tokens, self.interrupted):
+                return None
+            state.http_calls += 1
+            t0 = self.clock.now()
+            outcome = await ep.post(client, run.endpoint, body)
+            latency_ms = (self.clock.now() - t0) * 1000
+            if isinstance(outcome, ep.Reply):
+                outcome = ep.classify(outcome, run.endpoint)
+            if isinstance(outcome, ep.Completion):
+                used = (outcome.input_tokens or tokens) + (outcome.output_tokens or 0)
+                state.limiter.correct_tokens(tokens + run.output_tokens, used)
+                state.breaker.success()
+                return completion_record(
+                    run, body, purpose, outcome, attempt + 1, latency_ms, (started, self.wall())
+                )
+            if outcome.kind == "tier":
+                state.breaker.trip(outcome.message)
+                return None
+            if outcome.kind == "retry" and attempt < limits.max_retries:
+                if not await self._wait_to_retry(state, outcome, attempt):
+                    return None
+                continue
+            gave_up = f" (gave up after {attempt + 1} tries)" if outcome.kind == "retry" else ""
+            state.breaker.failure(outcome.message)
+            return failure_record(
+                run, body, purpose, outcome, attempt + 1, (started, self.wall()), gave_up
+            )
+        raise AssertionError("unreachable: the last try returns")
+
+    async def _wait_to_retry(self, state: TierState, failure: ep.Failure, attempt: int) -> bool:
+        """Sleep before a retry (Retry-After when given, else backoff); False to abandon."""
+        delay = failure.retry_after_s
+        if delay is not None and delay > MAX_RETRY_AFTER_S:
+            state.breaker.trip(f"{failure.message}; the server asks to wait {delay:.0f} s")
+            return False
+        if delay is not None:
+            state.limiter.block_for(delay)
+        else:
+            delay = self.backoff.delay_s(attempt, self.rng)
+        deadline = self.clock.now() + delay
+        while (left := deadline - self.clock.now()) > 0:
+            if self.interrupted():
+                return False
+            await self.clock.sleep(min(left, 0.25))
+        return True
+
+
+def confidence_body(run: TierRun, messages_json: str, answer: str | None) -> bytes:
+    messages = ep.verbalized_messages(json.loads(messages_json), answer)
+    return ep.encode(ep.chat_body(run.tier.model, messages, dict(run.tier.params), False))
+
+
+def completion_record(
+    run: TierRun,
+    body: bytes,
+    purpose: str,
+    completion: ep.Completion,
+    tries: int,
+    latency_ms: float,
+    when: tuple[datetime, datetime],
+) -> CallRecord:
+    """The stored form of a 200 reply, with its cost and (for answers) its confidence."""
+    scrub = run.endpoint.scrub
+    method = run.tier.confidence
+    stats = ep.logprob_stats(completion)
+    if purpose == "confidence":
+        confidence, missing = ep.parse_verbalized(completion.output)
+    elif method in ep.LOGPROB_METHODS:
+        confidence, missing = ep.confidence_from_logprobs(method, completion)
+    elif method == "none":
+        confidence, missing = None, "confidence: none in tiers.yaml"
+    else:
+        confidence, missing = None, None
+    prompt = completion.input_tokens
+    output = completion.output_tokens
+    cost = run.price.cost_usd(
+        prompt if prompt is not None else len(body) // 4,
+        output if output is not None else len(completion.output or "") // 4,
+    )
+    return CallRecord(
+        cache_key=ep.cache_key(run.endpoint.url, body),
+        tier=run.tier.name,
+        model=run.tier.model,
+        purpose=purpose,
+        status="ok",
+        error=None,
+        http_status=200,
+        tries=tries,
+        output=scrub(completion.output) if completion.output is not None else None,
+        input_tokens=prompt,
+        output_tokens=output,
+        cost_usd=cost,
+        latency_ms=latency_ms,
+        confidence=confidence,
+        confidence_missing=scrub(missing) if missing else None,
+        logprob_stats=json.dumps(stats, sort_keys=True) if stats else None,
+        started_at=when[0],
+        finished_at=when[1],
+    )
+
+
+def failure_record(
+    run: TierRun,
+    body: bytes,
+    purpose: str,
+    failure: ep.Failure,
+    tries: int,
+    when: tuple[datetime, datetime],
+    suffix: str,
+) -> CallRecord:
+    """The stored form of a call that failed for good (retried only with --retry-failed)."""
+    return CallRecord(
+        cache_key=ep.cache_key(run.endpoint.url, body),
+        tier=run.tier.name,
+        model=run.tier.model,
+        purpose=purpose,
+        status="error",
+        error=run.endpoint.scrub(failure.message) + suffix,
+        http_status=failure.http_status,
+        tries=tries,
+        output=None,
+        input_tokens=None,
+        output_tokens=None,
+        cost_usd=0.0,
+        latency_ms=0.0,
+        confidence=None,
+        confidence_missing=None,
+        logprob_stats=None,
+        started_at=when[0],
+        finished_at=when[1],
+    )
+
+
+def shadow_attempts(
+    run: TierRun, job: Job, answer: CallRecord, confidence: CallRecord | None, run_id: int
+) -> tuple[ShadowAttempt, ...]:
+    """One attempts row per request of the job. A verbalized confidence costs its second call
+    too, and its latency is added (the router waits for it before deciding)."""
+    second = confidence
+    value = second.confidence if second else answer.confidence
+    missing = second.confidence_missing if second else answer.confidence_missing
+    extra = json.dumps(
+        {
+            k: v
+            for k, v in {
+                "replay_run": run_id,
+                "cache_key": answer.cache_key,
+                "confidence_cache_key": second.cache_key if second else None,
+                "confidence_method": run.tier.confidence,
+                "confidence_missing": missing,
+                "price_source": run.price.source,
+                "cost_estimated": answer.input_tokens is None or answer.output_tokens is None,
+                "logprobs": json.loads(answer.logprob_stats) if answer.logprob_stats else None,
+            }.items()
+            if v is not None
+        },
+        sort_keys=True,
+    )
+    return tuple(
+        ShadowAttempt(
+            request_id=request_id,
+            tier=run.tier.name,
+            position=run.position,
+            model=run.tier.model,
+            confidence=value,
+            output=answer.output,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            cost_usd=answer.cost_usd + (second.cost_usd if second else 0.0),
+            latency_ms=answer.latency_ms + (second.latency_ms if second else 0.0),
+            extra_json=extra,
+        )
+        for request_id in job.request_ids
+    )
