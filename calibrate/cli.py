@@ -254,7 +254,10 @@ def replay_cmd(
             plan = replay.plan_replay(
                 store, tiers_config, selection, retry_failed=retry_failed, clock=_now
             )
-            console.print_json(asdict(plan)) if as_json else console.replay_plan(plan)
+            if as_json:
+                console.print_json(asdict(plan))
+            else:
+                console.replay_plan(plan)
             return
         with interrupts.stop_on_signals() as stop, console.progress("replay") as tick:
             summary = replay.replay(
@@ -269,7 +272,10 @@ def replay_cmd(
                 interrupted=stop.is_set,
                 on_progress=tick,
             )
-    console.print_json(asdict(summary)) if as_json else console.replay_summary(summary)
+    if as_json:
+        console.print_json(asdict(summary))
+    else:
+        console.replay_summary(summary)
     replay.raise_for_paused(summary)
     if summary.stopped == "interrupted":
         raise typer.Exit(130)

@@ -18,6 +18,7 @@ from datetime import datetime
 
 import httpx
 
+from calibrate import __version__
 from calibrate import endpoint as ep
 from calibrate.dispatch import (
     VERBALIZED_OUTPUT_TOKENS,
@@ -112,9 +113,11 @@ async def _dispatch(
     total = sum(r.tier.limits.concurrency for r in planned.runs.values())
     pool = httpx.Limits(max_connections=total, max_keepalive_connections=total)
     transport = transport or httpx.AsyncHTTPTransport(limits=pool)
-    async with httpx.AsyncClient(
-        transport=transport, headers={"User-Agent": "calibrate"}
-    ) as client:
+    headers = {
+        "User-Agent": f"calibrate/{__version__}",
+        "X-Calibrate-Replay-Run": str(dispatcher.run_id),
+    }
+    async with httpx.AsyncClient(transport=transport, headers=headers) as client:
         await dispatcher.run(planned.jobs, client)
 
 
