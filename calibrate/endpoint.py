@@ -232,7 +232,7 @@ def _token_logprobs(block: Any) -> tuple[tuple[float, ...] | None, int]:
                 for t in token.get("top_logprobs") or []
                 if float(t["logprob"]) > LOGPROB_SENTINEL + 1
             ]
-            lp = min([*top, LOGPROB_FLOOR])
+            lp = min(top) if top else LOGPROB_FLOOR
         values.append(lp)
     return tuple(values), clipped
 

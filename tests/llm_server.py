@@ -195,6 +195,7 @@ class LLMServer:
             "prompt": call.prompt,
             "purpose": call.purpose,
             "run": call.run,
+            "logprobs": bool(call.body.get("logprobs")),
             "status": 0 if reply.drop else reply.status,
         }
         with self._lock:
