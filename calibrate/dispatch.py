@@ -220,6 +220,10 @@ class Dispatcher:
                 return JobResult(tuple(fresh), ())
         confidence = None
         if run.verbalized:
+            if fresh:
+                # Store the paid answer before paying for the second call; the final write
+                # repeats it (an idempotent replace), which keeps the accounting in one place.
+                await self._write(JobResult(tuple(fresh), ()))
             confidence = job.confidence_call
             body = confidence_body(run, job.messages_json, answer.output)
             if confidence is None or not confidence.ok:
