@@ -120,15 +120,18 @@ class Dispatcher:
             self.stopped = "interrupted"
         return self.stopped is not None
 
-    async def run(self, jobs: Sequence[Job], client: httpx.AsyncClient) -> None:
-        """Call every job; results are committed as they arrive."""
+    async def run(
+        self, jobs: Sequence[Job], client_for: Callable[[TierRun], httpx.AsyncClient]
+    ) -> None:
+        """Call every job; results are committed as they arrive. `client_for(tier)` gives each
+        worker its client (the caller closes them)."""
         for job in jobs:
             self.states[job.tier].queue.append(job)
         self._total = len(jobs)
         self._writes = asyncio.Queue()
         writer = asyncio.create_task(self._writer())
         workers = [
-            self._worker(state, client)
+            self._worker(state, client_for(state.run))
             for state in self.states.values()
             for _ in range(min(state.run.tier.limits.concurrency, len(state.queue)))
         ]
@@ -146,11 +149,10 @@ class Dispatcher:
                 state.queue.appendleft(job)
                 self.stopped = "budget"
                 return
-            result = None
+            result, paid = None, 0.0
             try:
-                result = await self._execute(state, job, client)
+                result, paid = await self._execute(state, job, client)
             finally:
-                paid = sum(c.cost_usd for c in result.calls) if result else 0.0
                 self.budget.settle(reserved, paid)
                 state.cost_usd += paid
             if result is None:
@@ -206,33 +208,35 @@ class Dispatcher:
 
     async def _execute(
         self, state: TierState, job: Job, client: httpx.AsyncClient
-    ) -> JobResult | None:
-        """Answer (and, for `verbalized`, ask for a confidence); None if abandoned unrecorded."""
-        run = state.run
-        fresh: list[CallRecord] = []
+    ) -> tuple[JobResult | None, float]:
+        """Answer (and, for `verbalized`, ask for a confidence).
+
+        Returns what is left to store (None when abandoned: interrupted or tier paused) and what
+        the calls cost. A verbalized answer is stored before its second call is paid for."""
+        run, paid = state.run, 0.0
         answer = job.answer if job.answer is not None and job.answer.ok else None
         if answer is None:
             answer = await self._call(state, client, job.body, "answer", job.input_tokens)
             if answer is None:
-                return None
-            fresh.append(answer)
-            if not answer.ok:
-                return JobResult(tuple(fresh), ())
-        confidence = None
-        if run.verbalized:
-            if fresh:
-                # Store the paid answer before paying for the second call; the final write
-                # repeats it (an idempotent replace), which keeps the accounting in one place.
-                await self._write(JobResult(tuple(fresh), ()))
-            confidence = job.confidence_call
-            body = confidence_body(run, job.messages_json, answer.output)
-            if confidence is None or not confidence.ok:
-                tokens = job.input_tokens + (answer.output_tokens or 0) + VERBALIZED_PROMPT_TOKENS
-                confidence = await self._call(state, client, body, "confidence", tokens)
-                if confidence is None or not confidence.ok:
-                    return JobResult(tuple(fresh + ([confidence] if confidence else [])), ())
-                fresh.append(confidence)
-        return JobResult(tuple(fresh), shadow_attempts(run, job, answer, confidence, self.run_id))
+                return None, paid
+            paid += answer.cost_usd
+            replaces = _failed_key(job.answer)
+            if not answer.ok or not run.verbalized:
+                attempts = shadow_attempts(run, job, answer, None, self.run_id) if answer.ok else ()
+                return JobResult((answer,), attempts, replaces), paid
+            await self._write(JobResult((answer,), (), replaces))
+        # Only verbalized jobs get here: any other job with a stored answer is complete.
+        body = confidence_body(run, job.messages_json, answer.output)
+        tokens = job.input_tokens + (answer.output_tokens or 0) + VERBALIZED_PROMPT_TOKENS
+        confidence = await self._call(state, client, body, "confidence", tokens)
+        if confidence is None:
+            return None, paid
+        paid += confidence.cost_usd
+        replaces = _failed_key(job.confidence_call)
+        if not confidence.ok:
+            return JobResult((confidence,), (), replaces), paid
+        attempts = shadow_attempts(run, job, answer, confidence, self.run_id)
+        return JobResult((confidence,), attempts, replaces), paid
 
     async def _call(
         self,
@@ -293,6 +297,11 @@ class Dispatcher:
                 return False
             await self.clock.sleep(min(left, 0.25))
         return True
+
+
+def _failed_key(stored: CallRecord | None) -> tuple[str, ...]:
+    """The key of a stored failure that a new call replaces (with --retry-failed)."""
+    return (stored.cache_key,) if stored is not None and not stored.ok else ()
 
 
 def confidence_body(run: TierRun, messages_json: str, answer: str | None) -> bytes:

@@ -110,15 +110,29 @@ def replay(
 async def _dispatch(
     dispatcher: Dispatcher, planned: _Planned, transport: httpx.AsyncBaseTransport | None
 ) -> None:
-    total = sum(r.tier.limits.concurrency for r in planned.runs.values())
-    pool = httpx.Limits(max_connections=total, max_keepalive_connections=total)
-    transport = transport or httpx.AsyncHTTPTransport(limits=pool)
+    """Each worker gets its own one-connection client: httpcore scans its whole pool on every
+    request, so many small pools are much faster than one big one. An injected `transport` is
+    shared by every worker instead."""
     headers = {
         "User-Agent": f"calibrate/{__version__}",
         "X-Calibrate-Replay-Run": str(dispatcher.run_id),
     }
-    async with httpx.AsyncClient(transport=transport, headers=headers) as client:
-        await dispatcher.run(planned.jobs, client)
+    ssl_context = httpx.create_ssl_context()  # once: loading the CA bundle is slow
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients: list[httpx.AsyncClient] = []
+
+    def client_for(run: TierRun) -> httpx.AsyncClient:
+        if transport is not None and clients:
+            return clients[0]
+        own = transport or httpx.AsyncHTTPTransport(verify=ssl_context, limits=one)
+        clients.append(httpx.AsyncClient(transport=own, headers=headers))
+        return clients[-1]
+
+    try:
+        await dispatcher.run(planned.jobs, client_for)
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 def raise_for_paused(summary: ReplaySummary) -> None:

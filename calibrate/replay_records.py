@@ -98,10 +98,13 @@ class ShadowAttempt:
 
 @dataclass(frozen=True, slots=True)
 class JobResult:
-    """What one job leaves in the store: its calls, and attempts when it succeeded."""
+    """What one job leaves in the store: its calls, and attempts when it succeeded.
+
+    `replaces` names stored failures these calls supersede (a run with --retry-failed)."""
 
     calls: tuple[CallRecord, ...]
     attempts: tuple[ShadowAttempt, ...]
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,8 +134,12 @@ class Store:
 
     def record_replay_results(self, results: Sequence[JobResult], run_id: int) -> None:
         """Store calls and their attempts in one transaction (all of them or none)."""
-        with self.transaction():
-            replay_sql.record_results(self.con, results, run_id)
+        try:
+            with self.transaction():
+                replay_sql.record_results(self.con, results, run_id, fast=True)
+        except duckdb.ConstraintException:
+            with self.transaction():
+                replay_sql.record_results(self.con, results, run_id, fast=False)
 
     def begin_replay_run(
         self,

@@ -100,28 +100,41 @@ def mean_output_tokens(con: duckdb.DuckDBPyConnection, tier: str) -> tuple[float
 
 
 def record_results(
-    con: duckdb.DuckDBPyConnection, results: Sequence[JobResult], run_id: int
+    con: duckdb.DuckDBPyConnection, results: Sequence[JobResult], run_id: int, *, fast: bool
 ) -> None:
-    """Insert the calls (replacing an earlier failure of the same key) and the attempts.
+    """Insert the calls and the attempts; the caller wraps this in one transaction.
 
-    The caller wraps this in one transaction: a result is stored whole or not at all."""
-    calls = [(*astuple(c), run_id) for r in results for c in r.calls]
+    fast: plain INSERTs, which fail on a key already stored (two tiers sharing one call); the
+    store then repeats the batch with fast=False, which replaces calls and skips known attempts."""
+    replaced = [k for r in results for k in r.replaces]
+    if replaced:
+        con.execute(
+            "DELETE FROM replay_calls WHERE cache_key IN (SELECT unnest(?::VARCHAR[]))", [replaced]
+        )
+    by_key = {c.cache_key: c for r in results for c in r.calls}
+    calls = [(*astuple(c), run_id) for c in by_key.values()]
     if calls:
-        placeholders = ", ".join("?" * (len(_CALL_COLUMNS) + 1))
-        con.executemany(
-            f"INSERT OR REPLACE INTO replay_calls ({', '.join(_CALL_COLUMNS)}, run_id)"
-            f" VALUES ({placeholders})",
-            calls,
+        row = _placeholders(len(_CALL_COLUMNS) + 1)
+        con.execute(
+            f"INSERT {'' if fast else 'OR REPLACE '}INTO replay_calls"
+            f" ({', '.join(_CALL_COLUMNS)}, run_id) VALUES {', '.join([row] * len(calls))}",
+            [v for values in calls for v in values],
         )
     attempts = [(*astuple(a), run_id) for r in results for a in r.attempts]
     if attempts:
-        con.executemany(
-            """INSERT INTO attempts (request_id, tier, position, model, confidence, output,
-                   input_tokens, output_tokens, cost_usd, latency_ms, extra, run_id, source, status)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::JSON, ?, 'shadow', 'ok')
-               ON CONFLICT DO NOTHING""",
-            attempts,
+        row = f"({', '.join('?' * 12)}, 'shadow', 'ok')"
+        con.execute(
+            "INSERT INTO attempts (request_id, tier, position, model, confidence, output,"
+            " input_tokens, output_tokens, cost_usd, latency_ms, extra, run_id, source, status)"
+            f" VALUES {', '.join([row] * len(attempts))}"
+            f"{'' if fast else ' ON CONFLICT DO NOTHING'}",
+            [v for values in attempts for v in values],
         )
+
+
+def _placeholders(width: int) -> str:
+    """One row of a multi-row VALUES (one statement is much faster in DuckDB than executemany)."""
+    return "(" + ", ".join("?" * width) + ")"
 
 
 def begin_run(
