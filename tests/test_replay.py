@@ -403,3 +403,50 @@ def test_replayed_attempts_feed_the_sweep_outcomes(tmp_path: Path, server) -> No
     assert outcomes.n == 8
     assert outcomes.incomplete == 0
     assert (outcomes.cost_usd > 0).all()
+
+
+def test_a_timeout_is_retried(tmp_path: Path) -> None:
+    clock = FakeClock()
+    counts: Counter[str] = Counter()
+
+    def respond(call: Call) -> Reply | None:
+        counts[call.prompt] += 1
+        return (
+            Reply(latency_s=1.0) if counts[call.prompt] == 1 and call.prompt == prompt(0) else None
+        )
+
+    db = make_store(tmp_path / "s.duckdb", 2)
+    with LLMServer(responder=respond) as srv:
+        limits = {"timeout_s": 0.1}
+        tiers = write_tiers(tmp_path / "t.yaml", srv.base_url, [tier("a", "m-a", limits=limits)])
+        summary = run_replay(db, tiers, clock=clock)
+    assert (summary.tiers[0].done, summary.tiers[0].http_calls) == (2, 3)
+    assert counts[prompt(0)] == 2
+
+
+def test_replay_command_dry_run_and_json(tmp_path: Path, server) -> None:
+    from typer.testing import CliRunner
+
+    from calibrate.cli import app
+
+    db = make_store(tmp_path / "s.duckdb", 5)
+    tiers = tmp_path / "t.yaml"
+    write_tiers(tiers, server.base_url, [tier("a", "m-a"), {"name": "b", "model": "gpt-4o"}])
+    runner = CliRunner()
+    args = ["replay", "--tiers", str(tiers), "--db", str(db), "--sample", "3"]
+    plan = runner.invoke(app, [*args, "--dry-run"], catch_exceptions=False)
+    assert plan.exit_code == 0
+    assert "replay plan (3 sampled requests)" in plan.stdout
+    assert "a: price from tiers.yaml" in plan.stderr
+    assert "b: price from genai-prices" in plan.stderr
+    assert server.calls == []
+    done = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert done.exit_code == 0
+    data = json.loads(done.stdout)
+    assert [(t["tier"], t["done"]) for t in data["tiers"]] == [("a", 3), ("b", 3)]
+    assert data["stopped"] is None
+    bad = runner.invoke(app, [*args, "--since", "last tuesday"])
+    assert bad.exit_code == 2
+    missing = runner.invoke(app, [*args, "--where", "nope = 1"])
+    assert missing.exit_code == 1
+    assert missing.stderr.lstrip().startswith("Error: --where is not a valid condition")

@@ -27,7 +27,7 @@ from calibrate.cli import app
 from calibrate.settings import TiersConfig
 from calibrate.store import Store
 
-REQUESTS = 40
+REQUESTS = 50
 CHAINS = 2
 KILLS_PER_CHAIN = 11  # 22 SIGKILLs in all
 TIERS = [
