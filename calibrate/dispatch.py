@@ -5,7 +5,7 @@ a job, reserves its worst-case cost from the budget, waits for the rate limiter,
 429, 5xx, timeouts and connection errors with backoff, honouring Retry-After), and then waits until
 its result is committed before it takes the next job: a call that was paid is either in the store or
 was in flight. Writes are grouped: whatever results are waiting go into one transaction, in a
-thread, while the event loop keeps calling. Imports endpoint, limits, pricing, records; owns no SQL.
+thread, while the event loop keeps calling. Records are built by `shadow`; owns no SQL.
 """
 
 from __future__ import annotations
@@ -22,42 +22,20 @@ import httpx
 
 from calibrate import endpoint as ep
 from calibrate.limits import Backoff, Budget, CircuitBreaker, Clock, RateLimiter
-from calibrate.pricing import TierPrice
-from calibrate.replay_records import CallRecord, Job, JobResult, ShadowAttempt
-from calibrate.settings import Tier
+from calibrate.replay_records import CallRecord, Job, JobResult
+from calibrate.shadow import (
+    VERBALIZED_PROMPT_TOKENS,
+    TierRun,
+    completion_record,
+    confidence_body,
+    failed_key,
+    failure_record,
+    shadow_attempts,
+)
 from calibrate.store import Store
 
 MAX_RETRY_AFTER_S = 120.0
 """A longer Retry-After (a spent daily quota, say) pauses the tier instead of sleeping."""
-VERBALIZED_OUTPUT_TOKENS = 8
-VERBALIZED_PROMPT_TOKENS = 40
-
-
-@dataclass(frozen=True, slots=True)
-class TierRun:
-    """One tier as the dispatcher calls it."""
-
-    tier: Tier
-    position: int
-    endpoint: ep.Endpoint
-    price: TierPrice
-    output_tokens: int
-    """Expected output tokens per answer (max_tokens, else the stored mean): budgets and tpm."""
-    output_basis: str
-
-    @property
-    def verbalized(self) -> bool:
-        return self.tier.confidence == "verbalized"
-
-    def reserve_usd(self, job: Job) -> float:
-        """Worst-case cost of what the job still has to call."""
-        cost = 0.0
-        if job.answer is None or not job.answer.ok:
-            cost += self.price.cost_usd(job.input_tokens, self.output_tokens)
-        if self.verbalized:
-            prompt = job.input_tokens + self.output_tokens + VERBALIZED_PROMPT_TOKENS
-            cost += self.price.cost_usd(prompt, VERBALIZED_OUTPUT_TOKENS)
-        return cost
 
 
 @dataclass
@@ -220,7 +198,7 @@ class Dispatcher:
             if answer is None:
                 return None, paid
             paid += answer.cost_usd
-            replaces = _failed_key(job.answer)
+            replaces = failed_key(job.answer)
             if not answer.ok or not run.verbalized:
                 attempts = shadow_attempts(run, job, answer, None, self.run_id) if answer.ok else ()
                 return JobResult((answer,), attempts, replaces), paid
@@ -232,7 +210,7 @@ class Dispatcher:
         if confidence is None:
             return None, paid
         paid += confidence.cost_usd
-        replaces = _failed_key(job.confidence_call)
+        replaces = failed_key(job.confidence_call)
         if not confidence.ok:
             return JobResult((confidence,), (), replaces), paid
         attempts = shadow_attempts(run, job, answer, confidence, self.run_id)
@@ -297,137 +275,3 @@ class Dispatcher:
                 return False
             await self.clock.sleep(min(left, 0.25))
         return True
-
-
-def _failed_key(stored: CallRecord | None) -> tuple[str, ...]:
-    """The key of a stored failure that a new call replaces (with --retry-failed)."""
-    return (stored.cache_key,) if stored is not None and not stored.ok else ()
-
-
-def confidence_body(run: TierRun, messages_json: str, answer: str | None) -> bytes:
-    messages = ep.verbalized_messages(json.loads(messages_json), answer)
-    return ep.encode(ep.chat_body(run.tier.model, messages, dict(run.tier.params), False))
-
-
-def completion_record(
-    run: TierRun,
-    body: bytes,
-    purpose: str,
-    completion: ep.Completion,
-    tries: int,
-    latency_ms: float,
-    when: tuple[datetime, datetime],
-) -> CallRecord:
-    """The stored form of a 200 reply, with its cost and (for answers) its confidence."""
-    scrub = run.endpoint.scrub
-    method = run.tier.confidence
-    stats = ep.logprob_stats(completion)
-    if purpose == "confidence":
-        confidence, missing = ep.parse_verbalized(completion.output)
-    elif method in ep.LOGPROB_METHODS:
-        confidence, missing = ep.confidence_from_logprobs(method, completion)
-    elif method == "none":
-        confidence, missing = None, "confidence: none in tiers.yaml"
-    else:
-        confidence, missing = None, None
-    prompt = completion.input_tokens
-    output = completion.output_tokens
-    cost = run.price.cost_usd(
-        prompt if prompt is not None else len(body) // 4,
-        output if output is not None else len(completion.output or "") // 4,
-    )
-    return CallRecord(
-        cache_key=ep.cache_key(run.endpoint.url, body),
-        tier=run.tier.name,
-        model=run.tier.model,
-        purpose=purpose,
-        status="ok",
-        error=None,
-        http_status=200,
-        tries=tries,
-        output=scrub(completion.output) if completion.output is not None else None,
-        input_tokens=prompt,
-        output_tokens=output,
-        cost_usd=cost,
-        latency_ms=latency_ms,
-        confidence=confidence,
-        confidence_missing=scrub(missing) if missing else None,
-        logprob_stats=json.dumps(stats, sort_keys=True) if stats else None,
-        started_at=when[0],
-        finished_at=when[1],
-    )
-
-
-def failure_record(
-    run: TierRun,
-    body: bytes,
-    purpose: str,
-    failure: ep.Failure,
-    tries: int,
-    when: tuple[datetime, datetime],
-    suffix: str,
-) -> CallRecord:
-    """The stored form of a call that failed for good (retried only with --retry-failed)."""
-    return CallRecord(
-        cache_key=ep.cache_key(run.endpoint.url, body),
-        tier=run.tier.name,
-        model=run.tier.model,
-        purpose=purpose,
-        status="error",
-        error=run.endpoint.scrub(failure.message) + suffix,
-        http_status=failure.http_status,
-        tries=tries,
-        output=None,
-        input_tokens=None,
-        output_tokens=None,
-        cost_usd=0.0,
-        latency_ms=0.0,
-        confidence=None,
-        confidence_missing=None,
-        logprob_stats=None,
-        started_at=when[0],
-        finished_at=when[1],
-    )
-
-
-def shadow_attempts(
-    run: TierRun, job: Job, answer: CallRecord, confidence: CallRecord | None, run_id: int
-) -> tuple[ShadowAttempt, ...]:
-    """One attempts row per request of the job. A verbalized confidence costs its second call
-    too, and its latency is added (the router waits for it before deciding)."""
-    second = confidence
-    value = second.confidence if second else answer.confidence
-    missing = second.confidence_missing if second else answer.confidence_missing
-    extra = json.dumps(
-        {
-            k: v
-            for k, v in {
-                "replay_run": run_id,
-                "cache_key": answer.cache_key,
-                "confidence_cache_key": second.cache_key if second else None,
-                "confidence_method": run.tier.confidence,
-                "confidence_missing": missing,
-                "price_source": run.price.source,
-                "cost_estimated": answer.input_tokens is None or answer.output_tokens is None,
-                "logprobs": json.loads(answer.logprob_stats) if answer.logprob_stats else None,
-            }.items()
-            if v is not None
-        },
-        sort_keys=True,
-    )
-    return tuple(
-        ShadowAttempt(
-            request_id=request_id,
-            tier=run.tier.name,
-            position=run.position,
-            model=run.tier.model,
-            confidence=value,
-            output=answer.output,
-            input_tokens=answer.input_tokens,
-            output_tokens=answer.output_tokens,
-            cost_usd=answer.cost_usd + (second.cost_usd if second else 0.0),
-            latency_ms=answer.latency_ms + (second.latency_ms if second else 0.0),
-            extra_json=extra,
-        )
-        for request_id in job.request_ids
-    )

@@ -20,14 +20,7 @@ import httpx
 
 from calibrate import __version__
 from calibrate import endpoint as ep
-from calibrate.dispatch import (
-    VERBALIZED_OUTPUT_TOKENS,
-    VERBALIZED_PROMPT_TOKENS,
-    Dispatcher,
-    TierRun,
-    confidence_body,
-    shadow_attempts,
-)
+from calibrate.dispatch import Dispatcher
 from calibrate.errors import ConfigError, DataError, EndpointError
 from calibrate.limits import Budget, Clock
 from calibrate.pricing import TierPrice, tier_prices
@@ -42,6 +35,13 @@ from calibrate.replay_records import (
     TierPlan,
 )
 from calibrate.settings import Tier, TiersConfig
+from calibrate.shadow import (
+    VERBALIZED_OUTPUT_TOKENS,
+    VERBALIZED_PROMPT_TOKENS,
+    TierRun,
+    confidence_body,
+    shadow_attempts,
+)
 from calibrate.store import Store
 
 DEFAULT_OUTPUT_TOKENS = 256
