@@ -181,10 +181,13 @@ def _plan(
 
 
 def _check_tier(tier: Tier) -> None:
-    if not tier.base_url:
+    if not tier.base_url or not tier.base_url.startswith(("http://", "https://")):
+        what = (
+            f"base_url {tier.base_url!r} is not an http(s) URL" if tier.base_url else "no base_url"
+        )
         raise ConfigError(
-            f"tier {tier.name!r} has no base_url, so it cannot be replayed",
-            hint="Add `base_url: https://.../v1` (any OpenAI-compatible endpoint) to the tier.",
+            f"tier {tier.name!r} has {what}, so it cannot be replayed",
+            hint="Set `base_url: https://.../v1` (any OpenAI-compatible endpoint) on the tier.",
         )
     if tier.params.get("stream") is True:
         raise ConfigError(
