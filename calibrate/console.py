@@ -145,7 +145,7 @@ def warn(message: str) -> None:
 
 
 def replay_plan(plan: ReplayPlan) -> None:
-    """`calibrate replay --dry-run`: calls, tokens and estimated cost per tier, and price sources."""
+    """`calibrate replay --dry-run`: calls, tokens and estimated cost per tier; prices on stderr."""
     rows: list[tuple[object, ...]] = [
         (
             t.tier,
@@ -156,33 +156,23 @@ def replay_plan(plan: ReplayPlan) -> None:
             f"{t.input_tokens:,}",
             f"{t.output_tokens:,}",
             f"${t.cost_usd:.4f}",
-            f"{t.input_per_mtok:g} / {t.output_per_mtok:g}",
         )
         for t in plan.tiers
     ]
-    rows.append(("total", "", "", "", plan.calls, "", "", f"${plan.cost_usd:.4f}", ""))
-    header = (
-        "tier",
-        "to replay",
-        "cached",
-        "failed before",
-        "calls",
-        "input tokens",
-        "output tokens",
-        "est. cost",
-        "USD/Mtok in / out",
-    )
-    rows_table(f"replay plan ({plan.selected} sampled requests)", header, rows)
+    rows.append(("total", "", "", "", plan.calls, "", "", f"${plan.cost_usd:.4f}"))
+    header = ("tier", "to do", "cached", "skipped", "calls", "in tokens", "out tokens", "est. cost")
+    rows_table(f"replay plan: {plan.selected} sampled requests", header, rows)
     console = err()
     for t in plan.tiers:
         console.print(
-            f"{t.tier}: price from {t.price_source}; output tokens: {t.output_tokens_basis}",
+            f"{t.tier}: ${t.input_per_mtok:g} / ${t.output_per_mtok:g} per Mtok in / out from "
+            f"{t.price_source}; output tokens per answer: {t.output_tokens_basis}",
             highlight=False,
         )
 
 
 def replay_summary(summary: ReplaySummary) -> None:
-    """What a replay run did, per tier; warnings on stderr."""
+    """What a replay run did, per tier; price sources and warnings on stderr."""
     rows: list[tuple[object, ...]] = [
         (
             t.tier,
@@ -193,21 +183,13 @@ def replay_summary(summary: ReplaySummary) -> None:
             t.not_run,
             t.http_calls,
             f"${t.cost_usd:.6f}",
-            t.price_source,
         )
         for t in summary.tiers
     ]
-    header = (
-        "tier",
-        "done",
-        "cached",
-        "failed",
-        "failed before",
-        "not run",
-        "http calls",
-        "cost",
-        "price from",
-    )
-    rows_table(f"replay run {summary.run_id} ({summary.selected} sampled requests)", header, rows)
+    header = ("tier", "done", "cached", "failed", "skipped", "not run", "http calls", "cost")
+    rows_table(f"replay run {summary.run_id}: {summary.selected} sampled requests", header, rows)
+    console = err()
+    for t in summary.tiers:
+        console.print(f"{t.tier}: price from {t.price_source}", highlight=False)
     for warning in summary.warnings:
         warn(warning)

@@ -89,6 +89,7 @@ class Dispatcher:
             for t in tiers
         }
         self._writes: asyncio.Queue[tuple[JobResult, asyncio.Future[None]] | None] | None = None
+        self._settled: asyncio.Condition
         self._finished = 0
         self._total = 0
 
@@ -107,6 +108,7 @@ class Dispatcher:
             self.states[job.tier].queue.append(job)
         self._total = len(jobs)
         self._writes = asyncio.Queue()
+        self._settled = asyncio.Condition()
         writer = asyncio.create_task(self._writer())
         workers = [
             self._worker(state, client_for(state.run))
@@ -123,9 +125,8 @@ class Dispatcher:
         while state.queue and not self._halted() and not state.breaker.is_open:
             job = state.queue.popleft()
             reserved = state.run.reserve_usd(job)
-            if not self.budget.reserve(reserved):
+            if not await self._reserve(reserved):
                 state.queue.appendleft(job)
-                self.stopped = "budget"
                 return
             result, paid = None, 0.0
             try:
@@ -133,6 +134,8 @@ class Dispatcher:
             finally:
                 self.budget.settle(reserved, paid)
                 state.cost_usd += paid
+                async with self._settled:
+                    self._settled.notify_all()
             if result is None:
                 state.queue.appendleft(job)
                 continue
@@ -141,6 +144,17 @@ class Dispatcher:
             self._finished += 1
             if self.on_progress is not None:
                 self.on_progress(self._finished, self._total)
+
+    async def _reserve(self, amount_usd: float) -> bool:
+        """Reserve a job's worst-case cost. While other jobs hold reservations, wait for them to
+        settle (their actual cost is usually lower); with none left, the budget is spent."""
+        while not self.budget.reserve(amount_usd):
+            if self.budget.reserved_usd <= 0 or self._halted():
+                self.stopped = self.stopped or "budget"
+                return False
+            async with self._settled:
+                await self._settled.wait()
+        return True
 
     def _count(self, state: TierState, job: Job, result: JobResult) -> None:
         if result.attempts:

@@ -223,11 +223,15 @@ def _expected_output(store: Store, tier: Tier) -> tuple[int, str]:
     for key in ("max_tokens", "max_completion_tokens"):
         value = tier.params.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value, key
+            return value, f"{value} ({key})"
     mean, n = store.mean_output_tokens(tier.name)
     if mean is not None:
-        return max(1, round(mean)), f"mean of {n} stored answers"
-    return DEFAULT_OUTPUT_TOKENS, "default"
+        expected = max(1, round(mean))
+        return expected, f"{expected} (mean of {n} stored answers)"
+    return (
+        DEFAULT_OUTPUT_TOKENS,
+        f"{DEFAULT_OUTPUT_TOKENS} (default: no max_tokens, no stored answers)",
+    )
 
 
 def answer_body(tier: Tier, messages_json: str) -> bytes:

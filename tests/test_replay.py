@@ -343,11 +343,11 @@ def test_dry_run_prints_the_plan_and_calls_nothing(tmp_path: Path, server) -> No
     a, b = plan.tiers
     assert (plan.selected, a.calls, b.calls) == (6, 6, 12)
     assert a.output_tokens == 600
-    assert a.output_tokens_basis == "max_tokens"
+    assert a.output_tokens_basis == "100 (max_tokens)"
     assert a.cost_usd == pytest.approx((a.input_tokens * 1 + 600 * 2) / 1e6)
     assert a.price_source == "tiers.yaml"
     assert b.price_source.startswith("genai-prices")
-    assert b.output_tokens_basis == "default"
+    assert b.output_tokens_basis == "256 (default: no max_tokens, no stored answers)"
     assert server.calls == []
     assert query(db, "SELECT count(*) FROM replay_runs") == [(0,)]
 
@@ -436,9 +436,9 @@ def test_replay_command_dry_run_and_json(tmp_path: Path, server) -> None:
     args = ["replay", "--tiers", str(tiers), "--db", str(db), "--sample", "3"]
     plan = runner.invoke(app, [*args, "--dry-run"], catch_exceptions=False)
     assert plan.exit_code == 0
-    assert "replay plan (3 sampled requests)" in plan.stdout
-    assert "a: price from tiers.yaml" in plan.stderr
-    assert "b: price from genai-prices" in plan.stderr
+    assert "replay plan: 3 sampled requests" in plan.stdout
+    assert "a: $1 / $2 per Mtok in / out from tiers.yaml" in plan.stderr
+    assert "b: $2.5 / $10 per Mtok in / out from genai-prices 0.2" in plan.stderr
     assert server.calls == []
     done = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
     assert done.exit_code == 0
