@@ -2,10 +2,10 @@
 
 Each tier gets `limits.concurrency` workers, so no more calls are in flight than that. A worker takes
 a job, reserves its worst-case cost from the budget, waits for the rate limiter, calls (retrying
-429, 5xx, timeouts and connection errors with backoff, honouring Retry-After), and then waits until
-its result is committed before it takes the next job: a call that was paid is either in the store or
-was in flight. Writes are grouped: whatever results are waiting go into one transaction, in a
-thread, while the event loop keeps calling. Records are built by `shadow`; owns no SQL.
+429, 5xx, timeouts and connection errors with backoff, honouring Retry-After), and makes the result
+durable (appended to the store's journal) before it takes the next job: a call that was paid is
+either stored or was in flight. DuckDB commits are grouped behind the journal: whatever results are
+waiting go into one transaction, in a thread, while the event loop keeps calling. Records are built by `shadow`; owns no SQL.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from calibrate.shadow import (
     shadow_attempts,
 )
 from calibrate.store import Store
+from calibrate.store.journal import Journal
 
 MAX_RETRY_AFTER_S = 120.0
 """A longer Retry-After (a spent daily quota, say) pauses the tier instead of sleeping."""
@@ -88,8 +89,12 @@ class Dispatcher:
             )
             for t in tiers
         }
-        self._writes: asyncio.Queue[tuple[JobResult, asyncio.Future[None]] | None] | None = None
+        self._writes: asyncio.Queue[tuple[JobResult, asyncio.Future[None] | None] | None] | None = (
+            None
+        )
         self._settled: asyncio.Condition
+        self._journal: Journal | None = None
+        self._appended = self._committed = 0
         self._finished = 0
         self._total = 0
 
@@ -109,6 +114,7 @@ class Dispatcher:
         self._total = len(jobs)
         self._writes = asyncio.Queue()
         self._settled = asyncio.Condition()
+        self._journal = self.store.open_replay_journal()
         writer = asyncio.create_task(self._writer())
         workers = [
             self._worker(state, client_for(state.run))
@@ -120,6 +126,8 @@ class Dispatcher:
         finally:
             await self._writes.put(None)
             await writer
+            if self._journal is not None:
+                self._journal.close()
 
     async def _worker(self, state: TierState, client: httpx.AsyncClient) -> None:
         while state.queue and not self._halted() and not state.breaker.is_open:
@@ -167,14 +175,21 @@ class Dispatcher:
             state.failed += len(job.request_ids)
 
     async def _write(self, result: JobResult) -> None:
-        """Hand the result to the writer and wait until it is committed."""
+        """Make the result durable before the worker moves on: appended to the journal (then
+        committed in the background), or, for a store without one, committed."""
         assert self._writes is not None
+        if self._journal is not None:
+            self._journal.append(result, self.run_id)
+            self._appended += 1
+            await self._writes.put((result, None))
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._writes.put((result, done))
         await done
 
     async def _writer(self) -> None:
-        """Commit waiting results in groups, one transaction each, off the event loop."""
+        """Commit waiting results in groups, one transaction each, off the event loop; empty
+        the journal whenever everything appended to it is committed."""
         assert self._writes is not None
         closing = False
         while not closing:
@@ -193,10 +208,15 @@ class Dispatcher:
                 await asyncio.to_thread(self.store.record_replay_results, results, self.run_id)
             except BaseException as exc:
                 for _, done in batch:
-                    done.set_exception(exc)
+                    if done is not None:
+                        done.set_exception(exc)
                 raise
             for _, done in batch:
-                done.set_result(None)
+                if done is not None:
+                    done.set_result(None)
+            self._committed += len(batch)
+            if self._journal is not None and self._committed == self._appended:
+                self._journal.clear()
 
     async def _execute(
         self, state: TierState, job: Job, client: httpx.AsyncClient
