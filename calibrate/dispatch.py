@@ -32,8 +32,7 @@ from calibrate.shadow import (
     failure_record,
     shadow_attempts,
 )
-from calibrate.store import Store
-from calibrate.store.journal import Journal
+from calibrate.store import Journal, Store
 
 MAX_RETRY_AFTER_S = 120.0
 """A longer Retry-After (a spent daily quota, say) pauses the tier instead of sleeping."""

@@ -6,7 +6,7 @@ DuckDB in batches behind it; once everything appended is committed, the journal 
 Opening the store folds a leftover journal in (`recover`), like DuckDB's own WAL: a torn last line
 is dropped, earlier lines are applied in order and idempotently. It does not survive a power loss
 the way a DuckDB commit does (no fsync): what it guards against is paying twice after a crash.
-Only the store imports this module.
+Replay gets its journal from `Store.open_replay_journal()`.
 """
 
 from __future__ import annotations
