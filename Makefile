@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/replay.py
 
 clean:
 	rm -rf out .calibrate bench/data

@@ -7,6 +7,8 @@ Exit codes: 0 success; 1 a problem the user can fix (`Error:` and `Hint:` on std
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -358,6 +360,94 @@ def schema_cmd() -> None:
         calibrate schema
     """
     print(logformat.SCHEMA_DOC)
+
+
+# --- replay (shadow mode) ---------------------------------------------------------------------
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD[THH:MM[:SS][Z]])") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command("replay")
+def replay_cmd(
+    tiers: TiersPath = Path("tiers.yaml"),
+    db: Db = DEFAULT_DB,
+    sample: Annotated[
+        int, typer.Option("--sample", min=1, help="Uniform random sample of N matching requests.")
+    ] = 1000,
+    where: Annotated[
+        str | None, typer.Option("--where", help="SQL condition over the requests table.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only requests at or after this date (UTC).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and the jitter.")] = 0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
+    ] = False,
+    max_cost_usd: Annotated[
+        float | None,
+        typer.Option("--max-cost-usd", min=0.0, help="Stop before this run's spend would pass X."),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Call again requests that failed for good.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Call every tier for sampled requests (shadow mode); results become shadow attempts.
+
+    Concurrent within each tier's limits, retried on 429/5xx/timeouts, committed as they arrive:
+    run the same command again after a crash or Ctrl-C and nothing stored is paid twice.
+
+    Example:
+
+    \b
+        calibrate replay --tiers tiers.yaml --sample 500 --dry-run
+        calibrate replay --tiers tiers.yaml --sample 500 --max-cost-usd 5
+    """
+    from calibrate import interrupts, replay
+    from calibrate.limits import SystemClock
+    from calibrate.replay_records import Selection
+
+    tiers_config = load_tiers(tiers)
+    selection = Selection(sample, seed, where, _since(since))
+    with Store.open(db) as store:
+        if dry_run:
+            plan = replay.plan_replay(
+                store, tiers_config, selection, retry_failed=retry_failed, clock=_now
+            )
+            if as_json:
+                console.print_json(asdict(plan))
+            else:
+                console.replay_plan(plan)
+            return
+        with interrupts.stop_on_signals() as stop, console.progress("replay") as tick:
+            summary = replay.replay(
+                store,
+                tiers_config,
+                selection,
+                max_cost_usd=max_cost_usd,
+                retry_failed=retry_failed,
+                environ=os.environ,
+                clock=_now,
+                timer=SystemClock(),
+                interrupted=stop.is_set,
+                on_progress=tick,
+            )
+    if as_json:
+        console.print_json(asdict(summary))
+    else:
+        console.replay_summary(summary)
+    replay.raise_for_paused(summary)
+    if summary.stopped == "interrupted":
+        raise typer.Exit(130)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from calibrate.errors import CalibrateError
 from calibrate.records import IngestSummary
+from calibrate.replay_records import ReplayPlan, ReplaySummary
 
 
 def out() -> Console:
@@ -127,3 +128,68 @@ def outputs_written(paths: dict[str, Path]) -> None:
     console.print("Wrote:", highlight=False)
     for path in paths.values():
         console.print(f"  {path}", highlight=False)
+
+
+def rows_table(title: str, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    """A plain table on stdout: first column left-aligned, the others right-aligned."""
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    out().print(table)
+
+
+def warn(message: str) -> None:
+    err().print(f"Warning: {message}", highlight=False)
+
+
+def replay_plan(plan: ReplayPlan) -> None:
+    """`calibrate replay --dry-run`: calls, tokens and estimated cost per tier; prices on stderr."""
+    rows: list[tuple[object, ...]] = [
+        (
+            t.tier,
+            t.requests,
+            t.cached,
+            t.failed_before,
+            t.calls,
+            f"{t.input_tokens:,}",
+            f"{t.output_tokens:,}",
+            f"${t.cost_usd:.4f}",
+        )
+        for t in plan.tiers
+    ]
+    rows.append(("total", "", "", "", plan.calls, "", "", f"${plan.cost_usd:.4f}"))
+    header = ("tier", "to do", "cached", "skipped", "calls", "in tokens", "out tokens", "est. cost")
+    rows_table(f"replay plan: {plan.selected} sampled requests", header, rows)
+    console = err()
+    for t in plan.tiers:
+        console.print(
+            f"{t.tier}: ${t.input_per_mtok:g} / ${t.output_per_mtok:g} per Mtok in / out from "
+            f"{t.price_source}; output tokens per answer: {t.output_tokens_basis}",
+            highlight=False,
+        )
+
+
+def replay_summary(summary: ReplaySummary) -> None:
+    """What a replay run did, per tier; price sources and warnings on stderr."""
+    rows: list[tuple[object, ...]] = [
+        (
+            t.tier,
+            t.done,
+            t.cached,
+            t.failed,
+            t.failed_before,
+            t.not_run,
+            t.http_calls,
+            f"${t.cost_usd:.6f}",
+        )
+        for t in summary.tiers
+    ]
+    header = ("tier", "done", "cached", "failed", "skipped", "not run", "http calls", "cost")
+    rows_table(f"replay run {summary.run_id}: {summary.selected} sampled requests", header, rows)
+    console = err()
+    for t in summary.tiers:
+        console.print(f"{t.tier}: price from {t.price_source}", highlight=False)
+    for warning in summary.warnings:
+        warn(warning)

@@ -3,7 +3,8 @@
     CalibrateError(message, hint)      anything the user can fix: bad input, bad config, missing data
       ├── ConfigError                  tiers.yaml / routing.yaml is missing or invalid
       ├── LogFormatError               a log file cannot be read at all, or --strict found a bad row
-      └── DataError                    the data cannot answer the question (no labels, missing tiers)
+      ├── DataError                    the data cannot answer the question (no labels, missing tiers)
+      └── EndpointError                a tier's endpoint refuses us or keeps failing (replay paused it)
 
 The CLI prints `Error: <message>` and `Hint: <hint>` on stderr and exits 1. Every other exception is
 a bug and shows a traceback. Messages never contain secrets: API keys are referred to by the name of
@@ -32,3 +33,7 @@ class LogFormatError(CalibrateError):
 
 class DataError(CalibrateError):
     """The stored data cannot answer the question asked (no labels, a tier never answered...)."""
+
+
+class EndpointError(CalibrateError):
+    """A tier's endpoint refused the key, does not know the model, or kept failing during replay."""

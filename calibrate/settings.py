@@ -33,9 +33,14 @@ class Price(_Strict):
 
 
 class Limits(_Strict):
+    """How `calibrate replay` may call the tier: in flight at once, per minute, and per call."""
+
     concurrency: int = Field(default=8, ge=1)
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    pause_after_failures: int = Field(default=5, ge=1)
 
 
 class Tier(_Strict):

@@ -4,5 +4,6 @@
 """
 
 from calibrate.store.core import Store
+from calibrate.store.journal import Journal
 
-__all__ = ["Store"]
+__all__ = ["Journal", "Store"]

@@ -1,6 +1,8 @@
 """Store: owns the DuckDB connection, migrations and transactions.
 
-Ingest writes live in `store/ingest_sql.py`; the reads the sweep needs live in `store/outcomes_sql.py`.
+Ingest writes live in `store/ingest_sql.py`; the reads the sweep needs live in `store/outcomes_sql.py`;
+replay's selection, call cache and results live in `store/replay_sql.py`, and its journal of
+results not yet committed in `store/journal.py` (folded in whenever a file store is opened).
 Stages receive an open `Store`; they never build SQL themselves.
 """
 
@@ -16,7 +18,10 @@ import pyarrow as pa
 
 from calibrate.errors import CalibrateError
 from calibrate.records import DataWindow, Outcomes
-from calibrate.store import ingest_sql, outcomes_sql
+from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
+from calibrate.store import ingest_sql, outcomes_sql, replay_sql
+from calibrate.store.journal import Journal, journal_path
+from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
 
 DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
@@ -25,9 +30,11 @@ DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
 class Store:
     """An open calibrate store (a DuckDB file or `:memory:`)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, recovered: int = 0) -> None:
         self.con = con
         self.path = path
+        self.recovered = recovered
+        """Replay results folded in from a crashed run's journal when the store was opened."""
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_DB) -> Store:
@@ -43,7 +50,9 @@ class Store:
                 hint="Another calibrate process may hold it open; pass another --db.",
             ) from None
         apply_migrations(con)
-        return cls(con, target)
+        journal = journal_path(target)
+        recovered = recover_journal(con, journal) if journal is not None else 0
+        return cls(con, target, recovered)
 
     def close(self) -> None:
         self.con.close()
@@ -115,3 +124,54 @@ class Store:
 
     def request_count(self) -> int:
         return ingest_sql.request_count(self.con)
+
+    # --- replay ---
+
+    def replay_candidates(
+        self, selection: Selection, tiers: Sequence[str]
+    ) -> tuple[int, list[Candidate]]:
+        """(sampled requests, sampled request × tier pairs with no attempt yet)."""
+        return replay_sql.candidates(self.con, selection, tiers)
+
+    def open_replay_journal(self) -> Journal | None:
+        """The append-only journal replay writes results to first (None for `:memory:`).
+
+        Leftovers of a crashed run are folded in by `Store.open`."""
+        path = journal_path(self.path)
+        return Journal(path) if path is not None else None
+
+    def stored_calls(self, cache_keys: Sequence[str]) -> dict[str, CallRecord]:
+        return replay_sql.stored_calls(self.con, cache_keys)
+
+    def mean_output_tokens(self, tier: str) -> tuple[float | None, int]:
+        return replay_sql.mean_output_tokens(self.con, tier)
+
+    def record_replay_results(self, results: Sequence[JobResult], run_id: int) -> None:
+        """Store calls and their attempts in one transaction (all of them or none)."""
+        try:
+            with self.transaction():
+                replay_sql.record_results(self.con, results, run_id, fast=True)
+        except duckdb.ConstraintException:
+            with self.transaction():
+                replay_sql.record_results(self.con, results, run_id, fast=False)
+
+    def begin_replay_run(
+        self,
+        started_at: datetime,
+        selection: Selection,
+        max_cost_usd: float | None,
+        retry_failed: bool,
+    ) -> int:
+        with self.transaction():
+            return replay_sql.begin_run(self.con, started_at, selection, max_cost_usd, retry_failed)
+
+    def finish_replay_run(
+        self,
+        run_id: int,
+        finished_at: datetime,
+        selected: int,
+        cost_usd: float,
+        stopped: str | None,
+    ) -> None:
+        with self.transaction():
+            replay_sql.finish_run(self.con, run_id, finished_at, selected, cost_usd, stopped)

@@ -95,6 +95,52 @@ def m001_core_tables(con: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+@migration
+def m002_replay(con: duckdb.DuckDBPyConnection) -> None:
+    """Shadow replay: one row per replay run, and one row per distinct chat call (the cache).
+
+    A call is keyed by the sha256 of its endpoint and body (model, parameters, messages); a
+    successful call also gives each of its requests an `attempts` row with source='shadow'.
+    """
+    con.execute("""
+        CREATE TABLE replay_runs (
+            run_id       BIGINT PRIMARY KEY,
+            started_at   TIMESTAMPTZ NOT NULL,
+            finished_at  TIMESTAMPTZ,
+            sample       BIGINT NOT NULL,
+            seed         BIGINT NOT NULL,
+            where_sql    VARCHAR,
+            since        TIMESTAMPTZ,
+            max_cost_usd DOUBLE,
+            retry_failed BOOLEAN NOT NULL,
+            selected     BIGINT,
+            cost_usd     DOUBLE,
+            stopped      VARCHAR
+        )""")
+    con.execute("""
+        CREATE TABLE replay_calls (
+            cache_key          VARCHAR PRIMARY KEY,
+            tier               VARCHAR NOT NULL,
+            model              VARCHAR NOT NULL,
+            purpose            VARCHAR NOT NULL,
+            status             VARCHAR NOT NULL,
+            error              VARCHAR,
+            http_status        INTEGER,
+            tries              INTEGER NOT NULL,
+            output             VARCHAR,
+            input_tokens       BIGINT,
+            output_tokens      BIGINT,
+            cost_usd           DOUBLE NOT NULL,
+            latency_ms         DOUBLE NOT NULL,
+            confidence         DOUBLE,
+            confidence_missing VARCHAR,
+            logprob_stats      JSON,
+            started_at         TIMESTAMPTZ NOT NULL,
+            finished_at        TIMESTAMPTZ NOT NULL,
+            run_id             BIGINT NOT NULL
+        )""")
+
+
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; return their names."""
     con.execute("CREATE TABLE IF NOT EXISTS _calibrate_migrations (name VARCHAR PRIMARY KEY)")

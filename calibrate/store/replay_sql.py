@@ -1,0 +1,178 @@
+"""All SQL of the replay stage: select requests, look up stored calls, record results and runs.
+
+The sample is a seeded uniform sample of the matching requests, drawn by ordering on
+md5(seed:request_id): the same seed gives the same sample on every run, so a resumed run sees the
+same requests. Only the store imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, fields
+from datetime import datetime
+
+import duckdb
+
+from calibrate.errors import CalibrateError
+from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
+
+_CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
+
+
+def _where_clause(con: duckdb.DuckDBPyConnection, where: str | None) -> str:
+    """The user's --where condition, checked to be one expression over `requests`."""
+    if where is None:
+        return "true"
+    probe = f"SELECT count(*) FROM requests WHERE ({where})"
+    try:
+        statements = con.extract_statements(probe)
+        if len(statements) != 1:
+            raise duckdb.ParserException("more than one statement")
+        con.execute(f"EXPLAIN {probe}")
+    except duckdb.Error as exc:
+        raise CalibrateError(
+            f"--where is not a valid condition: {str(exc).splitlines()[0]}",
+            hint="Pass one SQL condition over the requests table, e.g. "
+            "--where \"app = 'support-bot' AND region LIKE 'eu-%'\" (columns: request_id, ts, "
+            "region, app, messages, input_tokens, served_tier, reference, metadata).",
+        ) from None
+    return f"({where})"
+
+
+def candidates(
+    con: duckdb.DuckDBPyConnection, selection: Selection, tiers: Sequence[str]
+) -> tuple[int, list[Candidate]]:
+    """(number of sampled requests, sampled request × tier pairs that have no attempt yet)."""
+    where = _where_clause(con, selection.where)
+    params = {
+        "seed": str(selection.seed),
+        "n": selection.sample,
+        "since": selection.since,
+        "tiers": list(tiers),
+    }
+    sample = f"""
+        SELECT request_id, messages, input_tokens, md5($seed || ':' || request_id) AS draw
+        FROM requests
+        WHERE {where} AND ($since::TIMESTAMPTZ IS NULL OR ts >= $since::TIMESTAMPTZ)
+        ORDER BY draw LIMIT $n"""
+    sample_params = {k: v for k, v in params.items() if k != "tiers"}
+    selected = con.execute(f"SELECT count(*) FROM ({sample})", sample_params).fetchone()[0]
+    rows = con.execute(
+        f"""
+        WITH sample AS ({sample}),
+        tier_list AS (SELECT unnest($tiers::VARCHAR[]) AS tier,
+                             generate_subscripts($tiers::VARCHAR[], 1) AS k)
+        SELECT s.request_id, t.tier, s.messages::VARCHAR,
+               coalesce(s.input_tokens, a.max_in,
+                        CAST(length(s.messages::VARCHAR) / 4 AS BIGINT)) AS input_tokens
+        FROM sample s CROSS JOIN tier_list t
+        LEFT JOIN (SELECT request_id, max(input_tokens) AS max_in FROM attempts
+                   GROUP BY request_id) a USING (request_id)
+        WHERE NOT EXISTS (SELECT 1 FROM attempts x
+                          WHERE x.request_id = s.request_id AND x.tier = t.tier)
+        ORDER BY s.draw, t.k""",
+        params,
+    ).fetchall()
+    return int(selected), [Candidate(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+def stored_calls(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, CallRecord]:
+    """Stored calls by cache key (ok and failed)."""
+    if not keys:
+        return {}
+    rows = con.execute(
+        f"SELECT {', '.join(_CALL_COLUMNS)} FROM replay_calls"
+        " WHERE cache_key IN (SELECT unnest(?::VARCHAR[]))",
+        [list(keys)],
+    ).fetchall()
+    records = [CallRecord(*row) for row in rows]
+    return {r.cache_key: r for r in records}
+
+
+def mean_output_tokens(con: duckdb.DuckDBPyConnection, tier: str) -> tuple[float | None, int]:
+    """Mean output tokens of the tier's stored ok attempts, and how many there are."""
+    mean, n = con.execute(
+        "SELECT avg(output_tokens), count(output_tokens) FROM attempts"
+        " WHERE tier = ? AND status = 'ok' AND output_tokens IS NOT NULL",
+        [tier],
+    ).fetchone()
+    return (float(mean) if mean is not None else None), int(n)
+
+
+def record_results(
+    con: duckdb.DuckDBPyConnection, results: Sequence[JobResult], run_id: int, *, fast: bool
+) -> None:
+    """Insert the calls and the attempts; the caller wraps this in one transaction.
+
+    fast: plain INSERTs, which fail on a key already stored (two tiers sharing one call); the
+    store then repeats the batch with fast=False, which replaces calls and skips known attempts."""
+    replaced = [k for r in results for k in r.replaces]
+    if replaced:
+        con.execute(
+            "DELETE FROM replay_calls WHERE cache_key IN (SELECT unnest(?::VARCHAR[]))", [replaced]
+        )
+    by_key = {c.cache_key: c for r in results for c in r.calls}
+    calls = [(*astuple(c), run_id) for c in by_key.values()]
+    if calls:
+        row = _placeholders(len(_CALL_COLUMNS) + 1)
+        con.execute(
+            f"INSERT {'' if fast else 'OR REPLACE '}INTO replay_calls"
+            f" ({', '.join(_CALL_COLUMNS)}, run_id) VALUES {', '.join([row] * len(calls))}",
+            [v for values in calls for v in values],
+        )
+    attempts = [(*astuple(a), run_id) for r in results for a in r.attempts]
+    if attempts:
+        row = f"({', '.join('?' * 12)}, 'shadow', 'ok')"
+        con.execute(
+            "INSERT INTO attempts (request_id, tier, position, model, confidence, output,"
+            " input_tokens, output_tokens, cost_usd, latency_ms, extra, run_id, source, status)"
+            f" VALUES {', '.join([row] * len(attempts))}"
+            f"{'' if fast else ' ON CONFLICT DO NOTHING'}",
+            [v for values in attempts for v in values],
+        )
+
+
+def _placeholders(width: int) -> str:
+    """One row of a multi-row VALUES (one statement is much faster in DuckDB than executemany)."""
+    return "(" + ", ".join("?" * width) + ")"
+
+
+def begin_run(
+    con: duckdb.DuckDBPyConnection,
+    started_at: datetime,
+    selection: Selection,
+    max_cost_usd: float | None,
+    retry_failed: bool,
+) -> int:
+    """Insert a replay_runs row and return its run_id."""
+    run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM replay_runs").fetchone()[0])
+    con.execute(
+        "INSERT INTO replay_runs (run_id, started_at, sample, seed, where_sql, since, max_cost_usd,"
+        " retry_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            started_at,
+            selection.sample,
+            selection.seed,
+            selection.where,
+            selection.since,
+            max_cost_usd,
+            retry_failed,
+        ],
+    )
+    return run_id
+
+
+def finish_run(
+    con: duckdb.DuckDBPyConnection,
+    run_id: int,
+    finished_at: datetime,
+    selected: int,
+    cost_usd: float,
+    stopped: str | None,
+) -> None:
+    con.execute(
+        "UPDATE replay_runs SET finished_at = ?, selected = ?, cost_usd = ?, stopped = ?"
+        " WHERE run_id = ?",
+        [finished_at, selected, cost_usd, stopped, run_id],
+    )
