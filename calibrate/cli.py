@@ -16,15 +16,12 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from calibrate import console, evaluate, ingest, logformat, pipeline
+from calibrate import console, ingest, logformat
 from calibrate.errors import CalibrateError
-from calibrate.policies import METRICS
-from calibrate.routing import load_routing
 from calibrate.selection import Objective
-from calibrate.settings import load_tiers
+from calibrate.settings import load_tiers, price_table
 from calibrate.store import Store
 from calibrate.store.core import DEFAULT_DB
-from calibrate.sweep import Overheads, price_table
 
 
 class _Group(TyperGroup):
@@ -170,6 +167,10 @@ def sweep_cmd(
     \b
         calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --out out/
     """
+    from calibrate import pipeline  # heavy (sklearn, matplotlib): only for the commands using it
+    from calibrate.policies import METRICS
+    from calibrate.sweep import Overheads
+
     tiers_config = load_tiers(tiers)
     objective = Objective(
         max_quality_drop,
@@ -245,6 +246,10 @@ def evaluate_cmd(
     \b
         calibrate evaluate out/routing.yaml sample_logs/
     """
+    from calibrate import evaluate
+    from calibrate.policies import METRICS
+    from calibrate.routing import load_routing
+
     config = load_routing(routing)
     prices = price_table(load_tiers(tiers)) if tiers is not None else {}
     with Store.open(db if db is not None else ":memory:") as store:

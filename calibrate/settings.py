@@ -125,3 +125,12 @@ def load_tiers(path: Path) -> TiersConfig:
     return load_yaml_model(
         path, TiersConfig, "tiers file", "See the tiers.yaml example in the README."
     )
+
+
+def price_table(tiers: TiersConfig) -> dict[str, tuple[float, float]]:
+    """Per-tier (input, output) USD per Mtok, for attempts whose log has no cost."""
+    return {
+        t.name: (t.price.input_per_mtok, t.price.output_per_mtok)
+        for t in tiers.tiers
+        if t.price is not None
+    }

@@ -53,7 +53,7 @@ from calibrate.selection import (
     select_certified,
     select_empirical,
 )
-from calibrate.settings import TiersConfig
+from calibrate.settings import TiersConfig, price_table
 from calibrate.store import Store
 
 
@@ -101,15 +101,6 @@ class SweepResult:
     @property
     def auroc(self) -> dict[str, float | None]:
         return {c.tier: c.auroc for c in self.calibration}
-
-
-def price_table(tiers: TiersConfig) -> dict[str, tuple[float, float]]:
-    """Per-tier (input, output) USD per Mtok, for attempts whose log has no cost."""
-    return {
-        t.name: (t.price.input_per_mtok, t.price.output_per_mtok)
-        for t in tiers.tiers
-        if t.price is not None
-    }
 
 
 def run_sweep(
