@@ -21,7 +21,7 @@ from scipy.stats import binom, chi2, fisher_exact
 
 PSI_BINS = 10
 PSI_EFFECT = 0.1  # the conventional "moderate shift" band: never alarm below it (methods.md §4.2)
-PSI_FLOOR = 1e-4  # share given to an empty bin (Evidently's clipping)
+PSI_SMOOTHING = 0.5  # added to every bin count (Jeffreys), so an empty bin stays finite
 CUSUM_K = 0.5  # allowance: half of a 1σ shift
 MIN_SIMULATIONS = 2000
 
@@ -67,9 +67,11 @@ def psi_edges(reference: np.ndarray, bins: int = PSI_BINS) -> np.ndarray:
 
 
 def shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Share of values per bin (bin b holds edges[b−1] < v ≤ edges[b]), empty bins clipped."""
+    """Share of values per bin (bin b holds edges[b−1] < v ≤ edges[b]), with ½ added to every
+    count. Clipping empty bins at 1e-4 instead (Evidently) makes one empty bin in a 60-request
+    chunk read as PSI ≈ 0.7, a "major shift" made of sampling noise."""
     counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
-    return np.maximum(counts / max(values.size, 1), PSI_FLOOR)
+    return (counts + PSI_SMOOTHING) / (values.size + PSI_SMOOTHING * counts.size)
 
 
 def psi(reference_shares: np.ndarray, values: np.ndarray, edges: np.ndarray) -> float:

@@ -439,8 +439,10 @@ def summarise(frame: _Frame, rows: np.ndarray) -> Summary:
     return Summary(
         requests=int(rows.size),
         escalated=int(escalated.sum()),
+        kept=int(kept.sum()),
         estimated_quality=_mean(r.p_correct[rows]),
         estimated_kept_quality=_mean(r.p_correct[rows][kept]),
+        estimated_kept_se=_standard_error(r.p_correct[rows][kept]),
         kept_labeled=int((labeled & kept).sum()),
         kept_acceptable=int((acceptable & kept).sum()),
         served_labeled=int(labeled.sum()),
@@ -454,6 +456,11 @@ def summarise(frame: _Frame, rows: np.ndarray) -> Summary:
 def _mean(values: np.ndarray) -> float | None:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else None
+
+
+def _standard_error(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.std(ddof=1) / np.sqrt(finite.size)) if finite.size > 1 else 0.0
 
 
 def _chunks(frame: _Frame, segment: str, mask: np.ndarray) -> Iterator[Chunk]:

@@ -2,8 +2,8 @@
 whether it makes recalibration due.
 
 A falling escalation rate is the dangerous direction (methods.md §4.1): more traffic stays on the
-cheaper tier. It is read as benign only when the estimated quality of the kept requests rose to
-match *and* labels arriving since the change confirm it; the label-free estimate alone cannot see a
+cheaper tier. It is read as benign only when the estimated quality of the kept requests held up to
+match (no fall beyond 2 standard errors) *and* labels arriving since the change confirm it; the label-free estimate alone cannot see a
 cheap tier that became overconfident. A rising escalation rate reports its cost impact.
 """
 
@@ -24,8 +24,10 @@ class Summary:
 
     requests: int
     escalated: int
+    kept: int  # served by a tier before the config's last
     estimated_quality: float | None
     estimated_kept_quality: float | None
+    estimated_kept_se: float
     kept_labeled: int
     kept_acceptable: int
     served_labeled: int
@@ -182,30 +184,36 @@ def escalation_down(
     )
     matched = _estimate_rose(ref, now)
     contradiction = _labels_contradict(ref, now, level)
+    reasons = []
     if not matched:
-        verdict = (
-            "DANGEROUS: without a matching rise in estimated quality, more traffic stays on the "
-            "cheaper tier than the threshold was calibrated for. Raise the threshold or recalibrate."
+        reasons.append(
+            "there is no matching rise in estimated quality (the estimated quality of kept "
+            "requests fell)"
         )
-    elif contradiction:
-        verdict = (
-            f"DANGEROUS: the estimated quality rose, but labels show {contradiction}: the cheaper "
-            "tier is overconfident (its confidence rose while its accuracy fell). Raise the "
-            "threshold now and recalibrate."
+    if contradiction:
+        reasons.append(
+            f"labels show {contradiction}: the cheaper tier is overconfident (its confidence "
+            "rose while its accuracy fell)"
         )
-    elif now.kept_labeled < MIN_LABELS:
+    if reasons:
         verdict = (
-            "DANGEROUS until labels say otherwise: the estimated quality rose, as easier traffic "
-            "would explain, but the estimate cannot see an overconfident cheaper tier and only "
-            f"{now.kept_labeled} kept requests since the change are labeled (need {MIN_LABELS}). "
-            "Label a sample of them."
+            f"DANGEROUS: {'; and '.join(reasons)}. More traffic stays on the cheaper tier than "
+            "the threshold was calibrated for: raise the threshold now and recalibrate."
+        )
+    elif not _labels_cover(ref, now):
+        verdict = (
+            "DANGEROUS until labels say otherwise: the estimated quality held up, as easier "
+            "traffic would explain, but the estimate cannot see an overconfident cheaper tier "
+            f"and only {now.kept_labeled} of the {now.kept:,} kept requests since the change are "
+            f"labeled (need {MIN_LABELS}, at half the reference's labeling rate or more). Label "
+            "a sample of them."
         )
     else:
         verdict = (
-            "Consistent with easier traffic: the estimated quality of kept requests rose to match "
-            "and the labels since the change agree. Recalibrating may save cost."
+            "Consistent with easier traffic: the estimated quality of kept requests held up to "
+            "match and the labels since the change agree. Recalibrating may save cost."
         )
-    dangerous = not matched or bool(contradiction) or now.kept_labeled < MIN_LABELS
+    dangerous = bool(reasons) or not _labels_cover(ref, now)
     evidence = (
         _rate_line(ref, now, change, level),
         _cusum_line(change, "lower"),
@@ -224,10 +232,21 @@ def escalation_down(
     )
 
 
+def _labels_cover(ref: Summary, now: Summary) -> bool:
+    """Enough labels since the change to vouch for it: MIN_LABELS kept requests, labeled at half
+    the reference's rate or more (so a few days of pre-change labels cannot vouch for weeks)."""
+    if now.kept_labeled < MIN_LABELS or not now.kept or not ref.kept:
+        return False
+    return now.kept_labeled / now.kept >= 0.5 * ref.kept_labeled / ref.kept
+
+
 def _estimate_rose(ref: Summary, now: Summary) -> bool:
+    """The estimated quality of kept requests did not fall beyond its sampling noise (2 SE): what
+    easier traffic, with the calibration still holding, would show."""
     if ref.estimated_kept_quality is None or now.estimated_kept_quality is None:
         return False
-    return now.estimated_kept_quality >= ref.estimated_kept_quality
+    noise = 2.0 * (ref.estimated_kept_se**2 + now.estimated_kept_se**2) ** 0.5
+    return now.estimated_kept_quality >= ref.estimated_kept_quality - noise
 
 
 def _labels_contradict(ref: Summary, now: Summary, level: float) -> str:
