@@ -62,7 +62,7 @@ def _runs(chart: Chart, values: Values) -> list[str]:
 
 
 def _label(chart: Chart, v: float) -> str:
-    return f"{v:.0%}" if chart.percent else f"{v:g}"
+    return f"{v:.0%}" if chart.percent else f"{v:.3g}"
 
 
 def _axes(chart: Chart) -> list[str]:
@@ -112,10 +112,13 @@ def _marks(chart: Chart) -> list[str]:
         if day not in index:
             continue
         x = _x(chart, index[day])
+        # labels right of the line, or left of it in the right half (clear of the legend)
+        left = x > (LEFT + WIDTH - RIGHT) / 2
+        tx, anchor = (x - 3, "end") if left else (x + 3, "start")
         out.append(
             f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{HEIGHT - BOTTOM}" stroke="#cf222e" '
-            f'stroke-dasharray="2 2"/><text x="{x + 3:.1f}" y="{TOP + 10}" fill="#cf222e">'
-            f"{html.escape(name)}</text>"
+            f'stroke-dasharray="2 2"/><text x="{tx:.1f}" y="{TOP + 10}" text-anchor="{anchor}" '
+            f'fill="#cf222e">{html.escape(name)}</text>'
         )
     return out
 
