@@ -92,6 +92,7 @@ class Alarm:
 
 
 def pct(value: float | None) -> str:
+    """A rate as a percentage with one decimal ('n/a' when unknown)."""
     return "n/a" if value is None else f"{value:.1%}"
 
 
@@ -177,43 +178,12 @@ def _measured_cost_line(ref: Summary, now: Summary) -> str:
 def escalation_down(
     ref: Summary, now: Summary, change: Change, level: float, extra: tuple[str, ...] = ()
 ) -> Alarm:
-    """A falling escalation rate: dangerous unless the estimate rose to match and labels agree."""
+    """A falling escalation rate: dangerous unless the estimate held up and labels agree."""
     fell = (
         f"The escalation rate fell from {pct(ref.escalation_rate)} to {pct(now.escalation_rate)} "
         f"({change.segment}, since about {change.onset}; fired {change.fired})"
     )
-    matched = _estimate_rose(ref, now)
-    contradiction = _labels_contradict(ref, now, level)
-    reasons = []
-    if not matched:
-        reasons.append(
-            "there is no matching rise in estimated quality (the estimated quality of kept "
-            "requests fell)"
-        )
-    if contradiction:
-        reasons.append(
-            f"labels show {contradiction}: the cheaper tier is overconfident (its confidence "
-            "rose while its accuracy fell)"
-        )
-    if reasons:
-        verdict = (
-            f"DANGEROUS: {'; and '.join(reasons)}. More traffic stays on the cheaper tier than "
-            "the threshold was calibrated for: raise the threshold now and recalibrate."
-        )
-    elif not _labels_cover(ref, now):
-        verdict = (
-            "DANGEROUS until labels say otherwise: the estimated quality held up, as easier "
-            "traffic would explain, but the estimate cannot see an overconfident cheaper tier "
-            f"and only {now.kept_labeled} of the {now.kept:,} kept requests since the change are "
-            f"labeled (need {MIN_LABELS}, at half the reference's labeling rate or more). Label "
-            "a sample of them."
-        )
-    else:
-        verdict = (
-            "Consistent with easier traffic: the estimated quality of kept requests held up to "
-            "match and the labels since the change agree. Recalibrating may save cost."
-        )
-    dangerous = bool(reasons) or not _labels_cover(ref, now)
+    verdict, dangerous = _fall_verdict(ref, now, level)
     evidence = (
         _rate_line(ref, now, change, level),
         _cusum_line(change, "lower"),
@@ -221,14 +191,45 @@ def escalation_down(
         _labels_line(ref, now, level),
         *extra,
     )
+    summary = f"{fell}. {verdict}"
     return Alarm(
-        "escalation_down",
-        change.segment,
-        change.fired,
-        dangerous,
-        True,
-        f"{fell}. {verdict}",
-        evidence,
+        "escalation_down", change.segment, change.fired, dangerous, True, summary, evidence
+    )
+
+
+def _fall_verdict(ref: Summary, now: Summary, level: float) -> tuple[str, bool]:
+    """The words for a fall, and whether it is dangerous."""
+    reasons = []
+    if not _estimate_rose(ref, now):
+        reasons.append(
+            "there is no matching rise in estimated quality (the estimated quality of kept "
+            "requests fell)"
+        )
+    contradiction = _labels_contradict(ref, now, level)
+    if contradiction:
+        reasons.append(
+            f"labels show {contradiction}: the cheaper tier is overconfident (its confidence "
+            "rose while its accuracy fell)"
+        )
+    if reasons:
+        return (
+            f"DANGEROUS: {'; and '.join(reasons)}. More traffic stays on the cheaper tier than "
+            "the threshold was calibrated for: raise the threshold now and recalibrate.",
+            True,
+        )
+    if not _labels_cover(ref, now):
+        return (
+            "DANGEROUS until labels say otherwise: the estimated quality held up, as easier "
+            "traffic would explain, but the estimate cannot see an overconfident cheaper tier "
+            f"and only {now.kept_labeled} of the {now.kept:,} kept requests since the change are "
+            f"labeled (need {MIN_LABELS}, at half the reference's labeling rate or more). Label "
+            "a sample of them.",
+            True,
+        )
+    return (
+        "Consistent with easier traffic: the estimated quality of kept requests held up to "
+        "match and the labels since the change agree. Recalibrating may save cost.",
+        False,
     )
 
 

@@ -1,4 +1,4 @@
-"""Hand-written inline SVG line charts for monitor.html: deterministic text, no dependencies.
+"""The time-series charts of monitor.html, as hand-written inline SVG (deterministic text).
 
 A chart is a set of named series over the same calendar days (None = no point that day), an
 optional shaded band (an interval around one series), horizontal reference lines and vertical
@@ -12,6 +12,8 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+
+from calibrate.monitor import MonitorResult
 
 WIDTH, HEIGHT = 860, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 150, 14, 28
@@ -144,4 +146,119 @@ def render_svg(chart: Chart) -> str:
         f'width="{WIDTH}" height="{HEIGHT}" font-size="11" font-family="system-ui,sans-serif">'
         + "".join(parts)
         + "</svg></figure>"
+    )
+
+
+# --- the monitor's charts ---
+
+
+def _days(r: MonitorResult) -> tuple[date, ...]:
+    return tuple(c.start for c in r.chunks if c.segment == "all" and c.period == "day")
+
+
+def _markers(r: MonitorResult) -> tuple[tuple[str, date], ...]:
+    first = tuple((a.kind.replace("_", " "), a.first_day) for a in r.alarms if a.recalibrate)
+    return (("reference end", r.reference.end), *first)
+
+
+def escalation_chart(r: MonitorResult) -> Chart:
+    """The daily escalation rate of `all` with its Wilson band and the reference rate."""
+    days = [c for c in r.chunks if c.segment == "all" and c.period == "day"]
+    rates = [c.summary.escalation_rate for c in days]
+    top = max([c.escalation_interval.high for c in days] + [0.05])
+    p0 = r.detectors[0].p0 if r.detectors else None
+    return Chart(
+        title="Escalation rate per day (band: 95% Wilson interval)",
+        days=_days(r),
+        series=(("escalation rate", rates),),
+        y_max=min(1.0, top * 1.1),
+        percent=True,
+        band=(
+            [c.escalation_interval.low for c in days],
+            [c.escalation_interval.high for c in days],
+        ),
+        hlines=(("reference", p0),) if p0 is not None else (),
+        markers=_markers(r),
+    )
+
+
+def cusum_chart(r: MonitorResult) -> Chart:
+    """Both CUSUM paths of `all` over the monitored days, against h."""
+    days = _days(r)
+    overall = next((d for d in r.detectors if d.segment == "all"), None)
+    if overall is None:
+        return Chart("CUSUM (none)", days, (), 1.0)
+    offset = len(days) - len(overall.days)
+    pad: list[float | None] = [None] * offset
+    top = max([*overall.upper, *overall.lower, overall.h]) * 1.1
+    return Chart(
+        title="CUSUM of the daily escalation rate (alarm above h)",
+        days=days,
+        series=(("rising", pad + list(overall.upper)), ("falling", pad + list(overall.lower))),
+        y_max=top,
+        hlines=(("h", overall.h),),
+        markers=_markers(r),
+    )
+
+
+def quality_chart(r: MonitorResult) -> Chart:
+    """Estimated (served, kept) and measured quality per day."""
+    days = [c for c in r.chunks if c.segment == "all" and c.period == "day"]
+    return Chart(
+        title="Quality per day: estimated without labels (CBPE) and measured on labels",
+        days=_days(r),
+        series=(
+            ("est. served", [c.summary.estimated_quality for c in days]),
+            ("est. kept", [c.summary.estimated_kept_quality for c in days]),
+            ("measured", [c.measured_quality for c in days]),
+        ),
+        y_min=0.5,
+        y_max=1.0,
+        percent=True,
+        markers=_markers(r),
+    )
+
+
+def psi_chart(r: MonitorResult) -> Chart:
+    """Each tier's daily confidence PSI."""
+    days = _days(r)
+    index = {d: i for i, d in enumerate(days)}
+    series = []
+    for tier in dict.fromkeys(p.tier for p in r.psi):
+        values: list[float | None] = [None] * len(days)
+        for p in r.psi:
+            if p.tier == tier and p.period == "day" and p.start in index:
+                values[index[p.start]] = p.psi
+        series.append((tier, values))
+    top = max([p.psi for p in r.psi if p.period == "day"] + [0.1]) * 1.1
+    return Chart(
+        "Daily confidence PSI per tier",
+        days,
+        tuple(series),
+        top,
+        hlines=(("0.1", 0.1),),
+        markers=_markers(r),
+    )
+
+
+def health_chart(r: MonitorResult) -> Chart:
+    """Each region's daily share of traffic served below the intended tier."""
+    days = _days(r)
+    index = {d: i for i, d in enumerate(days)}
+    series = []
+    for region in sorted({d.region for d in r.health.days}):
+        values: list[float | None] = [0.0] * len(days)
+        for d in r.health.days:
+            if d.region == region and d.day in index:
+                values[index[d.day]] = d.degraded / d.requests
+        series.append((region, values))
+    top = max([max((v or 0.0) for v in s) for _, s in series] + [0.05]) * 1.1
+    marks = tuple((f"outage {o.region}", o.start) for o in r.health.outages)
+    return Chart(
+        "Share of each region's traffic served below the intended tier",
+        days,
+        tuple(series),
+        top,
+        percent=True,
+        markers=marks,
     )

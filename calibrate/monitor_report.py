@@ -14,18 +14,28 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 from calibrate.intervals import Interval
 from calibrate.monitor import Chunk, MonitorResult
-from calibrate.monitor_charts import Chart, render_svg
+from calibrate.monitor_charts import (
+    Chart,
+    cusum_chart,
+    escalation_chart,
+    health_chart,
+    psi_chart,
+    quality_chart,
+    render_svg,
+)
+from calibrate.monitor_json import as_json
 
 OUTPUT_FILES = ("monitor.json", "monitor.md", "monitor.html")
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
+    """A table block: header and rows of text cells."""
+
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
 
@@ -50,150 +60,6 @@ def write_outputs(result: MonitorResult, out_dir: Path) -> dict[str, Path]:
         os.replace(tmp, path)
         paths[name] = path
     return paths
-
-
-# --- JSON ---------------------------------------------------------------------------------------
-
-
-def _num(x: float | None, digits: int = 6) -> float | None:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return None
-    return round(float(x), digits) + 0.0
-
-
-def _interval(i: Interval) -> list[float | None]:
-    return [_num(i.low), _num(i.high)]
-
-
-def _chunk_json(c: Chunk) -> dict:
-    s = c.summary
-    return {
-        "segment": c.segment,
-        "period": c.period,
-        "start": str(c.start),
-        "end": str(c.end),
-        "reference": c.reference,
-        "requests": s.requests,
-        "escalated": s.escalated,
-        "escalation_rate": _num(s.escalation_rate),
-        "escalation_interval": _interval(c.escalation_interval),
-        "estimated_quality": _num(s.estimated_quality),
-        "estimated_kept_quality": _num(s.estimated_kept_quality),
-        "labeled": s.served_labeled,
-        "measured_quality": _num(c.measured_quality),
-        "measured_interval": _interval(c.measured_interval),
-        "cost_per_1k_requests_usd": _num(s.cost_per_1k_usd),
-    }
-
-
-def as_json(result: MonitorResult) -> dict:
-    """Every number the views show, in one JSON-ready dict (stable key order)."""
-    r = result
-    return {
-        "policy": r.policy,
-        "tiers": list(r.tiers),
-        "logs": {"start": str(r.logs_start), "end": str(r.logs_end)},
-        "reference": {
-            "start": str(r.reference.start),
-            "end": str(r.reference.end),
-            "source": r.reference.source,
-            "note": r.reference.note,
-        },
-        "monitored_start": str(r.monitored_start),
-        "requests": r.requests,
-        "unevaluable": r.unevaluable,
-        "by": r.options.by,
-        "false_alarm_rate": r.options.false_alarm_rate,
-        "expected_escalation_rate": _num(r.expected_escalation_rate),
-        "recalibration_due": r.recalibration_due,
-        "reasons": list(r.reasons),
-        "alarms": [
-            {
-                "kind": a.kind,
-                "segment": a.segment,
-                "first_day": str(a.first_day),
-                "dangerous": a.dangerous,
-                "recalibrate": a.recalibrate,
-                "summary": a.summary,
-                "evidence": list(a.evidence),
-            }
-            for a in r.alarms
-        ],
-        "calibration": [
-            {"tier": c.tier, "method": c.method, "labeled": c.labeled} for c in r.calibration
-        ],
-        "detectors": [
-            {
-                "segment": d.segment,
-                "alpha": _num(d.alpha),
-                "p0": _num(d.p0),
-                "tau": _num(math.sqrt(d.tau2)),
-                "h": _num(d.h),
-                "first_up": None if d.first_up is None else str(d.first_up),
-                "first_down": None if d.first_down is None else str(d.first_down),
-                "days": [str(x) for x in d.days],
-                "rates": [_num(x) for x in d.rates],
-                "upper": [_num(x) for x in d.upper],
-                "lower": [_num(x) for x in d.lower],
-            }
-            for d in r.detectors
-        ],
-        "chunks": [_chunk_json(c) for c in r.chunks],
-        "quality_tests": [
-            {
-                "start": str(q.start),
-                "end": str(q.end),
-                "labeled": q.labeled,
-                "acceptable": q.acceptable,
-                "p_value": _num(q.p_value, 8),
-                "alpha": _num(q.alpha, 8),
-                "fell": q.fell,
-            }
-            for q in r.quality
-        ],
-        "psi": [
-            {
-                "tier": p.tier,
-                "period": p.period,
-                "start": str(p.start),
-                "end": str(p.end),
-                "requests": p.requests,
-                "psi": _num(p.psi),
-                "limit": _num(p.limit),
-                "above": p.above,
-            }
-            for p in r.psi
-        ],
-        "health": {
-            "base_rates": {name: _num(rate) for name, rate in r.health.base_rates},
-            "failed_requests": r.health.failed_requests,
-            "outages": [
-                {
-                    "region": o.region,
-                    "start": str(o.start),
-                    "end": str(o.end),
-                    "requests": o.requests,
-                    "degraded": o.degraded,
-                    "share": _num(o.share),
-                    "fallbacks": [
-                        {"intended": a, "served": b, "requests": n} for a, b, n in o.fallbacks
-                    ],
-                }
-                for o in r.health.outages
-            ],
-            "days": [
-                {
-                    "region": d.region,
-                    "day": str(d.day),
-                    "requests": d.requests,
-                    "degraded": d.degraded,
-                    "flagged": d.flagged,
-                }
-                for d in r.health.days
-                if d.degraded
-            ],
-        },
-    }
 
 
 # --- document -----------------------------------------------------------------------------------
@@ -315,7 +181,7 @@ def _series_sections(r: MonitorResult) -> list[Section]:
     out.append(
         (
             "Daily: all",
-            (_escalation_chart(r), _cusum_chart(r), _quality_chart(r), _series_table(days)),
+            (escalation_chart(r), cusum_chart(r), quality_chart(r), _series_table(days)),
         )
     )
     return out
@@ -344,27 +210,31 @@ def _detector_blocks(r: MonitorResult) -> tuple[Block, ...]:
             for d in r.detectors
         ),
     )
-    blocks: tuple[Block, ...] = (text, table)
-    if r.quality:
-        blocks += (
-            "Measured quality of the kept requests per monitored week against the reference "
-            "(one-sided Fisher exact test, Bonferroni over the weeks):",
-            Table(
-                ("week", "labeled", "acceptable", "p-value", "α", "fell"),
-                tuple(
-                    (
-                        f"{q.start}..{q.end}",
-                        str(q.labeled),
-                        _pct(q.acceptable / q.labeled),
-                        f"{q.p_value:.3g}",
-                        f"{q.alpha:.3g}",
-                        "yes" if q.fell else "",
-                    )
-                    for q in r.quality
-                ),
-            ),
-        )
-    return blocks
+    return (text, table, *_quality_blocks(r))
+
+
+def _quality_blocks(r: MonitorResult) -> tuple[Block, ...]:
+    if not r.quality:
+        return ("Too few labeled kept requests for the weekly labeled-quality test.",)
+    table = Table(
+        ("week", "labeled", "acceptable", "p-value", "α", "fell"),
+        tuple(
+            (
+                f"{q.start}..{q.end}",
+                str(q.labeled),
+                _pct(q.acceptable / q.labeled),
+                f"{q.p_value:.3g}",
+                f"{q.alpha:.3g}",
+                "yes" if q.fell else "",
+            )
+            for q in r.quality
+        ),
+    )
+    text = (
+        "Measured quality of the kept requests per monitored week against the reference "
+        "(one-sided Fisher exact test, Bonferroni over the weeks):"
+    )
+    return (text, table)
 
 
 def _psi_blocks(r: MonitorResult) -> tuple[Block, ...]:
@@ -392,7 +262,7 @@ def _psi_blocks(r: MonitorResult) -> tuple[Block, ...]:
             for p in weeks
         ),
     )
-    return (text, _psi_chart(r), table)
+    return (text, psi_chart(r), table)
 
 
 def _health_blocks(r: MonitorResult) -> tuple[Block, ...]:
@@ -420,10 +290,11 @@ def _health_blocks(r: MonitorResult) -> tuple[Block, ...]:
             for o in h.outages
         ),
     )
-    return (text, table, _health_chart(r))
+    return (text, table, health_chart(r))
 
 
 def sections(r: MonitorResult) -> tuple[Section, ...]:
+    """The document both monitor.md and monitor.html are rendered from."""
     return (
         ("calibrate monitor", (_intro(r),)),
         ("Verdict", _verdict(r)),
@@ -435,120 +306,11 @@ def sections(r: MonitorResult) -> tuple[Section, ...]:
     )
 
 
-# --- charts -------------------------------------------------------------------------------------
-
-
-def _days(r: MonitorResult) -> tuple[date, ...]:
-    return tuple(c.start for c in r.chunks if c.segment == "all" and c.period == "day")
-
-
-def _markers(r: MonitorResult) -> tuple[tuple[str, date], ...]:
-    first = tuple((a.kind.replace("_", " "), a.first_day) for a in r.alarms if a.recalibrate)
-    return (("reference end", r.reference.end), *first)
-
-
-def _escalation_chart(r: MonitorResult) -> Chart:
-    days = [c for c in r.chunks if c.segment == "all" and c.period == "day"]
-    rates = [c.summary.escalation_rate for c in days]
-    top = max([c.escalation_interval.high for c in days] + [0.05])
-    p0 = r.detectors[0].p0 if r.detectors else None
-    return Chart(
-        title="Escalation rate per day (band: 95% Wilson interval)",
-        days=_days(r),
-        series=(("escalation rate", rates),),
-        y_max=min(1.0, top * 1.1),
-        percent=True,
-        band=(
-            [c.escalation_interval.low for c in days],
-            [c.escalation_interval.high for c in days],
-        ),
-        hlines=(("reference", p0),) if p0 is not None else (),
-        markers=_markers(r),
-    )
-
-
-def _cusum_chart(r: MonitorResult) -> Chart:
-    days = _days(r)
-    overall = next((d for d in r.detectors if d.segment == "all"), None)
-    if overall is None:
-        return Chart("CUSUM (none)", days, (), 1.0)
-    offset = len(days) - len(overall.days)
-    pad: list[float | None] = [None] * offset
-    top = max([*overall.upper, *overall.lower, overall.h]) * 1.1
-    return Chart(
-        title="CUSUM of the daily escalation rate (alarm above h)",
-        days=days,
-        series=(("rising", pad + list(overall.upper)), ("falling", pad + list(overall.lower))),
-        y_max=top,
-        hlines=(("h", overall.h),),
-        markers=_markers(r),
-    )
-
-
-def _quality_chart(r: MonitorResult) -> Chart:
-    days = [c for c in r.chunks if c.segment == "all" and c.period == "day"]
-    return Chart(
-        title="Quality per day: estimated without labels (CBPE) and measured on labels",
-        days=_days(r),
-        series=(
-            ("est. served", [c.summary.estimated_quality for c in days]),
-            ("est. kept", [c.summary.estimated_kept_quality for c in days]),
-            ("measured", [c.measured_quality for c in days]),
-        ),
-        y_min=0.5,
-        y_max=1.0,
-        percent=True,
-        markers=_markers(r),
-    )
-
-
-def _psi_chart(r: MonitorResult) -> Chart:
-    days = _days(r)
-    index = {d: i for i, d in enumerate(days)}
-    series = []
-    for tier in dict.fromkeys(p.tier for p in r.psi):
-        values: list[float | None] = [None] * len(days)
-        for p in r.psi:
-            if p.tier == tier and p.period == "day" and p.start in index:
-                values[index[p.start]] = p.psi
-        series.append((tier, values))
-    top = max([p.psi for p in r.psi if p.period == "day"] + [0.1]) * 1.1
-    return Chart(
-        "Daily confidence PSI per tier",
-        days,
-        tuple(series),
-        top,
-        hlines=(("0.1", 0.1),),
-        markers=_markers(r),
-    )
-
-
-def _health_chart(r: MonitorResult) -> Chart:
-    days = _days(r)
-    index = {d: i for i, d in enumerate(days)}
-    series = []
-    for region in sorted({d.region for d in r.health.days}):
-        values: list[float | None] = [0.0] * len(days)
-        for d in r.health.days:
-            if d.region == region and d.day in index:
-                values[index[d.day]] = d.degraded / d.requests
-        series.append((region, values))
-    top = max([max((v or 0.0) for v in s) for _, s in series] + [0.05]) * 1.1
-    marks = tuple((f"outage {o.region}", o.start) for o in r.health.outages)
-    return Chart(
-        "Share of each region's traffic served below the intended tier",
-        days,
-        tuple(series),
-        top,
-        percent=True,
-        markers=marks,
-    )
-
-
 # --- rendering ----------------------------------------------------------------------------------
 
 
 def render_markdown(doc: tuple[Section, ...]) -> str:
+    """GitHub Markdown (charts are HTML-only)."""
     out = []
     for i, (title, blocks) in enumerate(doc):
         out.append(f"{'#' if i == 0 else '##'} {title}\n")
@@ -605,6 +367,7 @@ _CSS = (
 
 
 def render_html(doc: tuple[Section, ...]) -> str:
+    """One self-contained HTML page with the inline SVG charts."""
     body = []
     for i, (title, blocks) in enumerate(doc):
         tag = "h1" if i == 0 else "h2"
