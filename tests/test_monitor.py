@@ -135,6 +135,24 @@ def test_sample_outputs_are_written_and_deterministic(
         assert (again / name).read_bytes() == (out / name).read_bytes()
 
 
+def test_sample_monitor_md_matches_its_golden_file(sample_run, golden) -> None:
+    _, _, out = sample_run
+    golden("monitor/sample_monitor.md", (out / "monitor.md").read_text(encoding="utf-8"))
+
+
+def test_a_single_tier_config_has_no_escalation_detector(sample_db: Path, tmp_path: Path) -> None:
+    text = SAMPLE_ROUTING.replace("strategy: cascade", "strategy: single").replace(
+        "  - {name: small, model: gpt-4o-mini, escalate_below: 0.62}\n", ""
+    )
+    config = load_routing(_write(tmp_path / "routing.yaml", text))
+    with Store.open(sample_db) as store:
+        result = monitor.monitor(store, config, monitor.MonitorOptions())
+    assert result.policy == "always large"
+    assert result.detectors == ()
+    assert {c.summary.escalated for c in result.chunks} == {0}
+    assert [a.kind for a in result.alarms] == ["outage"]  # health does not depend on the config
+
+
 def test_without_a_contained_window_the_reference_is_the_first_days(
     sample_db: Path, tmp_path: Path
 ) -> None:
