@@ -1,7 +1,8 @@
 """The command line: parse options, open the store, call one stage function, print its result.
 
 Exit codes: 0 success; 1 a problem the user can fix (`Error:` and `Hint:` on stderr, no traceback);
-2 usage error; 3 only with `--check` (`diff`: the change is material).  Every other exception is a bug and shows a traceback without local variables.
+2 usage error; 3 only with `--check` (`diff`: the change is material; `monitor`: recalibration is
+due); 130 `replay` was interrupted.  Every other exception is a bug and shows a traceback without local variables.
 """
 
 from __future__ import annotations
@@ -453,6 +454,87 @@ def replay_cmd(
     replay.raise_for_paused(summary)
     if summary.stopped == "interrupted":
         raise typer.Exit(130)
+
+
+# --- monitor ------------------------------------------------------------------------------------
+# Exit code 3 (only with --check): recalibration is due. Imports are local to keep this block
+# self-contained.
+
+
+@app.command("monitor")
+def monitor_cmd(
+    baseline: Annotated[
+        Path, typer.Option("--baseline", help="The deployed routing.yaml (written by `sweep`).")
+    ],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Logs to monitor (optional with --db).")
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", metavar="region|app", help="Also watch each region or each app."),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 3 when recalibration is due (for a nightly CI job)."),
+    ] = False,
+    reference_days: Annotated[
+        int,
+        typer.Option(
+            "--reference-days",
+            min=1,
+            help="Reference = the first N days, when the logs do not contain routing.yaml's "
+            "calibration window.",
+        ),
+    ] = 30,
+    false_alarm_rate: Annotated[
+        float,
+        typer.Option(
+            "--false-alarm-rate",
+            min=0.0001,
+            max=0.5,
+            help="Chance of a drift alarm per run on stationary traffic.",
+        ),
+    ] = 0.05,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for monitor.md, monitor.html, monitor.json.")
+    ] = Path("monitor-out"),
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Store file (default: in memory).")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the CUSUM threshold simulation.")
+    ] = 0,
+    as_json: Json = False,
+) -> None:
+    """Watch the escalation rate, confidence drift, label-free quality and regional health of a
+    deployed routing.yaml between calibrations; say when recalibration is due.
+
+    Example:
+
+    \b
+        calibrate monitor sample_logs/ --baseline out/routing.yaml --by region --check
+    """
+    from calibrate import monitor, monitor_report
+    from calibrate.routing import load_routing
+
+    config = load_routing(baseline)
+    options = monitor.MonitorOptions(
+        by=by, reference_days=reference_days, false_alarm_rate=false_alarm_rate
+    )
+    with Store.open(db if db is not None else ":memory:") as store:
+        if paths:
+            ingest.ingest(store, paths, strict=False, clock=_now)
+        result = monitor.monitor(store, config, options, seed=seed)
+    written = monitor_report.write_outputs(result, out)
+    if as_json:
+        console.print_json(monitor_report.as_json(result))
+    else:
+        print(monitor_report.terminal_text(result))
+        console.outputs_written(written)
+    if check and result.recalibration_due:
+        for reason in result.reasons:
+            console.err().print(f"Recalibration due: {reason}", highlight=False, markup=False)
+        raise typer.Exit(3)
 
 
 def main() -> None:

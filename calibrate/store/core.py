@@ -19,7 +19,7 @@ import pyarrow as pa
 from calibrate.errors import CalibrateError
 from calibrate.records import DataWindow, Outcomes
 from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
-from calibrate.store import ingest_sql, outcomes_sql, replay_sql
+from calibrate.store import ingest_sql, monitor_sql, outcomes_sql, replay_sql
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
@@ -88,6 +88,11 @@ class Store:
     def data_window(self, outcomes: Outcomes) -> DataWindow:
         """Provenance: time window of the requests and a digest of the ingested files."""
         return outcomes_sql.data_window(self.con, outcomes)
+
+    def request_log(self, tiers: Sequence[str]) -> monitor_sql.RequestLog:
+        """Every request in time order with what each given tier answered and what production did
+        (for `monitor`; requests a tier never saw are kept)."""
+        return monitor_sql.load_request_log(self.con, tiers)
 
     def rejected_rows(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM rejects").fetchone()[0])
