@@ -17,7 +17,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --out $(DEMO_OUT)
-	@echo "Outputs are in $(DEMO_OUT)/: routing.yaml frontier.csv summary.json report.md report.html"
+	@echo "Outputs are in $(DEMO_OUT)/: routing.yaml frontier.csv summary.json report.md report.html and the charts (*.svg)"
 
 test: $(STAMP)
 	$(PY) -m pytest
