@@ -19,9 +19,11 @@ import polars as pl
 from calibrate.errors import DataError
 from calibrate.policy_grid import (
     GridResult,
+    LatencyColumn,
+    LatencyScale,
     StopTable,
     evaluate_grid,
-    percentile_rank,
+    latency_columns,
     quantize_ms,
     quantize_score,
     quantize_usd,
@@ -54,15 +56,88 @@ class Family:
     grids: tuple[np.ndarray, ...] = ()
 
 
-def threshold_grid(values: np.ndarray, size: int) -> np.ndarray:
-    """Candidate thresholds from the unlabeled distribution: every distinct value when there are at
-    most `size`, else `size` quantiles rounded to 4 significant digits. Labels are never consulted."""
+_BUCKETS = 1 << 16
+
+
+@dataclass(frozen=True)
+class ConfidenceBuckets:
+    """One tier's confidences cut once into equal-width buckets by a monotone arithmetic map.
+
+    x ≤ y implies bucket(x) ≤ bucket(y), so grid order statistics and each request's rank in a grid
+    cost O(n) (a bincount, a table lookup) plus exact work on the few values sharing a bucket with a
+    grid point, instead of a sort or a binary search per request. Bucket 0 holds NaN (no signal).
+    """
+
+    values: np.ndarray
+    ids: np.ndarray
+    lo: float
+    scale: float
+
+    def bucket(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            b = (x - self.lo) * self.scale
+        np.clip(b, 0, _BUCKETS - 1, out=b)
+        b += 1.0
+        return np.nan_to_num(b, nan=0.0).astype(np.int32)
+
+    def rank_in(self, grid: np.ndarray) -> np.ndarray:
+        """np.searchsorted(grid, values, side="right") for an ascending grid, 0 where NaN."""
+        grid_buckets = self.bucket(np.asarray(grid, dtype=np.float64))
+        below = np.searchsorted(grid_buckets, np.arange(_BUCKETS + 1), side="left")
+        shared = np.zeros(_BUCKETS + 1, dtype=bool)
+        shared[grid_buckets] = True
+        ranks = below.astype(np.int32)[self.ids]
+        rows = np.flatnonzero(shared[self.ids])  # values in a bucket holding a grid point
+        ranks[rows] = np.searchsorted(grid, self.values[rows], side="right")
+        return ranks
+
+    def grid(self, size: int) -> np.ndarray:
+        """`threshold_grid` of these values."""
+        counts = np.bincount(self.ids, minlength=_BUCKETS + 1)[1:]
+        if np.count_nonzero(counts) <= size or np.isinf(self.values).any():
+            return _grid_by_sorting(self.values, size)  # few distinct values (or infinities)
+        finite = int(counts.sum())
+        positions = np.round(np.linspace(0, finite - 1, size)).astype(np.int64)
+        picks = self._order_statistics(counts, positions)
+        return np.unique(np.array([float(f"{q:.4g}") for q in picks]))
+
+    def _order_statistics(self, counts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The values at 0-based `positions` of the sorted finite values, sorting only the buckets
+        that hold one of them."""
+        cum = np.cumsum(counts)
+        bucket = np.searchsorted(cum, positions, side="right")
+        wanted = np.zeros(_BUCKETS + 1, dtype=bool)
+        wanted[bucket + 1] = True
+        members = np.sort(self.values[wanted[self.ids]])  # sorted by value, hence by bucket
+        kept = np.where(wanted[1:], counts, 0)
+        return members[positions - (cum - counts)[bucket] + (np.cumsum(kept) - kept)[bucket]]
+
+
+def confidence_buckets(values: np.ndarray) -> ConfidenceBuckets:
+    """Equal-width buckets over [min, max] of the finite values."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    with np.errstate(over="ignore"):
+        span = hi - lo
+    scale = _BUCKETS / span if 0 < span < math.inf else 1.0 if span == 0 else 1e-300
+    empty = ConfidenceBuckets(values, np.empty(0, dtype=np.int32), lo, scale)
+    return ConfidenceBuckets(values, empty.bucket(values), lo, scale)
+
+
+def _grid_by_sorting(values: np.ndarray, size: int) -> np.ndarray:
     ordered = np.sort(values[np.isfinite(values)])
     distinct = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
     if distinct.size <= size:
         return distinct
     picks = ordered[np.round(np.linspace(0, ordered.size - 1, size)).astype(np.int64)]
     return np.unique(np.array([float(f"{q:.4g}") for q in picks]))
+
+
+def threshold_grid(values: np.ndarray, size: int) -> np.ndarray:
+    """Candidate thresholds from the unlabeled distribution: every distinct value when there are at
+    most `size`, else `size` quantiles rounded to 4 significant digits. Labels are never consulted."""
+    return confidence_buckets(values).grid(size)
 
 
 def cutoff_grid(tokens: np.ndarray, size: int) -> np.ndarray:
@@ -81,71 +156,119 @@ def default_families(outcomes: Outcomes, grid_size: dict[int, int] | None = None
     cutoffs = cutoff_grid(outcomes.input_tokens, sizes[2] // 4)
     for pair in itertools.combinations(range(k), 2):
         families.append(Family("length", pair, (cutoffs,)))
+    buckets: dict[int, ConfidenceBuckets] = {}
+    grids: dict[tuple[int, int], np.ndarray] = {}
     for size in range(2, k + 1):
         for path in itertools.combinations(range(k), size):
-            grids = tuple(threshold_grid(outcomes.confidence[:, j], sizes[size]) for j in path[:-1])
-            families.append(Family("cascade", path, grids))
+            for j in path[:-1]:
+                if j not in buckets:
+                    buckets[j] = confidence_buckets(outcomes.confidence[:, j])
+                if (j, sizes[size]) not in grids:
+                    grids[j, sizes[size]] = buckets[j].grid(sizes[size])
+            families.append(
+                Family("cascade", path, tuple(grids[j, sizes[size]] for j in path[:-1]))
+            )
     return families
 
 
-def stage_bins(outcomes: Outcomes, family: Family) -> list[np.ndarray]:
-    """Per decision stage, each request's bin: the policy with option a keeps it iff bin > a."""
-    bins = []
-    for j, grid in zip(family.path[:-1], family.grids, strict=True):
-        if family.kind == "cascade":
-            conf = outcomes.confidence[:, j]
-            b = np.searchsorted(grid, conf, side="right")
-            b[np.isnan(conf)] = 0  # no signal: always escalates
-        else:
-            b = grid.size - np.searchsorted(grid[::-1], outcomes.input_tokens, side="left")
-        bins.append(b.astype(np.int64))
-    return bins
+@dataclass(frozen=True)
+class SweepColumns:
+    """Per-request integer columns shared by every family of one sweep, built once.
+
+    Per tier: cost (nano-USD) and, for the labeled rows, score (micro-score). Per needed sum of
+    tiers: cost and latency codes. Bins of each (tier, grid) are cached as families reuse grids.
+    """
+
+    cost_nano_usd: tuple[np.ndarray, ...]
+    score_micro: tuple[np.ndarray, ...]
+    labeled_rows: np.ndarray
+    latency_scale: LatencyScale
+    latency: dict[tuple[int, ...], LatencyColumn]
+    cost_sums: dict[tuple[int, ...], np.ndarray]
+    ranks: dict[tuple[object, bytes], np.ndarray]
+    buckets: dict[int, ConfidenceBuckets]
 
 
-def quantized(outcomes: Outcomes) -> StopTable:
-    """Every tier's own cost, latency and score as exact integers (computed once per sweep)."""
-    return StopTable(
-        cost_nano_usd=quantize_usd(outcomes.cost_usd),
-        latency_us=quantize_ms(outcomes.latency_ms),
-        score_micro=quantize_score(outcomes.label),
-        labeled=outcomes.labeled,
+def sweep_columns(outcomes: Outcomes, families: list[Family]) -> SweepColumns:
+    """Quantize once: cost, labeled scores and the latency codes of every stop of `families`."""
+    latency_us = quantize_ms(outcomes.latency_ms)
+    if not np.isfinite(latency_us).all():
+        raise DataError(
+            "some latencies are not finite numbers",
+            hint="Check latency_ms in the logs; the store writes 0 when it is missing.",
+        )
+    labeled_rows = np.flatnonzero(outcomes.labeled)
+    k = len(outcomes.tiers)
+    scale, latency = latency_columns(latency_us, {s for f in families for s in stop_sums(f)})
+    return SweepColumns(
+        cost_nano_usd=tuple(quantize_usd(outcomes.cost_usd[:, j]) for j in range(k)),
+        score_micro=tuple(quantize_score(outcomes.label[labeled_rows, j]) for j in range(k)),
+        labeled_rows=labeled_rows,
+        latency_scale=scale,
+        latency=latency,
+        cost_sums={},
+        ranks={},
+        buckets={},
     )
 
 
-def stop_table(per_tier: StopTable, family: Family) -> StopTable:
-    """Cost/latency/score of stopping at each tier of the path (cascades pay every tier touched)."""
-    path = list(family.path)
-    cost, latency = per_tier.cost_nano_usd[:, path], per_tier.latency_us[:, path]
+def stop_sums(family: Family) -> list[tuple[int, ...]]:
+    """The tiers a request stopping at each stop has paid for (cascades pay every tier touched)."""
     if family.kind == "cascade":
-        cost, latency = np.cumsum(cost, axis=1), np.cumsum(latency, axis=1)
-    return StopTable(cost, latency, per_tier.score_micro[:, path], per_tier.labeled)
+        return [family.path[: s + 1] for s in range(len(family.path))]
+    return [(j,) for j in family.path]
+
+
+def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> list[np.ndarray]:
+    """Per decision stage, each request's bin: the policy with option a keeps it iff bin > a."""
+    bins = []
+    for j, grid in zip(family.path[:-1], family.grids, strict=True):
+        key = (j if family.kind == "cascade" else "tokens", grid.tobytes())
+        if key not in columns.ranks:
+            if family.kind == "cascade":
+                if j not in columns.buckets:
+                    columns.buckets[j] = confidence_buckets(outcomes.confidence[:, j])
+                columns.ranks[key] = columns.buckets[j].rank_in(grid)
+            else:
+                columns.ranks[key] = _cutoff_ranks(outcomes.input_tokens, grid)
+        bins.append(columns.ranks[key])
+    return bins
+
+
+def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
+    """How many cutoffs (descending) are ≥ each request's input_tokens: a lookup when lengths span
+    a small range, else a binary search per request."""
+    ascending = cutoffs[::-1]
+    lo, hi = (int(tokens.min()), int(tokens.max())) if tokens.size else (0, 0)
+    if hi - lo > 1 << 20:
+        return cutoffs.size - np.searchsorted(ascending, tokens, side="left")
+    table = cutoffs.size - np.searchsorted(ascending, np.arange(lo, hi + 1), side="left")
+    return table[tokens - lo]
+
+
+def stop_table(columns: SweepColumns, family: Family) -> StopTable:
+    """Cost, score and latency of stopping at each tier of the path."""
+    sums = stop_sums(family)
+    for s in sums:
+        if s not in columns.cost_sums:
+            columns.cost_sums[s] = np.sum([columns.cost_nano_usd[j] for j in s], axis=0)
+    return StopTable(
+        cost_nano_usd=tuple(columns.cost_sums[s] for s in sums),
+        score_micro=tuple(columns.score_micro[s[-1]] for s in sums),
+        latency=tuple(columns.latency[s] for s in sums),
+        labeled_rows=columns.labeled_rows,
+        scale=columns.latency_scale,
+    )
 
 
 def evaluate_family(
-    outcomes: Outcomes, family: Family, per_tier: StopTable | None = None
+    outcomes: Outcomes, family: Family, columns: SweepColumns | None = None
 ) -> GridResult:
     """Exact metrics for every policy of one family."""
-    stops = stop_table(per_tier if per_tier is not None else quantized(outcomes), family)
-    if family.kind == "always":
-        return _single_tier(stops)
+    columns = columns if columns is not None else sweep_columns(outcomes, [family])
     n_options = [g.size + 1 for g in family.grids]
-    return evaluate_grid(stage_bins(outcomes, family), n_options, stops)
-
-
-def _single_tier(stops: StopTable) -> GridResult:
-    n = stops.cost_nano_usd.shape[0]
-    lat = stops.latency_us[:, 0]
-    r50, r95 = percentile_rank(50, n) - 1, percentile_rank(95, n) - 1
-    lat = np.partition(lat, [r50, r95])
-    return GridResult(
-        options=np.zeros((1, 0), dtype=np.int64),
-        requests=n,
-        labeled=int(stops.labeled.sum()),
-        stop_counts=np.array([[n]], dtype=np.int64),
-        cost_nano_usd=np.array([stops.cost_nano_usd[:, 0].sum()]),
-        score_micro=np.array([(stops.score_micro[:, 0] * stops.labeled).sum()]),
-        latency_p50_us=np.array([lat[r50]]),
-        latency_p95_us=np.array([lat[r95]]),
+    return evaluate_grid(
+        stage_bins(outcomes, family, columns), n_options, stop_table(columns, family)
     )
 
 
@@ -156,11 +279,12 @@ def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None
             "no request has an attempt for every tier",
             hint="Ingest logs with shadow attempts for each tier in tiers.yaml, or run `calibrate replay`.",
         )
-    per_tier = quantized(outcomes)
-    premium = _single_tier(stop_table(per_tier, Family("always", (len(outcomes.tiers) - 1,))))
+    premium_family = Family("always", (len(outcomes.tiers) - 1,))
+    columns = sweep_columns(outcomes, [*families, premium_family])
+    premium = evaluate_family(outcomes, premium_family, columns)
     frames = []
     for family in families:
-        result = evaluate_family(outcomes, family, per_tier)
+        result = evaluate_family(outcomes, family, columns)
         frames.append(_family_frame(outcomes, family, result, premium))
         if on_family is not None:
             on_family(family)

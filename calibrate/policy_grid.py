@@ -4,18 +4,21 @@ A policy family is a path of k tiers with one decision per non-final tier: reque
 first decision stage j whose bin `b[j][i]` exceeds the policy's option `a[j]`, else at the last tier.
 For a cascade, `b` is the rank of the tier's confidence in its threshold grid (keep iff c ≥ τ); for a
 length rule it is the rank of -input_tokens. What a stop costs and how long it takes is given per
-request and stop tier, so cascades (pay every tier touched) and up-front routers (pay one tier) share
+request and stop, so cascades (pay every tier touched) and up-front routers (pay one tier) share
 this engine.
 
 Every metric is a sum over requests, so it is computed from histograms over the bins with prefix
-sums: O(n + Π(G_j+1)) per metric, never a Python loop over rows. Latency percentiles come from the
-per-request sums exactly: a binned histogram locates the bin holding the rank, then the few values
-in that bin are sorted. Money and scores are integers (nano-USD, micro-score) held in float64 below
-2**53, so every sum is exact and independent of summation order.
+sums: O(n + Π(G_j+1)) per metric, never a Python loop over rows. Latency percentiles are exact order
+statistics of the per-request sums: latencies become integer codes (equal codes ⇔ equal µs, order
+kept), a histogram over (policy, coarse code bin) finds the bin holding each policy's rank, and one
+pass over the requests in the bins that were hit counts, per policy, the codes inside them. Money
+and scores are integers (nano-USD, micro-score) held in float64 below 2**53, so every sum is exact
+and independent of summation order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,19 +26,44 @@ import numpy as np
 NANO_USD = 1e9
 MICRO_SCORE = 1e6
 PERCENTILES = (50, 95)
-_LATENCY_BINS = 1024
-_EDGE_SAMPLE = 65_536
-_EXACT_CELLS = 4_000_000  # policies × bin members handled at once in the exact step
+CODE_LIMIT = 1 << 20  # beyond this many µs-unit codes, codes rank the distinct values instead
+_MAX_BIN_CODES = 4096  # no coarse bin spans more codes, which bounds the per-policy count table
+
+
+@dataclass(frozen=True)
+class LatencyScale:
+    """Maps latency codes back to µs: base_us + unit_us × code, or values_us[code] when set."""
+
+    base_us: float
+    unit_us: float
+    values_us: np.ndarray | None = None
+
+    def to_us(self, codes: np.ndarray) -> np.ndarray:
+        if self.values_us is not None:
+            return self.values_us[codes]
+        return self.base_us + self.unit_us * codes.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class LatencyColumn:
+    """One stop's per-request latency as codes, with the histogram of those codes."""
+
+    codes: np.ndarray
+    counts: np.ndarray
 
 
 @dataclass(frozen=True)
 class StopTable:
-    """What happens to each request depending on the tier it stops at: (n, k) arrays."""
+    """What stopping at each stop of a path means for each request: one column per stop.
 
-    cost_nano_usd: np.ndarray
-    latency_us: np.ndarray
-    score_micro: np.ndarray
-    labeled: np.ndarray
+    Cost is nano-USD for all n requests; score is micro-score for the `labeled_rows` only.
+    """
+
+    cost_nano_usd: tuple[np.ndarray, ...]
+    score_micro: tuple[np.ndarray, ...]
+    latency: tuple[LatencyColumn, ...]
+    labeled_rows: np.ndarray
+    scale: LatencyScale
 
 
 @dataclass(frozen=True)
@@ -69,128 +97,257 @@ def percentile_rank(pct: int, n: int) -> int:
     return max(1, (pct * n + 99) // 100)
 
 
+def latency_columns(
+    latency_us: np.ndarray, sums: Iterable[tuple[int, ...]]
+) -> tuple[LatencyScale, dict[tuple[int, ...], LatencyColumn]]:
+    """Codes of every needed sum of tiers (a cascade pays the tiers of a path prefix).
+
+    Codes count the common unit of all latencies (1 ms when the logs hold whole milliseconds) from
+    the smallest possible sum. When that would need more than CODE_LIMIT codes, they are the ranks of
+    the distinct sums instead (a sort, but still exact).
+    """
+    sums = sorted(set(sums))
+    per_tier = np.rint(latency_us).astype(np.int64)
+    columns = [np.ascontiguousarray(per_tier[:, j]) for j in range(per_tier.shape[1])]
+    unit = max(1, int(np.gcd.reduce([np.gcd.reduce(c) for c in columns if c.size])))
+    floor = sum(min(0, int(c.min())) for c in columns if c.size)
+    top = sum(max(0, int(c.max())) for c in columns if c.size)
+    n_codes = (top - floor) // unit + 1
+    if n_codes <= CODE_LIMIT:
+        units = [c // unit for c in columns]
+        codes = {s: (sum(units[j] for j in s) - floor // unit).astype(np.int32) for s in sums}
+        scale = LatencyScale(float(floor), float(unit))
+    else:
+        totals = {s: sum(columns[j] for j in s) for s in sums}
+        distinct, inverse = np.unique(np.concatenate(list(totals.values())), return_inverse=True)
+        parts = np.split(inverse.astype(np.int32), len(sums))
+        codes = dict(zip(sums, parts, strict=True))
+        scale, n_codes = LatencyScale(0.0, 1.0, distinct.astype(np.float64)), distinct.size
+    return scale, {s: LatencyColumn(c, np.bincount(c, minlength=n_codes)) for s, c in codes.items()}
+
+
 def evaluate_grid(bins: list[np.ndarray], n_options: list[int], stops: StopTable) -> GridResult:
     """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j])."""
-    n, k = stops.cost_nano_usd.shape
     shape = tuple(n_options)
-    score = stops.score_micro * stops.labeled[:, None]
-    counts = np.stack([_sum_by_policy(bins, shape, j) for j in range(k)], axis=-1)
-    cost = sum(_sum_by_policy(bins, shape, j, stops.cost_nano_usd[:, j]) for j in range(k))
-    quality = sum(_sum_by_policy(bins, shape, j, score[:, j]) for j in range(k))
-    p50, p95 = _latency_percentiles(bins, shape, stops.latency_us)
+    k = len(stops.latency)
+    n = stops.latency[0].codes.size
+    cells = _cell_ids(bins, shape)
+    cells_labeled = [None if c is None else c[stops.labeled_rows] for c in cells]
+    depth = [min(s + 1, len(shape)) for s in range(k)]
+    counts = [_by_policy(cells[depth[s]], n, shape, s) for s in range(k)]
+    cost = sum(_by_policy(cells[depth[s]], n, shape, s, stops.cost_nano_usd[s]) for s in range(k))
+    quality = sum(
+        _by_policy(cells_labeled[depth[s]], n, shape, s, stops.score_micro[s]) for s in range(k)
+    )
+    p50, p95 = _latency_percentiles(cells, depth, shape, stops)
     return GridResult(
         options=_all_options(shape),
         requests=n,
-        labeled=int(stops.labeled.sum()),
-        stop_counts=np.rint(counts.reshape(-1, k)).astype(np.int64),
-        cost_nano_usd=cost.reshape(-1),
-        score_micro=quality.reshape(-1),
+        labeled=int(stops.labeled_rows.size),
+        stop_counts=np.stack([c.reshape(-1) for c in counts], axis=1).astype(np.int64),
+        cost_nano_usd=np.asarray(cost, dtype=np.float64).reshape(-1),
+        score_micro=np.asarray(quality, dtype=np.float64).reshape(-1),
         latency_p50_us=p50,
         latency_p95_us=p95,
     )
 
 
 def _all_options(shape: tuple[int, ...]) -> np.ndarray:
+    if not shape:
+        return np.zeros((1, 0), dtype=np.intp)
     return np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), axis=1)
 
 
-def _sum_by_policy(
-    bins: list[np.ndarray],
+def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray | None]:
+    """cells[depth]: each request's flat (C-order) index of its bins at the first `depth` stages."""
+    cells: list[np.ndarray | None] = [None]
+    for j, b in enumerate(bins):
+        cells.append(b.astype(np.intp) if j == 0 else cells[-1] * shape[j] + b)
+    return cells
+
+
+def _by_policy(
+    cell: np.ndarray | None,
+    n: int,
     shape: tuple[int, ...],
     stop: int,
     weights: np.ndarray | None = None,
-    value_bin: np.ndarray | None = None,
-    n_value_bins: int = 1,
+    values: np.ndarray | None = None,
+    n_values: int = 1,
 ) -> np.ndarray:
-    """Σ weights over requests stopping at tier `stop`, for every option vector, per value bin.
+    """Σ weights over requests stopping at `stop`, for every option vector, per value bin.
 
-    Stopping at `stop` < k-1 means b_i ≤ a_i for i < stop and b_stop > a_stop; the last tier needs
-    b_i ≤ a_i at every decision stage. The result has `shape` (+ a last axis of n_value_bins when
-    value_bin is given); the histogram is over the first stop+1 decision stages only, and prefix
-    sums turn "bin" into "option".
+    Stopping at `stop` < d means b_j ≤ a_j for j < stop and b_stop > a_stop; the last stop needs
+    b_j ≤ a_j at every stage. `cell` indexes the first min(stop+1, d) stages of each request, so the
+    histogram is over those stages only, and prefix sums turn "bin" into "option". The result has
+    `shape` (+ a last axis of n_values when `values` is given).
     """
     dims = min(stop + 1, len(shape))
-    hist_shape = shape[:dims] + (n_value_bins,)
-    extra = value_bin if value_bin is not None else np.zeros(len(bins[0]), dtype=np.int64)
-    flat = np.ravel_multi_index(tuple(bins[:dims]) + (extra.astype(np.int64),), hist_shape)
-    hist = np.bincount(flat, weights=weights, minlength=int(np.prod(hist_shape)))
+    hist_shape = shape[:dims] + (n_values,)
+    if cell is None and values is None:  # no decision stage: one policy, one total
+        hist = np.array([n if weights is None else weights.sum()])
+    else:
+        index = values if cell is None else (cell if values is None else cell * n_values + values)
+        hist = np.bincount(index, weights=weights, minlength=int(np.prod(hist_shape)))
     hist = hist.reshape(hist_shape)
     for axis in range(dims):
-        hist = np.cumsum(hist, axis=axis)
-        if axis == stop:  # Σ_{b > a} = total − Σ_{b ≤ a}
-            hist = np.take(hist, [-1], axis=axis) - hist
-    hist = hist.reshape(shape[:dims] + (1,) * (len(shape) - dims) + (n_value_bins,))
-    hist = np.broadcast_to(hist, shape + (n_value_bins,))
-    return hist if value_bin is not None else hist[..., 0]
+        _cumulate(hist, axis, complement=axis == stop)
+    hist = hist.reshape(shape[:dims] + (1,) * (len(shape) - dims) + (n_values,))
+    hist = np.broadcast_to(hist, shape + (n_values,))
+    return hist if values is not None else hist[..., 0]
+
+
+def _cumulate(hist: np.ndarray, axis: int, complement: bool) -> None:
+    """In place along `axis`: slice a becomes Σ_{b ≤ a}, or Σ_{b > a} when `complement`.
+
+    Slice by slice, because np.cumsum along a leading axis is an order of magnitude slower.
+    """
+    view = np.moveaxis(hist, axis, 0)
+    for a in range(1, view.shape[0]):
+        view[a] += view[a - 1]
+    if complement:
+        total = view[-1].copy()
+        np.subtract(total, view, out=view)
+
+
+@dataclass(frozen=True)
+class _CoarseBins:
+    """Consecutive latency codes grouped into bins of similar mass (over one family's stops)."""
+
+    of_code: np.ndarray  # (n_codes,) bin of each code, non-decreasing
+    first: np.ndarray  # (n_bins,) first code with mass in the bin
+    width: np.ndarray  # (n_bins,) codes from the first to the last with mass
+    single: np.ndarray  # (n_bins,) exactly one code has mass: a rank there needs no count
+
+    @property
+    def size(self) -> int:
+        return int(self.first.size)
+
+
+def _coarse_bins(counts: np.ndarray, n_bins: int) -> _CoarseBins:
+    """About n_bins bins of equal mass; a heavy code (ties are common) gets a bin of its own."""
+    target = max(1.0, counts.sum() / n_bins)
+    window = (np.cumsum(counts) - counts) // target
+    heavy = counts > target / 2
+    starts = np.ones(counts.size, dtype=bool)
+    starts[1:] = (window[1:] != window[:-1]) | heavy[1:] | heavy[:-1]
+    starts[::_MAX_BIN_CODES] = True
+    of_code = np.cumsum(starts, dtype=np.int32) - 1
+    massive = np.flatnonzero(counts)
+    bin_of_massive = of_code[massive]
+    bins = np.arange(int(of_code[-1]) + 1)
+    lo = np.searchsorted(bin_of_massive, bins, side="left")
+    hi = np.searchsorted(bin_of_massive, bins, side="right") - 1
+    empty = hi < lo
+    lo, hi = np.where(empty, 0, lo), np.where(empty, 0, hi)
+    return _CoarseBins(
+        of_code=of_code,
+        first=massive[lo],
+        width=massive[hi] - massive[lo] + 1,
+        single=~empty & (hi == lo),
+    )
+
+
+def _coarse_bin_count(n_pairs: int) -> int:
+    """Balances the (policy × bin) histogram against the per-policy pass over a bin's requests."""
+    return int(np.clip(np.sqrt(4.0 * n_pairs), 8, 4096))
 
 
 def _latency_percentiles(
-    bins: list[np.ndarray], shape: tuple[int, ...], latency_us: np.ndarray
+    cells: list[np.ndarray | None], depth: list[int], shape: tuple[int, ...], stops: StopTable
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest-rank p50/p95 of the per-request latency for every policy."""
-    n, k = latency_us.shape
-    beta, n_bins = _value_bins(latency_us)
-    hist = sum(_sum_by_policy(bins, shape, j, None, beta[:, j], n_bins) for j in range(k))
-    cum = np.cumsum(hist.reshape(-1, n_bins), axis=1)
-    members = _bin_members(beta, n_bins)
-    options = _all_options(shape)
-    out = []
+    latency = stops.latency
+    n = latency[0].codes.size
+    counts = np.sum([column.counts for column in latency], axis=0)
+    bins = _coarse_bins(counts, _coarse_bin_count(n * len(latency)))
+    value_bins = [bins.of_code[column.codes] for column in latency]
+    hist = np.zeros(shape + (bins.size,), dtype=np.int64)
+    for s, vb in enumerate(value_bins):
+        hist += _by_policy(cells[depth[s]], n, shape, s, values=vb, n_values=bins.size)
+    cum = np.cumsum(hist.reshape(-1, bins.size), axis=1)
+    m = cum.shape[0]
+    policy, bin_, rank = [], [], []
     for pct in PERCENTILES:
-        rank = percentile_rank(pct, n)
-        v_star = np.argmax(cum >= rank - 0.5, axis=1)
-        below = np.where(v_star > 0, cum[np.arange(len(v_star)), v_star - 1], 0.0)
-        rank_in_bin = rank - np.rint(below).astype(np.int64)
-        values = np.empty(len(options))
-        for v in np.unique(v_star):
-            policies = np.flatnonzero(v_star == v)
-            rows, tiers = members[v]
-            in_bin = latency_us[rows, tiers]
-            if in_bin.min() == in_bin.max():  # a bin of one repeated value (ties are common)
-                values[policies] = in_bin[0]
-                continue
-            gathered = (np.stack([b[rows] for b in bins]), tiers, in_bin)
-            for chunk in np.array_split(policies, 1 + policies.size * rows.size // _EXACT_CELLS):
-                values[chunk] = _values_in_bin(*gathered, options[chunk], rank_in_bin[chunk])
-        out.append(values)
-    return out[0], out[1]
+        r = percentile_rank(pct, n)
+        hit = np.count_nonzero(cum < r, axis=1)
+        below = np.where(hit > 0, cum[np.arange(m), np.maximum(hit - 1, 0)], 0)
+        policy.append(np.arange(m))
+        bin_.append(hit)
+        rank.append(r - below)
+    policy, bin_, rank = np.concatenate(policy), np.concatenate(bin_), np.concatenate(rank)
+    codes = bins.first[bin_]
+    look = np.flatnonzero(~bins.single[bin_])
+    if look.size:
+        entries = _Entries(policy[look], bin_[look], rank[look])
+        codes[look] = _codes_in_bins(entries, bins, value_bins, latency, cells, depth, shape)
+    values = stops.scale.to_us(codes)
+    return values[:m], values[m:]
 
 
-def _value_bins(latency_us: np.ndarray) -> tuple[np.ndarray, int]:
-    """Bin every (request, stop) latency by quantiles of a strided sample: bins only locate a rank,
-    so any edges are correct; roughly equal-mass edges keep the exact step small."""
-    sample = latency_us[:: max(1, latency_us.size // _EDGE_SAMPLE)].reshape(-1)  # rows, every stop
-    edges = np.unique(np.quantile(sample, np.linspace(0, 1, _LATENCY_BINS + 1)[1:-1]))
-    beta = np.searchsorted(edges, latency_us, side="right").astype(np.int16)
-    return beta, edges.size + 1
+@dataclass(frozen=True)
+class _Entries:
+    """Rank queries: the rank-th smallest latency of `policy` among its requests in `bin`."""
+
+    policy: np.ndarray
+    bin: np.ndarray
+    rank: np.ndarray
 
 
-def _bin_members(beta: np.ndarray, n_bins: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each value bin, the (request, stop tier) pairs whose latency falls in it."""
-    flat = beta.reshape(-1)
-    order = np.argsort(flat, kind="stable")  # int16 keys: numpy uses a linear-time radix sort
-    bounds = np.searchsorted(flat[order], np.arange(n_bins + 1))
-    k = beta.shape[1]
-    return [
-        (order[lo:hi] // k, order[lo:hi] % k)
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-
-
-def _values_in_bin(
-    member_bins: np.ndarray,
-    tiers: np.ndarray,
-    values: np.ndarray,
-    options: np.ndarray,
-    ranks: np.ndarray,
+def _codes_in_bins(
+    entries: _Entries,
+    bins: _CoarseBins,
+    value_bins: list[np.ndarray],
+    latency: tuple[LatencyColumn, ...],
+    cells: list[np.ndarray | None],
+    depth: list[int],
+    shape: tuple[int, ...],
 ) -> np.ndarray:
-    """For each policy, the ranks[p]-th smallest latency among its requests that fall in the bin."""
-    stages = member_bins.shape[0]
-    stop = np.full((len(options), tiers.size), stages, dtype=np.int64)
-    undecided = np.ones(stop.shape, dtype=bool)
-    for j in range(stages):
-        here = undecided & (member_bins[j][None, :] > options[:, j][:, None])
-        stop[here] = j
-        undecided &= ~here
-    chosen = np.where(stop == tiers[None, :], values[None, :], np.inf)
-    chosen = np.partition(chosen, np.unique(ranks - 1), axis=1)
-    return chosen[np.arange(len(options)), ranks - 1]
+    """The code answering each rank query, by counting codes inside its bin for its policy.
+
+    Each query meets every (request, stop) whose code lies in its bin and keeps those where its
+    policy stops the request there; work is the sum over queries of their bin's mass.
+    """
+    order = np.argsort(entries.bin, kind="stable")
+    policy, bin_, rank = entries.policy[order], entries.bin[order], entries.rank[order]
+    width = bins.width[bin_]
+    start = np.cumsum(width) - width  # each query's segment of the count table
+    per_bin = np.bincount(bin_, minlength=bins.size)
+    first_query = np.cumsum(per_bin) - per_bin
+    table = np.zeros(int(width.sum()), dtype=np.int64)
+    for s, (column, vb) in enumerate(zip(latency, value_bins, strict=True)):
+        rows = np.flatnonzero((per_bin > 0)[vb])
+        hit = vb[rows]
+        reps = per_bin[hit]
+        if rows.size == 0:
+            continue
+        query = np.repeat(first_query[hit] - (np.cumsum(reps) - reps), reps)
+        query += np.arange(query.size)
+        slot = start[query] + np.repeat(column.codes[rows] - bins.first[hit], reps)
+        cell = cells[depth[s]]
+        if cell is not None:
+            stops_here = _stops_here(shape, s)
+            keep = stops_here[policy[query], np.repeat(cell[rows], reps)]
+            slot = slot[keep]
+        table += np.bincount(slot, minlength=table.size)
+    cum = np.cumsum(table)
+    before = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
+    found = np.searchsorted(cum, before + rank, side="left")
+    codes = np.empty_like(found)
+    codes[order] = bins.first[bin_] + found - start
+    return codes
+
+
+def _stops_here(shape: tuple[int, ...], stop: int) -> np.ndarray:
+    """(policies × cells) bool: does the policy stop at `stop` a request in that cell?
+
+    Cells enumerate the bins of the first min(stop+1, d) stages in C order, like `_cell_ids`.
+    """
+    dims = min(stop + 1, len(shape))
+    options = _all_options(shape)
+    cell_bins = _all_options(shape[:dims])
+    here = np.ones((options.shape[0], cell_bins.shape[0]), dtype=bool)
+    for j in range(dims):
+        above = cell_bins[None, :, j] > options[:, None, j]
+        here &= above if j == stop else ~above
+    return here

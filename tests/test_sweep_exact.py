@@ -23,6 +23,7 @@ def random_outcomes(seed: int, n: int, k: int) -> Outcomes:
         timestamp_s=np.zeros(n),
         region=np.array(["r"] * n, dtype=object),
         app=np.array(["a"] * n, dtype=object),
+        intent=np.array([None] * n, dtype=object),
         input_tokens=rng.choice([10, 20, 40, 80, 500], size=n),
         confidence=conf,
         cost_usd=np.round(rng.uniform(1e-6, 1e-3, size=(n, k)) * (1 + np.arange(k)), 9),
