@@ -19,12 +19,11 @@ import polars as pl
 from calibrate.errors import DataError
 from calibrate.policy_grid import (
     GridResult,
+    LatencyAxis,
     LatencyColumn,
-    LatencyScale,
     StopTable,
     evaluate_grid,
     latency_columns,
-    quantize_ms,
     quantize_score,
     quantize_usd,
 )
@@ -70,34 +69,37 @@ class ConfidenceBuckets:
 
     values: np.ndarray
     ids: np.ndarray
+    counts: np.ndarray
     lo: float
     scale: float
+    infinite: bool  # ±inf among the values: grids then take the sorting path
 
     def bucket(self, x: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
-            b = (x - self.lo) * self.scale
-        np.clip(b, 0, _BUCKETS - 1, out=b)
-        b += 1.0
-        return np.nan_to_num(b, nan=0.0).astype(np.int32)
+            b = np.subtract(x, self.lo)
+            b *= self.scale
+            b += 1.0
+        np.clip(b, 1.0, _BUCKETS, out=b)  # NaN stays NaN …
+        np.fmax(b, 0.0, out=b)  # … and becomes bucket 0
+        return b.astype(np.int32)
 
     def rank_in(self, grid: np.ndarray) -> np.ndarray:
         """np.searchsorted(grid, values, side="right") for an ascending grid, 0 where NaN."""
         grid_buckets = self.bucket(np.asarray(grid, dtype=np.float64))
-        below = np.searchsorted(grid_buckets, np.arange(_BUCKETS + 1), side="left")
-        shared = np.zeros(_BUCKETS + 1, dtype=bool)
-        shared[grid_buckets] = True
-        ranks = below.astype(np.int32)[self.ids]
-        rows = np.flatnonzero(shared[self.ids])  # values in a bucket holding a grid point
+        table = np.searchsorted(grid_buckets, np.arange(_BUCKETS + 1), side="left")
+        table = table.astype(np.int32)
+        table[grid_buckets] = -1  # a bucket holding a grid point: decided value by value
+        ranks = table[self.ids]
+        rows = np.flatnonzero(ranks < 0)
         ranks[rows] = np.searchsorted(grid, self.values[rows], side="right")
         return ranks
 
     def grid(self, size: int) -> np.ndarray:
         """`threshold_grid` of these values."""
-        counts = np.bincount(self.ids, minlength=_BUCKETS + 1)[1:]
-        if np.count_nonzero(counts) <= size or np.isinf(self.values).any():
+        counts = self.counts[1:]
+        if np.count_nonzero(counts) <= size or self.infinite:
             return _grid_by_sorting(self.values, size)  # few distinct values (or infinities)
-        finite = int(counts.sum())
-        positions = np.round(np.linspace(0, finite - 1, size)).astype(np.int64)
+        positions = np.round(np.linspace(0, int(counts.sum()) - 1, size)).astype(np.int64)
         picks = self._order_statistics(counts, positions)
         return np.unique(np.array([float(f"{q:.4g}") for q in picks]))
 
@@ -116,13 +118,20 @@ class ConfidenceBuckets:
 def confidence_buckets(values: np.ndarray) -> ConfidenceBuckets:
     """Equal-width buckets over [min, max] of the finite values."""
     values = np.ascontiguousarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    lo, hi = (
+        float(np.fmin.reduce(values, initial=np.inf)),
+        float(np.fmax.reduce(values, initial=-np.inf)),
+    )
+    infinite = math.isinf(lo) and lo < 0 or math.isinf(hi) and hi > 0
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     with np.errstate(over="ignore"):
         span = hi - lo
     scale = _BUCKETS / span if 0 < span < math.inf else 1.0 if span == 0 else 1e-300
-    empty = ConfidenceBuckets(values, np.empty(0, dtype=np.int32), lo, scale)
-    return ConfidenceBuckets(values, empty.bucket(values), lo, scale)
+    ids = ConfidenceBuckets(values, values, values, lo, scale, infinite).bucket(values)
+    counts = np.bincount(ids, minlength=_BUCKETS + 1)
+    return ConfidenceBuckets(values, ids, counts, lo, scale, infinite)
 
 
 def _grid_by_sorting(values: np.ndarray, size: int) -> np.ndarray:
@@ -144,8 +153,30 @@ def cutoff_grid(tokens: np.ndarray, size: int) -> np.ndarray:
     """Candidate input-length cutoffs (descending integers)."""
     if tokens.size == 0:
         return np.array([], dtype=np.int64)
-    qs = np.floor(np.quantile(tokens, np.linspace(0, 1, size))).astype(np.int64)
+    qs = np.floor(_integer_quantiles(tokens, np.linspace(0, 1, size))).astype(np.int64)
     return np.unique(qs[qs < tokens.max()])[::-1]  # a cutoff at the maximum is just always-cheap
+
+
+def _integer_quantiles(tokens: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """np.quantile(tokens, q) (linear method), bit for bit, with the order statistics counted
+    instead of partitioned when the integers span a small range."""
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if hi - lo > 1 << 20:
+        return np.quantile(tokens, q)
+    at_most = np.cumsum(np.bincount(tokens - lo))  # at_most[v]: how many are ≤ lo + v
+    n = tokens.size
+    virtual = (n - 1) * q
+    below = np.floor(virtual)
+    top = virtual >= n - 1  # numpy then reads index -1 (the maximum) on both sides
+    below[top] = -1
+    gamma = virtual - below
+    index = np.where(top, n - 1, below).astype(np.intp)
+    a = lo + np.searchsorted(at_most, index, side="right")
+    b = lo + np.searchsorted(at_most, np.where(top, n - 1, index + 1), side="right")
+    diff = b - a
+    lerp = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=lerp, where=gamma >= 0.5)
+    return lerp
 
 
 def default_families(outcomes: Outcomes, grid_size: dict[int, int] | None = None) -> list[Family]:
@@ -182,7 +213,7 @@ class SweepColumns:
     cost_nano_usd: tuple[np.ndarray, ...]
     score_micro: tuple[np.ndarray, ...]
     labeled_rows: np.ndarray
-    latency_scale: LatencyScale
+    latency_axis: LatencyAxis
     latency: dict[tuple[int, ...], LatencyColumn]
     cost_sums: dict[tuple[int, ...], np.ndarray]
     ranks: dict[tuple[object, bytes], np.ndarray]
@@ -191,20 +222,21 @@ class SweepColumns:
 
 def sweep_columns(outcomes: Outcomes, families: list[Family]) -> SweepColumns:
     """Quantize once: cost, labeled scores and the latency codes of every stop of `families`."""
-    latency_us = quantize_ms(outcomes.latency_ms)
-    if not np.isfinite(latency_us).all():
+    if not np.isfinite(outcomes.latency_ms).all():
         raise DataError(
             "some latencies are not finite numbers",
             hint="Check latency_ms in the logs; the store writes 0 when it is missing.",
         )
     labeled_rows = np.flatnonzero(outcomes.labeled)
     k = len(outcomes.tiers)
-    scale, latency = latency_columns(latency_us, {s for f in families for s in stop_sums(f)})
+    axis, latency = latency_columns(
+        outcomes.latency_ms, {s for f in families for s in stop_sums(f)}
+    )
     return SweepColumns(
         cost_nano_usd=tuple(quantize_usd(outcomes.cost_usd[:, j]) for j in range(k)),
         score_micro=tuple(quantize_score(outcomes.label[labeled_rows, j]) for j in range(k)),
         labeled_rows=labeled_rows,
-        latency_scale=scale,
+        latency_axis=axis,
         latency=latency,
         cost_sums={},
         ranks={},
@@ -257,7 +289,7 @@ def stop_table(columns: SweepColumns, family: Family) -> StopTable:
         score_micro=tuple(columns.score_micro[s[-1]] for s in sums),
         latency=tuple(columns.latency[s] for s in sums),
         labeled_rows=columns.labeled_rows,
-        scale=columns.latency_scale,
+        axis=columns.latency_axis,
     )
 
 

@@ -31,12 +31,28 @@ _MAX_BIN_CODES = 4096  # no coarse bin spans more codes, which bounds the per-po
 
 
 @dataclass(frozen=True)
-class LatencyScale:
-    """Maps latency codes back to µs: base_us + unit_us × code, or values_us[code] when set."""
+class CoarseBins:
+    """Consecutive latency codes grouped into bins of similar mass; a heavy code has its own bin."""
+
+    of_code: np.ndarray  # (n_codes,) bin of each code, non-decreasing
+    first: np.ndarray  # (n_bins,) first code with mass in the bin
+    width: np.ndarray  # (n_bins,) codes from the first to the last with mass
+    single: np.ndarray  # (n_bins,) exactly one code has mass: a rank there needs no count
+
+    @property
+    def size(self) -> int:
+        return int(self.first.size)
+
+
+@dataclass(frozen=True)
+class LatencyAxis:
+    """The latency codes of one sweep: code → µs (base_us + unit_us × code, or values_us[code])
+    and the coarse bins over them that the percentile histograms use."""
 
     base_us: float
     unit_us: float
-    values_us: np.ndarray | None = None
+    values_us: np.ndarray | None
+    bins: CoarseBins
 
     def to_us(self, codes: np.ndarray) -> np.ndarray:
         if self.values_us is not None:
@@ -46,9 +62,10 @@ class LatencyScale:
 
 @dataclass(frozen=True)
 class LatencyColumn:
-    """One stop's per-request latency as codes, with the histogram of those codes."""
+    """One stop's per-request latency: its code, its coarse bin, and the histogram of codes."""
 
     codes: np.ndarray
+    bins: np.ndarray
     counts: np.ndarray
 
 
@@ -63,7 +80,7 @@ class StopTable:
     score_micro: tuple[np.ndarray, ...]
     latency: tuple[LatencyColumn, ...]
     labeled_rows: np.ndarray
-    scale: LatencyScale
+    axis: LatencyAxis
 
 
 @dataclass(frozen=True)
@@ -98,32 +115,46 @@ def percentile_rank(pct: int, n: int) -> int:
 
 
 def latency_columns(
-    latency_us: np.ndarray, sums: Iterable[tuple[int, ...]]
-) -> tuple[LatencyScale, dict[tuple[int, ...], LatencyColumn]]:
+    latency_ms: np.ndarray, sums: Iterable[tuple[int, ...]]
+) -> tuple[LatencyAxis, dict[tuple[int, ...], LatencyColumn]]:
     """Codes of every needed sum of tiers (a cascade pays the tiers of a path prefix).
 
-    Codes count the common unit of all latencies (1 ms when the logs hold whole milliseconds) from
-    the smallest possible sum. When that would need more than CODE_LIMIT codes, they are the ranks of
-    the distinct sums instead (a sort, but still exact).
+    Latencies are whole µs. Codes count their common unit (1 ms when the logs hold whole
+    milliseconds) from the smallest possible sum. When that would need more than CODE_LIMIT codes,
+    they are the ranks of the distinct sums instead (a sort, but still exact).
     """
     sums = sorted(set(sums))
-    per_tier = np.rint(latency_us).astype(np.int64)
-    columns = [np.ascontiguousarray(per_tier[:, j]) for j in range(per_tier.shape[1])]
-    unit = max(1, int(np.gcd.reduce([np.gcd.reduce(c) for c in columns if c.size])))
-    floor = sum(min(0, int(c.min())) for c in columns if c.size)
-    top = sum(max(0, int(c.max())) for c in columns if c.size)
-    n_codes = (top - floor) // unit + 1
+    tiers = [quantize_ms(latency_ms[:, j]).astype(np.int64) for j in range(latency_ms.shape[1])]
+    unit = max(1, int(np.gcd.reduce([np.gcd.reduce(t, initial=0) for t in tiers])))
+    floors = [min(0, int(t.min())) for t in tiers]
+    n_codes = sum(max(0, int(t.max())) - f for t, f in zip(tiers, floors, strict=True)) // unit + 1
+    values_us = None
     if n_codes <= CODE_LIMIT:
-        units = [c // unit for c in columns]
-        codes = {s: (sum(units[j] for j in s) - floor // unit).astype(np.int32) for s in sums}
-        scale = LatencyScale(float(floor), float(unit))
+        units = [((t - f) // unit).astype(np.int32) for t, f in zip(tiers, floors, strict=True)]
+        codes = {}
+        for s in sums:  # floors of the tiers not summed shift the code up to the common origin
+            shift = sum(-f for j, f in enumerate(floors) if j not in s) // unit
+            codes[s] = _sum_codes([units[j] for j in s], shift)
     else:
-        totals = {s: sum(columns[j] for j in s) for s in sums}
-        distinct, inverse = np.unique(np.concatenate(list(totals.values())), return_inverse=True)
-        parts = np.split(inverse.astype(np.int32), len(sums))
-        codes = dict(zip(sums, parts, strict=True))
-        scale, n_codes = LatencyScale(0.0, 1.0, distinct.astype(np.float64)), distinct.size
-    return scale, {s: LatencyColumn(c, np.bincount(c, minlength=n_codes)) for s, c in codes.items()}
+        totals = [np.sum([tiers[j] for j in s], axis=0) for s in sums]
+        distinct, inverse = np.unique(np.concatenate(totals), return_inverse=True)
+        codes = dict(zip(sums, np.split(inverse.astype(np.int32), len(sums)), strict=True))
+        values_us, n_codes = distinct.astype(np.float64), distinct.size
+    counts = {s: np.bincount(c, minlength=n_codes) for s, c in codes.items()}
+    pairs = latency_ms.shape[0] * max(len(s) for s in sums)
+    bins = _coarse_bins(np.sum(list(counts.values()), axis=0), _coarse_bin_count(pairs))
+    axis = LatencyAxis(float(sum(floors)), float(unit), values_us, bins)
+    return axis, {s: LatencyColumn(c, bins.of_code[c], counts[s]) for s, c in codes.items()}
+
+
+def _sum_codes(parts: list[np.ndarray], offset: int) -> np.ndarray:
+    """Σ parts + offset, without a copy for a single part at offset 0 (int32: codes < CODE_LIMIT)."""
+    if len(parts) == 1 and offset == 0:
+        return parts[0]
+    total = parts[0] + np.int32(offset)
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 def evaluate_grid(bins: list[np.ndarray], n_options: list[int], stops: StopTable) -> GridResult:
@@ -210,21 +241,7 @@ def _cumulate(hist: np.ndarray, axis: int, complement: bool) -> None:
         np.subtract(total, view, out=view)
 
 
-@dataclass(frozen=True)
-class _CoarseBins:
-    """Consecutive latency codes grouped into bins of similar mass (over one family's stops)."""
-
-    of_code: np.ndarray  # (n_codes,) bin of each code, non-decreasing
-    first: np.ndarray  # (n_bins,) first code with mass in the bin
-    width: np.ndarray  # (n_bins,) codes from the first to the last with mass
-    single: np.ndarray  # (n_bins,) exactly one code has mass: a rank there needs no count
-
-    @property
-    def size(self) -> int:
-        return int(self.first.size)
-
-
-def _coarse_bins(counts: np.ndarray, n_bins: int) -> _CoarseBins:
+def _coarse_bins(counts: np.ndarray, n_bins: int) -> CoarseBins:
     """About n_bins bins of equal mass; a heavy code (ties are common) gets a bin of its own."""
     target = max(1.0, counts.sum() / n_bins)
     window = (np.cumsum(counts) - counts) // target
@@ -240,7 +257,7 @@ def _coarse_bins(counts: np.ndarray, n_bins: int) -> _CoarseBins:
     hi = np.searchsorted(bin_of_massive, bins, side="right") - 1
     empty = hi < lo
     lo, hi = np.where(empty, 0, lo), np.where(empty, 0, hi)
-    return _CoarseBins(
+    return CoarseBins(
         of_code=of_code,
         first=massive[lo],
         width=massive[hi] - massive[lo] + 1,
@@ -257,31 +274,38 @@ def _latency_percentiles(
     cells: list[np.ndarray | None], depth: list[int], shape: tuple[int, ...], stops: StopTable
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest-rank p50/p95 of the per-request latency for every policy."""
-    latency = stops.latency
+    latency, axis = stops.latency, stops.axis
     n = latency[0].codes.size
-    counts = np.sum([column.counts for column in latency], axis=0)
-    bins = _coarse_bins(counts, _coarse_bin_count(n * len(latency)))
-    value_bins = [bins.of_code[column.codes] for column in latency]
-    hist = np.zeros(shape + (bins.size,), dtype=np.int64)
-    for s, vb in enumerate(value_bins):
-        hist += _by_policy(cells[depth[s]], n, shape, s, values=vb, n_values=bins.size)
-    cum = np.cumsum(hist.reshape(-1, bins.size), axis=1)
+    ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
+    if not shape:  # one policy, one stop: the column's own histogram is the distribution
+        found = np.searchsorted(np.cumsum(latency[0].counts), ranks, side="left")
+        values = axis.to_us(found)
+        return values[:1], values[1:]
+    nb = axis.bins.size
+    cum = np.zeros(shape + (nb,), dtype=np.int64)
+    for s, column in enumerate(latency):
+        cum += _by_policy(cells[depth[s]], n, shape, s, values=column.bins, n_values=nb)
+    cum = cum.reshape(-1, nb)
+    np.cumsum(cum, axis=1, out=cum)
     m = cum.shape[0]
+    offset = np.arange(m) * (n + 1)  # rows stacked into one ascending array, searched at once
+    cum += offset[:, None]
+    flat = cum.reshape(-1)
     policy, bin_, rank = [], [], []
-    for pct in PERCENTILES:
-        r = percentile_rank(pct, n)
-        hit = np.count_nonzero(cum < r, axis=1)
-        below = np.where(hit > 0, cum[np.arange(m), np.maximum(hit - 1, 0)], 0)
+    for r in ranks:
+        at = np.searchsorted(flat, offset + r, side="left")
+        hit = at - np.arange(m) * nb
+        below = np.where(hit > 0, flat[np.maximum(at - 1, 0)] - offset, 0)
         policy.append(np.arange(m))
         bin_.append(hit)
         rank.append(r - below)
     policy, bin_, rank = np.concatenate(policy), np.concatenate(bin_), np.concatenate(rank)
-    codes = bins.first[bin_]
-    look = np.flatnonzero(~bins.single[bin_])
+    codes = axis.bins.first[bin_]
+    look = np.flatnonzero(~axis.bins.single[bin_])
     if look.size:
         entries = _Entries(policy[look], bin_[look], rank[look])
-        codes[look] = _codes_in_bins(entries, bins, value_bins, latency, cells, depth, shape)
-    values = stops.scale.to_us(codes)
+        codes[look] = _codes_in_bins(entries, axis.bins, latency, cells, depth, shape)
+    values = axis.to_us(codes)
     return values[:m], values[m:]
 
 
@@ -296,8 +320,7 @@ class _Entries:
 
 def _codes_in_bins(
     entries: _Entries,
-    bins: _CoarseBins,
-    value_bins: list[np.ndarray],
+    bins: CoarseBins,
     latency: tuple[LatencyColumn, ...],
     cells: list[np.ndarray | None],
     depth: list[int],
@@ -315,9 +338,9 @@ def _codes_in_bins(
     per_bin = np.bincount(bin_, minlength=bins.size)
     first_query = np.cumsum(per_bin) - per_bin
     table = np.zeros(int(width.sum()), dtype=np.int64)
-    for s, (column, vb) in enumerate(zip(latency, value_bins, strict=True)):
-        rows = np.flatnonzero((per_bin > 0)[vb])
-        hit = vb[rows]
+    for s, column in enumerate(latency):
+        rows = np.flatnonzero((per_bin > 0)[column.bins])
+        hit = column.bins[rows]
         reps = per_bin[hit]
         if rows.size == 0:
             continue
