@@ -281,16 +281,21 @@ def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
 def stop_table(columns: SweepColumns, family: Family) -> StopTable:
     """Cost, score and latency of stopping at each tier of the path."""
     sums = stop_sums(family)
-    for s in sums:
-        if s not in columns.cost_sums:
-            columns.cost_sums[s] = np.sum([columns.cost_nano_usd[j] for j in s], axis=0)
     return StopTable(
-        cost_nano_usd=tuple(columns.cost_sums[s] for s in sums),
+        cost_nano_usd=tuple(_cost_of(columns, s) for s in sums),
         score_micro=tuple(columns.score_micro[s[-1]] for s in sums),
         latency=tuple(columns.latency[s] for s in sums),
         labeled_rows=columns.labeled_rows,
         axis=columns.latency_axis,
     )
+
+
+def _cost_of(columns: SweepColumns, tiers: tuple[int, ...]) -> np.ndarray:
+    """Σ of the tiers' costs, cached: a path prefix extends the shorter prefix by one tier."""
+    if tiers not in columns.cost_sums:
+        last = columns.cost_nano_usd[tiers[-1]]
+        columns.cost_sums[tiers] = last if len(tiers) == 1 else _cost_of(columns, tiers[:-1]) + last
+    return columns.cost_sums[tiers]
 
 
 def evaluate_family(

@@ -160,26 +160,51 @@ def _sum_codes(parts: list[np.ndarray], offset: int) -> np.ndarray:
 def evaluate_grid(bins: list[np.ndarray], n_options: list[int], stops: StopTable) -> GridResult:
     """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j])."""
     shape = tuple(n_options)
-    k = len(stops.latency)
-    n = stops.latency[0].codes.size
+    if not shape:
+        return _one_policy(stops)
+    n, nb = stops.latency[0].codes.size, stops.axis.bins.size
     cells = _cell_ids(bins, shape)
-    cells_labeled = [None if c is None else c[stops.labeled_rows] for c in cells]
-    depth = [min(s + 1, len(shape)) for s in range(k)]
-    counts = [_by_policy(cells[depth[s]], n, shape, s) for s in range(k)]
-    cost = sum(_by_policy(cells[depth[s]], n, shape, s, stops.cost_nano_usd[s]) for s in range(k))
-    quality = sum(
-        _by_policy(cells_labeled[depth[s]], n, shape, s, stops.score_micro[s]) for s in range(k)
-    )
-    p50, p95 = _latency_percentiles(cells, depth, shape, stops)
+    counts, by_cost, by_score, by_latency = [], [], [], []
+    for s, column in enumerate(stops.latency):
+        depth = min(s + 1, len(shape))
+        cell, size = cells[depth], int(np.prod(shape[:depth]))
+        latency = np.bincount(cell * nb + column.bins, minlength=size * nb)
+        by_latency.append(latency.reshape(shape[:depth] + (nb,)))
+        counts.append(_to_options(by_latency[-1].sum(axis=-1), shape, s).reshape(-1))
+        by_cost.append(np.bincount(cell, stops.cost_nano_usd[s], size).reshape(shape[:depth]))
+        score = np.bincount(cell[stops.labeled_rows], stops.score_micro[s], size)
+        by_score.append(score.reshape(shape[:depth]))
+    cost, quality = _sum_over_stops(by_cost, shape), _sum_over_stops(by_score, shape)
+    latency = _sum_over_stops(by_latency, shape)
+    p50, p95 = _latency_percentiles(latency.reshape(-1, nb), cells, shape, stops)
     return GridResult(
         options=_all_options(shape),
         requests=n,
         labeled=int(stops.labeled_rows.size),
-        stop_counts=np.stack([c.reshape(-1) for c in counts], axis=1).astype(np.int64),
-        cost_nano_usd=np.asarray(cost, dtype=np.float64).reshape(-1),
-        score_micro=np.asarray(quality, dtype=np.float64).reshape(-1),
+        stop_counts=np.stack(counts, axis=1).astype(np.int64),
+        cost_nano_usd=cost.reshape(-1),
+        score_micro=quality.reshape(-1),
         latency_p50_us=p50,
         latency_p95_us=p95,
+    )
+
+
+def _one_policy(stops: StopTable) -> GridResult:
+    """No decision stage: every request stops at the one tier; its code histogram is the latency
+    distribution."""
+    n = stops.latency[0].codes.size
+    ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
+    codes = np.searchsorted(np.cumsum(stops.latency[0].counts), ranks, side="left")
+    p50, p95 = stops.axis.to_us(codes)
+    return GridResult(
+        options=np.zeros((1, 0), dtype=np.int64),
+        requests=n,
+        labeled=int(stops.labeled_rows.size),
+        stop_counts=np.array([[n]], dtype=np.int64),
+        cost_nano_usd=np.array([stops.cost_nano_usd[0].sum()]),
+        score_micro=np.array([stops.score_micro[0].sum()]),
+        latency_p50_us=np.array([p50]),
+        latency_p95_us=np.array([p95]),
     )
 
 
@@ -197,35 +222,34 @@ def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray
     return cells
 
 
-def _by_policy(
-    cell: np.ndarray | None,
-    n: int,
-    shape: tuple[int, ...],
-    stop: int,
-    weights: np.ndarray | None = None,
-    values: np.ndarray | None = None,
-    n_values: int = 1,
-) -> np.ndarray:
-    """Σ weights over requests stopping at `stop`, for every option vector, per value bin.
+def _to_options(hist: np.ndarray, shape: tuple[int, ...], stop: int) -> np.ndarray:
+    """Per-cell sums of requests stopping at `stop` → per-option sums (in place, then broadcast).
 
-    Stopping at `stop` < d means b_j ≤ a_j for j < stop and b_stop > a_stop; the last stop needs
-    b_j ≤ a_j at every stage. `cell` indexes the first min(stop+1, d) stages of each request, so the
-    histogram is over those stages only, and prefix sums turn "bin" into "option". The result has
-    `shape` (+ a last axis of n_values when `values` is given).
+    `hist` is over the bins of the first min(stop+1, d) stages (+ any trailing axes). Stopping at
+    `stop` < d means b_j ≤ a_j for j < stop and b_stop > a_stop; the last stop needs b_j ≤ a_j at
+    every stage; prefix sums along each stage axis turn "bin" into "option".
     """
     dims = min(stop + 1, len(shape))
-    hist_shape = shape[:dims] + (n_values,)
-    if cell is None and values is None:  # no decision stage: one policy, one total
-        hist = np.array([n if weights is None else weights.sum()])
-    else:
-        index = values if cell is None else (cell if values is None else cell * n_values + values)
-        hist = np.bincount(index, weights=weights, minlength=int(np.prod(hist_shape)))
-    hist = hist.reshape(hist_shape)
+    trailing = hist.shape[dims:]
     for axis in range(dims):
         _cumulate(hist, axis, complement=axis == stop)
-    hist = hist.reshape(shape[:dims] + (1,) * (len(shape) - dims) + (n_values,))
-    hist = np.broadcast_to(hist, shape + (n_values,))
-    return hist if values is not None else hist[..., 0]
+    hist = hist.reshape(shape[:dims] + (1,) * (len(shape) - dims) + trailing)
+    return np.broadcast_to(hist, shape + trailing)
+
+
+def _sum_over_stops(hists: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Σ over stops of per-option sums, from per-cell sums (in place): hists[s] is over the bins of
+    the first min(s+1, d) stages (+ trailing axes), as for `_to_options`. Working from the last stage
+    axis down, the stops that share an axis share its prefix sum."""
+    total = hists[len(shape)]  # the last stop: b_j ≤ a_j at every stage
+    for axis in reversed(range(len(shape))):
+        _cumulate(total, axis, complement=False)
+        own = hists[axis]  # stop `axis`: b > a there, b ≤ a before (summed at later axes)
+        _cumulate(own, axis, complement=True)
+        total += own.reshape(
+            shape[: axis + 1] + (1,) * (len(shape) - axis - 1) + own.shape[axis + 1 :]
+        )
+    return total
 
 
 def _cumulate(hist: np.ndarray, axis: int, complement: bool) -> None:
@@ -271,21 +295,13 @@ def _coarse_bin_count(n_pairs: int) -> int:
 
 
 def _latency_percentiles(
-    cells: list[np.ndarray | None], depth: list[int], shape: tuple[int, ...], stops: StopTable
+    cum: np.ndarray, cells: list[np.ndarray | None], shape: tuple[int, ...], stops: StopTable
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nearest-rank p50/p95 of the per-request latency for every policy."""
+    """Exact nearest-rank p50/p95 of the per-request latency for every policy, from the
+    (policies × coarse bins) histogram `cum` (turned into cumulative counts in place)."""
     latency, axis = stops.latency, stops.axis
-    n = latency[0].codes.size
+    n, nb = latency[0].codes.size, axis.bins.size
     ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
-    if not shape:  # one policy, one stop: the column's own histogram is the distribution
-        found = np.searchsorted(np.cumsum(latency[0].counts), ranks, side="left")
-        values = axis.to_us(found)
-        return values[:1], values[1:]
-    nb = axis.bins.size
-    cum = np.zeros(shape + (nb,), dtype=np.int64)
-    for s, column in enumerate(latency):
-        cum += _by_policy(cells[depth[s]], n, shape, s, values=column.bins, n_values=nb)
-    cum = cum.reshape(-1, nb)
     np.cumsum(cum, axis=1, out=cum)
     m = cum.shape[0]
     offset = np.arange(m) * (n + 1)  # rows stacked into one ascending array, searched at once
@@ -304,7 +320,7 @@ def _latency_percentiles(
     look = np.flatnonzero(~axis.bins.single[bin_])
     if look.size:
         entries = _Entries(policy[look], bin_[look], rank[look])
-        codes[look] = _codes_in_bins(entries, axis.bins, latency, cells, depth, shape)
+        codes[look] = _codes_in_bins(entries, axis.bins, latency, cells, shape)
     values = axis.to_us(codes)
     return values[:m], values[m:]
 
@@ -323,7 +339,6 @@ def _codes_in_bins(
     bins: CoarseBins,
     latency: tuple[LatencyColumn, ...],
     cells: list[np.ndarray | None],
-    depth: list[int],
     shape: tuple[int, ...],
 ) -> np.ndarray:
     """The code answering each rank query, by counting codes inside its bin for its policy.
@@ -347,11 +362,9 @@ def _codes_in_bins(
         query = np.repeat(first_query[hit] - (np.cumsum(reps) - reps), reps)
         query += np.arange(query.size)
         slot = start[query] + np.repeat(column.codes[rows] - bins.first[hit], reps)
-        cell = cells[depth[s]]
-        if cell is not None:
-            stops_here = _stops_here(shape, s)
-            keep = stops_here[policy[query], np.repeat(cell[rows], reps)]
-            slot = slot[keep]
+        cell = cells[min(s + 1, len(shape))]
+        keep = _stops_here(shape, s)[policy[query], np.repeat(cell[rows], reps)]
+        slot = slot[keep]
         table += np.bincount(slot, minlength=table.size)
     cum = np.cumsum(table)
     before = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
