@@ -76,9 +76,8 @@ class ConfidenceBuckets:
 
     def bucket(self, x: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
-            b = np.subtract(x, self.lo)
-            b *= self.scale
-            b += 1.0
+            b = np.multiply(x, self.scale)  # x·s + (1 - lo·s): monotone in x, one pass fewer
+            b += 1.0 - self.lo * self.scale
         np.clip(b, 1.0, _BUCKETS, out=b)  # NaN stays NaN …
         np.fmax(b, 0.0, out=b)  # … and becomes bucket 0
         return b.astype(np.int32)
@@ -335,21 +334,24 @@ def _family_frame(
     n, labeled = res.requests, res.labeled
     quality = res.score_micro / 1e6 / labeled if labeled else np.full(len(res.score_micro), np.nan)
     quality_p = premium.score_micro[0] / 1e6 / labeled if labeled else math.nan
-    params = [_params(family, opt) for opt in res.options]
+    values, texts = _option_values(family)
+    options = res.options.tolist()
+    m = len(options)
     return pl.DataFrame(
         {
-            "policy": [_policy_id(family.kind, names, p) for p in params],
-            "strategy": [family.kind] * len(params),
-            "tiers": [">".join(names)] * len(params),
+            "policy": _policy_ids(family.kind, ">".join(names), values, texts, options),
+            "strategy": [family.kind] * m,
+            "tiers": [">".join(names)] * m,
             "thresholds": [
-                ";".join(_fmt_threshold(t) for t in p) if family.kind == "cascade" else ""
-                for p in params
-            ],
-            "cutoff_tokens": [
-                int(p[0]) if family.kind == "length" and p[0] is not None else None for p in params
-            ],
-            "requests": [n] * len(params),
-            "labeled": [labeled] * len(params),
+                ";".join(t[a] for t, a in zip(texts, opt, strict=True)) for opt in options
+            ]
+            if family.kind == "cascade"
+            else [""] * m,
+            "cutoff_tokens": [values[0][opt[0]] for opt in options]
+            if family.kind == "length"
+            else [None] * m,
+            "requests": [n] * m,
+            "labeled": [labeled] * m,
             "quality": quality,
             "quality_drop": quality_p - quality,
             "escalation_rate": 1.0 - res.stop_counts[:, 0] / n,
@@ -362,26 +364,30 @@ def _family_frame(
     )
 
 
-def _params(family: Family, option: np.ndarray) -> tuple:
-    """Option indices → parameter values (τ, +inf for 'escalate all'; cutoff, None for 'no cutoff')."""
-    values = []
-    for grid, a in zip(family.grids, option, strict=True):
-        if a < grid.size:
-            values.append(grid[a].item())
-        else:
-            values.append(math.inf if family.kind == "cascade" else None)
-    return tuple(values)
+def _option_values(family: Family) -> tuple[list[list], list[list[str]]]:
+    """Per stage, the parameter of each option index and its text: a threshold τ (+inf for
+    'escalate all') or a cutoff in tokens (None for 'no cutoff')."""
+    last = math.inf if family.kind == "cascade" else None
+    values = [[*grid.tolist(), last] for grid in family.grids]
+    texts = [
+        [_fmt_threshold(v) if family.kind == "cascade" else str(v) for v in vs] for vs in values
+    ]
+    return values, texts
 
 
 def _fmt_threshold(t: float) -> str:
     return "inf" if math.isinf(t) else repr(float(t))
 
 
-def _policy_id(kind: str, names: list[str], params: tuple) -> str:
-    path = ">".join(names)
+def _policy_ids(
+    kind: str, path: str, values: list[list], texts: list[list[str]], options: list[list[int]]
+) -> list[str]:
     if kind == "always":
-        return f"always:{path}"
+        return [f"always:{path}"] * len(options)
     if kind == "length":
-        cutoff = params[0]
-        return f"length:{path}@<={cutoff}" if cutoff is not None else f"length:{path}@none"
-    return f"cascade:{path}@" + ",".join(_fmt_threshold(t) for t in params)
+        cutoffs = [values[0][a] for (a,) in options]
+        return [f"length:{path}@<={c}" if c is not None else f"length:{path}@none" for c in cutoffs]
+    return [
+        f"cascade:{path}@" + ",".join(t[a] for t, a in zip(texts, opt, strict=True))
+        for opt in options
+    ]

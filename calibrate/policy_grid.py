@@ -124,19 +124,22 @@ def latency_columns(
     they are the ranks of the distinct sums instead (a sort, but still exact).
     """
     sums = sorted(set(sums))
-    tiers = [quantize_ms(latency_ms[:, j]).astype(np.int64) for j in range(latency_ms.shape[1])]
-    unit = max(1, int(np.gcd.reduce([np.gcd.reduce(t, initial=0) for t in tiers])))
-    floors = [min(0, int(t.min())) for t in tiers]
-    n_codes = sum(max(0, int(t.max())) - f for t, f in zip(tiers, floors, strict=True)) // unit + 1
+    tiers = [quantize_ms(latency_ms[:, j]) for j in range(latency_ms.shape[1])]  # whole µs
+    unit = max(1, int(np.gcd.reduce([np.gcd.reduce(t.astype(np.int64), initial=0) for t in tiers])))
+    floors = [min(0.0, float(t.min())) for t in tiers]
+    n_codes = (
+        int(sum(max(0.0, float(t.max())) - f for t, f in zip(tiers, floors, strict=True))) // unit
+        + 1
+    )
     values_us = None
-    if n_codes <= CODE_LIMIT:
-        units = [((t - f) // unit).astype(np.int32) for t, f in zip(tiers, floors, strict=True)]
+    if n_codes <= CODE_LIMIT:  # (t - f) / unit is a whole number, so the float division is exact
+        units = [((t - f) / unit).astype(np.int32) for t, f in zip(tiers, floors, strict=True)]
         codes = {}
         for s in sums:  # floors of the tiers not summed shift the code up to the common origin
-            shift = sum(-f for j, f in enumerate(floors) if j not in s) // unit
+            shift = int(sum(-f for j, f in enumerate(floors) if j not in s)) // unit
             codes[s] = _sum_codes([units[j] for j in s], shift)
     else:
-        totals = [np.sum([tiers[j] for j in s], axis=0) for s in sums]
+        totals = [sum(tiers[j] for j in s).astype(np.int64) for s in sums]
         distinct, inverse = np.unique(np.concatenate(totals), return_inverse=True)
         codes = dict(zip(sums, np.split(inverse.astype(np.int32), len(sums)), strict=True))
         values_us, n_codes = distinct.astype(np.float64), distinct.size
