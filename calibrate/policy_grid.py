@@ -18,6 +18,7 @@ and independent of summation order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -358,17 +359,11 @@ def _codes_in_bins(
     table = np.zeros(int(width.sum()), dtype=np.int64)
     for s, column in enumerate(latency):
         rows = np.flatnonzero((per_bin > 0)[column.bins])
-        hit = column.bins[rows]
-        reps = per_bin[hit]
-        if rows.size == 0:
-            continue
-        query = np.repeat(first_query[hit] - (np.cumsum(reps) - reps), reps)
-        query += np.arange(query.size)
-        slot = start[query] + np.repeat(column.codes[rows] - bins.first[hit], reps)
-        cell = cells[min(s + 1, len(shape))]
-        keep = _stops_here(shape, s)[policy[query], np.repeat(cell[rows], reps)]
-        slot = slot[keep]
-        table += np.bincount(slot, minlength=table.size)
+        if rows.size:
+            stops_here = _stops_here(shape, s)
+            cell = cells[min(s + 1, len(shape))][rows]
+            meet = _Meetings(rows, column, bins, per_bin, first_query, cell)
+            table += meet.counts(stops_here, policy * stops_here.shape[1], start, table.size)
     cum = np.cumsum(table)
     before = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
     found = np.searchsorted(cum, before + rank, side="left")
@@ -377,6 +372,33 @@ def _codes_in_bins(
     return codes
 
 
+class _Meetings:
+    """The (request, query) pairs of one stop: row i meets the reps[i] queries of its bin, which
+    are consecutive from first[i]. Rows are ordered by reps, descending, so that the rows meeting
+    at least t+1 queries are a prefix and pass t is plain slicing (no np.repeat)."""
+
+    def __init__(self, rows, column, bins, per_bin, first_query, cell) -> None:
+        hit = column.bins[rows]
+        offset = column.codes[rows] - bins.first[hit]
+        reps = per_bin[hit]
+        by_reps = np.argsort(-reps.astype(np.int16), kind="stable")  # radix sort: 16-bit keys
+        self.reps, self.first = reps[by_reps], first_query[hit[by_reps]]
+        self.offset, self.cell = offset[by_reps], cell[by_reps]
+
+    def counts(self, stops_here, policy_base, start, size) -> np.ndarray:
+        """Per query segment, how many of its pairs the query's policy stops here, by code."""
+        table = np.zeros(size, dtype=np.int64)
+        at_least = np.cumsum(np.bincount(self.reps)[::-1])[::-1]  # rows meeting ≥ t queries
+        flat = stops_here.reshape(-1)
+        for t in range(int(self.reps[0])):
+            k = int(at_least[t + 1])
+            query = self.first[:k] + t
+            keep = flat[policy_base[query] + self.cell[:k]]
+            table += np.bincount((start[query] + self.offset[:k])[keep], minlength=size)
+        return table
+
+
+@functools.lru_cache(maxsize=32)
 def _stops_here(shape: tuple[int, ...], stop: int) -> np.ndarray:
     """(policies × cells) bool: does the policy stop at `stop` a request in that cell?
 
@@ -389,4 +411,5 @@ def _stops_here(shape: tuple[int, ...], stop: int) -> np.ndarray:
     for j in range(dims):
         above = cell_bins[None, :, j] > options[:, None, j]
         here &= above if j == stop else ~above
+    here.flags.writeable = False  # shared by every call with this shape (cached)
     return here
