@@ -227,13 +227,14 @@ def sweep_columns(outcomes: Outcomes, families: list[Family]) -> SweepColumns:
             hint="Check latency_ms in the logs; the store writes 0 when it is missing.",
         )
     labeled_rows = np.flatnonzero(outcomes.labeled)
+    labels = outcomes.label[labeled_rows]  # no NaN on these rows
     k = len(outcomes.tiers)
     axis, latency = latency_columns(
         outcomes.latency_ms, {s for f in families for s in stop_sums(f)}
     )
     return SweepColumns(
         cost_nano_usd=tuple(quantize_usd(outcomes.cost_usd[:, j]) for j in range(k)),
-        score_micro=tuple(quantize_score(outcomes.label[labeled_rows, j]) for j in range(k)),
+        score_micro=tuple(quantize_score(labels[:, j]) for j in range(k)),
         labeled_rows=labeled_rows,
         latency_axis=axis,
         latency=latency,
@@ -298,14 +299,16 @@ def _cost_of(columns: SweepColumns, tiers: tuple[int, ...]) -> np.ndarray:
 
 
 def evaluate_family(
-    outcomes: Outcomes, family: Family, columns: SweepColumns | None = None
+    outcomes: Outcomes,
+    family: Family,
+    columns: SweepColumns | None = None,
+    shared: dict | None = None,
 ) -> GridResult:
-    """Exact metrics for every policy of one family."""
+    """Exact metrics for every policy of one family (`columns` and `shared`: one sweep's caches)."""
     columns = columns if columns is not None else sweep_columns(outcomes, [family])
     n_options = [g.size + 1 for g in family.grids]
-    return evaluate_grid(
-        stage_bins(outcomes, family, columns), n_options, stop_table(columns, family)
-    )
+    bins = stage_bins(outcomes, family, columns)
+    return evaluate_grid(bins, n_options, stop_table(columns, family), shared)
 
 
 def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None) -> pl.DataFrame:
@@ -318,9 +321,10 @@ def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None
     premium_family = Family("always", (len(outcomes.tiers) - 1,))
     columns = sweep_columns(outcomes, [*families, premium_family])
     premium = evaluate_family(outcomes, premium_family, columns)
+    shared: dict = {}
     frames = []
     for family in families:
-        result = evaluate_family(outcomes, family, columns)
+        result = evaluate_family(outcomes, family, columns, shared)
         frames.append(_family_frame(outcomes, family, result, premium))
         if on_family is not None:
             on_family(family)

@@ -161,29 +161,32 @@ def _sum_codes(parts: list[np.ndarray], offset: int) -> np.ndarray:
     return total
 
 
-def evaluate_grid(bins: list[np.ndarray], n_options: list[int], stops: StopTable) -> GridResult:
-    """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j])."""
+def evaluate_grid(
+    bins: list[np.ndarray], n_options: list[int], stops: StopTable, shared: dict | None = None
+) -> GridResult:
+    """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j]).
+
+    `shared`, a dict kept for one sweep, lets families whose first stage bins requests the same way
+    (the same bins array) reuse the per-cell sums of the stops they have in common.
+    """
     shape = tuple(n_options)
     if not shape:
         return _one_policy(stops)
-    n, nb = stops.latency[0].codes.size, stops.axis.bins.size
     cells = _cell_ids(bins, shape)
     counts, by_cost, by_score, by_latency = [], [], [], []
-    for s, column in enumerate(stops.latency):
+    for s in range(len(stops.latency)):
         depth = min(s + 1, len(shape))
-        cell, size = cells[depth], int(np.prod(shape[:depth]))
-        latency = np.bincount(cell * nb + column.bins, minlength=size * nb)
-        by_latency.append(latency.reshape(shape[:depth] + (nb,)))
-        counts.append(_to_options(by_latency[-1].sum(axis=-1), shape, s).reshape(-1))
-        by_cost.append(np.bincount(cell, stops.cost_nano_usd[s], size).reshape(shape[:depth]))
-        score = np.bincount(cell[stops.labeled_rows], stops.score_micro[s], size)
-        by_score.append(score.reshape(shape[:depth]))
+        sums = _cell_sums(cells[depth], shape[:depth], stops, s, shared if depth == 1 else None)
+        counts.append(_to_options(sums.latency.sum(axis=-1), shape, s).reshape(-1))
+        by_latency.append(sums.latency)
+        by_cost.append(sums.cost)
+        by_score.append(sums.score)
     cost, quality = _sum_over_stops(by_cost, shape), _sum_over_stops(by_score, shape)
     latency = _sum_over_stops(by_latency, shape)
-    p50, p95 = _latency_percentiles(latency.reshape(-1, nb), cells, shape, stops)
+    p50, p95 = _latency_percentiles(latency.reshape(-1, stops.axis.bins.size), cells, shape, stops)
     return GridResult(
         options=_all_options(shape),
-        requests=n,
+        requests=stops.latency[0].codes.size,
         labeled=int(stops.labeled_rows.size),
         stop_counts=np.stack(counts, axis=1).astype(np.int64),
         cost_nano_usd=cost.reshape(-1),
@@ -191,6 +194,39 @@ def evaluate_grid(bins: list[np.ndarray], n_options: list[int], stops: StopTable
         latency_p50_us=p50,
         latency_p95_us=p95,
     )
+
+
+@dataclass(frozen=True)
+class _CellSums:
+    """Sums over the requests in each cell that stop at one stop: latency by coarse bin, cost, score."""
+
+    latency: np.ndarray
+    cost: np.ndarray
+    score: np.ndarray
+
+    def copy(self) -> _CellSums:
+        return _CellSums(self.latency.copy(), self.cost.copy(), self.score.copy())
+
+
+def _cell_sums(
+    cell: np.ndarray, cell_shape: tuple[int, ...], stops: StopTable, s: int, shared: dict | None
+) -> _CellSums:
+    """Per-cell sums of stop s (a fresh copy: callers sum them in place)."""
+    column = stops.latency[s]
+    key = (id(cell), id(column))
+    if shared is not None and key in shared:
+        return shared[key][-1].copy()
+    nb, size = stops.axis.bins.size, int(np.prod(cell_shape))
+    latency = np.bincount(cell * np.intp(nb) + column.bins, minlength=size * nb)
+    cost = np.bincount(cell, stops.cost_nano_usd[s], size)
+    score = np.bincount(cell[stops.labeled_rows], stops.score_micro[s], size)
+    sums = _CellSums(
+        latency.reshape(cell_shape + (nb,)), cost.reshape(cell_shape), score.reshape(cell_shape)
+    )
+    if shared is None:
+        return sums
+    shared[key] = (cell, column, sums)  # holding both keeps their ids from being reused
+    return sums.copy()
 
 
 def _one_policy(stops: StopTable) -> GridResult:
@@ -222,7 +258,7 @@ def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray
     """cells[depth]: each request's flat (C-order) index of its bins at the first `depth` stages."""
     cells: list[np.ndarray | None] = [None]
     for j, b in enumerate(bins):
-        cells.append(b.astype(np.intp) if j == 0 else cells[-1] * shape[j] + b)
+        cells.append(b if j == 0 else cells[-1] * np.intp(shape[j]) + b)
     return cells
 
 
