@@ -88,7 +88,7 @@ class ConfidenceBuckets:
         table = np.searchsorted(grid_buckets, np.arange(_BUCKETS + 1), side="left")
         table = table.astype(np.int32)
         table[grid_buckets] = -1  # a bucket holding a grid point: decided value by value
-        ranks = table[self.ids]
+        ranks = np.take(table, self.ids)  # np.take: faster than indexing for 1-D lookups
         rows = np.flatnonzero(ranks < 0)
         ranks[rows] = np.searchsorted(grid, self.values[rows], side="right")
         return ranks
@@ -109,7 +109,9 @@ class ConfidenceBuckets:
         bucket = np.searchsorted(cum, positions, side="right")
         wanted = np.zeros(_BUCKETS + 1, dtype=bool)
         wanted[bucket + 1] = True
-        members = np.sort(self.values[wanted[self.ids]])  # sorted by value, hence by bucket
+        members = np.sort(
+            self.values[np.take(wanted, self.ids)]
+        )  # sorted by value, hence by bucket
         kept = np.where(wanted[1:], counts, 0)
         return members[positions - (cum - counts)[bucket] + (np.cumsum(kept) - kept)[bucket]]
 
@@ -275,7 +277,7 @@ def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     if hi - lo > 1 << 20:
         return cutoffs.size - np.searchsorted(ascending, tokens, side="left")
     table = cutoffs.size - np.searchsorted(ascending, np.arange(lo, hi + 1), side="left")
-    return table[tokens - lo]
+    return np.take(table, tokens - lo)
 
 
 def stop_table(columns: SweepColumns, family: Family) -> StopTable:

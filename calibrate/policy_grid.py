@@ -148,7 +148,9 @@ def latency_columns(
     pairs = latency_ms.shape[0] * max(len(s) for s in sums)
     bins = _coarse_bins(np.sum(list(counts.values()), axis=0), _coarse_bin_count(pairs))
     axis = LatencyAxis(float(sum(floors)), float(unit), values_us, bins)
-    return axis, {s: LatencyColumn(c, bins.of_code[c], counts[s]) for s, c in codes.items()}
+    return axis, {
+        s: LatencyColumn(c, np.take(bins.of_code, c), counts[s]) for s, c in codes.items()
+    }
 
 
 def _sum_codes(parts: list[np.ndarray], offset: int) -> np.ndarray:
@@ -394,7 +396,7 @@ def _codes_in_bins(
     first_query = np.cumsum(per_bin) - per_bin
     table = np.zeros(int(width.sum()), dtype=np.int64)
     for s, column in enumerate(latency):
-        rows = np.flatnonzero((per_bin > 0)[column.bins])
+        rows = np.flatnonzero(np.take(per_bin > 0, column.bins))
         if rows.size:
             stops_here = _stops_here(shape, s)
             cell = cells[min(s + 1, len(shape))][rows]
@@ -417,7 +419,8 @@ class _Meetings:
         hit = column.bins[rows]
         offset = column.codes[rows] - bins.first[hit]
         reps = per_bin[hit]
-        by_reps = np.argsort(-reps.astype(np.int16), kind="stable")  # radix sort: 16-bit keys
+        keys = -reps.astype(np.int16 if reps.max() < 1 << 15 else np.int64)  # 16 bits: radix sort
+        by_reps = np.argsort(keys, kind="stable")
         self.reps, self.first = reps[by_reps], first_query[hit[by_reps]]
         self.offset, self.cell = offset[by_reps], cell[by_reps]
 
