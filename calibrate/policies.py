@@ -17,16 +17,8 @@ import numpy as np
 import polars as pl
 
 from calibrate.errors import DataError
-from calibrate.policy_grid import (
-    GridResult,
-    LatencyAxis,
-    LatencyColumn,
-    StopTable,
-    evaluate_grid,
-    latency_columns,
-    quantize_score,
-    quantize_usd,
-)
+from calibrate.latency_ranks import LatencyAxis, LatencyColumn, latency_columns
+from calibrate.policy_grid import GridResult, StopTable, evaluate_grid, quantize_score, quantize_usd
 from calibrate.records import Outcomes
 
 METRICS = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibrate import policy_grid
+from calibrate import latency_ranks
+from calibrate.latency_ranks import latency_columns
 from calibrate.policies import _grid_by_sorting, _integer_quantiles, confidence_buckets
-from calibrate.policy_grid import latency_columns
 
 
 def confidences(seed: int, n: int) -> np.ndarray:
@@ -57,7 +57,7 @@ def test_integer_quantiles_equal_numpy_bit_for_bit(seed: int) -> None:
 def test_latency_codes_keep_order_and_decode_to_the_sums(
     monkeypatch: pytest.MonkeyPatch, limit: int
 ) -> None:
-    monkeypatch.setattr(policy_grid, "CODE_LIMIT", limit)
+    monkeypatch.setattr(latency_ranks, "CODE_LIMIT", limit)
     rng = np.random.default_rng(1)
     latency_ms = np.round(rng.gamma(2.0, 300.0, size=(500, 3)), 1)
     latency_ms[0, 0] = -2.5

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from calibrate import policy_grid
+from calibrate import latency_ranks
 from calibrate.policies import Family, default_families, evaluate_families
 from calibrate.records import Outcomes
 
@@ -151,7 +151,7 @@ def test_a_tier_without_any_confidence_always_escalates() -> None:
 def test_latencies_too_fine_for_unit_codes_are_ranked(monkeypatch: pytest.MonkeyPatch) -> None:
     """µs-precision latencies (and a negative one) over a range wider than CODE_LIMIT codes: the
     engine switches to ranks of the distinct sums; results stay exact."""
-    monkeypatch.setattr(policy_grid, "CODE_LIMIT", 1000)
+    monkeypatch.setattr(latency_ranks, "CODE_LIMIT", 1000)
     rng = np.random.default_rng(9)
     o = random_outcomes(9, n=200, k=3)
     latency = np.round(rng.gamma(2.0, 300.0, size=(o.n, 3)), 3)
