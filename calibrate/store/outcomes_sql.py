@@ -23,14 +23,16 @@ _TIERS = """tier_list AS (
     SELECT unnest($tiers::VARCHAR[]) AS tier, generate_subscripts($tiers::VARCHAR[], 1) AS k,
            unnest($price_in::DOUBLE[]) AS price_in, unnest($price_out::DOUBLE[]) AS price_out)"""
 
+# Requests in storage order, and separately their rowids in request_id order: sorting only the
+# key is cheaper than sorting the wide rows; numpy applies the order.
 _REQUESTS = """
 SELECT rowid AS rid, request_id, epoch(ts) AS ts_s, COALESCE(region, '') AS region,
        COALESCE(app, '') AS app, metadata->>'intent' AS intent, input_tokens,
        CASE WHEN input_tokens IS NULL
             THEN CAST(length(CAST(messages AS VARCHAR)) / 4 AS BIGINT) END AS message_tokens
 FROM requests
-ORDER BY request_id
 """
+_REQUEST_ORDER = "SELECT rowid AS rid FROM requests ORDER BY request_id"
 
 # Every attempt with its request's rowid and its tier's position k (0: not a tier of the sweep, kept
 # for the input-length fallback). pick_order ranks attempts of one (request, tier): `ok` first, then
@@ -38,8 +40,8 @@ ORDER BY request_id
 _ATTEMPTS = f"""
 WITH {_TIERS},
 sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank FROM (SELECT DISTINCT source FROM attempts))
-SELECT r.rowid AS rid, COALESCE(t.k, 0) AS k,
-       ((a.status <> 'ok')::INT * 2 + (a.source <> 'prod')::INT) * 65536 + s.rank AS pick_order,
+SELECT r.rowid AS rid, COALESCE(t.k, 0)::SMALLINT AS k,
+       (((a.status <> 'ok')::INT * 2 + (a.source <> 'prod')::INT) * 65536 + s.rank)::INT AS pick_order,
        CASE WHEN a.status = 'ok' AND isfinite(a.confidence) THEN a.confidence END AS confidence,
        COALESCE(a.cost_usd, (COALESCE(a.input_tokens, 0) * t.price_in
                 + COALESCE(a.output_tokens, 0) * t.price_out) / 1e6) AS cost_usd,
@@ -79,19 +81,28 @@ def load_outcomes(
         "price_out": [p[1] for p in prices],
     }
     req = _fetch(con, _REQUESTS, {})
+    in_id_order = _fetch(con, _REQUEST_ORDER, {})["rid"]
     att = _fetch(con, _ATTEMPTS, params)
     lab = _fetch(con, _LABELS, params)
-    return _assemble(names, req, att, lab, set(price_per_mtok))
+    return _assemble(names, req, in_id_order, att, lab, set(price_per_mtok))
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> dict[str, np.ndarray]:
     """Columns as numpy arrays: NULL numbers become NaN, NULL strings None."""
     table = con.sql(sql, params=params or None).to_arrow_table()
-    return {name: _as_numpy(table.column(name)) for name in table.column_names}
+    return {name: _as_numpy(table.column(name), name in _SEGMENTS) for name in table.column_names}
 
 
-def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
+_SEGMENTS = {"region", "app", "intent"}  # few distinct values: converted once each
+
+
+def _as_numpy(column: pa.ChunkedArray, few_values: bool = False) -> np.ndarray:
     array = column.combine_chunks()
+    if few_values:
+        encoded = array.dictionary_encode()
+        values = encoded.dictionary.to_numpy(zero_copy_only=False)
+        values = np.append(np.asarray(values, dtype=object), None)  # the last one stands for NULL
+        return values[encoded.indices.fill_null(len(values) - 1).to_numpy()]
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         return np.asarray(array.to_numpy(zero_copy_only=False), dtype=object)
     if array.null_count and pa.types.is_integer(array.type):
@@ -99,11 +110,15 @@ def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
-def _assemble(names: list[str], req: dict, att: dict, lab: dict, priced: set[str]) -> Outcomes:
+def _assemble(
+    names: list[str], req: dict, in_id_order: np.ndarray, att: dict, lab: dict, priced: set[str]
+) -> Outcomes:
+    """Scatter attempts and labels into (request × tier) arrays in the order requests were read,
+    then keep the complete requests in request_id order."""
     n, k = len(req["rid"]), len(names)
-    row_of = np.zeros(int(req["rid"].max()) + 1 if n else 0, dtype=np.int64)
+    row_of = np.zeros(int(req["rid"].max()) + 1 if n else 0, dtype=np.int64)  # rowid → row
     row_of[req["rid"]] = np.arange(n)
-    att_rows, lab_rows = row_of[att["rid"]], row_of[lab["rid"]]
+    att_rows = row_of[att["rid"]]
     used = np.flatnonzero(att["k"] > 0)
     cell = att_rows[used] * k + att["k"][used] - 1
     pick = used[_first_per_cell(cell, att["pick_order"][used], n * k)]
@@ -114,26 +129,27 @@ def _assemble(names: list[str], req: dict, att: dict, lab: dict, priced: set[str
     conf[pick_cell] = att["confidence"][pick]
     cost[pick_cell] = att["cost_usd"][pick]
     lat[pick_cell] = att["latency_ms"][pick]
-    lab_cell = lab_rows * k + lab["k"] - 1
+    lab_cell = row_of[lab["rid"]] * k + lab["k"] - 1
     best = _first_per_cell(lab_cell, lab["pick_order"], n * k)
     label[lab_cell[best]] = lab["score"][best]
     label[~present] = np.nan  # a label counts only with the attempt it grades
     present, conf, cost, lat, label = (a.reshape(n, k) for a in (present, conf, cost, lat, label))
     _check_costs(names, cost, present, priced)
-    sel = np.flatnonzero(present.all(axis=1))
+    rows = row_of[in_id_order]
+    rows = rows[np.bincount(pick_cell // k, minlength=n)[rows] == k]  # complete requests only
     return Outcomes(
         tiers=tuple(names),
-        request_ids=req["request_id"][sel],
-        timestamp_s=req["ts_s"].astype(np.float64)[sel],
-        region=req["region"][sel],
-        app=req["app"][sel],
-        intent=req["intent"][sel],
-        input_tokens=_input_tokens(req, att, att_rows)[sel],
-        confidence=conf[sel],
-        cost_usd=cost[sel],
-        latency_ms=lat[sel],
-        label=label[sel],
-        incomplete=int(n - sel.size),
+        request_ids=req["request_id"][rows],
+        timestamp_s=req["ts_s"].astype(np.float64)[rows],
+        region=req["region"][rows],
+        app=req["app"][rows],
+        intent=req["intent"][rows],
+        input_tokens=_input_tokens(req, att, att_rows)[rows],
+        confidence=conf[rows],
+        cost_usd=cost[rows],
+        latency_ms=lat[rows],
+        label=label[rows],
+        incomplete=int(n - rows.size),
     )
 
 
