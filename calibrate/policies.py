@@ -66,17 +66,9 @@ class ConfidenceBuckets:
     scale: float
     infinite: bool  # ±inf among the values: grids then take the sorting path
 
-    def bucket(self, x: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):
-            b = np.multiply(x, self.scale)  # x·s + (1 - lo·s): monotone in x, one pass fewer
-            b += 1.0 - self.lo * self.scale
-        np.clip(b, 1.0, _BUCKETS, out=b)  # NaN stays NaN …
-        np.fmax(b, 0.0, out=b)  # … and becomes bucket 0
-        return b.astype(np.int32)
-
     def rank_in(self, grid: np.ndarray) -> np.ndarray:
         """np.searchsorted(grid, values, side="right") for an ascending grid, 0 where NaN."""
-        grid_buckets = self.bucket(np.asarray(grid, dtype=np.float64))
+        grid_buckets = _bucket(np.asarray(grid, dtype=np.float64), self.lo, self.scale)
         table = np.searchsorted(grid_buckets, np.arange(_BUCKETS + 1), side="left")
         table = table.astype(np.int32)
         table[grid_buckets] = -1  # a bucket holding a grid point: decided value by value
@@ -101,9 +93,7 @@ class ConfidenceBuckets:
         bucket = np.searchsorted(cum, positions, side="right")
         wanted = np.zeros(_BUCKETS + 1, dtype=bool)
         wanted[bucket + 1] = True
-        members = np.sort(
-            self.values[np.take(wanted, self.ids)]
-        )  # sorted by value, hence by bucket
+        members = np.sort(self.values[np.take(wanted, self.ids)])  # by value, hence by bucket
         kept = np.where(wanted[1:], counts, 0)
         return members[positions - (cum - counts)[bucket] + (np.cumsum(kept) - kept)[bucket]]
 
@@ -122,9 +112,19 @@ def confidence_buckets(values: np.ndarray) -> ConfidenceBuckets:
     with np.errstate(over="ignore"):
         span = hi - lo
     scale = _BUCKETS / span if 0 < span < math.inf else 1.0 if span == 0 else 1e-300
-    ids = ConfidenceBuckets(values, values, values, lo, scale, infinite).bucket(values)
+    ids = _bucket(values, lo, scale)
     counts = np.bincount(ids, minlength=_BUCKETS + 1)
     return ConfidenceBuckets(values, ids, counts, lo, scale, infinite)
+
+
+def _bucket(x: np.ndarray, lo: float, scale: float) -> np.ndarray:
+    """1 + ⌊(x - lo)·scale⌋ clipped to [1, _BUCKETS], 0 for NaN; monotone in x."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        b = np.multiply(x, scale)  # x·s + (1 - lo·s): one pass fewer than (x - lo)·s + 1
+        b += 1.0 - lo * scale
+    np.clip(b, 1.0, _BUCKETS, out=b)  # NaN stays NaN …
+    np.fmax(b, 0.0, out=b)  # … and becomes bucket 0
+    return b.astype(np.int32)
 
 
 def _grid_by_sorting(values: np.ndarray, size: int) -> np.ndarray:
@@ -180,18 +180,11 @@ def default_families(outcomes: Outcomes, grid_size: dict[int, int] | None = None
     cutoffs = cutoff_grid(outcomes.input_tokens, sizes[2] // 4)
     for pair in itertools.combinations(range(k), 2):
         families.append(Family("length", pair, (cutoffs,)))
-    buckets: dict[int, ConfidenceBuckets] = {}
-    grids: dict[tuple[int, int], np.ndarray] = {}
+    buckets = [confidence_buckets(outcomes.confidence[:, j]) for j in range(k - 1)]
     for size in range(2, k + 1):
+        grids = [b.grid(sizes[size]) for b in buckets]  # tier j's grid for paths of this length
         for path in itertools.combinations(range(k), size):
-            for j in path[:-1]:
-                if j not in buckets:
-                    buckets[j] = confidence_buckets(outcomes.confidence[:, j])
-                if (j, sizes[size]) not in grids:
-                    grids[j, sizes[size]] = buckets[j].grid(sizes[size])
-            families.append(
-                Family("cascade", path, tuple(grids[j, sizes[size]] for j in path[:-1]))
-            )
+            families.append(Family("cascade", path, tuple(grids[j] for j in path[:-1])))
     return families
 
 
