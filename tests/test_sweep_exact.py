@@ -173,3 +173,15 @@ def test_long_inputs_and_a_single_threshold_routing() -> None:
         Family("length", (1, 2), (np.array([2_500_000]),)),
     ]
     assert_matches_brute_force(o, families)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tiny_inputs_with_constant_lengths_and_latencies(n: int) -> None:
+    o = random_outcomes(11 + n, n=n, k=3)
+    o = with_columns(
+        o,
+        input_tokens=np.full(n, 40),
+        latency_ms=np.full((n, 3), 250.0),
+        label=np.ones((n, 3)),
+    )
+    assert_matches_brute_force(o, default_families(o, {2: 9, 3: 5}))
