@@ -3,6 +3,7 @@
 One attempt per (request, tier) is used: an `ok` attempt before a failed one, then `prod` before
 `shadow`. One label per (request, tier) is used, by source: human, log, reference, judge.
 Cost is the attempt's `cost_usd`, or its tokens × the tier's price when the log has no cost.
+Each request also carries its segments: region, app and intent (`metadata.intent`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ LEFT JOIN tier_list t USING (tier)
 _LABELS = f"""
 WITH {_TIERS},
 sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank FROM (SELECT DISTINCT source FROM labels))
-SELECT r.rowid AS rid, t.k, {_LABEL_PRIORITY.replace("source", "l.source")} * 65536 + s.rank AS pick_order, l.score
+SELECT r.rowid AS rid, t.k, {_LABEL_PRIORITY} * 65536 + s.rank AS pick_order, l.score
 FROM labels l
 JOIN requests r USING (request_id)
 JOIN sources s USING (source)
@@ -70,7 +71,7 @@ def load_outcomes(
 ) -> Outcomes:
     """Assemble the (n_requests × n_tiers) arrays; requests missing a tier are counted, not used.
 
-    Three flat reads (requests in id order, attempts, labels) joined by the request's rowid; the
+    Flat reads (requests, their order by id, attempts, labels) meet on the request's rowid; the
     pivot to one row per request and one column per tier is a numpy scatter, not a Python loop.
     """
     names = list(tiers)
