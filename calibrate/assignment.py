@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibrate.policies import Family, stage_bins
+from calibrate.policies import Family
 from calibrate.records import Outcomes
 
 ACCEPTABLE = 0.5  # a label ≥ 0.5 means the answer is acceptable
@@ -44,11 +44,27 @@ def stop_stage(bins: list[np.ndarray], option: tuple[int, ...], n: int) -> np.nd
     return stage
 
 
+def decision_bins(outcomes: Outcomes, family: Family) -> list[np.ndarray]:
+    """Per decision stage, each request's bin (option a keeps it iff bin > a): the rank of its
+    confidence in the ascending threshold grid (0 without a signal), or how many of the descending
+    cutoffs its input length is within. The engine computes the same bins by faster means."""
+    bins = []
+    for j, grid in zip(family.path[:-1], family.grids, strict=True):
+        if family.kind == "cascade":
+            conf = outcomes.confidence[:, j]
+            b = np.searchsorted(grid, conf, side="right")
+            b[np.isnan(conf)] = 0
+        else:
+            b = grid.size - np.searchsorted(grid[::-1], outcomes.input_tokens, side="left")
+        bins.append(b.astype(np.int64))
+    return bins
+
+
 def assign(outcomes: Outcomes, family: Family, option: tuple[int, ...]) -> Assignment:
     """Walk every request through one policy of `family` (option = one index per stage)."""
     n = outcomes.n
     path = np.array(family.path)
-    stage = stop_stage(stage_bins(outcomes, family), option, n)
+    stage = stop_stage(decision_bins(outcomes, family), option, n)
     served = path[stage]
     rows = np.arange(n)
     if family.kind == "cascade":
@@ -97,7 +113,7 @@ def served_labels(outcomes: Outcomes, policies: list[tuple[Family, tuple[int, ..
     rows = np.arange(outcomes.n)
     cache: dict[int, list[np.ndarray]] = {}
     for p, (family, option) in enumerate(policies):
-        bins = cache.setdefault(id(family), stage_bins(outcomes, family))
+        bins = cache.setdefault(id(family), decision_bins(outcomes, family))
         served = np.array(family.path)[stop_stage(bins, option, outcomes.n)]
         out[p] = outcomes.label[rows, served]
     return out

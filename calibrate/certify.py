@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import beta, binom
 
-from calibrate.assignment import ACCEPTABLE
-from calibrate.policies import Family, stage_bins
+from calibrate.assignment import ACCEPTABLE, decision_bins
+from calibrate.policies import Family
 from calibrate.records import Outcomes
 
 
@@ -108,7 +108,10 @@ def certify_family(
     if family.kind == "always":
         bins, options_per_stage = [np.ones(outcomes.n, dtype=np.int64)], [1]
     else:
-        bins, options_per_stage = stage_bins(outcomes, family), [g.size + 1 for g in family.grids]
+        bins, options_per_stage = (
+            decision_bins(outcomes, family),
+            [g.size + 1 for g in family.grids],
+        )
     stages_n = len(bins)
     stage_budget = Budget(budget.max_regret / stages_n, budget.delta / stages_n)
     reach = labeled.copy()

@@ -17,15 +17,8 @@ import numpy as np
 import polars as pl
 
 from calibrate.errors import DataError
-from calibrate.policy_grid import (
-    GridResult,
-    StopTable,
-    evaluate_grid,
-    percentile_rank,
-    quantize_ms,
-    quantize_score,
-    quantize_usd,
-)
+from calibrate.latency_ranks import LatencyAxis, LatencyColumn, latency_columns
+from calibrate.policy_grid import GridResult, StopTable, evaluate_grid, quantize_score, quantize_usd
 from calibrate.records import Outcomes
 
 METRICS = (
@@ -54,9 +47,87 @@ class Family:
     grids: tuple[np.ndarray, ...] = ()
 
 
-def threshold_grid(values: np.ndarray, size: int) -> np.ndarray:
-    """Candidate thresholds from the unlabeled distribution: every distinct value when there are at
-    most `size`, else `size` quantiles rounded to 4 significant digits. Labels are never consulted."""
+_BUCKETS = 1 << 16
+
+
+@dataclass(frozen=True)
+class ConfidenceBuckets:
+    """One tier's confidences cut once into equal-width buckets by a monotone arithmetic map.
+
+    x ≤ y implies bucket(x) ≤ bucket(y), so grid order statistics and each request's rank in a grid
+    cost O(n) (a bincount, a table lookup) plus exact work on the few values sharing a bucket with a
+    grid point, instead of a sort or a binary search per request. Bucket 0 holds NaN (no signal).
+    """
+
+    values: np.ndarray
+    ids: np.ndarray
+    counts: np.ndarray
+    lo: float
+    scale: float
+    infinite: bool  # ±inf among the values: grids then take the sorting path
+
+    def rank_in(self, grid: np.ndarray) -> np.ndarray:
+        """np.searchsorted(grid, values, side="right") for an ascending grid, 0 where NaN."""
+        grid_buckets = _bucket(np.asarray(grid, dtype=np.float64), self.lo, self.scale)
+        table = np.searchsorted(grid_buckets, np.arange(_BUCKETS + 1), side="left")
+        table = table.astype(np.int32)
+        table[grid_buckets] = -1  # a bucket holding a grid point: decided value by value
+        ranks = np.take(table, self.ids)  # np.take: faster than indexing for 1-D lookups
+        rows = np.flatnonzero(ranks < 0)
+        ranks[rows] = np.searchsorted(grid, self.values[rows], side="right")
+        return ranks
+
+    def grid(self, size: int) -> np.ndarray:
+        """`threshold_grid` of these values."""
+        counts = self.counts[1:]
+        if np.count_nonzero(counts) <= size or self.infinite:
+            return _grid_by_sorting(self.values, size)  # few distinct values (or infinities)
+        positions = np.round(np.linspace(0, int(counts.sum()) - 1, size)).astype(np.int64)
+        picks = self._order_statistics(counts, positions)
+        return np.unique(np.array([float(f"{q:.4g}") for q in picks]))
+
+    def _order_statistics(self, counts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The values at 0-based `positions` of the sorted finite values, sorting only the buckets
+        that hold one of them."""
+        cum = np.cumsum(counts)
+        bucket = np.searchsorted(cum, positions, side="right")
+        wanted = np.zeros(_BUCKETS + 1, dtype=bool)
+        wanted[bucket + 1] = True
+        members = np.sort(self.values[np.take(wanted, self.ids)])  # by value, hence by bucket
+        kept = np.where(wanted[1:], counts, 0)
+        return members[positions - (cum - counts)[bucket] + (np.cumsum(kept) - kept)[bucket]]
+
+
+def confidence_buckets(values: np.ndarray) -> ConfidenceBuckets:
+    """Equal-width buckets over [min, max] of the finite values."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    lo, hi = (
+        float(np.fmin.reduce(values, initial=np.inf)),
+        float(np.fmax.reduce(values, initial=-np.inf)),
+    )
+    infinite = math.isinf(lo) and lo < 0 or math.isinf(hi) and hi > 0
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    with np.errstate(over="ignore"):
+        span = hi - lo
+    scale = _BUCKETS / span if 0 < span < math.inf else 1.0 if span == 0 else 1e-300
+    ids = _bucket(values, lo, scale)
+    counts = np.bincount(ids, minlength=_BUCKETS + 1)
+    return ConfidenceBuckets(values, ids, counts, lo, scale, infinite)
+
+
+def _bucket(x: np.ndarray, lo: float, scale: float) -> np.ndarray:
+    """1 + ⌊(x - lo)·scale⌋ clipped to [1, _BUCKETS], 0 for NaN; monotone in x."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        b = np.multiply(x, scale)  # x·s + (1 - lo·s): one pass fewer than (x - lo)·s + 1
+        b += 1.0 - lo * scale
+    np.clip(b, 1.0, _BUCKETS, out=b)  # NaN stays NaN …
+    np.fmax(b, 0.0, out=b)  # … and becomes bucket 0
+    return b.astype(np.int32)
+
+
+def _grid_by_sorting(values: np.ndarray, size: int) -> np.ndarray:
     ordered = np.sort(values[np.isfinite(values)])
     distinct = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
     if distinct.size <= size:
@@ -65,12 +136,40 @@ def threshold_grid(values: np.ndarray, size: int) -> np.ndarray:
     return np.unique(np.array([float(f"{q:.4g}") for q in picks]))
 
 
+def threshold_grid(values: np.ndarray, size: int) -> np.ndarray:
+    """Candidate thresholds from the unlabeled distribution: every distinct value when there are at
+    most `size`, else `size` quantiles rounded to 4 significant digits. Labels are never consulted."""
+    return confidence_buckets(values).grid(size)
+
+
 def cutoff_grid(tokens: np.ndarray, size: int) -> np.ndarray:
     """Candidate input-length cutoffs (descending integers)."""
     if tokens.size == 0:
         return np.array([], dtype=np.int64)
-    qs = np.floor(np.quantile(tokens, np.linspace(0, 1, size))).astype(np.int64)
+    qs = np.floor(_integer_quantiles(tokens, np.linspace(0, 1, size))).astype(np.int64)
     return np.unique(qs[qs < tokens.max()])[::-1]  # a cutoff at the maximum is just always-cheap
+
+
+def _integer_quantiles(tokens: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """np.quantile(tokens, q) (linear method), bit for bit, with the order statistics counted
+    instead of partitioned when the integers span a small range."""
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if hi - lo > 1 << 20:
+        return np.quantile(tokens, q)
+    at_most = np.cumsum(np.bincount(tokens - lo))  # at_most[v]: how many are ≤ lo + v
+    n = tokens.size
+    virtual = (n - 1) * q
+    below = np.floor(virtual)
+    top = virtual >= n - 1  # numpy then reads index -1 (the maximum) on both sides
+    below[top] = -1
+    gamma = virtual - below
+    index = np.where(top, n - 1, below).astype(np.intp)
+    a = lo + np.searchsorted(at_most, index, side="right")
+    b = lo + np.searchsorted(at_most, np.where(top, n - 1, index + 1), side="right")
+    diff = b - a
+    lerp = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=lerp, where=gamma >= 0.5)
+    return lerp
 
 
 def default_families(outcomes: Outcomes, grid_size: dict[int, int] | None = None) -> list[Family]:
@@ -81,72 +180,122 @@ def default_families(outcomes: Outcomes, grid_size: dict[int, int] | None = None
     cutoffs = cutoff_grid(outcomes.input_tokens, sizes[2] // 4)
     for pair in itertools.combinations(range(k), 2):
         families.append(Family("length", pair, (cutoffs,)))
+    buckets = [confidence_buckets(outcomes.confidence[:, j]) for j in range(k - 1)]
     for size in range(2, k + 1):
+        grids = [b.grid(sizes[size]) for b in buckets]  # tier j's grid for paths of this length
         for path in itertools.combinations(range(k), size):
-            grids = tuple(threshold_grid(outcomes.confidence[:, j], sizes[size]) for j in path[:-1])
-            families.append(Family("cascade", path, grids))
+            families.append(Family("cascade", path, tuple(grids[j] for j in path[:-1])))
     return families
 
 
-def stage_bins(outcomes: Outcomes, family: Family) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class SweepColumns:
+    """Per-request integer columns shared by every family of one sweep, built once.
+
+    Per tier: cost (nano-USD) and, for the labeled rows, score (micro-score). Per needed sum of
+    tiers: cost and latency codes. Bins of each (tier, grid) are cached as families reuse grids.
+    """
+
+    cost_nano_usd: tuple[np.ndarray, ...]
+    score_micro: tuple[np.ndarray, ...]
+    labeled_rows: np.ndarray
+    latency_axis: LatencyAxis
+    latency: dict[tuple[int, ...], LatencyColumn]
+    cost_sums: dict[tuple[int, ...], np.ndarray]
+    ranks: dict[tuple[object, bytes], np.ndarray]
+    buckets: dict[int, ConfidenceBuckets]
+
+
+def sweep_columns(outcomes: Outcomes, families: list[Family]) -> SweepColumns:
+    """Quantize once: cost, labeled scores and the latency codes of every stop of `families`."""
+    if not np.isfinite(outcomes.latency_ms).all():
+        raise DataError(
+            "some latencies are not finite numbers",
+            hint="Check latency_ms in the logs; the store writes 0 when it is missing.",
+        )
+    labeled_rows = np.flatnonzero(outcomes.labeled)
+    labels = outcomes.label[labeled_rows]  # no NaN on these rows
+    k = len(outcomes.tiers)
+    axis, latency = latency_columns(
+        outcomes.latency_ms, {s for f in families for s in stop_sums(f)}
+    )
+    return SweepColumns(
+        cost_nano_usd=tuple(quantize_usd(outcomes.cost_usd[:, j]) for j in range(k)),
+        score_micro=tuple(quantize_score(labels[:, j]) for j in range(k)),
+        labeled_rows=labeled_rows,
+        latency_axis=axis,
+        latency=latency,
+        cost_sums={},
+        ranks={},
+        buckets={},
+    )
+
+
+def stop_sums(family: Family) -> list[tuple[int, ...]]:
+    """The tiers a request stopping at each stop has paid for (cascades pay every tier touched)."""
+    if family.kind == "cascade":
+        return [family.path[: s + 1] for s in range(len(family.path))]
+    return [(j,) for j in family.path]
+
+
+def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> list[np.ndarray]:
     """Per decision stage, each request's bin: the policy with option a keeps it iff bin > a."""
     bins = []
     for j, grid in zip(family.path[:-1], family.grids, strict=True):
-        if family.kind == "cascade":
-            conf = outcomes.confidence[:, j]
-            b = np.searchsorted(grid, conf, side="right")
-            b[np.isnan(conf)] = 0  # no signal: always escalates
-        else:
-            b = grid.size - np.searchsorted(grid[::-1], outcomes.input_tokens, side="left")
-        bins.append(b.astype(np.int64))
+        key = (j if family.kind == "cascade" else "tokens", grid.tobytes())
+        if key not in columns.ranks:
+            if family.kind == "cascade":
+                if j not in columns.buckets:
+                    columns.buckets[j] = confidence_buckets(outcomes.confidence[:, j])
+                columns.ranks[key] = columns.buckets[j].rank_in(grid)
+            else:
+                columns.ranks[key] = _cutoff_ranks(outcomes.input_tokens, grid)
+        bins.append(columns.ranks[key])
     return bins
 
 
-def quantized(outcomes: Outcomes) -> StopTable:
-    """Every tier's own cost, latency and score as exact integers (computed once per sweep)."""
+def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
+    """How many cutoffs (descending) are ≥ each request's input_tokens: a lookup when lengths span
+    a small range, else a binary search per request."""
+    ascending = cutoffs[::-1]
+    lo, hi = (int(tokens.min()), int(tokens.max())) if tokens.size else (0, 0)
+    if hi - lo > 1 << 20:
+        return cutoffs.size - np.searchsorted(ascending, tokens, side="left")
+    table = cutoffs.size - np.searchsorted(ascending, np.arange(lo, hi + 1), side="left")
+    return np.take(table, tokens - lo)
+
+
+def stop_table(columns: SweepColumns, family: Family) -> StopTable:
+    """Cost, score and latency of stopping at each tier of the path."""
+    sums = stop_sums(family)
     return StopTable(
-        cost_nano_usd=quantize_usd(outcomes.cost_usd),
-        latency_us=quantize_ms(outcomes.latency_ms),
-        score_micro=quantize_score(outcomes.label),
-        labeled=outcomes.labeled,
+        cost_nano_usd=tuple(_cost_of(columns, s) for s in sums),
+        score_micro=tuple(columns.score_micro[s[-1]] for s in sums),
+        latency=tuple(columns.latency[s] for s in sums),
+        labeled_rows=columns.labeled_rows,
+        axis=columns.latency_axis,
     )
 
 
-def stop_table(per_tier: StopTable, family: Family) -> StopTable:
-    """Cost/latency/score of stopping at each tier of the path (cascades pay every tier touched)."""
-    path = list(family.path)
-    cost, latency = per_tier.cost_nano_usd[:, path], per_tier.latency_us[:, path]
-    if family.kind == "cascade":
-        cost, latency = np.cumsum(cost, axis=1), np.cumsum(latency, axis=1)
-    return StopTable(cost, latency, per_tier.score_micro[:, path], per_tier.labeled)
+def _cost_of(columns: SweepColumns, tiers: tuple[int, ...]) -> np.ndarray:
+    """Σ of the tiers' costs, cached: a path prefix extends the shorter prefix by one tier."""
+    if tiers not in columns.cost_sums:
+        last = columns.cost_nano_usd[tiers[-1]]
+        columns.cost_sums[tiers] = last if len(tiers) == 1 else _cost_of(columns, tiers[:-1]) + last
+    return columns.cost_sums[tiers]
 
 
 def evaluate_family(
-    outcomes: Outcomes, family: Family, per_tier: StopTable | None = None
+    outcomes: Outcomes,
+    family: Family,
+    columns: SweepColumns | None = None,
+    shared: dict | None = None,
 ) -> GridResult:
-    """Exact metrics for every policy of one family."""
-    stops = stop_table(per_tier if per_tier is not None else quantized(outcomes), family)
-    if family.kind == "always":
-        return _single_tier(stops)
+    """Exact metrics for every policy of one family (`columns` and `shared`: one sweep's caches)."""
+    columns = columns if columns is not None else sweep_columns(outcomes, [family])
     n_options = [g.size + 1 for g in family.grids]
-    return evaluate_grid(stage_bins(outcomes, family), n_options, stops)
-
-
-def _single_tier(stops: StopTable) -> GridResult:
-    n = stops.cost_nano_usd.shape[0]
-    lat = stops.latency_us[:, 0]
-    r50, r95 = percentile_rank(50, n) - 1, percentile_rank(95, n) - 1
-    lat = np.partition(lat, [r50, r95])
-    return GridResult(
-        options=np.zeros((1, 0), dtype=np.int64),
-        requests=n,
-        labeled=int(stops.labeled.sum()),
-        stop_counts=np.array([[n]], dtype=np.int64),
-        cost_nano_usd=np.array([stops.cost_nano_usd[:, 0].sum()]),
-        score_micro=np.array([(stops.score_micro[:, 0] * stops.labeled).sum()]),
-        latency_p50_us=np.array([lat[r50]]),
-        latency_p95_us=np.array([lat[r95]]),
-    )
+    bins = stage_bins(outcomes, family, columns)
+    return evaluate_grid(bins, n_options, stop_table(columns, family), shared)
 
 
 def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None) -> pl.DataFrame:
@@ -156,11 +305,13 @@ def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None
             "no request has an attempt for every tier",
             hint="Ingest logs with shadow attempts for each tier in tiers.yaml, or run `calibrate replay`.",
         )
-    per_tier = quantized(outcomes)
-    premium = _single_tier(stop_table(per_tier, Family("always", (len(outcomes.tiers) - 1,))))
+    premium_family = Family("always", (len(outcomes.tiers) - 1,))
+    columns = sweep_columns(outcomes, [*families, premium_family])
+    premium = evaluate_family(outcomes, premium_family, columns)
+    shared: dict = {}
     frames = []
     for family in families:
-        result = evaluate_family(outcomes, family, per_tier)
+        result = evaluate_family(outcomes, family, columns, shared)
         frames.append(_family_frame(outcomes, family, result, premium))
         if on_family is not None:
             on_family(family)
@@ -174,21 +325,24 @@ def _family_frame(
     n, labeled = res.requests, res.labeled
     quality = res.score_micro / 1e6 / labeled if labeled else np.full(len(res.score_micro), np.nan)
     quality_p = premium.score_micro[0] / 1e6 / labeled if labeled else math.nan
-    params = [_params(family, opt) for opt in res.options]
+    values, texts = _option_values(family)
+    options = res.options.tolist()
+    m = len(options)
     return pl.DataFrame(
         {
-            "policy": [_policy_id(family.kind, names, p) for p in params],
-            "strategy": [family.kind] * len(params),
-            "tiers": [">".join(names)] * len(params),
+            "policy": _policy_ids(family.kind, ">".join(names), values, texts, options),
+            "strategy": [family.kind] * m,
+            "tiers": [">".join(names)] * m,
             "thresholds": [
-                ";".join(_fmt_threshold(t) for t in p) if family.kind == "cascade" else ""
-                for p in params
-            ],
-            "cutoff_tokens": [
-                int(p[0]) if family.kind == "length" and p[0] is not None else None for p in params
-            ],
-            "requests": [n] * len(params),
-            "labeled": [labeled] * len(params),
+                ";".join(t[a] for t, a in zip(texts, opt, strict=True)) for opt in options
+            ]
+            if family.kind == "cascade"
+            else [""] * m,
+            "cutoff_tokens": [values[0][opt[0]] for opt in options]
+            if family.kind == "length"
+            else [None] * m,
+            "requests": [n] * m,
+            "labeled": [labeled] * m,
             "quality": quality,
             "quality_drop": quality_p - quality,
             "escalation_rate": 1.0 - res.stop_counts[:, 0] / n,
@@ -201,37 +355,43 @@ def _family_frame(
     )
 
 
-def _params(family: Family, option: np.ndarray) -> tuple:
-    """Option indices → parameter values (τ, +inf for 'escalate all'; cutoff, None for 'no cutoff')."""
-    values = []
-    for grid, a in zip(family.grids, option, strict=True):
-        if a < grid.size:
-            values.append(grid[a].item())
-        else:
-            values.append(math.inf if family.kind == "cascade" else None)
-    return tuple(values)
+def _option_values(family: Family) -> tuple[list[list], list[list[str]]]:
+    """Per stage, the parameter of each option index and its text: a threshold τ (+inf for
+    'escalate all') or a cutoff in tokens (None for 'no cutoff')."""
+    last = math.inf if family.kind == "cascade" else None
+    values = [[*grid.tolist(), last] for grid in family.grids]
+    texts = [
+        [_fmt_threshold(v) if family.kind == "cascade" else str(v) for v in vs] for vs in values
+    ]
+    return values, texts
 
 
 def _fmt_threshold(t: float) -> str:
     return "inf" if math.isinf(t) else repr(float(t))
 
 
-def _policy_id(kind: str, names: list[str], params: tuple) -> str:
-    path = ">".join(names)
+def _policy_ids(
+    kind: str, path: str, values: list[list], texts: list[list[str]], options: list[list[int]]
+) -> list[str]:
     if kind == "always":
-        return f"always:{path}"
+        return [f"always:{path}"] * len(options)
     if kind == "length":
-        cutoff = params[0]
-        return f"length:{path}@<={cutoff}" if cutoff is not None else f"length:{path}@none"
-    return f"cascade:{path}@" + ",".join(_fmt_threshold(t) for t in params)
+        cutoffs = [values[0][a] for (a,) in options]
+        return [f"length:{path}@<={c}" if c is not None else f"length:{path}@none" for c in cutoffs]
+    return [
+        f"cascade:{path}@" + ",".join(t[a] for t, a in zip(texts, opt, strict=True))
+        for opt in options
+    ]
 
 
 def policy_index(outcomes: Outcomes, families: list[Family]) -> dict[str, tuple[Family, tuple]]:
     """Policy id → (family, option vector): how to walk one frontier row request by request."""
     index: dict[str, tuple[Family, tuple]] = {}
     for family in families:
-        names = [outcomes.tiers[j] for j in family.path]
-        for option in itertools.product(*(range(g.size + 1) for g in family.grids)):
-            params = _params(family, np.array(option, dtype=np.int64))
-            index[_policy_id(family.kind, names, params)] = (family, option)
+        names = ">".join(outcomes.tiers[j] for j in family.path)
+        values, texts = _option_values(family)
+        options = [list(o) for o in itertools.product(*(range(g.size + 1) for g in family.grids))]
+        ids = _policy_ids(family.kind, names, values, texts, options)
+        for policy, option in zip(ids, options, strict=True):
+            index[policy] = (family, tuple(option))
     return index

@@ -4,38 +4,43 @@ A policy family is a path of k tiers with one decision per non-final tier: reque
 first decision stage j whose bin `b[j][i]` exceeds the policy's option `a[j]`, else at the last tier.
 For a cascade, `b` is the rank of the tier's confidence in its threshold grid (keep iff c ≥ τ); for a
 length rule it is the rank of -input_tokens. What a stop costs and how long it takes is given per
-request and stop tier, so cascades (pay every tier touched) and up-front routers (pay one tier) share
+request and stop, so cascades (pay every tier touched) and up-front routers (pay one tier) share
 this engine.
 
 Every metric is a sum over requests, so it is computed from histograms over the bins with prefix
-sums: O(n + Π(G_j+1)) per metric, never a Python loop over rows. Latency percentiles come from the
-per-request sums exactly: a binned histogram locates the bin holding the rank, then the few values
-in that bin are sorted. Money and scores are integers (nano-USD, micro-score) held in float64 below
-2**53, so every sum is exact and independent of summation order.
+sums: O(n + Π(G_j+1)) per metric, never a Python loop over rows. Latency percentiles are exact order
+statistics of the per-request sums: a histogram over (policy, coarse latency bin) finds the bin
+holding each policy's rank, and `latency_ranks` finds the exact value inside it. Money and scores
+are integers (nano-USD, micro-score) held in float64 below 2**53, so every sum is exact and
+independent of summation order.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from calibrate.latency_ranks import LatencyAxis, LatencyColumn, RankQueries, codes_at_ranks
+
 NANO_USD = 1e9
 MICRO_SCORE = 1e6
 PERCENTILES = (50, 95)
-_LATENCY_BINS = 1024
-_EDGE_SAMPLE = 65_536
-_EXACT_CELLS = 4_000_000  # policies × bin members handled at once in the exact step
 
 
 @dataclass(frozen=True)
 class StopTable:
-    """What happens to each request depending on the tier it stops at: (n, k) arrays."""
+    """What stopping at each stop of a path means for each request: one column per stop.
 
-    cost_nano_usd: np.ndarray
-    latency_us: np.ndarray
-    score_micro: np.ndarray
-    labeled: np.ndarray
+    Cost is nano-USD for all n requests; score is micro-score for the `labeled_rows` only.
+    """
+
+    cost_nano_usd: tuple[np.ndarray, ...]
+    score_micro: tuple[np.ndarray, ...]
+    latency: tuple[LatencyColumn, ...]
+    labeled_rows: np.ndarray
+    axis: LatencyAxis
 
 
 @dataclass(frozen=True)
@@ -60,29 +65,39 @@ def quantize_score(score: np.ndarray) -> np.ndarray:
     return np.rint(np.nan_to_num(score, nan=0.0) * MICRO_SCORE)
 
 
-def quantize_ms(latency_ms: np.ndarray) -> np.ndarray:
-    return np.rint(latency_ms * 1000.0)
-
-
 def percentile_rank(pct: int, n: int) -> int:
     """1-based rank of the nearest-rank (inverted CDF) percentile: smallest r with r/n ≥ pct/100."""
     return max(1, (pct * n + 99) // 100)
 
 
-def evaluate_grid(bins: list[np.ndarray], n_options: list[int], stops: StopTable) -> GridResult:
-    """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j])."""
-    n, k = stops.cost_nano_usd.shape
+def evaluate_grid(
+    bins: list[np.ndarray], n_options: list[int], stops: StopTable, shared: dict | None = None
+) -> GridResult:
+    """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j]).
+
+    `shared`, a dict kept for one sweep, lets families whose first stage bins requests the same way
+    (the same bins array) reuse the per-cell sums of the stops they have in common.
+    """
     shape = tuple(n_options)
-    score = stops.score_micro * stops.labeled[:, None]
-    counts = np.stack([_sum_by_policy(bins, shape, j) for j in range(k)], axis=-1)
-    cost = sum(_sum_by_policy(bins, shape, j, stops.cost_nano_usd[:, j]) for j in range(k))
-    quality = sum(_sum_by_policy(bins, shape, j, score[:, j]) for j in range(k))
-    p50, p95 = _latency_percentiles(bins, shape, stops.latency_us)
+    if not shape:
+        return _one_policy(stops)
+    cells = _cell_ids(bins, shape)
+    counts, by_cost, by_score, by_latency = [], [], [], []
+    for s in range(len(stops.latency)):
+        depth = min(s + 1, len(shape))
+        sums = _cell_sums(cells[depth], shape[:depth], stops, s, shared if depth == 1 else None)
+        counts.append(_to_options(sums.latency.sum(axis=-1), shape, s).reshape(-1))
+        by_latency.append(sums.latency)
+        by_cost.append(sums.cost)
+        by_score.append(sums.score)
+    cost, quality = _sum_over_stops(by_cost, shape), _sum_over_stops(by_score, shape)
+    latency = _sum_over_stops(by_latency, shape)
+    p50, p95 = _latency_percentiles(latency.reshape(-1, stops.axis.bins.size), cells, shape, stops)
     return GridResult(
         options=_all_options(shape),
-        requests=n,
-        labeled=int(stops.labeled.sum()),
-        stop_counts=np.rint(counts.reshape(-1, k)).astype(np.int64),
+        requests=stops.latency[0].codes.size,
+        labeled=int(stops.labeled_rows.size),
+        stop_counts=np.stack(counts, axis=1).astype(np.int64),
         cost_nano_usd=cost.reshape(-1),
         score_micro=quality.reshape(-1),
         latency_p50_us=p50,
@@ -90,107 +105,155 @@ def evaluate_grid(bins: list[np.ndarray], n_options: list[int], stops: StopTable
     )
 
 
+@dataclass(frozen=True)
+class _CellSums:
+    """Sums over the requests in each cell that stop at one stop: latency by coarse bin, cost, score."""
+
+    latency: np.ndarray
+    cost: np.ndarray
+    score: np.ndarray
+
+    def copy(self) -> _CellSums:
+        return _CellSums(self.latency.copy(), self.cost.copy(), self.score.copy())
+
+
+def _cell_sums(
+    cell: np.ndarray, cell_shape: tuple[int, ...], stops: StopTable, s: int, shared: dict | None
+) -> _CellSums:
+    """Per-cell sums of stop s (a fresh copy: callers sum them in place)."""
+    column = stops.latency[s]
+    key = (id(cell), id(column))
+    if shared is not None and key in shared:
+        return shared[key][-1].copy()
+    nb, size = stops.axis.bins.size, int(np.prod(cell_shape))
+    latency = np.bincount(cell * np.intp(nb) + column.bins, minlength=size * nb)
+    cost = np.bincount(cell, stops.cost_nano_usd[s], size)
+    score = np.bincount(cell[stops.labeled_rows], stops.score_micro[s], size)
+    sums = _CellSums(
+        latency.reshape(cell_shape + (nb,)), cost.reshape(cell_shape), score.reshape(cell_shape)
+    )
+    if shared is None:
+        return sums
+    shared[key] = (cell, column, sums)  # holding both keeps their ids from being reused
+    return sums.copy()
+
+
+def _one_policy(stops: StopTable) -> GridResult:
+    """No decision stage: every request stops at the one tier; its code histogram is the latency
+    distribution."""
+    n = stops.latency[0].codes.size
+    ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
+    codes = np.searchsorted(np.cumsum(stops.latency[0].counts), ranks, side="left")
+    p50, p95 = stops.axis.to_us(codes)
+    return GridResult(
+        options=np.zeros((1, 0), dtype=np.int64),
+        requests=n,
+        labeled=int(stops.labeled_rows.size),
+        stop_counts=np.array([[n]], dtype=np.int64),
+        cost_nano_usd=np.array([stops.cost_nano_usd[0].sum()]),
+        score_micro=np.array([stops.score_micro[0].sum()]),
+        latency_p50_us=np.array([p50]),
+        latency_p95_us=np.array([p95]),
+    )
+
+
 def _all_options(shape: tuple[int, ...]) -> np.ndarray:
+    if not shape:
+        return np.zeros((1, 0), dtype=np.intp)
     return np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), axis=1)
 
 
-def _sum_by_policy(
-    bins: list[np.ndarray],
-    shape: tuple[int, ...],
-    stop: int,
-    weights: np.ndarray | None = None,
-    value_bin: np.ndarray | None = None,
-    n_value_bins: int = 1,
-) -> np.ndarray:
-    """Σ weights over requests stopping at tier `stop`, for every option vector, per value bin.
+def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray | None]:
+    """cells[depth]: each request's flat (C-order) index of its bins at the first `depth` stages."""
+    cells: list[np.ndarray | None] = [None]
+    for j, b in enumerate(bins):
+        cells.append(b if j == 0 else cells[-1] * np.intp(shape[j]) + b)
+    return cells
 
-    Stopping at `stop` < k-1 means b_i ≤ a_i for i < stop and b_stop > a_stop; the last tier needs
-    b_i ≤ a_i at every decision stage. The result has `shape` (+ a last axis of n_value_bins when
-    value_bin is given); the histogram is over the first stop+1 decision stages only, and prefix
-    sums turn "bin" into "option".
+
+def _to_options(hist: np.ndarray, shape: tuple[int, ...], stop: int) -> np.ndarray:
+    """Per-cell sums of requests stopping at `stop` → per-option sums (in place, then broadcast).
+
+    `hist` is over the bins of the first min(stop+1, d) stages (+ any trailing axes). Stopping at
+    `stop` < d means b_j ≤ a_j for j < stop and b_stop > a_stop; the last stop needs b_j ≤ a_j at
+    every stage; prefix sums along each stage axis turn "bin" into "option".
     """
     dims = min(stop + 1, len(shape))
-    hist_shape = shape[:dims] + (n_value_bins,)
-    extra = value_bin if value_bin is not None else np.zeros(len(bins[0]), dtype=np.int64)
-    flat = np.ravel_multi_index(tuple(bins[:dims]) + (extra.astype(np.int64),), hist_shape)
-    hist = np.bincount(flat, weights=weights, minlength=int(np.prod(hist_shape)))
-    hist = hist.reshape(hist_shape)
+    trailing = hist.shape[dims:]
     for axis in range(dims):
-        hist = np.cumsum(hist, axis=axis)
-        if axis == stop:  # Σ_{b > a} = total − Σ_{b ≤ a}
-            hist = np.take(hist, [-1], axis=axis) - hist
-    hist = hist.reshape(shape[:dims] + (1,) * (len(shape) - dims) + (n_value_bins,))
-    hist = np.broadcast_to(hist, shape + (n_value_bins,))
-    return hist if value_bin is not None else hist[..., 0]
+        _cumulate(hist, axis, complement=axis == stop)
+    hist = hist.reshape(shape[:dims] + (1,) * (len(shape) - dims) + trailing)
+    return np.broadcast_to(hist, shape + trailing)
+
+
+def _sum_over_stops(hists: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Σ over stops of per-option sums, from per-cell sums (in place): hists[s] is over the bins of
+    the first min(s+1, d) stages (+ trailing axes), as for `_to_options`. Working from the last stage
+    axis down, the stops that share an axis share its prefix sum."""
+    total = hists[len(shape)]  # the last stop: b_j ≤ a_j at every stage
+    for axis in reversed(range(len(shape))):
+        _cumulate(total, axis, complement=False)
+        own = hists[axis]  # stop `axis`: b > a there, b ≤ a before (summed at later axes)
+        _cumulate(own, axis, complement=True)
+        total += own.reshape(
+            shape[: axis + 1] + (1,) * (len(shape) - axis - 1) + own.shape[axis + 1 :]
+        )
+    return total
+
+
+def _cumulate(hist: np.ndarray, axis: int, complement: bool) -> None:
+    """In place along `axis`: slice a becomes Σ_{b ≤ a}, or Σ_{b > a} when `complement`.
+
+    Slice by slice, because np.cumsum along a leading axis is an order of magnitude slower.
+    """
+    view = np.moveaxis(hist, axis, 0)
+    for a in range(1, view.shape[0]):
+        view[a] += view[a - 1]
+    if complement:
+        total = view[-1].copy()
+        np.subtract(total, view, out=view)
 
 
 def _latency_percentiles(
-    bins: list[np.ndarray], shape: tuple[int, ...], latency_us: np.ndarray
+    cum: np.ndarray, cells: list[np.ndarray | None], shape: tuple[int, ...], stops: StopTable
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nearest-rank p50/p95 of the per-request latency for every policy."""
-    n, k = latency_us.shape
-    beta, n_bins = _value_bins(latency_us)
-    hist = sum(_sum_by_policy(bins, shape, j, None, beta[:, j], n_bins) for j in range(k))
-    cum = np.cumsum(hist.reshape(-1, n_bins), axis=1)
-    members = _bin_members(beta, n_bins)
+    """Exact nearest-rank p50/p95 of the per-request latency for every policy, from the
+    (policies × coarse bins) histogram `cum` (turned into cumulative counts in place)."""
+    latency, axis = stops.latency, stops.axis
+    n, nb = latency[0].codes.size, axis.bins.size
+    ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
+    np.cumsum(cum, axis=1, out=cum)
+    m = cum.shape[0]
+    offset = np.arange(m) * (n + 1)  # rows stacked into one ascending array, searched at once
+    cum += offset[:, None]
+    flat = cum.reshape(-1)
+    policy, bin_, rank = [], [], []
+    for r in ranks:
+        at = np.searchsorted(flat, offset + r, side="left")
+        hit = at - np.arange(m) * nb
+        below = np.where(hit > 0, flat[np.maximum(at - 1, 0)] - offset, 0)
+        policy.append(np.arange(m))
+        bin_.append(hit)
+        rank.append(r - below)
+    queries = RankQueries(np.concatenate(policy), np.concatenate(bin_), np.concatenate(rank))
+    stop_cells = [cells[min(s + 1, len(shape))] for s in range(len(latency))]
+    stops_here = functools.partial(_stops_here, shape)
+    values = axis.to_us(codes_at_ranks(queries, axis, latency, stop_cells, stops_here))
+    return values[:m], values[m:]
+
+
+@functools.lru_cache(maxsize=32)
+def _stops_here(shape: tuple[int, ...], stop: int) -> np.ndarray:
+    """(policies × cells) bool: does the policy stop at `stop` a request in that cell?
+
+    Cells enumerate the bins of the first min(stop+1, d) stages in C order, like `_cell_ids`.
+    """
+    dims = min(stop + 1, len(shape))
     options = _all_options(shape)
-    out = []
-    for pct in PERCENTILES:
-        rank = percentile_rank(pct, n)
-        v_star = np.argmax(cum >= rank - 0.5, axis=1)
-        below = np.where(v_star > 0, cum[np.arange(len(v_star)), v_star - 1], 0.0)
-        rank_in_bin = rank - np.rint(below).astype(np.int64)
-        values = np.empty(len(options))
-        for v in np.unique(v_star):
-            policies = np.flatnonzero(v_star == v)
-            rows, tiers = members[v]
-            in_bin = latency_us[rows, tiers]
-            if in_bin.min() == in_bin.max():  # a bin of one repeated value (ties are common)
-                values[policies] = in_bin[0]
-                continue
-            gathered = (np.stack([b[rows] for b in bins]), tiers, in_bin)
-            for chunk in np.array_split(policies, 1 + policies.size * rows.size // _EXACT_CELLS):
-                values[chunk] = _values_in_bin(*gathered, options[chunk], rank_in_bin[chunk])
-        out.append(values)
-    return out[0], out[1]
-
-
-def _value_bins(latency_us: np.ndarray) -> tuple[np.ndarray, int]:
-    """Bin every (request, stop) latency by quantiles of a strided sample: bins only locate a rank,
-    so any edges are correct; roughly equal-mass edges keep the exact step small."""
-    sample = latency_us[:: max(1, latency_us.size // _EDGE_SAMPLE)].reshape(-1)  # rows, every stop
-    edges = np.unique(np.quantile(sample, np.linspace(0, 1, _LATENCY_BINS + 1)[1:-1]))
-    beta = np.searchsorted(edges, latency_us, side="right").astype(np.int16)
-    return beta, edges.size + 1
-
-
-def _bin_members(beta: np.ndarray, n_bins: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each value bin, the (request, stop tier) pairs whose latency falls in it."""
-    flat = beta.reshape(-1)
-    order = np.argsort(flat, kind="stable")  # int16 keys: numpy uses a linear-time radix sort
-    bounds = np.searchsorted(flat[order], np.arange(n_bins + 1))
-    k = beta.shape[1]
-    return [
-        (order[lo:hi] // k, order[lo:hi] % k)
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-
-
-def _values_in_bin(
-    member_bins: np.ndarray,
-    tiers: np.ndarray,
-    values: np.ndarray,
-    options: np.ndarray,
-    ranks: np.ndarray,
-) -> np.ndarray:
-    """For each policy, the ranks[p]-th smallest latency among its requests that fall in the bin."""
-    stages = member_bins.shape[0]
-    stop = np.full((len(options), tiers.size), stages, dtype=np.int64)
-    undecided = np.ones(stop.shape, dtype=bool)
-    for j in range(stages):
-        here = undecided & (member_bins[j][None, :] > options[:, j][:, None])
-        stop[here] = j
-        undecided &= ~here
-    chosen = np.where(stop == tiers[None, :], values[None, :], np.inf)
-    chosen = np.partition(chosen, np.unique(ranks - 1), axis=1)
-    return chosen[np.arange(len(options)), ranks - 1]
+    cell_bins = _all_options(shape[:dims])
+    here = np.ones((options.shape[0], cell_bins.shape[0]), dtype=bool)
+    for j in range(dims):
+        above = cell_bins[None, :, j] > options[:, None, j]
+        here &= above if j == stop else ~above
+    here.flags.writeable = False  # shared by every call with this shape (cached)
+    return here

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import polars as pl
 import pytest
 
-from calibrate.policies import default_families, evaluate_families
+from calibrate import latency_ranks
+from calibrate.policies import Family, default_families, evaluate_families
 from calibrate.records import Outcomes
 
 
@@ -23,7 +25,7 @@ def random_outcomes(seed: int, n: int, k: int) -> Outcomes:
         timestamp_s=np.zeros(n),
         region=np.array(["r"] * n, dtype=object),
         app=np.array(["a"] * n, dtype=object),
-        intent=np.array(["i"] * n, dtype=object),
+        intent=np.array([None] * n, dtype=object),
         input_tokens=rng.choice([10, 20, 40, 80, 500], size=n),
         confidence=conf,
         cost_usd=np.round(rng.uniform(1e-6, 1e-3, size=(n, k)) * (1 + np.arange(k)), 9),
@@ -82,11 +84,8 @@ def parse(row: dict) -> tuple:
     return ()
 
 
-@pytest.mark.parametrize("k", [2, 3, 4])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_vectorized_sweep_matches_brute_force(k: int, seed: int) -> None:
-    o = random_outcomes(seed, n=150, k=k)
-    families = default_families(o, {2: 9, 3: 5, 4: 3})
+def assert_matches_brute_force(o: Outcomes, families: list[Family]) -> pl.DataFrame:
+    """Every row of the vectorized frame equals the brute-force loop; returns the frame."""
     frame = evaluate_families(o, families)
     index = {t: j for j, t in enumerate(o.tiers)}
     checked = 0
@@ -97,6 +96,15 @@ def test_vectorized_sweep_matches_brute_force(k: int, seed: int) -> None:
             assert row[key] == value, (row["policy"], key, row[key], value)
         checked += 1
     assert checked == frame.height
+    return frame
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorized_sweep_matches_brute_force(k: int, seed: int) -> None:
+    o = random_outcomes(seed, n=150, k=k)
+    families = default_families(o, {2: 9, 3: 5, 4: 3})
+    frame = assert_matches_brute_force(o, families)
     # every family and every grid point is present: 2 tiers → 1 + 2 + 1·(10) + 1·(cutoffs+1) …
     assert frame.filter(frame["strategy"] == "cascade").height >= (k - 1) * 2
 
@@ -107,3 +115,95 @@ def test_grid_covers_every_distinct_threshold_when_few() -> None:
     cascade = [f for f in families if f.kind == "cascade"][0]
     distinct = np.unique(o.confidence[:, 0][~np.isnan(o.confidence[:, 0])])
     assert np.array_equal(cascade.grids[0], distinct)
+
+
+def with_columns(o: Outcomes, **changes: np.ndarray) -> Outcomes:
+    fields = {name: getattr(o, name) for name in o.__dataclass_fields__}
+    return Outcomes(**{**fields, **changes})
+
+
+def test_ties_on_grid_points_and_heavy_latency_ties() -> None:
+    """Quantile grids (more distinct values than the grid) whose 4-digit thresholds equal data
+    values, and latencies from a handful of values: every rank falls in a one-value bin."""
+    rng = np.random.default_rng(7)
+    o = random_outcomes(7, n=400, k=3)
+    conf = np.round(rng.uniform(0, 1, size=(o.n, 3)), 3)
+    conf[rng.uniform(size=conf.shape) < 0.05] = np.nan
+    latency = rng.choice([120.0, 250.0, 250.0, 900.0, 4000.0], size=(o.n, 3))
+    latency[0, 2] = -30.0  # codes start below zero
+    o = with_columns(o, confidence=conf, latency_ms=latency)
+    families = default_families(o, {2: 12, 3: 6, 4: 3})
+    cascade = [f for f in families if f.kind == "cascade"][0]
+    assert np.isin(cascade.grids[0], conf).sum() >= 10  # thresholds sit exactly on data values
+    assert_matches_brute_force(o, families)
+
+
+def test_a_tier_without_any_confidence_always_escalates() -> None:
+    o = random_outcomes(8, n=150, k=3)
+    conf = o.confidence.copy()
+    conf[:, 1] = np.nan
+    o = with_columns(o, confidence=conf)
+    families = default_families(o, {2: 9, 3: 5})
+    assert [f.grids[0].size for f in families if f.kind == "cascade" and f.path[0] == 1] == [0]
+    assert_matches_brute_force(o, families)
+
+
+def test_latencies_too_fine_for_unit_codes_are_ranked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """µs-precision latencies (and a negative one) over a range wider than CODE_LIMIT codes: the
+    engine switches to ranks of the distinct sums; results stay exact."""
+    monkeypatch.setattr(latency_ranks, "CODE_LIMIT", 1000)
+    rng = np.random.default_rng(9)
+    o = random_outcomes(9, n=200, k=3)
+    latency = np.round(rng.gamma(2.0, 300.0, size=(o.n, 3)), 3)
+    latency[3, 1] = -5.25
+    o = with_columns(o, latency_ms=latency)
+    assert_matches_brute_force(o, default_families(o, {2: 9, 3: 5}))
+
+
+def test_long_inputs_and_a_single_threshold_routing() -> None:
+    """Input lengths over a wide range (no lookup table), and one-policy families as `evaluate`
+    builds them from a routing.yaml (thresholds that need not be data values)."""
+    rng = np.random.default_rng(10)
+    o = random_outcomes(10, n=150, k=3)
+    o = with_columns(o, input_tokens=rng.integers(1, 5_000_000, size=o.n))
+    families = [
+        *default_families(o, {2: 9, 3: 4}),
+        Family("cascade", (0, 2), (np.array([0.5]),)),
+        Family("cascade", (0, 1, 2), (np.array([-1.0]), np.array([7.0]))),
+        Family("length", (1, 2), (np.array([2_500_000]),)),
+    ]
+    assert_matches_brute_force(o, families)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tiny_inputs_with_constant_lengths_and_latencies(n: int) -> None:
+    o = random_outcomes(11 + n, n=n, k=3)
+    o = with_columns(
+        o,
+        input_tokens=np.full(n, 40),
+        latency_ms=np.full((n, 3), 250.0),
+        label=np.ones((n, 3)),
+    )
+    assert_matches_brute_force(o, default_families(o, {2: 9, 3: 5}))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_walking_one_policy_agrees_with_its_frontier_row(k: int) -> None:
+    """`assignment.assign` (used by certification, intervals and segments) serves every request as
+    the engine assumes: same cost, escalation and quality for every policy."""
+    from calibrate.assignment import assign
+    from calibrate.policies import policy_index
+
+    o = random_outcomes(100 + k, 400, k)
+    families = default_families(o, {2: 9, 3: 4})
+    frame = evaluate_families(o, families)
+    index = policy_index(o, families)
+    assert set(index) == set(frame["policy"])
+    labeled = o.labeled
+    for row in frame.iter_rows(named=True):
+        walked = assign(o, *index[row["policy"]])
+        assert walked.cost_usd.sum() / o.n * 1000 == pytest.approx(
+            row["cost_per_1k_requests_usd"], rel=1e-9
+        )
+        assert walked.escalated.mean() == pytest.approx(row["escalation_rate"], abs=1e-12)
+        assert walked.label[labeled].mean() == pytest.approx(row["quality"], abs=1e-9)

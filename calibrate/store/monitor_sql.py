@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from calibrate.store.outcomes_sql import _LABEL_PRIORITY, _as_float
+from calibrate.store.outcomes_sql import LABEL_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ picked AS (
     FROM attempts a JOIN tier_list USING (tier)
 ),
 best_label AS (
-    SELECT request_id, tier, arg_min(score, {_LABEL_PRIORITY}) AS score
+    SELECT request_id, tier, arg_min(score, {LABEL_PRIORITY}) AS score
     FROM labels JOIN tier_list USING (tier) GROUP BY request_id, tier
 )
 SELECT p.request_id, t.k,
@@ -93,6 +93,13 @@ _TIER_COSTS = """
 SELECT tier, median(cost_usd) FROM attempts
 WHERE status = 'ok' AND cost_usd IS NOT NULL GROUP BY tier ORDER BY tier
 """
+
+
+def _as_float(column: np.ndarray) -> np.ndarray:
+    """DuckDB returns masked arrays for nullable columns; NULL becomes NaN."""
+    if np.ma.isMaskedArray(column):
+        return np.ma.filled(column.astype(np.float64), np.nan)
+    return np.asarray(column, dtype=np.float64)
 
 
 def load_request_log(con: duckdb.DuckDBPyConnection, tiers: Sequence[str]) -> RequestLog:

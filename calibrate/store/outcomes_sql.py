@@ -3,6 +3,7 @@
 One attempt per (request, tier) is used: an `ok` attempt before a failed one, then `prod` before
 `shadow`. One label per (request, tier) is used, by source: human, log, reference, judge.
 Cost is the attempt's `cost_usd`, or its tokens × the tier's price when the log has no cost.
+Each request also carries its segments: region, app and intent (`metadata.intent`).
 """
 
 from __future__ import annotations
@@ -12,45 +13,54 @@ from collections.abc import Mapping, Sequence
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from calibrate.errors import DataError
 from calibrate.records import DataWindow, Outcomes
 
-_LABEL_PRIORITY = "CASE source WHEN 'human' THEN 0 WHEN 'log' THEN 1 WHEN 'reference' THEN 2 WHEN 'judge' THEN 3 ELSE 4 END"
+LABEL_PRIORITY = "CASE source WHEN 'human' THEN 0 WHEN 'log' THEN 1 WHEN 'reference' THEN 2 WHEN 'judge' THEN 3 ELSE 4 END"
 
-_PICKED = f"""
-WITH tier_list AS (SELECT unnest(?::VARCHAR[]) AS tier, generate_subscripts(?::VARCHAR[], 1) AS k),
-prices AS (SELECT unnest(?::VARCHAR[]) AS tier, unnest(?::DOUBLE[]) AS p_in, unnest(?::DOUBLE[]) AS p_out),
-picked AS (
-    SELECT a.*, row_number() OVER (
-        PARTITION BY a.request_id, a.tier
-        ORDER BY (a.status = 'ok') DESC, (a.source = 'prod') DESC, a.source) AS rn
-    FROM attempts a JOIN tier_list USING (tier)
-),
-best_label AS (
-    SELECT request_id, tier, arg_min(score, {_LABEL_PRIORITY}) AS score
-    FROM labels JOIN tier_list USING (tier) GROUP BY request_id, tier
-)
-SELECT p.request_id, t.k,
-       CASE WHEN p.status = 'ok' AND isfinite(p.confidence) THEN p.confidence END AS confidence,
-       COALESCE(p.cost_usd,
-                (COALESCE(p.input_tokens, 0) * pr.p_in + COALESCE(p.output_tokens, 0) * pr.p_out) / 1e6)
-           AS cost_usd,
-       COALESCE(p.latency_ms, 0) AS latency_ms,
-       l.score AS label
-FROM picked p
-JOIN tier_list t USING (tier)
-LEFT JOIN prices pr USING (tier)
-LEFT JOIN best_label l ON l.request_id = p.request_id AND l.tier = p.tier
-WHERE p.rn = 1
+_TIERS = """tier_list AS (
+    SELECT unnest($tiers::VARCHAR[]) AS tier, generate_subscripts($tiers::VARCHAR[], 1) AS k,
+           unnest($price_in::DOUBLE[]) AS price_in, unnest($price_out::DOUBLE[]) AS price_out)"""
+
+# Requests in storage order, and separately their rowids in request_id order: sorting only the
+# key is cheaper than sorting the wide rows; numpy applies the order.
+_REQUESTS = """
+SELECT rowid AS rid, request_id, epoch(ts) AS ts_s, COALESCE(region, '') AS region,
+       COALESCE(app, '') AS app, metadata->>'intent' AS intent, input_tokens,
+       CASE WHEN input_tokens IS NULL
+            THEN CAST(length(CAST(messages AS VARCHAR)) / 4 AS BIGINT) END AS message_tokens
+FROM requests
+"""
+_REQUEST_ORDER = "SELECT rowid AS rid FROM requests ORDER BY request_id"
+
+# Every attempt with its request's rowid and its tier's position k (0: not a tier of the sweep, kept
+# for the input-length fallback). pick_order ranks attempts of one (request, tier): `ok` first, then
+# `prod`, then by source name, so the attempt used is deterministic.
+_ATTEMPTS = f"""
+WITH {_TIERS},
+sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank FROM (SELECT DISTINCT source FROM attempts))
+SELECT r.rowid AS rid, COALESCE(t.k, 0)::SMALLINT AS k,
+       (((a.status <> 'ok')::INT * 2 + (a.source <> 'prod')::INT) * 65536 + s.rank)::INT AS pick_order,
+       CASE WHEN a.status = 'ok' AND isfinite(a.confidence) THEN a.confidence END AS confidence,
+       COALESCE(a.cost_usd, (COALESCE(a.input_tokens, 0) * t.price_in
+                + COALESCE(a.output_tokens, 0) * t.price_out) / 1e6) AS cost_usd,
+       COALESCE(a.latency_ms, 0) AS latency_ms, a.input_tokens
+FROM attempts a
+JOIN requests r USING (request_id)
+JOIN sources s USING (source)
+LEFT JOIN tier_list t USING (tier)
 """
 
-_REQUESTS = """
-SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region, COALESCE(r.app, '') AS app, COALESCE(r.metadata->>'intent', '') AS intent,
-       COALESCE(r.input_tokens, a.max_in, CAST(length(CAST(r.messages AS VARCHAR)) / 4 AS BIGINT)) AS input_tokens
-FROM requests r
-LEFT JOIN (SELECT request_id, max(input_tokens) AS max_in FROM attempts GROUP BY request_id) a USING (request_id)
-ORDER BY r.request_id
+_LABELS = f"""
+WITH {_TIERS},
+sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank FROM (SELECT DISTINCT source FROM labels))
+SELECT r.rowid AS rid, t.k, {LABEL_PRIORITY} * 65536 + s.rank AS pick_order, l.score
+FROM labels l
+JOIN requests r USING (request_id)
+JOIN sources s USING (source)
+JOIN tier_list t USING (tier)
 """
 
 
@@ -59,64 +69,115 @@ def load_outcomes(
     tiers: Sequence[str],
     price_per_mtok: Mapping[str, tuple[float, float]],
 ) -> Outcomes:
-    """Assemble the (n_requests × n_tiers) arrays; requests missing a tier are counted, not used."""
+    """Assemble the (n_requests × n_tiers) arrays; requests missing a tier are counted, not used.
+
+    Flat reads (requests, their order by id, attempts, labels) meet on the request's rowid; the
+    pivot to one row per request and one column per tier is a numpy scatter, not a Python loop.
+    """
     names = list(tiers)
-    priced = [t for t in names if t in price_per_mtok]
-    params = [
-        names,
-        names,
-        priced,
-        [price_per_mtok[t][0] for t in priced],
-        [price_per_mtok[t][1] for t in priced],
-    ]
-    cells = con.execute(_PICKED, params).fetchnumpy()
-    req = con.execute(_REQUESTS).fetchnumpy()
-    return _assemble(names, req, cells, set(priced))
+    prices = [price_per_mtok.get(name, (None, None)) for name in names]
+    params = {
+        "tiers": names,
+        "price_in": [p[0] for p in prices],
+        "price_out": [p[1] for p in prices],
+    }
+    req = _fetch(con, _REQUESTS, {})
+    in_id_order = _fetch(con, _REQUEST_ORDER, {})["rid"]
+    att = _fetch(con, _ATTEMPTS, params)
+    lab = _fetch(con, _LABELS, params)
+    return _assemble(names, req, in_id_order, att, lab, set(price_per_mtok))
 
 
-def _assemble(names: list[str], req: dict, cells: dict, priced: set[str]) -> Outcomes:
-    ids = np.asarray(req["request_id"], dtype=object)
-    row_of = {rid: i for i, rid in enumerate(ids)}
-    n, k = len(ids), len(names)
-    shape = (n, k)
-    conf, cost, lat, label = (np.full(shape, np.nan) for _ in range(4))
-    present = np.zeros(shape, dtype=bool)
-    rows = np.fromiter(
-        (row_of[r] for r in cells["request_id"]), dtype=np.int64, count=len(cells["request_id"])
-    )
-    cols = np.asarray(cells["k"], dtype=np.int64) - 1
-    present[rows, cols] = True
-    for target, key in (
-        (conf, "confidence"),
-        (cost, "cost_usd"),
-        (lat, "latency_ms"),
-        (label, "label"),
-    ):
-        target[rows, cols] = _as_float(cells[key])
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> dict[str, np.ndarray]:
+    """Columns as numpy arrays: NULL numbers become NaN, NULL strings None."""
+    table = con.sql(sql, params=params or None).to_arrow_table()
+    return {name: _as_numpy(table.column(name), name in _SEGMENTS) for name in table.column_names}
+
+
+_SEGMENTS = {"region", "app", "intent"}  # few distinct values: converted once each
+
+
+def _as_numpy(column: pa.ChunkedArray, few_values: bool = False) -> np.ndarray:
+    array = column.combine_chunks()
+    if few_values:
+        encoded = array.dictionary_encode()
+        values = encoded.dictionary.to_numpy(zero_copy_only=False)
+        values = np.append(np.asarray(values, dtype=object), None)  # the last one stands for NULL
+        return values[encoded.indices.fill_null(len(values) - 1).to_numpy()]
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return np.asarray(array.to_numpy(zero_copy_only=False), dtype=object)
+    if array.null_count and pa.types.is_integer(array.type):
+        array = array.cast(pa.float64())
+    return array.to_numpy(zero_copy_only=False)
+
+
+def _assemble(
+    names: list[str], req: dict, in_id_order: np.ndarray, att: dict, lab: dict, priced: set[str]
+) -> Outcomes:
+    """Scatter attempts and labels into (request × tier) arrays in the order requests were read,
+    then keep the complete requests in request_id order."""
+    n, k = len(req["rid"]), len(names)
+    row_of = np.zeros(int(req["rid"].max()) + 1 if n else 0, dtype=np.int64)  # rowid → row
+    row_of[req["rid"]] = np.arange(n)
+    att_rows = row_of[att["rid"]]
+    used = np.flatnonzero(att["k"] > 0)
+    cell = att_rows[used] * k + att["k"][used] - 1
+    pick = used[_first_per_cell(cell, att["pick_order"][used], n * k)]
+    pick_cell = att_rows[pick] * k + att["k"][pick] - 1
+    present = np.zeros(n * k, dtype=bool)
+    present[pick_cell] = True
+    conf, cost, lat, label = (np.full(n * k, np.nan) for _ in range(4))
+    conf[pick_cell] = att["confidence"][pick]
+    cost[pick_cell] = att["cost_usd"][pick]
+    lat[pick_cell] = att["latency_ms"][pick]
+    lab_cell = row_of[lab["rid"]] * k + lab["k"] - 1
+    best = _first_per_cell(lab_cell, lab["pick_order"], n * k)
+    label[lab_cell[best]] = lab["score"][best]
+    label[~present] = np.nan  # a label counts only with the attempt it grades
+    present, conf, cost, lat, label = (a.reshape(n, k) for a in (present, conf, cost, lat, label))
     _check_costs(names, cost, present, priced)
-    complete = present.all(axis=1)
-    sel = np.flatnonzero(complete)
+    rows = row_of[in_id_order]
+    rows = rows[np.bincount(pick_cell // k, minlength=n)[rows] == k]  # complete requests only
     return Outcomes(
         tiers=tuple(names),
-        request_ids=ids[sel],
-        timestamp_s=np.asarray(req["ts_s"], dtype=np.float64)[sel],
-        region=np.asarray(req["region"], dtype=object)[sel],
-        app=np.asarray(req["app"], dtype=object)[sel],
-        intent=np.asarray(req["intent"], dtype=object)[sel],
-        input_tokens=np.asarray(req["input_tokens"], dtype=np.int64)[sel],
-        confidence=conf[sel],
-        cost_usd=cost[sel],
-        latency_ms=lat[sel],
-        label=label[sel],
-        incomplete=int(n - sel.size),
+        request_ids=req["request_id"][rows],
+        timestamp_s=req["ts_s"].astype(np.float64)[rows],
+        region=req["region"][rows],
+        app=req["app"][rows],
+        intent=req["intent"][rows],
+        input_tokens=_input_tokens(req, att, att_rows)[rows],
+        confidence=conf[rows],
+        cost_usd=cost[rows],
+        latency_ms=lat[rows],
+        label=label[rows],
+        incomplete=int(n - rows.size),
     )
 
 
-def _as_float(column: np.ndarray) -> np.ndarray:
-    """DuckDB returns masked arrays for nullable columns; NULL becomes NaN."""
-    if np.ma.isMaskedArray(column):
-        return np.ma.filled(column.astype(np.float64), np.nan)
-    return np.asarray(column, dtype=np.float64)
+def _first_per_cell(cell: np.ndarray, order: np.ndarray, n_cells: int) -> np.ndarray:
+    """Index of the lowest-`order` entry of each cell; cells holding one entry need no sorting."""
+    counts = np.bincount(cell, minlength=n_cells)
+    shared = counts[cell] > 1
+    single = np.flatnonzero(~shared)
+    many = np.flatnonzero(shared)
+    if many.size == 0:
+        return single
+    ranked = many[np.lexsort((order[many], cell[many]))]
+    first = np.ones(ranked.size, dtype=bool)
+    first[1:] = cell[ranked[1:]] != cell[ranked[:-1]]
+    return np.concatenate([single, ranked[first]])
+
+
+def _input_tokens(req: dict, att: dict, att_rows: np.ndarray) -> np.ndarray:
+    """The request's input_tokens, else the most any attempt reported, else len(messages) / 4."""
+    tokens = req["input_tokens"].astype(np.float64)
+    missing = np.isnan(tokens)
+    if missing.any():
+        from_attempts = np.full(tokens.size, np.nan)
+        np.fmax.at(from_attempts, att_rows, att["input_tokens"].astype(np.float64))
+        tokens = np.where(missing, from_attempts, tokens)
+        tokens = np.where(np.isnan(tokens), req["message_tokens"].astype(np.float64), tokens)
+    return tokens.astype(np.int64)
 
 
 def _check_costs(names: list[str], cost: np.ndarray, present: np.ndarray, priced: set[str]) -> None:
