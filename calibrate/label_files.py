@@ -178,9 +178,7 @@ def _validate(
     if rec.inclusion_prob is not None:
         implied = 1.0 / rec.inclusion_prob
         if weight is not None and abs(weight - implied) > _WEIGHT_TOLERANCE * implied:
-            reason = (
-                f"bad value: weight {weight:g} is not 1/inclusion_prob ({implied:g}); give one of them"
-            )
+            reason = f"bad value: weight {weight:g} is not 1/inclusion_prob ({implied:g}); give one of them"
             return RejectedRow(line, "weight", reason, raw)
         weight = implied
     labeled_at = rec.labeled_at
@@ -345,7 +343,9 @@ def _parquet_records(path: Path) -> Iterator[Record]:
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a broken file
-        raise LabelFileError(f"{path}: not a readable Parquet file ({exc})", hint="Check the file.")
+        raise LabelFileError(
+            f"{path}: not a readable Parquet file ({exc})", hint="Check the file."
+        ) from None
     check_columns(path, table.column_names)
     for number, row in enumerate(table.to_pylist(), start=1):
         yield number, row, json.dumps(row, default=str, ensure_ascii=False)

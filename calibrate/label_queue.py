@@ -36,6 +36,7 @@ from scipy.stats import hypergeom
 
 from calibrate.errors import ConfigError, DataError
 from calibrate.label_records import Population, SampleSummary
+from calibrate.logformat import messages_text
 from calibrate.settings import TiersConfig
 from calibrate.store import Store
 
@@ -200,7 +201,11 @@ def sample(
         )
     result = draw(pop, design, np.random.default_rng(seed))
     shuffle = np.random.default_rng(seed + 1).permutation(result.rows.size)
-    rows, stratum, pi = result.rows[shuffle], result.stratum[shuffle], result.inclusion_prob[shuffle]
+    rows, stratum, pi = (
+        result.rows[shuffle],
+        result.stratum[shuffle],
+        result.inclusion_prob[shuffle],
+    )
     ids = [str(r) for r in pop.request_ids[rows]]
     created = clock()
     with store.transaction():
@@ -237,23 +242,6 @@ def _design_json(design: Design) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-def render_prompt(messages_json: str) -> str:
-    """The conversation as a reviewer reads it: the text alone for one user message, else
-    `role: text` blocks."""
-    try:
-        messages = json.loads(messages_json)
-    except ValueError:
-        return messages_json
-    parts = []
-    for m in messages if isinstance(messages, list) else []:
-        content = m.get("content") if isinstance(m, dict) else m
-        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
-        parts.append((str(m.get("role", "")) if isinstance(m, dict) else "", text))
-    if len(parts) == 1 and parts[0][0] == "user":
-        return parts[0][1]
-    return "\n\n".join(f"{role}: {text}" for role, text in parts)
-
-
 def review_sheet(
     rows: list[tuple],
     tiers: tuple[str, ...],
@@ -287,7 +275,7 @@ def review_sheet(
     ):
         writer.writerow(
             [rid, sample_id, h, repr(float(p)), app, region, intent, tokens]
-            + [render_prompt(messages), reference or "", *(a or "" for a in answers)]
+            + [messages_text(messages), reference or "", *(a or "" for a in answers)]
             + [""] * len(tiers)
             + ["", ""]
         )

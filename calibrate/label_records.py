@@ -159,6 +159,8 @@ class JudgeSummary:
     resolved: ResolveCounts
     agreement: Agreement | None
     warnings: tuple[str, ...]
+    paused: str | None = None
+    """Why the judge's circuit breaker stopped calling it (bad key, URL, quota)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +201,9 @@ class LabelWeights:
         return _aligned(self.request_ids, self.stratum, request_ids, "")
 
 
-def _aligned(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, default: object) -> np.ndarray:
+def _aligned(
+    keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, default: object
+) -> np.ndarray:
     """values[keys == wanted[i]] for each i (default when absent); keys are unique."""
     out = np.full(len(wanted), default, dtype=object if isinstance(default, str) else np.float64)
     if len(keys) == 0 or len(wanted) == 0:

@@ -5,6 +5,7 @@ against the store and stores the good ones in one transaction; bad rows are kept
 `label_rejects` with their line, field and reason (with `strict`, any bad row stores nothing).
 `score_references` scores each tier's answer against the request's `reference` with the scorer
 chosen per app (scorers.py) and stores the scores as labels with source=reference.
+`label_status` says what is labelled per tier, app and region, and what no estimate can use.
 
 The conflict rule, per request × tier: labels of one source replace each other newest first
 (`labeled_at`, else the time they were stored); across sources the sweep uses human, then log,
@@ -15,13 +16,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from calibrate import readers
 from calibrate.errors import DataError, LabelFileError
+from calibrate.estimators import agreement
 from calibrate.label_files import read_label_file
-from calibrate.label_records import ACCEPTABLE, ImportSummary, LabelRow, RejectedRow, ScoreSummary
+from calibrate.label_records import (
+    ACCEPTABLE,
+    Coverage,
+    ImportSummary,
+    LabelRow,
+    RejectedRow,
+    ScoreSummary,
+)
 from calibrate.scorers import ScorersConfig, score_answer
 from calibrate.store import Store
 
@@ -140,3 +150,33 @@ def score_references(
         skipped=tuple(sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
         resolved=resolved,
     )
+
+
+def label_status(store: Store, *, tiers: Sequence[str] | None) -> Coverage:
+    """Coverage of the labels for `tiers` (default: every tier with a stored answer)."""
+    known = _known_tiers(store, tiers)
+    coverage = store.label_coverage(known)
+    human, judged = store.judge_overlap(known)
+    notes = []
+    if coverage.partial:
+        notes.append(
+            f"{coverage.partial} requests are labelled for some tiers but not all: no paired "
+            "quality estimate can use them until every tier is labelled"
+        )
+    if coverage.incomplete_labeled:
+        notes.append(
+            f"{coverage.incomplete_labeled} labelled requests lack an answer from some tier: "
+            "`calibrate replay` fills it in"
+        )
+    if coverage.mixed_weights:
+        notes.append(
+            f"{coverage.mixed_weights} requests mix weighted (sampled) and unweighted labels "
+            "across tiers: the largest weight is used"
+        )
+    if coverage.weighted and coverage.weighted < coverage.usable:
+        notes.append(
+            f"{coverage.usable - coverage.weighted} usable requests carry no sampling weight "
+            f"next to {coverage.weighted} weighted ones: weighted estimates count each of them "
+            "once (inclusion probability 1)"
+        )
+    return replace(coverage, agreement=agreement(human, judged), notes=tuple(notes))

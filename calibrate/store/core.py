@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from calibrate.errors import CalibrateError
 from calibrate.label_records import (
+    Coverage,
     LabelRow,
     LabelWeights,
     Population,
@@ -269,3 +270,29 @@ class Store:
         return queue_sql.record_sample(
             self.con, created_at, seed, requested, population, design_json, file, items
         )
+
+    # --- judge ---
+
+    def judge_items(
+        self, tiers: Sequence[str], judged: Sequence[str], sample: int, seed: int
+    ) -> list[tuple[str, str, str, str, str | None, str | None]]:
+        """(request_id, tier, messages, answer, reference, premium answer) to judge."""
+        return labels_sql.judge_items(self.con, tiers, judged, sample, seed)
+
+    def mark_calls_failed(self, errors: Sequence[tuple[str, str]]) -> None:
+        """Turn stored calls whose reply is unusable into failures: (cache_key, error)."""
+        with self.transaction():
+            labels_sql.mark_call_failed(self.con, errors)
+
+    def judge_overlap(self, tiers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(human score, judge score) on every request × tier labelled by both."""
+        return labels_sql.judge_overlap(self.con, tiers)
+
+    def judge_calls(self) -> tuple[int, int, float]:
+        """(judge calls stored, of which unusable, their total cost in USD)."""
+        return labels_sql.judge_calls(self.con)
+
+    def label_coverage(self, tiers: Sequence[str]) -> Coverage:
+        """What is labelled per tier, app and region, and what no estimate can use (the
+        judge's agreement with humans is left for the caller: it needs estimators)."""
+        return labels_sql.coverage(self.con, tiers)

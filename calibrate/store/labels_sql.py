@@ -21,11 +21,13 @@ import pyarrow as pa
 from calibrate.label_records import (
     ACCEPTABLE,
     SOURCE_PRIORITY,
+    Coverage,
     LabelRow,
     LabelWeights,
     ReferenceItem,
     RejectedRow,
     ResolveCounts,
+    SegmentCoverage,
 )
 
 PRIORITY = (
@@ -104,7 +106,7 @@ def check(con: duckdb.DuckDBPyConnection, known_tiers: Sequence[str]) -> list[Re
         FROM matched m""",
         {"tiers": list(known_tiers)},
     )
-    con.execute(f"""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE lab_dup AS
         SELECT line, field, request_id, t, source, raw,
                first_value(line) OVER w AS first_line, row_number() OVER w AS k
@@ -312,3 +314,168 @@ def reference_items(con: duckdb.DuckDBPyConnection, tiers: Sequence[str]) -> lis
         {"tiers": list(tiers)},
     ).fetchall()
     return [ReferenceItem(*row) for row in rows]
+
+
+def judge_items(
+    con: duckdb.DuckDBPyConnection,
+    tiers: Sequence[str],
+    judged: Sequence[str],
+    sample: int,
+    seed: int,
+) -> list[tuple[str, str, str, str, str | None, str | None]]:
+    """(request_id, tier, messages, answer, reference, premium answer) for every ok answer of a
+    `judged` tier, over a seeded uniform sample of `sample` requests that have one."""
+    return con.execute(
+        f"""
+        WITH ok AS (SELECT * FROM ({PICKED_ATTEMPTS}) WHERE status = 'ok' AND output IS NOT NULL),
+        sample AS (
+            SELECT request_id, md5($seed || ':' || request_id) AS draw FROM requests r
+            WHERE EXISTS (SELECT 1 FROM ok WHERE ok.request_id = r.request_id
+                          AND list_contains($judged::VARCHAR[], ok.tier))
+            ORDER BY draw LIMIT $n)
+        SELECT s.request_id, o.tier, CAST(r.messages AS VARCHAR), o.output, r.reference,
+               prem.output
+        FROM sample s JOIN requests r USING (request_id)
+        JOIN ok o ON o.request_id = s.request_id AND list_contains($judged::VARCHAR[], o.tier)
+        LEFT JOIN ok prem ON prem.request_id = s.request_id AND prem.tier = $premium
+        ORDER BY s.draw, list_position($tiers::VARCHAR[], o.tier)""",
+        {
+            "seed": str(seed),
+            "n": sample,
+            "judged": list(judged),
+            "tiers": list(tiers),
+            "premium": tiers[-1],
+        },
+    ).fetchall()
+
+
+def mark_call_failed(con: duckdb.DuckDBPyConnection, errors: Sequence[tuple[str, str]]) -> None:
+    """Record (cache_key, error) on calls whose reply cannot be used (an unparsable verdict)."""
+    if errors:
+        con.executemany(
+            "UPDATE replay_calls SET status = 'error', error = ? WHERE cache_key = ?",
+            [(error, key) for key, error in errors],
+        )
+
+
+def judge_overlap(
+    con: duckdb.DuckDBPyConnection, tiers: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(human score, judge score) for every request × tier both labelled (same answer text
+    when both know it)."""
+    rows = con.execute(
+        """
+        SELECT h.score, j.score FROM labels h JOIN labels j USING (request_id, tier)
+        WHERE h.source = 'human' AND j.source = 'judge'
+          AND list_contains($tiers::VARCHAR[], h.tier)
+          AND (h.answer_sha256 IS NULL OR j.answer_sha256 IS NULL
+               OR h.answer_sha256 = j.answer_sha256)""",
+        {"tiers": list(tiers)},
+    ).fetchall()
+    human = np.array([r[0] for r in rows], dtype=np.float64)
+    judge = np.array([r[1] for r in rows], dtype=np.float64)
+    return human, judge
+
+
+def judge_calls(con: duckdb.DuckDBPyConnection) -> tuple[int, int, float]:
+    """(judge calls stored, of which unusable, their total cost in USD)."""
+    calls, failed, cost = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status <> 'ok'), coalesce(sum(cost_usd), 0)"
+        " FROM replay_calls WHERE purpose = 'judge'"
+    ).fetchone()
+    return int(calls), int(failed), float(cost)
+
+
+EXAMPLES = 5
+
+
+def coverage(con: duckdb.DuckDBPyConnection, tiers: Sequence[str]) -> Coverage:
+    """Counts behind `labels status`: per request whether it is complete (an attempt from every
+    tier), labelled for every tier, weighted; then totals, per tier, per app and region."""
+    params = {"tiers": list(tiers)}
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE cov_per AS
+        WITH att AS (SELECT request_id, count(DISTINCT tier) AS n FROM attempts
+                     WHERE list_contains($tiers::VARCHAR[], tier) GROUP BY request_id),
+        lab AS (SELECT request_id, count(DISTINCT tier) AS n, max(weight) AS w,
+                       count(DISTINCT coalesce(weight, 1.0)) AS kinds
+                FROM ({PICKED_LABELS}) GROUP BY request_id)
+        SELECT r.request_id, coalesce(r.app, '') AS app, coalesce(r.region, '') AS region,
+               coalesce(att.n, 0) = len($tiers::VARCHAR[]) AS complete,
+               coalesce(lab.n, 0) AS labeled_tiers, lab.w IS NOT NULL AS weighted,
+               coalesce(lab.kinds, 0) > 1 AS mixed
+        FROM requests r LEFT JOIN att USING (request_id) LEFT JOIN lab USING (request_id)""",
+        params,
+    )
+    k = len(tiers)
+    totals = con.execute(f"""
+        SELECT count(*), count(*) FILTER (WHERE complete),
+               count(*) FILTER (WHERE complete AND labeled_tiers = {k}),
+               count(*) FILTER (WHERE complete AND labeled_tiers = {k} AND weighted),
+               count(*) FILTER (WHERE complete AND labeled_tiers = {k} AND mixed),
+               count(*) FILTER (WHERE labeled_tiers BETWEEN 1 AND {k - 1}),
+               count(*) FILTER (WHERE labeled_tiers > 0 AND NOT complete)
+        FROM cov_per""").fetchone()
+    partial = con.execute(
+        f"SELECT request_id FROM cov_per WHERE labeled_tiers BETWEEN 1 AND {k - 1}"
+        f" ORDER BY 1 LIMIT {EXAMPLES}"
+    ).fetchall()
+    incomplete = con.execute(
+        "SELECT request_id FROM cov_per WHERE labeled_tiers > 0 AND NOT complete"
+        f" ORDER BY 1 LIMIT {EXAMPLES}"
+    ).fetchall()
+    segments = con.execute(f"""
+        SELECT col, value, count(*) FILTER (WHERE complete),
+               count(*) FILTER (WHERE complete AND labeled_tiers = {k}),
+               count(*) FILTER (WHERE complete AND labeled_tiers = {k} AND weighted)
+        FROM (SELECT 'app' AS col, app AS value, * FROM cov_per
+              UNION ALL SELECT 'region', region, * FROM cov_per)
+        GROUP BY col, value ORDER BY col, value""").fetchall()
+    by_source = con.execute(
+        """
+        SELECT tier, source, count(*) FROM labels WHERE list_contains($tiers::VARCHAR[], tier)
+        GROUP BY tier, source ORDER BY tier, source""",
+        params,
+    ).fetchall()
+    used = con.execute(
+        f"SELECT tier, count(*) FROM ({PICKED_LABELS}) p SEMI JOIN cov_per c"
+        f" ON c.request_id = p.request_id AND c.complete AND c.labeled_tiers = {k}"
+        " GROUP BY tier",
+        params,
+    ).fetchall()
+    other, queued, queued_labeled, rejected = con.execute(
+        f"""
+        SELECT (SELECT count(*) FROM labels WHERE NOT list_contains($tiers::VARCHAR[], tier)),
+               (SELECT count(DISTINCT request_id) FROM label_sample_items),
+               (SELECT count(DISTINCT request_id) FROM label_sample_items i SEMI JOIN cov_per c
+                  ON c.request_id = i.request_id AND c.labeled_tiers = {k}),
+               (SELECT count(*) FROM label_rejects)""",
+        params,
+    ).fetchone()
+    calls, unusable, cost = judge_calls(con)
+    requests, complete, usable, weighted, mixed, n_partial, n_incomplete = (int(v) for v in totals)
+    sources = {t: tuple((src, int(n)) for tt, src, n in by_source if tt == t) for t in tiers}
+    used_by_tier = dict(used)
+    return Coverage(
+        tiers=tuple(tiers),
+        requests=requests,
+        complete=complete,
+        usable=usable,
+        weighted=weighted,
+        mixed_weights=mixed,
+        by_tier=tuple((t, sources[t], int(used_by_tier.get(t, 0))) for t in tiers),
+        segments=tuple(SegmentCoverage(c, v, int(n), int(u), int(w)) for c, v, n, u, w in segments),
+        partial=n_partial,
+        partial_examples=tuple(r[0] for r in partial),
+        incomplete_labeled=n_incomplete,
+        incomplete_examples=tuple(r[0] for r in incomplete),
+        other_tier_labels=int(other),
+        queued=int(queued),
+        queued_labeled=int(queued_labeled),
+        judge_calls=calls,
+        judge_unparsable=unusable,
+        judge_cost_usd=cost,
+        agreement=None,
+        rejected_rows=int(rejected),
+    )
