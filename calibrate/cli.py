@@ -657,6 +657,7 @@ def labels_judge_cmd(
         price=_price_pair(judge_price),
     )
     judged = tuple(tier) if tier else tiers_config.names
+    judging.check_judge(tiers_config, judge_tier, judged)
     selection = Selection(sample, seed)
     with Store.open(db) as store:
         if dry_run:

@@ -101,6 +101,17 @@ def judge_tier(
     )
 
 
+def check_judge(tiers: TiersConfig, judge: Tier, judged: Sequence[str]) -> None:
+    """The judged tiers must be in tiers.yaml, and the judge must be callable."""
+    unknown = sorted(set(judged) - set(tiers.names))
+    if unknown:
+        raise ConfigError(
+            f"--tier {', '.join(unknown)}: not in tiers.yaml ({', '.join(tiers.names)})",
+            hint="Judge tiers listed in tiers.yaml.",
+        )
+    check_tier(judge)
+
+
 def judge_messages(item: JudgeItem) -> list[dict[str, str]]:
     """The judge's prompt for one answer."""
     parts = ["Conversation:", messages_text(item.messages_json), ""]
@@ -173,13 +184,7 @@ def _plan(
     environ: Mapping[str, str] | None,
     clock: Callable[[], datetime],
 ) -> _Planned:
-    check_tier(judge)
-    unknown = sorted(set(judged) - set(tiers.names))
-    if unknown:
-        raise ConfigError(
-            f"--tier {', '.join(unknown)}: not in tiers.yaml ({', '.join(tiers.names)})",
-            hint="Judge tiers listed in tiers.yaml.",
-        )
+    check_judge(tiers, judge, judged)
     price = tier_prices(TiersConfig(tiers=(judge,)), clock)[judge.name]
     run = tier_run(store, judge, len(tiers.tiers), price, environ)
     items, no_yardstick = items_to_judge(store, tiers.names, judged, selection)

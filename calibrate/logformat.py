@@ -2,6 +2,7 @@
 
 This module is the single statement of what a valid log row is. The ingest SQL (store/ingest_sql.py)
 enforces these rules in bulk; the readers (readers.py) map Parquet and CSV onto the same fields.
+`messages_text` renders a stored conversation as text (for reviewers and judges).
 It imports nothing from calibrate and does no I/O.
 """
 

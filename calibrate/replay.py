@@ -158,7 +158,7 @@ def check_tier(tier: Tier) -> None:
             f"base_url {tier.base_url!r} is not an http(s) URL" if tier.base_url else "no base_url"
         )
         raise ConfigError(
-            f"tier {tier.name!r} has {what}, so it cannot be replayed",
+            f"tier {tier.name!r} has {what}, so it cannot be called",
             hint="Set `base_url: https://.../v1` (any OpenAI-compatible endpoint) on the tier.",
         )
     if tier.params.get("stream") is True:

@@ -73,7 +73,9 @@ def run_judge(db: Path, tiers: TiersConfig, **kw: object):
     } | kw
     selection = options.pop("selection", Selection(1000, 0))
     with Store.open(db) as store:
-        return judge.judge_answers(store, tiers, judge.judge_tier(tiers, "large"), selection, **options)
+        return judge.judge_answers(
+            store, tiers, judge.judge_tier(tiers, "large"), selection, **options
+        )
 
 
 @pytest.fixture
@@ -208,12 +210,15 @@ def test_server_errors_are_failures_not_scores(tmp_path: Path) -> None:
     db, _ = make_store(tmp_path, n=6)
 
     def broken(call: Call) -> Reply:
-        return error(400, "bad request") if "question 1" in call.prompt + str(call.body) else fair_judge(call)
+        text = call.body["messages"][1]["content"]
+        return error(400, "bad request") if "question 1\n" in text else fair_judge(call)
 
     with LLMServer(responder=broken) as srv:
         summary = run_judge(db, tiers_for(srv.base_url, tmp_path))
     assert summary.failed == 2  # r-0001 small and large
-    assert query(db, "SELECT count(*) FROM labels WHERE source = 'judge' AND request_id = 'r-0001'") == [(0,)]
+    assert query(
+        db, "SELECT count(*) FROM labels WHERE source = 'judge' AND request_id = 'r-0001'"
+    ) == [(0,)]
 
 
 def test_judge_can_be_an_endpoint_from_the_command_line(tmp_path: Path, server) -> None:

@@ -149,7 +149,11 @@ def test_a_label_may_name_the_answer_text_instead_of_the_tier(tmp_path: Path) ->
     same = next(r for r in work.truth if outputs[(r, "small")] == outputs[(r, "large")])
     differ = next(r for r in work.truth if outputs[(r, "small")] != outputs[(r, "large")])
     rows = [
-        {"request_id": same, "answer": "  " + outputs[(same, "small")].replace(" ", "\n "), "score": 1},
+        {
+            "request_id": same,
+            "answer": "  " + outputs[(same, "small")].replace(" ", "\n "),
+            "score": 1,
+        },
         {"request_id": differ, "answer": outputs[(differ, "small")], "score": 0},
         {"request_id": differ, "answer": "an answer nobody gave", "score": 1},
     ]
@@ -157,7 +161,11 @@ def test_a_label_may_name_the_answer_text_instead_of_the_tier(tmp_path: Path) ->
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     summary = run_import(db, path)
     assert stored(db) == sorted(
-        [(same, "large", 1.0, "human"), (same, "small", 1.0, "human"), (differ, "small", 0.0, "human")]
+        [
+            (same, "large", 1.0, "human"),
+            (same, "small", 1.0, "human"),
+            (differ, "small", 0.0, "human"),
+        ]
     )
     (bad,) = summary.first_rejects
     assert (bad.line, bad.field) == (3, "answer")

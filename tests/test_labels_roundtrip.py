@@ -8,7 +8,6 @@ the weights yet, so that last assertion is a strict xfail until it does.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,7 +81,9 @@ def test_stored_weights_are_the_inverse_inclusion_probabilities(roundtrip: dict)
     by_id = dict(zip(weights.request_ids.tolist(), weights.weight.tolist(), strict=True))
     assert len(by_id) == len(rows)
     for row in rows:
-        assert by_id[row["request_id"]] == pytest.approx(1 / float(row["inclusion_prob"]), rel=1e-12)
+        assert by_id[row["request_id"]] == pytest.approx(
+            1 / float(row["inclusion_prob"]), rel=1e-12
+        )
     labels = query(
         roundtrip["db"],
         "SELECT count(*), count(DISTINCT labeler), min(source), max(source) FROM labels"

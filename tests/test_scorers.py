@@ -111,7 +111,9 @@ def test_labels_score_stores_reference_labels_that_humans_outrank(tmp_path: Path
         "SELECT request_id, tier, score, labeler, detail FROM labels WHERE source = 'reference'",
     )
     assert {(r[0], r[1]): r[2] for r in rows} == {
-        (rid, tier): float(work.truth[rid][tier]) for rid in with_reference for tier in work.truth[rid]
+        (rid, tier): float(work.truth[rid][tier])
+        for rid in with_reference
+        for tier in work.truth[rid]
     }
     assert {r[3] for r in rows} == {"scorer:normalized"}
     # running it again changes nothing
