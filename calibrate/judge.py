@@ -193,6 +193,26 @@ def _plan(
             "no stored answer to judge",
             hint="Ingest logs with answers (attempt `output`), or run `calibrate replay` first.",
         )
+    groups, jobs, cached, failed_before = _jobs(store, run, items, retry_failed)
+    plan = JudgePlan(
+        judge=judge.name,
+        model=judge.model,
+        items=len(items),
+        calls=len(jobs),
+        cached=cached,
+        failed_before=failed_before,
+        no_yardstick=no_yardstick,
+        cost_usd=sum(run.reserve_usd(j) for j in jobs),
+        price_source=price.source,
+    )
+    return _Planned(plan, run, groups, tuple(jobs))
+
+
+def _jobs(
+    store: Store, run: TierRun, items: Sequence[JudgeItem], retry_failed: bool
+) -> tuple[dict[str, list[JudgeItem]], list[Job], int, int]:
+    """(items by cache key, jobs to run, items cached, items whose stored call failed)."""
+    judge = run.tier
     groups: dict[str, list[JudgeItem]] = defaultdict(list)
     bodies: dict[str, bytes] = {}
     for item in items:
@@ -221,18 +241,7 @@ def _plan(
                     purpose="judge",
                 )
             )
-    plan = JudgePlan(
-        judge=judge.name,
-        model=judge.model,
-        items=len(items),
-        calls=len(jobs),
-        cached=cached,
-        failed_before=failed_before,
-        no_yardstick=no_yardstick,
-        cost_usd=sum(run.reserve_usd(j) for j in jobs),
-        price_source=price.source,
-    )
-    return _Planned(plan, run, dict(groups), tuple(jobs))
+    return dict(groups), jobs, cached, failed_before
 
 
 def plan_judge(

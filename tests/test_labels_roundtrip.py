@@ -53,7 +53,7 @@ def roundtrip(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp / "out"
     swept = runner.invoke(
         app,
-        ["sweep", "--db", str(db), "--tiers", str(tiers), "--out", str(out), "--no-certify"],
+        ["sweep", "--db", str(db), "--tiers", str(tiers), "--out", str(out)],
         catch_exceptions=False,
     )
     assert swept.exit_code == 0, swept.output

@@ -3,8 +3,9 @@
 Ingest writes live in `store/ingest_sql.py`; the reads the sweep needs live in `store/outcomes_sql.py`;
 replay's selection, call cache and results live in `store/replay_sql.py`, and its journal of
 results not yet committed in `store/journal.py` (folded in whenever a file store is opened);
-labels (import, scorers, judge, weights, coverage, labelling queues) live in `store/labels_sql.py`
-and `store/queue_sql.py`.
+labels (checks, the conflict rule, weights) live in `store/labels_sql.py`, the judge's reads in
+`store/judge_sql.py`, `labels status` in `store/coverage_sql.py` and labelling queues in
+`store/queue_sql.py`.
 Stages receive an open `Store`; they never build SQL themselves.
 """
 
@@ -31,7 +32,15 @@ from calibrate.label_records import (
 )
 from calibrate.records import DataWindow, Outcomes
 from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
-from calibrate.store import ingest_sql, labels_sql, outcomes_sql, queue_sql, replay_sql
+from calibrate.store import (
+    coverage_sql,
+    ingest_sql,
+    judge_sql,
+    labels_sql,
+    outcomes_sql,
+    queue_sql,
+    replay_sql,
+)
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
@@ -277,22 +286,22 @@ class Store:
         self, tiers: Sequence[str], judged: Sequence[str], sample: int, seed: int
     ) -> list[tuple[str, str, str, str, str | None, str | None]]:
         """(request_id, tier, messages, answer, reference, premium answer) to judge."""
-        return labels_sql.judge_items(self.con, tiers, judged, sample, seed)
+        return judge_sql.judge_items(self.con, tiers, judged, sample, seed)
 
     def mark_calls_failed(self, errors: Sequence[tuple[str, str]]) -> None:
         """Turn stored calls whose reply is unusable into failures: (cache_key, error)."""
         with self.transaction():
-            labels_sql.mark_call_failed(self.con, errors)
+            judge_sql.mark_call_failed(self.con, errors)
 
     def judge_overlap(self, tiers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(human score, judge score) on every request × tier labelled by both."""
-        return labels_sql.judge_overlap(self.con, tiers)
+        return judge_sql.judge_overlap(self.con, tiers)
 
     def judge_calls(self) -> tuple[int, int, float]:
         """(judge calls stored, of which unusable, their total cost in USD)."""
-        return labels_sql.judge_calls(self.con)
+        return judge_sql.judge_calls(self.con)
 
     def label_coverage(self, tiers: Sequence[str]) -> Coverage:
         """What is labelled per tier, app and region, and what no estimate can use (the
         judge's agreement with humans is left for the caller: it needs estimators)."""
-        return labels_sql.coverage(self.con, tiers)
+        return coverage_sql.coverage(self.con, tiers, judge_sql.judge_calls(self.con))
