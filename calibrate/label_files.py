@@ -203,7 +203,8 @@ def _validate(
 
 
 def _pi(weight: float | None) -> float | None:
-    return None if weight is None else 1.0 / weight
+    """The inclusion probability a weight implies (none for a relative weight below 1)."""
+    return 1.0 / weight if weight is not None and weight >= 1 else None
 
 
 def _reason(error: Any, name: str) -> str:
