@@ -17,6 +17,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from calibrate.errors import CalibrateError
+from calibrate.label_records import (
+    Coverage,
+    ImportSummary,
+    JudgePlan,
+    JudgeSummary,
+    ResolveCounts,
+    SampleSummary,
+    ScoreSummary,
+)
 from calibrate.records import IngestSummary
 from calibrate.replay_records import ReplayPlan, ReplaySummary
 
@@ -193,3 +202,141 @@ def replay_summary(summary: ReplaySummary) -> None:
         console.print(f"{t.tier}: price from {t.price_source}", highlight=False)
     for warning in summary.warnings:
         warn(warning)
+
+
+# --- labels and labelling queues ------------------------------------------------------------
+
+
+def _resolved_line(resolved: ResolveCounts) -> str:
+    return (
+        f"stored {resolved.stored} (new {resolved.new}, replaced {resolved.replaced}, "
+        f"unchanged {resolved.unchanged}); older than the stored label, kept in label_history: "
+        f"{resolved.older_than_stored}; now outranking a disagreeing lower-priority label: "
+        f"{resolved.overrides}; hidden behind a disagreeing higher-priority label: "
+        f"{resolved.overridden}"
+    )
+
+
+def label_import_summary(summary: ImportSummary) -> None:
+    """`labels import`: counts on stdout; conflicts and the rejected rows on stderr."""
+    r = summary.resolved
+    header = ("rows", "labels read", "stored", "weighted", "rejected", "rows without a score")
+    values = (
+        summary.rows_read,
+        summary.labels_read,
+        r.stored,
+        r.weighted,
+        summary.rejected,
+        summary.rows_unlabeled,
+    )
+    rows_table(f"labels import run {summary.run_id}: {summary.file}", header, [values])
+    console = err()
+    console.print(f"Conflicts: {_resolved_line(r)}.", highlight=False)
+    if summary.rejected:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.rejects_by_reason)
+        console.print(f"{summary.rejected} label rows rejected ({kinds}):", highlight=False)
+        for bad in summary.first_rejects:
+            console.print(
+                f"  {summary.file}:{bad.line}: {bad.field or '-'}: {bad.reason}", highlight=False
+            )
+        if summary.rejected > len(summary.first_rejects):
+            console.print("  … all of them are in the `label_rejects` table.", highlight=False)
+
+
+def label_score_summary(summary: ScoreSummary) -> None:
+    """`labels score`: labels per scorer on stdout; what could not be scored on stderr."""
+    rows: list[tuple[object, ...]] = [(kind, n) for kind, n in summary.scored]
+    rows.append(("acceptable (score ≥ 0.5)", summary.acceptable))
+    rows_table(f"labels score run {summary.run_id}", ("scorer", "labels"), rows)
+    console = err()
+    console.print(f"Conflicts: {_resolved_line(summary.resolved)}.", highlight=False)
+    for reason, n in summary.skipped:
+        console.print(f"Not scored: {n} answers: {reason}", highlight=False)
+
+
+def judge_plan(plan: JudgePlan) -> None:
+    """`labels judge --dry-run`: what would be judged and what it should cost."""
+    header = ("answers", "calls", "cached", "failed before", "no yardstick", "est. cost")
+    values = (
+        plan.items,
+        plan.calls,
+        plan.cached,
+        plan.failed_before,
+        plan.no_yardstick,
+        f"${plan.cost_usd:.4f}",
+    )
+    rows_table(f"judge plan: {plan.judge} ({plan.model})", header, [values])
+    err().print(f"{plan.judge}: price from {plan.price_source}", highlight=False)
+
+
+def judge_summary(summary: JudgeSummary, agreement_text: str) -> None:
+    """`labels judge`: verdicts and cost on stdout; agreement, conflicts and warnings on stderr."""
+    header = ("answers", "labelled", "unparsable", "failed", "not run", "http calls", "cost")
+    values = (
+        summary.plan.items,
+        summary.labeled,
+        summary.unparsable,
+        summary.failed,
+        summary.not_run,
+        summary.http_calls,
+        f"${summary.cost_usd:.6f}",
+    )
+    title = f"labels judge run {summary.run_id}: {summary.plan.judge} ({summary.plan.model})"
+    rows_table(title, header, [values])
+    console = err()
+    console.print(
+        f"Judge cost so far (all runs): ${summary.total_judge_cost_usd:.6f}; "
+        f"price from {summary.plan.price_source}",
+        highlight=False,
+    )
+    console.print(agreement_text, highlight=False)
+    console.print(f"Conflicts: {_resolved_line(summary.resolved)}.", highlight=False)
+    for warning in summary.warnings:
+        warn(warning)
+
+
+def coverage_tables(coverage: Coverage, agreement_text: str) -> None:
+    """`labels status`: per tier and per segment on stdout; what is unusable on stderr."""
+    c = coverage
+    rows_table(
+        f"labels: {c.usable} of {c.complete} complete requests labelled for every tier "
+        f"({c.weighted} weighted; {c.requests} requests stored)",
+        ("tier", "labels by source", "used"),
+        [(t, ", ".join(f"{s} {n}" for s, n in src) or "none", used) for t, src, used in c.by_tier],
+    )
+    rows_table(
+        "labelled requests per segment",
+        ("segment", "requests", "labelled", "weighted"),
+        [
+            (f"{s.column}={s.value or '(none)'}", s.requests, s.usable, s.weighted)
+            for s in c.segments
+        ],
+    )
+    console = err()
+    console.print(
+        f"Unusable: {c.partial} labelled for some tiers only"
+        + (f" (e.g. {', '.join(c.partial_examples)})" if c.partial_examples else "")
+        + f"; {c.incomplete_labeled} labelled but missing a tier's answer"
+        + (f" (e.g. {', '.join(c.incomplete_examples)})" if c.incomplete_examples else "")
+        + f"; {c.other_tier_labels} labels for other tiers; {c.rejected_rows} rejected rows.",
+        highlight=False,
+    )
+    console.print(
+        f"Queues: {c.queued} sampled, {c.queued_labeled} labelled. Judge: {c.judge_calls} calls "
+        f"(${c.judge_cost_usd:.4f}), {c.judge_unparsable} unusable. {agreement_text}",
+        highlight=False,
+    )
+    for note in c.notes:
+        warn(note)
+
+
+def sample_summary(summary: SampleSummary) -> None:
+    """`calibrate sample`: rows per stratum on stdout; the design's notes on stderr."""
+    rows_table(
+        f"sample {summary.sample_id}: {summary.rows} requests of {summary.population} → "
+        f"{summary.out}",
+        ("stratum", "rows", "population"),
+        [(h, n, size) for h, n, size in summary.strata],
+    )
+    for note in summary.notes:
+        warn(note)

@@ -20,6 +20,7 @@ from datetime import datetime
 
 import httpx
 
+from calibrate import __version__
 from calibrate import endpoint as ep
 from calibrate.limits import Backoff, Budget, CircuitBreaker, Clock, RateLimiter
 from calibrate.replay_records import CallRecord, Job, JobResult
@@ -227,7 +228,7 @@ class Dispatcher:
         run, paid = state.run, 0.0
         answer = job.answer if job.answer is not None and job.answer.ok else None
         if answer is None:
-            answer = await self._call(state, client, job.body, "answer", job.input_tokens)
+            answer = await self._call(state, client, job.body, job.purpose, job.input_tokens)
             if answer is None:
                 return None, paid
             paid += answer.cost_usd
@@ -308,3 +309,31 @@ class Dispatcher:
                 return False
             await self.clock.sleep(min(left, 0.25))
         return True
+
+
+async def run_jobs(
+    dispatcher: Dispatcher, jobs: Sequence[Job], transport: httpx.AsyncBaseTransport | None
+) -> None:
+    """Run `jobs` with one one-connection client per worker: httpcore scans its whole pool on
+    every request, so many small pools are much faster than one big one. An injected `transport`
+    is shared by every worker instead."""
+    headers = {
+        "User-Agent": f"calibrate/{__version__}",
+        "X-Calibrate-Replay-Run": str(dispatcher.run_id),
+    }
+    ssl_context = httpx.create_ssl_context()  # once: loading the CA bundle is slow
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients: list[httpx.AsyncClient] = []
+
+    def client_for(run: TierRun) -> httpx.AsyncClient:
+        if transport is not None and clients:
+            return clients[0]
+        own = transport or httpx.AsyncHTTPTransport(verify=ssl_context, limits=one)
+        clients.append(httpx.AsyncClient(transport=own, headers=headers))
+        return clients[-1]
+
+    try:
+        await dispatcher.run(jobs, client_for)
+    finally:
+        for client in clients:
+            await client.aclose()

@@ -4,6 +4,7 @@
       ├── ConfigError                  tiers.yaml / routing.yaml is missing or invalid
       ├── LogFormatError               a log file cannot be read at all, or --strict found a bad row
       ├── DataError                    the data cannot answer the question (no labels, missing tiers)
+      ├── LabelFileError               a label file cannot be read, or --strict found a bad label row
       └── EndpointError                a tier's endpoint refuses us or keeps failing (replay paused it)
 
 The CLI prints `Error: <message>` and `Hint: <hint>` on stderr and exits 1. Every other exception is
@@ -33,6 +34,10 @@ class LogFormatError(CalibrateError):
 
 class DataError(CalibrateError):
     """The stored data cannot answer the question asked (no labels, a tier never answered...)."""
+
+
+class LabelFileError(CalibrateError):
+    """A label file cannot be read (format, encoding, columns), or --strict found a bad row."""
 
 
 class EndpointError(CalibrateError):

@@ -144,12 +144,17 @@ class CircuitBreaker:
 
 
 class Budget:
-    """A spending cap: a call starts only if spent + reserved + its worst-case cost ≤ the cap."""
+    """A spending cap: a call starts only if spent + reserved + its worst-case cost ≤ the cap.
+
+    Reservations are counted, so once every one is settled `reserved_usd` is exactly 0 (summing
+    and subtracting unequal floats would leave a residue such as 1e-16, and a worker waiting
+    for the reservations to drain would wait forever)."""
 
     def __init__(self, limit_usd: float | None) -> None:
         self.limit_usd = limit_usd
         self.spent_usd = 0.0
         self.reserved_usd = 0.0
+        self.holds = 0
 
     def reserve(self, amount_usd: float) -> bool:
         if (
@@ -158,8 +163,10 @@ class Budget:
         ):
             return False
         self.reserved_usd += amount_usd
+        self.holds += 1
         return True
 
     def settle(self, reserved_usd: float, actual_usd: float) -> None:
-        self.reserved_usd -= reserved_usd
+        self.holds -= 1
+        self.reserved_usd = self.reserved_usd - reserved_usd if self.holds else 0.0
         self.spent_usd += actual_usd

@@ -2,10 +2,13 @@
 
 This module is the single statement of what a valid log row is. The ingest SQL (store/ingest_sql.py)
 enforces these rules in bulk; the readers (readers.py) map Parquet and CSV onto the same fields.
+`messages_text` renders a stored conversation as text (for reviewers and judges).
 It imports nothing from calibrate and does no I/O.
 """
 
 from __future__ import annotations
+
+import json
 
 FORMAT_VERSION = 1
 
@@ -156,3 +159,20 @@ any rejected row is an error and nothing is written. Reason kinds:
 - `conflicting label: request_id r-1 tier small differs from the one first seen in ...`
 - `metadata clash: metadata._extra exists and top-level key intent clashes`
 """
+
+
+def messages_text(messages_json: str) -> str:
+    """The conversation as a reviewer reads it: the text alone for one user message, else
+    `role: text` blocks."""
+    try:
+        messages = json.loads(messages_json)
+    except ValueError:
+        return messages_json
+    parts = []
+    for m in messages if isinstance(messages, list) else []:
+        content = m.get("content") if isinstance(m, dict) else m
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        parts.append((str(m.get("role", "")) if isinstance(m, dict) else "", text))
+    if len(parts) == 1 and parts[0][0] == "user":
+        return parts[0][1]
+    return "\n\n".join(f"{role}: {text}" for role, text in parts)

@@ -18,9 +18,8 @@ from datetime import datetime
 
 import httpx
 
-from calibrate import __version__
 from calibrate import endpoint as ep
-from calibrate.dispatch import Dispatcher
+from calibrate.dispatch import Dispatcher, run_jobs
 from calibrate.errors import ConfigError, DataError, EndpointError
 from calibrate.limits import Budget, Clock
 from calibrate.pricing import TierPrice, tier_prices
@@ -99,40 +98,12 @@ def replay(
         interrupted=interrupted,
         on_progress=on_progress,
     )
-    asyncio.run(_dispatch(dispatcher, planned, transport))
+    asyncio.run(run_jobs(dispatcher, planned.jobs, transport))
     summary = _summary(run_id, planned, dispatcher)
     store.finish_replay_run(
         run_id, clock(), planned.plan.selected, summary.cost_usd, summary.stopped
     )
     return summary
-
-
-async def _dispatch(
-    dispatcher: Dispatcher, planned: _Planned, transport: httpx.AsyncBaseTransport | None
-) -> None:
-    """Each worker gets its own one-connection client: httpcore scans its whole pool on every
-    request, so many small pools are much faster than one big one. An injected `transport` is
-    shared by every worker instead."""
-    headers = {
-        "User-Agent": f"calibrate/{__version__}",
-        "X-Calibrate-Replay-Run": str(dispatcher.run_id),
-    }
-    ssl_context = httpx.create_ssl_context()  # once: loading the CA bundle is slow
-    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients: list[httpx.AsyncClient] = []
-
-    def client_for(run: TierRun) -> httpx.AsyncClient:
-        if transport is not None and clients:
-            return clients[0]
-        own = transport or httpx.AsyncHTTPTransport(verify=ssl_context, limits=one)
-        clients.append(httpx.AsyncClient(transport=own, headers=headers))
-        return clients[-1]
-
-    try:
-        await dispatcher.run(planned.jobs, client_for)
-    finally:
-        for client in clients:
-            await client.aclose()
 
 
 def raise_for_paused(summary: ReplaySummary) -> None:
@@ -157,7 +128,7 @@ def _plan(
 ) -> _Planned:
     """Select and plan; `environ` None (a dry run) reads no API key."""
     for tier in tiers.tiers:
-        _check_tier(tier)
+        check_tier(tier)
     prices = tier_prices(tiers, clock)
     selected, candidates = store.replay_candidates(selection, tiers.names)
     if selected == 0:
@@ -166,7 +137,7 @@ def _plan(
             hint="Run `calibrate ingest LOGS --db FILE` first, or widen --where/--since.",
         )
     runs = {
-        t.name: _tier_run(store, t, k, prices[t.name], environ) for k, t in enumerate(tiers.tiers)
+        t.name: tier_run(store, t, k, prices[t.name], environ) for k, t in enumerate(tiers.tiers)
     }
     by_tier: dict[str, list[Candidate]] = defaultdict(list)
     for c in candidates:
@@ -180,13 +151,14 @@ def _plan(
     return _Planned(ReplayPlan(selected, tuple(plans)), tuple(jobs), tuple(cached), runs)
 
 
-def _check_tier(tier: Tier) -> None:
+def check_tier(tier: Tier) -> None:
+    """A tier must have an http(s) base_url and must not stream to be called."""
     if not tier.base_url or not tier.base_url.startswith(("http://", "https://")):
         what = (
             f"base_url {tier.base_url!r} is not an http(s) URL" if tier.base_url else "no base_url"
         )
         raise ConfigError(
-            f"tier {tier.name!r} has {what}, so it cannot be replayed",
+            f"tier {tier.name!r} has {what}, so it cannot be called",
             hint="Set `base_url: https://.../v1` (any OpenAI-compatible endpoint) on the tier.",
         )
     if tier.params.get("stream") is True:
@@ -196,7 +168,7 @@ def _check_tier(tier: Tier) -> None:
         )
 
 
-def _tier_run(
+def tier_run(
     store: Store, tier: Tier, position: int, price: TierPrice, environ: Mapping[str, str] | None
 ) -> TierRun:
     """The tier's endpoint (with its key, read from the environment now) and expectations."""

@@ -40,7 +40,7 @@ class CallRecord:
     cache_key: str
     tier: str
     model: str
-    purpose: str  # "answer" or "confidence" (the second call of `verbalized`)
+    purpose: str  # "answer", "confidence" (the second call of `verbalized`) or "judge"
     status: str  # "ok" or "error"
     error: str | None
     http_status: int | None
@@ -66,7 +66,8 @@ class Job:
     """One distinct call for a tier, fanned out to every request in `request_ids`.
 
     `answer` is set when the answer call is already stored (cache hit); `confidence_call` likewise
-    for the second call of a `verbalized` tier.
+    for the second call of a `verbalized` tier. `purpose` is stored with the call: "answer" for
+    replay, "judge" for a judge's verdict (a judge job has no `request_ids`: it makes no attempts).
     """
 
     tier: str
@@ -77,6 +78,7 @@ class Job:
     input_tokens: int
     answer: CallRecord | None = None
     confidence_call: CallRecord | None = None
+    purpose: str = "answer"
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,10 @@ def completion_record(
 def _confidence(
     method: str, purpose: str, completion: ep.Completion
 ) -> tuple[float | None, str | None]:
-    """(value, why it is missing) for this call; an answer of a verbalized tier has neither."""
+    """(value, why it is missing) for this call; an answer of a verbalized tier, and a judge's
+    verdict, have neither."""
+    if purpose == "judge":
+        return None, None
     if purpose == "confidence":
         return ep.parse_verbalized(completion.output)
     if method in ep.LOGPROB_METHODS:

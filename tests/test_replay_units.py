@@ -222,6 +222,17 @@ def test_budget_refuses_a_call_that_could_pass_the_cap() -> None:
     assert Budget(None).reserve(1e9)
 
 
+def test_budget_reservations_drain_to_exactly_zero() -> None:
+    """0.1 + 0.2 + 0.3 − 0.1 − 0.2 − 0.3 is 1.1e-16 in floats: a worker waiting for the
+    reservations to drain (dispatch._reserve) would wait forever."""
+    budget = Budget(1.0)
+    for amount in (0.1, 0.2, 0.3):
+        assert budget.reserve(amount)
+    for amount in (0.1, 0.2, 0.3):
+        budget.settle(amount, 0.0)
+    assert (budget.reserved_usd, budget.holds) == (0.0, 0)
+
+
 def test_prices_from_tiers_yaml_then_genai_prices() -> None:
     tiers = TiersConfig.model_validate(
         {

@@ -2,7 +2,10 @@
 
 Ingest writes live in `store/ingest_sql.py`; the reads the sweep needs live in `store/outcomes_sql.py`;
 replay's selection, call cache and results live in `store/replay_sql.py`, and its journal of
-results not yet committed in `store/journal.py` (folded in whenever a file store is opened).
+results not yet committed in `store/journal.py` (folded in whenever a file store is opened);
+labels (checks, the conflict rule, weights) live in `store/labels_sql.py`, the judge's reads in
+`store/judge_sql.py`, `labels status` in `store/coverage_sql.py` and labelling queues in
+`store/queue_sql.py`.
 Stages receive an open `Store`; they never build SQL themselves.
 """
 
@@ -14,12 +17,31 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from calibrate.errors import CalibrateError
+from calibrate.label_records import (
+    Coverage,
+    LabelRow,
+    LabelWeights,
+    Population,
+    ReferenceItem,
+    RejectedRow,
+    ResolveCounts,
+)
 from calibrate.records import DataWindow, Outcomes
 from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
-from calibrate.store import ingest_sql, monitor_sql, outcomes_sql, replay_sql
+from calibrate.store import (
+    coverage_sql,
+    ingest_sql,
+    judge_sql,
+    labels_sql,
+    monitor_sql,
+    outcomes_sql,
+    queue_sql,
+    replay_sql,
+)
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
@@ -180,3 +202,112 @@ class Store:
     ) -> None:
         with self.transaction():
             replay_sql.finish_run(self.con, run_id, finished_at, selected, cost_usd, stopped)
+
+    # --- labels ---
+
+    def store_labels(
+        self, rows: Sequence[LabelRow], known_tiers: Sequence[str], run_id: int, now: datetime
+    ) -> tuple[list[RejectedRow], ResolveCounts]:
+        """Check labels against the store and store the good ones by the conflict rule (newest
+        per request × tier × source); returns the bad ones. The caller holds the transaction."""
+        labels_sql.stage(self.con, rows)
+        rejects = labels_sql.check(self.con, known_tiers)
+        return rejects, labels_sql.upsert(self.con, run_id, now)
+
+    def label_weights(self, tiers: Sequence[str]) -> LabelWeights:
+        """Per request: the weight (1/inclusion probability) of the labels the sweep uses for
+        `tiers`; `LabelWeights.for_requests(ids)` aligns them (1.0 for unweighted requests)."""
+        return labels_sql.label_weights(self.con, tiers)
+
+    def known_label_tiers(self) -> list[str]:
+        """Tiers that answered at least one stored request (labels may name only these)."""
+        return labels_sql.known_tiers(self.con)
+
+    def begin_label_run(
+        self,
+        kind: str,
+        started_at: datetime,
+        file: str | None = None,
+        file_sha256: str | None = None,
+        replay_run: int | None = None,
+    ) -> int:
+        return labels_sql.begin_run(self.con, kind, started_at, file, file_sha256, replay_run)
+
+    def finish_label_run(
+        self, run_id: int, finished_at: datetime, rows_read: int, stored: int, rejected: int
+    ) -> None:
+        labels_sql.finish_run(self.con, run_id, finished_at, rows_read, stored, rejected)
+
+    def record_label_rejects(self, run_id: int, file: str, rejects: Sequence[RejectedRow]) -> None:
+        labels_sql.record_rejects(self.con, run_id, file, rejects)
+
+    def reference_items(self, tiers: Sequence[str]) -> list[ReferenceItem]:
+        """Every stored answer of `tiers` to a request that has a reference."""
+        return labels_sql.reference_items(self.con, tiers)
+
+    # --- labelling queue (calibrate sample) ---
+
+    def sample_population(self, tiers: Sequence[str], keywords: Sequence[str]) -> Population:
+        """Requests with an attempt from every tier, sorted by request id, with what the
+        sampling design needs (confidence per tier, input tokens, intent, keyword hit)."""
+        rows = queue_sql.population(self.con, tiers, keywords)
+        n = len(rows["request_id"])
+        confidence = np.full((n, len(tiers)), np.nan)
+        for j in range(len(tiers)):
+            confidence[:, j] = labels_sql.floats(rows[f"conf_{j}"])
+        return Population(
+            tiers=tuple(tiers),
+            request_ids=np.asarray(rows["request_id"], dtype=object),
+            confidence=confidence,
+            input_tokens=np.asarray(rows["input_tokens"], dtype=np.int64),
+            intent=np.asarray(rows["intent"], dtype=object),
+            keyword_hit=np.asarray(rows["keyword_hit"], dtype=bool),
+        )
+
+    def review_rows(self, request_ids: Sequence[str], tiers: Sequence[str]) -> list[tuple]:
+        """What a reviewer sees per request: context, messages, reference, each tier's answer."""
+        return queue_sql.review_rows(self.con, request_ids, tiers)
+
+    def record_sample(
+        self,
+        created_at: datetime,
+        seed: int,
+        requested: int,
+        population: int,
+        design_json: str,
+        file: str,
+        request_ids: Sequence[str],
+        strata: Sequence[str],
+        inclusion_prob: Sequence[float],
+    ) -> int:
+        """Store a labelling queue (the caller holds the transaction); returns its sample_id."""
+        items = (request_ids, [str(s) for s in strata], [float(p) for p in inclusion_prob])
+        return queue_sql.record_sample(
+            self.con, created_at, seed, requested, population, design_json, file, items
+        )
+
+    # --- judge ---
+
+    def judge_items(
+        self, tiers: Sequence[str], judged: Sequence[str], sample: int, seed: int
+    ) -> list[tuple[str, str, str, str, str | None, str | None]]:
+        """(request_id, tier, messages, answer, reference, premium answer) to judge."""
+        return judge_sql.judge_items(self.con, tiers, judged, sample, seed)
+
+    def mark_calls_failed(self, errors: Sequence[tuple[str, str]]) -> None:
+        """Turn stored calls whose reply is unusable into failures: (cache_key, error)."""
+        with self.transaction():
+            judge_sql.mark_call_failed(self.con, errors)
+
+    def judge_overlap(self, tiers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(human score, judge score) on every request × tier labelled by both."""
+        return judge_sql.judge_overlap(self.con, tiers)
+
+    def judge_calls(self) -> tuple[int, int, float]:
+        """(judge calls stored, of which unusable, their total cost in USD)."""
+        return judge_sql.judge_calls(self.con)
+
+    def label_coverage(self, tiers: Sequence[str]) -> Coverage:
+        """What is labelled per tier, app and region, and what no estimate can use (the
+        judge's agreement with humans is left for the caller: it needs estimators)."""
+        return coverage_sql.coverage(self.con, tiers, judge_sql.judge_calls(self.con))

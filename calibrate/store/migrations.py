@@ -141,6 +141,77 @@ def m002_replay(con: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+@migration
+def m003_label_metadata(con: duckdb.DuckDBPyConnection) -> None:
+    """Labels: who gave them and when, their sampling weight, and what they judged.
+
+    New columns on `labels` (NULL for labels that predate them, or come from the logs):
+    `labeler`, `labeled_at` (as given by the label file), `imported_at` (when calibrate stored it),
+    `weight` (1/π when the label came from a sample with inclusion probability π; NULL = 1),
+    `inclusion_prob`, `stratum`, `answer_sha256` (sha256 of the answer text judged),
+    `call_key` (a judge label's `replay_calls.cache_key`) and `detail` (scorer or judge notes).
+    `label_runs` records each import, scoring or judge run; `label_rejects` keeps every bad label
+    row with its line, field, reason and raw text; `label_history` keeps every label superseded
+    by a newer one of the same source. `label_samples` / `label_sample_items` record the labelling
+    queues `calibrate sample` wrote (stratum and inclusion probability of every row).
+    """
+    for column, kind in (
+        ("labeler", "VARCHAR"),
+        ("labeled_at", "TIMESTAMPTZ"),
+        ("imported_at", "TIMESTAMPTZ"),
+        ("weight", "DOUBLE"),
+        ("inclusion_prob", "DOUBLE"),
+        ("stratum", "VARCHAR"),
+        ("answer_sha256", "VARCHAR"),
+        ("call_key", "VARCHAR"),
+        ("detail", "VARCHAR"),
+    ):
+        con.execute(f"ALTER TABLE labels ADD COLUMN {column} {kind}")
+    con.execute("""
+        CREATE TABLE label_runs (
+            run_id        BIGINT PRIMARY KEY,
+            kind          VARCHAR NOT NULL,
+            started_at    TIMESTAMPTZ NOT NULL,
+            finished_at   TIMESTAMPTZ,
+            file          VARCHAR,
+            file_sha256   VARCHAR,
+            replay_run    BIGINT,
+            rows_read     BIGINT NOT NULL DEFAULT 0,
+            labels_stored BIGINT NOT NULL DEFAULT 0,
+            rows_rejected BIGINT NOT NULL DEFAULT 0
+        )""")
+    con.execute("""
+        CREATE TABLE label_rejects (
+            run_id BIGINT NOT NULL,
+            file   VARCHAR NOT NULL,
+            line   BIGINT NOT NULL,
+            field  VARCHAR,
+            reason VARCHAR NOT NULL,
+            raw    VARCHAR
+        )""")
+    con.execute("""
+        CREATE TABLE label_history AS
+        SELECT *, CAST(NULL AS BIGINT) AS superseded_by FROM labels WITH NO DATA""")
+    con.execute("""
+        CREATE TABLE label_samples (
+            sample_id   BIGINT PRIMARY KEY,
+            created_at  TIMESTAMPTZ NOT NULL,
+            seed        BIGINT NOT NULL,
+            requested   BIGINT NOT NULL,
+            population  BIGINT NOT NULL,
+            design      JSON NOT NULL,
+            file        VARCHAR NOT NULL
+        )""")
+    con.execute("""
+        CREATE TABLE label_sample_items (
+            sample_id      BIGINT NOT NULL,
+            request_id     VARCHAR NOT NULL,
+            stratum        VARCHAR NOT NULL,
+            inclusion_prob DOUBLE NOT NULL,
+            PRIMARY KEY (sample_id, request_id)
+        )""")
+
+
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; return their names."""
     con.execute("CREATE TABLE IF NOT EXISTS _calibrate_migrations (name VARCHAR PRIMARY KEY)")
