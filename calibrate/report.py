@@ -598,6 +598,13 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
         f"{result.rejected} rows rejected at ingest; {w.incomplete} requests incomplete. "
         f"{f.height} policies evaluated exactly. Logs digest `{w.logs_sha256[:16]}`."
     )
+    ev = result.evidence
+    if ev.weighted_labels:
+        data += (
+            f" {ev.weighted_labels} labeled requests come from a stratified sample: quality is the "
+            "Hájek estimate weighted by 1/inclusion probability, and certification uses only the "
+            f"{ev.certification_labels} labels of the uniform stratum (and unsampled labels)."
+        )
     return (
         (
             "calibrate report",

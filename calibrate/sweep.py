@@ -28,6 +28,7 @@ from calibrate.certify import (
 )
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
 from calibrate.errors import ConfigError, DataError
+from calibrate.estimators import hajek_mean, weighted_paired_difference
 from calibrate.failure_modes import (
     FailureModes,
     escalation_timeline,
@@ -55,6 +56,7 @@ from calibrate.selection import (
 )
 from calibrate.settings import TiersConfig, price_table
 from calibrate.store import Store
+from calibrate.weighting import hajek_scaled, uniform_only
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class Evidence:
     labels_needed: tuple[str, int] | None
     intervals: dict[str, Interval]
     selection_check: SelectionCheck | None
+    weighted_labels: int
+    certification_labels: int
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,15 @@ def run_sweep(
     overheads = overheads or Overheads()
     outcomes = store.outcomes(tiers.names, price_table(tiers))
     _require_labels(outcomes)
+    label_weights = store.label_weights(tiers.names)
+    weights = label_weights.for_requests(outcomes.request_ids)
+    weighted = bool((weights[outcomes.labeled] != 1.0).any())
+    scored = hajek_scaled(outcomes, weights) if weighted else outcomes
+    iid = (
+        uniform_only(outcomes, label_weights.strata_for(outcomes.request_ids))
+        if weighted
+        else outcomes
+    )
     families = default_families(outcomes, grid_size)
     done = iter(range(1, len(families) + 1))
 
@@ -124,15 +137,15 @@ def run_sweep(
         if on_progress is not None:
             on_progress(next(done), len(families))
 
-    frontier = mark_pareto(evaluate_families(outcomes, families, tick))
+    frontier = mark_pareto(evaluate_families(scored, families, tick))
     index = policy_index(outcomes, families)
     premium_policy = f"always:{tiers.names[-1]}"
-    budget = risk_budget(outcomes, objective)
+    budget = risk_budget(iid, objective)
     certificates, segments = [], _segments(outcomes, objective)
     if segments is not None:
-        segments = segment_groups(outcomes, families, budget, segments)
+        segments = segment_groups(iid, families, budget, segments)
     if objective.certify:
-        certificates = certify_families(outcomes, families, budget, segments)
+        certificates = certify_families(iid, families, budget, segments)
     certified_ids = {
         pid: cert
         for cert in certificates
@@ -159,17 +172,15 @@ def run_sweep(
         certifiable_families=len(certificates),
         segments=() if segments is None else tuple(sorted({str(v) for v in segments})),
         alternative=alternative,
-        labels_needed=_labels_needed(
-            outcomes, index, frontier, objective, budget, len(certificates)
-        )
+        labels_needed=_labels_needed(iid, index, frontier, objective, budget, len(certificates))
         if recommendation.fallback
         else None,
-        intervals=_intervals(
-            outcomes, chosen, recommendation.row, seed, objective.confidence_level
-        ),
+        intervals=_intervals(outcomes, chosen, weights if weighted else None, seed, objective),
         selection_check=None
         if objective.certify
-        else _selection_check(outcomes, index, frontier, objective, budget, seed),
+        else _selection_check(scored, index, frontier, objective, budget, seed),
+        weighted_labels=int((weights[outcomes.labeled] != 1.0).sum()),
+        certification_labels=int(iid.labeled.sum()),
     )
     calibration = tier_calibrations(outcomes)
     rejected = store.rejected_rows()
@@ -312,12 +323,17 @@ def _per_1k(interval: Interval) -> Interval:
 
 
 def _intervals(
-    outcomes: Outcomes, chosen, row: dict, seed: int, level: float
+    outcomes: Outcomes, chosen, weights: np.ndarray | None, seed: int, objective: Objective
 ) -> dict[str, Interval]:
-    labeled = outcomes.labeled
-    quality, drop = bootstrap_quality(
-        chosen.label[labeled], outcomes.label[labeled, -1], np.random.default_rng(seed), level
-    )
+    """Quality and drop: paired bootstrap, or with label weights the Hájek estimators."""
+    labeled, level = outcomes.labeled, objective.confidence_level
+    served, premium = chosen.label[labeled], outcomes.label[labeled, -1]
+    if weights is None:
+        quality, drop = bootstrap_quality(served, premium, np.random.default_rng(seed), level)
+    else:
+        q = hajek_mean(served, weights[labeled], level)
+        d = weighted_paired_difference(premium, served, weights[labeled], level)
+        quality, drop = Interval(q.low, q.high), Interval(d.low, d.high)
     escalated = int(chosen.escalated.sum())
     return {
         "quality": quality,

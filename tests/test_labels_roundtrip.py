@@ -1,8 +1,7 @@
 """Round trip through the CLI: sample → a reviewer fills in the scores → labels import → sweep.
 
 The stored weights must be the inverse inclusion probabilities of the sheet; the sweep must run on
-the imported labels. Its quality should be the Hájek (weighted) estimate — the sweep does not read
-the weights yet, so that last assertion is a strict xfail until it does.
+the imported labels, and its quality is the Hájek (weighted) estimate.
 """
 
 from __future__ import annotations
@@ -117,7 +116,17 @@ def test_weighted_and_unweighted_quality_differ_on_this_design(roundtrip: dict) 
         assert {r["labeled"] for r in csv.DictReader(fh)} == {"90"}
 
 
-@pytest.mark.xfail(strict=True, reason="sweep does not read weights yet")
 def test_the_sweep_quality_is_the_hajek_estimate(roundtrip: dict) -> None:
     weighted, _ = _weighted_quality(roundtrip, "small")
     assert _sweep_quality(roundtrip, "always:small") == pytest.approx(weighted, abs=1e-6)
+
+
+def test_certification_uses_only_the_uniform_stratum(roundtrip: dict) -> None:
+    import json
+
+    uniform = sum(r["stratum"] == "uniform" for r in roundtrip["rows"])
+    report = (roundtrip["out"] / "report.md").read_text(encoding="utf-8")
+    assert f"certification uses only the {uniform} labels of the uniform stratum" in report
+    summary = json.loads((roundtrip["out"] / "summary.json").read_text(encoding="utf-8"))
+    for stage in summary["selection"]["stages"]:
+        assert stage["labeled"] == uniform
