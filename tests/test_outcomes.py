@@ -80,7 +80,7 @@ def store(tmp_path: Path):
     with Store.open(tmp_path / "store.duckdb") as opened:
         ingest(opened, [path], strict=True, clock=lambda: datetime(2026, 11, 1, tzinfo=UTC))
         opened.con.execute(
-            "INSERT INTO labels VALUES ('r-1', 'small', 0.0, 'human', 1), ('r-4', 'large', 0.25, 'judge', 1)"
+            "INSERT INTO labels (request_id, tier, score, source, run_id) VALUES ('r-1', 'small', 0.0, 'human', 1), ('r-4', 'large', 0.25, 'judge', 1)"
         )
         yield opened
 
