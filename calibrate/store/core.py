@@ -1,6 +1,6 @@
 """Store: owns the DuckDB connection, migrations and transactions.
 
-Ingest writes live in `store/ingest_sql.py`; the reads the sweep needs live in `store/outcomes_sql.py`.
+Ingest writes live in `store/ingest_*.py`; the reads the sweep needs live in `store/outcomes_sql.py`.
 Stages receive an open `Store`; they never build SQL themselves.
 """
 
@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from calibrate.errors import CalibrateError
 from calibrate.records import DataWindow, Outcomes
-from calibrate.store import ingest_sql, outcomes_sql
+from calibrate.store import ingest_rules, ingest_runs, ingest_sql, outcomes_sql
 from calibrate.store.migrations import apply_migrations
 
 DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
@@ -87,16 +87,16 @@ class Store:
 
     def prepare_ingest(self) -> None:
         """Create the connection-local macros and tables the ingest batches use."""
-        ingest_sql.prepare(self.con)
+        ingest_rules.prepare(self.con)
 
     def begin_ingest_run(self, started_at: datetime, strict: bool) -> int:
-        return ingest_sql.begin_run(self.con, started_at, strict)
+        return ingest_runs.begin_run(self.con, started_at, strict)
 
     def finish_ingest_run(self, run_id: int, finished_at: datetime, counts: Sequence[int]) -> None:
-        ingest_sql.finish_run(self.con, run_id, finished_at, counts)
+        ingest_runs.finish_run(self.con, run_id, finished_at, counts)
 
     def file_ingested(self, file_sha256: str) -> bool:
-        return ingest_sql.file_ingested(self.con, file_sha256)
+        return ingest_runs.file_ingested(self.con, file_sha256)
 
     def ingest_batch(
         self,
@@ -108,10 +108,10 @@ class Store:
         return ingest_sql.ingest_batch(self.con, batch, raw_rejects, where)
 
     def record_ingested_file(self, where: tuple[str, str, int], counts: Sequence[int]) -> None:
-        ingest_sql.record_file(self.con, where, counts)
+        ingest_runs.record_file(self.con, where, counts)
 
     def rejects_by_kind(self, run_id: int) -> list[tuple[str, int]]:
-        return ingest_sql.rejects_by_kind(self.con, run_id)
+        return ingest_runs.rejects_by_kind(self.con, run_id)
 
     def request_count(self) -> int:
-        return ingest_sql.request_count(self.con)
+        return ingest_runs.request_count(self.con)
