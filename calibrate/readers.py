@@ -23,12 +23,14 @@ from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from calibrate import logformat as lf
 from calibrate.errors import LogFormatError
 
 BLOCK_BYTES = 8 << 20
+_BLANK = re.compile(rb"\n[ \t\r]*(?=\n)")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _NUMERIC = {"input_tokens", "confidence", "output_tokens", "cost_usd", "latency_ms", "label"}
 
@@ -41,6 +43,22 @@ class RawReject:
     field: str | None
     reason: str
     raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A file's SHA-256 (of its bytes as stored) and, for plain JSONL, its number of lines."""
+
+    sha256: str
+    lines: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LineScan:
+    """The physical lines of a JSONL file: how many, and which are blank (never rows)."""
+
+    lines: int
+    blanks: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +94,26 @@ def _supported(path: Path) -> bool:
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of the file's bytes as stored (compressed files are hashed compressed)."""
-    digest = hashlib.sha256()
+    return file_digest(path).sha256
+
+
+def file_digest(path: Path) -> Digest:
+    """SHA-256 of the file's bytes; for plain JSONL also its line count, in the same pass."""
+    digest, newlines, last = hashlib.sha256(), 0, b"\n"
+    count = is_jsonl(path) and not path.name.lower().endswith(".gz")
     with path.open("rb") as fh:
         while block := fh.read(BLOCK_BYTES):
             digest.update(block)
-    return digest.hexdigest()
+            if count:
+                newlines += block.count(b"\n")
+            last = block[-1:]
+    lines = newlines + (last != b"\n") if count else None
+    return Digest(digest.hexdigest(), lines)
+
+
+def is_jsonl(path: Path) -> bool:
+    """Whether the file is JSON lines (plain or gzip), as opposed to Parquet or CSV."""
+    return not path.name.lower().endswith((".parquet", ".csv"))
 
 
 def read_batches(path: Path, batch_rows: int) -> Iterator[LineBatch]:
@@ -92,26 +125,82 @@ def read_batches(path: Path, batch_rows: int) -> Iterator[LineBatch]:
         elif name.endswith(".csv"):
             with path.open("rb") as fh:
                 yield from _csv_batches(fh, batch_rows)
-        elif name.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                yield from _jsonl_batches(fh, batch_rows)
         else:
-            with path.open("rb") as fh:
+            with _open_jsonl(path) as fh:
                 yield from _jsonl_batches(fh, batch_rows)
     except (OSError, EOFError, pa.ArrowException, csv.Error) as exc:
-        raise LogFormatError(
-            f"cannot read {path}: {exc}", hint="Check that the file is complete and not corrupt."
-        ) from None
+        raise _unreadable(path, exc) from None
+
+
+def scan_lines(path: Path) -> LineScan:
+    """Count a JSONL file's lines and find its blank ones (one pass over the uncompressed bytes)."""
+    lines, blanks = 0, []
+    try:
+        with _open_jsonl(path) as fh:
+            for first, data, count in _line_blocks(fh):
+                blanks += _blank_lines(data, first)
+                lines += count
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+    return LineScan(lines, tuple(blanks))
+
+
+def read_lines(path: Path, wanted: np.ndarray) -> Iterator[LineBatch]:
+    """The given physical lines of a JSONL file (sorted, unique), read exactly as read_batches
+    reads them, one LineBatch per block of the file that holds some of them."""
+    try:
+        with _open_jsonl(path) as fh:
+            for first, data, count in _line_blocks(fh):
+                low, high = np.searchsorted(wanted, [first, first + count])
+                if low == high:
+                    continue
+                want = wanted[low:high]
+                for batch in _block_batches(data, first, count):
+                    keep = pc.is_in(batch.lines["line"], pa.array(want, pa.int64()))
+                    rejects = tuple(r for r in batch.rejects if r.line in want)
+                    yield LineBatch(batch.lines.filter(keep), rejects)
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _open_jsonl(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
+def _unreadable(path: Path, exc: Exception) -> LogFormatError:
+    return LogFormatError(
+        f"cannot read {path}: {exc}", hint="Check that the file is complete and not corrupt."
+    )
 
 
 # --- JSONL -------------------------------------------------------------------------------------
 
 
 def _jsonl_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
-    """Read blocks, cut them at the last newline, and emit about batch_rows lines at a time."""
-    next_line, rest, first = 1, b"", True
+    """Emit the lines as LineBatches of at most batch_rows lines."""
+    for first, data, _ in _line_chunks(fh, batch_rows):
+        yield from _block_batches(data, first, batch_rows)
+
+
+def _line_chunks(fh: IO[bytes], min_lines: int) -> Iterator[tuple[int, bytes, int]]:
+    """(first line number, whole lines, line count): line blocks joined until min_lines lines."""
     pieces: list[bytes] = []
-    pending = 0
+    start = pending = 0
+    for first, data, count in _line_blocks(fh):
+        start = start if pieces else first
+        pieces.append(data)
+        pending += count
+        if pending >= min_lines:
+            yield start, b"".join(pieces), pending
+            pieces, pending = [], 0
+    if pieces:
+        yield start, b"".join(pieces), pending
+
+
+def _line_blocks(fh: IO[bytes]) -> Iterator[tuple[int, bytes, int]]:
+    """(first line number, whole lines, line count) per block read; a final line may lack its
+    newline; a UTF-8 byte-order mark at the start of the file is dropped."""
+    next_line, rest, first = 1, b"", True
     while True:
         block = fh.read(BLOCK_BYTES)
         if first and block.startswith(codecs.BOM_UTF8):
@@ -121,14 +210,22 @@ def _jsonl_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
         cut = len(data) if not block else data.rfind(b"\n") + 1
         rest = data[cut:]
         if cut:
-            pieces.append(data[:cut])
-            pending += data.count(b"\n", 0, cut) + (0 if data[cut - 1] == 10 else 1)
-        if pieces and (pending >= batch_rows or not block):
-            yield from _block_batches(b"".join(pieces), next_line, batch_rows)
-            next_line += pending
-            pieces, pending = [], 0
+            count = data.count(b"\n", 0, cut) + (0 if data[cut - 1] == 10 else 1)
+            yield next_line, data[:cut], count
+            next_line += count
         if not block:
             return
+
+
+def _blank_lines(data: bytes, first_line: int) -> list[int]:
+    """Numbers of the lines of data (whole lines from first_line) that hold only JSON whitespace."""
+    text = b"\n" + data + (b"" if data.endswith(b"\n") else b"\n")
+    found, pos, line = [], 0, first_line - 1
+    for match in _BLANK.finditer(text):
+        line += text.count(b"\n", pos, match.start() + 1)
+        pos = match.start() + 1
+        found.append(line)
+    return found
 
 
 def _block_batches(data: bytes, first_line: int, batch_rows: int) -> Iterator[LineBatch]:

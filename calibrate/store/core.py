@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from calibrate.errors import CalibrateError
 from calibrate.records import DataWindow, Outcomes
-from calibrate.store import ingest_rules, ingest_runs, ingest_sql, outcomes_sql
+from calibrate.store import ingest_file, ingest_rules, ingest_runs, ingest_sql, outcomes_sql
 from calibrate.store.migrations import apply_migrations
 
 DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
@@ -106,6 +106,31 @@ class Store:
     ) -> ingest_sql.BatchResult:
         """Validate and merge one batch of (line, text) rows; `where` = (file, sha256, run_id)."""
         return ingest_sql.ingest_batch(self.con, batch, raw_rejects, where)
+
+    def read_log_file(self, path: Path) -> int:
+        """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines."""
+        return ingest_file.read(self.con, str(path))
+
+    def check_log_file(
+        self, blanks: Sequence[int], where: tuple[str, str, int]
+    ) -> ingest_file.FileCheck:
+        """Number the read lines (given the blank ones), validate and merge them."""
+        file, _, run_id = where
+        ingest_file.number(self.con, blanks)
+        return ingest_file.check(self.con, file, run_id)
+
+    def quarantine_log_lines(self, raw: pa.Table, where: tuple[str, str, int]) -> None:
+        """Store the checked file's rejects on these (line, text) lines, with their raw text."""
+        ingest_file.quarantine(self.con, raw, where)
+
+    def finish_log_file(self, where: tuple[str, str, int]) -> list[tuple[int, str | None, str]]:
+        """Store the rejects left without raw text, free the file's temp tables, and return the
+        first few (line, field, reason) for --strict."""
+        return ingest_file.finish(self.con, where)
+
+    def discard_log_file(self) -> None:
+        """Drop what read_log_file read (the file goes through the line path instead)."""
+        ingest_file.drop(self.con)
 
     def record_ingested_file(self, where: tuple[str, str, int], counts: Sequence[int]) -> None:
         ingest_runs.record_file(self.con, where, counts)

@@ -179,7 +179,7 @@ ROW_RULES = (
     ),
     ("att.bad IS NOT NULL", "att.bad"),
     (
-        "lab IS NOT NULL AND NOT ing_num(lab.value)",
+        "lab IS NOT NULL AND (lab.value IS NULL OR NOT ing_num(lab.value))",
         "ing_wrong('labels.' || lab.key, 'a number', ing_got(lab.value))",
     ),
     (
@@ -195,15 +195,43 @@ ROW_RULES = (
 )
 
 
-def check(con: duckdb.DuckDBPyConnection) -> None:
-    """ing_checked: every parsed row with its first broken rule (bad) or NULL."""
+def merged_metadata(extras: str) -> str:
+    """SQL for ing_meta from a relation (line, metadata JSON, extras [{key, value}]): the row's
+    metadata with its unknown top-level keys added; keys it already has go to `_extra` (a row
+    whose metadata already has `_extra` then gets no merged value: it is rejected as a clash)."""
+    merged = f"""to_json(map_from_entries(list_concat(map_entries(own),
+                   list_filter(extras, lambda e: NOT list_contains(map_keys(own), e.key)),
+                   CASE WHEN len(clash) > 0 THEN [{{'key': '{lf.EXTRA_KEY}',
+                       'value': to_json(map_from_entries(clash))}}] ELSE [] END)))::JSON"""
+    return f"""
+        CREATE OR REPLACE TEMP TABLE ing_meta AS
+        SELECT line, own, clash,
+               CASE WHEN len(clash) = 0 OR NOT list_contains(map_keys(own), '{lf.EXTRA_KEY}')
+                    THEN {merged} END AS meta
+        FROM (
+            SELECT line, own, extras,
+                   list_filter(extras, lambda e: list_contains(map_keys(own), e.key)) AS clash
+            FROM (
+                SELECT line, extras,
+                    CASE WHEN json_type(metadata) = 'OBJECT'
+                         THEN from_json(metadata, '"MAP(VARCHAR, JSON)"')
+                         ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS own
+                FROM ({extras})))"""
+
+
+def check(con: duckdb.DuckDBPyConnection, rows: str = "ing_rows") -> None:
+    """ing_checked: every parsed row with its first broken rule (bad) or NULL.
+
+    `rows` names the table or view of parsed rows (ing_rows or ing_frows, never user input).
+    """
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_checked AS
         SELECT line, r, meta.meta AS meta, {case(ROW_RULES)} AS bad
         FROM (
-            SELECT *, list_filter(map_entries(r.labels), lambda e: NOT ing_num(e.value)
-                       OR TRY_CAST(e.value AS DOUBLE) NOT BETWEEN 0 AND 1)[1] AS lab
-            FROM ing_rows) AS rows
+            SELECT *, list_filter(map_entries(r.labels), lambda e: e.value IS NULL
+                       OR NOT ing_num(e.value) OR TRY_CAST(e.value AS DOUBLE) NOT BETWEEN 0 AND 1
+                   )[1] AS lab
+            FROM {rows}) AS rows
         LEFT JOIN (SELECT line, arg_min(bad, position) AS bad FROM ing_att
                    WHERE bad IS NOT NULL GROUP BY line) AS att USING (line)
         LEFT JOIN ing_meta AS meta USING (line)

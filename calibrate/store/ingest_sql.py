@@ -69,31 +69,19 @@ def _odd(con: duckdb.DuckDBPyConnection) -> None:
 
 def _metadata(con: duckdb.DuckDBPyConnection) -> None:
     """ing_meta: metadata of rows with unknown top-level keys, merged with those keys."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE ing_meta AS
-        SELECT line, own, clash,
-               to_json(map_from_entries(list_concat(map_entries(own),
-                   list_filter(extras, lambda e: NOT list_contains(map_keys(own), e.key)),
-                   CASE WHEN len(clash) > 0 THEN [{{'key': '{lf.EXTRA_KEY}',
-                       'value': to_json(map_from_entries(clash))}}] ELSE [] END)))::JSON AS meta
-        FROM (
-            SELECT line, own, extras,
-                   list_filter(extras, lambda e: list_contains(map_keys(own), e.key)) AS clash
-            FROM (
-                SELECT line,
-                    CASE WHEN json_type(r.metadata) = 'OBJECT'
-                         THEN from_json(r.metadata, '"MAP(VARCHAR, JSON)"')
-                         ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS own,
-                    extras
-                FROM ing_rows JOIN (
-                    SELECT line, list({{'key': key, 'value': json_extract(text, '$."'
-                                || replace(replace(key, '\\', '\\\\'), '"', '\\"') || '"')}}
-                               ORDER BY pos) AS extras
-                    FROM (SELECT line, unnest(unknown) AS key,
-                                 generate_subscripts(unknown, 1) AS pos FROM ing_rows
-                          WHERE is_object AND len(unknown) > 0)
-                    JOIN ing_batch USING (line) GROUP BY line) USING (line)
-                WHERE is_object AND len(unknown) > 0))""")
+    con.execute(
+        ingest_rules.merged_metadata("""
+            SELECT line, r.metadata AS metadata, extras
+            FROM ing_rows JOIN (
+                SELECT line, list({'key': key, 'value': json_extract(text, '$."'
+                            || replace(replace(key, '\\', '\\\\'), '"', '\\"') || '"')}
+                           ORDER BY pos) AS extras
+                FROM (SELECT line, unnest(unknown) AS key,
+                             generate_subscripts(unknown, 1) AS pos FROM ing_rows
+                      WHERE is_object AND len(unknown) > 0)
+                JOIN ing_batch USING (line) GROUP BY line) USING (line)
+            WHERE is_object AND len(unknown) > 0""")
+    )
 
 
 def _attempts(con: duckdb.DuckDBPyConnection) -> None:
