@@ -55,6 +55,11 @@ GOOD = [
     request("g-11", attempts=[attempt(), attempt(source="shadow"), attempt("medium")]),
     request("g-1", attempts=[attempt(), attempt("medium", source="shadow")], labels={"large": 0}),
     request("g-2", prompt=None, messages=[{"role": "user", "content": "other"}]),
+    request("12345", attempts=[attempt("1", model="4", output="42"), attempt("t", output="true")]),
+    request("g-12", attempts=[{"status": "error", "confidence": None, "tier": "small"}]),
+    request("g-13", attempts=[attempt(output='say "hi": \\ \n')], labels={"small": 0.25}),
+    request("g-14", x_id="u", metadata={'k"\\y': 1, "\u00e9/\t": [None, 1.5e-7]}),
+    request("g-15", x_id=None, metadata={}),
 ]
 
 BAD = [
@@ -117,6 +122,10 @@ ODD_LINES = [
     ' "input_tokens": 1e400, "x": -0.0, "y": 1E5, "z": "\\u00e9\\/"}',
     '{"request_id": "o-9",',
     "}",
+    '{"request_id": "o-10", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p", "t": 1,'
+    ' "metadata": {"a": 1, "a": 2}}',
+    '{"request_id": "o-11", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "input_tokens": 12.0, "cost_usd": -0.0, "x": null}]}',
 ]
 
 
@@ -175,8 +184,8 @@ def test_every_kind_of_row_gives_the_same_store_and_rejects(tmp_path: Path) -> N
 
     assert whole == lines
     store, [(read, kept, rejected, by_kind)] = whole
-    assert (read, kept, rejected) == (67, 16, 51)
-    assert len(store["requests"]) == 15 and len(store["rejects"]) == 51
+    assert (read, kept, rejected) == (74, 23, 51)
+    assert len(store["requests"]) == 22 and len(store["rejects"]) == 51
     assert {kind for kind, _ in by_kind} == {
         "wrong type",
         "invalid JSON",
@@ -257,3 +266,24 @@ def test_strict_names_the_first_bad_lines_of_the_file_and_writes_nothing(tmp_pat
     message = caught.value.message
     assert message.startswith("bad rows with --strict, nothing was written:\n  ")
     assert f"{log}:" in message and message.endswith("more in this file)")
+
+
+def test_a_request_repeated_by_rows_of_both_lanes_merges(tmp_path: Path) -> None:
+    plain = request("m-1", attempts=[attempt()])
+    odd = request("m-1", attempts=[attempt("large", source="shadow", trace="x")])
+    numeric = request("m-1", attempts=[attempt(output="42")], labels={"small": 1})
+    log = tmp_path / "a.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in (plain, odd, numeric, odd)))
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    assert [a[1:3] for a in whole[0]["attempts"]] == [("large", "shadow"), ("small", "prod")]
+    assert [r[2:5] for r in whole[0]["rejects"]] == [
+        (
+            3,
+            "attempts[0]",
+            "conflicting attempt: request_id m-1 tier small source prod differs from an earlier"
+            f" copy (request first seen in {log} line 1)",
+        )
+    ]

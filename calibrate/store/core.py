@@ -16,7 +16,14 @@ import pyarrow as pa
 
 from calibrate.errors import CalibrateError
 from calibrate.records import DataWindow, Outcomes
-from calibrate.store import ingest_file, ingest_rules, ingest_runs, ingest_sql, outcomes_sql
+from calibrate.store import (
+    ingest_file,
+    ingest_rules,
+    ingest_runs,
+    ingest_sql,
+    ingest_typed,
+    outcomes_sql,
+)
 from calibrate.store.migrations import apply_migrations
 
 DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
@@ -88,6 +95,7 @@ class Store:
     def prepare_ingest(self) -> None:
         """Create the connection-local macros and tables the ingest batches use."""
         ingest_rules.prepare(self.con)
+        ingest_typed.prepare(self.con)
 
     def begin_ingest_run(self, started_at: datetime, strict: bool) -> int:
         return ingest_runs.begin_run(self.con, started_at, strict)

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from calibrate import logformat as lf
-from calibrate.store import ingest_merge, ingest_rules
+from calibrate.store import ingest_merge, ingest_rules, ingest_typed
 from calibrate.store.ingest_rules import strings
 
 
@@ -37,20 +37,34 @@ _TOP = [k for k in lf.REQUEST_FIELDS if k not in ("attempts", "labels")]
 
 
 def read(con: duckdb.DuckDBPyConnection, path: str) -> int:
-    """ing_file: one record per non-blank line of the file (in file order); returns their count."""
+    """ing_file: one record per non-blank line of the file (in file order); returns their count.
+
+    Plain rows (store/ingest_typed.py) keep their typed values (rid, req, labels_map, att); the
+    others keep their JSON values (r, attempts, labels, extras) for the exact rule chains.
+    """
     fields = ", ".join(f"'{k}': j['{k}']" for k in _TOP)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE ing_file AS
+    values = f"""
         SELECT j IS NULL AS unread,
                {{{fields}, 'labels': from_json(j['labels'], '"MAP(VARCHAR, JSON)"')}} AS r,
-               map_keys(j) AS keys, j['attempts'] AS attempts, j['labels'] AS labels,
+               j['attempts'] AS attempts, j['labels'] AS labels,
+               from_json(j['attempts'], '{ingest_typed.ATTEMPTS_SCHEMA}') AS att,
                list_filter(map_entries(j),
                            lambda e: NOT list_contains({strings(lf.REQUEST_FIELDS)}, e.key))
                    AS extras
         FROM read_json($path, format = 'newline_delimited', records = false,
                        ignore_errors = true, auto_detect = false,
-                       columns = {{'j': 'MAP(VARCHAR, JSON)'}})""",
+                       columns = {{'j': 'MAP(VARCHAR, JSON)'}})"""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE ing_file AS
+        SELECT unread, coalesce(plain, false) AS plain, request_id AS rid, req,
+               CASE WHEN plain THEN r.labels END AS labels_map,
+               CASE WHEN plain THEN att END AS att,
+               CASE WHEN NOT plain THEN r END AS r,
+               CASE WHEN NOT plain THEN attempts END AS attempts,
+               CASE WHEN NOT plain THEN labels END AS labels,
+               CASE WHEN NOT plain THEN extras END AS extras
+        FROM ({ingest_typed.plain_values(values)})""",
         {"path": path},
     )
     return int(con.execute("SELECT count(*) FROM ing_file").fetchall()[0][0])
@@ -81,10 +95,18 @@ def number(con: duckdb.DuckDBPyConnection, blanks: Sequence[int]) -> None:
 
 def check(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> FileCheck:
     """Validate and merge every read record; rejects wait in ing_file_rejects for their raw text."""
+    contested = ingest_typed.contest(con)
     _rows(con)
     _attempts(con)
     ingest_rules.check(con, "ing_frows")
-    ingest_merge.merge(con, file, run_id)
+    ingest_merge.good_requests(con)
+    if contested:
+        ingest_typed.add_contested(con)
+    ingest_merge.good_details(con)
+    if contested:
+        ingest_typed.add_contested_attempts(con)
+    ingest_merge.apply(con, file, run_id)
+    ingest_typed.insert_direct(con, file, run_id)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ing_file_rejects AS
         SELECT line, bad.field AS field, bad.reason AS reason FROM ing_checked WHERE bad IS NOT NULL
@@ -92,16 +114,16 @@ def check(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> FileCheck:
         SELECT line, field, reason FROM ing_conf""")
     unread = con.execute("SELECT line FROM ing_numbered WHERE unread ORDER BY line").fetchnumpy()
     rejected = con.execute("SELECT line FROM ing_file_rejects ORDER BY line").fetchnumpy()
-    read = con.execute("SELECT count(*) FROM ing_frows").fetchall()[0][0]
+    read = con.execute("SELECT count(*) FROM ing_file WHERE NOT unread").fetchall()[0][0]
     return FileCheck(int(read), unread["line"], rejected["line"])
 
 
 def _rows(con: duckdb.DuckDBPyConnection) -> None:
-    """ing_frows, ing_odd, ing_meta: the read records in the shape the shared rules expect."""
+    """ing_frows, ing_odd, ing_meta: the records that are not plain, shaped for the rule chains."""
     con.execute("""
         CREATE OR REPLACE TEMP VIEW ing_frows AS
-        SELECT line, true AS valid, true AS is_object, r, keys, attempts, labels, extras
-        FROM ing_numbered WHERE NOT unread""")
+        SELECT line, true AS valid, true AS is_object, r, attempts, labels, extras
+        FROM ing_numbered WHERE NOT unread AND NOT plain""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ing_odd AS
         SELECT line, NULL AS row_kind,
@@ -197,7 +219,14 @@ def finish(
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
     """Free the file's temp tables (the line path reuses some of their names)."""
-    for view in ("ing_frows", "ing_numbered"):
+    for view in ("ing_frows", "ing_lanes", "ing_numbered"):
         con.execute(f"DROP VIEW IF EXISTS {view}")
-    for table in ("ing_file", "ing_shifts", "ing_att_elems", "ing_file_rejects"):
+    for table in (
+        "ing_file",
+        "ing_shifts",
+        "ing_att_elems",
+        "ing_file_rejects",
+        "ing_plain",
+        "ing_contested",
+    ):
         con.execute(f"DROP TABLE IF EXISTS {table}")

@@ -16,29 +16,51 @@ from calibrate import logformat as lf
 
 def merge(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
     """Type the good rows, find conflicts (ing_conf) and insert what is new."""
-    _good(con)
+    good(con)
+    apply(con, file, run_id)
+
+
+def apply(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
+    """Find the typed rows that conflict (ing_conf) and insert what is new."""
     _conflicts(con, file)
     _insert(con, file, run_id)
 
 
-def _good(con: duckdb.DuckDBPyConnection) -> None:
+def request_columns(r: str, meta: str) -> str:
+    """SQL select-list of the typed request columns of a good row, from its top-level JSON values
+    (the struct `r`) and its merged metadata (`meta`, NULL when it has no unknown keys)."""
+    return f"""{r}.request_id->>'$' AS request_id, ing_ts({r}.timestamp) AS ts,
+        {r}.region->>'$' AS region, {r}.app->>'$' AS app,
+        coalesce({r}.messages, to_json([{{'role': 'user', 'content': {r}.prompt->>'$'}}]))::JSON
+            AS messages,
+        TRY_CAST(TRY_CAST({r}.input_tokens AS DOUBLE) AS BIGINT) AS input_tokens,
+        {r}.served_tier->>'$' AS served_tier, {r}.reference->>'$' AS reference,
+        coalesce({meta}, {r}.metadata) AS metadata"""
+
+
+CONTENT_SHA256 = """sha256(to_json({'request_id': request_id, 'ts_us': epoch_us(ts),
+    'region': region, 'app': app, 'messages': messages, 'input_tokens': input_tokens,
+    'served_tier': served_tier, 'reference': reference, 'metadata': metadata}))"""
+"""SQL: content_sha256 over the typed request columns (the merge rule compares it)."""
+
+
+def good(con: duckdb.DuckDBPyConnection) -> None:
     """ing_req, ing_att_good, ing_lab_good: typed values of the rows that passed every rule."""
-    con.execute("""
+    good_requests(con)
+    good_details(con)
+
+
+def good_requests(con: duckdb.DuckDBPyConnection) -> None:
+    """ing_req: typed request columns, labels and content_sha256 of the good checked rows."""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_req AS
-        SELECT *, sha256(to_json({'request_id': request_id, 'ts_us': epoch_us(ts),
-                   'region': region, 'app': app, 'messages': messages,
-                   'input_tokens': input_tokens, 'served_tier': served_tier,
-                   'reference': reference, 'metadata': metadata})) AS content_sha256
-        FROM (
-            SELECT line, r.request_id->>'$' AS request_id, ing_ts(r.timestamp) AS ts,
-                   r.region->>'$' AS region, r.app->>'$' AS app,
-                   coalesce(r.messages,
-                            to_json([{'role': 'user', 'content': r.prompt->>'$'}]))::JSON
-                       AS messages,
-                   TRY_CAST(r.input_tokens AS DOUBLE)::BIGINT AS input_tokens,
-                   r.served_tier->>'$' AS served_tier, r.reference->>'$' AS reference,
-                   coalesce(meta, r.metadata) AS metadata, r.labels AS labels
-            FROM ing_checked WHERE bad IS NULL)""")
+        SELECT *, {CONTENT_SHA256} AS content_sha256
+        FROM (SELECT line, {request_columns("r", "meta")}, r.labels AS labels
+              FROM ing_checked WHERE bad IS NULL)""")
+
+
+def good_details(con: duckdb.DuckDBPyConnection) -> None:
+    """ing_att_good, ing_lab_good: typed attempts (of ing_att) and labels of ing_req's rows."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_att_good AS
         SELECT a.line, q.request_id, m['tier']->>'$' AS tier,
