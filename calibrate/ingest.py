@@ -1,9 +1,16 @@
 """Stage: ingest log files into the store -> IngestSummary.
 
-Readers stream each file as batches of raw rows; the store validates and merges each batch in SQL
-and quarantines bad rows. Non-strict: one transaction per file, so a crash never leaves a half file
-marked as ingested. Strict: one transaction around everything; the first bad row aborts it and
-nothing is written. Never prints; progress goes to an optional callback.
+JSONL files (plain or gzip) take the file path: DuckDB reads the whole file in parallel and the
+store validates and merges it set-wise; only the lines DuckDB cannot read (invalid JSON, not UTF-8,
+...) go through the line path, and the raw text of rejected lines is read back from the file.
+CSV and Parquet take the line path: readers stream batches of records, the store checks each
+batch. Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
+path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
+the connection sets less) and spills the rest to DuckDB's temp directory.
+
+Non-strict: one transaction per file, so a crash never leaves a half file marked as ingested.
+Strict: one transaction around everything; any bad row aborts it and nothing is written. Never
+prints; progress goes to an optional callback.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from calibrate.records import IngestSummary
 from calibrate.store.core import Store
 
 Progress = Callable[[str, int], None]
-"""on_progress(file, rows_read_so_far_in_file), called after every batch."""
+"""on_progress(file, rows_read_so_far_in_file), called after every batch (or file)."""
 
 
 Reject = tuple[int, str | None, str]

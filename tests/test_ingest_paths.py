@@ -287,3 +287,18 @@ def test_a_request_repeated_by_rows_of_both_lanes_merges(tmp_path: Path) -> None
             f" copy (request first seen in {log} line 1)",
         )
     ]
+
+
+def test_the_file_path_works_within_a_small_duckdb_memory_limit(
+    tmp_path: Path, sample_logs: Path
+) -> None:
+    results = []
+    for limit in ("200MB", None):
+        with Store.open(tmp_path / f"{limit}.duckdb") as store:
+            if limit:
+                store.con.execute(f"SET memory_limit = '{limit}'")
+            summary = ingest(store, [sample_logs], strict=False, clock=clock)
+            results.append((snapshot(store)["requests"], summary.rows_kept))
+
+    assert results[0] == results[1]
+    assert results[0][1] == 10_000
