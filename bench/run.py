@@ -58,6 +58,7 @@ def bench_ingest(path: Path, runs: int) -> None:
     def floor() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             con = duckdb.connect(str(Path(tmp) / "f.duckdb"))
+            con.execute("SET enable_progress_bar = false")
             con.execute(
                 "CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited')",
                 [str(path)],

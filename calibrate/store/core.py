@@ -93,7 +93,9 @@ class Store:
     # --- ingest ---
 
     def prepare_ingest(self) -> None:
-        """Create the connection-local macros and tables the ingest batches use."""
+        """Create the connection-local macros and tables ingest uses; no DuckDB progress bar
+        (long statements would draw one on the terminal)."""
+        self.con.execute("SET enable_progress_bar = false")
         ingest_rules.prepare(self.con)
         ingest_typed.prepare(self.con)
 
