@@ -1,15 +1,13 @@
 """Streaming log readers: files -> batches of (line, JSON text) with a bounded number of rows.
 
-JSONL is not parsed here: raw lines go to the store, which validates them in bulk. Parquet and CSV
-records are turned into the same JSON objects as JSONL rows. Bytes that are not UTF-8 are rejected
-here, per line. Imports pyarrow and the standard library; never duckdb or other stages.
+JSONL lines come from jsonl.py unparsed (the store validates them in bulk). Parquet and CSV records
+are turned into the same JSON objects as JSONL rows. Also: which files to ingest and their digests.
+Imports pyarrow and the standard library; never duckdb or other stages.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
-import gzip
 import hashlib
 import io
 import json
@@ -23,26 +21,15 @@ from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from calibrate import jsonl
 from calibrate import logformat as lf
 from calibrate.errors import LogFormatError
+from calibrate.jsonl import LineBatch, LineScan, RawReject
 
-BLOCK_BYTES = 8 << 20
-_BLANK = re.compile(rb"\n[ \t\r]*(?=\n)")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _NUMERIC = {"input_tokens", "confidence", "output_tokens", "cost_usd", "latency_ms", "label"}
-
-
-@dataclass(frozen=True, slots=True)
-class RawReject:
-    """A row rejected while reading, before validation."""
-
-    line: int
-    field: str | None
-    reason: str
-    raw: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +38,6 @@ class Digest:
 
     sha256: str
     lines: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class LineScan:
-    """The physical lines of a JSONL file: how many, and which are blank (never rows)."""
-
-    lines: int
-    blanks: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class LineBatch:
-    """Up to batch_rows rows: an Arrow table (line int64, text string) and the rows rejected."""
-
-    lines: pa.Table
-    rejects: tuple[RawReject, ...]
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -102,7 +73,7 @@ def file_digest(path: Path) -> Digest:
     digest, newlines, last = hashlib.sha256(), 0, b"\n"
     count = is_jsonl(path) and not path.name.lower().endswith(".gz")
     with path.open("rb") as fh:
-        while block := fh.read(BLOCK_BYTES):
+        while block := fh.read(jsonl.BLOCK_BYTES):
             digest.update(block)
             if count:
                 newlines += block.count(b"\n")
@@ -126,147 +97,33 @@ def read_batches(path: Path, batch_rows: int) -> Iterator[LineBatch]:
             with path.open("rb") as fh:
                 yield from _csv_batches(fh, batch_rows)
         else:
-            with _open_jsonl(path) as fh:
-                yield from _jsonl_batches(fh, batch_rows)
+            with jsonl.open_lines(path) as fh:
+                yield from jsonl.batches(fh, batch_rows)
     except (OSError, EOFError, pa.ArrowException, csv.Error) as exc:
         raise _unreadable(path, exc) from None
 
 
 def scan_lines(path: Path) -> LineScan:
     """Count a JSONL file's lines and find its blank ones (one pass over the uncompressed bytes)."""
-    lines, blanks = 0, []
     try:
-        with _open_jsonl(path) as fh:
-            for first, data, count in _line_blocks(fh):
-                blanks += _blank_lines(data, first)
-                lines += count
+        return jsonl.scan_lines(path)
     except (OSError, EOFError) as exc:
         raise _unreadable(path, exc) from None
-    return LineScan(lines, tuple(blanks))
 
 
 def read_lines(path: Path, wanted: np.ndarray) -> Iterator[LineBatch]:
     """The given physical lines of a JSONL file (sorted, unique), read exactly as read_batches
     reads them, one LineBatch per block of the file that holds some of them."""
     try:
-        with _open_jsonl(path) as fh:
-            for first, data, count in _line_blocks(fh):
-                low, high = np.searchsorted(wanted, [first, first + count])
-                if low == high:
-                    continue
-                want = wanted[low:high]
-                for batch in _block_batches(data, first, count):
-                    keep = pc.is_in(batch.lines["line"], pa.array(want, pa.int64()))
-                    rejects = tuple(r for r in batch.rejects if r.line in want)
-                    yield LineBatch(batch.lines.filter(keep), rejects)
+        yield from jsonl.read_lines(path, wanted)
     except (OSError, EOFError) as exc:
         raise _unreadable(path, exc) from None
-
-
-def _open_jsonl(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
 
 
 def _unreadable(path: Path, exc: Exception) -> LogFormatError:
     return LogFormatError(
         f"cannot read {path}: {exc}", hint="Check that the file is complete and not corrupt."
     )
-
-
-# --- JSONL -------------------------------------------------------------------------------------
-
-
-def _jsonl_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
-    """Emit the lines as LineBatches of at most batch_rows lines."""
-    for first, data, _ in _line_chunks(fh, batch_rows):
-        yield from _block_batches(data, first, batch_rows)
-
-
-def _line_chunks(fh: IO[bytes], min_lines: int) -> Iterator[tuple[int, bytes, int]]:
-    """(first line number, whole lines, line count): line blocks joined until min_lines lines."""
-    pieces: list[bytes] = []
-    start = pending = 0
-    for first, data, count in _line_blocks(fh):
-        start = start if pieces else first
-        pieces.append(data)
-        pending += count
-        if pending >= min_lines:
-            yield start, b"".join(pieces), pending
-            pieces, pending = [], 0
-    if pieces:
-        yield start, b"".join(pieces), pending
-
-
-def _line_blocks(fh: IO[bytes]) -> Iterator[tuple[int, bytes, int]]:
-    """(first line number, whole lines, line count) per block read; a final line may lack its
-    newline; a UTF-8 byte-order mark at the start of the file is dropped."""
-    next_line, rest, first = 1, b"", True
-    while True:
-        block = fh.read(BLOCK_BYTES)
-        if first and block.startswith(codecs.BOM_UTF8):
-            block = block[len(codecs.BOM_UTF8) :]
-        first = False
-        data = rest + block
-        cut = len(data) if not block else data.rfind(b"\n") + 1
-        rest = data[cut:]
-        if cut:
-            count = data.count(b"\n", 0, cut) + (0 if data[cut - 1] == 10 else 1)
-            yield next_line, data[:cut], count
-            next_line += count
-        if not block:
-            return
-
-
-def _blank_lines(data: bytes, first_line: int) -> list[int]:
-    """Numbers of the lines of data (whole lines from first_line) that hold only JSON whitespace."""
-    text = b"\n" + data + (b"" if data.endswith(b"\n") else b"\n")
-    found, pos, line = [], 0, first_line - 1
-    for match in _BLANK.finditer(text):
-        line += text.count(b"\n", pos, match.start() + 1)
-        pos = match.start() + 1
-        found.append(line)
-    return found
-
-
-def _block_batches(data: bytes, first_line: int, batch_rows: int) -> Iterator[LineBatch]:
-    """Split a block of whole lines into batches; lines keep their newline (JSON ignores it)."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
-    if not len(ends) or ends[-1] != len(data):
-        ends = np.append(ends, len(data))
-    starts = np.concatenate(([0], ends[:-1]))
-    for lo in range(0, len(ends), batch_rows):
-        hi = min(lo + batch_rows, len(ends))
-        chunk = data[starts[lo] : ends[hi - 1]]
-        numbers = np.arange(first_line + lo, first_line + hi, dtype=np.int64)
-        try:
-            chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            yield _decode_per_line(
-                chunk, starts[lo:hi] - starts[lo], ends[lo:hi] - starts[lo], numbers
-            )
-            continue
-        offsets = np.concatenate(([0], ends[lo:hi] - starts[lo])).astype(np.int32)
-        text = pa.StringArray.from_buffers(hi - lo, pa.py_buffer(offsets), pa.py_buffer(chunk))
-        yield LineBatch(pa.table({"line": numbers, "text": text}), ())
-
-
-def _decode_per_line(
-    chunk: bytes, starts: np.ndarray, ends: np.ndarray, numbers: np.ndarray
-) -> LineBatch:
-    keep_lines, keep_text, rejects = [], [], []
-    for start, end, number in zip(starts.tolist(), ends.tolist(), numbers.tolist(), strict=True):
-        raw = chunk[start:end]
-        try:
-            keep_text.append(raw.decode("utf-8"))
-            keep_lines.append(number)
-        except UnicodeDecodeError as exc:
-            reason = f"not UTF-8: invalid byte 0x{raw[exc.start]:02x} at col {exc.start + 1}"
-            text = raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
-            rejects.append(RawReject(number, None, reason, text))
-    table = pa.table(
-        {"line": pa.array(keep_lines, pa.int64()), "text": pa.array(keep_text, pa.string())}
-    )
-    return LineBatch(table, tuple(rejects))
 
 
 # --- records (CSV, Parquet) --------------------------------------------------------------------
