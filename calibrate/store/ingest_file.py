@@ -1,11 +1,13 @@
-"""The file path of ingest: DuckDB reads a whole JSONL file (plain or gzip) and validates it in SQL.
+"""The file path of ingest: DuckDB reads a whole JSONL file (plain or gzip) and checks it in SQL.
 
 `read_json(records=false, ignore_errors=true)` parses each line once into a MAP of JSON values, in
 parallel and out of core. Blank lines are skipped and a line it cannot read as one JSON object with
 distinct keys (invalid JSON, not UTF-8, an array, a repeated key) becomes a NULL record, so record k
-is the k-th non-blank line; `number()` turns records into physical lines given the blank ones. The
-shared rules (store/ingest_rules.py) and merge (store/ingest_merge.py) then run over the whole file
-at once; NULL records are handed back to go through the line path (store/ingest_sql.py), which
+is the k-th non-blank line; `number()` turns records into physical lines given the blank ones.
+While reading, cheap tests sort the records into two lanes (store/ingest_typed.py): plain rows,
+typed on the spot, and the rest, which keep their JSON values for the exact rule chains
+(store/ingest_rules.py). The merge rule (store/ingest_merge.py) then runs over the whole file at
+once, and NULL records are handed back to go through the line path (store/ingest_sql.py), which
 gives them exactly the reasons it always gave. Only the store imports this module.
 """
 
@@ -138,10 +140,9 @@ def _rows(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _attempts(con: duckdb.DuckDBPyConnection) -> None:
-    """ing_att: one row per attempt with its first broken rule, as the line path builds it."""
-    known = strings(lf.ATTEMPT_FIELDS)
-    from_map = "{" + ", ".join(f"'{k}': e['{k}']" for k in lf.ATTEMPT_FIELDS) + "}"
+def _attempt_elements(con: duckdb.DuckDBPyConnection) -> None:
+    """ing_att_elems: each attempt of the exact lane as a MAP of JSON values (e), or, when that
+    fails (not an object, or a repeated key), as JSON text (elem)."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ing_att_elems AS
         SELECT line, position, e,
@@ -151,6 +152,14 @@ def _attempts(con: duckdb.DuckDBPyConnection) -> None:
               FROM (SELECT line, attempts,
                            from_json(attempts, '["MAP(VARCHAR, JSON)"]') AS list
                     FROM ing_frows WHERE starts_with(attempts, '[')))""")
+
+
+def _attempts(con: duckdb.DuckDBPyConnection) -> None:
+    """ing_att: one row per attempt of the exact lane with its first broken rule, as the line
+    path builds it."""
+    _attempt_elements(con)
+    known = strings(lf.ATTEMPT_FIELDS)
+    from_map = "{" + ", ".join(f"'{k}': e['{k}']" for k in lf.ATTEMPT_FIELDS) + "}"
     # A NULL map is an element that is not an object, or an object with a repeated key: read it
     # the way the line path does (a struct keeps the first copy of a key).
     con.execute(f"""
@@ -226,7 +235,6 @@ def drop(con: duckdb.DuckDBPyConnection) -> None:
         "ing_shifts",
         "ing_att_elems",
         "ing_file_rejects",
-        "ing_plain",
         "ing_contested",
     ):
         con.execute(f"DROP TABLE IF EXISTS {table}")

@@ -3,11 +3,11 @@
 The file path (store/ingest_file.py) sees each record's top-level values as JSON text and parses
 its attempts with strings typed and numbers kept as JSON text. A row is *plain* when these show,
 without reparsing, that every rule holds: strings are JSON strings, numbers are finite JSON numbers
-in range, and each attempt has exactly the keys it shows (its `":` count equals its non-null known
-fields, so no unknown, null or repeated key hides). The tests only ever err towards "not plain":
+in range, and the attempts have exactly the keys they show (the `":` count of their JSON text
+equals their non-null known fields, so no unknown, null or repeated key hides). The tests only ever err towards "not plain":
 a string that reads like a number, say, is left to the exact rule chains (store/ingest_rules.py),
-which decide the row and give the reason. Plain rows carry their typed values (`req`, `labels`,
-`att`) from the read on; a plain row whose request_id is unique in the file and new to the store
+which decide the row and give the reason. Plain rows carry their typed values (`req`,
+`labels_map`, `att`) from the read on; a plain row whose request_id is unique in the file and new to the store
 is inserted directly, since no merge rule can touch it. Only the store imports this module.
 """
 
