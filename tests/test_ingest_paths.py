@@ -302,3 +302,19 @@ def test_the_file_path_works_within_a_small_duckdb_memory_limit(
 
     assert results[0] == results[1]
     assert results[0][1] == 10_000
+
+
+def test_a_row_with_several_conflicts_names_the_first_one(tmp_path: Path) -> None:
+    first = request("c-1", attempts=[attempt(), attempt("large")], labels={"small": 1, "large": 1})
+    later = first | {
+        "attempts": [attempt(confidence=0.1), attempt("large", confidence=0.2)],
+        "labels": {"small": 0, "large": 0},
+    }
+    relabeled = first | {"labels": {"small": 0, "large": 0}}
+    log = tmp_path / "a.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in (first, later, relabeled)))
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    assert [r[3] for r in whole[0]["rejects"]] == ["attempts[0]", "labels.large"]

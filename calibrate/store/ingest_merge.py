@@ -89,7 +89,8 @@ _STORED_ATTEMPT = (
 
 
 def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
-    """ing_conf: good rows that contradict the store or an earlier row of the batch."""
+    """ing_conf: good rows that contradict the store or an earlier row of the batch, each with
+    its first conflict (request, then attempts by position, then labels by tier)."""
     seen = "' (first seen in ' || $file || ' line ' || first_line || ')'"
     earlier = "' differs from an earlier copy (request first seen in ' || origin || ')'"
     con.execute(
@@ -104,14 +105,14 @@ def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ing_conf AS
-        SELECT line, arg_min(field, prio) AS field, arg_min(reason, prio) AS reason FROM (
-            SELECT q.line, 1 AS prio, 'request_id' AS field,
+        SELECT line, field, reason FROM (
+            SELECT q.line, 1 AS prio, 0 AS slot, 'request_id' AS field,
                    'duplicate request_id ' || q.request_id || ' with conflicting content (first '
                    || 'seen in ' || s.source_file || ' line ' || s.source_line || ')' AS reason
             FROM ing_req AS q JOIN requests AS s USING (request_id)
             WHERE s.content_sha256 <> q.content_sha256
             UNION ALL
-            SELECT line, 2, 'request_id', 'duplicate request_id ' || request_id
+            SELECT line, 2, 0, 'request_id', 'duplicate request_id ' || request_id
                    || ' with conflicting content' || {seen}
             FROM (SELECT *, first_value(content_sha256) OVER w AS first_sha,
                          first_value(line) OVER w AS first_line
@@ -119,7 +120,8 @@ def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
             WHERE content_sha256 <> first_sha
               AND NOT EXISTS (SELECT 1 FROM requests AS s WHERE s.request_id = q.request_id)
             UNION ALL
-            SELECT line, 3, 'attempts[' || position || ']', 'conflicting attempt: request_id '
+            SELECT line, 3, position, 'attempts[' || position || ']',
+                   'conflicting attempt: request_id '
                    || request_id || ' tier ' || tier || ' source ' || source || {earlier}
             FROM (SELECT a.*, first_value(a.c) OVER w AS first_c
                   FROM (SELECT line, request_id, tier, source, position, c FROM ing_att_good
@@ -131,7 +133,7 @@ def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
             JOIN ing_origin USING (request_id)
             WHERE line > 0 AND c IS DISTINCT FROM first_c
             UNION ALL
-            SELECT line, 4, 'labels.' || tier, 'conflicting label: request_id ' || request_id
+            SELECT line, 4, 0, 'labels.' || tier, 'conflicting label: request_id ' || request_id
                    || ' tier ' || tier || {earlier}
             FROM (SELECT b.*, first_value(score) OVER w AS first_score
                   FROM (SELECT line, request_id, tier, score FROM ing_lab_good
@@ -142,7 +144,7 @@ def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
                   WINDOW w AS (PARTITION BY request_id, tier ORDER BY line))
             JOIN ing_origin USING (request_id)
             WHERE line > 0 AND score <> first_score)
-        GROUP BY line""",
+        QUALIFY row_number() OVER (PARTITION BY line ORDER BY prio, slot, field) = 1""",
         {"file": file},
     )
 
