@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -49,13 +50,26 @@ def timed(fn, runs: int) -> list[float]:
 
 
 def bench_ingest(path: Path, runs: int) -> None:
+    """Our ingest of the log into a new store file versus DuckDB's CREATE TABLE AS read_json.
+
+    Also prints CPU seconds (this process, all DuckDB threads): on a shared machine the wall-time
+    ratio moves with other load, the CPU ratio much less."""
+    cpu: dict[str, list[float]] = {"ours": [], "floor": []}
+
+    def cpu_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
     def ours() -> None:
+        start = cpu_seconds()
         with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.duckdb") as store:
             ingest.ingest(
                 store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)
             )
+        cpu["ours"].append(cpu_seconds() - start)
 
     def floor() -> None:
+        start = cpu_seconds()
         with tempfile.TemporaryDirectory() as tmp:
             con = duckdb.connect(str(Path(tmp) / "f.duckdb"))
             con.execute("SET enable_progress_bar = false")
@@ -64,8 +78,11 @@ def bench_ingest(path: Path, runs: int) -> None:
                 [str(path)],
             )
             con.close()
+        cpu["floor"].append(cpu_seconds() - start)
 
     report("ingest", timed(ours, runs), "duckdb read_json", timed(floor, runs), target=2.0)
+    a, b = statistics.median(cpu["ours"]), statistics.median(cpu["floor"])
+    print(f"  (CPU seconds: ingest median {a:.1f}, read_json median {b:.1f}; ratio {a / b:.1f}x)")
 
 
 def bench_sweep(path: Path, runs: int) -> None:
