@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import tempfile
 import time
@@ -54,6 +53,8 @@ def bench_ingest(path: Path, runs: int) -> None:
 
     Also prints CPU seconds (this process, all DuckDB threads): on a shared machine the wall-time
     ratio moves with other load, the CPU ratio much less."""
+    import resource
+
     cpu: dict[str, list[float]] = {"ours": [], "floor": []}
 
     def cpu_seconds() -> float:
