@@ -1,9 +1,16 @@
 """Stage: ingest log files into the store -> IngestSummary.
 
-Readers stream each file as batches of raw rows; the store validates and merges each batch in SQL
-and quarantines bad rows. Non-strict: one transaction per file, so a crash never leaves a half file
-marked as ingested. Strict: one transaction around everything; the first bad row aborts it and
-nothing is written. Never prints; progress goes to an optional callback.
+JSONL files (plain or gzip) take the file path: DuckDB reads the whole file in parallel and the
+store validates and merges it set-wise; only the lines DuckDB cannot read (invalid JSON, not UTF-8,
+...) go through the line path, and the raw text of rejected lines is read back from the file.
+CSV and Parquet take the line path: readers stream batches of records, the store checks each
+batch. Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
+path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
+the connection sets less) and spills the rest to DuckDB's temp directory.
+
+Non-strict: one transaction per file, so a crash never leaves a half file marked as ingested.
+Strict: one transaction around everything; any bad row aborts it and nothing is written. Never
+prints; progress goes to an optional callback.
 """
 
 from __future__ import annotations
@@ -14,13 +21,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from calibrate import readers
 from calibrate.errors import LogFormatError
 from calibrate.records import IngestSummary
 from calibrate.store.core import Store
 
 Progress = Callable[[str, int], None]
-"""on_progress(file, rows_read_so_far_in_file), called after every batch."""
+"""on_progress(file, rows_read_so_far_in_file), called after every batch (or file)."""
+
+
+Reject = tuple[int, str | None, str]
+"""(line, field, reason) of a rejected row."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    strict: bool
+    batch_rows: int
+    whole_files: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +60,23 @@ def ingest(
     clock: Callable[[], datetime],
     batch_rows: int = 50_000,
     on_progress: Progress | None = None,
+    whole_files: bool = True,
 ) -> IngestSummary:
-    """Ingest every supported file under `paths`; already-ingested files are skipped."""
+    """Ingest every supported file under `paths`; already-ingested files are skipped.
+
+    JSONL files are read whole by DuckDB (`whole_files=False` forces the line path, which CSV and
+    Parquet always take); `batch_rows` bounds the rows of one batch on the line path.
+    """
     if batch_rows < 1:
         raise ValueError("batch_rows must be positive")
     files = readers.expand_paths(paths)
+    options = _Options(strict, batch_rows, whole_files)
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
         run_id = _begin(store, clock, strict)
         totals, skipped = _FileCounts(), 0
         for path in files:
-            counts = _ingest_file(store, path, run_id, strict, batch_rows, on_progress)
+            counts = _ingest_file(store, path, run_id, options, on_progress)
             if counts is None:
                 skipped += 1
                 continue
@@ -84,36 +112,82 @@ def _ingest_file(
     store: Store,
     path: Path,
     run_id: int,
-    strict: bool,
-    batch_rows: int,
+    options: _Options,
     on_progress: Progress | None,
 ) -> _FileCounts | None:
     """Ingest one file (None when its bytes were ingested before)."""
-    sha = readers.file_sha256(path)
-    if store.file_ingested(sha):
+    digest = readers.file_digest(path)
+    if store.file_ingested(digest.sha256):
         return None
-    where = (str(path), sha, run_id)
-    read = rejected = 0
-    with nullcontext() if strict else store.transaction():
-        for batch in readers.read_batches(path, batch_rows):
-            raw = [(r.line, r.field, r.reason, r.raw) for r in batch.rejects]
-            result = store.ingest_batch(batch.lines, raw, where)
-            if strict and result.rows_rejected:
-                raise _strict_error(path, result.rejects, result.rows_rejected)
-            read += result.rows_read
-            rejected += result.rows_rejected
+    where = (str(path), digest.sha256, run_id)
+    with nullcontext() if options.strict else store.transaction():
+        whole = None
+        if options.whole_files and readers.is_jsonl(path):
+            whole = _whole_file(store, path, digest.lines, where)
+        if whole is None:
+            counts = _line_batches(store, path, where, options, on_progress)
+        else:
+            counts, first = whole
+            if options.strict and counts.rows_rejected:
+                raise _strict_error(path, first, counts.rows_rejected, "file")
             if on_progress is not None:
-                on_progress(str(path), read)
-        counts = _FileCounts(read, read - rejected, rejected)
+                on_progress(str(path), counts.rows_read)
         store.record_ingested_file(where, _tuple(counts))
     return counts
 
 
-def _strict_error(
-    path: Path, rejects: tuple[tuple[int, str | None, str], ...], total: int
-) -> LogFormatError:
+def _whole_file(
+    store: Store, path: Path, lines: int | None, where: tuple[str, str, int]
+) -> tuple[_FileCounts, list[Reject]] | None:
+    """DuckDB reads and checks the whole file; the few lines it cannot read, and the raw text of
+    the rejected ones, are read line by line. None when records cannot be matched to lines."""
+    records = store.read_log_file(path)
+    blanks: tuple[int, ...] = ()
+    if records != lines:
+        scan = readers.scan_lines(path)
+        if records != scan.lines - len(scan.blanks):
+            store.discard_log_file()
+            return None
+        blanks = scan.blanks
+    check = store.check_log_file(blanks, where)
+    read, rejected, first = check.rows_read, len(check.rejected), []
+    wanted = np.union1d(check.unread, check.rejected)
+    for batch in readers.read_lines(path, wanted) if len(wanted) else ():
+        store.quarantine_log_lines(batch.lines, where)
+        unread = batch.lines.filter(pc.is_in(batch.lines["line"], pa.array(check.unread)))
+        if unread.num_rows or batch.rejects:
+            raw = [(r.line, r.field, r.reason, r.raw) for r in batch.rejects]
+            result = store.ingest_batch(unread, raw, where)
+            read, rejected = read + result.rows_read, rejected + result.rows_rejected
+            first += result.rejects
+    first = sorted(first + store.finish_log_file(where))[:5]
+    return _FileCounts(read, read - rejected, rejected), first
+
+
+def _line_batches(
+    store: Store,
+    path: Path,
+    where: tuple[str, str, int],
+    options: _Options,
+    on_progress: Progress | None,
+) -> _FileCounts:
+    """The line path: Python reads batches of lines or records, DuckDB checks each batch."""
+    read = rejected = 0
+    for batch in readers.read_batches(path, options.batch_rows):
+        raw = [(r.line, r.field, r.reason, r.raw) for r in batch.rejects]
+        result = store.ingest_batch(batch.lines, raw, where)
+        if options.strict and result.rows_rejected:
+            raise _strict_error(path, list(result.rejects), result.rows_rejected, "batch")
+        read += result.rows_read
+        rejected += result.rows_rejected
+        if on_progress is not None:
+            on_progress(str(path), read)
+    return _FileCounts(read, read - rejected, rejected)
+
+
+def _strict_error(path: Path, rejects: list[Reject], total: int, scope: str) -> LogFormatError:
     shown = [f"{path}:{line}: {field or '-'}: {reason}" for line, field, reason in rejects[:3]]
-    more = f" (and {total - len(shown)} more in this batch)" if total > len(shown) else ""
+    more = f" (and {total - len(shown)} more in this {scope})" if total > len(shown) else ""
     return LogFormatError(
         "bad rows with --strict, nothing was written:\n  " + "\n  ".join(shown) + more,
         hint="Fix these rows, or run without --strict to quarantine them in the `rejects` table.",

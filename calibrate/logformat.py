@@ -1,7 +1,8 @@
 """The canonical log format, version 1: field names, allowed values, reject kinds and `SCHEMA_DOC`.
 
-This module is the single statement of what a valid log row is. The ingest SQL (store/ingest_sql.py)
-enforces these rules in bulk; the readers (readers.py) map Parquet and CSV onto the same fields.
+This module is the single statement of what a valid log row is. The ingest SQL enforces these rules
+in bulk (store/ingest_rules.py, with the fast checks of store/ingest_typed.py); the readers
+(readers.py) map Parquet and CSV onto the same fields.
 `messages_text` renders a stored conversation as text (for reviewers and judges).
 It imports nothing from calibrate and does no I/O.
 """

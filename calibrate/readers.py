@@ -1,15 +1,13 @@
 """Streaming log readers: files -> batches of (line, JSON text) with a bounded number of rows.
 
-JSONL is not parsed here: raw lines go to the store, which validates them in bulk. Parquet and CSV
-records are turned into the same JSON objects as JSONL rows. Bytes that are not UTF-8 are rejected
-here, per line. Imports pyarrow and the standard library; never duckdb or other stages.
+JSONL lines come from jsonl.py unparsed (the store validates them in bulk). Parquet and CSV records
+are turned into the same JSON objects as JSONL rows. Also: which files to ingest and their digests.
+Imports pyarrow and the standard library; never duckdb or other stages.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
-import gzip
 import hashlib
 import io
 import json
@@ -25,30 +23,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from calibrate import jsonl
 from calibrate import logformat as lf
 from calibrate.errors import LogFormatError
+from calibrate.jsonl import LineBatch, LineScan, RawReject
 
-BLOCK_BYTES = 8 << 20
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _NUMERIC = {"input_tokens", "confidence", "output_tokens", "cost_usd", "latency_ms", "label"}
 
 
 @dataclass(frozen=True, slots=True)
-class RawReject:
-    """A row rejected while reading, before validation."""
+class Digest:
+    """A file's SHA-256 (of its bytes as stored) and, for plain JSONL, its number of lines."""
 
-    line: int
-    field: str | None
-    reason: str
-    raw: str
-
-
-@dataclass(frozen=True, slots=True)
-class LineBatch:
-    """Up to batch_rows rows: an Arrow table (line int64, text string) and the rows rejected."""
-
-    lines: pa.Table
-    rejects: tuple[RawReject, ...]
+    sha256: str
+    lines: int | None
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -76,11 +65,26 @@ def _supported(path: Path) -> bool:
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of the file's bytes as stored (compressed files are hashed compressed)."""
-    digest = hashlib.sha256()
+    return file_digest(path).sha256
+
+
+def file_digest(path: Path) -> Digest:
+    """SHA-256 of the file's bytes; for plain JSONL also its line count, in the same pass."""
+    digest, newlines, last = hashlib.sha256(), 0, b"\n"
+    count = is_jsonl(path) and not path.name.lower().endswith(".gz")
     with path.open("rb") as fh:
-        while block := fh.read(BLOCK_BYTES):
+        while block := fh.read(jsonl.BLOCK_BYTES):
             digest.update(block)
-    return digest.hexdigest()
+            if count:
+                newlines += block.count(b"\n")
+            last = block[-1:]
+    lines = newlines + (last != b"\n") if count else None
+    return Digest(digest.hexdigest(), lines)
+
+
+def is_jsonl(path: Path) -> bool:
+    """Whether the file is JSON lines (plain or gzip), as opposed to Parquet or CSV."""
+    return not path.name.lower().endswith((".parquet", ".csv"))
 
 
 def read_batches(path: Path, batch_rows: int) -> Iterator[LineBatch]:
@@ -92,84 +96,34 @@ def read_batches(path: Path, batch_rows: int) -> Iterator[LineBatch]:
         elif name.endswith(".csv"):
             with path.open("rb") as fh:
                 yield from _csv_batches(fh, batch_rows)
-        elif name.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                yield from _jsonl_batches(fh, batch_rows)
         else:
-            with path.open("rb") as fh:
-                yield from _jsonl_batches(fh, batch_rows)
+            with jsonl.open_lines(path) as fh:
+                yield from jsonl.batches(fh, batch_rows)
     except (OSError, EOFError, pa.ArrowException, csv.Error) as exc:
-        raise LogFormatError(
-            f"cannot read {path}: {exc}", hint="Check that the file is complete and not corrupt."
-        ) from None
+        raise _unreadable(path, exc) from None
 
 
-# --- JSONL -------------------------------------------------------------------------------------
+def scan_lines(path: Path) -> LineScan:
+    """Count a JSONL file's lines and find its blank ones (one pass over the uncompressed bytes)."""
+    try:
+        return jsonl.scan_lines(path)
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
 
 
-def _jsonl_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
-    """Read blocks, cut them at the last newline, and emit about batch_rows lines at a time."""
-    next_line, rest, first = 1, b"", True
-    pieces: list[bytes] = []
-    pending = 0
-    while True:
-        block = fh.read(BLOCK_BYTES)
-        if first and block.startswith(codecs.BOM_UTF8):
-            block = block[len(codecs.BOM_UTF8) :]
-        first = False
-        data = rest + block
-        cut = len(data) if not block else data.rfind(b"\n") + 1
-        rest = data[cut:]
-        if cut:
-            pieces.append(data[:cut])
-            pending += data.count(b"\n", 0, cut) + (0 if data[cut - 1] == 10 else 1)
-        if pieces and (pending >= batch_rows or not block):
-            yield from _block_batches(b"".join(pieces), next_line, batch_rows)
-            next_line += pending
-            pieces, pending = [], 0
-        if not block:
-            return
+def read_lines(path: Path, wanted: np.ndarray) -> Iterator[LineBatch]:
+    """The given physical lines of a JSONL file (sorted, unique), read exactly as read_batches
+    reads them, one LineBatch per block of the file that holds some of them."""
+    try:
+        yield from jsonl.read_lines(path, wanted)
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
 
 
-def _block_batches(data: bytes, first_line: int, batch_rows: int) -> Iterator[LineBatch]:
-    """Split a block of whole lines into batches; lines keep their newline (JSON ignores it)."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
-    if not len(ends) or ends[-1] != len(data):
-        ends = np.append(ends, len(data))
-    starts = np.concatenate(([0], ends[:-1]))
-    for lo in range(0, len(ends), batch_rows):
-        hi = min(lo + batch_rows, len(ends))
-        chunk = data[starts[lo] : ends[hi - 1]]
-        numbers = np.arange(first_line + lo, first_line + hi, dtype=np.int64)
-        try:
-            chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            yield _decode_per_line(
-                chunk, starts[lo:hi] - starts[lo], ends[lo:hi] - starts[lo], numbers
-            )
-            continue
-        offsets = np.concatenate(([0], ends[lo:hi] - starts[lo])).astype(np.int32)
-        text = pa.StringArray.from_buffers(hi - lo, pa.py_buffer(offsets), pa.py_buffer(chunk))
-        yield LineBatch(pa.table({"line": numbers, "text": text}), ())
-
-
-def _decode_per_line(
-    chunk: bytes, starts: np.ndarray, ends: np.ndarray, numbers: np.ndarray
-) -> LineBatch:
-    keep_lines, keep_text, rejects = [], [], []
-    for start, end, number in zip(starts.tolist(), ends.tolist(), numbers.tolist(), strict=True):
-        raw = chunk[start:end]
-        try:
-            keep_text.append(raw.decode("utf-8"))
-            keep_lines.append(number)
-        except UnicodeDecodeError as exc:
-            reason = f"not UTF-8: invalid byte 0x{raw[exc.start]:02x} at col {exc.start + 1}"
-            text = raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
-            rejects.append(RawReject(number, None, reason, text))
-    table = pa.table(
-        {"line": pa.array(keep_lines, pa.int64()), "text": pa.array(keep_text, pa.string())}
+def _unreadable(path: Path, exc: Exception) -> LogFormatError:
+    return LogFormatError(
+        f"cannot read {path}: {exc}", hint="Check that the file is complete and not corrupt."
     )
-    return LineBatch(table, tuple(rejects))
 
 
 # --- records (CSV, Parquet) --------------------------------------------------------------------

@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from calibrate import readers
@@ -103,3 +104,36 @@ def test_file_sha256_changes_with_content(tmp_path: Path) -> None:
     log.write_text("{} \n")
     assert readers.file_sha256(log) != first
     assert len(first) == 64
+
+
+def test_digest_counts_lines_of_plain_jsonl_only(tmp_path: Path) -> None:
+    plain, no_newline, gz = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl.gz"
+    plain.write_bytes(b'{"a": 1}\n\n{"a": 2}\n')
+    no_newline.write_bytes(b'{"a": 1}\n{"a": 2}')
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+
+    assert readers.file_digest(plain).lines == 3
+    assert readers.file_digest(no_newline).lines == 2
+    assert readers.file_digest(gz).lines is None
+    assert readers.file_digest(plain).sha256 == readers.file_sha256(plain)
+
+
+def test_scan_finds_blank_and_whitespace_only_lines_everywhere(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl.gz"
+    body = b'\xef\xbb\xbf\n{"a": 1}\r\n \t\r\n{"a": 2}\n\n\n{"a": 3}\n  '
+    log.write_bytes(gzip.compress(body))
+
+    assert readers.scan_lines(log) == readers.LineScan(8, (1, 3, 5, 6, 8))
+
+
+def test_read_lines_returns_the_wanted_lines_as_read_batches_reads_them(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    log.write_bytes(b'{"a": 1}\r\n{"a": "\xff"}\n' + b'{"a": 3}\n' * 5 + b'{"a": 9}')
+    wanted = np.array([2, 3, 8])
+
+    batches = list(readers.read_lines(log, wanted))
+
+    rows = [r for b in batches for r in b.lines.to_pylist()]
+    everything = {r["line"]: r for r in read_all(log)[0]}
+    assert rows == [everything[3], everything[8]]
+    assert [r.line for b in batches for r in b.rejects] == [2]

@@ -1,6 +1,6 @@
 """Store: owns the DuckDB connection, migrations and transactions.
 
-Ingest writes live in `store/ingest_sql.py`; the reads the sweep needs live in `store/outcomes_sql.py`;
+Ingest writes live in `store/ingest_*.py`; the reads the sweep needs live in `store/outcomes_sql.py`;
 replay's selection, call cache and results live in `store/replay_sql.py`, and its journal of
 results not yet committed in `store/journal.py` (folded in whenever a file store is opened);
 labels (checks, the conflict rule, weights) live in `store/labels_sql.py`, the judge's reads in
@@ -34,7 +34,11 @@ from calibrate.records import DataWindow, Outcomes
 from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
 from calibrate.store import (
     coverage_sql,
+    ingest_file,
+    ingest_rules,
+    ingest_runs,
     ingest_sql,
+    ingest_typed,
     judge_sql,
     labels_sql,
     monitor_sql,
@@ -122,17 +126,20 @@ class Store:
     # --- ingest ---
 
     def prepare_ingest(self) -> None:
-        """Create the connection-local macros and tables the ingest batches use."""
-        ingest_sql.prepare(self.con)
+        """Create the connection-local macros and tables ingest uses; no DuckDB progress bar
+        (long statements would draw one on the terminal)."""
+        self.con.execute("SET enable_progress_bar = false")
+        ingest_rules.prepare(self.con)
+        ingest_typed.prepare(self.con)
 
     def begin_ingest_run(self, started_at: datetime, strict: bool) -> int:
-        return ingest_sql.begin_run(self.con, started_at, strict)
+        return ingest_runs.begin_run(self.con, started_at, strict)
 
     def finish_ingest_run(self, run_id: int, finished_at: datetime, counts: Sequence[int]) -> None:
-        ingest_sql.finish_run(self.con, run_id, finished_at, counts)
+        ingest_runs.finish_run(self.con, run_id, finished_at, counts)
 
     def file_ingested(self, file_sha256: str) -> bool:
-        return ingest_sql.file_ingested(self.con, file_sha256)
+        return ingest_runs.file_ingested(self.con, file_sha256)
 
     def ingest_batch(
         self,
@@ -143,14 +150,39 @@ class Store:
         """Validate and merge one batch of (line, text) rows; `where` = (file, sha256, run_id)."""
         return ingest_sql.ingest_batch(self.con, batch, raw_rejects, where)
 
+    def read_log_file(self, path: Path) -> int:
+        """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines."""
+        return ingest_file.read(self.con, str(path))
+
+    def check_log_file(
+        self, blanks: Sequence[int], where: tuple[str, str, int]
+    ) -> ingest_file.FileCheck:
+        """Number the read lines (given the blank ones), validate and merge them."""
+        file, _, run_id = where
+        ingest_file.number(self.con, blanks)
+        return ingest_file.check(self.con, file, run_id)
+
+    def quarantine_log_lines(self, raw: pa.Table, where: tuple[str, str, int]) -> None:
+        """Store the checked file's rejects on these (line, text) lines, with their raw text."""
+        ingest_file.quarantine(self.con, raw, where)
+
+    def finish_log_file(self, where: tuple[str, str, int]) -> list[tuple[int, str | None, str]]:
+        """Store the rejects left without raw text, free the file's temp tables, and return the
+        first few (line, field, reason) for --strict."""
+        return ingest_file.finish(self.con, where)
+
+    def discard_log_file(self) -> None:
+        """Drop what read_log_file read (the file goes through the line path instead)."""
+        ingest_file.drop(self.con)
+
     def record_ingested_file(self, where: tuple[str, str, int], counts: Sequence[int]) -> None:
-        ingest_sql.record_file(self.con, where, counts)
+        ingest_runs.record_file(self.con, where, counts)
 
     def rejects_by_kind(self, run_id: int) -> list[tuple[str, int]]:
-        return ingest_sql.rejects_by_kind(self.con, run_id)
+        return ingest_runs.rejects_by_kind(self.con, run_id)
 
     def request_count(self) -> int:
-        return ingest_sql.request_count(self.con)
+        return ingest_runs.request_count(self.con)
 
     # --- replay ---
 

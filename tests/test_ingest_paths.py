@@ -1,0 +1,320 @@
+"""The whole-file path (DuckDB reads the JSONL) gives exactly what the line path gives: same store
+contents, same rejects with the same line, field, reason and raw text, same counts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from calibrate.errors import LogFormatError
+from calibrate.ingest import ingest
+from calibrate.store.core import Store
+
+
+def clock() -> datetime:
+    return datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def attempt(tier: str = "small", **extra: object) -> dict:
+    base = {"tier": tier, "model": "m", "source": "prod", "confidence": 0.5, "status": "ok"}
+    return base | extra
+
+
+def request(rid: str, **extra: object) -> dict:
+    base = {"request_id": rid, "timestamp": "2026-10-01T09:30:00Z", "prompt": "hi"}
+    return base | extra
+
+
+GOOD = [
+    request("g-1", attempts=[attempt(), attempt("large", source="shadow")], labels={"small": 1}),
+    request(
+        "g-2",
+        prompt=None,
+        messages=[{"role": "user", "content": 'q "quoted" \\ back\u00e9 \U0001f600'}],
+        region="eu",
+        app="bot",
+        input_tokens=12.0,
+        served_tier="small",
+        reference="ref",
+        metadata={"intent": "x", "n": [1.50, {"z": 12345678901234567890123}]},
+    ),
+    request("g-3", trace_id="t-3", other=None, metadata={"intent": "y"}),
+    request("g-4", trace_id="t-4", metadata={"trace_id": "own"}),
+    request("g-5", attempts=[attempt(provider_id="abc", nested={"a": 1})], labels={}),
+    request("g-6", attempts=[], labels=None, metadata=None, region=None),
+    request("g-7", timestamp="2026-10-01t09:30:00.123456+05:30", attempts=None),
+    request("g-8", timestamp="2026-10-01 09:30:00z"),
+    request(
+        "g-9", attempts=[attempt(confidence=None, cost_usd=0, latency_ms=1e-7, input_tokens=0)]
+    ),
+    request("g-10", attempts=[attempt(confidence=-3.25e10, output="o\u0000k", status="timeout")]),
+    request("g-11", attempts=[attempt(), attempt(source="shadow"), attempt("medium")]),
+    request("g-1", attempts=[attempt(), attempt("medium", source="shadow")], labels={"large": 0}),
+    request("g-2", prompt=None, messages=[{"role": "user", "content": "other"}]),
+    request("12345", attempts=[attempt("1", model="4", output="42"), attempt("t", output="true")]),
+    request("g-12", attempts=[{"status": "error", "confidence": None, "tier": "small"}]),
+    request("g-13", attempts=[attempt(output='say "hi": \\ \n')], labels={"small": 0.25}),
+    request("g-14", x_id="u", metadata={'k"\\y': 1, "\u00e9/\t": [None, 1.5e-7]}),
+    request("g-15", x_id=None, metadata={}),
+]
+
+BAD = [
+    request("b-1", attempts=[attempt(confidence=float("nan"))]),
+    request("b-2", attempts=[attempt(confidence=float("inf"))]),
+    request("b-3", labels={"small": None}),
+    request("b-4", labels={"small": 1.5, "large": "x"}),
+    request("b-5", labels={"small": "1"}),
+    request("b-6", labels=[1]),
+    request("b-7", attempts={"tier": "small"}),
+    request("b-8", attempts=[5, attempt()]),
+    request("b-9", attempts=[attempt(), None]),
+    request("b-10", attempts=[{}]),
+    request("b-11", attempts=[attempt(tier="")]),
+    request("b-12", attempts=[attempt(tier=5)]),
+    request("b-13", attempts=[attempt(source="canary" * 20)]),
+    request("b-14", attempts=[attempt(status=True)]),
+    request("b-15", attempts=[attempt(model=1)]),
+    request("b-16", attempts=[attempt(output=["x"])]),
+    request("b-17", attempts=[attempt(input_tokens="3")]),
+    request("b-18", attempts=[attempt(output_tokens=1e30)]),
+    request("b-19", attempts=[attempt(cost_usd=-1)]),
+    request("b-20", attempts=[attempt(latency_ms="fast")]),
+    request("b-21", attempts=[attempt(), attempt()]),
+    request("b-22", request_id=""),
+    request("b-23", request_id=None),
+    request("b-24", timestamp=1700000000),
+    request("b-25", timestamp="2026-10-01"),
+    request("b-26", messages=[{"role": "user", "content": "x"}]),
+    request("b-27", prompt=None, messages={"role": "user"}),
+    request("b-28", prompt=None, messages=[{"role": "user"}, "x"]),
+    request("b-29", prompt=["x"]),
+    request("b-30", region=5, app=False),
+    request("b-31", input_tokens=-1),
+    request("b-32", input_tokens=1.5),
+    request("b-33", metadata="x"),
+    request("b-34", metadata={"_extra": 1, "intent": "a"}, intent="b"),
+    request("g-1", region="elsewhere"),
+    request("g-11", attempts=[attempt(confidence=0.9)]),
+    request("g-1", labels={"small": 0}),
+    request("b-35", served_tier=1.0, reference=True),
+]
+
+ODD_LINES = [
+    '{"request_id": "o-1", "timestamp": "2026-10-01T09:30:00Z" "prompt": "x"}',
+    "[1, 2]",
+    '"just a string"',
+    "5",
+    "null",
+    '{"request_id": "o-2", "timestamp": "2026-10-01T09:30:00Z", "prompt": "a", "prompt": "b"}',
+    '{"request_id": "o-3", "timestamp": "2026-10-01T09:30:00Z", "prompt": "a",}',
+    '{"request_id": "o-4", "timestamp": "2026-10-01T09:30:00Z", "prompt": "tab\there"}',
+    '{"request_id": "o-5", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "tier": "large"}]}',
+    '{"request_id": "o-6", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "labels": {"small": 1, "small": 0}}',
+    '{"request_id": "o-7", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "confidence": Infinity}]}',
+    '{"request_id": "o-8", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "input_tokens": 1e400, "x": -0.0, "y": 1E5, "z": "\\u00e9\\/"}',
+    '{"request_id": "o-9",',
+    "}",
+    '{"request_id": "o-10", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p", "t": 1,'
+    ' "metadata": {"a": 1, "a": 2}}',
+    '{"request_id": "o-11", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "input_tokens": 12.0, "cost_usd": -0.0, "x": null}]}',
+]
+
+
+def corpus() -> bytes:
+    """Good, bad and odd rows, blank and whitespace-only lines, CRLF, a BOM and a bad byte."""
+    lines = [json.dumps(r) for r in GOOD + BAD] + ODD_LINES
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line.encode())
+        if i % 7 == 3:
+            out.append(b"")
+        if i % 11 == 5:
+            out.append(b"  \t ")
+    out.insert(
+        20, b'{"request_id": "u-1", "timestamp": "2026-10-01T09:30:00Z", "prompt": "caf\xe9"}'
+    )
+    out.insert(30, b'{"request_id": "u-2", "prompt": "\xff\xfe"}')
+    text = b"\xef\xbb\xbf" + b"\n".join(out[:40]) + b"\r\n" + b"\r\n".join(out[40:])
+    return text + b"\n\n   \n"
+
+
+def snapshot(store: Store) -> dict[str, list[tuple]]:
+    """Everything ingest wrote, except run ids."""
+    queries = {
+        "requests": "SELECT * EXCLUDE (run_id, messages, metadata), messages::VARCHAR,"
+        " metadata::VARCHAR FROM requests ORDER BY request_id",
+        "attempts": "SELECT * EXCLUDE (run_id, extra), extra::VARCHAR FROM attempts"
+        " ORDER BY request_id, tier, source",
+        "labels": "SELECT * EXCLUDE (run_id) FROM labels ORDER BY request_id, tier, source",
+        "rejects": "SELECT * EXCLUDE (run_id) FROM rejects ORDER BY file, line",
+        "files": "SELECT * EXCLUDE (run_id) FROM ingested_files ORDER BY path",
+    }
+    return {name: store.con.execute(sql).fetchall() for name, sql in queries.items()}
+
+
+def both_paths(tmp_path: Path, files: list[Path], **options: object) -> list[tuple]:
+    results = []
+    for whole in (True, False):
+        with Store.open(tmp_path / f"{whole}.duckdb") as store:
+            summaries = [
+                ingest(store, [f], strict=False, clock=clock, whole_files=whole, **options)
+                for f in files
+            ]
+            counts = [
+                (s.rows_read, s.rows_kept, s.rows_rejected, s.rejects_by_reason) for s in summaries
+            ]
+            results.append((snapshot(store), counts))
+    return results
+
+
+def test_every_kind_of_row_gives_the_same_store_and_rejects(tmp_path: Path) -> None:
+    log = tmp_path / "mixed.jsonl"
+    log.write_bytes(corpus())
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    store, [(read, kept, rejected, by_kind)] = whole
+    assert (read, kept, rejected) == (74, 23, 51)
+    assert len(store["requests"]) == 22 and len(store["rejects"]) == 51
+    assert {kind for kind, _ in by_kind} == {
+        "wrong type",
+        "invalid JSON",
+        "missing field",
+        "not UTF-8",
+        "conflicting attempt",
+        "conflicting label",
+        "duplicate attempt",
+        "duplicate request_id",
+        "label out of range",
+        "metadata clash",
+    }
+
+
+def test_the_paths_agree_on_merges_across_files_and_gzip(tmp_path: Path) -> None:
+    first = tmp_path / "a.jsonl"
+    first.write_bytes(corpus())
+    rows = [request("g-1", attempts=[attempt("xl", source="shadow")], labels={"xl": 1})]
+    rows += [request("g-3", trace_id="t-3", other=None, metadata={"intent": "y"})]
+    rows += [request("g-5", region="moved"), request("n-1")]
+    second = tmp_path / "b.jsonl.gz"
+    second.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+
+    whole, lines = both_paths(tmp_path, [first, second])
+
+    assert whole == lines
+    assert whole[1][1] == (4, 3, 1, (("duplicate request_id", 1),))
+
+
+def test_null_label_is_a_wrong_type_not_a_crash(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    log.write_text(json.dumps(request("r-1", labels={"small": None, "large": 1})) + "\n")
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    assert [r[2:5] for r in whole[0]["rejects"]] == [
+        (1, "labels.small", "wrong type: labels.small must be a number, got null")
+    ]
+
+
+def test_blank_lines_anywhere_keep_physical_line_numbers(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    body = [json.dumps(request(f"r-{i}")) if i % 5 else "" for i in range(1, 60)]
+    log.write_text("\n\n" + "\n".join(body) + "\n \n{bad\n")
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    found = [(r[0], r[1]) for r in whole[0]["requests"]]
+    assert ("r-1", datetime(2026, 10, 1, 9, 30, tzinfo=UTC)) in found
+    lines_of = {r[0]: r[-3] for r in whole[0]["requests"]}  # ..., source_line, messages, metadata
+    assert lines_of["r-1"] == 3 and lines_of["r-59"] == 61
+    assert [r[2] for r in whole[0]["rejects"]] == [63]
+
+
+def test_a_file_of_only_bad_lines_and_an_empty_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"{\n\xff\n[]\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+
+    whole, lines = both_paths(tmp_path, [bad, empty])
+
+    assert whole == lines
+    assert [c[:3] for c in whole[1]] == [(3, 0, 3), (0, 0, 0)]
+
+
+def test_strict_names_the_first_bad_lines_of_the_file_and_writes_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    log.write_bytes(corpus())
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        with pytest.raises(LogFormatError) as caught:
+            ingest(store, [log], strict=True, clock=clock)
+        assert store.table_counts()["requests"] == 0
+
+    message = caught.value.message
+    assert message.startswith("bad rows with --strict, nothing was written:\n  ")
+    assert f"{log}:" in message and message.endswith("more in this file)")
+
+
+def test_a_request_repeated_by_rows_of_both_lanes_merges(tmp_path: Path) -> None:
+    plain = request("m-1", attempts=[attempt()])
+    odd = request("m-1", attempts=[attempt("large", source="shadow", trace="x")])
+    numeric = request("m-1", attempts=[attempt(output="42")], labels={"small": 1})
+    log = tmp_path / "a.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in (plain, odd, numeric, odd)))
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    assert [a[1:3] for a in whole[0]["attempts"]] == [("large", "shadow"), ("small", "prod")]
+    assert [r[2:5] for r in whole[0]["rejects"]] == [
+        (
+            3,
+            "attempts[0]",
+            "conflicting attempt: request_id m-1 tier small source prod differs from an earlier"
+            f" copy (request first seen in {log} line 1)",
+        )
+    ]
+
+
+def test_the_file_path_works_within_a_small_duckdb_memory_limit(
+    tmp_path: Path, sample_logs: Path
+) -> None:
+    results = []
+    for limit in ("200MB", None):
+        with Store.open(tmp_path / f"{limit}.duckdb") as store:
+            if limit:
+                store.con.execute(f"SET memory_limit = '{limit}'")
+            summary = ingest(store, [sample_logs], strict=False, clock=clock)
+            results.append((snapshot(store)["requests"], summary.rows_kept))
+
+    assert results[0] == results[1]
+    assert results[0][1] == 10_000
+
+
+def test_a_row_with_several_conflicts_names_the_first_one(tmp_path: Path) -> None:
+    first = request("c-1", attempts=[attempt(), attempt("large")], labels={"small": 1, "large": 1})
+    later = first | {
+        "attempts": [attempt(confidence=0.1), attempt("large", confidence=0.2)],
+        "labels": {"small": 0, "large": 0},
+    }
+    relabeled = first | {"labels": {"small": 0, "large": 0}}
+    log = tmp_path / "a.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in (first, later, relabeled)))
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    assert [r[3] for r in whole[0]["rejects"]] == ["attempts[0]", "labels.large"]
