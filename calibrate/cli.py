@@ -154,7 +154,24 @@ def sweep_cmd(
             "--fixed-monthly-usd", min=0.0, help="Other fixed monthly costs of calibrating."
         ),
     ] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap intervals.")] = 0,
+    router: Annotated[
+        bool,
+        typer.Option(
+            "--router/--no-router",
+            help="Fit the learned router (TF-IDF + logistic regression on the prompt).",
+        ),
+    ] = True,
+    classifier_cost_usd: Annotated[
+        float,
+        typer.Option(
+            "--classifier-cost-usd",
+            min=0.0,
+            help="Price of running the learned router per 1k requests (added to its cost).",
+        ),
+    ] = 0.0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the bootstrap intervals and the router's folds.")
+    ] = 0,
     strict: Strict = False,
     as_json: Json = False,
 ) -> None:
@@ -170,7 +187,7 @@ def sweep_cmd(
     """
     from calibrate import pipeline  # heavy (sklearn, matplotlib): only for the commands using it
     from calibrate.policies import METRICS
-    from calibrate.sweep import Overheads
+    from calibrate.sweep import Overheads, RouterOptions
 
     tiers_config = load_tiers(tiers)
     objective = Objective(
@@ -198,6 +215,7 @@ def sweep_cmd(
             seed=seed,
             overheads=Overheads(label_cost_usd, fixed_monthly_usd),
             on_progress=tick,
+            router=RouterOptions(router, classifier_cost_usd),
         )
     if as_json:
         console.print_json(json_summary(written))
@@ -256,7 +274,7 @@ def evaluate_cmd(
     with Store.open(db if db is not None else ":memory:") as store:
         if paths:
             ingest.ingest(store, paths, strict=False, clock=_now)
-        result = evaluate.evaluate_routing(store, config, prices)
+        result = evaluate.evaluate_routing(store, config, prices, routing.parent)
     if as_json:
         console.print_json(result.as_dict())
     else:

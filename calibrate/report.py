@@ -21,7 +21,8 @@ from calibrate.charts import chart_svgs
 from calibrate.diagnostics import DAILY_VOLUMES
 from calibrate.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.policies import METRICS
-from calibrate.routing import METRIC_DIGITS, dump_routing, round_metric, routing_from
+from calibrate.router import router_json
+from calibrate.routing import METRIC_DIGITS, ROUTER_FILE, dump_routing, round_metric, routing_from
 from calibrate.sweep import SweepResult
 
 _TOP_POLICIES = 12
@@ -61,6 +62,8 @@ def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
         "report.html": render_html(doc, charts),
         **charts,
     }
+    if result.router is not None:
+        texts[ROUTER_FILE] = router_json(result.router)
     paths = {}
     for name, text in texts.items():
         path = out_dir / name
@@ -82,6 +85,7 @@ def build_routing(result: SweepResult):
         rec.method,
         rec.certified,
         result.window,
+        classifier_cost_per_1k=result.classifier_cost_per_1k,
         p_correct={
             c.tier: round(p, 4)
             for c in result.calibration

@@ -19,7 +19,7 @@ import pyarrow as pa
 from calibrate.errors import CalibrateError
 from calibrate.records import DataWindow, Outcomes
 from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
-from calibrate.store import ingest_sql, monitor_sql, outcomes_sql, replay_sql
+from calibrate.store import ingest_sql, monitor_sql, outcomes_sql, replay_sql, text_sql
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
@@ -129,6 +129,10 @@ class Store:
 
     def request_count(self) -> int:
         return ingest_sql.request_count(self.con)
+
+    def prompt_texts(self, request_ids: Sequence[str]) -> list[str]:
+        """Each request's prompt text (its messages' contents), in the given order."""
+        return text_sql.prompt_texts(self.con, request_ids)
 
     # --- replay ---
 
