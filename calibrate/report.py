@@ -588,6 +588,49 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
     )
 
 
+_STRATEGY_NAMES = {
+    "always": "single tier",
+    "length": "rules (input length)",
+    "router": "learned router",
+    "cascade": "cascade",
+}
+
+
+def strategy_comparison(result: SweepResult) -> Section:
+    """The best policy of each strategy at the same quality target: the cheapest whose measured
+    drop is ≤ the limit, and the cheapest certified one where the strategy can be certified."""
+    limit = result.evidence.max_regret
+    f = result.frontier.with_row_index("_row")
+    header = ("strategy", "best at the target", "certified", "quality", "drop", "escalation")
+    header += ("cost / 1k req", "savings", "p50", "p95")
+    rows = []
+    for kind, name in _STRATEGY_NAMES.items():
+        family = f.filter(pl.col("strategy") == kind).sort(
+            ["cost_per_1k_requests_usd", "quality", "_row"], descending=[False, True, False]
+        )
+        if family.is_empty():
+            continue
+        within = family.filter(pl.col("quality_drop") <= limit + 1e-12)
+        picks = [("measured", within.head(1))]
+        if kind in ("length", "cascade"):  # a router is never certified, premium is the reference
+            picks.append(("certified", family.filter(pl.col("certified")).head(1)))
+        for how, pick in picks:
+            if pick.is_empty():
+                rows.append((name, f"none ({how})", "no", *("–",) * 7))
+                continue
+            r = pick.row(0, named=True)
+            certified = "yes" if r["certified"] else "no" if kind != "router" else "n/a"
+            rows.append((name, f"`{r['policy']}`", certified, *_policy_table([r]).rows[0][1:]))
+    note = (
+        f"Target: quality drop vs always-premium at most {limit:.4g}. Per strategy, the cheapest "
+        "policy whose measured drop meets it, and the cheapest certified one (Learn-then-Test). "
+        "The learned router is evaluated on cross-fitted scores and is never certified (its scores "
+        "were fitted on these labels); its cost includes --classifier-cost-usd. Routers and rules "
+        "decide before any call and pay one tier; cascades pay every tier they touch."
+    )
+    return ("Strategies side by side", (note, Table(header, tuple(rows))))
+
+
 def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple[Section, ...]:
     """The report's content, shared by Markdown and HTML (`charts`: the chart files written)."""
 
@@ -614,6 +657,7 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
             ),
         ),
         ("Recommendation", (_policy_table([rec.row]),)),
+        strategy_comparison(result),
         ("Warnings", tuple(result.warnings) or ("None.",)),
         (
             "Failure modes",
