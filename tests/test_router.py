@@ -157,3 +157,26 @@ def test_evaluate_reproduces_each_strategys_sweep_metrics(
     assert got["policy"] == row["policy"]
     for metric, value in config.expected.items():
         assert got[metric] == value, (metric, got[metric], value)
+
+
+def test_report_compares_the_best_policy_of_each_strategy(sweep_out: Path) -> None:
+    """One table, the same target: per strategy the cheapest policy whose measured drop is ≤ ε
+    (and the cheapest certified one for rules and cascades), with the frontier's numbers."""
+    text = (sweep_out / "report.md").read_text(encoding="utf-8")
+    table = text.split("## Strategies side by side", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        line.split(" | ") for line in table.splitlines() if line.startswith("| ") and "`" in line
+    ]
+    by_policy = {r[1].strip("`"): r for r in rows}
+    strategies = [r[0].removeprefix("| ") for r in rows]
+    assert {"single tier", "rules (input length)", "learned router", "cascade"} <= set(strategies)
+    with (sweep_out / "frontier.csv").open(encoding="utf-8") as f:
+        frontier = list(csv.DictReader(f))
+    for kind in ("length", "router", "cascade"):
+        within = [r for r in frontier if r["strategy"] == kind and float(r["quality_drop"]) <= 0.02]
+        best = min(within, key=lambda r: float(r["cost_per_1k_requests_usd"]))
+        row = by_policy[best["policy"]]
+        assert float(row[4]) == pytest.approx(float(best["quality_drop"]), abs=5e-5)
+        assert row[6] == f"${float(best['cost_per_1k_requests_usd']):,.4f}"
+    router = next(r for r in rows if r[0] == "| learned router")
+    assert router[2] == "n/a"  # never certified
