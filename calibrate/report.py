@@ -631,6 +631,65 @@ def strategy_comparison(result: SweepResult) -> Section:
     return ("Strategies side by side", (note, Table(header, tuple(rows))))
 
 
+UNHEALTHY_RATE = 0.05  # error + timeout share of a tier's prod attempts in a region on a day
+_UNHEALTHY_ROWS = 20
+
+
+def endpoint_health_section(result: SweepResult) -> Section:
+    """Strategy 4, endpoint health: outage windows, traffic silently served by a cheaper tier per
+    region, and the unhealthy tier × region × days (prod latency, error/timeout, fallback)."""
+    found = result.endpoint_health
+    if found is None or found.table.is_empty():
+        return ("Endpoint health", ("No production attempts in the logs.",))
+    outages = Table(
+        ("region", "intended → served", "from", "to", "requests", "served cheaper"),
+        tuple(
+            (
+                o.region,
+                ", ".join(f"{a} → {b} ({n})" for a, b, n in o.fallbacks),
+                o.start.isoformat(),
+                o.end.isoformat(),
+                str(o.requests),
+                _pct(o.share),
+            )
+            for o in found.health.outages
+        ),
+    )
+    downgraded = "; ".join(f"{r} {n}" for r, n in found.downgraded_by_region().items())
+    bad = found.table.filter(
+        (pl.col("error_rate") + pl.col("timeout_rate") >= UNHEALTHY_RATE)
+        | (pl.col("fallback_share") > 0)
+    ).head(_UNHEALTHY_ROWS)
+    unhealthy = Table(
+        ("tier", "region", "day", "attempts", "p50", "p95", "errors", "timeouts", "fell back"),
+        tuple(
+            (
+                r["tier"],
+                r["region"],
+                r["day"].isoformat(),
+                str(r["attempts"]),
+                "n/a" if r["latency_p50_ms"] is None else _ms(r["latency_p50_ms"]),
+                "n/a" if r["latency_p95_ms"] is None else _ms(r["latency_p95_ms"]),
+                _pct(r["error_rate"]),
+                _pct(r["timeout_rate"]),
+                _pct(r["fallback_share"]),
+            )
+            for r in bad.iter_rows(named=True)
+        ),
+    )
+    blocks: tuple[Block, ...] = (
+        "Production attempts only. An outage window is a run of days in which a region's traffic "
+        "fell back to a cheaper tier, with at least one day improbably high for the region "
+        "(the detector `calibrate monitor` uses).",
+        outages if outages.rows else "No outage window.",
+        f"Requests served by a cheaper tier because the intended one failed, per region: {downgraded}.",
+        f"Tier × region × days with ≥ {UNHEALTHY_RATE:.0%} errors or timeouts, or any fallback "
+        f"(first {_UNHEALTHY_ROWS}):",
+        unhealthy if unhealthy.rows else "None.",
+    )
+    return ("Endpoint health", blocks)
+
+
 def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple[Section, ...]:
     """The report's content, shared by Markdown and HTML (`charts`: the chart files written)."""
 
@@ -659,6 +718,7 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
         ("Recommendation", (_policy_table([rec.row]),)),
         strategy_comparison(result),
         ("Warnings", tuple(result.warnings) or ("None.",)),
+        endpoint_health_section(result),
         (
             "Failure modes",
             _failure_blocks(result) + chart("segments.svg", "Kept-request quality per intent"),

@@ -27,6 +27,7 @@ from calibrate.certify import (
     segment_groups,
 )
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
+from calibrate.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.errors import ConfigError, DataError
 from calibrate.failure_modes import (
     FailureModes,
@@ -117,6 +118,7 @@ class SweepResult:
     warnings: tuple[str, ...]
     router: RouterFit | None = None
     classifier_cost_per_1k: float = 0.0
+    endpoint_health: EndpointHealth | None = None
 
     @property
     def auroc(self) -> dict[str, float | None]:
@@ -224,6 +226,7 @@ def run_sweep(
         ),
         overheads=overheads,
         router=fitted,
+        endpoint_health=endpoint_health(store, tuple(tiers.names)),
         classifier_cost_per_1k=(router or RouterOptions()).cost_usd_per_1k,
         warnings=tuple(
             warnings_for(

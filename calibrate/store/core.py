@@ -14,12 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 
 from calibrate.errors import CalibrateError
 from calibrate.records import DataWindow, Outcomes
 from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
-from calibrate.store import ingest_sql, monitor_sql, outcomes_sql, replay_sql, text_sql
+from calibrate.store import health_sql, ingest_sql, monitor_sql, outcomes_sql, replay_sql, text_sql
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
@@ -129,6 +130,10 @@ class Store:
 
     def request_count(self) -> int:
         return ingest_sql.request_count(self.con)
+
+    def endpoint_health(self) -> pl.DataFrame:
+        """Prod latency p50/p95, error/timeout and fallback rates per tier × region × day."""
+        return health_sql.endpoint_health(self.con)
 
     def prompt_texts(self, request_ids: Sequence[str]) -> list[str]:
         """Each request's prompt text (its messages' contents), in the given order."""
