@@ -161,6 +161,15 @@ def sweep_cmd(
             help="Fit the learned router (TF-IDF + logistic regression on the prompt).",
         ),
     ] = True,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules",
+            exists=True,
+            dir_okay=False,
+            help="Keyword rules file (rules.yaml): report what each rule catches.",
+        ),
+    ] = None,
     classifier_cost_usd: Annotated[
         float,
         typer.Option(
@@ -186,10 +195,12 @@ def sweep_cmd(
         calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --out out/
     """
     from calibrate import pipeline  # heavy (sklearn, matplotlib): only for the commands using it
+    from calibrate.keyword_rules import load_rules
     from calibrate.policies import METRICS
     from calibrate.sweep import Overheads, RouterOptions
 
     tiers_config = load_tiers(tiers)
+    keyword_rules = load_rules(rules, tuple(tiers_config.names)) if rules is not None else None
     objective = Objective(
         max_quality_drop,
         confidence,
@@ -216,6 +227,7 @@ def sweep_cmd(
             overheads=Overheads(label_cost_usd, fixed_monthly_usd),
             on_progress=tick,
             router=RouterOptions(router, classifier_cost_usd),
+            keyword_rules=keyword_rules,
         )
     if as_json:
         console.print_json(json_summary(written))

@@ -690,6 +690,32 @@ def endpoint_health_section(result: SweepResult) -> Section:
     return ("Endpoint health", blocks)
 
 
+def keyword_rules_section(result: SweepResult) -> tuple[Section, ...]:
+    """What each keyword rule of --rules catches (none without a rules file)."""
+    if not result.rule_hits:
+        return ()
+    tiers = [t for t, _ in result.rule_hits[0].quality_by_tier]
+    header = ("rule", "pattern", "tier", "hits", "labeled", *(f"quality on {t}" for t in tiers))
+    rows = tuple(
+        (
+            h.name + (" (fine on the cheapest tier)" if h.fine_on_cheapest else ""),
+            f"`{h.pattern}`",
+            h.tier,
+            str(h.hits),
+            str(h.labeled),
+            *(_num(q, 4) for _, q in h.quality_by_tier),
+        )
+        for h in result.rule_hits
+    )
+    note = (
+        "First match wins. Quality is the mean label of each tier's answer on the rule's labeled "
+        "hits; a rule sending its hits to a dearer tier although the cheapest tier answers them "
+        "about as well as the premium one is marked. Diagnostics only: keyword rules are not "
+        "swept as policies yet."
+    )
+    return (("Keyword rules", (note, Table(header, rows))),)
+
+
 def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple[Section, ...]:
     """The report's content, shared by Markdown and HTML (`charts`: the chart files written)."""
 
@@ -719,6 +745,7 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
         strategy_comparison(result),
         ("Warnings", tuple(result.warnings) or ("None.",)),
         endpoint_health_section(result),
+        *keyword_rules_section(result),
         (
             "Failure modes",
             _failure_blocks(result) + chart("segments.svg", "Kept-request quality per intent"),

@@ -44,6 +44,7 @@ from calibrate.intervals import (
     selection_bootstrap,
     wilson,
 )
+from calibrate.keyword_rules import RuleHits, RulesFile, rule_hits
 from calibrate.policies import (
     DEFAULT_GRID,
     Family,
@@ -119,6 +120,7 @@ class SweepResult:
     router: RouterFit | None = None
     classifier_cost_per_1k: float = 0.0
     endpoint_health: EndpointHealth | None = None
+    rule_hits: tuple[RuleHits, ...] = ()
 
     @property
     def auroc(self) -> dict[str, float | None]:
@@ -135,6 +137,7 @@ def run_sweep(
     overheads: Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     router: RouterOptions | None = None,
+    keyword_rules: RulesFile | None = None,
 ) -> SweepResult:
     """Evaluate all candidate policies, recommend one and collect its evidence."""
     overheads = overheads or Overheads()
@@ -227,6 +230,11 @@ def run_sweep(
         overheads=overheads,
         router=fitted,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
+        rule_hits=rule_hits(
+            keyword_rules, store.prompt_texts(outcomes.request_ids.tolist()), outcomes
+        )
+        if keyword_rules is not None
+        else (),
         classifier_cost_per_1k=(router or RouterOptions()).cost_usd_per_1k,
         warnings=tuple(
             warnings_for(
