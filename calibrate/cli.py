@@ -235,6 +235,9 @@ def sweep_cmd(
     console.metrics_table("recommendation", result.recommendation.row, METRICS)
     for warning in result.warnings:
         console.err().print(f"Warning: {warning}", highlight=False)
+    if result.router is not None:
+        ms = result.router.inference_ms_per_request
+        console.err().print(f"Learned router inference: {ms:.3f} ms per request (measured).")
     console.outputs_written(written)
 
 
