@@ -593,6 +593,7 @@ _STRATEGY_NAMES = {
     "length": "rules (input length)",
     "router": "learned router",
     "cascade": "cascade",
+    "consensus": "consensus",
 }
 
 
@@ -611,7 +612,8 @@ def strategy_comparison(result: SweepResult) -> Section:
         if family.is_empty():
             continue
         within = family.filter(pl.col("quality_drop") <= limit + 1e-12)
-        picks = [("measured", within.head(1))]
+        best_quality = family.sort(["quality", "_row"], descending=[True, False]).head(1)
+        picks = [("measured", within.head(1) if within.height else best_quality)]
         if kind in ("length", "cascade"):  # a router is never certified, premium is the reference
             picks.append(("certified", family.filter(pl.col("certified")).head(1)))
         for how, pick in picks:
@@ -620,13 +622,17 @@ def strategy_comparison(result: SweepResult) -> Section:
                 continue
             r = pick.row(0, named=True)
             certified = "yes" if r["certified"] else "no" if kind != "router" else "n/a"
-            rows.append((name, f"`{r['policy']}`", certified, *_policy_table([r]).rows[0][1:]))
+            misses = " (misses the target)" if r["quality_drop"] > limit + 1e-12 else ""
+            policy = f"`{r['policy']}`{misses}"
+            rows.append((name, policy, certified, *_policy_table([r]).rows[0][1:]))
     note = (
         f"Target: quality drop vs always-premium at most {limit:.4g}. Per strategy, the cheapest "
-        "policy whose measured drop meets it, and the cheapest certified one (Learn-then-Test). "
+        "policy whose measured drop meets it (else its best-quality policy, marked), and the "
+        "cheapest certified one (Learn-then-Test). "
         "The learned router is evaluated on cross-fitted scores and is never certified (its scores "
         "were fitted on these labels); its cost includes --classifier-cost-usd. Routers and rules "
-        "decide before any call and pay one tier; cascades pay every tier they touch."
+        "decide before any call and pay one tier; cascades pay every tier they touch; consensus "
+        "pays every tier of its set (escalation 100%) and is never certified."
     )
     return ("Strategies side by side", (note, Table(header, tuple(rows))))
 

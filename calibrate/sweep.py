@@ -26,6 +26,7 @@ from calibrate.certify import (
     labels_to_certify,
     segment_groups,
 )
+from calibrate.consensus import consensus_frame
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
 from calibrate.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.errors import ConfigError, DataError
@@ -209,7 +210,7 @@ def run_sweep(
         objective=objective,
         window=store.data_window(outcomes),
         rejected=rejected,
-        frontier=frontier,
+        frontier=_with_consensus(store, outcomes, frontier),
         recommendation=recommendation,
         evidence=evidence,
         break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
@@ -245,6 +246,18 @@ def run_sweep(
             )
         ),
     )
+
+
+def _with_consensus(store: Store, outcomes: Outcomes, frontier: pl.DataFrame) -> pl.DataFrame:
+    """The frontier plus one row per consensus set (never certified nor recommended), with the
+    Pareto flags recomputed over all rows."""
+    answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+    extra = consensus_frame(outcomes, answers)
+    if extra is None:
+        return frontier
+    extra = extra.with_columns(pareto=False, certified=False, recommended=False)
+    rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
+    return mark_pareto(rows.drop("pareto")).select(frontier.columns)
 
 
 def _fit_router(

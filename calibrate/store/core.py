@@ -135,6 +135,12 @@ class Store:
         """Prod latency p50/p95, error/timeout and fallback rates per tier × region × day."""
         return health_sql.endpoint_health(self.con)
 
+    def tier_outputs(
+        self, request_ids: Sequence[str], tiers: Sequence[str]
+    ) -> list[list[str | None]]:
+        """Each request's answer text per tier (None without an ok attempt), in the given order."""
+        return text_sql.tier_outputs(self.con, request_ids, tiers)
+
     def prompt_texts(self, request_ids: Sequence[str]) -> list[str]:
         """Each request's prompt text (its messages' contents), in the given order."""
         return text_sql.prompt_texts(self.con, request_ids)
