@@ -50,8 +50,12 @@ def decision_bins(outcomes: Outcomes, family: Family) -> list[np.ndarray]:
     cutoffs its input length is within. The engine computes the same bins by faster means."""
     bins = []
     for j, grid in zip(family.path[:-1], family.grids, strict=True):
-        if family.kind == "cascade":
-            conf = outcomes.confidence[:, j]
+        if family.kind in ("cascade", "router"):
+            conf = (
+                outcomes.confidence[:, j]
+                if family.kind == "cascade"
+                else family.scores_of(outcomes)
+            )
             b = np.searchsorted(grid, conf, side="right")
             b[np.isnan(conf)] = 0
         else:
@@ -73,6 +77,7 @@ def assign(outcomes: Outcomes, family: Family, option: tuple[int, ...]) -> Assig
         latency = (outcomes.latency_ms[:, path] * touched).sum(axis=1)
     else:
         cost, latency = outcomes.cost_usd[rows, served], outcomes.latency_ms[rows, served]
+        cost = cost + family.overhead_usd
     return Assignment(
         path=family.path,
         stage=stage,

@@ -61,7 +61,11 @@ class Budget:
 
 def certifiable(family: Family, premium: int) -> bool:
     """A policy can only be compared with always-premium if it ends there (or never leaves a
-    cheaper tier, which is tested as one hypothesis)."""
+    cheaper tier, which is tested as one hypothesis). A learned router is not: its scores were
+    fitted on these labels (cross-fitted, but not independent of them), so Learn-then-Test's
+    exchangeability does not hold; it is compared empirically only."""
+    if family.kind == "router":
+        return False
     if family.kind == "always":
         return family.path[0] != premium
     return family.path[-1] == premium

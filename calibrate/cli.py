@@ -154,7 +154,33 @@ def sweep_cmd(
             "--fixed-monthly-usd", min=0.0, help="Other fixed monthly costs of calibrating."
         ),
     ] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap intervals.")] = 0,
+    router: Annotated[
+        bool,
+        typer.Option(
+            "--router/--no-router",
+            help="Fit the learned router (TF-IDF + logistic regression on the prompt).",
+        ),
+    ] = True,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules",
+            exists=True,
+            dir_okay=False,
+            help="Keyword rules file (rules.yaml): report what each rule catches.",
+        ),
+    ] = None,
+    classifier_cost_usd: Annotated[
+        float,
+        typer.Option(
+            "--classifier-cost-usd",
+            min=0.0,
+            help="Price of running the learned router per 1k requests (added to its cost).",
+        ),
+    ] = 0.0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the bootstrap intervals and the router's folds.")
+    ] = 0,
     strict: Strict = False,
     as_json: Json = False,
 ) -> None:
@@ -169,10 +195,12 @@ def sweep_cmd(
         calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --out out/
     """
     from calibrate import pipeline  # heavy (sklearn, matplotlib): only for the commands using it
+    from calibrate.keyword_rules import load_rules
     from calibrate.policies import METRICS
-    from calibrate.sweep import Overheads
+    from calibrate.sweep import Overheads, RouterOptions
 
     tiers_config = load_tiers(tiers)
+    keyword_rules = load_rules(rules, tuple(tiers_config.names)) if rules is not None else None
     objective = Objective(
         max_quality_drop,
         confidence,
@@ -198,6 +226,8 @@ def sweep_cmd(
             seed=seed,
             overheads=Overheads(label_cost_usd, fixed_monthly_usd),
             on_progress=tick,
+            router=RouterOptions(router, classifier_cost_usd),
+            keyword_rules=keyword_rules,
         )
     if as_json:
         console.print_json(json_summary(written))
@@ -205,6 +235,9 @@ def sweep_cmd(
     console.metrics_table("recommendation", result.recommendation.row, METRICS)
     for warning in result.warnings:
         console.err().print(f"Warning: {warning}", highlight=False)
+    if result.router is not None:
+        ms = result.router.inference_ms_per_request
+        console.err().print(f"Learned router inference: {ms:.3f} ms per request (measured).")
     console.outputs_written(written)
 
 
@@ -256,7 +289,7 @@ def evaluate_cmd(
     with Store.open(db if db is not None else ":memory:") as store:
         if paths:
             ingest.ingest(store, paths, strict=False, clock=_now)
-        result = evaluate.evaluate_routing(store, config, prices)
+        result = evaluate.evaluate_routing(store, config, prices, routing.parent)
     if as_json:
         console.print_json(result.as_dict())
     else:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibrate.calibration import TierCalibration, tier_calibrations
+from calibrate.errors import ConfigError
 from calibrate.records import Outcomes
 from calibrate.routing import RoutingConfig
 from calibrate.store.monitor_sql import RequestLog
@@ -68,6 +69,11 @@ def _stages(log: RequestLog, config: RoutingConfig) -> tuple[np.ndarray, np.ndar
     """Index of the config tier serving each request, and whether the logs can say (a cascade
     needs the confidence of every tier a request reaches before the last)."""
     n = log.n
+    if config.strategy == "router":
+        raise ConfigError(
+            "monitor cannot follow a learned router yet (its scores need the prompts)",
+            hint="Monitor the cascade or rules config of the same sweep, or use `calibrate evaluate`.",
+        )
     if config.strategy == "single":
         return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
     if config.strategy == "rules":

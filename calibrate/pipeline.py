@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from calibrate import ingest, report, sweep
+from calibrate.keyword_rules import RulesFile
 from calibrate.records import IngestSummary
 from calibrate.selection import Objective
 from calibrate.settings import TiersConfig
@@ -28,11 +29,20 @@ def sweep_logs(
     seed: int = 0,
     overheads: sweep.Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    router: sweep.RouterOptions | None = None,
+    keyword_rules: RulesFile | None = None,
 ) -> tuple[IngestSummary | None, sweep.SweepResult, dict[str, Path]]:
     """Ingest (when paths are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into out_dir."""
     summary = ingest.ingest(store, list(paths), strict=strict, clock=clock) if paths else None
     result = sweep.run_sweep(
-        store, tiers, objective, seed=seed, overheads=overheads, on_progress=on_progress
+        store,
+        tiers,
+        objective,
+        seed=seed,
+        overheads=overheads,
+        on_progress=on_progress,
+        router=router,
+        keyword_rules=keyword_rules,
     )
     return summary, result, report.write_outputs(result, out_dir)

@@ -1,4 +1,5 @@
-"""Policy families (always-one-tier, cascades, input-length rules) and their metrics table.
+"""Policy families (always-one-tier, cascades, input-length rules, learned routers) and their
+metrics table.
 
 `evaluate_families(outcomes, families)` turns each family into bins and a stop table for the grid
 engine (`policy_grid`) and returns one Polars row per policy with the metrics every command shares:
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -31,20 +32,35 @@ METRICS = (
     "latency_p95_ms",
 )
 DEFAULT_GRID = {2: 200, 3: 30, 4: 12}
+_THRESHOLD_KINDS = ("cascade", "router")  # options are thresholds τ (keep iff value ≥ τ)
 
 
 @dataclass(frozen=True)
 class Family:
-    """A set of policies sharing a tier path. kind: always | cascade | length.
+    """A set of policies sharing a tier path. kind: always | cascade | length | router.
 
     `grids[j]` are the candidate values of decision stage j: confidence thresholds (ascending; the
     policy keeps a request iff confidence ≥ τ, plus τ=+inf) or token cutoffs (descending; the
-    cheaper tier gets requests with input_tokens ≤ N, plus "none").
+    cheaper tier gets requests with input_tokens ≤ N, plus "none"). A router decides up front (pays
+    one tier) on `scores`, a per-request P(cheaper answer acceptable), with thresholds like a
+    cascade's; `overhead_usd` is its price per request, added to every request's cost.
     """
 
     kind: str
     path: tuple[int, ...]
     grids: tuple[np.ndarray, ...] = ()
+    scores: np.ndarray | None = field(default=None, compare=False, repr=False)
+    overhead_usd: float = 0.0
+    score_ids: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def scores_of(self, outcomes: Outcomes) -> np.ndarray:
+        """The router's score of each request of `outcomes` (which may be a subset of the rows
+        the scores were made for: they are then looked up by `score_ids`, the request ids)."""
+        assert self.scores is not None
+        if self.scores.size == outcomes.n or self.score_ids is None:
+            return self.scores
+        position = {rid: i for i, rid in enumerate(self.score_ids.tolist())}
+        return self.scores[[position[rid] for rid in outcomes.request_ids.tolist()]]
 
 
 _BUCKETS = 1 << 16
@@ -242,9 +258,11 @@ def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> lis
     """Per decision stage, each request's bin: the policy with option a keeps it iff bin > a."""
     bins = []
     for j, grid in zip(family.path[:-1], family.grids, strict=True):
-        key = (j if family.kind == "cascade" else "tokens", grid.tobytes())
+        key = _rank_key(family, j, grid)
         if key not in columns.ranks:
-            if family.kind == "cascade":
+            if family.kind == "router":
+                columns.ranks[key] = confidence_buckets(family.scores).rank_in(grid)
+            elif family.kind == "cascade":
                 if j not in columns.buckets:
                     columns.buckets[j] = confidence_buckets(outcomes.confidence[:, j])
                 columns.ranks[key] = columns.buckets[j].rank_in(grid)
@@ -252,6 +270,14 @@ def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> lis
                 columns.ranks[key] = _cutoff_ranks(outcomes.input_tokens, grid)
         bins.append(columns.ranks[key])
     return bins
+
+
+def _rank_key(family: Family, j: int, grid: np.ndarray) -> tuple[object, bytes]:
+    """Cache key of a stage's bins: the tier's confidences, the lengths, or one router's scores
+    (families of one sweep stay alive, so the id is not reused)."""
+    if family.kind == "router":
+        return (("router", id(family.scores)), grid.tobytes())
+    return (j if family.kind == "cascade" else "tokens", grid.tobytes())
 
 
 def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
@@ -268,8 +294,9 @@ def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
 def stop_table(columns: SweepColumns, family: Family) -> StopTable:
     """Cost, score and latency of stopping at each tier of the path."""
     sums = stop_sums(family)
+    overhead = float(quantize_usd(np.array(family.overhead_usd)))
     return StopTable(
-        cost_nano_usd=tuple(_cost_of(columns, s) for s in sums),
+        cost_nano_usd=tuple(_cost_of(columns, s) + overhead for s in sums),
         score_micro=tuple(columns.score_micro[s[-1]] for s in sums),
         latency=tuple(columns.latency[s] for s in sums),
         labeled_rows=columns.labeled_rows,
@@ -336,7 +363,7 @@ def _family_frame(
             "thresholds": [
                 ";".join(t[a] for t, a in zip(texts, opt, strict=True)) for opt in options
             ]
-            if family.kind == "cascade"
+            if family.kind in _THRESHOLD_KINDS
             else [""] * m,
             "cutoff_tokens": [values[0][opt[0]] for opt in options]
             if family.kind == "length"
@@ -358,11 +385,10 @@ def _family_frame(
 def _option_values(family: Family) -> tuple[list[list], list[list[str]]]:
     """Per stage, the parameter of each option index and its text: a threshold τ (+inf for
     'escalate all') or a cutoff in tokens (None for 'no cutoff')."""
-    last = math.inf if family.kind == "cascade" else None
+    thresholds = family.kind in _THRESHOLD_KINDS
+    last = math.inf if thresholds else None
     values = [[*grid.tolist(), last] for grid in family.grids]
-    texts = [
-        [_fmt_threshold(v) if family.kind == "cascade" else str(v) for v in vs] for vs in values
-    ]
+    texts = [[_fmt_threshold(v) if thresholds else str(v) for v in vs] for vs in values]
     return values, texts
 
 
@@ -379,7 +405,7 @@ def _policy_ids(
         cutoffs = [values[0][a] for (a,) in options]
         return [f"length:{path}@<={c}" if c is not None else f"length:{path}@none" for c in cutoffs]
     return [
-        f"cascade:{path}@" + ",".join(t[a] for t, a in zip(texts, opt, strict=True))
+        f"{kind}:{path}@" + ",".join(t[a] for t, a in zip(texts, opt, strict=True))
         for opt in options
     ]
 

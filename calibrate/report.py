@@ -21,7 +21,8 @@ from calibrate.charts import chart_svgs
 from calibrate.diagnostics import DAILY_VOLUMES
 from calibrate.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.policies import METRICS
-from calibrate.routing import METRIC_DIGITS, dump_routing, round_metric, routing_from
+from calibrate.router import router_json
+from calibrate.routing import METRIC_DIGITS, ROUTER_FILE, dump_routing, round_metric, routing_from
 from calibrate.sweep import SweepResult
 
 _TOP_POLICIES = 12
@@ -61,6 +62,8 @@ def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
         "report.html": render_html(doc, charts),
         **charts,
     }
+    if result.router is not None:
+        texts[ROUTER_FILE] = router_json(result.router)
     paths = {}
     for name, text in texts.items():
         path = out_dir / name
@@ -82,6 +85,7 @@ def build_routing(result: SweepResult):
         rec.method,
         rec.certified,
         result.window,
+        classifier_cost_per_1k=result.classifier_cost_per_1k,
         p_correct={
             c.tier: round(p, 4)
             for c in result.calibration
@@ -584,6 +588,140 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
     )
 
 
+_STRATEGY_NAMES = {
+    "always": "single tier",
+    "length": "rules (input length)",
+    "router": "learned router",
+    "cascade": "cascade",
+    "consensus": "consensus",
+}
+
+
+def strategy_comparison(result: SweepResult) -> Section:
+    """The best policy of each strategy at the same quality target: the cheapest whose measured
+    drop is ≤ the limit, and the cheapest certified one where the strategy can be certified."""
+    limit = result.evidence.max_regret
+    f = result.frontier.with_row_index("_row")
+    header = ("strategy", "best at the target", "certified", "quality", "drop", "escalation")
+    header += ("cost / 1k req", "savings", "p50", "p95")
+    rows = []
+    for kind, name in _STRATEGY_NAMES.items():
+        family = f.filter(pl.col("strategy") == kind).sort(
+            ["cost_per_1k_requests_usd", "quality", "_row"], descending=[False, True, False]
+        )
+        if family.is_empty():
+            continue
+        within = family.filter(pl.col("quality_drop") <= limit + 1e-12)
+        best_quality = family.sort(["quality", "_row"], descending=[True, False]).head(1)
+        picks = [("measured", within.head(1) if within.height else best_quality)]
+        if kind in ("length", "cascade"):  # a router is never certified, premium is the reference
+            picks.append(("certified", family.filter(pl.col("certified")).head(1)))
+        for how, pick in picks:
+            if pick.is_empty():
+                rows.append((name, f"none ({how})", "no", *("–",) * 7))
+                continue
+            r = pick.row(0, named=True)
+            certified = "yes" if r["certified"] else "no" if kind != "router" else "n/a"
+            misses = " (misses the target)" if r["quality_drop"] > limit + 1e-12 else ""
+            policy = f"`{r['policy']}`{misses}"
+            rows.append((name, policy, certified, *_policy_table([r]).rows[0][1:]))
+    note = (
+        f"Target: quality drop vs always-premium at most {limit:.4g}. Per strategy, the cheapest "
+        "policy whose measured drop meets it (else its best-quality policy, marked), and the "
+        "cheapest certified one (Learn-then-Test). "
+        "The learned router is evaluated on cross-fitted scores and is never certified (its scores "
+        "were fitted on these labels); its cost includes --classifier-cost-usd. Routers and rules "
+        "decide before any call and pay one tier; cascades pay every tier they touch; consensus "
+        "pays every tier of its set (escalation 100%) and is never certified."
+    )
+    return ("Strategies side by side", (note, Table(header, tuple(rows))))
+
+
+UNHEALTHY_RATE = 0.05  # error + timeout share of a tier's prod attempts in a region on a day
+_UNHEALTHY_ROWS = 20
+
+
+def endpoint_health_section(result: SweepResult) -> Section:
+    """Strategy 4, endpoint health: outage windows, traffic silently served by a cheaper tier per
+    region, and the unhealthy tier × region × days (prod latency, error/timeout, fallback)."""
+    found = result.endpoint_health
+    if found is None or found.table.is_empty():
+        return ("Endpoint health", ("No production attempts in the logs.",))
+    outages = Table(
+        ("region", "intended → served", "from", "to", "requests", "served cheaper"),
+        tuple(
+            (
+                o.region,
+                ", ".join(f"{a} → {b} ({n})" for a, b, n in o.fallbacks),
+                o.start.isoformat(),
+                o.end.isoformat(),
+                str(o.requests),
+                _pct(o.share),
+            )
+            for o in found.health.outages
+        ),
+    )
+    downgraded = "; ".join(f"{r} {n}" for r, n in found.downgraded_by_region().items())
+    bad = found.table.filter(
+        (pl.col("error_rate") + pl.col("timeout_rate") >= UNHEALTHY_RATE)
+        | (pl.col("fallback_share") > 0)
+    ).head(_UNHEALTHY_ROWS)
+    unhealthy = Table(
+        ("tier", "region", "day", "attempts", "p50", "p95", "errors", "timeouts", "fell back"),
+        tuple(
+            (
+                r["tier"],
+                r["region"],
+                r["day"].isoformat(),
+                str(r["attempts"]),
+                "n/a" if r["latency_p50_ms"] is None else _ms(r["latency_p50_ms"]),
+                "n/a" if r["latency_p95_ms"] is None else _ms(r["latency_p95_ms"]),
+                _pct(r["error_rate"]),
+                _pct(r["timeout_rate"]),
+                _pct(r["fallback_share"]),
+            )
+            for r in bad.iter_rows(named=True)
+        ),
+    )
+    blocks: tuple[Block, ...] = (
+        "Production attempts only. An outage window is a run of days in which a region's traffic "
+        "fell back to a cheaper tier, with at least one day improbably high for the region "
+        "(the detector `calibrate monitor` uses).",
+        outages if outages.rows else "No outage window.",
+        f"Requests served by a cheaper tier because the intended one failed, per region: {downgraded}.",
+        f"Tier × region × days with ≥ {UNHEALTHY_RATE:.0%} errors or timeouts, or any fallback "
+        f"(first {_UNHEALTHY_ROWS}):",
+        unhealthy if unhealthy.rows else "None.",
+    )
+    return ("Endpoint health", blocks)
+
+
+def keyword_rules_section(result: SweepResult) -> tuple[Section, ...]:
+    """What each keyword rule of --rules catches (none without a rules file)."""
+    if not result.rule_hits:
+        return ()
+    tiers = [t for t, _ in result.rule_hits[0].quality_by_tier]
+    header = ("rule", "pattern", "tier", "hits", "labeled", *(f"quality on {t}" for t in tiers))
+    rows = tuple(
+        (
+            h.name + (" (fine on the cheapest tier)" if h.fine_on_cheapest else ""),
+            f"`{h.pattern}`",
+            h.tier,
+            str(h.hits),
+            str(h.labeled),
+            *(_num(q, 4) for _, q in h.quality_by_tier),
+        )
+        for h in result.rule_hits
+    )
+    note = (
+        "First match wins. Quality is the mean label of each tier's answer on the rule's labeled "
+        "hits; a rule sending its hits to a dearer tier although the cheapest tier answers them "
+        "about as well as the premium one is marked. Diagnostics only: keyword rules are not "
+        "swept as policies yet."
+    )
+    return (("Keyword rules", (note, Table(header, rows))),)
+
+
 def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple[Section, ...]:
     """The report's content, shared by Markdown and HTML (`charts`: the chart files written)."""
 
@@ -617,7 +755,10 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
             ),
         ),
         ("Recommendation", (_policy_table([rec.row]),)),
+        strategy_comparison(result),
         ("Warnings", tuple(result.warnings) or ("None.",)),
+        endpoint_health_section(result),
+        *keyword_rules_section(result),
         (
             "Failure modes",
             _failure_blocks(result) + chart("segments.svg", "Kept-request quality per intent"),

@@ -2,8 +2,10 @@
 
 `routing_from(result)` builds it from a sweep; `dump_routing` writes stable key order and fixed
 precision; `load_routing` validates a file (unknown keys rejected) for `evaluate` and `diff`.
-Strategies: `single` (always one tier), `cascade` (escalate_below per non-final tier) and `rules`
-(input-length cutoff, then a default tier).
+Strategies: `single` (always one tier), `cascade` (escalate_below per non-final tier), `rules`
+(input-length cutoff, then a default tier) and `router` (a learned classifier on the prompt, in the
+JSON file `classifier.file` names, relative to routing.yaml: requests scoring ≥ `min_score` go to
+the first tier, the rest to the second).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from calibrate.policies import METRICS
 from calibrate.settings import load_yaml_model
 
+ROUTER_FILE = "router.json"
 METRIC_DIGITS = {
     "quality": 4,
     "quality_drop": 4,
@@ -45,6 +48,14 @@ class Rule(_Strict):
     max_input_tokens: int | None = Field(default=None, ge=0)
 
 
+class Classifier(_Strict):
+    """The learned router's model file, its cut-off and its price."""
+
+    file: str
+    min_score: float
+    cost_per_1k_requests_usd: float = Field(default=0.0, ge=0)
+
+
 class Window(_Strict):
     start: str | None = None
     end: str | None = None
@@ -66,9 +77,10 @@ class RoutingConfig(_Strict):
     """The file `sweep` writes and `evaluate` reads."""
 
     version: Literal[1] = 1
-    strategy: Literal["single", "cascade", "rules"]
+    strategy: Literal["single", "cascade", "rules", "router"]
     tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
     rules: tuple[Rule, ...] = ()
+    classifier: Classifier | None = None
     premium_tier: str
     objective: ObjectiveSpec
     certified: bool
@@ -92,6 +104,10 @@ class RoutingConfig(_Strict):
                 raise ValueError(
                     "rules must name listed tiers and end with a default rule (no cutoff)"
                 )
+        if (self.strategy == "router") != (self.classifier is not None) or (
+            self.strategy == "router" and len(self.tiers) != 2
+        ):
+            raise ValueError("a router names 2 tiers and a classifier (and only a router does)")
         return self
 
 
@@ -105,10 +121,18 @@ def routing_from(
     window,
     p_correct: dict[str, float] | None = None,
     intervals: dict[str, tuple[float, float]] | None = None,
+    classifier_cost_per_1k: float = 0.0,
 ) -> RoutingConfig:
-    """Build the config for one frontier row."""
+    """Build the config for one frontier row (a router's model file: router.json beside it)."""
     names = row["tiers"].split(">")
     thresholds = [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else []
+    classifier = None
+    if row["strategy"] == "router":
+        classifier = Classifier(
+            file=ROUTER_FILE,
+            min_score=thresholds.pop(),
+            cost_per_1k_requests_usd=classifier_cost_per_1k,
+        )
     routed = [
         RoutedTier(
             name=n,
@@ -118,7 +142,9 @@ def routing_from(
         )
         for i, n in enumerate(names)
     ]
-    strategy = {"always": "single", "cascade": "cascade", "length": "rules"}[row["strategy"]]
+    strategy = {"always": "single", "cascade": "cascade", "length": "rules", "router": "router"}[
+        row["strategy"]
+    ]
     rules: tuple[Rule, ...] = ()
     if strategy == "rules":
         cutoff = row["cutoff_tokens"]
@@ -129,6 +155,7 @@ def routing_from(
         strategy=strategy,
         tiers=tuple(routed),
         rules=rules,
+        classifier=classifier,
         premium_tier=premium,
         objective=ObjectiveSpec(
             max_quality_drop=objective.max_quality_drop, confidence_level=objective.confidence_level
@@ -172,6 +199,8 @@ def dump_routing(config: RoutingConfig) -> str:
             "rules:",
             *(f"  - {_flow({k: v for k, v in r.items() if v is not None})}" for r in data["rules"]),
         ]
+    if data["classifier"] is not None:
+        lines += [f"classifier: {_flow(data['classifier'])}"]
     lines += [
         f"premium_tier: {_flow(data['premium_tier'])}",
         f"objective: {_flow(data['objective'])}",

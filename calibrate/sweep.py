@@ -26,7 +26,9 @@ from calibrate.certify import (
     labels_to_certify,
     segment_groups,
 )
+from calibrate.consensus import consensus_frame
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
+from calibrate.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.errors import ConfigError, DataError
 from calibrate.estimators import hajek_mean, weighted_paired_difference
 from calibrate.failure_modes import (
@@ -44,8 +46,17 @@ from calibrate.intervals import (
     selection_bootstrap,
     wilson,
 )
-from calibrate.policies import Family, default_families, evaluate_families, policy_index
+from calibrate.keyword_rules import RuleHits, RulesFile, rule_hits
+from calibrate.policies import (
+    DEFAULT_GRID,
+    Family,
+    default_families,
+    evaluate_families,
+    policy_index,
+    threshold_grid,
+)
 from calibrate.records import DataWindow, Outcomes
+from calibrate.router import RouterFit, fit_router
 from calibrate.selection import (
     Objective,
     Recommendation,
@@ -65,6 +76,16 @@ class Overheads:
 
     label_cost_usd: float = 1.0
     fixed_monthly_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class RouterOptions:
+    """The learned router: whether to fit it, and what running it costs (priced into its policies'
+    cost). `clock` (seconds) measures its inference time."""
+
+    enabled: bool = True
+    cost_usd_per_1k: float = 0.0
+    clock: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,10 @@ class SweepResult:
     economics: Economics
     overheads: Overheads
     warnings: tuple[str, ...]
+    router: RouterFit | None = None
+    classifier_cost_per_1k: float = 0.0
+    endpoint_health: EndpointHealth | None = None
+    rule_hits: tuple[RuleHits, ...] = ()
 
     @property
     def auroc(self) -> dict[str, float | None]:
@@ -116,6 +141,8 @@ def run_sweep(
     seed: int = 0,
     overheads: Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    router: RouterOptions | None = None,
+    keyword_rules: RulesFile | None = None,
 ) -> SweepResult:
     """Evaluate all candidate policies, recommend one and collect its evidence."""
     overheads = overheads or Overheads()
@@ -131,6 +158,9 @@ def run_sweep(
         else outcomes
     )
     families = default_families(outcomes, grid_size)
+    fitted = _fit_router(store, outcomes, router or RouterOptions(), seed)
+    if fitted is not None:
+        families.append(router_family(outcomes, fitted, router or RouterOptions(), grid_size))
     done = iter(range(1, len(families) + 1))
 
     def tick(_: Family) -> None:
@@ -191,7 +221,7 @@ def run_sweep(
         objective=objective,
         window=store.data_window(outcomes),
         rejected=rejected,
-        frontier=frontier,
+        frontier=_with_consensus(store, outcomes, frontier),
         recommendation=recommendation,
         evidence=evidence,
         break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
@@ -210,6 +240,14 @@ def run_sweep(
             budget.max_regret,
         ),
         overheads=overheads,
+        router=fitted,
+        endpoint_health=endpoint_health(store, tuple(tiers.names)),
+        rule_hits=rule_hits(
+            keyword_rules, store.prompt_texts(outcomes.request_ids.tolist()), outcomes
+        )
+        if keyword_rules is not None
+        else (),
+        classifier_cost_per_1k=(router or RouterOptions()).cost_usd_per_1k,
         warnings=tuple(
             warnings_for(
                 recommendation.row,
@@ -218,6 +256,56 @@ def run_sweep(
                 rejected,
             )
         ),
+    )
+
+
+def _with_consensus(store: Store, outcomes: Outcomes, frontier: pl.DataFrame) -> pl.DataFrame:
+    """The frontier plus one row per consensus set (never certified nor recommended), with the
+    Pareto flags recomputed over all rows."""
+    answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+    extra = consensus_frame(outcomes, answers)
+    if extra is None:
+        return frontier
+    extra = extra.with_columns(pareto=False, certified=False, recommended=False)
+    rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
+    return mark_pareto(rows.drop("pareto")).select(frontier.columns)
+
+
+def _fit_router(
+    store: Store, outcomes: Outcomes, options: RouterOptions, seed: int
+) -> RouterFit | None:
+    """The cheapest tier's router on the prompts (None when disabled or labels are one-sided)."""
+    if not options.enabled or len(outcomes.tiers) < 2:
+        return None
+    import time  # the default clock; callers pass their own for reproducible timings
+
+    return fit_router(
+        store.prompt_texts(outcomes.request_ids.tolist()),
+        outcomes.request_ids.tolist(),
+        outcomes.label[:, 0] >= ACCEPTABLE,
+        outcomes.labeled,
+        outcomes.tiers[0],
+        seed=seed,
+        clock=options.clock or time.perf_counter,
+    )
+
+
+def router_family(
+    outcomes: Outcomes,
+    fitted: RouterFit,
+    options: RouterOptions,
+    grid_size: dict[int, int] | None = None,
+) -> Family:
+    """Cheapest tier vs premium, decided up front on the router's scores (thresholds from the
+    score distribution, like a 2-tier cascade's)."""
+    size = {**DEFAULT_GRID, **(grid_size or {})}[2]
+    return Family(
+        "router",
+        (0, len(outcomes.tiers) - 1),
+        (threshold_grid(fitted.scores, size),),
+        scores=fitted.scores,
+        overhead_usd=options.cost_usd_per_1k / 1000.0,
+        score_ids=outcomes.request_ids,
     )
 
 

@@ -47,3 +47,27 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_routing(path)
     assert "line" in exc.value.message and str(path) in exc.value.message
+
+
+def _router_text() -> str:
+    text = GOLDEN_ROUTING.read_text(encoding="utf-8")
+    text = text.replace("strategy: cascade", "strategy: router")
+    text = re.sub(r"(name: medium, model: [^,}]+), escalate_below: [0-9.]+[^}]*", r"\1", text)
+    return re.sub(
+        r"^(premium_tier: .*)$",
+        r"classifier: {file: router.json, min_score: 0.5, cost_per_1k_requests_usd: 0.01}\n\1",
+        text,
+        flags=re.M,
+    )
+
+
+def test_a_router_config_round_trips_and_needs_its_classifier(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(_router_text(), encoding="utf-8")
+    config = load_routing(path)
+    assert config.classifier is not None and config.classifier.min_score == 0.5
+    assert dump_routing(config) == _router_text()
+    path.write_text(re.sub(r"^classifier: .*\n", "", _router_text(), flags=re.M), encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_routing(path)
+    assert "a router names 2 tiers and a classifier" in exc.value.message

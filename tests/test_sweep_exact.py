@@ -35,12 +35,22 @@ def random_outcomes(seed: int, n: int, k: int) -> Outcomes:
     )
 
 
-def brute_force(o: Outcomes, kind: str, path: tuple[int, ...], params: tuple) -> dict[str, float]:
+def brute_force(
+    o: Outcomes,
+    kind: str,
+    path: tuple[int, ...],
+    params: tuple,
+    scores: np.ndarray | None = None,
+    overhead_usd: float = 0.0,
+) -> dict[str, float]:
     """Plain Python: walk each request through the policy."""
     cost = score = 0.0
     lats, escalated, labeled = [], 0, 0
     for i in range(o.n):
-        if kind == "always":
+        if kind == "router":
+            stop = path[0] if scores[i] >= params[0] else path[1]
+            touched = [stop]
+        elif kind == "always":
             stop, touched = path[0], [path[0]]
         elif kind == "length":
             cheap = params[0] is not None and o.input_tokens[i] <= params[0]
@@ -57,7 +67,7 @@ def brute_force(o: Outcomes, kind: str, path: tuple[int, ...], params: tuple) ->
                     break
             else:
                 touched.append(path[-1])
-        req_cost = sum(round(o.cost_usd[i, j] * 1e9) for j in touched)
+        req_cost = sum(round(o.cost_usd[i, j] * 1e9) for j in touched) + round(overhead_usd * 1e9)
         req_lat = sum(round(o.latency_ms[i, j] * 1000) for j in touched)
         cost += req_cost
         lats.append(req_lat)
@@ -79,7 +89,7 @@ def brute_force(o: Outcomes, kind: str, path: tuple[int, ...], params: tuple) ->
 def parse(row: dict) -> tuple:
     if row["strategy"] == "length":
         return (row["cutoff_tokens"],)
-    if row["strategy"] == "cascade":
+    if row["strategy"] in ("cascade", "router"):
         return tuple(float(t) for t in row["thresholds"].split(";"))
     return ()
 
@@ -88,10 +98,13 @@ def assert_matches_brute_force(o: Outcomes, families: list[Family]) -> pl.DataFr
     """Every row of the vectorized frame equals the brute-force loop; returns the frame."""
     frame = evaluate_families(o, families)
     index = {t: j for j, t in enumerate(o.tiers)}
+    routers = {(f.path): f for f in families if f.kind == "router"}
     checked = 0
     for row in frame.iter_rows(named=True):
         path = tuple(index[t] for t in row["tiers"].split(">"))
-        expected = brute_force(o, row["strategy"], path, parse(row))
+        router = routers.get(path) if row["strategy"] == "router" else None
+        extra = (router.scores, router.overhead_usd) if router is not None else ()
+        expected = brute_force(o, row["strategy"], path, parse(row), *extra)
         for key, value in expected.items():
             assert row[key] == value, (row["policy"], key, row[key], value)
         checked += 1
@@ -207,3 +220,24 @@ def test_walking_one_policy_agrees_with_its_frontier_row(k: int) -> None:
         )
         assert walked.escalated.mean() == pytest.approx(row["escalation_rate"], abs=1e-12)
         assert walked.label[labeled].mean() == pytest.approx(row["quality"], abs=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_router_families_match_brute_force(k: int) -> None:
+    """A learned router decides up front on a per-request score (ties on grid points, a score
+    grid from the scores, one tier paid plus the classifier's price)."""
+    from calibrate.policies import threshold_grid
+
+    rng = np.random.default_rng(20 + k)
+    o = random_outcomes(20 + k, n=300, k=k)
+    scores = rng.choice(np.round(rng.uniform(0, 1, 25), 3), size=o.n)
+    grid = threshold_grid(scores, 9)
+    families = [
+        Family("router", (0, k - 1), (grid,), scores=scores, overhead_usd=2.5e-6),
+        *default_families(o, {2: 5, 3: 3}),
+    ]
+    if k == 3:  # a second router on its own path (a sweep fits one router per path)
+        families.append(Family("router", (1, 2), (np.array([0.5]),), scores=scores[::-1].copy()))
+    frame = assert_matches_brute_force(o, families)
+    routed = frame.filter(frame["strategy"] == "router")
+    assert grid.size == 9 and routed.height == 10 + (2 if k == 3 else 0)

@@ -52,6 +52,7 @@ def test_sweep_writes_all_five_outputs(demo_out: Path) -> None:
         "summary.json",
         "report.md",
         "report.html",
+        "router.json",
         *CHARTS,
     }
 

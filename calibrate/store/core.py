@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from calibrate.errors import CalibrateError
@@ -34,6 +35,7 @@ from calibrate.records import DataWindow, Outcomes
 from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
 from calibrate.store import (
     coverage_sql,
+    health_sql,
     ingest_file,
     ingest_rules,
     ingest_runs,
@@ -45,6 +47,7 @@ from calibrate.store import (
     outcomes_sql,
     queue_sql,
     replay_sql,
+    text_sql,
 )
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
@@ -183,6 +186,20 @@ class Store:
 
     def request_count(self) -> int:
         return ingest_runs.request_count(self.con)
+
+    def endpoint_health(self) -> pl.DataFrame:
+        """Prod latency p50/p95, error/timeout and fallback rates per tier × region × day."""
+        return health_sql.endpoint_health(self.con)
+
+    def tier_outputs(
+        self, request_ids: Sequence[str], tiers: Sequence[str]
+    ) -> list[list[str | None]]:
+        """Each request's answer text per tier (None without an ok attempt), in the given order."""
+        return text_sql.tier_outputs(self.con, request_ids, tiers)
+
+    def prompt_texts(self, request_ids: Sequence[str]) -> list[str]:
+        """Each request's prompt text (its messages' contents), in the given order."""
+        return text_sql.prompt_texts(self.con, request_ids)
 
     # --- replay ---
 

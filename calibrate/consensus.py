@@ -1,0 +1,90 @@
+"""Consensus (strategy 5): a set of tiers answers every request in parallel; the majority of
+their normalised answers wins, a tie goes to the most expensive tier's answer. Quality is the label
+of the chosen answer (the label of the dearest tier giving it), cost the sum of the set's costs,
+latency the slowest of the set (the calls run in parallel).
+
+A tier without an `ok` answer abstains. Each set of ≥ 3 tiers is evaluated by the same exact engine
+as every other policy: the set becomes one virtual tier (per request: summed cost, maximum latency,
+the chosen answer's label) placed just before the premium tier, and "always the virtual tier" is
+its one policy. Consensus policies are reported next to the others; they are never selected (they
+cost more than always-premium) and not written to routing.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from collections import Counter
+
+import numpy as np
+import polars as pl
+
+from calibrate.policies import Family, evaluate_families
+from calibrate.records import Outcomes
+
+_FILLER = re.compile(r"^(sure|certainly|of course|okay|ok)\b[\s,.!:;-]*")
+_NOT_WORD = re.compile(r"[^\w\s]+")
+_SPACE = re.compile(r"\s+")
+MIN_VOTERS = 3
+
+
+def normalise(text: str) -> str:
+    """Case, punctuation and spacing folded, and a leading courtesy word ("Sure.") dropped."""
+    folded = _SPACE.sub(" ", text.strip().lower())
+    folded = _FILLER.sub("", folded)
+    return _SPACE.sub(" ", _NOT_WORD.sub(" ", folded)).strip()
+
+
+def chosen_tier(answers: list[list[str | None]], voters: tuple[int, ...]) -> np.ndarray:
+    """Per request, the tier (index into the answers' columns) whose answer the vote picks."""
+    chosen = np.full(len(answers), voters[-1], dtype=np.int64)
+    for i, row in enumerate(answers):
+        votes = [(normalise(row[j]), j) for j in voters if row[j] is not None]
+        if not votes:
+            continue
+        counts = Counter(text for text, _ in votes)
+        top = max(counts.values())
+        # among the answers with the most votes, the one the dearest tier gave; label of that tier
+        chosen[i] = max(j for text, j in votes if counts[text] == top)
+    return chosen
+
+
+def consensus_outcomes(outcomes: Outcomes, voters: tuple[int, ...], chosen: np.ndarray) -> Outcomes:
+    """`outcomes` with one virtual tier for the vote inserted before the premium tier."""
+    rows = np.arange(outcomes.n)
+    virtual = {
+        "confidence": np.full(outcomes.n, np.nan),
+        "cost_usd": outcomes.cost_usd[:, list(voters)].sum(axis=1),
+        "latency_ms": outcomes.latency_ms[:, list(voters)].max(axis=1),
+        "label": outcomes.label[rows, chosen],
+    }
+    # a request labeled for every tier stays labeled; the chosen answer's label is then known
+    virtual["label"][~outcomes.labeled] = np.nan
+    columns = {
+        name: np.insert(getattr(outcomes, name), -1, values, axis=1)
+        for name, values in virtual.items()
+    }
+    name = "+".join(outcomes.tiers[j] for j in voters)
+    tiers = (*outcomes.tiers[:-1], name, outcomes.tiers[-1])
+    return dataclasses.replace(outcomes, tiers=tiers, **columns)
+
+
+def consensus_frame(outcomes: Outcomes, answers: list[list[str | None]]) -> pl.DataFrame | None:
+    """One frontier row per set of ≥ 3 tiers (None with fewer than 3 tiers)."""
+    k = len(outcomes.tiers)
+    frames = []
+    for size in range(MIN_VOTERS, k + 1):
+        for voters in itertools.combinations(range(k), size):
+            augmented = consensus_outcomes(outcomes, voters, chosen_tier(answers, voters))
+            frame = evaluate_families(augmented, [Family("always", (k - 1,))])
+            name = augmented.tiers[k - 1]
+            frames.append(
+                frame.with_columns(
+                    policy=pl.lit(f"consensus:{name}"),
+                    strategy=pl.lit("consensus"),
+                    tiers=pl.lit(name),
+                    escalation_rate=pl.lit(1.0),  # every request reaches beyond the cheapest tier
+                )
+            )
+    return pl.concat(frames, how="vertical") if frames else None
