@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from outcomes_support import random_outcomes
 
 from calibrate.consensus import consensus_frame, normalise
-from tests.test_sweep_exact import random_outcomes
 
 
 def test_normalise_folds_case_punctuation_and_courtesy() -> None:
