@@ -13,9 +13,9 @@ import html
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from calibrate.document import BASE_CSS, Table, inline_html, table_html, table_markdown
 from calibrate.intervals import Interval
 from calibrate.monitor import Chunk, MonitorResult
 from calibrate.monitor_charts import (
@@ -30,14 +30,6 @@ from calibrate.monitor_charts import (
 from calibrate.monitor_json import as_json
 
 OUTPUT_FILES = ("monitor.json", "monitor.md", "monitor.html")
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    """A table block: header and rows of text cells."""
-
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
 
 
 Block = str | Table | Chart
@@ -316,10 +308,7 @@ def render_markdown(doc: tuple[Section, ...]) -> str:
         out.append(f"{'#' if i == 0 else '##'} {title}\n")
         for block in blocks:
             if isinstance(block, Table):
-                out.append("| " + " | ".join(block.header) + " |")
-                out.append("|" + "|".join("---" for _ in block.header) + "|")
-                out.extend("| " + " | ".join(row) + " |" for row in block.rows)
-                out.append("")
+                out.extend(table_markdown(block))
             elif isinstance(block, Chart):
                 continue
             else:
@@ -327,43 +316,30 @@ def render_markdown(doc: tuple[Section, ...]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _inline_html(text: str) -> str:
-    escaped = html.escape(text)
-    parts = escaped.split("**")
-    escaped = "".join(p if i % 2 == 0 else f"<strong>{p}</strong>" for i, p in enumerate(parts))
-    parts = escaped.split("`")
-    return "".join(p if i % 2 == 0 else f"<code>{p}</code>" for i, p in enumerate(parts))
-
-
 def _paragraph_html(text: str) -> str:
     lines = text.split("\n")
     items = [ln for ln in lines if ln.lstrip().startswith("- ")]
     if not items:
-        return f"<p>{_inline_html(text)}</p>"
+        return f"<p>{inline_html(text)}</p>"
     out, open_list = [], False
     for line in lines:
         if line.lstrip().startswith("- "):
             if not open_list:
                 out.append("<ul>")
                 open_list = True
-            out.append(f"<li>{_inline_html(line.lstrip()[2:])}</li>")
+            out.append(f"<li>{inline_html(line.lstrip()[2:])}</li>")
         else:
             if open_list:
                 out.append("</ul>")
                 open_list = False
             if line.strip():
-                out.append(f"<p>{_inline_html(line)}</p>")
+                out.append(f"<p>{inline_html(line)}</p>")
     if open_list:
         out.append("</ul>")
     return "".join(out)
 
 
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}"
-    "table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;"
-    "text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}"
-    "code{background:#f6f8fa;padding:0 .2rem}figure{margin:1rem 0}figcaption{font-weight:600}"
-)
+_CSS = BASE_CSS + "figure{margin:1rem 0}figcaption{font-weight:600}"
 
 
 def render_html(doc: tuple[Section, ...]) -> str:
@@ -374,12 +350,7 @@ def render_html(doc: tuple[Section, ...]) -> str:
         body.append(f"<{tag}>{html.escape(title)}</{tag}>")
         for block in blocks:
             if isinstance(block, Table):
-                head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-                rows = "".join(
-                    "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
-                    for row in block.rows
-                )
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+                body.append(table_html(block))
             elif isinstance(block, Chart):
                 body.append(render_svg(block))
             else:

@@ -19,6 +19,7 @@ import polars as pl
 
 from calibrate.charts import chart_svgs
 from calibrate.diagnostics import DAILY_VOLUMES
+from calibrate.document import BASE_CSS, Table, inline_html, table_html, table_markdown
 from calibrate.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.policies import METRICS
 from calibrate.router import router_json
@@ -26,12 +27,6 @@ from calibrate.routing import METRIC_DIGITS, ROUTER_FILE, dump_routing, round_me
 from calibrate.sweep import SweepResult
 
 _TOP_POLICIES = 12
-
-
-@dataclass(frozen=True)
-class Table:
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -804,10 +799,7 @@ def render_markdown(doc: tuple[Section, ...]) -> str:
             if isinstance(block, Chart):
                 out.append(f"![{block.title}]({block.file})\n")
             elif isinstance(block, Table):
-                out.append("| " + " | ".join(block.header) + " |")
-                out.append("|" + "|".join("---" for _ in block.header) + "|")
-                out.extend("| " + " | ".join(row) + " |" for row in block.rows)
-                out.append("")
+                out.extend(table_markdown(block))
             elif title == "Warnings" and block != "None.":
                 out.append(f"- {block}")
             else:
@@ -817,19 +809,7 @@ def render_markdown(doc: tuple[Section, ...]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _inline_html(text: str) -> str:
-    escaped = html.escape(text)
-    parts = escaped.split("**")
-    escaped = "".join(p if i % 2 == 0 else f"<strong>{p}</strong>" for i, p in enumerate(parts))
-    parts = escaped.split("`")
-    return "".join(p if i % 2 == 0 else f"<code>{p}</code>" for i, p in enumerate(parts))
-
-
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}"
-    "table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;"
-    "text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}"
-    "code{background:#f6f8fa;padding:0 .2rem}"
+_CSS = BASE_CSS + (
     "figure.chart{margin:1rem 0}figure.chart svg{max-width:100%;height:auto}"
     "figcaption{color:#57606a;font-size:.85rem}"
 )
@@ -847,14 +827,9 @@ def render_html(doc: tuple[Section, ...], charts: dict[str, str] | None = None) 
                     f"<figcaption>{html.escape(block.title)}</figcaption></figure>"
                 )
             elif isinstance(block, Table):
-                head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-                rows = "".join(
-                    "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
-                    for row in block.rows
-                )
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+                body.append(table_html(block))
             else:
-                body.append(f"<p>{_inline_html(block)}</p>")
+                body.append(f"<p>{inline_html(block)}</p>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>calibrate report</title>'
         f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
