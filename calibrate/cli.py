@@ -178,6 +178,15 @@ def sweep_cmd(
             help="Price of running the learned router per 1k requests (added to its cost).",
         ),
     ] = 0.0,
+    router_max_requests: Annotated[
+        int,
+        typer.Option(
+            "--router-max-requests",
+            min=0,
+            help="Skip the learned router (with a warning) above this many requests: its n-gram "
+            "step takes minutes at a million.",
+        ),
+    ] = 200_000,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the bootstrap intervals and the router's folds.")
     ] = 0,
@@ -226,7 +235,7 @@ def sweep_cmd(
             seed=seed,
             overheads=Overheads(label_cost_usd, fixed_monthly_usd),
             on_progress=tick,
-            router=RouterOptions(router, classifier_cost_usd),
+            router=RouterOptions(router, classifier_cost_usd, max_requests=router_max_requests),
             keyword_rules=keyword_rules,
         )
     if as_json:

@@ -86,6 +86,17 @@ class RouterOptions:
     enabled: bool = True
     cost_usd_per_1k: float = 0.0
     clock: Callable[[], float] | None = None
+    max_requests: int = 200_000
+
+    def skipped(self, requests: int) -> str | None:
+        """Why the router is not fitted on this many requests (None when it is)."""
+        if not self.enabled or requests <= self.max_requests:
+            return None
+        return (
+            f"The learned router was skipped: {requests:,} requests is more than "
+            f"--router-max-requests {self.max_requests:,} (its n-gram step would take minutes); "
+            "raise the limit to include it."
+        )
 
 
 @dataclass(frozen=True)
@@ -255,7 +266,8 @@ def run_sweep(
                 outcomes.incomplete,
                 rejected,
             )
-        ),
+        )
+        + tuple(w for w in [(router or RouterOptions()).skipped(outcomes.n)] if w),
     )
 
 
@@ -275,7 +287,7 @@ def _fit_router(
     store: Store, outcomes: Outcomes, options: RouterOptions, seed: int
 ) -> RouterFit | None:
     """The cheapest tier's router on the prompts (None when disabled or labels are one-sided)."""
-    if not options.enabled or len(outcomes.tiers) < 2:
+    if not options.enabled or len(outcomes.tiers) < 2 or options.skipped(outcomes.n):
         return None
     import time  # the default clock; callers pass their own for reproducible timings
 

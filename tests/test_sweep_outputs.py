@@ -160,3 +160,13 @@ def test_report_md_links_every_chart_and_html_inlines_them(demo_out: Path) -> No
         assert f'<figure class="chart" id="{name}"><svg' in page, name
     assert not re.search(r"""(src|href)=["']https?:""", page)  # self-contained: nothing fetched
     assert len(md.encode()) < 1024 * 1024
+
+
+def test_the_router_is_skipped_with_a_warning_above_its_request_limit(
+    sample_logs: Path, tmp_path: Path
+) -> None:
+    sweep_sample(sample_logs, tmp_path, "--router-max-requests", "5000")
+    rows = frontier_rows(tmp_path)
+    assert rows and not any(r["strategy"] == "router" for r in rows)
+    warnings = json.loads((tmp_path / "summary.json").read_text())["warnings"]
+    assert any("router was skipped: 10,000 requests" in w for w in warnings)
