@@ -69,8 +69,15 @@ class CalibratedOn(_Strict):
 
 
 class ObjectiveSpec(_Strict):
+    """What the sweep was asked for (the optional keys only when they were given)."""
+
     max_quality_drop: float
     confidence_level: float
+    max_relative_drop: float | None = None
+    per_segment: str | None = None
+    max_latency_p95_ms: float | None = None
+    escalation_band: tuple[float, float] | None = None
+    max_cost_per_1k_usd: float | None = None
 
 
 class RoutingConfig(_Strict):
@@ -158,7 +165,13 @@ def routing_from(
         classifier=classifier,
         premium_tier=premium,
         objective=ObjectiveSpec(
-            max_quality_drop=objective.max_quality_drop, confidence_level=objective.confidence_level
+            max_quality_drop=objective.max_quality_drop,
+            confidence_level=objective.confidence_level,
+            max_relative_drop=objective.max_relative_drop,
+            per_segment=objective.per_segment,
+            max_latency_p95_ms=objective.max_latency_p95_ms,
+            escalation_band=objective.escalation_band,
+            max_cost_per_1k_usd=objective.max_cost_per_1k_usd,
         ),
         certified=certified,
         selection=method,
@@ -185,6 +198,11 @@ def _flow(value: object) -> str:
     return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
+def _given(mapping: dict) -> dict:
+    """The keys that have a value, tuples as lists (YAML flow sequences)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in mapping.items() if v is not None}
+
+
 def dump_routing(config: RoutingConfig) -> str:
     """Deterministic YAML: fixed key order, one tier per line, one metric per line."""
     data = config.model_dump(mode="python")
@@ -203,7 +221,7 @@ def dump_routing(config: RoutingConfig) -> str:
         lines += [f"classifier: {_flow(data['classifier'])}"]
     lines += [
         f"premium_tier: {_flow(data['premium_tier'])}",
-        f"objective: {_flow(data['objective'])}",
+        f"objective: {_flow(_given(data['objective']))}",
         f"certified: {_flow(data['certified'])}",
         f"selection: {_flow(data['selection'])}",
         "expected:",

@@ -71,3 +71,19 @@ def test_a_router_config_round_trips_and_needs_its_classifier(tmp_path: Path) ->
     with pytest.raises(ConfigError) as exc:
         load_routing(path)
     assert "a router names 2 tiers and a classifier" in exc.value.message
+
+
+def test_objective_options_are_written_and_read_back(tmp_path: Path) -> None:
+    text = GOLDEN_ROUTING.read_text(encoding="utf-8")
+    extended = text.replace(
+        "objective: {max_quality_drop: 0.02, confidence_level: 0.95}",
+        "objective: {max_quality_drop: 0.02, confidence_level: 0.95, per_segment: intent, "
+        "escalation_band: [0.15, 0.25], max_cost_per_1k_usd: 1.2}",
+    )
+    assert extended != text
+    path = tmp_path / "routing.yaml"
+    path.write_text(extended, encoding="utf-8")
+    config = load_routing(path)
+    assert config.objective.escalation_band == (0.15, 0.25)
+    assert config.objective.per_segment == "intent"
+    assert dump_routing(config) == extended
