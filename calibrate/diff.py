@@ -131,12 +131,15 @@ class Objective:
     new_max_quality_drop: float
     old_confidence_level: float
     new_confidence_level: float
+    old_options: tuple[tuple[str, str], ...] = ()
+    new_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def changed(self) -> bool:
-        return (self.old_max_quality_drop, self.old_confidence_level) != (
+        return (self.old_max_quality_drop, self.old_confidence_level, self.old_options) != (
             self.new_max_quality_drop,
             self.new_confidence_level,
+            self.new_options,
         )
 
 
@@ -237,6 +240,8 @@ def compare(
             new.objective.max_quality_drop,
             old.objective.confidence_level,
             new.objective.confidence_level,
+            _objective_options(old),
+            _objective_options(new),
         ),
         quality_limit=QualityLimit(
             old.objective.max_quality_drop,
@@ -456,6 +461,16 @@ def _breached(config: RoutingConfig) -> bool | None:
     """Does the quality-drop interval reach above the objective's limit? None without an interval."""
     upper = _drop_upper(config)
     return None if upper is None else upper > config.objective.max_quality_drop + _TOLERANCE
+
+
+def _objective_options(config: RoutingConfig) -> tuple[tuple[str, str], ...]:
+    """The optional objective keys a file records (relative drop, segment, constraints)."""
+    spec = config.objective.model_dump()
+    return tuple(
+        (k, str(list(v)) if isinstance(v, tuple) else str(v))
+        for k, v in spec.items()
+        if k not in ("max_quality_drop", "confidence_level") and v is not None
+    )
 
 
 def _provenance(config: RoutingConfig) -> Provenance:

@@ -183,12 +183,13 @@ def _rule(max_input_tokens: int | None, absent: bool) -> str:
 
 def _objective(diff: ConfigDiff, side: str) -> str:
     o = diff.objective
-    drop, level = (
-        (o.old_max_quality_drop, o.old_confidence_level)
+    drop, level, options = (
+        (o.old_max_quality_drop, o.old_confidence_level, o.old_options)
         if side == "old"
-        else (o.new_max_quality_drop, o.new_confidence_level)
+        else (o.new_max_quality_drop, o.new_confidence_level, o.new_options)
     )
-    return f"quality drop ≤ {drop:g} at confidence {level:g}"
+    extra = "".join(f", {k} {v}" for k, v in options)
+    return f"quality drop ≤ {drop:g} at confidence {level:g}{extra}"
 
 
 def _row(*cells: str) -> str:

@@ -87,3 +87,19 @@ def test_objective_options_are_written_and_read_back(tmp_path: Path) -> None:
     assert config.objective.escalation_band == (0.15, 0.25)
     assert config.objective.per_segment == "intent"
     assert dump_routing(config) == extended
+
+
+def test_a_changed_objective_option_is_a_material_diff(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from calibrate.cli import app
+
+    text = GOLDEN_ROUTING.read_text(encoding="utf-8")
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        text.replace("confidence_level: 0.95}", "confidence_level: 0.95, per_segment: intent}"),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["diff", str(GOLDEN_ROUTING), str(new), "--check"])
+    assert result.exit_code == 3, result.output
+    assert "per_segment intent" in result.stdout
