@@ -243,7 +243,7 @@ def sweep_cmd(
         return
     console.metrics_table("recommendation", result.recommendation.row, METRICS)
     for warning in result.warnings:
-        console.err().print(f"Warning: {warning}", highlight=False)
+        console.warn(warning)
     if result.router is not None:
         ms = result.router.inference_ms_per_request
         console.err().print(f"Learned router inference: {ms:.3f} ms per request (measured).")
