@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibrate.policies import Family
+from calibrate.policies import Family, without_forced
 from calibrate.records import Outcomes
 
 ACCEPTABLE = 0.5  # a label ≥ 0.5 means the answer is acceptable
@@ -21,8 +21,8 @@ ACCEPTABLE = 0.5  # a label ≥ 0.5 means the answer is acceptable
 
 @dataclass(frozen=True)
 class Assignment:
-    """Per request: the stage of `path` it stopped at, the tier index that served it, what it paid
-    and the served answer's label."""
+    """Per request: the stage of `path` it stopped at (-1: a keyword rule decided), the tier index
+    that served it, what it paid and the served answer's label."""
 
     path: tuple[int, ...]
     stage: np.ndarray
@@ -50,18 +50,18 @@ def decision_bins(outcomes: Outcomes, family: Family) -> list[np.ndarray]:
     cutoffs its input length is within. The engine computes the same bins by faster means."""
     bins = []
     for j, grid in zip(family.path[:-1], family.grids, strict=True):
-        if family.kind in ("cascade", "router"):
+        if family.kind in ("cascade", "hybrid", "router"):
             conf = (
-                outcomes.confidence[:, j]
-                if family.kind == "cascade"
-                else family.scores_of(outcomes)
+                family.scores_of(outcomes)
+                if family.kind == "router"
+                else outcomes.confidence[:, j]
             )
             b = np.searchsorted(grid, conf, side="right")
             b[np.isnan(conf)] = 0
         else:
             b = grid.size - np.searchsorted(grid[::-1], outcomes.input_tokens, side="left")
         bins.append(b.astype(np.int64))
-    return bins
+    return without_forced(bins, family.forced_of(outcomes))
 
 
 def assign(outcomes: Outcomes, family: Family, option: tuple[int, ...]) -> Assignment:
@@ -71,18 +71,27 @@ def assign(outcomes: Outcomes, family: Family, option: tuple[int, ...]) -> Assig
     stage = stop_stage(decision_bins(outcomes, family), option, n)
     served = path[stage]
     rows = np.arange(n)
-    if family.kind == "cascade":
+    if family.kind in ("cascade", "hybrid"):
         touched = np.arange(len(path))[None, :] <= stage[:, None]
         cost = (outcomes.cost_usd[:, path] * touched).sum(axis=1)
         latency = (outcomes.latency_ms[:, path] * touched).sum(axis=1)
     else:
         cost, latency = outcomes.cost_usd[rows, served], outcomes.latency_ms[rows, served]
         cost = cost + family.overhead_usd
+    escalated = stage > 0
+    forced = family.forced_of(outcomes)
+    if forced is not None:  # a keyword rule's tier serves alone
+        ruled = forced >= 0
+        served = np.where(ruled, forced, served)
+        stage = np.where(ruled, -1, stage)
+        escalated = np.where(ruled, forced > path[0], escalated)
+        cost = np.where(ruled, outcomes.cost_usd[rows, served], cost)
+        latency = np.where(ruled, outcomes.latency_ms[rows, served], latency)
     return Assignment(
         path=family.path,
         stage=stage,
         served_tier=served,
-        escalated=stage > 0,
+        escalated=escalated,
         cost_usd=cost,
         latency_ms=latency,
         label=outcomes.label[rows, served],
@@ -116,9 +125,13 @@ def served_labels(outcomes: Outcomes, policies: list[tuple[Family, tuple[int, ..
     """(policies × requests) label of the answer each policy serves (bins computed once per family)."""
     out = np.empty((len(policies), outcomes.n), dtype=np.float32)
     rows = np.arange(outcomes.n)
-    cache: dict[int, list[np.ndarray]] = {}
+    cache: dict[int, tuple[list[np.ndarray], np.ndarray | None]] = {}
     for p, (family, option) in enumerate(policies):
-        bins = cache.setdefault(id(family), decision_bins(outcomes, family))
+        if id(family) not in cache:
+            cache[id(family)] = (decision_bins(outcomes, family), family.forced_of(outcomes))
+        bins, forced = cache[id(family)]
         served = np.array(family.path)[stop_stage(bins, option, outcomes.n)]
+        if forced is not None:
+            served = np.where(forced >= 0, forced, served)
         out[p] = outcomes.label[rows, served]
     return out

@@ -122,10 +122,13 @@ def certify_family(
     chosen: list[int] = []
     evidence: list[Stage] = []
     passed: list[int] = []
+    ruled = _ruled_regret(outcomes, family, premium_ok)
     for j, (b, n_options) in enumerate(zip(bins, options_per_stage, strict=True)):
         tier = family.path[j]
         regret_rows = reach & (outcomes.label[:, tier] < ACCEPTABLE) & premium_ok
         errors = _errors_by_option(b, regret_rows, n_options, segments)
+        if j == 0 and ruled is not None:  # the keyword rules' regret, the same for every option
+            errors = errors + _errors_by_option(ruled, ruled > 0, 1, segments)[:, :1]
         passed = _fixed_sequence(errors, labeled, segments, stage_budget)
         if not passed:
             return Certificate(family, (), tuple(evidence))
@@ -147,6 +150,19 @@ def certify_family(
     head = tuple(chosen[:-1])
     options = tuple((*head, a) for a in passed) if family.kind != "always" else ((),)
     return Certificate(family, options, tuple(evidence))
+
+
+def _ruled_regret(outcomes: Outcomes, family: Family, premium_ok: np.ndarray) -> np.ndarray | None:
+    """1 where a keyword rule serves a labeled request an unacceptable answer that the premium
+    tier answers acceptably, else 0 (None without rules). Ruled requests sit in bin 0 at every
+    stage, so the stages never count them; their regret is added to stage 0 under every option."""
+    forced = family.forced_of(outcomes)
+    if forced is None:
+        return None
+    rows = np.arange(outcomes.n)
+    ruled = forced >= 0
+    served_ok = outcomes.label[rows, np.where(ruled, forced, 0)] >= ACCEPTABLE
+    return (ruled & outcomes.labeled & ~served_ok & premium_ok).astype(np.int64)
 
 
 def _errors_by_option(

@@ -154,7 +154,7 @@ def _cheapest_per_strategy(
     """The recommendation, plus the cheapest acceptable policy of each other non-baseline strategy
     (certified if any is, else with a measured drop of at most ε)."""
     rows = [] if recommended["strategy"] == "always" else [recommended]
-    for strategy in ("cascade", "length"):
+    for strategy in ("cascade", "length", "rules", "hybrid"):
         if strategy == recommended["strategy"]:
             continue
         pool = frontier.filter(pl.col("strategy") == strategy)

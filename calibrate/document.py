@@ -39,7 +39,7 @@ def table_markdown(table: Table) -> list[str]:
     return [
         "| " + " | ".join(table.header) + " |",
         "|" + "|".join("---" for _ in table.header) + "|",
-        *("| " + " | ".join(row) + " |" for row in table.rows),
+        *("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in table.rows),
         "",
     ]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.errors import ConfigError
+from calibrate.keyword_rules import forced_tiers
 from calibrate.policies import METRICS, Family, evaluate_families
 from calibrate.records import DataWindow, Outcomes
 from calibrate.router import load_router, rescore
@@ -40,25 +40,44 @@ class Evaluation:
         }
 
 
-def family_for(config: RoutingConfig, tier_order: tuple[str, ...]) -> Family:
-    """The one-policy family a routing config describes (indices into tier_order)."""
+def family_for(
+    config: RoutingConfig, tier_order: tuple[str, ...], forced: np.ndarray | None = None
+) -> Family:
+    """The one-policy family a routing config describes (indices into tier_order; `forced`: the
+    tier index its keyword rules give each request, -1 for none)."""
     index = {name: j for j, name in enumerate(tier_order)}
     names = [t.name for t in config.tiers]
     if config.strategy == "single":
         return Family("always", (index[names[0]],))
-    if config.strategy == "cascade":
-        grids = tuple(np.array([t.escalate_below]) for t in config.tiers[:-1])
-        return Family("cascade", tuple(index[n] for n in names), grids)
-    if len(config.rules) == 1:
-        return Family("always", (index[config.rules[0].tier],))
-    if len(config.rules) != 2:
-        raise ConfigError(
-            f"rules with {len(config.rules)} entries are not supported yet",
-            hint="Use one input-length rule followed by a default rule.",
-        )
-    cheap, default = config.rules
+    if config.strategy in ("cascade", "hybrid"):
+        deciding = [t for t in config.tiers[:-1] if t.escalate_below is not None]
+        grids = tuple(np.array([t.escalate_below]) for t in deciding)
+        path = tuple(index[t.name] for t in (*deciding, config.tiers[-1]))
+        return Family(config.strategy, path, grids, forced=forced)
+    rest = [r for r in config.rules if r.pattern is None]
+    if len(rest) == 1:  # no length rule: the default rule gets everything unmatched
+        if forced is None:
+            return Family("always", (index[rest[0].tier],))
+        # the sweep's "none" option of the pair (cheapest listed tier, default): `evaluate` reads
+        # the family's last row
+        path = (index[names[0]], index[rest[0].tier])
+        return Family("rules", path, (np.array([0], dtype=np.int64),), forced=forced)
+    cheap, default = rest
     path = (index[cheap.tier], index[default.tier])
-    return Family("length", path, (np.array([cheap.max_input_tokens]),))
+    cutoffs = np.array([cheap.max_input_tokens], dtype=np.int64)
+    return Family("rules" if forced is not None else "length", path, (cutoffs,), forced=forced)
+
+
+def keyword_forced(
+    store: Store, config: RoutingConfig, outcomes: Outcomes
+) -> np.ndarray | None:
+    """The tier index (into the outcomes' tiers) each request's first matching keyword rule
+    names, -1 for none; None when the config has no keyword rules."""
+    keywords = [(r.pattern, r.tier) for r in config.rules if r.pattern is not None]
+    if not keywords:
+        return None
+    texts = store.prompt_texts(outcomes.request_ids.tolist())
+    return forced_tiers(keywords, texts, outcomes.tiers)
 
 
 def router_family(
@@ -94,8 +113,10 @@ def evaluate_routing(
     if config.strategy == "router":
         family = router_family(store, config, outcomes, base_dir)
     else:
-        family = family_for(config, order)
-    row = evaluate_families(outcomes, [family]).row(0, named=True)
+        family = family_for(config, order, keyword_forced(store, config, outcomes))
+    frame = evaluate_families(outcomes, [family])
+    none = config.strategy == "rules" and len([r for r in config.rules if r.pattern is None]) == 1
+    row = frame.row(-1 if none else 0, named=True)
     return Evaluation(
         policy=row["policy"],
         metrics={m: round_metric(m, row[m]) for m in METRICS},

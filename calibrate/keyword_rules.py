@@ -8,7 +8,8 @@ The first rule whose pattern matches (Python `re.search`) the prompt wins. For e
 reports its hits (first-match, over all requests), how many of them are labeled, and the quality of
 the hits' answers on every tier: a rule that sends its hits to a dearer tier although the cheapest
 tier answers them as well as the premium one fires on a trigger word without the capability it
-implies. These rules are diagnostics in the report; they are not (yet) swept as policies.
+implies. `forced_tiers` gives each request its rule's tier: the sweep puts the rules in front of
+input-length cutoffs (strategy `rules`) and of cascades (strategy `hybrid`).
 """
 
 from __future__ import annotations
@@ -84,12 +85,28 @@ def load_rules(path: Path, tiers: tuple[str, ...]) -> RulesFile:
     return rules
 
 
-def rule_hits(rules: RulesFile, texts: list[str], outcomes: Outcomes) -> tuple[RuleHits, ...]:
-    """Per rule, its first-match hits and the mean label of each tier on the labeled hits."""
-    compiled = [re.compile(r.pattern) for r in rules.rules]
+def first_match(patterns: list[str], texts: list[str]) -> np.ndarray:
+    """Per text, the index of the first pattern it matches (-1: none)."""
+    compiled = [re.compile(p) for p in patterns]
     winner = np.full(len(texts), -1, dtype=np.int64)
     for i, text in enumerate(texts):
         winner[i] = next((k for k, rx in enumerate(compiled) if rx.search(text)), -1)
+    return winner
+
+
+def forced_tiers(
+    rules: list[tuple[str, str]], texts: list[str], tiers: tuple[str, ...]
+) -> np.ndarray:
+    """Per text, the index in `tiers` of the tier its first matching (pattern, tier) rule names
+    (-1: no rule matches)."""
+    winner = first_match([p for p, _ in rules], texts)
+    to_tier = np.array([tiers.index(t) for _, t in rules] + [-1], dtype=np.int64)
+    return to_tier[winner]  # winner -1 reads the trailing -1
+
+
+def rule_hits(rules: RulesFile, texts: list[str], outcomes: Outcomes) -> tuple[RuleHits, ...]:
+    """Per rule, its first-match hits and the mean label of each tier on the labeled hits."""
+    winner = first_match([r.pattern for r in rules.rules], texts)
     labeled = outcomes.labeled
     out = []
     for k, rule in enumerate(rules.rules):

@@ -69,10 +69,12 @@ def _stages(log: RequestLog, config: RoutingConfig) -> tuple[np.ndarray, np.ndar
     """Index of the config tier serving each request, and whether the logs can say (a cascade
     needs the confidence of every tier a request reaches before the last)."""
     n = log.n
-    if config.strategy == "router":
+    if config.strategy == "router" or any(r.pattern is not None for r in config.rules):
+        what = "a learned router" if config.strategy == "router" else "keyword rules"
         raise ConfigError(
-            "monitor cannot follow a learned router yet (its scores need the prompts)",
-            hint="Monitor the cascade or rules config of the same sweep, or use `calibrate evaluate`.",
+            f"monitor cannot follow {what} yet (they need the prompts)",
+            hint="Monitor a cascade or input-length config of the same sweep, or use "
+            "`calibrate evaluate`.",
         )
     if config.strategy == "single":
         return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)

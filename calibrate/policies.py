@@ -1,5 +1,5 @@
-"""Policy families (always-one-tier, cascades, input-length rules, learned routers) and their
-metrics table.
+"""Policy families (always-one-tier, cascades, input-length rules, learned routers, and keyword
+rules in front of a length rule or a cascade) and their metrics table.
 
 `evaluate_families(outcomes, families)` turns each family into bins and a stop table for the grid
 engine (`policy_grid`) and returns one Polars row per policy with the metrics every command shares:
@@ -32,18 +32,26 @@ METRICS = (
     "latency_p95_ms",
 )
 DEFAULT_GRID = {2: 200, 3: 30, 4: 12}
-_THRESHOLD_KINDS = ("cascade", "router")  # options are thresholds τ (keep iff value ≥ τ)
+_THRESHOLD_KINDS = ("cascade", "router", "hybrid")  # options are thresholds τ (keep iff value ≥ τ)
+_CUTOFF_KINDS = ("length", "rules")  # options are input-length cutoffs
+_CONFIDENCE_KINDS = ("cascade", "hybrid")  # decide on each tier's own confidence, pay every tier
 
 
 @dataclass(frozen=True)
 class Family:
-    """A set of policies sharing a tier path. kind: always | cascade | length | router.
+    """A set of policies sharing a tier path. kind: always | cascade | length | router | rules |
+    hybrid.
 
     `grids[j]` are the candidate values of decision stage j: confidence thresholds (ascending; the
     policy keeps a request iff confidence ≥ τ, plus τ=+inf) or token cutoffs (descending; the
     cheaper tier gets requests with input_tokens ≤ N, plus "none"). A router decides up front (pays
     one tier) on `scores`, a per-request P(cheaper answer acceptable), with thresholds like a
     cascade's; `overhead_usd` is its price per request, added to every request's cost.
+
+    `rules` (length cutoffs) and `hybrid` (a cascade) first apply keyword rules: `forced` holds per
+    request the tier index the first matching rule sends it to (-1: no rule matches). A forced
+    request is served by that tier alone, whatever the option, and pays nothing else (the rules
+    decide before any call). `request_ids` name the rows `scores` and `forced` were made for.
     """
 
     kind: str
@@ -51,16 +59,31 @@ class Family:
     grids: tuple[np.ndarray, ...] = ()
     scores: np.ndarray | None = field(default=None, compare=False, repr=False)
     overhead_usd: float = 0.0
-    score_ids: np.ndarray | None = field(default=None, compare=False, repr=False)
+    request_ids: np.ndarray | None = field(default=None, compare=False, repr=False)
+    forced: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def scores_of(self, outcomes: Outcomes) -> np.ndarray:
-        """The router's score of each request of `outcomes` (which may be a subset of the rows
-        the scores were made for: they are then looked up by `score_ids`, the request ids)."""
+        """The router's score of each request of `outcomes`."""
         assert self.scores is not None
-        if self.scores.size == outcomes.n or self.score_ids is None:
-            return self.scores
-        position = {rid: i for i, rid in enumerate(self.score_ids.tolist())}
-        return self.scores[[position[rid] for rid in outcomes.request_ids.tolist()]]
+        return self._of(self.scores, outcomes)
+
+    def forced_of(self, outcomes: Outcomes) -> np.ndarray | None:
+        """The keyword rules' tier of each request of `outcomes` (-1: none), or None."""
+        return None if self.forced is None else self._of(self.forced, outcomes)
+
+    def _of(self, values: np.ndarray, outcomes: Outcomes) -> np.ndarray:
+        """`values` for the rows of `outcomes` (which may be a subset of the rows the values were
+        made for: they are then looked up by `request_ids`)."""
+        if values.size == outcomes.n or self.request_ids is None:
+            return values
+        position = {rid: i for i, rid in enumerate(self.request_ids.tolist())}
+        return values[[position[rid] for rid in outcomes.request_ids.tolist()]]
+
+    def forced_tiers(self) -> list[int]:
+        """The tiers some keyword rule sends requests to."""
+        if self.forced is None:
+            return []
+        return sorted({int(t) for t in np.unique(self.forced) if t >= 0})
 
 
 _BUCKETS = 1 << 16
@@ -204,6 +227,39 @@ def default_families(outcomes: Outcomes, grid_size: dict[int, int] | None = None
     return families
 
 
+def keyword_families(
+    outcomes: Outcomes, forced: np.ndarray, grid_size: dict[int, int] | None = None
+) -> list[Family]:
+    """Keyword rules first (`forced`: per request the tier index of its first matching rule, -1
+    for none), then for the rest an input-length rule per pair of tiers (its cutoffs include
+    "every unmatched request to the cheaper tier") or a cascade ending at the premium tier."""
+    sizes = {**DEFAULT_GRID, **(grid_size or {})}
+    k = len(outcomes.tiers)
+    cutoffs = cutoff_grid(outcomes.input_tokens, sizes[2] // 4)
+    if outcomes.n:
+        cutoffs = np.r_[int(outcomes.input_tokens.max()), cutoffs].astype(np.int64)
+    ids = outcomes.request_ids
+    families = [
+        Family("rules", pair, (cutoffs,), request_ids=ids, forced=forced)
+        for pair in itertools.combinations(range(k), 2)
+    ]
+    buckets = [confidence_buckets(outcomes.confidence[:, j]) for j in range(k - 1)]
+    for size in range(2, k + 1):
+        grids = [b.grid(sizes[size]) for b in buckets]
+        for path in itertools.combinations(range(k), size):
+            if path[-1] == k - 1:
+                families.append(
+                    Family(
+                        "hybrid",
+                        path,
+                        tuple(grids[j] for j in path[:-1]),
+                        request_ids=ids,
+                        forced=forced,
+                    )
+                )
+    return families
+
+
 @dataclass(frozen=True)
 class SweepColumns:
     """Per-request integer columns shared by every family of one sweep, built once.
@@ -248,10 +304,13 @@ def sweep_columns(outcomes: Outcomes, families: list[Family]) -> SweepColumns:
 
 
 def stop_sums(family: Family) -> list[tuple[int, ...]]:
-    """The tiers a request stopping at each stop has paid for (cascades pay every tier touched)."""
-    if family.kind == "cascade":
-        return [family.path[: s + 1] for s in range(len(family.path))]
-    return [(j,) for j in family.path]
+    """The tiers a request stopping at each stop has paid for (cascades pay every tier touched),
+    then the tiers keyword rules send requests to (paid alone)."""
+    if family.kind in _CONFIDENCE_KINDS:
+        sums = [family.path[: s + 1] for s in range(len(family.path))]
+    else:
+        sums = [(j,) for j in family.path]
+    return sums + [(t,) for t in family.forced_tiers()]
 
 
 def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> list[np.ndarray]:
@@ -262,14 +321,23 @@ def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> lis
         if key not in columns.ranks:
             if family.kind == "router":
                 columns.ranks[key] = confidence_buckets(family.scores).rank_in(grid)
-            elif family.kind == "cascade":
+            elif family.kind in _CONFIDENCE_KINDS:
                 if j not in columns.buckets:
                     columns.buckets[j] = confidence_buckets(outcomes.confidence[:, j])
                 columns.ranks[key] = columns.buckets[j].rank_in(grid)
             else:
                 columns.ranks[key] = _cutoff_ranks(outcomes.input_tokens, grid)
         bins.append(columns.ranks[key])
-    return bins
+    return without_forced(bins, family.forced)
+
+
+def without_forced(bins: list[np.ndarray], forced: np.ndarray | None) -> list[np.ndarray]:
+    """Bins with every request a keyword rule decides put in bin 0 (never kept), so that it
+    stops at the last stop under every option; the stop table gives it its rule's tier there."""
+    if forced is None:
+        return bins
+    ruled = forced >= 0
+    return [np.where(ruled, 0, b) for b in bins]
 
 
 def _rank_key(family: Family, j: int, grid: np.ndarray) -> tuple[object, bytes]:
@@ -277,7 +345,7 @@ def _rank_key(family: Family, j: int, grid: np.ndarray) -> tuple[object, bytes]:
     (families of one sweep stay alive, so the id is not reused)."""
     if family.kind == "router":
         return (("router", id(family.scores)), grid.tobytes())
-    return (j if family.kind == "cascade" else "tokens", grid.tobytes())
+    return (j if family.kind in _CONFIDENCE_KINDS else "tokens", grid.tobytes())
 
 
 def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
@@ -293,15 +361,45 @@ def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
 
 def stop_table(columns: SweepColumns, family: Family) -> StopTable:
     """Cost, score and latency of stopping at each tier of the path."""
-    sums = stop_sums(family)
+    sums = stop_sums(family)[: len(family.path)]
     overhead = float(quantize_usd(np.array(family.overhead_usd)))
+    cost = [_cost_of(columns, s) + overhead for s in sums]
+    score = [columns.score_micro[s[-1]] for s in sums]
+    latency = [columns.latency[s] for s in sums]
+    if family.forced is not None:  # a ruled request costs, scores and takes its rule's tier
+        ruled = family.forced >= 0
+        cost[-1] = np.where(ruled, _ruled(family.forced, columns.cost_nano_usd), cost[-1])
+        labeled = family.forced[columns.labeled_rows]
+        score[-1] = np.where(labeled >= 0, _ruled(labeled, columns.score_micro), score[-1])
+        latency[-1] = _ruled_latency(family.forced, columns.latency, latency[-1])
     return StopTable(
-        cost_nano_usd=tuple(_cost_of(columns, s) + overhead for s in sums),
-        score_micro=tuple(columns.score_micro[s[-1]] for s in sums),
-        latency=tuple(columns.latency[s] for s in sums),
+        cost_nano_usd=tuple(cost),
+        score_micro=tuple(score),
+        latency=tuple(latency),
         labeled_rows=columns.labeled_rows,
         axis=columns.latency_axis,
     )
+
+
+def _ruled(forced: np.ndarray, per_tier: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Per request, `per_tier[forced[i]][i]` (0 where no rule matches)."""
+    out = np.zeros(forced.size, dtype=np.float64)
+    for t in np.unique(forced[forced >= 0]).tolist():
+        rows = forced == t
+        out[rows] = per_tier[t][rows]
+    return out
+
+
+def _ruled_latency(
+    forced: np.ndarray, latency: dict[tuple[int, ...], LatencyColumn], last: LatencyColumn
+) -> LatencyColumn:
+    """The last stop's latency column with each ruled request's code taken from its rule's tier."""
+    codes, bins = last.codes.copy(), last.bins.copy()
+    for t in np.unique(forced[forced >= 0]).tolist():
+        rows = forced == t
+        codes[rows] = latency[(t,)].codes[rows]
+        bins[rows] = latency[(t,)].bins[rows]
+    return LatencyColumn(codes, bins, np.bincount(codes, minlength=last.counts.size))
 
 
 def _cost_of(columns: SweepColumns, tiers: tuple[int, ...]) -> np.ndarray:
@@ -339,7 +437,10 @@ def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None
     frames = []
     for family in families:
         result = evaluate_family(outcomes, family, columns, shared)
-        frames.append(_family_frame(outcomes, family, result, premium))
+        frame = _family_frame(outcomes, family, result, premium)
+        if family.kind == "rules" and family.path[0] != 0:
+            frame = frame.head(-1)  # "none": the same policy as on the cheapest tier's pair
+        frames.append(frame)
         if on_family is not None:
             on_family(family)
     return pl.concat(frames, how="vertical")
@@ -366,13 +467,13 @@ def _family_frame(
             if family.kind in _THRESHOLD_KINDS
             else [""] * m,
             "cutoff_tokens": [values[0][opt[0]] for opt in options]
-            if family.kind == "length"
+            if family.kind in _CUTOFF_KINDS
             else [None] * m,
             "requests": [n] * m,
             "labeled": [labeled] * m,
             "quality": quality,
             "quality_drop": quality_p - quality,
-            "escalation_rate": 1.0 - res.stop_counts[:, 0] / n,
+            "escalation_rate": 1.0 - (res.stop_counts[:, 0] + _ruled_unescalated(family)) / n,
             "cost_per_1k_requests_usd": res.cost_nano_usd / 1e9 / n * 1000.0,
             "savings_vs_premium": 1.0 - res.cost_nano_usd / premium.cost_nano_usd[0],
             "latency_p50_ms": res.latency_p50_us / 1000.0,
@@ -380,6 +481,14 @@ def _family_frame(
         },
         schema_overrides={"cutoff_tokens": pl.Int64},
     )
+
+
+def _ruled_unescalated(family: Family) -> int:
+    """Requests a keyword rule sends to the path's first tier or a cheaper one: not escalated
+    (every ruled request sits at the last stop in the engine)."""
+    if family.forced is None:
+        return 0
+    return int(((family.forced >= 0) & (family.forced <= family.path[0])).sum())
 
 
 def _option_values(family: Family) -> tuple[list[list], list[list[str]]]:
@@ -401,9 +510,9 @@ def _policy_ids(
 ) -> list[str]:
     if kind == "always":
         return [f"always:{path}"] * len(options)
-    if kind == "length":
+    if kind in _CUTOFF_KINDS:
         cutoffs = [values[0][a] for (a,) in options]
-        return [f"length:{path}@<={c}" if c is not None else f"length:{path}@none" for c in cutoffs]
+        return [f"{kind}:{path}@<={c}" if c is not None else f"{kind}:{path}@none" for c in cutoffs]
     return [
         f"{kind}:{path}@" + ",".join(t[a] for t, a in zip(texts, opt, strict=True))
         for opt in options

@@ -23,7 +23,14 @@ from calibrate.document import BASE_CSS, Table, inline_html, table_html, table_m
 from calibrate.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.policies import METRICS
 from calibrate.router import router_json
-from calibrate.routing import METRIC_DIGITS, ROUTER_FILE, dump_routing, round_metric, routing_from
+from calibrate.routing import (
+    METRIC_DIGITS,
+    ROUTER_FILE,
+    Rule,
+    dump_routing,
+    round_metric,
+    routing_from,
+)
 from calibrate.summary_json import summary
 from calibrate.sweep import SweepResult
 
@@ -82,6 +89,10 @@ def build_routing(result: SweepResult):
         rec.certified,
         result.window,
         classifier_cost_per_1k=result.classifier_cost_per_1k,
+        keyword_rules=tuple(
+            Rule(name=r.name, pattern=r.pattern, tier=r.tier)
+            for r in (result.keyword_rules.rules if result.keyword_rules else ())
+        ),
         p_correct={
             c.tier: round(p, 4)
             for c in result.calibration
@@ -138,15 +149,25 @@ def _policy_table(rows: list[dict]) -> Table:
 def _headline(result: SweepResult) -> str:
     r = result.recommendation.row
     premium = result.tiers.names[-1]
-    if r["strategy"] == "cascade":
+    keywords = "the keyword rules first, then " if r["strategy"] in ("rules", "hybrid") else ""
+    if r["strategy"] in ("cascade", "hybrid"):
         names, taus = r["tiers"].split(">"), r["thresholds"].split(";")
         steps = "; ".join(
             f"escalate from {n} when confidence < {t}" for n, t in zip(names, taus, strict=False)
         )
-        what = f"a cascade {' → '.join(names)} ({steps})"
-    elif r["strategy"] == "length":
+        what = f"{keywords}a cascade {' → '.join(names)} ({steps})"
+    elif r["strategy"] in ("length", "rules"):
         names = r["tiers"].split(">")
-        what = f"route requests of at most {r['cutoff_tokens']} input tokens to {names[0]}, the rest to {names[1]}"
+        if r["cutoff_tokens"] is None:
+            what = f"{keywords}every other request to {names[1]}"
+        else:
+            what = (
+                f"{keywords}requests of at most {r['cutoff_tokens']} input tokens to {names[0]}, "
+                f"the rest to {names[1]}"
+            )
+    elif r["strategy"] == "router":
+        names, tau = r["tiers"].split(">"), r["thresholds"]
+        what = f"the learned router: {names[0]} when its score ≥ {tau}, else {names[1]}"
     else:
         what = f"always {r['tiers']}"
     rec, eps = result.recommendation, result.evidence.max_regret
@@ -287,7 +308,7 @@ def _calibration_table(result: SweepResult) -> Table:
 
 
 def _thresholds_by_tier(row: dict) -> dict[str, float]:
-    if row["strategy"] != "cascade":
+    if row["strategy"] not in ("cascade", "hybrid"):
         return {}
     names, taus = row["tiers"].split(">"), row["thresholds"].split(";")
     return {n: float(t) for n, t in zip(names, taus, strict=False) if t != "inf"}
@@ -453,8 +474,10 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
 _STRATEGY_NAMES = {
     "always": "single tier",
     "length": "rules (input length)",
+    "rules": "keyword rules + length",
     "router": "learned router",
     "cascade": "cascade",
+    "hybrid": "keyword rules + cascade",
     "consensus": "consensus",
 }
 
@@ -476,7 +499,7 @@ def strategy_comparison(result: SweepResult) -> Section:
         within = family.filter(pl.col("quality_drop") <= limit + 1e-12)
         best_quality = family.sort(["quality", "_row"], descending=[True, False]).head(1)
         picks = [("measured", within.head(1) if within.height else best_quality)]
-        if kind in ("length", "cascade"):  # a router is never certified, premium is the reference
+        if kind in ("length", "rules", "cascade", "hybrid"):  # a router is never certified, premium is the reference
             picks.append(("certified", family.filter(pl.col("certified")).head(1)))
         for how, pick in picks:
             if pick.is_empty():
@@ -493,7 +516,8 @@ def strategy_comparison(result: SweepResult) -> Section:
         "cheapest certified one (Learn-then-Test). "
         "The learned router is evaluated on cross-fitted scores and is never certified (its scores "
         "were fitted on these labels); its cost includes --classifier-cost-usd. Routers and rules "
-        "decide before any call and pay one tier; cascades pay every tier they touch; consensus "
+        "decide before any call and pay one tier; cascades pay every tier they touch (in a "
+        "hybrid, only the requests no keyword rule matches); consensus "
         "pays every tier of its set (escalation 100%) and is never certified."
     )
     return ("Strategies side by side", (note, Table(header, tuple(rows))))
@@ -578,8 +602,9 @@ def keyword_rules_section(result: SweepResult) -> tuple[Section, ...]:
     note = (
         "First match wins. Quality is the mean label of each tier's answer on the rule's labeled "
         "hits; a rule sending its hits to a dearer tier although the cheapest tier answers them "
-        "about as well as the premium one is marked. Diagnostics only: keyword rules are not "
-        "swept as policies yet."
+        "about as well as the premium one is marked. The sweep also puts the rules in front of "
+        "input-length cutoffs (strategy `rules`) and of cascades ending at the premium tier "
+        "(strategy `hybrid`); a ruled request is served by its rule's tier alone."
     )
     return (("Keyword rules", (note, Table(header, rows))),)
 

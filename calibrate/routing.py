@@ -3,14 +3,17 @@
 `routing_from(result)` builds it from a sweep; `dump_routing` writes stable key order and fixed
 precision; `load_routing` validates a file (unknown keys rejected) for `evaluate` and `diff`.
 Strategies: `single` (always one tier), `cascade` (escalate_below per non-final tier), `rules`
-(input-length cutoff, then a default tier) and `router` (a learned classifier on the prompt, in the
-JSON file `classifier.file` names, relative to routing.yaml: requests scoring ≥ `min_score` go to
-the first tier, the rest to the second).
+(keyword rules, then an input-length cutoff, then a default tier; first match wins), `hybrid`
+(keyword rules, then a cascade over the tiers with escalate_below and the last tier) and `router`
+(a learned classifier on the prompt, in the JSON file `classifier.file` names, relative to
+routing.yaml: requests scoring ≥ `min_score` go to the first tier, the rest to the second).
+`tiers` lists every tier the config sends traffic to, cheapest first.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -44,8 +47,24 @@ class RoutedTier(_Strict):
 
 
 class Rule(_Strict):
+    """A keyword rule (`pattern`, Python `re.search` on the prompt), an input-length rule
+    (`max_input_tokens`) or the default rule (neither)."""
+
+    name: str | None = None
+    pattern: str | None = Field(default=None, min_length=1)
     tier: str
     max_input_tokens: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Rule:
+        if self.pattern is not None and self.max_input_tokens is not None:
+            raise ValueError("a rule has a pattern or max_input_tokens, not both")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as err:
+                raise ValueError(f"pattern is not a regular expression ({err})") from err
+        return self
 
 
 class Classifier(_Strict):
@@ -84,7 +103,7 @@ class RoutingConfig(_Strict):
     """The file `sweep` writes and `evaluate` reads."""
 
     version: Literal[1] = 1
-    strategy: Literal["single", "cascade", "rules", "router"]
+    strategy: Literal["single", "cascade", "rules", "hybrid", "router"]
     tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
     rules: tuple[Rule, ...] = ()
     classifier: Classifier | None = None
@@ -105,12 +124,24 @@ class RoutingConfig(_Strict):
                 raise ValueError(
                     "a cascade needs ≥ 2 tiers and escalate_below on every tier but the last"
                 )
+        if [r.tier for r in self.rules if r.tier not in names]:
+            raise ValueError("every rule must name a tier listed in `tiers`")
+        keywords = [r for r in self.rules if r.pattern is not None]
+        if self.rules[: len(keywords)] != tuple(keywords):
+            raise ValueError("keyword rules (pattern) come before the other rules")
         if self.strategy == "rules":
-            unknown = [r.tier for r in self.rules if r.tier not in names]
-            if not self.rules or unknown or self.rules[-1].max_input_tokens is not None:
+            rest = self.rules[len(keywords) :]
+            if not rest or len(rest) > 2 or rest[-1].max_input_tokens is not None:
                 raise ValueError(
-                    "rules must name listed tiers and end with a default rule (no cutoff)"
+                    "rules end with at most one input-length rule and a default rule (no cutoff)"
                 )
+        if self.strategy == "hybrid":
+            if not keywords or len(keywords) != len(self.rules):
+                raise ValueError("a hybrid has keyword rules (pattern) only, then its cascade")
+            if not any(t.escalate_below is not None for t in self.tiers[:-1]):
+                raise ValueError("a hybrid's cascade needs escalate_below on a tier")
+        elif self.strategy not in ("rules",) and self.rules:
+            raise ValueError(f"a {self.strategy} config has no rules")
         if (self.strategy == "router") != (self.classifier is not None) or (
             self.strategy == "router" and len(self.tiers) != 2
         ):
@@ -129,10 +160,15 @@ def routing_from(
     p_correct: dict[str, float] | None = None,
     intervals: dict[str, tuple[float, float]] | None = None,
     classifier_cost_per_1k: float = 0.0,
+    keyword_rules: tuple[Rule, ...] = (),
 ) -> RoutingConfig:
-    """Build the config for one frontier row (a router's model file: router.json beside it)."""
-    names = row["tiers"].split(">")
+    """Build the config for one frontier row (a router's model file: router.json beside it;
+    `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies)."""
+    path = row["tiers"].split(">")
     thresholds = [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else []
+    keywords = keyword_rules if row["strategy"] in ("rules", "hybrid") else ()
+    used = set(path) | {r.tier for r in keywords}
+    names = [n for n in tiers_models if n in used]
     classifier = None
     if row["strategy"] == "router":
         classifier = Classifier(
@@ -140,23 +176,29 @@ def routing_from(
             min_score=thresholds.pop(),
             cost_per_1k_requests_usd=classifier_cost_per_1k,
         )
+    tau = dict(zip(path, thresholds, strict=False))  # the path's deciding tiers
     routed = [
         RoutedTier(
             name=n,
             model=tiers_models[n],
-            escalate_below=thresholds[i] if i < len(thresholds) else None,
-            p_correct=(p_correct or {}).get(n) if i < len(thresholds) else None,
+            escalate_below=tau.get(n),
+            p_correct=(p_correct or {}).get(n) if n in tau else None,
         )
-        for i, n in enumerate(names)
+        for n in names
     ]
-    strategy = {"always": "single", "cascade": "cascade", "length": "rules", "router": "router"}[
-        row["strategy"]
-    ]
-    rules: tuple[Rule, ...] = ()
+    strategy = {
+        "always": "single",
+        "cascade": "cascade",
+        "length": "rules",
+        "rules": "rules",
+        "hybrid": "hybrid",
+        "router": "router",
+    }[row["strategy"]]
+    rules = tuple(keywords)
     if strategy == "rules":
         cutoff = row["cutoff_tokens"]
-        rules = ((Rule(tier=names[0], max_input_tokens=cutoff),) if cutoff is not None else ()) + (
-            Rule(tier=names[1]),
+        rules += ((Rule(tier=path[0], max_input_tokens=cutoff),) if cutoff is not None else ()) + (
+            Rule(tier=path[1]),
         )
     return RoutingConfig(
         strategy=strategy,

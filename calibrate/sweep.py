@@ -46,12 +46,13 @@ from calibrate.intervals import (
     selection_bootstrap,
     wilson,
 )
-from calibrate.keyword_rules import RuleHits, RulesFile, rule_hits
+from calibrate.keyword_rules import RuleHits, RulesFile, forced_tiers, rule_hits
 from calibrate.policies import (
     DEFAULT_GRID,
     Family,
     default_families,
     evaluate_families,
+    keyword_families,
     policy_index,
     threshold_grid,
 )
@@ -137,6 +138,7 @@ class SweepResult:
     classifier_cost_per_1k: float = 0.0
     endpoint_health: EndpointHealth | None = None
     rule_hits: tuple[RuleHits, ...] = ()
+    keyword_rules: RulesFile | None = None
 
     @property
     def auroc(self) -> dict[str, float | None]:
@@ -169,7 +171,12 @@ def run_sweep(
         else outcomes
     )
     families = default_families(outcomes, grid_size)
-    fitted = _fit_router(store, outcomes, router or RouterOptions(), seed)
+    texts = _prompt_texts(store, outcomes, keyword_rules, router or RouterOptions())
+    if keyword_rules is not None:
+        pairs = [(r.pattern, r.tier) for r in keyword_rules.rules]
+        forced = forced_tiers(pairs, texts, outcomes.tiers)
+        families += keyword_families(outcomes, forced, grid_size)
+    fitted = _fit_router(texts, outcomes, router or RouterOptions(), seed)
     if fitted is not None:
         families.append(router_family(outcomes, fitted, router or RouterOptions(), grid_size))
     done = iter(range(1, len(families) + 1))
@@ -253,11 +260,8 @@ def run_sweep(
         overheads=overheads,
         router=fitted,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
-        rule_hits=rule_hits(
-            keyword_rules, store.prompt_texts(outcomes.request_ids.tolist()), outcomes
-        )
-        if keyword_rules is not None
-        else (),
+        rule_hits=rule_hits(keyword_rules, texts, outcomes) if keyword_rules is not None else (),
+        keyword_rules=keyword_rules,
         classifier_cost_per_1k=(router or RouterOptions()).cost_usd_per_1k,
         warnings=tuple(
             warnings_for(
@@ -283,16 +287,29 @@ def _with_consensus(store: Store, outcomes: Outcomes, frontier: pl.DataFrame) ->
     return mark_pareto(rows.drop("pareto")).select(frontier.columns)
 
 
+def _routes_up_front(options: RouterOptions, outcomes: Outcomes) -> bool:
+    return options.enabled and len(outcomes.tiers) >= 2 and not options.skipped(outcomes.n)
+
+
+def _prompt_texts(
+    store: Store, outcomes: Outcomes, keyword_rules: RulesFile | None, options: RouterOptions
+) -> list[str]:
+    """The prompts, read once when keyword rules or the router need them (else empty)."""
+    if keyword_rules is None and not _routes_up_front(options, outcomes):
+        return []
+    return store.prompt_texts(outcomes.request_ids.tolist())
+
+
 def _fit_router(
-    store: Store, outcomes: Outcomes, options: RouterOptions, seed: int
+    texts: list[str], outcomes: Outcomes, options: RouterOptions, seed: int
 ) -> RouterFit | None:
     """The cheapest tier's router on the prompts (None when disabled or labels are one-sided)."""
-    if not options.enabled or len(outcomes.tiers) < 2 or options.skipped(outcomes.n):
+    if not _routes_up_front(options, outcomes):
         return None
     import time  # the default clock; callers pass their own for reproducible timings
 
     return fit_router(
-        store.prompt_texts(outcomes.request_ids.tolist()),
+        texts,
         outcomes.request_ids.tolist(),
         outcomes.label[:, 0] >= ACCEPTABLE,
         outcomes.labeled,
@@ -317,7 +334,7 @@ def router_family(
         (threshold_grid(fitted.scores, size),),
         scores=fitted.scores,
         overhead_usd=options.cost_usd_per_1k / 1000.0,
-        score_ids=outcomes.request_ids,
+        request_ids=outcomes.request_ids,
     )
 
 

@@ -21,17 +21,21 @@ def brute_force(
     params: tuple,
     scores: np.ndarray | None = None,
     overhead_usd: float = 0.0,
+    forced: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Plain Python: walk each request through the policy."""
+    """Plain Python: walk each request through the policy (`forced`: keyword rules' tier, -1 for
+    none; a ruled request is served by that tier alone)."""
     cost = score = 0.0
     lats, escalated, labeled = [], 0, 0
     for i in range(o.n):
-        if kind == "router":
+        if forced is not None and forced[i] >= 0:
+            stop, touched = int(forced[i]), [int(forced[i])]
+        elif kind == "router":
             stop = path[0] if scores[i] >= params[0] else path[1]
             touched = [stop]
         elif kind == "always":
             stop, touched = path[0], [path[0]]
-        elif kind == "length":
+        elif kind in ("length", "rules"):
             cheap = params[0] is not None and o.input_tokens[i] <= params[0]
             stop = path[0] if cheap else path[1]
             touched = [stop]
@@ -50,7 +54,7 @@ def brute_force(
         req_lat = sum(round(o.latency_ms[i, j] * 1000) for j in touched)
         cost += req_cost
         lats.append(req_lat)
-        escalated += stop != path[0]
+        escalated += stop > path[0]
         if not np.isnan(o.label[i]).any():
             labeled += 1
             score += round(o.label[i, stop] * 1e6)
@@ -66,9 +70,9 @@ def brute_force(
 
 
 def parse(row: dict) -> tuple:
-    if row["strategy"] == "length":
+    if row["strategy"] in ("length", "rules"):
         return (row["cutoff_tokens"],)
-    if row["strategy"] in ("cascade", "router"):
+    if row["strategy"] in ("cascade", "router", "hybrid"):
         return tuple(float(t) for t in row["thresholds"].split(";"))
     return ()
 
@@ -78,12 +82,14 @@ def assert_matches_brute_force(o: Outcomes, families: list[Family]) -> pl.DataFr
     frame = evaluate_families(o, families)
     index = {t: j for j, t in enumerate(o.tiers)}
     routers = {(f.path): f for f in families if f.kind == "router"}
+    forced = next((f.forced for f in families if f.forced is not None), None)
     checked = 0
     for row in frame.iter_rows(named=True):
         path = tuple(index[t] for t in row["tiers"].split(">"))
         router = routers.get(path) if row["strategy"] == "router" else None
-        extra = (router.scores, router.overhead_usd) if router is not None else ()
-        expected = brute_force(o, row["strategy"], path, parse(row), *extra)
+        extra = (router.scores, router.overhead_usd) if router is not None else (None, 0.0)
+        ruled = forced if row["strategy"] in ("rules", "hybrid") else None
+        expected = brute_force(o, row["strategy"], path, parse(row), *extra, forced=ruled)
         for key, value in expected.items():
             assert row[key] == value, (row["policy"], key, row[key], value)
         checked += 1
@@ -220,3 +226,47 @@ def test_router_families_match_brute_force(k: int) -> None:
     frame = assert_matches_brute_force(o, families)
     routed = frame.filter(frame["strategy"] == "router")
     assert grid.size == 9 and routed.height == 10 + (2 if k == 3 else 0)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_keyword_rule_families_match_brute_force(k: int) -> None:
+    """Keyword rules in front of length cutoffs (`rules`) and cascades (`hybrid`): a ruled request
+    is served by its rule's tier alone under every option (no cheap call paid in a hybrid), the
+    rest follow the cutoff or the cascade; escalation counts ruled requests sent past the path's
+    first tier."""
+    from calibrate.policies import keyword_families
+
+    rng = np.random.default_rng(40 + k)
+    o = random_outcomes(40 + k, n=300, k=k)
+    forced = np.where(rng.uniform(size=o.n) < 0.3, rng.integers(0, k, o.n), -1)
+    families = keyword_families(o, forced, {2: 9, 3: 4, 4: 3})
+    assert {f.kind for f in families} == {"rules", "hybrid"}
+    assert all(f.path[-1] == k - 1 for f in families if f.kind == "hybrid")
+    frame = assert_matches_brute_force(o, families)
+    # "every unmatched request to tier b" is kept once per b, on the pair (cheapest tier, b)
+    nones = frame.filter(pl.col("policy").str.ends_with("@none"))["policy"].to_list()
+    assert nones == [f"rules:{o.tiers[0]}>{t}@none" for t in o.tiers[1:]]
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_walking_a_keyword_policy_agrees_with_its_frontier_row(k: int) -> None:
+    from calibrate.assignment import assign, served_labels
+    from calibrate.policies import keyword_families, policy_index
+
+    rng = np.random.default_rng(60 + k)
+    o = random_outcomes(60 + k, 400, k)
+    forced = np.where(rng.uniform(size=o.n) < 0.25, rng.integers(0, k, o.n), -1)
+    families = keyword_families(o, forced, {2: 9, 3: 4})
+    frame = evaluate_families(o, families)
+    index = policy_index(o, families)
+    labeled = o.labeled
+    for row in frame.iter_rows(named=True):
+        walked = assign(o, *index[row["policy"]])
+        assert (walked.served_tier[forced >= 0] == forced[forced >= 0]).all()
+        assert walked.cost_usd.sum() / o.n * 1000 == pytest.approx(
+            row["cost_per_1k_requests_usd"], rel=1e-9
+        )
+        assert walked.escalated.mean() == pytest.approx(row["escalation_rate"], abs=1e-12)
+        assert walked.label[labeled].mean() == pytest.approx(row["quality"], abs=1e-9)
+        served = served_labels(o, [index[row["policy"]]])[0]
+        assert np.array_equal(served[labeled], walked.label[labeled].astype(np.float32))

@@ -40,7 +40,7 @@ def sweep_sample(sample_logs: Path, out: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    sweep_sample(sample_logs, out)
+    sweep_sample(sample_logs, out, "--rules", str(sample_logs / "rules.yaml"))  # as `make demo`
     return out
 
 
