@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(
     "tests/data/diff"
 )  # relative, so the paths printed in the goldens do not depend on the machine
-SAMPLE = ROOT / "tests" / "golden" / "sample" / "routing.yaml"
+SAMPLE = ROOT / "tests" / "data" / "routing_cascade.yaml"  # a medium > large cascade
 CASES = {  # case → is the change material?
     "threshold_moved": True,
     "cascade_to_rules": True,

@@ -11,6 +11,7 @@ from calibrate.errors import ConfigError
 from calibrate.routing import dump_routing, load_routing
 
 GOLDEN_ROUTING = Path(__file__).parent / "golden" / "sample" / "routing.yaml"
+CASCADE = Path(__file__).parent / "data" / "routing_cascade.yaml"  # medium > large
 
 
 def test_dump_of_a_loaded_file_is_identical(tmp_path: Path) -> None:
@@ -31,7 +32,7 @@ def test_unknown_key_is_rejected_with_its_path(tmp_path: Path) -> None:
 
 
 def test_a_cascade_needs_a_threshold_on_every_tier_but_the_last(tmp_path: Path) -> None:
-    text = GOLDEN_ROUTING.read_text(encoding="utf-8")
+    text = CASCADE.read_text(encoding="utf-8")
     broken = re.sub(r"(name: medium, model: [^,}]+), escalate_below: [0-9.]+", r"\1", text)
     assert broken != text
     path = tmp_path / "routing.yaml"
@@ -50,7 +51,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def _router_text() -> str:
-    text = GOLDEN_ROUTING.read_text(encoding="utf-8")
+    text = CASCADE.read_text(encoding="utf-8")
     text = text.replace("strategy: cascade", "strategy: router")
     text = re.sub(r"(name: medium, model: [^,}]+), escalate_below: [0-9.]+[^}]*", r"\1", text)
     return re.sub(

@@ -65,7 +65,7 @@ def test_outputs_match_golden_files(demo_out: Path, golden, name: str) -> None:
 def test_outputs_are_byte_identical_across_runs(
     demo_out: Path, sample_logs: Path, tmp_path: Path
 ) -> None:
-    sweep_sample(sample_logs, tmp_path)
+    sweep_sample(sample_logs, tmp_path, "--rules", str(sample_logs / "rules.yaml"))
     for name in (
         "routing.yaml",
         "frontier.csv",
