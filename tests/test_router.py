@@ -20,7 +20,8 @@ from calibrate.cli import app
 from calibrate.ingest import ingest
 from calibrate.records import DataWindow
 from calibrate.router import fit_router, load_router, rescore, router_json
-from calibrate.routing import ROUTER_FILE, dump_routing, routing_from
+from calibrate.keyword_rules import load_rules
+from calibrate.routing import ROUTER_FILE, Rule, dump_routing, routing_from
 from calibrate.selection import Objective
 from calibrate.settings import load_tiers, price_table
 from calibrate.store import Store
@@ -113,14 +114,19 @@ def sweep_out(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) -> Pa
         "--out",
         str(out),
     ]
-    result = runner.invoke(app, [*args, "--classifier-cost-usd", "0.002"], catch_exceptions=False)
+    args += ["--rules", str(sample_logs / "rules.yaml"), "--classifier-cost-usd", "0.002"]
+    result = runner.invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
 
 
 def _middle_row(out: Path, strategy: str) -> dict:
+    """The middle frontier row of a strategy (`strategy@policy suffix`: the row with that id)."""
+    strategy, _, suffix = strategy.partition("@")
     with (out / "frontier.csv").open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["strategy"] == strategy]
+    if suffix:
+        rows = [r for r in rows if r["policy"].endswith("@" + suffix)]
     row = rows[len(rows) // 2]
     parsed: dict = {k: row[k] for k in ("policy", "strategy", "tiers", "thresholds")}
     parsed["cutoff_tokens"] = int(row["cutoff_tokens"]) if row["cutoff_tokens"] else None
@@ -131,11 +137,14 @@ def _middle_row(out: Path, strategy: str) -> dict:
     return parsed
 
 
-@pytest.mark.parametrize("strategy", ["always", "cascade", "length", "router"])
+@pytest.mark.parametrize(
+    "strategy", ["always", "cascade", "length", "router", "rules", "rules@none", "hybrid"]
+)
 def test_evaluate_reproduces_each_strategys_sweep_metrics(
     sweep_out: Path, sample_logs: Path, tmp_path: Path, strategy: str
 ) -> None:
     row = _middle_row(sweep_out, strategy)
+    rules = load_rules(sample_logs / "rules.yaml", ("small", "medium", "large")).rules
     config = routing_from(
         row,
         {"small": "m-s", "medium": "m-m", "large": "m-l"},
@@ -145,7 +154,10 @@ def test_evaluate_reproduces_each_strategys_sweep_metrics(
         False,
         DataWindow(10000, 1521, 0, None, None, "x"),
         classifier_cost_per_1k=0.002,
+        keyword_rules=tuple(Rule(name=r.name, pattern=r.pattern, tier=r.tier) for r in rules),
     )
+    if strategy in ("rules", "hybrid"):
+        assert [r.pattern for r in config.rules[: len(rules)]] == [r.pattern for r in rules]
     (tmp_path / "routing.yaml").write_text(dump_routing(config), encoding="utf-8")
     shutil.copy(sweep_out / ROUTER_FILE, tmp_path / ROUTER_FILE)
     args = ["evaluate", str(tmp_path / "routing.yaml"), str(sample_logs)]
@@ -169,10 +181,18 @@ def test_report_compares_the_best_policy_of_each_strategy(sweep_out: Path) -> No
     ]
     by_policy = {r[1].strip("`"): r for r in rows}
     strategies = [r[0].removeprefix("| ") for r in rows]
-    assert {"single tier", "rules (input length)", "learned router", "cascade"} <= set(strategies)
+    assert {
+        "single tier",
+        "rules (input length)",
+        "keyword rules + length",
+        "learned router",
+        "cascade",
+        "keyword rules + cascade",
+        "consensus",
+    } <= set(strategies)
     with (sweep_out / "frontier.csv").open(encoding="utf-8") as f:
         frontier = list(csv.DictReader(f))
-    for kind in ("length", "router", "cascade"):
+    for kind in ("length", "rules", "router", "cascade", "hybrid"):
         within = [r for r in frontier if r["strategy"] == kind and float(r["quality_drop"]) <= 0.02]
         best = min(within, key=lambda r: float(r["cost_per_1k_requests_usd"]))
         row = by_policy[best["policy"]]
