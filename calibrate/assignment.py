@@ -52,9 +52,7 @@ def decision_bins(outcomes: Outcomes, family: Family) -> list[np.ndarray]:
     for j, grid in zip(family.path[:-1], family.grids, strict=True):
         if family.kind in ("cascade", "hybrid", "router"):
             conf = (
-                family.scores_of(outcomes)
-                if family.kind == "router"
-                else outcomes.confidence[:, j]
+                family.scores_of(outcomes) if family.kind == "router" else outcomes.confidence[:, j]
             )
             b = np.searchsorted(grid, conf, side="right")
             b[np.isnan(conf)] = 0

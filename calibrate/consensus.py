@@ -6,8 +6,9 @@ latency the slowest of the set (the calls run in parallel).
 A tier without an `ok` answer abstains. Each set of ≥ 3 tiers is evaluated by the same exact engine
 as every other policy: the set becomes one virtual tier (per request: summed cost, maximum latency,
 the chosen answer's label) placed just before the premium tier, and "always the virtual tier" is
-its one policy. Consensus policies are reported next to the others; they are never selected (they
-cost more than always-premium) and not written to routing.yaml.
+its one policy. Consensus policies are reported next to the others and never selected by the
+sweep (they cost more than always-premium); a routing.yaml with `strategy: consensus` names the
+voting tiers, and `evaluate` scores it with `consensus_row`.
 """
 
 from __future__ import annotations
@@ -70,21 +71,29 @@ def consensus_outcomes(outcomes: Outcomes, voters: tuple[int, ...], chosen: np.n
     return dataclasses.replace(outcomes, tiers=tiers, **columns)
 
 
+def consensus_row(
+    outcomes: Outcomes, answers: list[list[str | None]], voters: tuple[int, ...]
+) -> pl.DataFrame:
+    """The one frontier row of the vote among `voters` (indices into the outcomes' tiers; the
+    premium tier is the last of the outcomes)."""
+    k = len(outcomes.tiers)
+    augmented = consensus_outcomes(outcomes, voters, chosen_tier(answers, voters))
+    frame = evaluate_families(augmented, [Family("always", (k - 1,))])
+    name = augmented.tiers[k - 1]
+    return frame.with_columns(
+        policy=pl.lit(f"consensus:{name}"),
+        strategy=pl.lit("consensus"),
+        tiers=pl.lit(name),
+        escalation_rate=pl.lit(1.0),  # every request reaches beyond the cheapest tier
+    )
+
+
 def consensus_frame(outcomes: Outcomes, answers: list[list[str | None]]) -> pl.DataFrame | None:
     """One frontier row per set of ≥ 3 tiers (None with fewer than 3 tiers)."""
     k = len(outcomes.tiers)
-    frames = []
-    for size in range(MIN_VOTERS, k + 1):
-        for voters in itertools.combinations(range(k), size):
-            augmented = consensus_outcomes(outcomes, voters, chosen_tier(answers, voters))
-            frame = evaluate_families(augmented, [Family("always", (k - 1,))])
-            name = augmented.tiers[k - 1]
-            frames.append(
-                frame.with_columns(
-                    policy=pl.lit(f"consensus:{name}"),
-                    strategy=pl.lit("consensus"),
-                    tiers=pl.lit(name),
-                    escalation_rate=pl.lit(1.0),  # every request reaches beyond the cheapest tier
-                )
-            )
+    frames = [
+        consensus_row(outcomes, answers, voters)
+        for size in range(MIN_VOTERS, k + 1)
+        for voters in itertools.combinations(range(k), size)
+    ]
     return pl.concat(frames, how="vertical") if frames else None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibrate.consensus import consensus_row
 from calibrate.keyword_rules import forced_tiers
 from calibrate.policies import METRICS, Family, evaluate_families
 from calibrate.records import DataWindow, Outcomes
@@ -68,9 +69,7 @@ def family_for(
     return Family("rules" if forced is not None else "length", path, (cutoffs,), forced=forced)
 
 
-def keyword_forced(
-    store: Store, config: RoutingConfig, outcomes: Outcomes
-) -> np.ndarray | None:
+def keyword_forced(store: Store, config: RoutingConfig, outcomes: Outcomes) -> np.ndarray | None:
     """The tier index (into the outcomes' tiers) each request's first matching keyword rule
     names, -1 for none; None when the config has no keyword rules."""
     keywords = [(r.pattern, r.tier) for r in config.rules if r.pattern is not None]
@@ -110,12 +109,16 @@ def evaluate_routing(
     used = [t.name for t in config.tiers if t.name != config.premium_tier]
     order = (*used, config.premium_tier)
     outcomes = store.outcomes(order, prices)
-    if config.strategy == "router":
-        family = router_family(store, config, outcomes, base_dir)
+    none = config.strategy == "rules" and len([r for r in config.rules if r.pattern is None]) == 1
+    if config.strategy == "consensus":
+        answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+        voters = tuple(order.index(t.name) for t in config.tiers)
+        frame = consensus_row(outcomes, answers, voters)
+    elif config.strategy == "router":
+        frame = evaluate_families(outcomes, [router_family(store, config, outcomes, base_dir)])
     else:
         family = family_for(config, order, keyword_forced(store, config, outcomes))
-    frame = evaluate_families(outcomes, [family])
-    none = config.strategy == "rules" and len([r for r in config.rules if r.pattern is None]) == 1
+        frame = evaluate_families(outcomes, [family])
     row = frame.row(-1 if none else 0, named=True)
     return Evaluation(
         policy=row["policy"],

@@ -69,10 +69,14 @@ def _stages(log: RequestLog, config: RoutingConfig) -> tuple[np.ndarray, np.ndar
     """Index of the config tier serving each request, and whether the logs can say (a cascade
     needs the confidence of every tier a request reaches before the last)."""
     n = log.n
-    if config.strategy == "router" or any(r.pattern is not None for r in config.rules):
-        what = "a learned router" if config.strategy == "router" else "keyword rules"
+    if config.strategy in ("router", "consensus") or any(
+        r.pattern is not None for r in config.rules
+    ):
+        what = {"router": "a learned router", "consensus": "a consensus"}.get(
+            config.strategy, "keyword rules"
+        )
         raise ConfigError(
-            f"monitor cannot follow {what} yet (they need the prompts)",
+            f"monitor cannot follow {what} yet (it needs the prompts or every tier's answer)",
             hint="Monitor a cascade or input-length config of the same sweep, or use "
             "`calibrate evaluate`.",
         )

@@ -499,7 +499,12 @@ def strategy_comparison(result: SweepResult) -> Section:
         within = family.filter(pl.col("quality_drop") <= limit + 1e-12)
         best_quality = family.sort(["quality", "_row"], descending=[True, False]).head(1)
         picks = [("measured", within.head(1) if within.height else best_quality)]
-        if kind in ("length", "rules", "cascade", "hybrid"):  # a router is never certified, premium is the reference
+        if kind in (
+            "length",
+            "rules",
+            "cascade",
+            "hybrid",
+        ):  # a router is never certified, premium is the reference
             picks.append(("certified", family.filter(pl.col("certified")).head(1)))
         for how, pick in picks:
             if pick.is_empty():

@@ -4,9 +4,11 @@
 precision; `load_routing` validates a file (unknown keys rejected) for `evaluate` and `diff`.
 Strategies: `single` (always one tier), `cascade` (escalate_below per non-final tier), `rules`
 (keyword rules, then an input-length cutoff, then a default tier; first match wins), `hybrid`
-(keyword rules, then a cascade over the tiers with escalate_below and the last tier) and `router`
+(keyword rules, then a cascade over the tiers with escalate_below and the last tier), `router`
 (a learned classifier on the prompt, in the JSON file `classifier.file` names, relative to
-routing.yaml: requests scoring ≥ `min_score` go to the first tier, the rest to the second).
+routing.yaml: requests scoring ≥ `min_score` go to the first tier, the rest to the second) and
+`consensus` (every listed tier answers; the majority of the normalised answers wins, a tie goes to
+the dearest tier's answer).
 `tiers` lists every tier the config sends traffic to, cheapest first.
 """
 
@@ -103,7 +105,7 @@ class RoutingConfig(_Strict):
     """The file `sweep` writes and `evaluate` reads."""
 
     version: Literal[1] = 1
-    strategy: Literal["single", "cascade", "rules", "hybrid", "router"]
+    strategy: Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
     tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
     rules: tuple[Rule, ...] = ()
     classifier: Classifier | None = None
@@ -142,6 +144,10 @@ class RoutingConfig(_Strict):
                 raise ValueError("a hybrid's cascade needs escalate_below on a tier")
         elif self.strategy not in ("rules",) and self.rules:
             raise ValueError(f"a {self.strategy} config has no rules")
+        if self.strategy == "consensus" and (
+            len(self.tiers) < 3 or any(t.escalate_below is not None for t in self.tiers)
+        ):
+            raise ValueError("a consensus names ≥ 3 voting tiers and no escalate_below")
         if (self.strategy == "router") != (self.classifier is not None) or (
             self.strategy == "router" and len(self.tiers) != 2
         ):
@@ -164,7 +170,7 @@ def routing_from(
 ) -> RoutingConfig:
     """Build the config for one frontier row (a router's model file: router.json beside it;
     `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies)."""
-    path = row["tiers"].split(">")
+    path = row["tiers"].split("+" if row["strategy"] == "consensus" else ">")
     thresholds = [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else []
     keywords = keyword_rules if row["strategy"] in ("rules", "hybrid") else ()
     used = set(path) | {r.tier for r in keywords}
@@ -193,6 +199,7 @@ def routing_from(
         "rules": "rules",
         "hybrid": "hybrid",
         "router": "router",
+        "consensus": "consensus",
     }[row["strategy"]]
     rules = tuple(keywords)
     if strategy == "rules":

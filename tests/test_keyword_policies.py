@@ -106,8 +106,10 @@ def test_a_hybrid_config_loads_and_its_cascade_skips_the_rule_only_tier(tmp_path
             "a hybrid has keyword rules (pattern) only",
         ),
         (
-            ("pattern: '(?i)\\bclause\\b', tier: medium}", "pattern: x, tier: medium, "
-             "max_input_tokens: 5}"),
+            (
+                "pattern: '(?i)\\bclause\\b', tier: medium}",
+                "pattern: x, tier: medium, max_input_tokens: 5}",
+            ),
             "a pattern or max_input_tokens, not both",
         ),
         (("strategy: hybrid", "strategy: rules"), "rules end with at most one input-length rule"),

@@ -18,9 +18,9 @@ from calibrate import samplegen
 from calibrate.assignment import ACCEPTABLE
 from calibrate.cli import app
 from calibrate.ingest import ingest
+from calibrate.keyword_rules import load_rules
 from calibrate.records import DataWindow
 from calibrate.router import fit_router, load_router, rescore, router_json
-from calibrate.keyword_rules import load_rules
 from calibrate.routing import ROUTER_FILE, Rule, dump_routing, routing_from
 from calibrate.selection import Objective
 from calibrate.settings import load_tiers, price_table
@@ -138,7 +138,8 @@ def _middle_row(out: Path, strategy: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    "strategy", ["always", "cascade", "length", "router", "rules", "rules@none", "hybrid"]
+    "strategy",
+    ["always", "cascade", "length", "router", "rules", "rules@none", "hybrid", "consensus"],
 )
 def test_evaluate_reproduces_each_strategys_sweep_metrics(
     sweep_out: Path, sample_logs: Path, tmp_path: Path, strategy: str
