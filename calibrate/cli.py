@@ -142,6 +142,15 @@ def sweep_cmd(
             help="Budget mode: the best quality at most this cost.",
         ),
     ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            metavar="ID",
+            help="Write this frontier.csv policy (any strategy but consensus) instead of the "
+            "recommendation; the report says whether it is certified.",
+        ),
+    ] = None,
     label_cost_usd: Annotated[
         float,
         typer.Option(
@@ -167,7 +176,16 @@ def sweep_cmd(
             "--rules",
             exists=True,
             dir_okay=False,
-            help="Keyword rules file (rules.yaml): report what each rule catches.",
+            help="Keyword rules file (rules.yaml): sweep them in front of length cutoffs and "
+            "cascades, and report what each rule catches.",
+        ),
+    ] = None,
+    high_stakes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--high-stakes",
+            metavar="INTENT",
+            help="Report consensus against the premium tier on this intent (repeatable).",
         ),
     ] = None,
     classifier_cost_usd: Annotated[
@@ -176,6 +194,14 @@ def sweep_cmd(
             "--classifier-cost-usd",
             min=0.0,
             help="Price of running the learned router per 1k requests (added to its cost).",
+        ),
+    ] = 0.0,
+    classifier_monthly_usd: Annotated[
+        float,
+        typer.Option(
+            "--classifier-monthly-usd",
+            min=0.0,
+            help="Fixed monthly cost of hosting the learned router (enters its break-even).",
         ),
     ] = 0.0,
     router_max_requests: Annotated[
@@ -206,7 +232,7 @@ def sweep_cmd(
     from calibrate import pipeline  # heavy (sklearn, matplotlib): only for the commands using it
     from calibrate.keyword_rules import load_rules
     from calibrate.policies import METRICS
-    from calibrate.sweep import Overheads, RouterOptions
+    from calibrate.sweep import Overheads, RouterOptions, Strategies
 
     tiers_config = load_tiers(tiers)
     keyword_rules = load_rules(rules, tuple(tiers_config.names)) if rules is not None else None
@@ -219,6 +245,7 @@ def sweep_cmd(
         max_latency_p95_ms=max_latency_p95_ms,
         escalation_band=parse_band(escalation_band),
         max_cost_per_1k_usd=max_cost_per_1k_usd,
+        chosen_policy=policy,
     )
     with (
         Store.open(db if db is not None else ":memory:") as store,
@@ -235,8 +262,16 @@ def sweep_cmd(
             seed=seed,
             overheads=Overheads(label_cost_usd, fixed_monthly_usd),
             on_progress=tick,
-            router=RouterOptions(router, classifier_cost_usd, max_requests=router_max_requests),
-            keyword_rules=keyword_rules,
+            strategies=Strategies(
+                RouterOptions(
+                    router,
+                    classifier_cost_usd,
+                    max_requests=router_max_requests,
+                    fixed_monthly_usd=classifier_monthly_usd,
+                ),
+                keyword_rules,
+                tuple(high_stakes or ()),
+            ),
         )
     if as_json:
         console.print_json(json_summary(written))

@@ -21,6 +21,7 @@ from collections import Counter
 import numpy as np
 import polars as pl
 
+from calibrate.assignment import take_rows
 from calibrate.policies import Family, evaluate_families
 from calibrate.records import Outcomes
 
@@ -96,4 +97,37 @@ def consensus_frame(outcomes: Outcomes, answers: list[list[str | None]]) -> pl.D
         for size in range(MIN_VOTERS, k + 1)
         for voters in itertools.combinations(range(k), size)
     ]
+    return pl.concat(frames, how="vertical") if frames else None
+
+
+def consensus_slices(
+    outcomes: Outcomes, answers: list[list[str | None]], slices: dict[str, np.ndarray]
+) -> pl.DataFrame | None:
+    """Per slice (name → row mask; the user's high-stakes intents): always-premium and every
+    consensus set on the slice's requests alone, with the quality gain over premium per extra
+    dollar per 1k requests. None with fewer than 3 tiers."""
+    k = len(outcomes.tiers)
+    if k < MIN_VOTERS:
+        return None
+    frames = []
+    for name, mask in slices.items():
+        rows = np.flatnonzero(mask)
+        sub = take_rows(outcomes, mask)
+        premium = evaluate_families(sub, [Family("always", (k - 1,))])
+        voted = consensus_frame(sub, [answers[i] for i in rows])
+        frame = pl.concat([premium, voted.select(premium.columns)], how="vertical")
+        base_q = premium["quality"][0]
+        base_cost = premium["cost_per_1k_requests_usd"][0]
+        frames.append(
+            frame.select(
+                pl.lit(name).alias("slice"),
+                "policy",
+                "requests",
+                "labeled",
+                "quality",
+                (pl.col("quality") - base_q).alias("gain_vs_premium"),
+                "cost_per_1k_requests_usd",
+                (pl.col("cost_per_1k_requests_usd") - base_cost).alias("extra_cost_per_1k_usd"),
+            )
+        )
     return pl.concat(frames, how="vertical") if frames else None

@@ -66,7 +66,8 @@ def warnings_for(
     """Plain-language warnings about the recommendation and the data behind it."""
     notes = []
     low, high = WARN_ESCALATION_BAND
-    if row["strategy"] != "always" and not low <= row["escalation_rate"] <= high:
+    cascading = row["strategy"] in ("cascade", "hybrid")  # others decide before any call
+    if cascading and not low <= row["escalation_rate"] <= high:
         notes.append(
             f"The recommended escalation rate {row['escalation_rate']:.1%} is outside the "
             f"{low:.0%}–{high:.0%} a healthy cascade usually shows."
@@ -122,16 +123,22 @@ def economics(
     label_cost_usd: float,
     fixed_monthly_usd: float,
     max_drop: float,
+    strategy_monthly_usd: dict[str, float] | None = None,
 ) -> Economics:
-    """Break-even volume, latency overhead and the monthly cost table for the strategies shown."""
+    """Break-even volume, latency overhead and the monthly cost table for the strategies shown
+    (`strategy_monthly_usd`: a strategy's own fixed monthly cost, e.g. hosting the router)."""
     premium = frontier.filter(pl.col("policy") == premium_policy).row(0, named=True)
-    fixed = labels_used * label_cost_usd + fixed_monthly_usd
+    own = strategy_monthly_usd or {}
+    calibrating = labels_used * label_cost_usd + fixed_monthly_usd
+    fixed = calibrating + own.get(recommended["strategy"], 0.0)
     saving = (premium["cost_per_1k_requests_usd"] - recommended["cost_per_1k_requests_usd"]) / 1000
     shown = [*frontier.filter(pl.col("strategy") == "always").iter_rows(named=True)]
     shown += _cheapest_per_strategy(frontier, recommended, max_drop)
     table = []
     for row in shown:
-        overhead = 0.0 if row["strategy"] == "always" else fixed
+        overhead = (
+            0.0 if row["strategy"] == "always" else calibrating + own.get(row["strategy"], 0.0)
+        )
         per_request = row["cost_per_1k_requests_usd"] / 1000
         table.append(
             (
@@ -154,7 +161,7 @@ def _cheapest_per_strategy(
     """The recommendation, plus the cheapest acceptable policy of each other non-baseline strategy
     (certified if any is, else with a measured drop of at most ε)."""
     rows = [] if recommended["strategy"] == "always" else [recommended]
-    for strategy in ("cascade", "length", "rules", "hybrid"):
+    for strategy in ("cascade", "length", "rules", "hybrid", "router"):
         if strategy == recommended["strategy"]:
             continue
         pool = frontier.filter(pl.col("strategy") == strategy)

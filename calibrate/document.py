@@ -1,12 +1,13 @@
 """The pieces the sweep report and the monitor report share: a table block, Markdown-light inline
 text (**bold** and `code`) rendered to HTML, tables in Markdown and HTML, and the base style.
 
-Each report keeps its own section model and page layout; this module holds only what both render
-the same way, so the two reports cannot drift apart in how a table or a code span looks."""
+Each report keeps its own page layout; this module holds what they render the same way (blocks,
+sections, number formats), so the reports cannot drift apart in how a table or a code span looks."""
 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 
 BASE_CSS = (
@@ -23,6 +24,36 @@ class Table:
 
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A chart file of the output folder (inline SVG in HTML, an image link in Markdown)."""
+
+    file: str
+    title: str
+
+
+Block = (
+    str | Table | Chart
+)  # a paragraph (Markdown-light: **bold** and `code` only), table or chart
+Section = tuple[str, tuple[Block, ...]]
+
+
+def pct(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.1%}"
+
+
+def usd(x: float) -> str:
+    return f"${x:.4f}"
+
+
+def ms(x: float) -> str:
+    return f"{x:,.0f} ms"
+
+
+def num(x: float | None, digits: int) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def inline_html(text: str) -> str:

@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 
 from calibrate import ingest, report, sweep
-from calibrate.keyword_rules import RulesFile
 from calibrate.records import IngestSummary
 from calibrate.selection import Objective
 from calibrate.settings import TiersConfig
@@ -29,8 +28,7 @@ def sweep_logs(
     seed: int = 0,
     overheads: sweep.Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    router: sweep.RouterOptions | None = None,
-    keyword_rules: RulesFile | None = None,
+    strategies: sweep.Strategies | None = None,
 ) -> tuple[IngestSummary | None, sweep.SweepResult, dict[str, Path]]:
     """Ingest (when paths are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into out_dir."""
@@ -42,7 +40,6 @@ def sweep_logs(
         seed=seed,
         overheads=overheads,
         on_progress=on_progress,
-        router=router,
-        keyword_rules=keyword_rules,
+        strategies=strategies,
     )
     return summary, result, report.write_outputs(result, out_dir)

@@ -10,18 +10,36 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from calibrate.charts import chart_svgs
 from calibrate.diagnostics import DAILY_VOLUMES
-from calibrate.document import BASE_CSS, Table, inline_html, table_html, table_markdown
+from calibrate.document import (
+    BASE_CSS,
+    Block,
+    Chart,
+    Section,
+    Table,
+    inline_html,
+    ms,
+    num,
+    pct,
+    table_html,
+    table_markdown,
+    usd,
+)
 from calibrate.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.policies import METRICS
+from calibrate.report_strategies import (
+    consensus_section,
+    endpoint_health_section,
+    keyword_rules_section,
+    policy_table,
+    strategy_comparison,
+)
 from calibrate.router import router_json
 from calibrate.routing import (
     METRIC_DIGITS,
@@ -35,20 +53,6 @@ from calibrate.summary_json import summary
 from calibrate.sweep import SweepResult
 
 _TOP_POLICIES = 12
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A chart file of the output folder (inline SVG in HTML, an image link in Markdown)."""
-
-    file: str
-    title: str
-
-
-Block = (
-    str | Table | Chart
-)  # a paragraph (Markdown-light: **bold** and `code` only), table or chart
-Section = tuple[str, tuple[Block, ...]]
 
 
 def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
@@ -116,39 +120,8 @@ def frontier_csv(frontier: pl.DataFrame) -> str:
     return rounded.write_csv(float_precision=None, null_value="")
 
 
-def _pct(x: float) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{x:.1%}"
-
-
-def _usd(x: float) -> str:
-    return f"${x:.4f}"
-
-
-def _ms(x: float) -> str:
-    return f"{x:,.0f} ms"
-
-
-def _policy_table(rows: list[dict]) -> Table:
-    header = ("policy", "quality", "drop", "escalation", "cost / 1k req", "savings", "p50", "p95")
-    body = tuple(
-        (
-            f"`{r['policy']}`",
-            f"{r['quality']:.4f}",
-            f"{r['quality_drop']:+.4f}",
-            _pct(r["escalation_rate"]),
-            _usd(r["cost_per_1k_requests_usd"]),
-            _pct(r["savings_vs_premium"]),
-            _ms(r["latency_p50_ms"]),
-            _ms(r["latency_p95_ms"]),
-        )
-        for r in rows
-    )
-    return Table(header, body)
-
-
-def _headline(result: SweepResult) -> str:
-    r = result.recommendation.row
-    premium = result.tiers.names[-1]
+def _policy_words(r: dict) -> str:
+    """A frontier row's policy in words."""
     keywords = "the keyword rules first, then " if r["strategy"] in ("rules", "hybrid") else ""
     if r["strategy"] in ("cascade", "hybrid"):
         names, taus = r["tiers"].split(">"), r["thresholds"].split(";")
@@ -170,6 +143,13 @@ def _headline(result: SweepResult) -> str:
         what = f"the learned router: {names[0]} when its score ≥ {tau}, else {names[1]}"
     else:
         what = f"always {r['tiers']}"
+    return what
+
+
+def _headline(result: SweepResult) -> str:
+    r = result.recommendation.row
+    premium = result.tiers.names[-1]
+    what = _policy_words(r)
     rec, eps = result.recommendation, result.evidence.max_regret
     level = result.objective.confidence_level
     if rec.certified and not rec.fallback:
@@ -182,9 +162,10 @@ def _headline(result: SweepResult) -> str:
         claim = "the safe fallback: nothing cheaper could be certified"
     else:
         claim = f"measured quality drop {r['quality_drop']:+.4f} (limit {eps:.4g}, not certified)"
+    verdict = "Chosen with --policy" if rec.method == "chosen" else "Recommended"
     return (
-        f"**Recommended: {what}.** {_pct(r['savings_vs_premium'])} cheaper than always-{premium}; "
-        f"{claim}; escalation rate {_pct(r['escalation_rate'])}; p95 latency {_ms(r['latency_p95_ms'])}."
+        f"**{verdict}: {what}.** {pct(r['savings_vs_premium'])} cheaper than always-{premium}; "
+        f"{claim}; escalation rate {pct(r['escalation_rate'])}; p95 latency {ms(r['latency_p95_ms'])}."
     )
 
 
@@ -265,7 +246,7 @@ def _intervals_note(result: SweepResult) -> str:
     ):
         i = iv[name]
         if name in ("savings_vs_premium", "escalation_rate"):
-            low, high = _pct(i.low), _pct(i.high)
+            low, high = pct(i.low), pct(i.high)
         else:
             sign = "+" if name == "quality_drop" else ""
             low, high = f"{i.low:{sign}.4f}", f"{i.high:{sign}.4f}"
@@ -294,9 +275,9 @@ def _calibration_table(result: SweepResult) -> Table:
             (
                 c.tier,
                 str(c.labeled),
-                _num(c.auroc, 3),
-                _num(c.ece, 3),
-                _num(c.brier, 3),
+                num(c.auroc, 3),
+                num(c.ece, 3),
+                num(c.brier, 3),
                 c.method or "n/a",
                 at,
             )
@@ -314,15 +295,11 @@ def _thresholds_by_tier(row: dict) -> dict[str, float]:
     return {n: float(t) for n, t in zip(names, taus, strict=False) if t != "inf"}
 
 
-def _num(x: float | None, digits: int) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
 def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
     fm = result.failure_modes
     low, high = HEALTHY_ESCALATION
     over = (
-        f"Over-escalation: the recommendation escalates {_pct(fm.escalation_rate)} of requests "
+        f"Over-escalation: the recommendation escalates {pct(fm.escalation_rate)} of requests "
         f"(a healthy cascade escalates {low:.0%}–{high:.0%})"
         + (
             "; **it costs more than always-premium**."
@@ -332,8 +309,8 @@ def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
     )
     kept = (
         f"Silent under-escalation: kept requests (served below the premium tier) score "
-        f"{_num(fm.kept_quality, 4)} on {fm.kept_labeled} labeled ones, where the premium tier "
-        f"scores {_num(fm.kept_premium_quality, 4)} on the same requests."
+        f"{num(fm.kept_quality, 4)} on {fm.kept_labeled} labeled ones, where the premium tier "
+        f"scores {num(fm.kept_premium_quality, 4)} on the same requests."
     )
     alt = result.evidence.alternative
     hard_header = (
@@ -352,10 +329,10 @@ def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
                 for v in (
                     f"{s.column}={s.value}",
                     str(s.labeled),
-                    _num(s.cheapest_quality, 3),
-                    _num(s.premium_quality, 3),
-                    _pct(s.escalation_rate),
-                    _pct(s.alt_escalation_rate) if alt else None,
+                    num(s.cheapest_quality, 3),
+                    num(s.premium_quality, 3),
+                    pct(s.escalation_rate),
+                    pct(s.alt_escalation_rate) if alt else None,
                 )
                 if v is not None
             )
@@ -376,8 +353,8 @@ def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
             (
                 f"{s.column}={s.value}",
                 str(s.kept_labeled),
-                _num(s.kept_quality, 3),
-                _num(s.kept_premium_quality, 3),
+                num(s.kept_quality, 3),
+                num(s.kept_premium_quality, 3),
                 f"{s.kept_gap:+.3f}",
                 ", ".join(s.examples),
             )
@@ -419,7 +396,7 @@ def _k_tier_note(result: SweepResult) -> str:
             reach *= rate.get((name, names[j + 1])) or 0.0
     return (
         f" The k-tier formula E[C] = Σ c_j·Π e_i with these rates and each tier's mean cost gives "
-        f"{_usd(total)} per 1k requests; the exact replay gives {_usd(row['cost_per_1k_requests_usd'])} "
+        f"{usd(total)} per 1k requests; the exact replay gives {usd(row['cost_per_1k_requests_usd'])} "
         "(they differ when the requests that reach a tier cost more or less than its average)."
     )
 
@@ -439,10 +416,10 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
             (
                 b.cheap,
                 b.expensive,
-                _usd(b.cheap_cost_per_1k_usd),
-                _usd(b.expensive_cost_per_1k_usd),
-                _pct(b.escalation_rate),
-                _pct(b.observed_rate) if b.observed_rate is not None else "",
+                usd(b.cheap_cost_per_1k_usd),
+                usd(b.expensive_cost_per_1k_usd),
+                pct(b.escalation_rate),
+                pct(b.observed_rate) if b.observed_rate is not None else "",
             )
             for b in result.break_even
         ),
@@ -463,155 +440,25 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
         be,
         f"Fixed calibration overhead: ${e.fixed_monthly_usd:,.2f} per month "
         f"({result.window.labeled} labels at ${result.overheads.label_cost_usd:g} each, plus "
-        f"${result.overheads.fixed_monthly_usd:,.2f} other). Savings per request "
+        f"${result.overheads.fixed_monthly_usd:,.2f} other"
+        + (
+            f", plus ${result.router_fixed_monthly_usd:,.2f} hosting the learned router"
+            if result.recommendation.row["strategy"] == "router" and result.router_fixed_monthly_usd
+            else ""
+        )
+        + "). Savings per request "
         f"${e.savings_per_request_usd:.6f}, so routing pays for its calibration above {volume}. "
         f"p95 latency overhead vs always-{result.tiers.names[-1]}: {e.latency_p95_overhead_ms:+,.0f} ms.",
-        "Monthly cost (30 days; policies other than the baselines include the fixed overhead):",
+        "Monthly cost (30 days; policies other than the baselines include the fixed overhead"
+        + (
+            f"; the learned router's also its hosting, ${result.router_fixed_monthly_usd:,.2f} "
+            "per month (--classifier-monthly-usd)"
+            if result.router_fixed_monthly_usd
+            else ""
+        )
+        + "):",
         monthly,
     )
-
-
-_STRATEGY_NAMES = {
-    "always": "single tier",
-    "length": "rules (input length)",
-    "rules": "keyword rules + length",
-    "router": "learned router",
-    "cascade": "cascade",
-    "hybrid": "keyword rules + cascade",
-    "consensus": "consensus",
-}
-
-
-def strategy_comparison(result: SweepResult) -> Section:
-    """The best policy of each strategy at the same quality target: the cheapest whose measured
-    drop is ≤ the limit, and the cheapest certified one where the strategy can be certified."""
-    limit = result.evidence.max_regret
-    f = result.frontier.with_row_index("_row")
-    header = ("strategy", "best at the target", "certified", "quality", "drop", "escalation")
-    header += ("cost / 1k req", "savings", "p50", "p95")
-    rows = []
-    for kind, name in _STRATEGY_NAMES.items():
-        family = f.filter(pl.col("strategy") == kind).sort(
-            ["cost_per_1k_requests_usd", "quality", "_row"], descending=[False, True, False]
-        )
-        if family.is_empty():
-            continue
-        within = family.filter(pl.col("quality_drop") <= limit + 1e-12)
-        best_quality = family.sort(["quality", "_row"], descending=[True, False]).head(1)
-        picks = [("measured", within.head(1) if within.height else best_quality)]
-        if kind in (
-            "length",
-            "rules",
-            "cascade",
-            "hybrid",
-        ):  # a router is never certified, premium is the reference
-            picks.append(("certified", family.filter(pl.col("certified")).head(1)))
-        for how, pick in picks:
-            if pick.is_empty():
-                rows.append((name, f"none ({how})", "no", *("–",) * 7))
-                continue
-            r = pick.row(0, named=True)
-            certified = "yes" if r["certified"] else "no" if kind != "router" else "n/a"
-            misses = " (misses the target)" if r["quality_drop"] > limit + 1e-12 else ""
-            policy = f"`{r['policy']}`{misses}"
-            rows.append((name, policy, certified, *_policy_table([r]).rows[0][1:]))
-    note = (
-        f"Target: quality drop vs always-premium at most {limit:.4g}. Per strategy, the cheapest "
-        "policy whose measured drop meets it (else its best-quality policy, marked), and the "
-        "cheapest certified one (Learn-then-Test). "
-        "The learned router is evaluated on cross-fitted scores and is never certified (its scores "
-        "were fitted on these labels); its cost includes --classifier-cost-usd. Routers and rules "
-        "decide before any call and pay one tier; cascades pay every tier they touch (in a "
-        "hybrid, only the requests no keyword rule matches); consensus "
-        "pays every tier of its set (escalation 100%) and is never certified."
-    )
-    return ("Strategies side by side", (note, Table(header, tuple(rows))))
-
-
-UNHEALTHY_RATE = 0.05  # error + timeout share of a tier's prod attempts in a region on a day
-_UNHEALTHY_ROWS = 20
-
-
-def endpoint_health_section(result: SweepResult) -> Section:
-    """Strategy 4, endpoint health: outage windows, traffic silently served by a cheaper tier per
-    region, and the unhealthy tier × region × days (prod latency, error/timeout, fallback)."""
-    found = result.endpoint_health
-    if found is None or found.table.is_empty():
-        return ("Endpoint health", ("No production attempts in the logs.",))
-    outages = Table(
-        ("region", "intended → served", "from", "to", "requests", "served cheaper"),
-        tuple(
-            (
-                o.region,
-                ", ".join(f"{a} → {b} ({n})" for a, b, n in o.fallbacks),
-                o.start.isoformat(),
-                o.end.isoformat(),
-                str(o.requests),
-                _pct(o.share),
-            )
-            for o in found.health.outages
-        ),
-    )
-    downgraded = "; ".join(f"{r} {n}" for r, n in found.downgraded_by_region().items())
-    bad = found.table.filter(
-        (pl.col("error_rate") + pl.col("timeout_rate") >= UNHEALTHY_RATE)
-        | (pl.col("fallback_share") > 0)
-    ).head(_UNHEALTHY_ROWS)
-    unhealthy = Table(
-        ("tier", "region", "day", "attempts", "p50", "p95", "errors", "timeouts", "fell back"),
-        tuple(
-            (
-                r["tier"],
-                r["region"],
-                r["day"].isoformat(),
-                str(r["attempts"]),
-                "n/a" if r["latency_p50_ms"] is None else _ms(r["latency_p50_ms"]),
-                "n/a" if r["latency_p95_ms"] is None else _ms(r["latency_p95_ms"]),
-                _pct(r["error_rate"]),
-                _pct(r["timeout_rate"]),
-                _pct(r["fallback_share"]),
-            )
-            for r in bad.iter_rows(named=True)
-        ),
-    )
-    blocks: tuple[Block, ...] = (
-        "Production attempts only. An outage window is a run of days in which a region's traffic "
-        "fell back to a cheaper tier, with at least one day improbably high for the region "
-        "(the detector `calibrate monitor` uses).",
-        outages if outages.rows else "No outage window.",
-        f"Requests served by a cheaper tier because the intended one failed, per region: {downgraded}.",
-        f"Tier × region × days with ≥ {UNHEALTHY_RATE:.0%} errors or timeouts, or any fallback "
-        f"(first {_UNHEALTHY_ROWS}):",
-        unhealthy if unhealthy.rows else "None.",
-    )
-    return ("Endpoint health", blocks)
-
-
-def keyword_rules_section(result: SweepResult) -> tuple[Section, ...]:
-    """What each keyword rule of --rules catches (none without a rules file)."""
-    if not result.rule_hits:
-        return ()
-    tiers = [t for t, _ in result.rule_hits[0].quality_by_tier]
-    header = ("rule", "pattern", "tier", "hits", "labeled", *(f"quality on {t}" for t in tiers))
-    rows = tuple(
-        (
-            h.name + (" (fine on the cheapest tier)" if h.fine_on_cheapest else ""),
-            f"`{h.pattern}`",
-            h.tier,
-            str(h.hits),
-            str(h.labeled),
-            *(_num(q, 4) for _, q in h.quality_by_tier),
-        )
-        for h in result.rule_hits
-    )
-    note = (
-        "First match wins. Quality is the mean label of each tier's answer on the rule's labeled "
-        "hits; a rule sending its hits to a dearer tier although the cheapest tier answers them "
-        "about as well as the premium one is marked. The sweep also puts the rules in front of "
-        "input-length cutoffs (strategy `rules`) and of cascades ending at the premium tier "
-        "(strategy `hybrid`); a ruled request is served by its rule's tier alone."
-    )
-    return (("Keyword rules", (note, Table(header, rows))),)
 
 
 def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple[Section, ...]:
@@ -646,23 +493,24 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
                 data,
             ),
         ),
-        ("Recommendation", (_policy_table([rec.row]),)),
+        ("Recommendation", (policy_table([rec.row]),)),
         strategy_comparison(result),
         ("Warnings", tuple(result.warnings) or ("None.",)),
         endpoint_health_section(result),
         *keyword_rules_section(result),
+        *consensus_section(result),
         (
             "Failure modes",
             _failure_blocks(result) + chart("segments.svg", "Kept-request quality per intent"),
         ),
         (
             "Baselines",
-            (_policy_table(list(f.filter(pl.col("strategy") == "always").iter_rows(named=True))),),
+            (policy_table(list(f.filter(pl.col("strategy") == "always").iter_rows(named=True))),),
         ),
         (
             "Cost–quality frontier (Pareto points around the recommendation)",
             chart("frontier.svg", "Cost–quality frontier")
-            + (_policy_table(list(pareto.iter_rows(named=True))),),
+            + (policy_table(list(pareto.iter_rows(named=True))),),
         ),
         (
             "Thresholds",

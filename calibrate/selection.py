@@ -4,7 +4,8 @@ A selector takes the frontier (one row per policy, from `policies.evaluate_famil
 `certified` column from `certify`) and the objective and returns a `Recommendation`. Label-free
 constraints (latency bound, escalation band, budget) filter the candidates first; then
 `select_certified` takes the cheapest certified policy (or, in budget mode, the best certified one
-under the budget) and `select_empirical` the cheapest whose *measured* drop is at most ε.
+under the budget), `select_empirical` the cheapest whose *measured* drop is at most ε, and
+`select_chosen` the one policy the user named (`--policy`), certified or not.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from calibrate.errors import DataError
+from calibrate.errors import ConfigError, DataError
 
 # Rounding guard for "drop ≤ ε": metrics are exact ratios of integers, ε is user input.
 _EPS_SLACK = 1e-12
@@ -34,6 +35,7 @@ class Objective:
     max_latency_p95_ms: float | None = None
     escalation_band: tuple[float, float] | None = None
     max_cost_per_1k_usd: float | None = None
+    chosen_policy: str | None = None
 
     @property
     def delta(self) -> float:
@@ -172,3 +174,24 @@ def select_certified(
         certified=True,
         reason=f"{'best' if objective.max_cost_per_1k_usd is not None else 'cheapest'} of {count} certified policies: {guarantee}",
     )
+
+
+def select_chosen(frontier: pl.DataFrame, policy: str, max_drop: float) -> Recommendation:
+    """The policy the user named, whatever it measures (the report says whether it is certified
+    and meets the limit)."""
+    _require_labels(frontier)
+    found = frontier.filter(pl.col("policy") == policy)
+    if found.is_empty():
+        raise ConfigError(
+            f"--policy {policy}: no such policy in this sweep",
+            hint="Use an id from the `policy` column of frontier.csv (consensus rows cannot be "
+            "chosen: write a `strategy: consensus` routing.yaml and `calibrate evaluate` it).",
+        )
+    row = found.row(0, named=True)
+    meets = row["quality_drop"] <= max_drop + _EPS_SLACK
+    reason = (
+        f"chosen with --policy; {'certified' if row['certified'] else 'not certified'}, measured "
+        f"quality drop {row['quality_drop']:+.4f} {'within' if meets else 'above'} the limit "
+        f"{max_drop:.4g}"
+    )
+    return Recommendation(row=row, method="chosen", certified=bool(row["certified"]), reason=reason)

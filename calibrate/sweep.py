@@ -26,7 +26,7 @@ from calibrate.certify import (
     labels_to_certify,
     segment_groups,
 )
-from calibrate.consensus import consensus_frame
+from calibrate.consensus import consensus_frame, consensus_slices
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
 from calibrate.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.errors import ConfigError, DataError
@@ -64,6 +64,7 @@ from calibrate.selection import (
     constrained,
     mark_pareto,
     select_certified,
+    select_chosen,
     select_empirical,
 )
 from calibrate.settings import TiersConfig, price_table
@@ -88,6 +89,7 @@ class RouterOptions:
     cost_usd_per_1k: float = 0.0
     clock: Callable[[], float] | None = None
     max_requests: int = 200_000
+    fixed_monthly_usd: float = 0.0  # hosting the classifier, whatever the volume
 
     def skipped(self, requests: int) -> str | None:
         """Why the router is not fitted on this many requests (None when it is)."""
@@ -98,6 +100,16 @@ class RouterOptions:
             f"--router-max-requests {self.max_requests:,} (its n-gram step would take minutes); "
             "raise the limit to include it."
         )
+
+
+@dataclass(frozen=True)
+class Strategies:
+    """The optional strategies of a sweep: the learned router, keyword rules (put in front of
+    length cutoffs and cascades) and the high-stakes intents consensus is reported on."""
+
+    router: RouterOptions = RouterOptions()
+    keyword_rules: RulesFile | None = None
+    high_stakes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,8 @@ class SweepResult:
     endpoint_health: EndpointHealth | None = None
     rule_hits: tuple[RuleHits, ...] = ()
     keyword_rules: RulesFile | None = None
+    consensus_slices: pl.DataFrame | None = None
+    router_fixed_monthly_usd: float = 0.0
 
     @property
     def auroc(self) -> dict[str, float | None]:
@@ -154,13 +168,15 @@ def run_sweep(
     seed: int = 0,
     overheads: Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    router: RouterOptions | None = None,
-    keyword_rules: RulesFile | None = None,
+    strategies: Strategies | None = None,
 ) -> SweepResult:
     """Evaluate all candidate policies, recommend one and collect its evidence."""
     overheads = overheads or Overheads()
+    strategies = strategies or Strategies()
+    router, keyword_rules = strategies.router, strategies.keyword_rules
     outcomes = store.outcomes(tiers.names, price_table(tiers))
     _require_labels(outcomes)
+    high_stakes = _intent_slices(outcomes, strategies.high_stakes)
     label_weights = store.label_weights(tiers.names)
     weights = label_weights.for_requests(outcomes.request_ids)
     weighted = bool((weights[outcomes.labeled] != 1.0).any())
@@ -171,14 +187,14 @@ def run_sweep(
         else outcomes
     )
     families = default_families(outcomes, grid_size)
-    texts = _prompt_texts(store, outcomes, keyword_rules, router or RouterOptions())
+    texts = _prompt_texts(store, outcomes, keyword_rules, router)
     if keyword_rules is not None:
         pairs = [(r.pattern, r.tier) for r in keyword_rules.rules]
         forced = forced_tiers(pairs, texts, outcomes.tiers)
         families += keyword_families(outcomes, forced, grid_size)
-    fitted = _fit_router(texts, outcomes, router or RouterOptions(), seed)
+    fitted = _fit_router(texts, outcomes, router, seed)
     if fitted is not None:
-        families.append(router_family(outcomes, fitted, router or RouterOptions(), grid_size))
+        families.append(router_family(outcomes, fitted, router, grid_size))
     done = iter(range(1, len(families) + 1))
 
     def tick(_: Family) -> None:
@@ -202,7 +218,9 @@ def run_sweep(
     }
     frontier = frontier.with_columns(certified=pl.col("policy").is_in(list(certified_ids)))
     empirical = select_empirical(frontier, objective, budget.max_regret)
-    if objective.certify:
+    if objective.chosen_policy is not None:
+        recommendation = select_chosen(frontier, objective.chosen_policy, budget.max_regret)
+    elif objective.certify:
         recommendation = select_certified(frontier, objective, premium_policy, budget.max_regret)
     else:
         recommendation = empirical
@@ -234,12 +252,13 @@ def run_sweep(
     rejected = store.rejected_rows()
     alt_assignment = assign(outcomes, *index[alternative.row["policy"]]) if alternative else None
     labels_used = int(outcomes.labeled.sum())
+    answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
     return SweepResult(
         tiers=tiers,
         objective=objective,
         window=store.data_window(outcomes),
         rejected=rejected,
-        frontier=_with_consensus(store, outcomes, frontier),
+        frontier=_with_consensus(outcomes, answers, frontier),
         recommendation=recommendation,
         evidence=evidence,
         break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
@@ -256,13 +275,16 @@ def run_sweep(
             overheads.label_cost_usd,
             overheads.fixed_monthly_usd,
             budget.max_regret,
+            {"router": router.fixed_monthly_usd},
         ),
         overheads=overheads,
         router=fitted,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
         rule_hits=rule_hits(keyword_rules, texts, outcomes) if keyword_rules is not None else (),
         keyword_rules=keyword_rules,
-        classifier_cost_per_1k=(router or RouterOptions()).cost_usd_per_1k,
+        classifier_cost_per_1k=router.cost_usd_per_1k,
+        router_fixed_monthly_usd=router.fixed_monthly_usd,
+        consensus_slices=consensus_slices(outcomes, answers, high_stakes) if high_stakes else None,
         warnings=tuple(
             warnings_for(
                 recommendation.row,
@@ -271,14 +293,30 @@ def run_sweep(
                 rejected,
             )
         )
-        + tuple(w for w in [(router or RouterOptions()).skipped(outcomes.n)] if w),
+        + tuple(w for w in [router.skipped(outcomes.n)] if w),
     )
 
 
-def _with_consensus(store: Store, outcomes: Outcomes, frontier: pl.DataFrame) -> pl.DataFrame:
+def _intent_slices(outcomes: Outcomes, intents: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Row masks of each named intent, and of all of them together."""
+    known = sorted({str(i) for i in outcomes.intent if i is not None})
+    unknown = [i for i in intents if i not in known]
+    if unknown:
+        raise ConfigError(
+            f"--high-stakes: unknown intent(s) {', '.join(unknown)}",
+            hint=f"Intents in these logs: {', '.join(known) or 'none'}.",
+        )
+    slices = {i: outcomes.intent == i for i in intents}
+    if len(intents) > 1:
+        slices["all high-stakes"] = np.isin(outcomes.intent, list(intents))
+    return slices
+
+
+def _with_consensus(
+    outcomes: Outcomes, answers: list[list[str | None]], frontier: pl.DataFrame
+) -> pl.DataFrame:
     """The frontier plus one row per consensus set (never certified nor recommended), with the
     Pareto flags recomputed over all rows."""
-    answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
     extra = consensus_frame(outcomes, answers)
     if extra is None:
         return frontier

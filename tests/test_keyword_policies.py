@@ -146,3 +146,39 @@ def test_keyword_rules_come_before_the_length_and_default_rules(tmp_path: Path) 
     with pytest.raises(ConfigError) as err:
         load_routing(tmp_path / "bad.yaml")
     assert "keyword rules (pattern) come before the other rules" in err.value.message
+
+
+def test_a_chosen_policy_is_written_and_evaluate_reproduces_it(
+    sample_logs: Path, tmp_path: Path
+) -> None:
+    """`sweep --policy ID` writes that frontier row's routing.yaml (a 3-tier hybrid here, its
+    keyword rules included); `evaluate` on the same logs gives its expected metrics exactly."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from calibrate.cli import app
+
+    runner = CliRunner()
+    policy = "hybrid:small>medium>large@0.5632,0.411"
+    tiers = ["--tiers", str(sample_logs / "tiers.yaml")]
+    args = ["sweep", str(sample_logs), *tiers, "--out", str(tmp_path), "--no-router"]
+    args += ["--rules", str(sample_logs / "rules.yaml"), "--policy", policy]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    config = load_routing(tmp_path / "routing.yaml")
+    assert (config.strategy, config.selection) == ("hybrid", "chosen")
+    assert [t.name for t in config.tiers if t.escalate_below is not None] == ["small", "medium"]
+    assert len(config.rules) == 5 and all(r.pattern for r in config.rules)
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "**Chosen with --policy: the keyword rules first, then a cascade" in report
+    args = ["evaluate", str(tmp_path / "routing.yaml"), str(sample_logs), *tiers, "--json"]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["policy"] == policy
+    assert {m: got[m] for m in config.expected} == dict(config.expected)
+
+    args = ["sweep", str(sample_logs), *tiers, "--out", str(tmp_path / "x"), "--no-router"]
+    result = runner.invoke(app, [*args, "--policy", "cascade:nope"])
+    assert result.exit_code == 1 and "--policy cascade:nope: no such policy" in result.output

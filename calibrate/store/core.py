@@ -106,7 +106,7 @@ class Store:
     def table_counts(self) -> dict[str, int]:
         """Row counts of the main tables (for summaries and tests)."""
         tables = ("requests", "attempts", "labels", "rejects", "ingest_runs")
-        return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}
 
     def outcomes(
         self, tiers: Sequence[str], price_per_mtok: Mapping[str, tuple[float, float]]
@@ -124,7 +124,8 @@ class Store:
         return monitor_sql.load_request_log(self.con, tiers)
 
     def rejected_rows(self) -> int:
-        return int(self.con.execute("SELECT count(*) FROM rejects").fetchone()[0])
+        # fetchall: a half-read result (fetchone) blocks a later `register` on this connection
+        return int(self.con.execute("SELECT count(*) FROM rejects").fetchall()[0][0])
 
     # --- ingest ---
 
