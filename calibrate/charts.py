@@ -23,7 +23,16 @@ _STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
-_COLORS = {"always": "#57606a", "cascade": "#0969da", "length": "#bf8700"}
+_COLORS = {
+    "cascade": "#0969da",
+    "hybrid": "#1a7f37",
+    "length": "#bf8700",
+    "rules": "#bc4c00",
+    "router": "#8250df",
+    "consensus": "#24292f",
+    "always": "#57606a",
+}
+_FEW_POINTS = ("always", "consensus")  # drawn large and as vectors; the others are point clouds
 _SERIES = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#57606a")
 
 
@@ -54,20 +63,25 @@ def _figure(width: float = 7.0, height: float = 4.0) -> Figure:
 
 
 def frontier_chart(result: SweepResult) -> str:
-    """Cost per 1k requests against quality for every policy; baselines and the pick marked."""
+    """Cost per 1k requests against quality for every policy of every strategy, one colour each;
+    baselines and the pick marked."""
     fig = _figure()
     with matplotlib.rc_context(_STYLE):
         ax = fig.add_subplot()
         f = result.frontier
-        for strategy in ("cascade", "length", "always"):
+        for strategy, color in _COLORS.items():
             part = f.filter(pl.col("strategy") == strategy)
+            if part.is_empty():
+                continue
+            few = strategy in _FEW_POINTS
             ax.scatter(
                 part["cost_per_1k_requests_usd"].to_list(),
                 part["quality"].to_list(),
-                s=36 if strategy == "always" else 6,
-                color=_COLORS[strategy],
-                alpha=1.0 if strategy == "always" else 0.35,
-                rasterized=strategy != "always",
+                s=36 if few else 6,
+                marker="D" if strategy == "consensus" else "o",
+                color=color,
+                alpha=1.0 if few else 0.35,
+                rasterized=not few,
                 label=strategy,
             )
         for row in f.filter(pl.col("strategy") == "always").iter_rows(named=True):
