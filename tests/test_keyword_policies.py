@@ -169,7 +169,7 @@ def test_a_chosen_policy_is_written_and_evaluate_reproduces_it(
     config = load_routing(tmp_path / "routing.yaml")
     assert (config.strategy, config.selection) == ("hybrid", "chosen")
     assert [t.name for t in config.tiers if t.escalate_below is not None] == ["small", "medium"]
-    assert len(config.rules) == 5 and all(r.pattern for r in config.rules)
+    assert len(config.rules) == 6 and all(r.pattern for r in config.rules)
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "**Chosen with --policy: the keyword rules first, then a cascade" in report
     args = ["evaluate", str(tmp_path / "routing.yaml"), str(sample_logs), *tiers, "--json"]
