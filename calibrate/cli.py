@@ -167,9 +167,18 @@ def sweep_cmd(
         bool,
         typer.Option(
             "--router/--no-router",
-            help="Fit the learned router (TF-IDF + logistic regression on the prompt).",
+            help="Fit the learned router (TF-IDF + logistic regression on the prompt, or on "
+            "a precomputed embedding when every request has one).",
         ),
     ] = True,
+    embedding_key: Annotated[
+        str,
+        typer.Option(
+            "--embedding-key",
+            metavar="KEY",
+            help="metadata key of a precomputed prompt embedding for the learned router.",
+        ),
+    ] = "embedding",
     rules: Annotated[
         Path | None,
         typer.Option(
@@ -268,6 +277,7 @@ def sweep_cmd(
                     classifier_cost_usd,
                     max_requests=router_max_requests,
                     fixed_monthly_usd=classifier_monthly_usd,
+                    embedding_key=embedding_key,
                 ),
                 keyword_rules,
                 tuple(high_stakes or ()),

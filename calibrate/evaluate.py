@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.consensus import consensus_row
+from calibrate.embedding_router import EmbeddingRouter, embedding_matrix
+from calibrate.errors import DataError
 from calibrate.keyword_rules import forced_tiers
 from calibrate.policies import METRICS, Family, evaluate_families
 from calibrate.records import DataWindow, Outcomes
@@ -87,7 +89,16 @@ def router_family(
     assert config.classifier is not None
     model, cross_fitted = load_router(base_dir / config.classifier.file)
     ids = outcomes.request_ids.tolist()
-    scores = rescore(model, cross_fitted, ids, store.prompt_texts(ids))
+    if isinstance(model, EmbeddingRouter):
+        features = embedding_matrix(store.embeddings(ids, model.key), model.key)
+        if features is None:
+            raise DataError(
+                f"the router needs metadata.{model.key} and no request has it",
+                hint="Evaluate on logs carrying the embedding the router was trained on.",
+            )
+    else:
+        features = store.prompt_texts(ids)
+    scores = rescore(model, cross_fitted, ids, features)
     index = {name: j for j, name in enumerate(outcomes.tiers)}
     return Family(
         "router",

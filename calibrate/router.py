@@ -26,6 +26,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from calibrate.embedding_router import EmbeddingFile, EmbeddingFit, EmbeddingRouter, embedding_json
 from calibrate.errors import ConfigError
 
 FOLDS = 5
@@ -231,8 +232,10 @@ class _RouterFile(BaseModel):
     cross_fitted: dict[str, float]
 
 
-def router_json(fit: RouterFit) -> str:
+def router_json(fit: RouterFit | EmbeddingFit) -> str:
     """The deployable model as deterministic JSON text (floats round-trip exactly)."""
+    if isinstance(fit, EmbeddingFit):
+        return embedding_json(fit)
     m = fit.model
     data = {
         "version": 1,
@@ -247,11 +250,16 @@ def router_json(fit: RouterFit) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def load_router(path: Path) -> tuple[RouterModel, dict[str, float]]:
-    """The model and the cross-fitted scores of its training requests from a router JSON file."""
+def load_router(path: Path) -> tuple[RouterModel | EmbeddingRouter, dict[str, float]]:
+    """The model (n-gram or embedding) and the cross-fitted scores of its training requests from a
+    router JSON file."""
     hint = "Use the classifier file `calibrate sweep` wrote next to routing.yaml."
     try:
-        data = _RouterFile.model_validate_json(path.read_bytes())
+        text = path.read_bytes()
+        if b'"kind":"embedding"' in text:
+            embedded = EmbeddingFile.model_validate_json(text)
+            return embedded.model(), embedded.cross_fitted
+        data = _RouterFile.model_validate_json(text)
     except OSError as err:
         raise ConfigError(f"cannot read classifier file {path}: {err.strerror}", hint=hint) from err
     except ValidationError as err:
@@ -271,14 +279,15 @@ def load_router(path: Path) -> tuple[RouterModel, dict[str, float]]:
 
 
 def rescore(
-    model: RouterModel,
+    model: RouterModel | EmbeddingRouter,
     cross_fitted: dict[str, float],
     request_ids: Sequence[str],
-    texts: Sequence[str],
+    features: Sequence[str] | np.ndarray,
 ) -> np.ndarray:
     """Scores as the sweep had them: a training request keeps its cross-fitted score, any other
-    request is scored by the deployed model."""
-    scores = model.score(texts)
+    request is scored by the deployed model (`features`: prompt texts, or the embedding matrix
+    for an embedding router)."""
+    scores = model.score(features)
     for i, rid in enumerate(request_ids):
         held_out = cross_fitted.get(str(rid))
         if held_out is not None and not math.isnan(held_out):

@@ -28,6 +28,7 @@ from calibrate.certify import (
 )
 from calibrate.consensus import consensus_frame, consensus_slices
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
+from calibrate.embedding_router import EmbeddingFit, embedding_matrix, fit_embedding_router
 from calibrate.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.errors import ConfigError, DataError
 from calibrate.estimators import hajek_mean, weighted_paired_difference
@@ -90,6 +91,7 @@ class RouterOptions:
     clock: Callable[[], float] | None = None
     max_requests: int = 200_000
     fixed_monthly_usd: float = 0.0  # hosting the classifier, whatever the volume
+    embedding_key: str = "embedding"  # metadata key of a precomputed prompt embedding
 
     def skipped(self, requests: int) -> str | None:
         """Why the router is not fitted on this many requests (None when it is)."""
@@ -146,7 +148,7 @@ class SweepResult:
     economics: Economics
     overheads: Overheads
     warnings: tuple[str, ...]
-    router: RouterFit | None = None
+    router: RouterFit | EmbeddingFit | None = None
     classifier_cost_per_1k: float = 0.0
     endpoint_health: EndpointHealth | None = None
     rule_hits: tuple[RuleHits, ...] = ()
@@ -187,12 +189,13 @@ def run_sweep(
         else outcomes
     )
     families = default_families(outcomes, grid_size)
-    texts = _prompt_texts(store, outcomes, keyword_rules, router)
+    embedded = _embeddings(store, outcomes, router)
+    texts = _prompt_texts(store, outcomes, keyword_rules, router, embedded is not None)
     if keyword_rules is not None:
         pairs = [(r.pattern, r.tier) for r in keyword_rules.rules]
         forced = forced_tiers(pairs, texts, outcomes.tiers)
         families += keyword_families(outcomes, forced, grid_size)
-    fitted = _fit_router(texts, outcomes, router, seed)
+    fitted = _fit_router(texts, embedded, outcomes, router, seed)
     if fitted is not None:
         families.append(router_family(outcomes, fitted, router, grid_size))
     done = iter(range(1, len(families) + 1))
@@ -293,7 +296,7 @@ def run_sweep(
                 rejected,
             )
         )
-        + tuple(w for w in [router.skipped(outcomes.n)] if w),
+        + tuple(w for w in [router.skipped(outcomes.n)] if w and embedded is None),
     )
 
 
@@ -325,27 +328,62 @@ def _with_consensus(
     return mark_pareto(rows.drop("pareto")).select(frontier.columns)
 
 
-def _routes_up_front(options: RouterOptions, outcomes: Outcomes) -> bool:
-    return options.enabled and len(outcomes.tiers) >= 2 and not options.skipped(outcomes.n)
+def _embeddings(store: Store, outcomes: Outcomes, options: RouterOptions) -> np.ndarray | None:
+    """The requests' precomputed embeddings (None when the router is off or none has one)."""
+    if not options.enabled or len(outcomes.tiers) < 2:
+        return None
+    vectors = store.embeddings(outcomes.request_ids.tolist(), options.embedding_key)
+    return embedding_matrix(vectors, options.embedding_key)
+
+
+def _routes_on_text(options: RouterOptions, outcomes: Outcomes, embedded: bool) -> bool:
+    """The TF-IDF router runs: enabled, no embeddings, not too many requests."""
+    return (
+        options.enabled
+        and len(outcomes.tiers) >= 2
+        and not embedded
+        and not options.skipped(outcomes.n)
+    )
 
 
 def _prompt_texts(
-    store: Store, outcomes: Outcomes, keyword_rules: RulesFile | None, options: RouterOptions
+    store: Store,
+    outcomes: Outcomes,
+    keyword_rules: RulesFile | None,
+    options: RouterOptions,
+    embedded: bool,
 ) -> list[str]:
-    """The prompts, read once when keyword rules or the router need them (else empty)."""
-    if keyword_rules is None and not _routes_up_front(options, outcomes):
+    """The prompts, read once when keyword rules or the TF-IDF router need them (else empty)."""
+    if keyword_rules is None and not _routes_on_text(options, outcomes, embedded):
         return []
     return store.prompt_texts(outcomes.request_ids.tolist())
 
 
 def _fit_router(
-    texts: list[str], outcomes: Outcomes, options: RouterOptions, seed: int
-) -> RouterFit | None:
-    """The cheapest tier's router on the prompts (None when disabled or labels are one-sided)."""
-    if not _routes_up_front(options, outcomes):
-        return None
+    texts: list[str],
+    embedded: np.ndarray | None,
+    outcomes: Outcomes,
+    options: RouterOptions,
+    seed: int,
+) -> RouterFit | EmbeddingFit | None:
+    """The cheapest tier's router on the embeddings when the logs have them, else on the prompts
+    (None when disabled, skipped or the labels are one-sided)."""
     import time  # the default clock; callers pass their own for reproducible timings
 
+    clock = options.clock or time.perf_counter
+    if embedded is not None:
+        return fit_embedding_router(
+            embedded,
+            outcomes.request_ids.tolist(),
+            outcomes.label[:, 0] >= ACCEPTABLE,
+            outcomes.labeled,
+            outcomes.tiers[0],
+            options.embedding_key,
+            seed=seed,
+            clock=clock,
+        )
+    if not _routes_on_text(options, outcomes, embedded=False):
+        return None
     return fit_router(
         texts,
         outcomes.request_ids.tolist(),
@@ -353,13 +391,13 @@ def _fit_router(
         outcomes.labeled,
         outcomes.tiers[0],
         seed=seed,
-        clock=options.clock or time.perf_counter,
+        clock=clock,
     )
 
 
 def router_family(
     outcomes: Outcomes,
-    fitted: RouterFit,
+    fitted: RouterFit | EmbeddingFit,
     options: RouterOptions,
     grid_size: dict[int, int] | None = None,
 ) -> Family:

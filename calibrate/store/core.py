@@ -198,6 +198,10 @@ class Store:
         """Each request's answer text per tier (None without an ok attempt), in the given order."""
         return text_sql.tier_outputs(self.con, request_ids, tiers)
 
+    def embeddings(self, request_ids: Sequence[str], key: str) -> list[list[float] | None]:
+        """Each request's precomputed embedding `metadata.<key>` (None where absent), in order."""
+        return text_sql.embeddings(self.con, request_ids, key)
+
     def prompt_texts(self, request_ids: Sequence[str]) -> list[str]:
         """Each request's prompt text (its messages' contents), in the given order."""
         return text_sql.prompt_texts(self.con, request_ids)

@@ -1,4 +1,5 @@
-"""Reads of request text: the prompt each request sent, for the learned router.
+"""Reads of request text: the prompt each request sent and its precomputed embedding (the
+learned router), and each tier's answer (consensus).
 
 The prompt is the concatenated `content` of the request's messages (every role, in order), which
 ingest stores for `prompt` rows too (as one user message).
@@ -61,3 +62,25 @@ def tier_outputs(
     for i, k, text in rows:
         out[i][k] = text
     return out
+
+
+_EMBEDDINGS = """
+SELECT w.i, TRY_CAST(json_extract(r.metadata, $path) AS DOUBLE[]) AS v
+FROM wanted w LEFT JOIN requests r USING (request_id)
+ORDER BY w.i
+"""
+
+
+def embeddings(
+    con: duckdb.DuckDBPyConnection, request_ids: Sequence[str], key: str
+) -> list[list[float] | None]:
+    """Each request's `metadata.<key>` as a list of numbers (None when absent or not numeric)."""
+    wanted = pa.table(
+        {"i": pa.array(range(len(request_ids)), pa.int64()), "request_id": list(request_ids)}
+    )
+    con.register("wanted", wanted)
+    try:
+        rows = con.execute(_EMBEDDINGS, {"path": f'$."{key}"'}).fetchall()
+    finally:
+        con.unregister("wanted")
+    return [v for _, v in rows]
