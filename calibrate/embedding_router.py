@@ -2,7 +2,7 @@
 vector in `metadata.<key>` (default `embedding`), the router is a logistic regression on those
 vectors (standardized with the training rows' mean and scale) instead of TF-IDF n-grams.
 
-Same contract as `router.py`: honest cross-fitted scores for the labeled requests (`FOLDS`
+Same contract as `router.py` (and the same `RouterFit`): honest cross-fitted scores for the labeled requests (`FOLDS`
 stratified folds, seeded), the full model's scores for the rest, plain-JSON export (mean, scale,
 coefficients; never pickle) scored by numpy, and the cross-fitted score of each training request
 kept in the file so `evaluate` reproduces the sweep.
@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from calibrate.errors import DataError
+from calibrate.router import RouterFit
 
 FOLDS = 5
 PROBE = 500
@@ -40,16 +41,6 @@ class EmbeddingRouter:
     def score(self, x: np.ndarray) -> np.ndarray:
         z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
-
-
-@dataclass(frozen=True)
-class EmbeddingFit:
-    """Honest per-request scores for the sweep and the model to deploy."""
-
-    model: EmbeddingRouter
-    scores: np.ndarray
-    cross_fitted: dict[str, float]
-    inference_ms_per_request: float
 
 
 def embedding_matrix(vectors: Sequence[list[float] | None], key: str) -> np.ndarray | None:
@@ -83,7 +74,7 @@ def fit_embedding_router(
     *,
     seed: int,
     clock: Callable[[], float],
-) -> EmbeddingFit | None:
+) -> RouterFit | None:
     """Cross-fitted on the labeled requests; None when a class has fewer than FOLDS examples."""
     rows = np.flatnonzero(labeled)
     y = acceptable[rows].astype(int)
@@ -101,7 +92,7 @@ def fit_embedding_router(
     started = clock()
     model.score(probe)
     elapsed_ms = (clock() - started) * 1000.0
-    return EmbeddingFit(
+    return RouterFit(
         model=model,
         scores=scores,
         cross_fitted={str(request_ids[i]): float(scores[i]) for i in rows},
@@ -151,9 +142,8 @@ class EmbeddingFile(BaseModel):
         )
 
 
-def embedding_json(fit: EmbeddingFit) -> str:
+def embedding_json(m: EmbeddingRouter, cross_fitted: dict[str, float]) -> str:
     """The deployable model as deterministic JSON text (floats round-trip exactly)."""
-    m = fit.model
     data = {
         "version": 1,
         "kind": "embedding",
@@ -163,6 +153,6 @@ def embedding_json(fit: EmbeddingFit) -> str:
         "scale": m.scale.tolist(),
         "coef": m.coef.tolist(),
         "intercept": m.intercept,
-        "cross_fitted": dict(sorted(fit.cross_fitted.items())),
+        "cross_fitted": dict(sorted(cross_fitted.items())),
     }
     return json.dumps(data, separators=(",", ":")) + "\n"

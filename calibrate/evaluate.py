@@ -17,7 +17,7 @@ from calibrate.errors import DataError
 from calibrate.keyword_rules import forced_tiers
 from calibrate.policies import METRICS, Family, evaluate_families
 from calibrate.records import DataWindow, Outcomes
-from calibrate.router import load_router, rescore
+from calibrate.router_files import load_router, rescore
 from calibrate.routing import RoutingConfig, round_metric
 from calibrate.store import Store
 

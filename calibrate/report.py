@@ -40,7 +40,7 @@ from calibrate.report_strategies import (
     policy_table,
     strategy_comparison,
 )
-from calibrate.router import router_json
+from calibrate.router_files import router_json
 from calibrate.routing import (
     METRIC_DIGITS,
     ROUTER_FILE,

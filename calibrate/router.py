@@ -8,26 +8,21 @@ unlabeled one by the model fitted on every label. The deployable model is plain 
 idf, coefficients; never pickle), scored here by numpy: `RouterModel.score` is what `evaluate` runs
 and what the sweep uses for unlabeled requests, so both agree exactly. The JSON also keeps the
 cross-fitted score of each training request, so `evaluate` on the calibration logs reproduces the
-sweep, and on fresh logs scores every request with the deployed model.
+sweep, and on fresh logs scores every request with the deployed model. The JSON files of both
+router kinds are read and written by `router_files.py`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-
-from calibrate.embedding_router import EmbeddingFile, EmbeddingFit, EmbeddingRouter, embedding_json
-from calibrate.errors import ConfigError
 
 FOLDS = 5
 MAX_FEATURES = 5000  # per analyzer
@@ -76,11 +71,20 @@ class RouterModel:
         return _sigmoid(x @ self.coef + self.intercept)
 
 
+class Scorer(Protocol):
+    """A deployable router: P(cheaper tier acceptable) per request from its features (prompt
+    texts for `RouterModel`, an embedding matrix for `embedding_router.EmbeddingRouter`)."""
+
+    cheap_tier: str
+
+    def score(self, features) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class RouterFit:
     """One fitted router: honest per-request scores for the sweep and the model to deploy."""
 
-    model: RouterModel
+    model: Scorer
     scores: np.ndarray
     cross_fitted: dict[str, float]
     inference_ms_per_request: float
@@ -219,77 +223,3 @@ def _weights(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
-
-
-class _RouterFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: int
-    cheap_tier: str
-    analyzers: dict[str, dict[str, list[str] | list[float]]]
-    coef: list[float]
-    intercept: float
-    cross_fitted: dict[str, float]
-
-
-def router_json(fit: RouterFit | EmbeddingFit) -> str:
-    """The deployable model as deterministic JSON text (floats round-trip exactly)."""
-    if isinstance(fit, EmbeddingFit):
-        return embedding_json(fit)
-    m = fit.model
-    data = {
-        "version": 1,
-        "cheap_tier": m.cheap_tier,
-        "analyzers": {
-            b.analyzer: {"terms": list(b.terms), "idf": b.idf.tolist()} for b in m.blocks
-        },
-        "coef": m.coef.tolist(),
-        "intercept": m.intercept,
-        "cross_fitted": dict(sorted(fit.cross_fitted.items())),
-    }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def load_router(path: Path) -> tuple[RouterModel | EmbeddingRouter, dict[str, float]]:
-    """The model (n-gram or embedding) and the cross-fitted scores of its training requests from a
-    router JSON file."""
-    hint = "Use the classifier file `calibrate sweep` wrote next to routing.yaml."
-    try:
-        text = path.read_bytes()
-        if b'"kind":"embedding"' in text:
-            embedded = EmbeddingFile.model_validate_json(text)
-            return embedded.model(), embedded.cross_fitted
-        data = _RouterFile.model_validate_json(text)
-    except OSError as err:
-        raise ConfigError(f"cannot read classifier file {path}: {err.strerror}", hint=hint) from err
-    except ValidationError as err:
-        raise ConfigError(
-            f"{path}: not a router model ({err.error_count()} errors)", hint=hint
-        ) from err
-    blocks = tuple(
-        Vocabulary(name, tuple(map(str, d["terms"])), np.asarray(d["idf"], dtype=np.float64))
-        for name, d in data.analyzers.items()
-    )
-    model = RouterModel(data.cheap_tier, blocks, np.asarray(data.coef), data.intercept)
-    if any(b.analyzer not in ANALYZERS for b in blocks) or len(model.coef) != sum(
-        len(b.terms) for b in blocks
-    ):
-        raise ConfigError(f"{path}: analyzers and coefficients do not match", hint=hint)
-    return model, data.cross_fitted
-
-
-def rescore(
-    model: RouterModel | EmbeddingRouter,
-    cross_fitted: dict[str, float],
-    request_ids: Sequence[str],
-    features: Sequence[str] | np.ndarray,
-) -> np.ndarray:
-    """Scores as the sweep had them: a training request keeps its cross-fitted score, any other
-    request is scored by the deployed model (`features`: prompt texts, or the embedding matrix
-    for an embedding router)."""
-    scores = model.score(features)
-    for i, rid in enumerate(request_ids):
-        held_out = cross_fitted.get(str(rid))
-        if held_out is not None and not math.isnan(held_out):
-            scores[i] = held_out
-    return scores

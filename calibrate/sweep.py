@@ -28,7 +28,7 @@ from calibrate.certify import (
 )
 from calibrate.consensus import consensus_frame, consensus_slices
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
-from calibrate.embedding_router import EmbeddingFit, embedding_matrix, fit_embedding_router
+from calibrate.embedding_router import embedding_matrix, fit_embedding_router
 from calibrate.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.errors import ConfigError, DataError
 from calibrate.estimators import hajek_mean, weighted_paired_difference
@@ -148,7 +148,7 @@ class SweepResult:
     economics: Economics
     overheads: Overheads
     warnings: tuple[str, ...]
-    router: RouterFit | EmbeddingFit | None = None
+    router: RouterFit | None = None
     classifier_cost_per_1k: float = 0.0
     endpoint_health: EndpointHealth | None = None
     rule_hits: tuple[RuleHits, ...] = ()
@@ -365,39 +365,25 @@ def _fit_router(
     outcomes: Outcomes,
     options: RouterOptions,
     seed: int,
-) -> RouterFit | EmbeddingFit | None:
+) -> RouterFit | None:
     """The cheapest tier's router on the embeddings when the logs have them, else on the prompts
     (None when disabled, skipped or the labels are one-sided)."""
     import time  # the default clock; callers pass their own for reproducible timings
 
     clock = options.clock or time.perf_counter
+    ids, acceptable = outcomes.request_ids.tolist(), outcomes.label[:, 0] >= ACCEPTABLE
+    target = (ids, acceptable, outcomes.labeled, outcomes.tiers[0])
     if embedded is not None:
-        return fit_embedding_router(
-            embedded,
-            outcomes.request_ids.tolist(),
-            outcomes.label[:, 0] >= ACCEPTABLE,
-            outcomes.labeled,
-            outcomes.tiers[0],
-            options.embedding_key,
-            seed=seed,
-            clock=clock,
-        )
+        key = options.embedding_key
+        return fit_embedding_router(embedded, *target, key, seed=seed, clock=clock)
     if not _routes_on_text(options, outcomes, embedded=False):
         return None
-    return fit_router(
-        texts,
-        outcomes.request_ids.tolist(),
-        outcomes.label[:, 0] >= ACCEPTABLE,
-        outcomes.labeled,
-        outcomes.tiers[0],
-        seed=seed,
-        clock=clock,
-    )
+    return fit_router(texts, *target, seed=seed, clock=clock)
 
 
 def router_family(
     outcomes: Outcomes,
-    fitted: RouterFit | EmbeddingFit,
+    fitted: RouterFit,
     options: RouterOptions,
     grid_size: dict[int, int] | None = None,
 ) -> Family:

@@ -20,7 +20,8 @@ from calibrate.cli import app
 from calibrate.ingest import ingest
 from calibrate.keyword_rules import load_rules
 from calibrate.records import DataWindow
-from calibrate.router import fit_router, load_router, rescore, router_json
+from calibrate.router import fit_router
+from calibrate.router_files import load_router, rescore, router_json
 from calibrate.routing import ROUTER_FILE, Rule, dump_routing, routing_from
 from calibrate.selection import Objective
 from calibrate.settings import load_tiers, price_table
