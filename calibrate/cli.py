@@ -7,12 +7,14 @@ due); 130 `replay` or `labels judge` was interrupted.  Every other exception is 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -23,6 +25,8 @@ from calibrate.selection import Objective
 from calibrate.settings import load_tiers, price_table
 from calibrate.store import Store
 from calibrate.store.core import DEFAULT_DB
+
+T = TypeVar("T")
 
 
 class _Group(TyperGroup):
@@ -505,8 +509,7 @@ def replay_cmd(
         calibrate replay --tiers tiers.yaml --sample 500 --dry-run
         calibrate replay --tiers tiers.yaml --sample 500 --max-cost-usd 5
     """
-    from calibrate import interrupts, replay
-    from calibrate.limits import SystemClock
+    from calibrate import replay
     from calibrate.replay_records import Selection
 
     tiers_config = load_tiers(tiers)
@@ -521,25 +524,43 @@ def replay_cmd(
             else:
                 console.replay_plan(plan)
             return
-        with interrupts.stop_on_signals() as stop, console.progress("replay") as tick:
-            summary = replay.replay(
+        summary = _interruptible(
+            "replay",
+            functools.partial(
+                replay.replay,
                 store,
                 tiers_config,
                 selection,
                 max_cost_usd=max_cost_usd,
                 retry_failed=retry_failed,
-                environ=os.environ,
-                clock=_now,
-                timer=SystemClock(),
-                interrupted=stop.is_set,
-                on_progress=tick,
-            )
+            ),
+        )
     if as_json:
         console.print_json(asdict(summary))
     else:
         console.replay_summary(summary)
     replay.raise_for_paused(summary)
-    if summary.stopped == "interrupted":
+    _exit_if_interrupted(summary.stopped)
+
+
+def _interruptible(label: str, run: Callable[..., T]) -> T:
+    """Run a stage that pays for calls (replay, judge) with a progress bar and the first Ctrl-C or
+    SIGTERM as a clean stop; the environment, clocks, stop flag and progress are passed in."""
+    from calibrate import interrupts
+    from calibrate.limits import SystemClock
+
+    with interrupts.stop_on_signals() as stop, console.progress(label) as tick:
+        return run(
+            environ=os.environ,
+            clock=_now,
+            timer=SystemClock(),
+            interrupted=stop.is_set,
+            on_progress=tick,
+        )
+
+
+def _exit_if_interrupted(stopped: str | None) -> None:
+    if stopped == "interrupted":
         raise typer.Exit(130)
 
 
@@ -816,10 +837,8 @@ def labels_judge_cmd(
     \b
         calibrate labels judge --judge large --tiers tiers.yaml --sample 200 --max-cost-usd 2
     """
-    from calibrate import interrupts
     from calibrate import judge as judging
     from calibrate.label_report import agreement_line
-    from calibrate.limits import SystemClock
     from calibrate.replay_records import Selection
 
     tiers_config = load_tiers(tiers)
@@ -846,8 +865,10 @@ def labels_judge_cmd(
             )
             console.print_json(asdict(plan)) if as_json else console.judge_plan(plan)
             return
-        with interrupts.stop_on_signals() as stop, console.progress("judge") as tick:
-            summary = judging.judge_answers(
+        summary = _interruptible(
+            "judge",
+            functools.partial(
+                judging.judge_answers,
                 store,
                 tiers_config,
                 judge_tier,
@@ -855,19 +876,14 @@ def labels_judge_cmd(
                 judged=judged,
                 max_cost_usd=max_cost_usd,
                 retry_failed=retry_failed,
-                environ=os.environ,
-                clock=_now,
-                timer=SystemClock(),
-                interrupted=stop.is_set,
-                on_progress=tick,
-            )
+            ),
+        )
     if as_json:
         console.print_json(asdict(summary))
     else:
         console.judge_summary(summary, agreement_line(summary.agreement))
     judging.raise_if_paused(summary)
-    if summary.stopped == "interrupted":
-        raise typer.Exit(130)
+    _exit_if_interrupted(summary.stopped)
 
 
 @labels_app.command("status")
