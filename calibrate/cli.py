@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
-from calibrate import console, ingest, logformat
+from calibrate import cli_labels, console, ingest, logformat
+from calibrate.cli_common import (
+    Db,
+    Json,
+    Logs,
+    Strict,
+    TiersPath,
+    exit_if_interrupted,
+    interruptible,
+    now,
+)
 from calibrate.errors import CalibrateError
 from calibrate.selection import Objective
 from calibrate.settings import load_tiers, price_table
 from calibrate.store import Store
 from calibrate.store.core import DEFAULT_DB
-
-T = TypeVar("T")
 
 
 class _Group(TyperGroup):
@@ -48,22 +54,6 @@ app = typer.Typer(
     help="Calibrate LLM routing offline: thresholds and cutoffs from your own production logs.",
 )
 
-Logs = Annotated[
-    list[Path], typer.Argument(help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv).")
-]
-Db = Annotated[Path, typer.Option("--db", help="DuckDB store file.")]
-Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-Strict = Annotated[
-    bool, typer.Option("--strict", help="Any bad row is an error and nothing is written.")
-]
-TiersPath = Annotated[
-    Path, typer.Option("--tiers", help="tiers.yaml: the model tiers, cheapest first.")
-]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
 
 @app.command("ingest")
 def ingest_cmd(
@@ -77,7 +67,7 @@ def ingest_cmd(
         calibrate ingest sample_logs/ --db .calibrate/calibrate.duckdb
     """
     with Store.open(db) as store:
-        summary = ingest.ingest(store, paths, strict=strict, clock=_now)
+        summary = ingest.ingest(store, paths, strict=strict, clock=now)
     if as_json:
         console.print_json(summary.__dict__)
     else:
@@ -271,7 +261,7 @@ def sweep_cmd(
             objective,
             out,
             strict=strict,
-            clock=_now,
+            clock=now,
             seed=seed,
             overheads=Overheads(label_cost_usd, fixed_monthly_usd),
             on_progress=tick,
@@ -346,7 +336,7 @@ def evaluate_cmd(
     prices = price_table(load_tiers(tiers)) if tiers is not None else {}
     with Store.open(db if db is not None else ":memory:") as store:
         if paths:
-            ingest.ingest(store, paths, strict=False, clock=_now)
+            ingest.ingest(store, paths, strict=False, clock=now)
         result = evaluate.evaluate_routing(store, config, prices, routing.parent)
     if as_json:
         console.print_json(result.as_dict())
@@ -517,14 +507,14 @@ def replay_cmd(
     with Store.open(db) as store:
         if dry_run:
             plan = replay.plan_replay(
-                store, tiers_config, selection, retry_failed=retry_failed, clock=_now
+                store, tiers_config, selection, retry_failed=retry_failed, clock=now
             )
             if as_json:
                 console.print_json(asdict(plan))
             else:
                 console.replay_plan(plan)
             return
-        summary = _interruptible(
+        summary = interruptible(
             "replay",
             functools.partial(
                 replay.replay,
@@ -540,28 +530,7 @@ def replay_cmd(
     else:
         console.replay_summary(summary)
     replay.raise_for_paused(summary)
-    _exit_if_interrupted(summary.stopped)
-
-
-def _interruptible(label: str, run: Callable[..., T]) -> T:
-    """Run a stage that pays for calls (replay, judge) with a progress bar and the first Ctrl-C or
-    SIGTERM as a clean stop; the environment, clocks, stop flag and progress are passed in."""
-    from calibrate import interrupts
-    from calibrate.limits import SystemClock
-
-    with interrupts.stop_on_signals() as stop, console.progress(label) as tick:
-        return run(
-            environ=os.environ,
-            clock=_now,
-            timer=SystemClock(),
-            interrupted=stop.is_set,
-            on_progress=tick,
-        )
-
-
-def _exit_if_interrupted(stopped: str | None) -> None:
-    if stopped == "interrupted":
-        raise typer.Exit(130)
+    exit_if_interrupted(summary.stopped)
 
 
 # --- monitor ------------------------------------------------------------------------------------
@@ -631,7 +600,7 @@ def monitor_cmd(
     )
     with Store.open(db if db is not None else ":memory:") as store:
         if paths:
-            ingest.ingest(store, paths, strict=False, clock=_now)
+            ingest.ingest(store, paths, strict=False, clock=now)
         result = monitor.monitor(store, config, options, seed=seed)
     written = monitor_report.write_outputs(result, out)
     if as_json:
@@ -645,382 +614,8 @@ def monitor_cmd(
         raise typer.Exit(3)
 
 
-# --- labels and sample: one self-contained block (its imports are local so it merges cleanly) --
-labels_app = typer.Typer(
-    no_args_is_help=True,
-    help="Ground truth: import labels, score answers against references, ask an LLM judge, "
-    "see what is labelled.",
-)
-app.add_typer(labels_app, name="labels")
-
-LabelTiers = Annotated[
-    Path | None,
-    typer.Option(
-        "--tiers",
-        help="tiers.yaml: labels may name only its tiers (default: every tier with a stored "
-        "answer).",
-    ),
-]
-_SOURCES = ("human", "reference", "judge")
-
-
-def _source(value: str) -> str:
-    if value not in _SOURCES:
-        raise typer.BadParameter(f"must be one of {', '.join(_SOURCES)}")
-    return value
-
-
-def _tier_names(path: Path | None) -> tuple[str, ...] | None:
-    return load_tiers(path).names if path is not None else None
-
-
-@labels_app.command("import")
-def labels_import_cmd(
-    file: Annotated[
-        Path, typer.Argument(help="Labels: .csv, .jsonl(.gz) or .parquet, long or wide.")
-    ],
-    db: Db = DEFAULT_DB,
-    tiers: LabelTiers = None,
-    source: Annotated[
-        str,
-        typer.Option(
-            "--source", callback=_source, help="Source of rows without a `source` column."
-        ),
-    ] = "human",
-    strict: Strict = False,
-    as_json: Json = False,
-) -> None:
-    """Import labels from a CSV, JSONL or Parquet file; bad rows are rejected with their line.
-
-    One label per row (`request_id, tier` or `answer`, `score`), or the filled-in sheet of
-    `calibrate sample` (one `score_<tier>` column per tier). Bad rows are kept in the table
-    `label_rejects` with their line, field and reason while the good rows are stored.
-
-    Conflicts: per request × tier, human labels win over reference ones, which win over judge
-    ones; within one source the newest (`labeled_at`, else import time) wins.
-
-    Example:
-
-    \b
-        calibrate labels import review.csv --db .calibrate/calibrate.duckdb
-    """
-    from calibrate import labels
-
-    with Store.open(db) as store:
-        summary = labels.import_labels(
-            store, file, tiers=_tier_names(tiers), source=source, strict=strict, clock=_now
-        )
-    if as_json:
-        console.print_json(asdict(summary))
-    else:
-        console.label_import_summary(summary)
-
-
-@labels_app.command("score")
-def labels_score_cmd(
-    db: Db = DEFAULT_DB,
-    tiers: LabelTiers = None,
-    scorers: Annotated[
-        Path | None,
-        typer.Option("--scorers", help="scorers.yaml: a scorer globally and per app."),
-    ] = None,
-    scorer: Annotated[
-        str | None,
-        typer.Option(
-            "--scorer",
-            help="One scorer for every app: exact, normalized, choice, numeric, regex, json.",
-        ),
-    ] = None,
-    as_json: Json = False,
-) -> None:
-    """Score every tier's answer against the request's reference (labels with source=reference).
-
-    Scorers: exact, normalized (the default), choice, numeric, regex, json; chosen per app in
-    scorers.yaml, or one for all with --scorer.
-
-    Example:
-
-    \b
-        calibrate labels score --scorers scorers.yaml
-    """
-    from calibrate import labels
-    from calibrate import scorers as scoring
-
-    if scorers is not None and scorer is not None:
-        raise typer.BadParameter("give --scorers or --scorer, not both", param_hint="--scorer")
-    if scorer is not None and scorer not in scoring.KINDS:
-        raise typer.BadParameter(
-            f"must be one of {', '.join(scoring.KINDS)}", param_hint="--scorer"
-        )
-    config = (
-        scoring.load_scorers(scorers)
-        if scorers is not None
-        else scoring.ScorersConfig(default=scoring.ScorerSpec(kind=scorer or "normalized"))
-    )
-    with Store.open(db) as store:
-        summary = labels.score_references(store, config, tiers=_tier_names(tiers), clock=_now)
-    if as_json:
-        console.print_json(asdict(summary))
-    else:
-        console.label_score_summary(summary)
-
-
-def _price_pair(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise typer.BadParameter("expected IN,OUT USD per Mtok, e.g. 2.5,10") from None
-    if low < 0 or high < 0:
-        raise typer.BadParameter("prices must be ≥ 0")
-    return low, high
-
-
-@labels_app.command("judge")
-def labels_judge_cmd(
-    judge: Annotated[
-        str,
-        typer.Option(
-            "--judge",
-            metavar="TIER_OR_URL",
-            help="A tier of tiers.yaml, or an OpenAI-compatible base URL (with --judge-model).",
-        ),
-    ],
-    judge_model: Annotated[
-        str | None, typer.Option("--judge-model", help="Model of a --judge URL.")
-    ] = None,
-    judge_key_env: Annotated[
-        str | None,
-        typer.Option("--judge-key-env", help="Variable holding the API key of a --judge URL."),
-    ] = None,
-    judge_price: Annotated[
-        str | None,
-        typer.Option(
-            "--judge-price",
-            metavar="IN,OUT",
-            help="USD per Mtok of a --judge URL (default: the genai-prices table).",
-        ),
-    ] = None,
-    tiers: TiersPath = Path("tiers.yaml"),
-    db: Db = DEFAULT_DB,
-    tier: Annotated[
-        list[str] | None,
-        typer.Option("--tier", help="Judge only this tier's answers (repeatable; default all)."),
-    ] = None,
-    sample: Annotated[
-        int, typer.Option("--sample", min=1, help="Uniform random sample of N requests.")
-    ] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
-    max_cost_usd: Annotated[
-        float | None,
-        typer.Option("--max-cost-usd", min=0.0, help="Stop before this run's spend would pass X."),
-    ] = None,
-    retry_failed: Annotated[
-        bool,
-        typer.Option("--retry-failed", help="Ask again where a call failed or was unparsable."),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
-    ] = False,
-    as_json: Json = False,
-) -> None:
-    """An LLM judge scores tier answers (labels with source=judge), through the replay engine.
-
-    Each answer is judged against the request's reference, else against the premium tier's
-    answer. Calls are cached, resumable and capped by --max-cost-usd; unreadable replies are
-    recorded as errors, not scores. When humans labelled the same answers, the judge's agreement
-    and miss rate are reported with 95% intervals.
-
-    Example:
-
-    \b
-        calibrate labels judge --judge large --tiers tiers.yaml --sample 200 --max-cost-usd 2
-    """
-    from calibrate import judge as judging
-    from calibrate.label_report import agreement_line
-    from calibrate.replay_records import Selection
-
-    tiers_config = load_tiers(tiers)
-    judge_tier = judging.judge_tier(
-        tiers_config,
-        judge,
-        model=judge_model,
-        api_key_env=judge_key_env,
-        price=_price_pair(judge_price),
-    )
-    judged = tuple(tier) if tier else tiers_config.names
-    judging.check_judge(tiers_config, judge_tier, judged)
-    selection = Selection(sample, seed)
-    with Store.open(db) as store:
-        if dry_run:
-            plan = judging.plan_judge(
-                store,
-                tiers_config,
-                judge_tier,
-                selection,
-                judged=judged,
-                retry_failed=retry_failed,
-                clock=_now,
-            )
-            console.print_json(asdict(plan)) if as_json else console.judge_plan(plan)
-            return
-        summary = _interruptible(
-            "judge",
-            functools.partial(
-                judging.judge_answers,
-                store,
-                tiers_config,
-                judge_tier,
-                selection,
-                judged=judged,
-                max_cost_usd=max_cost_usd,
-                retry_failed=retry_failed,
-            ),
-        )
-    if as_json:
-        console.print_json(asdict(summary))
-    else:
-        console.judge_summary(summary, agreement_line(summary.agreement))
-    judging.raise_if_paused(summary)
-    _exit_if_interrupted(summary.stopped)
-
-
-@labels_app.command("status")
-def labels_status_cmd(
-    db: Db = DEFAULT_DB,
-    tiers: LabelTiers = None,
-    markdown: Annotated[
-        bool, typer.Option("--markdown", help="Print the report's Labels section (Markdown).")
-    ] = False,
-    as_json: Json = False,
-) -> None:
-    """What is labelled per tier, app and region, and which requests no estimate can use.
-
-    Also the labelling queues, and the judge's cost and agreement with humans.
-
-    Example:
-
-    \b
-        calibrate labels status --tiers tiers.yaml
-    """
-    from calibrate import labels
-    from calibrate.label_report import agreement_line, coverage_markdown
-
-    with Store.open(db) as store:
-        coverage = labels.label_status(store, tiers=_tier_names(tiers))
-    if as_json:
-        console.print_json(asdict(coverage))
-    elif markdown:
-        print(coverage_markdown(coverage), end="")
-    else:
-        console.coverage_tables(coverage, agreement_line(coverage.agreement))
-
-
-def _thresholds(routing: Path | None, given: list[str] | None) -> dict[str, float]:
-    """escalate_below per cheap tier: from a cascade routing.yaml, then --threshold TIER=VALUE."""
-    from calibrate.routing import load_routing
-
-    found: dict[str, float] = {}
-    if routing is not None:
-        config = load_routing(routing)
-        if config.strategy != "cascade":
-            raise typer.BadParameter(
-                f"{routing} is a {config.strategy!r} policy; only a cascade has thresholds",
-                param_hint="--routing",
-            )
-        found = {t.name: t.escalate_below for t in config.tiers if t.escalate_below is not None}
-    for item in given or []:
-        name, sep, value = item.partition("=")
-        try:
-            found[name.strip()] = float(value)
-        except ValueError:
-            raise typer.BadParameter(
-                f"{item!r}: expected TIER=VALUE, e.g. small=0.73", param_hint="--threshold"
-            ) from None
-        if not sep or not name.strip():
-            raise typer.BadParameter(f"{item!r}: expected TIER=VALUE", param_hint="--threshold")
-    return found
-
-
-@app.command("sample")
-def sample_cmd(
-    n: Annotated[int, typer.Option("--n", min=1, help="How many requests to label.")],
-    out: Annotated[Path, typer.Option("--out", help="The review sheet to write (CSV).")],
-    tiers: TiersPath = Path("tiers.yaml"),
-    db: Db = DEFAULT_DB,
-    uniform_share: Annotated[
-        float,
-        typer.Option(
-            "--uniform-share", help="Share of N drawn uniformly at random (at least 2/3)."
-        ),
-    ] = 0.7,
-    routing: Annotated[
-        Path | None,
-        typer.Option("--routing", help="A cascade routing.yaml: its thresholds define `kept`."),
-    ] = None,
-    threshold: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--threshold", metavar="TIER=VALUE", help="A cheap tier's threshold (repeatable)."
-        ),
-    ] = None,
-    near_share: Annotated[
-        float,
-        typer.Option(
-            "--near-share", help="Kept requests closest above a threshold: this share of them."
-        ),
-    ] = 0.1,
-    long_input_tokens: Annotated[
-        int | None,
-        typer.Option("--long-input-tokens", min=1, help="Inputs this long are complex."),
-    ] = None,
-    keyword: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--keyword", help="Prompts matching this RE2 pattern are complex (repeatable)."
-        ),
-    ] = None,
-    intent: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--intent", help="Requests with this metadata.intent are complex (repeatable)."
-        ),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
-    as_json: Json = False,
-) -> None:
-    """Write a labelling queue (CSV) of N requests for humans to score, stratified.
-
-    Strata: uniform random (at least 2/3 of N, the sample certification relies on), kept
-    requests just above a threshold, and kept requests that look complex. Each row carries its
-    inclusion probability; `labels import` stores 1/π as the label's weight.
-
-    Example:
-
-    \b
-        calibrate sample --n 300 --routing out/routing.yaml --intent billing_dispute --out review.csv
-    """
-    from calibrate import label_queue
-
-    design = label_queue.Design(
-        n=n,
-        uniform_share=uniform_share,
-        thresholds=_thresholds(routing, threshold),
-        near_share=near_share,
-        long_input_tokens=long_input_tokens,
-        keywords=tuple(keyword or ()),
-        intents=tuple(intent or ()),
-    )
-    with Store.open(db) as store:
-        summary = label_queue.sample(store, load_tiers(tiers), design, out, seed=seed, clock=_now)
-    if as_json:
-        console.print_json(asdict(summary))
-    else:
-        console.sample_summary(summary)
-
-
-# --- end of labels and sample ------------------------------------------------------------------
+app.add_typer(cli_labels.labels_app, name="labels")
+app.command("sample")(cli_labels.sample_cmd)
 
 
 def main() -> None:
