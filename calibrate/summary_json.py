@@ -27,7 +27,7 @@ def _policy(row: dict) -> dict:
     return {
         "policy": row["policy"],
         "strategy": row["strategy"],
-        "tiers": row["tiers"].split(">"),
+        "tiers": row["tiers"].split("+" if row["strategy"] == "consensus" else ">"),
         "thresholds": [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else [],
         "cutoff_tokens": row["cutoff_tokens"],
         **_metrics(row),
@@ -116,6 +116,32 @@ def summary(result: SweepResult) -> dict:
         },
         "warnings": list(result.warnings),
         "policies_evaluated": result.frontier.height,
+        "keyword_rules": [
+            {
+                "name": h.name,
+                "pattern": h.pattern,
+                "tier": h.tier,
+                "hits": h.hits,
+                "labeled": h.labeled,
+                "quality_by_tier": {t: _json_round(q, 4) for t, q in h.quality_by_tier},
+                "fine_on_cheapest": h.fine_on_cheapest,
+            }
+            for h in result.rule_hits
+        ],
+        "consensus_high_stakes": []
+        if result.consensus_slices is None
+        else [
+            {
+                "intent": r["slice"],
+                "policy": r["policy"],
+                "requests": r["requests"],
+                "labeled": r["labeled"],
+                "quality": _json_round(r["quality"], 4),
+                "gain_vs_premium": _json_round(r["gain_vs_premium"], 4),
+                "cost_per_1k_requests_usd": round(r["cost_per_1k_requests_usd"], 6),
+            }
+            for r in result.consensus_slices.iter_rows(named=True)
+        ],
     }
 
 

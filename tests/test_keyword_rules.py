@@ -75,3 +75,8 @@ def test_sweep_reports_the_rules(sample_logs: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "## Keyword rules" in report and "| invoices | `(?i)\\binvoice\\b` | large |" in report
+    import json
+
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert [r["name"] for r in summary["keyword_rules"]] == ["invoices", "rule 2", "rule 3"]
+    assert summary["keyword_rules"][0]["quality_by_tier"]["large"] is not None
