@@ -28,6 +28,7 @@ import numpy as np
 
 from calibrate.calibration import TierCalibration
 from calibrate.errors import ConfigError, DataError
+from calibrate.keyword_rules import forced_tiers
 from calibrate.monitor_alarms import (
     Alarm,
     Change,
@@ -39,7 +40,7 @@ from calibrate.monitor_alarms import (
     quality_fell,
 )
 from calibrate.monitor_health import Health, degraded_mask, regional_health
-from calibrate.monitor_routing import calibrations, route
+from calibrate.monitor_routing import calibrations, cascade_path, route
 from calibrate.monitor_series import (
     Chunk,
     Detector,
@@ -117,20 +118,33 @@ def monitor(
     store: Store, config: RoutingConfig, options: MonitorOptions, *, seed: int = 0
 ) -> MonitorResult:
     """Read the stored requests and monitor the deployed config on them."""
-    return analyse(store.request_log([t.name for t in config.tiers]), config, options, seed=seed)
+    log = store.request_log([t.name for t in config.tiers])
+    keywords = [(r.pattern, r.tier) for r in config.rules if r.pattern is not None]
+    forced = (
+        forced_tiers(keywords, store.prompt_texts(log.request_ids.tolist()), log.tiers)
+        if keywords
+        else None
+    )
+    return analyse(log, config, options, seed=seed, forced=forced)
 
 
 def analyse(
-    log: RequestLog, config: RoutingConfig, options: MonitorOptions, *, seed: int = 0
+    log: RequestLog,
+    config: RoutingConfig,
+    options: MonitorOptions,
+    *,
+    seed: int = 0,
+    forced: np.ndarray | None = None,
 ) -> MonitorResult:
-    """The whole monitor on one request log (pure: no store, no files)."""
+    """The whole monitor on one request log (pure: no store, no files; `forced`: per request the
+    config tier its first matching keyword rule names, -1 for none)."""
     _check(log, config, options)
     day_index, days = _calendar(log.timestamp_s)
     reference = reference_window(config, days[0], days[-1], options.reference_days)
     first_ref, last_ref = days.index(reference.start), days.index(reference.end)
     in_ref = (day_index >= first_ref) & (day_index <= last_ref)
     calibration = calibrations(log, in_ref)
-    routed = route(log, config, calibration)
+    routed = route(log, config, calibration, forced)
     _require_evaluable(log, routed.evaluable)
     segments = list(_segments(log, options.by))
     frame = Frame(day_index, days, in_ref, last_ref + 1, routed, options.level)
@@ -249,16 +263,20 @@ def describe(config: RoutingConfig) -> str:
     names = [t.name for t in config.tiers]
     if config.strategy == "single":
         return f"always {names[0]}"
+    keywords = [r for r in config.rules if r.pattern is not None]
+    first = f"{len(keywords)} keyword rules, then " if keywords else ""
     if config.strategy == "rules":
         parts = [
             f"input_tokens ≤ {r.max_input_tokens} → {r.tier}"
             if r.max_input_tokens is not None
             else f"else {r.tier}"
             for r in config.rules
+            if r.pattern is None
         ]
-        return "rules: " + ", ".join(parts)
-    cuts = " / ".join(f"{t.escalate_below:g}" for t in config.tiers[:-1])
-    return f"cascade {' → '.join(names)}, escalate below {cuts}"
+        return f"rules: {first}" + ", ".join(parts)
+    path = [config.tiers[j] for j in cascade_path(config)]
+    cuts = " / ".join(f"{t.escalate_below:g}" for t in path[:-1])
+    return f"{first}cascade {' → '.join(t.name for t in path)}, escalate below {cuts}"
 
 
 def _segments(log: RequestLog, by: str | None) -> Iterator[tuple[str, np.ndarray]]:

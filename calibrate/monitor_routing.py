@@ -1,10 +1,11 @@
 """The deployed routing.yaml applied to every logged request, for `monitor`.
 
-`route(log, config, calibration)` walks each request through the config with production's rule (a
-cascade keeps a request at the first tier whose confidence is at least its `escalate_below`; a
-missing confidence escalates; rules route on input_tokens), and gives per request the serving
-tier, what it paid and the calibrated P(correct) of its answer. A cascade request is unevaluable
-when the logs lack the attempt of a tier it reaches before the last. `calibrations` refits each
+`route(log, config, calibration, forced)` walks each request through the config with production's
+rule (keyword rules first: `forced` holds the tier their first match names, computed by the caller
+from the prompts; then a cascade keeps a request at the first tier whose confidence is at least its
+`escalate_below`, a missing confidence escalates; length rules route on input_tokens), and gives
+per request the serving tier, what it paid and the calibrated P(correct) of its answer. A cascade
+request is unevaluable when the logs lack the attempt of a tier it reaches before the last. `calibrations` refits each
 tier's confidence → P(correct) mapping on the labeled requests of the reference window.
 """
 
@@ -36,10 +37,17 @@ class Routed:
 
 
 def route(
-    log: RequestLog, config: RoutingConfig, calibration: tuple[TierCalibration, ...]
+    log: RequestLog,
+    config: RoutingConfig,
+    calibration: tuple[TierCalibration, ...],
+    forced: np.ndarray | None = None,
 ) -> Routed:
-    """Walk every request through the deployed config; P(correct) of the answer it would get."""
+    """Walk every request through the deployed config (`forced`: per request the config tier a
+    keyword rule sends it to, -1 for none); P(correct) of the answer it would get."""
     stage, evaluable = _stages(log, config)
+    if forced is not None:
+        ruled = forced >= 0
+        stage, evaluable = np.where(ruled, forced, stage), evaluable | ruled
     rows = np.arange(log.n)
     conf = log.confidence[rows, stage]
     p_correct = np.full(log.n, np.nan)
@@ -47,9 +55,12 @@ def route(
         at = stage == j
         if cal.mapping_x and at.any():
             p_correct[at] = np.interp(conf[at], cal.mapping_x, cal.mapping_y)
-    if config.strategy == "cascade":
-        touched = np.arange(len(log.tiers))[None, :] <= stage[:, None]
+    if config.strategy in ("cascade", "hybrid"):
+        on_path = np.isin(np.arange(len(log.tiers)), cascade_path(config))
+        touched = (np.arange(len(log.tiers))[None, :] <= stage[:, None]) & on_path[None, :]
         cost = np.where(touched, log.cost_usd, 0.0).sum(axis=1)
+        if forced is not None:  # a ruled request pays its rule's tier alone
+            cost = np.where(forced >= 0, log.cost_usd[rows, stage], cost)
     else:
         cost = log.cost_usd[rows, stage]
     escalated = stage > 0
@@ -69,15 +80,12 @@ def _stages(log: RequestLog, config: RoutingConfig) -> tuple[np.ndarray, np.ndar
     """Index of the config tier serving each request, and whether the logs can say (a cascade
     needs the confidence of every tier a request reaches before the last)."""
     n = log.n
-    if config.strategy in ("router", "consensus") or any(
-        r.pattern is not None for r in config.rules
-    ):
-        what = {"router": "a learned router", "consensus": "a consensus"}.get(
-            config.strategy, "keyword rules"
-        )
+    if config.strategy in ("router", "consensus"):
+        what = {"router": "a learned router", "consensus": "a consensus"}[config.strategy]
         raise ConfigError(
-            f"monitor cannot follow {what} yet (it needs the prompts or every tier's answer)",
-            hint="Monitor a cascade or input-length config of the same sweep, or use "
+            f"monitor cannot follow {what} yet (it needs the router's scores or every tier's "
+            "answer)",
+            hint="Monitor a cascade, rules or hybrid config of the same sweep, or use "
             "`calibrate evaluate`.",
         )
     if config.strategy == "single":
@@ -85,7 +93,7 @@ def _stages(log: RequestLog, config: RoutingConfig) -> tuple[np.ndarray, np.ndar
     if config.strategy == "rules":
         index = {t: j for j, t in enumerate(log.tiers)}
         stage, undecided = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
-        for rule in config.rules:
+        for rule in (r for r in config.rules if r.pattern is None):  # keyword rules: `forced`
             cutoff = rule.max_input_tokens
             take = undecided & (log.input_tokens <= cutoff if cutoff is not None else True)
             stage[take] = index[rule.tier]
@@ -93,12 +101,19 @@ def _stages(log: RequestLog, config: RoutingConfig) -> tuple[np.ndarray, np.ndar
         return stage, np.ones(n, dtype=bool)
     stage = np.full(n, len(log.tiers) - 1, dtype=np.int64)
     undecided, evaluable = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
-    for j, tier in enumerate(config.tiers[:-1]):
+    for j in cascade_path(config)[:-1]:
         evaluable &= ~(undecided & ~log.answered[:, j])
-        keep = undecided & (log.confidence[:, j] >= tier.escalate_below)
+        keep = undecided & (log.confidence[:, j] >= config.tiers[j].escalate_below)
         stage[keep] = j
         undecided &= ~keep
     return stage, evaluable
+
+
+def cascade_path(config: RoutingConfig) -> list[int]:
+    """The config tiers a cascade or hybrid walks: those with escalate_below, then the last (a
+    hybrid's other tiers are reached by keyword rules only)."""
+    last = len(config.tiers) - 1
+    return [j for j, t in enumerate(config.tiers[:-1]) if t.escalate_below is not None] + [last]
 
 
 def calibrations(log: RequestLog, in_ref: np.ndarray) -> tuple[TierCalibration, ...]:
