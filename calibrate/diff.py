@@ -5,7 +5,8 @@ Owns the comparison and the materiality rules; `diff_report.py` puts the result 
 unknown keys rejected), so every problem with a file is a `ConfigError` naming it.
 
 Always material: a strategy change, a tier added, removed, reordered or given another model, a new
-premium tier, a changed objective, certified → uncertified, and a quality-drop interval whose upper
+premium tier, a keyword rule added, removed, sent to another tier or moved in priority (first match
+wins), a changed objective, certified → uncertified, and a quality-drop interval whose upper
 end newly exceeds the objective's limit. Material above a bound (`Materiality`, all inclusive): a
 threshold move, a rule-cutoff move, and the expected cost, quality, escalation rate and latency.
 Savings follow cost and are never material on their own.
@@ -91,6 +92,26 @@ class RuleChange:
     relative_change: float | None
     status: str
     material: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordRuleChange:
+    """One keyword rule, by its pattern; positions count from 1 in the file's rules.
+
+    status: unchanged | retargeted (another tier) | reordered (another priority among the rules
+    both files have) | only old | only new. Every status but `unchanged` is material.
+    """
+
+    pattern: str
+    old_tier: str | None
+    new_tier: str | None
+    old_position: int | None
+    new_position: int | None
+    status: str
+
+    @property
+    def material(self) -> bool:
+        return self.status != "unchanged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +209,7 @@ class ConfigDiff:
     tiers: tuple[TierChange, ...]
     thresholds: tuple[ThresholdChange, ...]
     rules: tuple[RuleChange, ...]
+    keyword_rules: tuple[KeywordRuleChange, ...]
     certification: Certification
     objective: Objective
     quality_limit: QualityLimit
@@ -206,6 +228,7 @@ class ConfigDiff:
             or self.certification.lost
             or self.quality_limit.newly_breached
             or any(c.material for c in (*self.thresholds, *self.rules, *self.metrics))
+            or any(k.material for k in self.keyword_rules)
         )
 
 
@@ -234,6 +257,7 @@ def compare(
         tiers=compare_tiers(old, new),
         thresholds=compare_thresholds(old, new, materiality.min_threshold_change),
         rules=compare_rules(old, new, materiality.min_cutoff_change),
+        keyword_rules=compare_keyword_rules(old, new),
         certification=Certification(old.certified, new.certified, old.selection, new.selection),
         objective=Objective(
             old.objective.max_quality_drop,
@@ -353,6 +377,8 @@ def _rules(config: RoutingConfig) -> dict[str, int | None]:
     """rule label → max_input_tokens (None = the default rule); a repeated tier gets `(rule N)`."""
     labels: dict[str, int | None] = {}
     for i, rule in enumerate(config.rules):
+        if rule.pattern is not None:
+            continue  # keyword rules: `compare_keyword_rules`
         label = rule.tier if rule.tier not in labels else f"{rule.tier} (rule {i + 1})"
         labels[label] = rule.max_input_tokens
     return labels
@@ -377,6 +403,32 @@ def compare_rules(
             )
         changes.append(
             RuleChange(tier, before.get(tier), after.get(tier), relative, status, material)
+        )
+    return tuple(changes)
+
+
+def compare_keyword_rules(old: RoutingConfig, new: RoutingConfig) -> tuple[KeywordRuleChange, ...]:
+    """Keyword rules by pattern, new file's order first, then the ones only the old file has."""
+    before = {r.pattern: (i + 1, r.tier) for i, r in enumerate(old.rules) if r.pattern}
+    after = {r.pattern: (i + 1, r.tier) for i, r in enumerate(new.rules) if r.pattern}
+    common_old = [p for p in before if p in after]
+    common_new = [p for p in after if p in before]
+    changes = []
+    for pattern in list(after) + [p for p in before if p not in after]:
+        (old_pos, old_tier), (new_pos, new_tier) = (
+            before.get(pattern, (None, None)),
+            after.get(pattern, (None, None)),
+        )
+        if old_pos is None or new_pos is None:
+            status = "only new" if old_pos is None else "only old"
+        elif old_tier != new_tier:
+            status = "retargeted"
+        elif common_old.index(pattern) != common_new.index(pattern):
+            status = "reordered"
+        else:
+            status = "unchanged"
+        changes.append(
+            KeywordRuleChange(pattern, old_tier, new_tier, old_pos, new_pos, status)  # type: ignore[arg-type]
         )
     return tuple(changes)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from calibrate.diff import ConfigDiff, MetricChange, RuleChange, ThresholdChange
+from calibrate.diff import ConfigDiff, KeywordRuleChange, MetricChange, RuleChange, ThresholdChange
 
 LABELS = {
     "quality": "quality",
@@ -38,6 +38,7 @@ def render_markdown(diff: ConfigDiff) -> str:
         _overview(diff),
         _thresholds_section(diff),
         _rules_section(diff),
+        _keyword_rules_section(diff),
         _metrics_section(diff),
         _provenance_section(diff),
         _materiality_note(diff),
@@ -65,6 +66,7 @@ def reasons(diff: ConfigDiff) -> list[str]:
         found.append(_limit_reason(diff))
     found += [_threshold_reason(t) for t in diff.thresholds if t.material]
     found += [_rule_reason(r) for r in diff.rules if r.material]
+    found += [_keyword_reason(k) for k in diff.keyword_rules if k.material]
     found += [_metric_reason(m) for m in diff.metrics if m.material]
     return [r for r in found if r]
 
@@ -111,6 +113,19 @@ def _rule_reason(r: RuleChange) -> str:
         return f"rule removed: {old} → {r.tier}"
     moved = "" if r.relative_change is None else f" ({r.relative_change:+.1%})"
     return f"rule for {r.tier}: {old} → {new}{moved}"
+
+
+def _keyword_reason(k: KeywordRuleChange) -> str:
+    if k.status == "only new":
+        return f"keyword rule added: `{k.pattern}` → {k.new_tier} (rule {k.new_position})"
+    if k.status == "only old":
+        return f"keyword rule removed: `{k.pattern}` → {k.old_tier} (was rule {k.old_position})"
+    if k.status == "retargeted":
+        return f"keyword rule `{k.pattern}` now routes to {k.new_tier} (was {k.old_tier})"
+    return (
+        f"keyword rule `{k.pattern}` moved from rule {k.old_position} to rule {k.new_position} "
+        "(first match wins)"
+    )
 
 
 def _metric_reason(m: MetricChange) -> str:
@@ -346,6 +361,23 @@ def _rules_section(diff: ConfigDiff) -> str:
         for r in diff.rules
     ]
     return "### Rules\n\n" + _table(("routes to", "old", "new", "change", "material"), rows)
+
+
+def _keyword_rules_section(diff: ConfigDiff) -> str:
+    if not diff.keyword_rules:
+        return ""
+    rows = [
+        (
+            f"`{k.pattern}`",
+            NONE if k.old_tier is None else f"{k.old_tier} (rule {k.old_position})",
+            NONE if k.new_tier is None else f"{k.new_tier} (rule {k.new_position})",
+            k.status,
+            _verdict(k.material, ""),
+        )
+        for k in diff.keyword_rules
+    ]
+    header = ("pattern", "old", "new", "change", "material")
+    return "### Keyword rules\n\n" + _table(header, rows)
 
 
 def _metrics_section(diff: ConfigDiff) -> str:

@@ -307,3 +307,50 @@ def test_material_exactly_when_there_are_reasons(base: RoutingConfig) -> None:
         for new in variants:
             diff = compare(old, new, Materiality())
             assert diff.material == bool(reasons(diff)), (old, new)
+
+
+def test_keyword_rule_changes_are_material_and_named(base: RoutingConfig) -> None:
+    """First match wins: adding, removing, retargeting or reordering a keyword rule changes who
+    is served by which tier, so each is material whatever the metrics say."""
+    old = base.model_copy(
+        update={
+            "strategy": "rules",
+            "tiers": tuple(t.model_copy(update={"escalate_below": None}) for t in base.tiers),
+            "rules": (
+                Rule(pattern="clause", tier="large"),
+                Rule(pattern="refund", tier="medium"),
+                Rule(pattern="invoice", tier="large"),
+                Rule(tier="medium", max_input_tokens=100),
+                Rule(tier="large"),
+            ),
+        }
+    )
+    assert not compare(old, old, Materiality()).material
+    new = old.model_copy(
+        update={
+            "rules": (
+                Rule(pattern="refund", tier="large"),  # retargeted
+                Rule(pattern="invoice", tier="large"),
+                Rule(pattern="clause", tier="large"),  # reordered: now after invoice
+                Rule(pattern="order", tier="medium"),  # added
+                Rule(tier="medium", max_input_tokens=100),
+                Rule(tier="large"),
+            )
+        }
+    )
+    diff = compare(old, new, Materiality())
+    status = {k.pattern: k.status for k in diff.keyword_rules}
+    assert status == {
+        "refund": "retargeted",
+        "invoice": "reordered",
+        "clause": "reordered",
+        "order": "only new",
+    }
+    assert diff.material and [r.status for r in diff.rules] == ["unchanged", "unchanged"]
+    assert "keyword rule `refund` now routes to large (was medium)" in reasons(diff)
+    assert "keyword rule added: `order` → medium (rule 4)" in reasons(diff)
+    assert "keyword rule `clause` moved from rule 1 to rule 3 (first match wins)" in reasons(diff)
+    dropped = old.model_copy(update={"rules": old.rules[1:]})
+    assert reasons(compare(old, dropped, Materiality())) == [
+        "keyword rule removed: `clause` → large (was rule 1)"
+    ]
