@@ -296,15 +296,17 @@ def labels_status_cmd(
 
 
 def _thresholds(routing: Path | None, given: list[str] | None) -> dict[str, float]:
-    """escalate_below per cheap tier: from a cascade routing.yaml, then --threshold TIER=VALUE."""
+    """escalate_below per cheap tier: from a cascade or hybrid routing.yaml, then --threshold
+    TIER=VALUE."""
     from calibrate.routing import load_routing
 
     found: dict[str, float] = {}
     if routing is not None:
         config = load_routing(routing)
-        if config.strategy != "cascade":
+        if config.strategy not in ("cascade", "hybrid"):
             raise typer.BadParameter(
-                f"{routing} is a {config.strategy!r} policy; only a cascade has thresholds",
+                f"{routing} is a {config.strategy!r} policy; only a cascade or a hybrid has "
+                "thresholds",
                 param_hint="--routing",
             )
         found = {t.name: t.escalate_below for t in config.tiers if t.escalate_below is not None}
