@@ -5,7 +5,9 @@ bins, Brier score (both only when the confidences are probabilities in [0, 1]), 
 and a monotone mapping from raw confidence to P(correct): isotonic regression with at least
 `ISOTONIC_MIN_LABELS` labels, Platt scaling (logistic regression on the score) below that. The
 mapping is for reading thresholds ("escalate below 0.734 ≈ P(correct) < 0.81"); certification never
-uses it, since it only depends on the order of the confidences.
+uses it, since it only depends on the order of the confidences. When the labels come from a
+stratified sample, each labeled request counts with its weight 1/π (AUROC, ECE, Brier, the curve
+and the fitted mapping alike).
 """
 
 from __future__ import annotations
@@ -46,30 +48,38 @@ class TierCalibration:
         return float(np.interp(confidence, self.mapping_x, self.mapping_y))
 
 
-def tier_calibrations(outcomes: Outcomes) -> tuple[TierCalibration, ...]:
-    return tuple(_tier(outcomes, j) for j in range(len(outcomes.tiers)))
+def tier_calibrations(
+    outcomes: Outcomes, weights: np.ndarray | None = None
+) -> tuple[TierCalibration, ...]:
+    """Each tier's diagnostics (`weights`: per request, 1/inclusion probability of its labels)."""
+    return tuple(_tier(outcomes, j, weights) for j in range(len(outcomes.tiers)))
 
 
-def _tier(outcomes: Outcomes, j: int) -> TierCalibration:
+def _tier(outcomes: Outcomes, j: int, weights: np.ndarray | None) -> TierCalibration:
     conf, label = outcomes.confidence[:, j], outcomes.label[:, j]
     usable = ~np.isnan(conf) & ~np.isnan(label)
     c, y = conf[usable], (label[usable] >= ACCEPTABLE).astype(np.float64)
+    w = None if weights is None else weights[usable]
     tier = outcomes.tiers[j]
     if c.size < 2 or y.min() == y.max():
         return TierCalibration(tier, int(c.size), None, None, None, None, (), (), ())
     probability = bool(c.min() >= 0.0 and c.max() <= 1.0)
-    method, xs, ys = _fit_mapping(c, y) if np.ptp(c) > 0 else (None, (), ())
+    method, xs, ys = _fit_mapping(c, y, w) if np.ptp(c) > 0 else (None, (), ())
     return TierCalibration(
         tier=tier,
         labeled=int(c.size),
-        auroc=float(roc_auc_score(y, c)),
-        ece=equal_mass_ece(c, y) if probability else None,
-        brier=float(np.mean((c - y) ** 2)) if probability else None,
+        auroc=float(roc_auc_score(y, c, sample_weight=w)),
+        ece=equal_mass_ece(c, y, weights=w) if probability else None,
+        brier=_average((c - y) ** 2, w) if probability else None,
         method=method,
-        curve=reliability_curve(c, y),
+        curve=reliability_curve(c, y, weights=w),
         mapping_x=xs,
         mapping_y=ys,
     )
+
+
+def _average(values: np.ndarray, weights: np.ndarray | None) -> float:
+    return float(values.mean() if weights is None else np.average(values, weights=weights))
 
 
 def _equal_mass_bins(c: np.ndarray, bins: int) -> list[np.ndarray]:
@@ -77,30 +87,49 @@ def _equal_mass_bins(c: np.ndarray, bins: int) -> list[np.ndarray]:
     return [part for part in np.array_split(order, min(bins, c.size)) if part.size]
 
 
-def equal_mass_ece(c: np.ndarray, y: np.ndarray, bins: int = RELIABILITY_BINS) -> float:
-    """Σ_b (n_b / n)·|accuracy_b − mean confidence_b| over equal-mass bins."""
+def equal_mass_ece(
+    c: np.ndarray, y: np.ndarray, bins: int = RELIABILITY_BINS, weights: np.ndarray | None = None
+) -> float:
+    """Σ_b (n_b / n)·|accuracy_b − mean confidence_b| over equal-count bins (with weights: each
+    bin's share of the weight and its weighted means)."""
+    total = c.size if weights is None else float(weights.sum())
     return float(
         sum(
-            part.size / c.size * abs(y[part].mean() - c[part].mean())
+            _mass(part, weights)
+            / total
+            * abs(_part_mean(y, part, weights) - _part_mean(c, part, weights))
             for part in _equal_mass_bins(c, bins)
         )
     )
 
 
-def reliability_curve(c: np.ndarray, y: np.ndarray, bins: int = RELIABILITY_BINS) -> tuple:
-    """(mean confidence, share acceptable, count) per equal-mass bin."""
+def reliability_curve(
+    c: np.ndarray, y: np.ndarray, bins: int = RELIABILITY_BINS, weights: np.ndarray | None = None
+) -> tuple:
+    """(mean confidence, share acceptable, count) per equal-count bin (weighted means)."""
     return tuple(
-        (float(c[part].mean()), float(y[part].mean()), int(part.size))
+        (_part_mean(c, part, weights), _part_mean(y, part, weights), int(part.size))
         for part in _equal_mass_bins(c, bins)
     )
 
 
-def _fit_mapping(c: np.ndarray, y: np.ndarray) -> tuple[str, tuple, tuple]:
+def _mass(part: np.ndarray, weights: np.ndarray | None) -> float:
+    return part.size if weights is None else float(weights[part].sum())
+
+
+def _part_mean(x: np.ndarray, part: np.ndarray, weights: np.ndarray | None) -> float:
+    return _average(x[part], None if weights is None else weights[part])
+
+
+def _fit_mapping(
+    c: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[str, tuple, tuple]:
     grid = np.unique(np.quantile(c, np.linspace(0, 1, 101)))
     if c.size >= ISOTONIC_MIN_LABELS:
-        model = IsotonicRegression(out_of_bounds="clip", increasing="auto").fit(c, y)
+        isotonic = IsotonicRegression(out_of_bounds="clip", increasing="auto")
+        model = isotonic.fit(c, y, sample_weight=weights)
         return "isotonic", tuple(grid.tolist()), tuple(model.predict(grid).tolist())
-    model = LogisticRegression(C=1e6).fit(c.reshape(-1, 1), y)
+    model = LogisticRegression(C=1e6).fit(c.reshape(-1, 1), y, sample_weight=weights)
     return (
         "platt",
         tuple(grid.tolist()),

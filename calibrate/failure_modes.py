@@ -92,8 +92,11 @@ def segment_columns(outcomes: Outcomes) -> dict[str, np.ndarray]:
     return {"app": outcomes.app, "region": outcomes.region, "intent": outcomes.intent}
 
 
-def _mean(values: np.ndarray) -> float | None:
-    return float(values.mean()) if values.size else None
+def _mean(values: np.ndarray, weights: np.ndarray | None = None) -> float | None:
+    """The mean, or the weighted (Hájek) mean when the labels carry 1/π weights."""
+    if not values.size:
+        return None
+    return float(values.mean() if weights is None else np.average(values, weights=weights))
 
 
 def failure_modes(
@@ -101,12 +104,15 @@ def failure_modes(
     policy: Assignment,
     savings_vs_premium: float,
     alternative: Assignment | None = None,
+    weights: np.ndarray | None = None,
 ) -> FailureModes:
+    """Over- and under-escalation per segment; quality means weighted by `weights` (per request,
+    1/inclusion probability of its labels) when the labels come from a stratified sample."""
     premium = len(outcomes.tiers) - 1
     kept = policy.served_tier != premium
     labeled = outcomes.labeled
     rows = [
-        _segment(outcomes, policy, alternative, column, value, values == value)
+        _segment(outcomes, policy, alternative, column, value, values == value, weights)
         for column, values in segment_columns(outcomes).items()
         for value in sorted({str(v) for v in values if v is not None})
     ]
@@ -115,11 +121,12 @@ def failure_modes(
         escalation_rate=float(policy.escalated.mean()) if outcomes.n else 0.0,
         costs_more_than_premium=savings_vs_premium < 0,
         kept_labeled=int(both.sum()),
-        kept_quality=_mean(policy.label[both]),
-        kept_premium_quality=_mean(outcomes.label[both, premium]),
-        cheapest_gap=float(np.mean(outcomes.label[labeled, premium] - outcomes.label[labeled, 0]))
-        if labeled.any()
-        else 0.0,
+        kept_quality=_mean(policy.label[both], _at(weights, both)),
+        kept_premium_quality=_mean(outcomes.label[both, premium], _at(weights, both)),
+        cheapest_gap=_mean(
+            outcomes.label[labeled, premium] - outcomes.label[labeled, 0], _at(weights, labeled)
+        )
+        or 0.0,
         segments=tuple(rows),
     )
 
@@ -131,6 +138,7 @@ def _segment(
     column: str,
     value: str,
     member: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> SegmentRow:
     premium = len(outcomes.tiers) - 1
     labeled = member & outcomes.labeled
@@ -145,13 +153,17 @@ def _segment(
         if alternative is None
         else float(alternative.escalated[member].mean()),
         labeled=int(labeled.sum()),
-        cheapest_quality=_mean(outcomes.label[labeled, 0]),
-        premium_quality=_mean(outcomes.label[labeled, premium]),
+        cheapest_quality=_mean(outcomes.label[labeled, 0], _at(weights, labeled)),
+        premium_quality=_mean(outcomes.label[labeled, premium], _at(weights, labeled)),
         kept_labeled=int(kept.sum()),
-        kept_quality=_mean(policy.label[kept]),
-        kept_premium_quality=_mean(outcomes.label[kept, premium]),
+        kept_quality=_mean(policy.label[kept], _at(weights, kept)),
+        kept_premium_quality=_mean(outcomes.label[kept, premium], _at(weights, kept)),
         examples=tuple(str(r) for r in outcomes.request_ids[regret][:EXAMPLES]),
     )
+
+
+def _at(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if weights is None else weights[rows]
 
 
 def escalation_timeline(outcomes: Outcomes, policy: Assignment) -> pl.DataFrame:

@@ -251,7 +251,8 @@ def run_sweep(
         weighted_labels=int((weights[outcomes.labeled] != 1.0).sum()),
         certification_labels=int(iid.labeled.sum()),
     )
-    calibration = tier_calibrations(outcomes)
+    label_w = weights if weighted else None
+    calibration = tier_calibrations(outcomes, label_w)
     rejected = store.rejected_rows()
     alt_assignment = assign(outcomes, *index[alternative.row["policy"]]) if alternative else None
     labels_used = int(outcomes.labeled.sum())
@@ -267,7 +268,7 @@ def run_sweep(
         break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
         calibration=calibration,
         failure_modes=failure_modes(
-            outcomes, chosen, recommendation.row["savings_vs_premium"], alt_assignment
+            outcomes, chosen, recommendation.row["savings_vs_premium"], alt_assignment, label_w
         ),
         timeline=escalation_timeline(outcomes, chosen),
         economics=economics(
