@@ -601,7 +601,7 @@ def monitor_cmd(
     with Store.open(db if db is not None else ":memory:") as store:
         if paths:
             ingest.ingest(store, paths, strict=False, clock=now)
-        result = monitor.monitor(store, config, options, seed=seed)
+        result = monitor.monitor(store, config, options, seed=seed, base_dir=baseline.parent)
     written = monitor_report.write_outputs(result, out)
     if as_json:
         console.print_json(monitor_report.as_json(result))

@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from calibrate.consensus import consensus_row
-from calibrate.embedding_router import EmbeddingRouter, embedding_matrix
-from calibrate.errors import DataError
 from calibrate.keyword_rules import forced_tiers
 from calibrate.policies import METRICS, Family, evaluate_families
 from calibrate.records import DataWindow, Outcomes
-from calibrate.router_files import load_router, rescore
+from calibrate.router_files import stored_scores
 from calibrate.routing import RoutingConfig, round_metric
 from calibrate.store import Store
 
@@ -87,18 +85,8 @@ def router_family(
     """The config's router as a one-policy family: each request scored from the model file (a
     request the router was trained on keeps its cross-fitted score, as in the sweep)."""
     assert config.classifier is not None
-    model, cross_fitted = load_router(base_dir / config.classifier.file)
     ids = outcomes.request_ids.tolist()
-    if isinstance(model, EmbeddingRouter):
-        features = embedding_matrix(store.embeddings(ids, model.key), model.key)
-        if features is None:
-            raise DataError(
-                f"the router needs metadata.{model.key} and no request has it",
-                hint="Evaluate on logs carrying the embedding the router was trained on.",
-            )
-    else:
-        features = store.prompt_texts(ids)
-    scores = rescore(model, cross_fitted, ids, features)
+    scores = stored_scores(store, base_dir / config.classifier.file, ids)
     index = {name: j for j, name in enumerate(outcomes.tiers)}
     return Family(
         "router",

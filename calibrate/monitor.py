@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +54,7 @@ from calibrate.monitor_series import (
     quality_points,
     summarise,
 )
+from calibrate.router_files import stored_scores
 from calibrate.routing import RoutingConfig
 from calibrate.store import Store
 from calibrate.store.monitor_sql import RequestLog
@@ -115,17 +117,33 @@ class MonitorResult:
 
 
 def monitor(
-    store: Store, config: RoutingConfig, options: MonitorOptions, *, seed: int = 0
+    store: Store,
+    config: RoutingConfig,
+    options: MonitorOptions,
+    *,
+    seed: int = 0,
+    base_dir: Path | None = None,
 ) -> MonitorResult:
-    """Read the stored requests and monitor the deployed config on them."""
+    """Read the stored requests and monitor the deployed config on them (`base_dir`: where
+    routing.yaml is, for a router's model file)."""
     log = store.request_log([t.name for t in config.tiers])
+    here = base_dir if base_dir is not None else Path(".")
+    return analyse(log, config, options, seed=seed, decided=decided(store, config, log, here))
+
+
+def decided(
+    store: Store, config: RoutingConfig, log: RequestLog, base_dir: Path
+) -> np.ndarray | None:
+    """Per request, the config tier chosen before any call (-1: none): by the first matching
+    keyword rule, or by the learned router (its first tier iff score ≥ min_score)."""
+    ids = log.request_ids.tolist()
+    if config.classifier is not None:
+        scores = stored_scores(store, base_dir / config.classifier.file, ids)
+        return np.where(scores >= config.classifier.min_score, 0, 1)
     keywords = [(r.pattern, r.tier) for r in config.rules if r.pattern is not None]
-    forced = (
-        forced_tiers(keywords, store.prompt_texts(log.request_ids.tolist()), log.tiers)
-        if keywords
-        else None
-    )
-    return analyse(log, config, options, seed=seed, forced=forced)
+    if not keywords:
+        return None
+    return forced_tiers(keywords, store.prompt_texts(ids), log.tiers)
 
 
 def analyse(
@@ -134,17 +152,17 @@ def analyse(
     options: MonitorOptions,
     *,
     seed: int = 0,
-    forced: np.ndarray | None = None,
+    decided: np.ndarray | None = None,
 ) -> MonitorResult:
-    """The whole monitor on one request log (pure: no store, no files; `forced`: per request the
-    config tier its first matching keyword rule names, -1 for none)."""
+    """The whole monitor on one request log (pure: no store, no files; `decided`: per request the
+    config tier a keyword rule or the router sends it to before any call, -1 for none)."""
     _check(log, config, options)
     day_index, days = _calendar(log.timestamp_s)
     reference = reference_window(config, days[0], days[-1], options.reference_days)
     first_ref, last_ref = days.index(reference.start), days.index(reference.end)
     in_ref = (day_index >= first_ref) & (day_index <= last_ref)
     calibration = calibrations(log, in_ref)
-    routed = route(log, config, calibration, forced)
+    routed = route(log, config, calibration, decided)
     _require_evaluable(log, routed.evaluable)
     segments = list(_segments(log, options.by))
     frame = Frame(day_index, days, in_ref, last_ref + 1, routed, options.level)
@@ -263,6 +281,9 @@ def describe(config: RoutingConfig) -> str:
     names = [t.name for t in config.tiers]
     if config.strategy == "single":
         return f"always {names[0]}"
+    if config.classifier is not None:
+        tau = config.classifier.min_score
+        return f"learned router: {names[0]} when its score ≥ {tau:g}, else {names[1]}"
     keywords = [r for r in config.rules if r.pattern is not None]
     first = f"{len(keywords)} keyword rules, then " if keywords else ""
     if config.strategy == "rules":

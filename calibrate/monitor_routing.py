@@ -1,8 +1,8 @@
 """The deployed routing.yaml applied to every logged request, for `monitor`.
 
-`route(log, config, calibration, forced)` walks each request through the config with production's
-rule (keyword rules first: `forced` holds the tier their first match names, computed by the caller
-from the prompts; then a cascade keeps a request at the first tier whose confidence is at least its
+`route(log, config, calibration, decided)` walks each request through the config with production's
+rule (first what is decided before any call: `decided` holds the tier a keyword rule or a learned
+router sends the request to, computed by the caller from the prompts; then a cascade keeps a request at the first tier whose confidence is at least its
 `escalate_below`, a missing confidence escalates; length rules route on input_tokens), and gives
 per request the serving tier, what it paid and the calibrated P(correct) of its answer. A cascade
 request is unevaluable when the logs lack the attempt of a tier it reaches before the last. `calibrations` refits each
@@ -40,14 +40,14 @@ def route(
     log: RequestLog,
     config: RoutingConfig,
     calibration: tuple[TierCalibration, ...],
-    forced: np.ndarray | None = None,
+    decided: np.ndarray | None = None,
 ) -> Routed:
-    """Walk every request through the deployed config (`forced`: per request the config tier a
-    keyword rule sends it to, -1 for none); P(correct) of the answer it would get."""
-    stage, evaluable = _stages(log, config)
-    if forced is not None:
-        ruled = forced >= 0
-        stage, evaluable = np.where(ruled, forced, stage), evaluable | ruled
+    """Walk every request through the deployed config (`decided`: per request the config tier a
+    keyword rule or the router sends it to, -1 for none); P(correct) of the answer it would get."""
+    stage, evaluable = _stages(log, config, decided is not None)
+    if decided is not None:
+        ruled = decided >= 0
+        stage, evaluable = np.where(ruled, decided, stage), evaluable | ruled
     rows = np.arange(log.n)
     conf = log.confidence[rows, stage]
     p_correct = np.full(log.n, np.nan)
@@ -59,10 +59,12 @@ def route(
         on_path = np.isin(np.arange(len(log.tiers)), cascade_path(config))
         touched = (np.arange(len(log.tiers))[None, :] <= stage[:, None]) & on_path[None, :]
         cost = np.where(touched, log.cost_usd, 0.0).sum(axis=1)
-        if forced is not None:  # a ruled request pays its rule's tier alone
-            cost = np.where(forced >= 0, log.cost_usd[rows, stage], cost)
+        if decided is not None:  # a ruled request pays its rule's tier alone
+            cost = np.where(decided >= 0, log.cost_usd[rows, stage], cost)
     else:
         cost = log.cost_usd[rows, stage]
+    if config.classifier is not None:
+        cost = cost + config.classifier.cost_per_1k_requests_usd / 1000.0
     escalated = stage > 0
     return Routed(
         evaluable=evaluable,
@@ -76,24 +78,23 @@ def route(
     )
 
 
-def _stages(log: RequestLog, config: RoutingConfig) -> tuple[np.ndarray, np.ndarray]:
+def _stages(log: RequestLog, config: RoutingConfig, decided: bool) -> tuple[np.ndarray, np.ndarray]:
     """Index of the config tier serving each request, and whether the logs can say (a cascade
-    needs the confidence of every tier a request reaches before the last)."""
+    needs the confidence of every tier a request reaches before the last; a router's choice
+    comes in `decided`)."""
     n = log.n
-    if config.strategy in ("router", "consensus"):
-        what = {"router": "a learned router", "consensus": "a consensus"}[config.strategy]
+    if config.strategy == "consensus" or (config.strategy == "router" and not decided):
+        what = {"router": "a learned router without its scores", "consensus": "a consensus"}
         raise ConfigError(
-            f"monitor cannot follow {what} yet (it needs the router's scores or every tier's "
-            "answer)",
-            hint="Monitor a cascade, rules or hybrid config of the same sweep, or use "
-            "`calibrate evaluate`.",
+            f"monitor cannot follow {what[config.strategy]}",
+            hint="Monitor a cascade, rules, hybrid or router config, or use `calibrate evaluate`.",
         )
-    if config.strategy == "single":
+    if config.strategy in ("single", "router"):
         return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
     if config.strategy == "rules":
         index = {t: j for j, t in enumerate(log.tiers)}
         stage, undecided = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
-        for rule in (r for r in config.rules if r.pattern is None):  # keyword rules: `forced`
+        for rule in (r for r in config.rules if r.pattern is None):  # keyword rules: `decided`
             cutoff = rule.max_input_tokens
             take = undecided & (log.input_tokens <= cutoff if cutoff is not None else True)
             stage[take] = index[rule.tier]

@@ -3,7 +3,8 @@
 `evaluate`; plain JSON (never pickle), floats round-tripping exactly, unknown keys rejected.
 
 Besides the model, the file keeps the cross-fitted score of every training request, so that
-`rescore` gives a training request the score the sweep used and any other request the model's.
+`rescore` gives a training request the score the sweep used and any other request the model's;
+`stored_scores` does so for requests in the store (`evaluate`, `monitor`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from calibrate.embedding_router import EmbeddingFile, EmbeddingRouter, embedding_json
-from calibrate.errors import ConfigError
+from calibrate.embedding_router import (
+    EmbeddingFile,
+    EmbeddingRouter,
+    embedding_json,
+    embedding_matrix,
+)
+from calibrate.errors import ConfigError, DataError
 from calibrate.router import ANALYZERS, RouterFit, RouterModel, Vocabulary
+from calibrate.store import Store
 
 
 class _RouterFile(BaseModel):
@@ -93,3 +100,19 @@ def rescore(
         if held_out is not None and not math.isnan(held_out):
             scores[i] = held_out
     return scores
+
+
+def stored_scores(store: Store, path: Path, request_ids: Sequence[str]) -> np.ndarray:
+    """The router in `path` applied to stored requests (their prompts, or their embeddings for an
+    embedding router), training requests keeping their cross-fitted score."""
+    model, cross_fitted = load_router(path)
+    if isinstance(model, EmbeddingRouter):
+        features = embedding_matrix(store.embeddings(request_ids, model.key), model.key)
+        if features is None:
+            raise DataError(
+                f"the router needs metadata.{model.key} and no request has it",
+                hint="Use logs carrying the embedding the router was trained on.",
+            )
+    else:
+        features = store.prompt_texts(request_ids)
+    return rescore(model, cross_fitted, request_ids, features)

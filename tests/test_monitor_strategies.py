@@ -1,5 +1,6 @@
-"""`monitor` follows configs with keyword rules: a hybrid's ruled requests are served by their
-rule's tier (paying it alone), the rest walk the cascade, which skips rule-only tiers."""
+"""`monitor` follows configs that decide before any call: a hybrid's ruled requests are served by
+their rule's tier (paying it alone), the rest walk the cascade, which skips rule-only tiers; a
+learned router's requests go where its exported model sends them."""
 
 from __future__ import annotations
 
@@ -69,3 +70,35 @@ def test_monitor_runs_on_a_hybrid_config(hybrid, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = (tmp_path / "monitor.md").read_text(encoding="utf-8")
     assert "3 keyword rules, then cascade small → large, escalate below 0.7478" in text
+
+
+def test_monitor_follows_a_learned_router(hybrid, sample_logs: Path, tmp_path: Path) -> None:
+    """The router's choice per request is recomputed from router.json (cross-fitted scores for
+    the requests it was trained on), so on the calibration logs the escalation rate is the
+    sweep's; the classifier's price is paid by every request."""
+    from calibrate.monitor import decided
+
+    db, _ = hybrid
+    out = tmp_path / "sweep"
+    args = ["sweep", "--db", str(db), "--tiers", str(sample_logs / "tiers.yaml")]
+    result = runner.invoke(app, [*args, "--out", str(out), "--classifier-cost-usd", "0.01"])
+    assert result.exit_code == 0, result.output
+    rows = [r for r in (out / "frontier.csv").read_text().splitlines() if r.startswith("router:")]
+    policy = rows[len(rows) // 2].split(",")[0]
+    args += ["--out", str(out), "--classifier-cost-usd", "0.01", "--policy", policy]
+    assert runner.invoke(app, args).exit_code == 0
+    config = load_routing(out / "routing.yaml")
+    assert config.strategy == "router"
+    with Store.open(db) as store:
+        log = store.request_log([t.name for t in config.tiers])
+        chosen = decided(store, config, log, out)
+    routed = route(log, config, calibrations(log, np.ones(log.n, dtype=bool)), chosen)
+    assert round(float(routed.escalated.mean()), 4) == config.expected["escalation_rate"]
+    kept = routed.stage == 0
+    assert np.allclose(routed.cost_usd[kept], log.cost_usd[kept, 0] + 1e-5, equal_nan=True)
+    args = ["monitor", "--db", str(db), "--baseline", str(out / "routing.yaml")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "m")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    tau = config.classifier.min_score
+    text = (tmp_path / "m" / "monitor.md").read_text(encoding="utf-8")
+    assert f"learned router: small when its score ≥ {tau:g}, else large" in text
