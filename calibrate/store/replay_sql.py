@@ -104,8 +104,9 @@ def record_results(
 ) -> None:
     """Insert the calls and the attempts; the caller wraps this in one transaction.
 
-    fast: plain INSERTs, which fail on a key already stored (two tiers sharing one call); the
-    store then repeats the batch with fast=False, which replaces calls and skips known attempts."""
+    fast: a plain INSERT of the calls, which fails on a key already stored (two tiers sharing one
+    call); the store then repeats the batch with fast=False, which replaces calls. Attempts
+    already stored are skipped either way."""
     replaced = [k for r in results for k in r.replaces]
     if replaced:
         con.execute(
@@ -120,16 +121,28 @@ def record_results(
             f" ({', '.join(_CALL_COLUMNS)}, run_id) VALUES {', '.join([row] * len(calls))}",
             [v for values in calls for v in values],
         )
-    attempts = [(*astuple(a), run_id) for r in results for a in r.attempts]
+    attempts = [
+        (i, *astuple(a), run_id) for i, a in enumerate(a for r in results for a in r.attempts)
+    ]
     if attempts:
-        row = f"({', '.join('?' * 12)}, 'shadow', 'ok')"
-        con.execute(
-            "INSERT INTO attempts (request_id, tier, position, model, confidence, output,"
-            " input_tokens, output_tokens, cost_usd, latency_ms, extra, run_id, source, status)"
-            f" VALUES {', '.join([row] * len(attempts))}"
-            f"{'' if fast else ' ON CONFLICT DO NOTHING'}",
-            [v for values in attempts for v in values],
-        )
+        _insert_attempts(con, attempts)
+
+
+def _insert_attempts(con: duckdb.DuckDBPyConnection, attempts: Sequence[tuple]) -> None:
+    """Insert shadow attempts (ordinal, request_id, tier, position, ..., run_id); one already
+    stored, or repeated earlier in `attempts`, is skipped (the table has no key constraint)."""
+    con.execute(
+        f"""
+        INSERT INTO attempts BY NAME
+        SELECT * EXCLUDE (ordinal), 'shadow' AS source, 'ok' AS status
+        FROM (VALUES {", ".join([_placeholders(13)] * len(attempts))})
+            AS v(ordinal, request_id, tier, position, model, confidence, output, input_tokens,
+                 output_tokens, cost_usd, latency_ms, extra, run_id)
+        WHERE NOT EXISTS (SELECT 1 FROM attempts AS s WHERE s.request_id = v.request_id
+                          AND s.tier = v.tier AND s.source = 'shadow')
+        QUALIFY row_number() OVER (PARTITION BY request_id, tier ORDER BY ordinal) = 1""",
+        [v for values in attempts for v in values],
+    )
 
 
 def _placeholders(width: int) -> str:
