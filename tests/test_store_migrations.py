@@ -27,8 +27,11 @@ def _store_before_m004(path: Path, log: Path) -> None:
         step(con)
         con.execute("INSERT INTO _calibrate_migrations VALUES (?)", [step.__name__])
     con.execute(f"ATTACH '{path.with_suffix('.new')}' AS new (READ_ONLY)")
-    for table in (*KEYED, "ingest_runs", "ingested_files", "rejects"):
+    for table in (*KEYED, "ingest_runs", "rejects"):
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new.{table}")
+    con.execute(
+        "INSERT INTO ingested_files BY NAME SELECT * EXCLUDE (bytes) FROM new.ingested_files"
+    )
     con.close()
 
 

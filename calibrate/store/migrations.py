@@ -276,6 +276,15 @@ def m004_checked_keys(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE {table}_m004 RENAME TO {table}")
 
 
+@migration
+def m005_ingested_file_size(con: duckdb.DuckDBPyConnection) -> None:
+    """ingested_files.bytes: the size of each ingested file (NULL for files ingested before).
+
+    A file whose size no ingested file has cannot have been ingested, so ingest can hash it
+    while DuckDB reads it instead of before."""
+    con.execute("ALTER TABLE ingested_files ADD COLUMN bytes BIGINT")
+
+
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; return their names."""
     con.execute("CREATE TABLE IF NOT EXISTS _calibrate_migrations (name VARCHAR PRIMARY KEY)")
