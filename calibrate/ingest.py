@@ -6,7 +6,9 @@ store validates and merges it set-wise; only the lines DuckDB cannot read (inval
 CSV and Parquet take the line path: readers stream batches of records, the store checks each
 batch. Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
 path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
-the connection sets less) and spills the rest to DuckDB's temp directory.
+the connection sets less) and spills the rest to DuckDB's temp directory. A file whose bytes were
+ingested before is skipped; its SHA-256 is taken first, or, for a JSONL file of a size no ingested
+file has, in a thread while DuckDB reads it.
 
 Non-strict: one transaction per file, so a crash never leaves a half file marked as ingested.
 Strict: one transaction around everything; any bad row aborts it and nothing is written. Never
