@@ -144,6 +144,8 @@ def _digest(store: Store, path: Path, *, overlap: bool) -> Future[readers.Digest
     With `overlap`, a file whose size no ingested file has (so it cannot have been ingested) is
     hashed in a thread while DuckDB reads it: hashlib releases the GIL."""
     if overlap and not store.size_ingested(path.stat().st_size):
+        with path.open("rb"):  # an unreadable file fails here, as the hash would, not in DuckDB
+            pass
         pool = ThreadPoolExecutor(max_workers=1)
         pending = pool.submit(readers.file_digest, path)
         pool.shutdown(wait=False)
