@@ -121,28 +121,34 @@ def record_results(
             f" ({', '.join(_CALL_COLUMNS)}, run_id) VALUES {', '.join([row] * len(calls))}",
             [v for values in calls for v in values],
         )
-    attempts = [
-        (i, *astuple(a), run_id) for i, a in enumerate(a for r in results for a in r.attempts)
-    ]
+    attempts = [(*astuple(a), run_id) for r in results for a in r.attempts]
     if attempts:
         _insert_attempts(con, attempts)
 
 
 def _insert_attempts(con: duckdb.DuckDBPyConnection, attempts: Sequence[tuple]) -> None:
-    """Insert shadow attempts (ordinal, request_id, tier, position, ..., run_id); one already
-    stored, or repeated earlier in `attempts`, is skipped (the table has no key constraint)."""
-    con.execute(
-        f"""
-        INSERT INTO attempts BY NAME
-        SELECT * EXCLUDE (ordinal), 'shadow' AS source, 'ok' AS status
-        FROM (VALUES {", ".join([_placeholders(13)] * len(attempts))})
-            AS v(ordinal, request_id, tier, position, model, confidence, output, input_tokens,
-                 output_tokens, cost_usd, latency_ms, extra, run_id)
-        WHERE NOT EXISTS (SELECT 1 FROM attempts AS s WHERE s.request_id = v.request_id
-                          AND s.tier = v.tier AND s.source = 'shadow')
-        QUALIFY row_number() OVER (PARTITION BY request_id, tier ORDER BY ordinal) = 1""",
-        [v for values in attempts for v in values],
+    """Insert shadow attempts (request_id, tier, position, ..., run_id); one already stored, or
+    repeated earlier in `attempts`, is skipped (the table has no key constraint: migration m004).
+
+    The stored keys are looked up first: an INSERT ... WHERE NOT EXISTS scans the whole table."""
+    stored = con.execute(
+        "SELECT request_id, tier FROM attempts WHERE source = 'shadow'"
+        " AND request_id IN (SELECT unnest(?::VARCHAR[]))",
+        [sorted({a[0] for a in attempts})],
     )
+    seen, new = set(stored.fetchall()), []
+    for attempt in attempts:
+        if attempt[:2] not in seen:
+            seen.add(attempt[:2])
+            new.append(attempt)
+    if new:
+        row = f"({', '.join('?' * 12)}, 'shadow', 'ok')"
+        con.execute(
+            "INSERT INTO attempts (request_id, tier, position, model, confidence, output,"
+            " input_tokens, output_tokens, cost_usd, latency_ms, extra, run_id, source, status)"
+            f" VALUES {', '.join([row] * len(new))}",
+            [v for values in new for v in values],
+        )
 
 
 def _placeholders(width: int) -> str:
