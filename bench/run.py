@@ -146,11 +146,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=("ingest", "sweep"), help="run one of the two benches")
     args = parser.parse_args()
     path = log_file(args.requests, args.seed)
     print(f"log: {path.stat().st_size / 1e6:.0f} MB, {args.requests:,} requests")
-    bench_ingest(path, args.runs)
-    bench_sweep(path, args.runs)
+    if args.only != "sweep":
+        bench_ingest(path, args.runs)
+    if args.only != "ingest":
+        bench_sweep(path, args.runs)
 
 
 if __name__ == "__main__":

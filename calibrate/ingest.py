@@ -6,7 +6,9 @@ store validates and merges it set-wise; only the lines DuckDB cannot read (inval
 CSV and Parquet take the line path: readers stream batches of records, the store checks each
 batch. Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
 path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
-the connection sets less) and spills the rest to DuckDB's temp directory.
+the connection sets less) and spills the rest to DuckDB's temp directory. A file whose bytes were
+ingested before is skipped; its SHA-256 is taken first, or, for a JSONL file of a size no ingested
+file has, in a thread while DuckDB reads it.
 
 Non-strict: one transaction per file, so a crash never leaves a half file marked as ingested.
 Strict: one transaction around everything; any bad row aborts it and nothing is written. Never
@@ -16,6 +18,7 @@ prints; progress goes to an optional callback.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,34 +119,51 @@ def _ingest_file(
     on_progress: Progress | None,
 ) -> _FileCounts | None:
     """Ingest one file (None when its bytes were ingested before)."""
-    digest = readers.file_digest(path)
-    if store.file_ingested(digest.sha256):
+    whole = options.whole_files and readers.is_jsonl(path)
+    digest = _digest(store, path, overlap=whole)
+    if digest is None:
         return None
-    where = (str(path), digest.sha256, run_id)
     with nullcontext() if options.strict else store.transaction():
-        whole = None
-        if options.whole_files and readers.is_jsonl(path):
-            whole = _whole_file(store, path, digest.lines, where)
-        if whole is None:
+        found = _whole_file(store, path, digest, run_id) if whole else None
+        where = (str(path), digest.result().sha256, run_id)
+        if found is None:
             counts = _line_batches(store, path, where, options, on_progress)
         else:
-            counts, first = whole
+            counts, first = found
             if options.strict and counts.rows_rejected:
                 raise _strict_error(path, first, counts.rows_rejected, "file")
             if on_progress is not None:
                 on_progress(str(path), counts.rows_read)
-        store.record_ingested_file(where, _tuple(counts))
+        store.record_ingested_file(where, digest.result().size, _tuple(counts))
     return counts
 
 
+def _digest(store: Store, path: Path, *, overlap: bool) -> Future[readers.Digest] | None:
+    """The file's digest (None when its bytes were ingested before).
+
+    With `overlap`, a file whose size no ingested file has (so it cannot have been ingested) is
+    hashed in a thread while DuckDB reads it: hashlib releases the GIL."""
+    if overlap and not store.size_ingested(path.stat().st_size):
+        with path.open("rb"):  # an unreadable file fails here, as the hash would, not in DuckDB
+            pass
+        pool = ThreadPoolExecutor(max_workers=1)
+        pending = pool.submit(readers.file_digest, path)
+        pool.shutdown(wait=False)
+        return pending
+    done: Future[readers.Digest] = Future()
+    done.set_result(readers.file_digest(path))
+    return None if store.file_ingested(done.result().sha256) else done
+
+
 def _whole_file(
-    store: Store, path: Path, lines: int | None, where: tuple[str, str, int]
+    store: Store, path: Path, digest: Future[readers.Digest], run_id: int
 ) -> tuple[_FileCounts, list[Reject]] | None:
     """DuckDB reads and checks the whole file; the few lines it cannot read, and the raw text of
     the rejected ones, are read line by line. None when records cannot be matched to lines."""
     records = store.read_log_file(path)
+    where = (str(path), digest.result().sha256, run_id)
     blanks: tuple[int, ...] = ()
-    if records != lines:
+    if records != digest.result().lines:
         scan = readers.scan_lines(path)
         if records != scan.lines - len(scan.blanks):
             store.discard_log_file()

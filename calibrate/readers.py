@@ -34,10 +34,11 @@ _NUMERIC = {"input_tokens", "confidence", "output_tokens", "cost_usd", "latency_
 
 @dataclass(frozen=True, slots=True)
 class Digest:
-    """A file's SHA-256 (of its bytes as stored) and, for plain JSONL, its number of lines."""
+    """A file's SHA-256 and size (of its bytes as stored) and, for plain JSONL, its line count."""
 
     sha256: str
     lines: int | None
+    size: int
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -70,16 +71,17 @@ def file_sha256(path: Path) -> str:
 
 def file_digest(path: Path) -> Digest:
     """SHA-256 of the file's bytes; for plain JSONL also its line count, in the same pass."""
-    digest, newlines, last = hashlib.sha256(), 0, b"\n"
+    digest, newlines, size, last = hashlib.sha256(), 0, 0, b"\n"
     count = is_jsonl(path) and not path.name.lower().endswith(".gz")
     with path.open("rb") as fh:
         while block := fh.read(jsonl.BLOCK_BYTES):
             digest.update(block)
-            if count:
-                newlines += block.count(b"\n")
+            if count:  # numpy counts about twice as fast as bytes.count
+                newlines += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+            size += len(block)
             last = block[-1:]
     lines = newlines + (last != b"\n") if count else None
-    return Digest(digest.hexdigest(), lines)
+    return Digest(digest.hexdigest(), lines, size)
 
 
 def is_jsonl(path: Path) -> bool:

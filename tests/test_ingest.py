@@ -137,6 +137,23 @@ def test_same_file_twice_changes_nothing_and_is_reported_skipped(store: Store) -
     assert (second.files, second.files_skipped, second.rows_read) == (0, 2, 0)
 
 
+def test_a_file_is_recorded_with_its_size_and_one_of_a_known_size_is_still_read(
+    store: Store, tmp_path: Path
+) -> None:
+    """Files of a size no ingested file has are hashed while DuckDB reads them; the others are
+    hashed first. Both ways record the same digest and size."""
+    twin = tmp_path / "twin.jsonl"
+    twin.write_bytes(GOOD.read_bytes().replace(b"r-", b"q-"))
+    assert twin.stat().st_size == GOOD.stat().st_size
+
+    ingest(store, [GOOD], strict=False, clock=clock)
+    summary = ingest(store, [twin, GOOD], strict=False, clock=clock)
+
+    assert (summary.files, summary.files_skipped, summary.rows_kept) == (1, 1, 3)
+    recorded = rows(store, "SELECT path, bytes FROM ingested_files ORDER BY path")
+    assert recorded == sorted((str(p), p.stat().st_size) for p in (GOOD, twin))
+
+
 def test_same_rows_in_another_file_are_a_no_op(store: Store, tmp_path: Path) -> None:
     ingest(store, [GOOD], strict=False, clock=clock)
     before = contents(store)

@@ -12,6 +12,7 @@ import pytest
 
 from calibrate.errors import LogFormatError
 from calibrate.ingest import ingest
+from calibrate.store import ingest_file
 from calibrate.store.core import Store
 
 
@@ -318,3 +319,26 @@ def test_a_row_with_several_conflicts_names_the_first_one(tmp_path: Path) -> Non
 
     assert whole == lines
     assert [r[3] for r in whole[0]["rejects"]] == ["attempts[0]", "labels.large"]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_records_numbered_by_rowid_match_row_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strict: bool
+) -> None:
+    """ing_file's records are numbered from their rowids; row_number() OVER () (the fallback)
+    numbers them alike, in a transaction per file or one around several files (--strict)."""
+    body = [json.dumps(request(f"r-{i}")) if i % 7 else "" for i in range(1, 3000)]
+    files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    files[0].write_text("\n" + "\n".join(body) + "\n")
+    files[1].write_text("\n".join(reversed(body)).replace('"r-', '"s-') + "\n")
+    if not strict:
+        files[0].write_bytes(files[0].read_bytes() + corpus())
+    stores = []
+    for numbering in ("rowid", "window"):
+        if numbering == "window":
+            monkeypatch.setattr(ingest_file, "_ordinal", lambda con: ingest_file.ORDINAL_BY_WINDOW)
+        with Store.open(tmp_path / f"{numbering}.duckdb") as store:
+            ingest(store, files, strict=strict, clock=clock)
+            stores.append(snapshot(store))
+    assert stores[0] == stores[1]
+    assert len(stores[0]["requests"]) >= 2 * 2565

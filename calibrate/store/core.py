@@ -179,8 +179,14 @@ class Store:
         """Drop what read_log_file read (the file goes through the line path instead)."""
         ingest_file.drop(self.con)
 
-    def record_ingested_file(self, where: tuple[str, str, int], counts: Sequence[int]) -> None:
-        ingest_runs.record_file(self.con, where, counts)
+    def size_ingested(self, size: int) -> bool:
+        """Whether a file of `size` bytes may have been ingested before."""
+        return ingest_runs.size_ingested(self.con, size)
+
+    def record_ingested_file(
+        self, where: tuple[str, str, int], size: int, counts: Sequence[int]
+    ) -> None:
+        ingest_runs.record_file(self.con, where, size, counts)
 
     def rejects_by_kind(self, run_id: int) -> list[tuple[str, int]]:
         return ingest_runs.rejects_by_kind(self.con, run_id)

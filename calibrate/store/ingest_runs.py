@@ -40,13 +40,24 @@ def file_ingested(con: duckdb.DuckDBPyConnection, sha: str) -> bool:
     return row is not None
 
 
+def size_ingested(con: duckdb.DuckDBPyConnection, size: int) -> bool:
+    """Whether a file of this many bytes may have been ingested before (files recorded before
+    sizes were kept count as any size)."""
+    row = con.execute(
+        "SELECT 1 FROM ingested_files WHERE bytes IS NULL OR bytes = ? LIMIT 1", [size]
+    ).fetchone()
+    return row is not None
+
+
 def record_file(
-    con: duckdb.DuckDBPyConnection, where: tuple[str, str, int], counts: Sequence[int]
+    con: duckdb.DuckDBPyConnection, where: tuple[str, str, int], size: int, counts: Sequence[int]
 ) -> None:
-    """Mark a file as ingested; counts = (rows_read, rows_kept, rows_rejected)."""
+    """Mark a file of `size` bytes as ingested; counts = (rows_read, rows_kept, rows_rejected)."""
     file, sha, run_id = where
     con.execute(
-        "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?)", [sha, file, run_id, *counts]
+        "INSERT INTO ingested_files (file_sha256, path, run_id, rows_read, rows_kept,"
+        " rows_rejected, bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [sha, file, run_id, *counts, size],
     )
 
 

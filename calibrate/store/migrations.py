@@ -212,6 +212,79 @@ def m003_label_metadata(con: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+@migration
+def m004_checked_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """requests, attempts and labels without PRIMARY KEY constraints; their writers check the keys.
+
+    A primary key makes DuckDB update an index on every insert and write it out at every
+    checkpoint: most of the time a bulk ingest spends inserting and committing. Every writer
+    already checks its keys before it inserts (the ingest merge rule in store/ingest_merge.py, the
+    skip of known attempts in store/replay_sql.py, the labels conflict rule in
+    store/labels_sql.py), so the keys stay unique: request_id; (request_id, tier, source).
+    The tables are rebuilt with the same columns, in the same order, and the same rows.
+    """
+    tables = {
+        "requests": """
+            request_id     VARCHAR NOT NULL,
+            ts             TIMESTAMPTZ NOT NULL,
+            region         VARCHAR,
+            app            VARCHAR,
+            messages       JSON NOT NULL,
+            input_tokens   BIGINT,
+            served_tier    VARCHAR,
+            reference      VARCHAR,
+            metadata       JSON,
+            content_sha256 VARCHAR NOT NULL,
+            source_file    VARCHAR NOT NULL,
+            source_line    BIGINT NOT NULL,
+            run_id         BIGINT NOT NULL""",
+        "attempts": """
+            request_id    VARCHAR NOT NULL,
+            tier          VARCHAR NOT NULL,
+            source        VARCHAR NOT NULL,
+            position      INTEGER NOT NULL,
+            model         VARCHAR,
+            confidence    DOUBLE,
+            output        VARCHAR,
+            input_tokens  BIGINT,
+            output_tokens BIGINT,
+            cost_usd      DOUBLE,
+            latency_ms    DOUBLE,
+            status        VARCHAR NOT NULL,
+            extra         JSON,
+            run_id        BIGINT NOT NULL""",
+        "labels": """
+            request_id     VARCHAR NOT NULL,
+            tier           VARCHAR NOT NULL,
+            score          DOUBLE NOT NULL,
+            source         VARCHAR NOT NULL,
+            run_id         BIGINT NOT NULL,
+            labeler        VARCHAR,
+            labeled_at     TIMESTAMPTZ,
+            imported_at    TIMESTAMPTZ,
+            weight         DOUBLE,
+            inclusion_prob DOUBLE,
+            stratum        VARCHAR,
+            answer_sha256  VARCHAR,
+            call_key       VARCHAR,
+            detail         VARCHAR""",
+    }
+    for table, columns in tables.items():
+        con.execute(f"CREATE TABLE {table}_m004 ({columns})")
+        con.execute(f"INSERT INTO {table}_m004 BY NAME SELECT * FROM {table}")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE {table}_m004 RENAME TO {table}")
+
+
+@migration
+def m005_ingested_file_size(con: duckdb.DuckDBPyConnection) -> None:
+    """ingested_files.bytes: the size of each ingested file (NULL for files ingested before).
+
+    A file whose size no ingested file has cannot have been ingested, so ingest can hash it
+    while DuckDB reads it instead of before."""
+    con.execute("ALTER TABLE ingested_files ADD COLUMN bytes BIGINT")
+
+
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; return their names."""
     con.execute("CREATE TABLE IF NOT EXISTS _calibrate_migrations (name VARCHAR PRIMARY KEY)")

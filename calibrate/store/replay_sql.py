@@ -104,8 +104,9 @@ def record_results(
 ) -> None:
     """Insert the calls and the attempts; the caller wraps this in one transaction.
 
-    fast: plain INSERTs, which fail on a key already stored (two tiers sharing one call); the
-    store then repeats the batch with fast=False, which replaces calls and skips known attempts."""
+    fast: a plain INSERT of the calls, which fails on a key already stored (two tiers sharing one
+    call); the store then repeats the batch with fast=False, which replaces calls. Attempts
+    already stored are skipped either way."""
     replaced = [k for r in results for k in r.replaces]
     if replaced:
         con.execute(
@@ -122,13 +123,31 @@ def record_results(
         )
     attempts = [(*astuple(a), run_id) for r in results for a in r.attempts]
     if attempts:
+        _insert_attempts(con, attempts)
+
+
+def _insert_attempts(con: duckdb.DuckDBPyConnection, attempts: Sequence[tuple]) -> None:
+    """Insert shadow attempts (request_id, tier, position, ..., run_id); one already stored, or
+    repeated earlier in `attempts`, is skipped (the table has no key constraint: migration m004).
+
+    The stored keys are looked up first: an INSERT ... WHERE NOT EXISTS scans the whole table."""
+    stored = con.execute(
+        "SELECT request_id, tier FROM attempts WHERE source = 'shadow'"
+        " AND request_id IN (SELECT unnest(?::VARCHAR[]))",
+        [sorted({a[0] for a in attempts})],
+    )
+    seen, new = set(stored.fetchall()), []
+    for attempt in attempts:
+        if attempt[:2] not in seen:
+            seen.add(attempt[:2])
+            new.append(attempt)
+    if new:
         row = f"({', '.join('?' * 12)}, 'shadow', 'ok')"
         con.execute(
             "INSERT INTO attempts (request_id, tier, position, model, confidence, output,"
             " input_tokens, output_tokens, cost_usd, latency_ms, extra, run_id, source, status)"
-            f" VALUES {', '.join([row] * len(attempts))}"
-            f"{'' if fast else ' ON CONFLICT DO NOTHING'}",
-            [v for values in attempts for v in values],
+            f" VALUES {', '.join([row] * len(new))}",
+            [v for values in new for v in values],
         )
 
 
