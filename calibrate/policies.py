@@ -79,7 +79,7 @@ class Family:
         position = {rid: i for i, rid in enumerate(self.request_ids.tolist())}
         return values[[position[rid] for rid in outcomes.request_ids.tolist()]]
 
-    def forced_tiers(self) -> list[int]:
+    def ruled_tiers(self) -> list[int]:
         """The tiers some keyword rule sends requests to."""
         if self.forced is None:
             return []
@@ -310,7 +310,7 @@ def stop_sums(family: Family) -> list[tuple[int, ...]]:
         sums = [family.path[: s + 1] for s in range(len(family.path))]
     else:
         sums = [(j,) for j in family.path]
-    return sums + [(t,) for t in family.forced_tiers()]
+    return sums + [(t,) for t in family.ruled_tiers()]
 
 
 def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> list[np.ndarray]:

@@ -1,11 +1,14 @@
 """Stage: evaluate every candidate policy on the stored data, certify, choose one, and gather the
 evidence behind it.
 
-`run_sweep(store, tiers, objective)` reads the outcome table once, evaluates the always-tier
-baselines, every cascade over an ordered subset of 2–4 tiers and the input-length rules exactly,
-marks the Pareto frontier, certifies the families (unless `--no-certify`) and selects. Then, for the
-chosen policy: intervals, per-tier confidence diagnostics, failure modes per segment and the
-economics. It writes nothing; rendering and files belong to `report`.
+`run_sweep(store, tiers, objective, strategies=…)` reads the outcome table once, evaluates the
+always-tier baselines, every cascade over an ordered subset of 2–4 tiers, the input-length rules,
+the learned router (on the prompts or a precomputed embedding), keyword rules in front of length
+rules and cascades (with `--rules`) and consensus sets exactly, marks the Pareto frontier,
+certifies the families (unless `--no-certify`) and selects (or takes the `--policy` row). Then, for
+the chosen policy: intervals, per-tier confidence diagnostics, failure modes per segment, the
+economics, endpoint health, keyword-rule hits and consensus on the high-stakes intents. It writes
+nothing; rendering and files belong to `report`.
 """
 
 from __future__ import annotations
