@@ -178,58 +178,19 @@ def run_sweep(
     """Evaluate all candidate policies, recommend one and collect its evidence."""
     overheads = overheads or Overheads()
     strategies = strategies or Strategies()
-    router, keyword_rules = strategies.router, strategies.keyword_rules
     outcomes = store.outcomes(tiers.names, price_table(tiers))
     _require_labels(outcomes)
     high_stakes = _intent_slices(outcomes, strategies.high_stakes)
-    label_weights = store.label_weights(tiers.names)
-    weights = label_weights.for_requests(outcomes.request_ids)
-    weighted = bool((weights[outcomes.labeled] != 1.0).any())
-    scored = hajek_scaled(outcomes, weights) if weighted else outcomes
-    iid = (
-        uniform_only(outcomes, label_weights.strata_for(outcomes.request_ids))
-        if weighted
-        else outcomes
+    labels = _labels(store, tiers, outcomes)
+    found = _candidates(store, outcomes, strategies, grid_size, seed)
+    frontier = mark_pareto(
+        evaluate_families(labels.scored, found.families, _ticks(found, on_progress))
     )
-    families = default_families(outcomes, grid_size)
-    embedded = _embeddings(store, outcomes, router)
-    texts = _prompt_texts(store, outcomes, keyword_rules, router, embedded is not None)
-    if keyword_rules is not None:
-        pairs = [(r.pattern, r.tier) for r in keyword_rules.rules]
-        forced = forced_tiers(pairs, texts, outcomes.tiers)
-        families += keyword_families(outcomes, forced, grid_size)
-    fitted = _fit_router(texts, embedded, outcomes, router, seed)
-    if fitted is not None:
-        families.append(router_family(outcomes, fitted, router, grid_size))
-    done = iter(range(1, len(families) + 1))
-
-    def tick(_: Family) -> None:
-        if on_progress is not None:
-            on_progress(next(done), len(families))
-
-    frontier = mark_pareto(evaluate_families(scored, families, tick))
-    index = policy_index(outcomes, families)
-    premium_policy = f"always:{tiers.names[-1]}"
-    budget = risk_budget(iid, objective)
-    certificates, segments = [], _segments(outcomes, objective)
-    if segments is not None:
-        segments = segment_groups(iid, families, budget, segments)
-    if objective.certify:
-        certificates = certify_families(iid, families, budget, segments)
-    certified_ids = {
-        pid: cert
-        for cert in certificates
-        for pid, (family, option) in index.items()
-        if family == cert.family and option in cert.options
-    }
-    frontier = frontier.with_columns(certified=pl.col("policy").is_in(list(certified_ids)))
-    empirical = select_empirical(frontier, objective, budget.max_regret)
-    if objective.chosen_policy is not None:
-        recommendation = select_chosen(frontier, objective.chosen_policy, budget.max_regret)
-    elif objective.certify:
-        recommendation = select_certified(frontier, objective, premium_policy, budget.max_regret)
-    else:
-        recommendation = empirical
+    index = policy_index(outcomes, found.families)
+    trial = _certify(labels.iid, found.families, index, frontier, objective)
+    frontier = trial.frontier
+    empirical = select_empirical(frontier, objective, trial.budget.max_regret)
+    recommendation = _select(frontier, objective, empirical, trial.budget, tiers)
     frontier = frontier.with_columns(recommended=pl.col("policy") == recommendation.row["policy"])
     chosen = assign(outcomes, *index[recommendation.row["policy"]])
     alternative = (
@@ -237,29 +198,14 @@ def run_sweep(
         if objective.certify and empirical.row["policy"] != recommendation.row["policy"]
         else None
     )
-    cert = certified_ids.get(recommendation.row["policy"])
-    evidence = Evidence(
-        max_regret=budget.max_regret,
-        stages=cert.stages if cert is not None else (),
-        certifiable_families=len(certificates),
-        segments=() if segments is None else tuple(sorted({str(v) for v in segments})),
-        alternative=alternative,
-        labels_needed=_labels_needed(iid, index, frontier, objective, budget, len(certificates))
-        if recommendation.fallback
-        else None,
-        intervals=_intervals(outcomes, chosen, weights if weighted else None, seed, objective),
-        selection_check=None
-        if objective.certify
-        else _selection_check(scored, index, frontier, objective, budget, seed),
-        weighted_labels=int((weights[outcomes.labeled] != 1.0).sum()),
-        certification_labels=int(iid.labeled.sum()),
+    evidence = _evidence(
+        labels, index, frontier, objective, trial, recommendation, alternative, chosen, seed
     )
-    label_w = weights if weighted else None
-    calibration = tier_calibrations(outcomes, label_w)
+    calibration = tier_calibrations(outcomes, labels.weights_or_none)
     rejected = store.rejected_rows()
     alt_assignment = assign(outcomes, *index[alternative.row["policy"]]) if alternative else None
-    labels_used = int(outcomes.labeled.sum())
     answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+    router, keyword_rules = strategies.router, strategies.keyword_rules
     return SweepResult(
         tiers=tiers,
         objective=objective,
@@ -271,23 +217,27 @@ def run_sweep(
         break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
         calibration=calibration,
         failure_modes=failure_modes(
-            outcomes, chosen, recommendation.row["savings_vs_premium"], alt_assignment, label_w
+            outcomes,
+            chosen,
+            recommendation.row["savings_vs_premium"],
+            alt_assignment,
+            labels.weights_or_none,
         ),
         timeline=escalation_timeline(outcomes, chosen),
         economics=economics(
             frontier,
             recommendation.row,
-            premium_policy,
-            labels_used,
+            f"always:{tiers.names[-1]}",
+            int(outcomes.labeled.sum()),
             overheads.label_cost_usd,
             overheads.fixed_monthly_usd,
-            budget.max_regret,
+            trial.budget.max_regret,
             {"router": router.fixed_monthly_usd},
         ),
         overheads=overheads,
-        router=fitted,
+        router=found.router,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
-        rule_hits=rule_hits(keyword_rules, texts, outcomes) if keyword_rules is not None else (),
+        rule_hits=rule_hits(keyword_rules, found.texts, outcomes) if keyword_rules else (),
         keyword_rules=keyword_rules,
         classifier_cost_per_1k=router.cost_usd_per_1k,
         router_fixed_monthly_usd=router.fixed_monthly_usd,
@@ -300,7 +250,160 @@ def run_sweep(
                 rejected,
             )
         )
-        + tuple(w for w in [router.skipped(outcomes.n)] if w and embedded is None),
+        + tuple(w for w in [router.skipped(outcomes.n)] if w and not found.embedded),
+    )
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """The outcome table as each use needs it: `scored` (labels Hájek-scaled when they carry
+    1/π weights) for the engine, `iid` (the uniform stratum only) for certification."""
+
+    outcomes: Outcomes
+    weights: np.ndarray
+    weighted: bool
+    scored: Outcomes
+    iid: Outcomes
+
+    @property
+    def weights_or_none(self) -> np.ndarray | None:
+        return self.weights if self.weighted else None
+
+
+def _labels(store: Store, tiers: TiersConfig, outcomes: Outcomes) -> _Labels:
+    label_weights = store.label_weights(tiers.names)
+    weights = label_weights.for_requests(outcomes.request_ids)
+    weighted = bool((weights[outcomes.labeled] != 1.0).any())
+    if not weighted:
+        return _Labels(outcomes, weights, False, outcomes, outcomes)
+    iid = uniform_only(outcomes, label_weights.strata_for(outcomes.request_ids))
+    return _Labels(outcomes, weights, True, hajek_scaled(outcomes, weights), iid)
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Every family to evaluate, the fitted router, and the prompts read for them."""
+
+    families: list[Family]
+    router: RouterFit | None
+    texts: list[str]
+    embedded: bool
+
+
+def _candidates(
+    store: Store,
+    outcomes: Outcomes,
+    strategies: Strategies,
+    grid_size: dict[int, int] | None,
+    seed: int,
+) -> _Candidates:
+    """The default families, then keyword-rule families (with `--rules`) and the router."""
+    router, keyword_rules = strategies.router, strategies.keyword_rules
+    families = default_families(outcomes, grid_size)
+    embedded = _embeddings(store, outcomes, router)
+    texts = _prompt_texts(store, outcomes, keyword_rules, router, embedded is not None)
+    if keyword_rules is not None:
+        pairs = [(r.pattern, r.tier) for r in keyword_rules.rules]
+        forced = forced_tiers(pairs, texts, outcomes.tiers)
+        families += keyword_families(outcomes, forced, grid_size)
+    fitted = _fit_router(texts, embedded, outcomes, router, seed)
+    if fitted is not None:
+        families.append(router_family(outcomes, fitted, router, grid_size))
+    return _Candidates(families, fitted, texts, embedded is not None)
+
+
+def _ticks(found: _Candidates, on_progress: Callable[[int, int], None] | None):
+    """The per-family progress callback: (families done, families)."""
+    done = iter(range(1, len(found.families) + 1))
+
+    def tick(_: Family) -> None:
+        if on_progress is not None:
+            on_progress(next(done), len(found.families))
+
+    return tick
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """Certification's outcome: the frontier with its `certified` column, each certified policy's
+    certificate, the risk budget and the segments tested within."""
+
+    frontier: pl.DataFrame
+    certified: dict
+    certificates: list
+    budget: Budget
+    segments: np.ndarray | None
+
+
+def _certify(
+    iid: Outcomes,
+    families: list[Family],
+    index: dict[str, tuple[Family, tuple]],
+    frontier: pl.DataFrame,
+    objective: Objective,
+) -> _Trial:
+    budget = risk_budget(iid, objective)
+    certificates, segments = [], _segments(iid, objective)
+    if segments is not None:
+        segments = segment_groups(iid, families, budget, segments)
+    if objective.certify:
+        certificates = certify_families(iid, families, budget, segments)
+    certified = {
+        pid: cert
+        for cert in certificates
+        for pid, (family, option) in index.items()
+        if family == cert.family and option in cert.options
+    }
+    frontier = frontier.with_columns(certified=pl.col("policy").is_in(list(certified)))
+    return _Trial(frontier, certified, certificates, budget, segments)
+
+
+def _select(
+    frontier: pl.DataFrame,
+    objective: Objective,
+    empirical: Recommendation,
+    budget: Budget,
+    tiers: TiersConfig,
+) -> Recommendation:
+    """The user's `--policy`, else the certified selection, else the empirical one."""
+    if objective.chosen_policy is not None:
+        return select_chosen(frontier, objective.chosen_policy, budget.max_regret)
+    if objective.certify:
+        premium_policy = f"always:{tiers.names[-1]}"
+        return select_certified(frontier, objective, premium_policy, budget.max_regret)
+    return empirical
+
+
+def _evidence(
+    labels: _Labels,
+    index: dict[str, tuple[Family, tuple]],
+    frontier: pl.DataFrame,
+    objective: Objective,
+    trial: _Trial,
+    recommendation: Recommendation,
+    alternative: Recommendation | None,
+    chosen,
+    seed: int,
+) -> Evidence:
+    """Why the recommendation can be trusted, or how far it is from being certified."""
+    outcomes, iid, budget = labels.outcomes, labels.iid, trial.budget
+    cert = trial.certified.get(recommendation.row["policy"])
+    families = len(trial.certificates)
+    return Evidence(
+        max_regret=budget.max_regret,
+        stages=cert.stages if cert is not None else (),
+        certifiable_families=families,
+        segments=() if trial.segments is None else tuple(sorted({str(v) for v in trial.segments})),
+        alternative=alternative,
+        labels_needed=_labels_needed(iid, index, frontier, objective, budget, families)
+        if recommendation.fallback
+        else None,
+        intervals=_intervals(outcomes, chosen, labels.weights_or_none, seed, objective),
+        selection_check=None
+        if objective.certify
+        else _selection_check(labels.scored, index, frontier, objective, budget, seed),
+        weighted_labels=int((labels.weights[outcomes.labeled] != 1.0).sum()),
+        certification_labels=int(iid.labeled.sum()),
     )
 
 
