@@ -233,9 +233,10 @@ def sweep_cmd(
         calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --out out/
     """
     from calibrate import pipeline  # heavy (sklearn, matplotlib): only for the commands using it
+    from calibrate.candidates import RouterOptions, Strategies
     from calibrate.keyword_rules import load_rules
     from calibrate.policies import METRICS
-    from calibrate.sweep import Overheads, RouterOptions, Strategies
+    from calibrate.sweep import Overheads
 
     tiers_config = load_tiers(tiers)
     keyword_rules = load_rules(rules, tuple(tiers_config.names)) if rules is not None else None

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from calibrate import ingest, report, sweep
+from calibrate.candidates import Strategies
 from calibrate.records import IngestSummary
 from calibrate.selection import Objective
 from calibrate.settings import TiersConfig
@@ -28,7 +29,7 @@ def sweep_logs(
     seed: int = 0,
     overheads: sweep.Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    strategies: sweep.Strategies | None = None,
+    strategies: Strategies | None = None,
 ) -> tuple[IngestSummary | None, sweep.SweepResult, dict[str, Path]]:
     """Ingest (when paths are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into out_dir."""

@@ -21,6 +21,7 @@ import polars as pl
 
 from calibrate.assignment import ACCEPTABLE, assign, regret, served_labels, take_rows
 from calibrate.calibration import TierCalibration, tier_calibrations
+from calibrate.candidates import Candidates, Strategies, candidates
 from calibrate.certify import (
     Budget,
     Stage,
@@ -31,7 +32,6 @@ from calibrate.certify import (
 )
 from calibrate.consensus import consensus_frame, consensus_slices
 from calibrate.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
-from calibrate.embedding_router import embedding_matrix, fit_embedding_router
 from calibrate.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.errors import ConfigError, DataError
 from calibrate.estimators import hajek_mean, weighted_paired_difference
@@ -50,18 +50,14 @@ from calibrate.intervals import (
     selection_bootstrap,
     wilson,
 )
-from calibrate.keyword_rules import RuleHits, RulesFile, forced_tiers, rule_hits
+from calibrate.keyword_rules import RuleHits, RulesFile, rule_hits
 from calibrate.policies import (
-    DEFAULT_GRID,
     Family,
-    default_families,
     evaluate_families,
-    keyword_families,
     policy_index,
-    threshold_grid,
 )
 from calibrate.records import DataWindow, Outcomes
-from calibrate.router import RouterFit, fit_router
+from calibrate.router import RouterFit
 from calibrate.selection import (
     Objective,
     Recommendation,
@@ -82,39 +78,6 @@ class Overheads:
 
     label_cost_usd: float = 1.0
     fixed_monthly_usd: float = 0.0
-
-
-@dataclass(frozen=True)
-class RouterOptions:
-    """The learned router: whether to fit it, and what running it costs (priced into its policies'
-    cost). `clock` (seconds) measures its inference time."""
-
-    enabled: bool = True
-    cost_usd_per_1k: float = 0.0
-    clock: Callable[[], float] | None = None
-    max_requests: int = 200_000
-    fixed_monthly_usd: float = 0.0  # hosting the classifier, whatever the volume
-    embedding_key: str = "embedding"  # metadata key of a precomputed prompt embedding
-
-    def skipped(self, requests: int) -> str | None:
-        """Why the router is not fitted on this many requests (None when it is)."""
-        if not self.enabled or requests <= self.max_requests:
-            return None
-        return (
-            f"The learned router was skipped: {requests:,} requests is more than "
-            f"--router-max-requests {self.max_requests:,} (its n-gram step would take minutes); "
-            "raise the limit to include it."
-        )
-
-
-@dataclass(frozen=True)
-class Strategies:
-    """The optional strategies of a sweep: the learned router, keyword rules (put in front of
-    length cutoffs and cascades) and the high-stakes intents consensus is reported on."""
-
-    router: RouterOptions = RouterOptions()
-    keyword_rules: RulesFile | None = None
-    high_stakes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,7 +145,7 @@ def run_sweep(
     _require_labels(outcomes)
     high_stakes = _intent_slices(outcomes, strategies.high_stakes)
     labels = _labels(store, tiers, outcomes)
-    found = _candidates(store, outcomes, strategies, grid_size, seed)
+    found = candidates(store, outcomes, strategies, grid_size, seed)
     frontier = mark_pareto(
         evaluate_families(labels.scored, found.families, _ticks(found, on_progress))
     )
@@ -280,39 +243,7 @@ def _labels(store: Store, tiers: TiersConfig, outcomes: Outcomes) -> _Labels:
     return _Labels(outcomes, weights, True, hajek_scaled(outcomes, weights), iid)
 
 
-@dataclass(frozen=True)
-class _Candidates:
-    """Every family to evaluate, the fitted router, and the prompts read for them."""
-
-    families: list[Family]
-    router: RouterFit | None
-    texts: list[str]
-    embedded: bool
-
-
-def _candidates(
-    store: Store,
-    outcomes: Outcomes,
-    strategies: Strategies,
-    grid_size: dict[int, int] | None,
-    seed: int,
-) -> _Candidates:
-    """The default families, then keyword-rule families (with `--rules`) and the router."""
-    router, keyword_rules = strategies.router, strategies.keyword_rules
-    families = default_families(outcomes, grid_size)
-    embedded = _embeddings(store, outcomes, router)
-    texts = _prompt_texts(store, outcomes, keyword_rules, router, embedded is not None)
-    if keyword_rules is not None:
-        pairs = [(r.pattern, r.tier) for r in keyword_rules.rules]
-        forced = forced_tiers(pairs, texts, outcomes.tiers)
-        families += keyword_families(outcomes, forced, grid_size)
-    fitted = _fit_router(texts, embedded, outcomes, router, seed)
-    if fitted is not None:
-        families.append(router_family(outcomes, fitted, router, grid_size))
-    return _Candidates(families, fitted, texts, embedded is not None)
-
-
-def _ticks(found: _Candidates, on_progress: Callable[[int, int], None] | None):
+def _ticks(found: Candidates, on_progress: Callable[[int, int], None] | None):
     """The per-family progress callback: (families done, families)."""
     done = iter(range(1, len(found.families) + 1))
 
@@ -433,78 +364,6 @@ def _with_consensus(
     extra = extra.with_columns(pareto=False, certified=False, recommended=False)
     rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
     return mark_pareto(rows.drop("pareto")).select(frontier.columns)
-
-
-def _embeddings(store: Store, outcomes: Outcomes, options: RouterOptions) -> np.ndarray | None:
-    """The requests' precomputed embeddings (None when the router is off or none has one)."""
-    if not options.enabled or len(outcomes.tiers) < 2:
-        return None
-    vectors = store.embeddings(outcomes.request_ids.tolist(), options.embedding_key)
-    return embedding_matrix(vectors, options.embedding_key)
-
-
-def _routes_on_text(options: RouterOptions, outcomes: Outcomes, embedded: bool) -> bool:
-    """The TF-IDF router runs: enabled, no embeddings, not too many requests."""
-    return (
-        options.enabled
-        and len(outcomes.tiers) >= 2
-        and not embedded
-        and not options.skipped(outcomes.n)
-    )
-
-
-def _prompt_texts(
-    store: Store,
-    outcomes: Outcomes,
-    keyword_rules: RulesFile | None,
-    options: RouterOptions,
-    embedded: bool,
-) -> list[str]:
-    """The prompts, read once when keyword rules or the TF-IDF router need them (else empty)."""
-    if keyword_rules is None and not _routes_on_text(options, outcomes, embedded):
-        return []
-    return store.prompt_texts(outcomes.request_ids.tolist())
-
-
-def _fit_router(
-    texts: list[str],
-    embedded: np.ndarray | None,
-    outcomes: Outcomes,
-    options: RouterOptions,
-    seed: int,
-) -> RouterFit | None:
-    """The cheapest tier's router on the embeddings when the logs have them, else on the prompts
-    (None when disabled, skipped or the labels are one-sided)."""
-    import time  # the default clock; callers pass their own for reproducible timings
-
-    clock = options.clock or time.perf_counter
-    ids, acceptable = outcomes.request_ids.tolist(), outcomes.label[:, 0] >= ACCEPTABLE
-    target = (ids, acceptable, outcomes.labeled, outcomes.tiers[0])
-    if embedded is not None:
-        key = options.embedding_key
-        return fit_embedding_router(embedded, *target, key, seed=seed, clock=clock)
-    if not _routes_on_text(options, outcomes, embedded=False):
-        return None
-    return fit_router(texts, *target, seed=seed, clock=clock)
-
-
-def router_family(
-    outcomes: Outcomes,
-    fitted: RouterFit,
-    options: RouterOptions,
-    grid_size: dict[int, int] | None = None,
-) -> Family:
-    """Cheapest tier vs premium, decided up front on the router's scores (thresholds from the
-    score distribution, like a 2-tier cascade's)."""
-    size = {**DEFAULT_GRID, **(grid_size or {})}[2]
-    return Family(
-        "router",
-        (0, len(outcomes.tiers) - 1),
-        (threshold_grid(fitted.scores, size),),
-        scores=fitted.scores,
-        overhead_usd=options.cost_usd_per_1k / 1000.0,
-        request_ids=outcomes.request_ids,
-    )
 
 
 def _require_labels(outcomes: Outcomes) -> None:
