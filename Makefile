@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --rules sample_logs/rules.yaml --out $(DEMO_OUT)
+	$(VENV)/bin/calibrate sweep sample_logs/ --tiers sample_logs/tiers.yaml --rules sample_logs/rules.yaml \
+		--high-stakes contract_interpretation --high-stakes billing_dispute --out $(DEMO_OUT)
 	@echo "Outputs are in $(DEMO_OUT)/: routing.yaml frontier.csv summary.json report.md report.html and the charts (*.svg)"
 
 test: $(STAMP)

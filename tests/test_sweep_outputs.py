@@ -23,6 +23,12 @@ CHARTS = (
 )
 
 
+def demo_args(sample_logs: Path) -> list[str]:
+    """The options `make demo` adds."""
+    rules = ["--rules", str(sample_logs / "rules.yaml")]
+    return [*rules, "--high-stakes", "contract_interpretation", "--high-stakes", "billing_dispute"]
+
+
 def sweep_sample(sample_logs: Path, out: Path, *extra: str) -> None:
     """Run `calibrate sweep` on the bundled sample logs into `out`; it must succeed."""
     args = [
@@ -40,7 +46,7 @@ def sweep_sample(sample_logs: Path, out: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    sweep_sample(sample_logs, out, "--rules", str(sample_logs / "rules.yaml"))  # as `make demo`
+    sweep_sample(sample_logs, out, *demo_args(sample_logs))
     return out
 
 
@@ -65,7 +71,7 @@ def test_outputs_match_golden_files(demo_out: Path, golden, name: str) -> None:
 def test_outputs_are_byte_identical_across_runs(
     demo_out: Path, sample_logs: Path, tmp_path: Path
 ) -> None:
-    sweep_sample(sample_logs, tmp_path, "--rules", str(sample_logs / "rules.yaml"))
+    sweep_sample(sample_logs, tmp_path, *demo_args(sample_logs))
     for name in (
         "routing.yaml",
         "frontier.csv",
