@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from calibrate.errors import DataError
-from calibrate.router import RouterFit
+from calibrate.router import RouterFit, timed_fit
 
 FOLDS = 5
 PROBE = 500
@@ -89,15 +89,7 @@ def fit_embedding_router(
     unlabeled = np.flatnonzero(~labeled)
     scores[unlabeled] = model.score(x[unlabeled])
     probe = x[unlabeled[:PROBE]]
-    started = clock()
-    model.score(probe)
-    elapsed_ms = (clock() - started) * 1000.0
-    return RouterFit(
-        model=model,
-        scores=scores,
-        cross_fitted={str(request_ids[i]): float(scores[i]) for i in rows},
-        inference_ms_per_request=elapsed_ms / max(len(probe), 1),
-    )
+    return timed_fit(model, scores, [str(request_ids[i]) for i in rows], rows, probe, clock)
 
 
 def _fit(x: np.ndarray, y: np.ndarray, cheap_tier: str, key: str, seed: int) -> EmbeddingRouter:

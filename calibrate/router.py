@@ -146,14 +146,27 @@ def fit_router(
     model, columns = _fit(words, rows, y, cheap_tier, seed)
     unlabeled = np.flatnonzero(~labeled)
     scores[unlabeled] = model._score_counts(_select(words, unlabeled, columns))
-    probe = [texts[i] for i in unlabeled[:PROBE]]
-    started = clock()  # inference as deployed: n-grams, TF-IDF, the linear model
+    probe = [texts[i] for i in unlabeled[:PROBE]]  # inference as deployed: n-grams, TF-IDF, …
+    return timed_fit(model, scores, [str(request_ids[i]) for i in rows], rows, probe, clock)
+
+
+def timed_fit(
+    model: Scorer,
+    scores: np.ndarray,
+    trained_ids: list[str],
+    rows: np.ndarray,
+    probe,
+    clock: Callable[[], float],
+) -> RouterFit:
+    """The fit, with the cross-fitted score of each training request (`trained_ids`, at `rows`)
+    and the inference time per request measured by scoring `probe` as deployed."""
+    started = clock()
     model.score(probe)
     elapsed_ms = (clock() - started) * 1000.0
     return RouterFit(
         model=model,
         scores=scores,
-        cross_fitted={str(request_ids[i]): float(scores[i]) for i in rows},
+        cross_fitted={rid: float(scores[i]) for rid, i in zip(trained_ids, rows, strict=True)},
         inference_ms_per_request=elapsed_ms / max(len(probe), 1),
     )
 
