@@ -16,7 +16,7 @@ import numpy as np
 
 from calibrate.assignment import ACCEPTABLE
 from calibrate.embedding_router import embedding_matrix, fit_embedding_router
-from calibrate.keyword_rules import RulesFile, forced_tiers
+from calibrate.keyword_rules import RulesFile, first_match, rule_tiers
 from calibrate.policies import (
     DEFAULT_GRID,
     Family,
@@ -64,11 +64,12 @@ class Strategies:
 
 @dataclass(frozen=True)
 class Candidates:
-    """Every family to evaluate, the fitted router, and the prompts read for them."""
+    """Every family to evaluate, the fitted router, and each request's first matching keyword
+    rule (`keyword_rules.first_match`; None without a rules file)."""
 
     families: list[Family]
     router: RouterFit | None
-    texts: list[str]
+    rule_winner: np.ndarray | None
     embedded: bool
 
 
@@ -82,16 +83,17 @@ def candidates(
     """The default families, then keyword-rule families (with `--rules`) and the router."""
     router, keyword_rules = strategies.router, strategies.keyword_rules
     families = default_families(outcomes, grid_size)
+    winner = None
     embedded = _embeddings(store, outcomes, router)
     texts = _prompt_texts(store, outcomes, keyword_rules, router, embedded is not None)
     if keyword_rules is not None:
+        winner = first_match([r.pattern for r in keyword_rules.rules], texts)
         pairs = [(r.pattern, r.tier) for r in keyword_rules.rules]
-        forced = forced_tiers(pairs, texts, outcomes.tiers)
-        families += keyword_families(outcomes, forced, grid_size)
+        families += keyword_families(outcomes, rule_tiers(pairs, winner, outcomes.tiers), grid_size)
     fitted = _fit_router(texts, embedded, outcomes, router, seed)
     if fitted is not None:
         families.append(router_family(outcomes, fitted, router, grid_size))
-    return Candidates(families, fitted, texts, embedded is not None)
+    return Candidates(families, fitted, winner, embedded is not None)
 
 
 def _embeddings(store: Store, outcomes: Outcomes, options: RouterOptions) -> np.ndarray | None:

@@ -86,27 +86,38 @@ def load_rules(path: Path, tiers: tuple[str, ...]) -> RulesFile:
 
 
 def first_match(patterns: list[str], texts: list[str]) -> np.ndarray:
-    """Per text, the index of the first pattern it matches (-1: none)."""
-    compiled = [re.compile(p) for p in patterns]
-    winner = np.full(len(texts), -1, dtype=np.int64)
+    """Per text, the index of the first pattern it matches (-1: none). Each distinct text is
+    matched once: templated prompts repeat (on the 1M-request bench log, 2 in 5 are distinct)."""
+    searches = [re.compile(p).search for p in patterns]
+    found: dict[str, int] = {}
+    winner = np.empty(len(texts), dtype=np.int64)
     for i, text in enumerate(texts):
-        winner[i] = next((k for k, rx in enumerate(compiled) if rx.search(text)), -1)
+        k = found.get(text)
+        if k is None:
+            k = found[text] = next((k for k, search in enumerate(searches) if search(text)), -1)
+        winner[i] = k
     return winner
+
+
+def rule_tiers(
+    rules: list[tuple[str, str]], winner: np.ndarray, tiers: tuple[str, ...]
+) -> np.ndarray:
+    """Per text, the index in `tiers` of the tier its first matching (pattern, tier) rule names,
+    from `first_match`'s winners (-1: no rule matches)."""
+    to_tier = np.array([tiers.index(t) for _, t in rules] + [-1], dtype=np.int64)
+    return to_tier[winner]  # winner -1 reads the trailing -1
 
 
 def forced_tiers(
     rules: list[tuple[str, str]], texts: list[str], tiers: tuple[str, ...]
 ) -> np.ndarray:
-    """Per text, the index in `tiers` of the tier its first matching (pattern, tier) rule names
-    (-1: no rule matches)."""
-    winner = first_match([p for p, _ in rules], texts)
-    to_tier = np.array([tiers.index(t) for _, t in rules] + [-1], dtype=np.int64)
-    return to_tier[winner]  # winner -1 reads the trailing -1
+    """`rule_tiers` of the texts' first matches."""
+    return rule_tiers(rules, first_match([p for p, _ in rules], texts), tiers)
 
 
-def rule_hits(rules: RulesFile, texts: list[str], outcomes: Outcomes) -> tuple[RuleHits, ...]:
-    """Per rule, its first-match hits and the mean label of each tier on the labeled hits."""
-    winner = first_match([r.pattern for r in rules.rules], texts)
+def rule_hits(rules: RulesFile, winner: np.ndarray, outcomes: Outcomes) -> tuple[RuleHits, ...]:
+    """Per rule, its first-match hits (`winner`: `first_match` of the prompts) and the mean label
+    of each tier on the labeled hits."""
     labeled = outcomes.labeled
     out = []
     for k, rule in enumerate(rules.rules):

@@ -200,7 +200,9 @@ def run_sweep(
         overheads=overheads,
         router=found.router,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
-        rule_hits=rule_hits(keyword_rules, found.texts, outcomes) if keyword_rules else (),
+        rule_hits=rule_hits(keyword_rules, found.rule_winner, outcomes)
+        if keyword_rules is not None and found.rule_winner is not None
+        else (),
         keyword_rules=keyword_rules,
         classifier_cost_per_1k=router.cost_usd_per_1k,
         router_fixed_monthly_usd=router.fixed_monthly_usd,

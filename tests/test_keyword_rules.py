@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from calibrate.cli import app
 from calibrate.errors import ConfigError
 from calibrate.ingest import ingest
-from calibrate.keyword_rules import RuleHits, load_rules, rule_hits
+from calibrate.keyword_rules import RuleHits, first_match, load_rules, rule_hits
 from calibrate.settings import load_tiers, price_table
 from calibrate.store import Store
 
@@ -34,7 +34,7 @@ def test_hits_are_first_match_and_quality_is_per_tier(sample_logs: Path, tmp_pat
     tiers = load_tiers(sample_logs / "tiers.yaml")
     outcomes = store.outcomes(tiers.names, price_table(tiers))
     texts = store.prompt_texts(outcomes.request_ids.tolist())
-    hits = rule_hits(rules, texts, outcomes)
+    hits = rule_hits(rules, first_match([r.pattern for r in rules.rules], texts), outcomes)
     invoice = np.array([re.search(r"(?i)\binvoice\b", t) is not None for t in texts])
     refund = ~invoice & np.array([re.search("(?i)refund", t) is not None for t in texts])
     assert [h.name for h in hits] == ["invoices", "rule 2", "rule 3"]
