@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from collections import Counter
 
 import numpy as np
 import polars as pl
@@ -39,17 +38,35 @@ def normalise(text: str) -> str:
 
 
 def chosen_tier(answers: list[list[str | None]], voters: tuple[int, ...]) -> np.ndarray:
-    """Per request, the tier (index into the answers' columns) whose answer the vote picks."""
-    chosen = np.full(len(answers), voters[-1], dtype=np.int64)
-    for i, row in enumerate(answers):
-        votes = [(normalise(row[j]), j) for j in voters if row[j] is not None]
-        if not votes:
-            continue
-        counts = Counter(text for text, _ in votes)
-        top = max(counts.values())
-        # among the answers with the most votes, the one the dearest tier gave; label of that tier
-        chosen[i] = max(j for text, j in votes if counts[text] == top)
+    """Per request, the tier (index into the answers' columns) whose answer the vote picks: among
+    the answers with the most votes, the one the dearest tier gave; the last voter when none
+    answered. Each distinct answer text is normalised once; the vote itself is vectorized."""
+    codes = answer_codes(answers, voters)  # (n, v): normalised answer id, -1 for no answer
+    valid = codes >= 0
+    same = (codes[:, :, None] == codes[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    votes = same.sum(axis=2)  # votes for the answer voter j gave (0 when j did not answer)
+    best = valid & (votes == votes.max(axis=1, keepdims=True))
+    dearest = len(voters) - 1 - np.argmax(best[:, ::-1], axis=1)
+    chosen = np.asarray(voters, dtype=np.int64)[dearest]
+    chosen[~valid.any(axis=1)] = voters[-1]
     return chosen
+
+
+def answer_codes(answers: list[list[str | None]], voters: tuple[int, ...]) -> np.ndarray:
+    """(requests × voters) integer id of each normalised answer (-1: no answer)."""
+    text_code: dict[str, int] = {}
+    norm_code: dict[str, int] = {}
+    codes = np.full((len(answers), len(voters)), -1, dtype=np.int64)
+    for i, row in enumerate(answers):
+        for k, j in enumerate(voters):
+            text = row[j]
+            if text is None:
+                continue
+            code = text_code.get(text)
+            if code is None:
+                code = text_code[text] = norm_code.setdefault(normalise(text), len(norm_code))
+            codes[i, k] = code
+    return codes
 
 
 def consensus_outcomes(outcomes: Outcomes, voters: tuple[int, ...], chosen: np.ndarray) -> Outcomes:
