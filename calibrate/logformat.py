@@ -131,11 +131,11 @@ Any other attempt key is kept in `attempts.extra` (a JSON object). Integers may 
 ## Merge rule (ingesting the same request more than once)
 
 - A file whose SHA-256 is already in `ingested_files` is skipped as a whole and reported as skipped.
-- `content_sha256` is the SHA-256 of the canonical JSON of the request-level content: request_id,
-  timestamp (UTC), region, app, messages, input_tokens, served_tier, reference and metadata
-  (minified JSON, keys in the order written; attempts and labels excluded).
-- A request_id seen again (later in the same file, or in the store) with the same content_sha256
-  merges: attempts with a new (tier, source) and labels with a new tier are added; an attempt or a
+- The request-level content of a row is its timestamp (UTC), region, app, messages,
+  input_tokens, served_tier, reference and metadata (minified JSON, keys in the order written);
+  attempts and labels are not part of it.
+- A request_id seen again (later in the same file, or in the store) with the same request-level
+  content merges: attempts with a new (tier, source) and labels with a new tier are added; an attempt or a
   label equal to the stored one is a no-op; one that differs is a conflict.
 - A conflict rejects the whole later row (nothing of it is written); the first copy wins. Reasons
   name where the first copy came from.

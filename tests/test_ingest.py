@@ -41,7 +41,7 @@ def contents(store: Store) -> dict[str, list[tuple]]:
         "requests": rows(
             store,
             "SELECT request_id, ts, region, app, messages::VARCHAR, input_tokens, served_tier,"
-            " reference, metadata::VARCHAR, content_sha256 FROM requests ORDER BY request_id",
+            " reference, metadata::VARCHAR FROM requests ORDER BY request_id",
         ),
         "attempts": rows(
             store,

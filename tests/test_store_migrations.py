@@ -1,4 +1,5 @@
-"""Store migrations: a store made before m004 opens, keeps its rows, and its keys stay unique."""
+"""Store migrations: a store made before m004 opens, keeps its rows, and its keys stay unique;
+m006 drops the content hashes."""
 
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ def _store_before_m004(path: Path, log: Path) -> None:
         step(con)
         con.execute("INSERT INTO _calibrate_migrations VALUES (?)", [step.__name__])
     con.execute(f"ATTACH '{path.with_suffix('.new')}' AS new (READ_ONLY)")
-    for table in (*KEYED, "ingest_runs", "rejects"):
+    for table in ("attempts", "labels", "ingest_runs", "rejects"):
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new.{table}")
+    con.execute(
+        "INSERT INTO requests BY NAME SELECT *, sha256(request_id) AS content_sha256"
+        " FROM new.requests"
+    )
     con.execute(
         "INSERT INTO ingested_files BY NAME SELECT * EXCLUDE (bytes) FROM new.ingested_files"
     )
@@ -44,10 +49,16 @@ def _primary_keys(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def _rows(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
-    return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in KEYED}
+    """Every row of the keyed tables, without m003's content_sha256 (m006 drops it)."""
+    columns = "COLUMNS(lambda c: c <> 'content_sha256')"
+    return {t: con.execute(f"SELECT {columns} FROM {t} ORDER BY ALL").fetchall() for t in KEYED}
 
 
-def test_an_m003_store_opens_with_its_rows_and_without_key_constraints(
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def test_an_m003_store_opens_with_its_rows_without_key_constraints_or_content_hashes(
     tmp_path: Path, sample_logs: Path
 ) -> None:
     db = tmp_path / "old.duckdb"
@@ -56,9 +67,11 @@ def test_an_m003_store_opens_with_its_rows_and_without_key_constraints(
     with duckdb.connect(str(db)) as con:
         before = _rows(con)
         assert _primary_keys(con) == 3
+        assert "content_sha256" in _columns(con, "requests")
     with Store.open(db) as store:
         assert _rows(store.con) == before
         assert _primary_keys(store.con) == 0
+        assert "content_sha256" not in _columns(store.con, "requests")
         again = ingest.ingest(
             store, [log], strict=False, clock=lambda: datetime(2026, 2, 1, tzinfo=UTC)
         )

@@ -38,10 +38,17 @@ def request_columns(r: str, meta: str) -> str:
         coalesce({meta}, {r}.metadata) AS metadata"""
 
 
-CONTENT_SHA256 = """sha256(to_json({'request_id': request_id, 'ts_us': epoch_us(ts),
-    'region': region, 'app': app, 'messages': messages, 'input_tokens': input_tokens,
-    'served_tier': served_tier, 'reference': reference, 'metadata': metadata}))"""
-"""SQL: content_sha256 over the typed request columns (the merge rule compares it)."""
+def content(alias: str) -> str:
+    """SQL: the request-level content of a typed request row (`alias`.column), as one struct.
+
+    Two copies of a request_id are the same request when these are not distinct."""
+    return "{" + ", ".join(f"'{c}': {alias}.{c}" for c in CONTENT_COLUMNS) + "}"
+
+
+CONTENT_COLUMNS = (
+    "ts", "region", "app", "messages", "input_tokens", "served_tier", "reference", "metadata"
+)
+"""The request-level content the merge rule compares (attempts and labels merge on their own)."""
 
 
 def good(con: duckdb.DuckDBPyConnection) -> None:
@@ -51,12 +58,11 @@ def good(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def good_requests(con: duckdb.DuckDBPyConnection) -> None:
-    """ing_req: typed request columns, labels and content_sha256 of the good checked rows."""
+    """ing_req: typed request columns and labels of the good checked rows."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_req AS
-        SELECT *, {CONTENT_SHA256} AS content_sha256
-        FROM (SELECT line, {request_columns("r", "meta")}, r.labels AS labels
-              FROM ing_checked WHERE bad IS NULL)""")
+        SELECT line, {request_columns("r", "meta")}, r.labels AS labels
+        FROM ing_checked WHERE bad IS NULL""")
 
 
 def good_details(con: duckdb.DuckDBPyConnection) -> None:
@@ -110,14 +116,14 @@ def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
                    'duplicate request_id ' || q.request_id || ' with conflicting content (first '
                    || 'seen in ' || s.source_file || ' line ' || s.source_line || ')' AS reason
             FROM ing_req AS q JOIN requests AS s USING (request_id)
-            WHERE s.content_sha256 <> q.content_sha256
+            WHERE {content("s")} IS DISTINCT FROM {content("q")}
             UNION ALL
             SELECT line, 2, 0, 'request_id', 'duplicate request_id ' || request_id
                    || ' with conflicting content' || {seen}
-            FROM (SELECT *, first_value(content_sha256) OVER w AS first_sha,
+            FROM (SELECT *, {content("r")} AS own, first_value({content("r")}) OVER w AS first,
                          first_value(line) OVER w AS first_line
-                  FROM ing_req WINDOW w AS (PARTITION BY request_id ORDER BY line)) AS q
-            WHERE content_sha256 <> first_sha
+                  FROM ing_req AS r WINDOW w AS (PARTITION BY request_id ORDER BY line)) AS q
+            WHERE own IS DISTINCT FROM first
               AND NOT EXISTS (SELECT 1 FROM requests AS s WHERE s.request_id = q.request_id)
             UNION ALL
             SELECT line, 3, position, 'attempts[' || position || ']',
@@ -156,7 +162,7 @@ def _insert(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
         """
         INSERT INTO requests BY NAME
         SELECT request_id, ts, region, app, messages, input_tokens, served_tier, reference,
-               metadata, content_sha256, $file AS source_file, line AS source_line, $run AS run_id
+               metadata, $file AS source_file, line AS source_line, $run AS run_id
         FROM ing_req AS q
         WHERE NOT EXISTS (SELECT 1 FROM ing_conf AS c WHERE c.line = q.line)
           AND NOT EXISTS (SELECT 1 FROM requests AS s WHERE s.request_id = q.request_id)

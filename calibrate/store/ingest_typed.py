@@ -18,7 +18,7 @@ import json
 import duckdb
 
 from calibrate import logformat as lf
-from calibrate.store.ingest_merge import CONTENT_SHA256, request_columns
+from calibrate.store.ingest_merge import request_columns
 
 _NUMBERS = ("confidence", "input_tokens", "output_tokens", "cost_usd", "latency_ms")
 ATTEMPTS_SCHEMA = json.dumps(
@@ -91,17 +91,16 @@ PLAIN_ROW = """coalesce(
 
 def plain_values(source: str) -> str:
     """SQL: `source` (r, attempts, labels, extras, att) with `plain` and, for plain rows, `req`
-    (typed request columns with content_sha256); `source` is a subquery from a closed set."""
+    (typed request columns); `source` is a subquery from a closed set."""
     return f"""
         SELECT *, CASE WHEN plain THEN {{{_REQ_FIELDS}}} END AS req
-        FROM (SELECT *, {CONTENT_SHA256} AS content_sha256
-              FROM (SELECT *, {request_columns("r", "meta")}
-                    FROM (SELECT *, CASE WHEN plain THEN {_PLAIN_META} END AS meta
-                          FROM (SELECT *, {PLAIN_ROW} AS plain
-                                FROM (SELECT *, CASE WHEN len(extras) > 0
-                                                     AND starts_with(r.metadata, '{{')
-                                                     THEN json_keys(r.metadata) END AS meta_keys
-                                      FROM ({source}))))))"""
+        FROM (SELECT *, {request_columns("r", "meta")}
+              FROM (SELECT *, CASE WHEN plain THEN {_PLAIN_META} END AS meta
+                    FROM (SELECT *, {PLAIN_ROW} AS plain
+                          FROM (SELECT *, CASE WHEN len(extras) > 0
+                                               AND starts_with(r.metadata, '{{')
+                                               THEN json_keys(r.metadata) END AS meta_keys
+                                FROM ({source})))))"""
 
 
 _REQ_FIELDS = ", ".join(
@@ -115,7 +114,6 @@ _REQ_FIELDS = ", ".join(
         "served_tier",
         "reference",
         "metadata",
-        "content_sha256",
     )
 )
 

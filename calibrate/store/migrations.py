@@ -285,6 +285,15 @@ def m005_ingested_file_size(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE ingested_files ADD COLUMN bytes BIGINT")
 
 
+@migration
+def m006_drop_content_hash(con: duckdb.DuckDBPyConnection) -> None:
+    """requests without content_sha256: the merge rule compares the stored content columns.
+
+    Only a repeated request_id needs the comparison, so hashing every request on ingest (and
+    storing 64 hex characters per request) bought nothing the columns do not already hold."""
+    con.execute("ALTER TABLE requests DROP COLUMN content_sha256")
+
+
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; return their names."""
     con.execute("CREATE TABLE IF NOT EXISTS _calibrate_migrations (name VARCHAR PRIMARY KEY)")
