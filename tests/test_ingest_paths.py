@@ -61,6 +61,7 @@ GOOD = [
     request("g-13", attempts=[attempt(output='say "hi": \\ \n')], labels={"small": 0.25}),
     request("g-14", x_id="u", metadata={'k"\\y': 1, "\u00e9/\t": [None, 1.5e-7]}),
     request("g-15", x_id=None, metadata={}),
+    request("g-16", attempts=[attempt(input_tokens=3.0, output_tokens=7, cost_usd=-0.0)]),
 ]
 
 BAD = [
@@ -102,6 +103,12 @@ BAD = [
     request("g-11", attempts=[attempt(confidence=0.9)]),
     request("g-1", labels={"small": 0}),
     request("b-35", served_tier=1.0, reference=True),
+    request("b-36", attempts=[attempt(confidence=True)]),
+    request("b-37", attempts=[attempt(cost_usd="0.5")]),
+    request("b-38", attempts=[attempt(latency_ms=[1])]),
+    request("b-39", attempts=[attempt(output_tokens={"n": 1})]),
+    request("b-40", attempts=[attempt(confidence="NaN")]),
+    request("b-41", attempts=[attempt(input_tokens=-0.5)]),
 ]
 
 ODD_LINES = [
@@ -185,8 +192,8 @@ def test_every_kind_of_row_gives_the_same_store_and_rejects(tmp_path: Path) -> N
 
     assert whole == lines
     store, [(read, kept, rejected, by_kind)] = whole
-    assert (read, kept, rejected) == (74, 23, 51)
-    assert len(store["requests"]) == 22 and len(store["rejects"]) == 51
+    assert (read, kept, rejected) == (81, 24, 57)
+    assert len(store["requests"]) == 23 and len(store["rejects"]) == 57
     assert {kind for kind, _ in by_kind} == {
         "wrong type",
         "invalid JSON",

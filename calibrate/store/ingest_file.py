@@ -61,7 +61,7 @@ def read(con: duckdb.DuckDBPyConnection, path: str) -> int:
         CREATE OR REPLACE TEMP TABLE ing_file AS
         SELECT unread, coalesce(plain, false) AS plain, request_id AS rid, req,
                CASE WHEN plain THEN r.labels END AS labels_map,
-               CASE WHEN plain THEN att END AS att,
+               CASE WHEN plain THEN att_t END AS att,
                CASE WHEN NOT plain THEN r END AS r,
                CASE WHEN NOT plain THEN attempts END AS attempts,
                CASE WHEN NOT plain THEN labels END AS labels,

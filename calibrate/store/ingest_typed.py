@@ -45,16 +45,17 @@ CREATE OR REPLACE TEMP MACRO ing_whole(j) AS ing_nonneg(j)
 CREATE OR REPLACE TEMP MACRO ing_text(j) AS coalesce(starts_with(j, '"'), true);
 CREATE OR REPLACE TEMP MACRO ing_fields(a) AS
     {" + ".join(f"(a.{k} IS NOT NULL)::INT" for k in lf.ATTEMPT_FIELDS)};
+CREATE OR REPLACE TEMP MACRO ing_whole_double(d) AS d >= 0 AND d = floor(d) AND d < 9e18;
 CREATE OR REPLACE TEMP MACRO ing_plain_attempt(a) AS coalesce(
     a.tier <> '' AND ing_plain(a.tier)
     AND coalesce(a.source IN {tuple(lf.SOURCES)}, true)
     AND coalesce(a.status IN {tuple(lf.STATUSES)}, true)
     AND coalesce(ing_plain(a.model), true) AND coalesce(ing_plain(a.output), true)
-    AND (a.confidence IS NULL OR ing_finite(a.confidence))
-    AND (a.input_tokens IS NULL OR ing_whole(a.input_tokens))
-    AND (a.output_tokens IS NULL OR ing_whole(a.output_tokens))
-    AND (a.cost_usd IS NULL OR ing_nonneg(a.cost_usd))
-    AND (a.latency_ms IS NULL OR ing_nonneg(a.latency_ms)), false);
+    AND coalesce(isfinite(a.confidence), true)
+    AND coalesce(ing_whole_double(a.input_tokens), true)
+    AND coalesce(ing_whole_double(a.output_tokens), true)
+    AND coalesce(isfinite(a.cost_usd) AND a.cost_usd >= 0, true)
+    AND coalesce(isfinite(a.latency_ms) AND a.latency_ms >= 0, true), false);
 CREATE OR REPLACE TEMP MACRO ing_plain_attempts(text, att) AS att IS NOT NULL
     AND (strlen(text::VARCHAR) - strlen(replace(text::VARCHAR, '":', ''))) // 2
         = coalesce(list_sum(list_transform(att, lambda a: ing_fields(a))), 0)
@@ -85,8 +86,19 @@ PLAIN_ROW = """coalesce(
          lambda v: NOT coalesce(TRY_CAST(v::VARCHAR AS DOUBLE) BETWEEN 0 AND 1, false))) = 0))
     AND (len(extras) = 0 OR r.metadata IS NULL OR (len(list_distinct(meta_keys)) = len(meta_keys)
          AND NOT list_has_any(meta_keys, list_transform(extras, lambda e: e.key))))
-    AND (attempts IS NULL OR ing_plain_attempts(attempts, att)), false)"""
-"""SQL: whether the record (r, attempts, labels, extras, att, meta_keys) is plain."""
+    AND (attempts IS NULL OR ing_plain_attempts(attempts, att_t)), false)"""
+"""SQL: whether the record (r, attempts, labels, extras, att_t, meta_keys) is plain."""
+
+TYPED_ATTEMPTS = (
+    "list_transform(att, lambda a: {"
+    + ", ".join(
+        f"'{k}': TRY_CAST(a.{k}::VARCHAR AS DOUBLE)" if k in _NUMBERS else f"'{k}': a.{k}"
+        for k in lf.ATTEMPT_FIELDS
+    )
+    + "})"
+)
+"""SQL: the parsed attempts `att` with their numbers read once as DOUBLE, NULL where the JSON
+value is not a number: a number field that is not NULL in `att` but NULL here is not plain."""
 
 
 def plain_values(source: str) -> str:
@@ -99,7 +111,8 @@ def plain_values(source: str) -> str:
                     FROM (SELECT *, {PLAIN_ROW} AS plain
                           FROM (SELECT *, CASE WHEN len(extras) > 0
                                                AND starts_with(r.metadata, '{{')
-                                               THEN json_keys(r.metadata) END AS meta_keys
+                                               THEN json_keys(r.metadata) END AS meta_keys,
+                                       {TYPED_ATTEMPTS} AS att_t
                                 FROM ({source})))))"""
 
 
@@ -118,12 +131,11 @@ _REQ_FIELDS = ", ".join(
 )
 
 _TYPED_ATTEMPT = f"""a.tier AS tier, coalesce(a.source, '{lf.DEFAULT_SOURCE}') AS source, position,
-    {{'model': a.model, 'confidence': TRY_CAST(a.confidence AS DOUBLE), 'output': a.output,
-      'input_tokens': TRY_CAST(a.input_tokens AS DOUBLE)::BIGINT,
-      'output_tokens': TRY_CAST(a.output_tokens AS DOUBLE)::BIGINT,
-      'cost_usd': TRY_CAST(a.cost_usd AS DOUBLE), 'latency_ms': TRY_CAST(a.latency_ms AS DOUBLE),
+    {{'model': a.model, 'confidence': a.confidence, 'output': a.output,
+      'input_tokens': a.input_tokens::BIGINT, 'output_tokens': a.output_tokens::BIGINT,
+      'cost_usd': a.cost_usd, 'latency_ms': a.latency_ms,
       'status': coalesce(a.status, '{lf.DEFAULT_STATUS}'), 'extra': NULL::VARCHAR}} AS c"""
-"""Typed attempt columns from `a` (one element of the parsed attempts) and its `position`."""
+"""Typed attempt columns from `a` (one element of TYPED_ATTEMPTS) and its `position`."""
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
