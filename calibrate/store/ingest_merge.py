@@ -46,7 +46,14 @@ def content(alias: str) -> str:
 
 
 CONTENT_COLUMNS = (
-    "ts", "region", "app", "messages", "input_tokens", "served_tier", "reference", "metadata"
+    "ts",
+    "region",
+    "app",
+    "messages",
+    "input_tokens",
+    "served_tier",
+    "reference",
+    "metadata",
 )
 """The request-level content the merge rule compares (attempts and labels merge on their own)."""
 
