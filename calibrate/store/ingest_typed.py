@@ -1,10 +1,12 @@
 """The fast lane of the file path: rows that cheap tests prove good, typed while the file is read.
 
 The file path (store/ingest_file.py) sees each record's top-level values as JSON text and parses
-its attempts with strings typed and numbers kept as JSON text. A row is *plain* when these show,
-without reparsing, that every rule holds: strings are JSON strings, numbers are finite JSON numbers
-in range, and the attempts have exactly the keys they show (the `":` count of their JSON text
-equals their non-null known fields, so no unknown, null or repeated key hides). The tests only ever err towards "not plain":
+its attempts with strings typed and numbers kept as JSON text, then cast once to DOUBLE (NULL when
+the JSON value is not a number). A row is *plain* when these show, without reparsing, that every
+rule holds: strings are JSON strings, numbers are finite and in range, and the attempts have
+exactly the keys they show (the `":` count of their JSON text equals their non-null fields after
+the cast, so no unknown, null, repeated or non-numeric key hides). The tests only ever err
+towards "not plain":
 a string that reads like a number, say, is left to the exact rule chains (store/ingest_rules.py),
 which decide the row and give the reason. Plain rows carry their typed values (`req`,
 `labels_map`, `att`) from the read on; a plain row whose request_id is unique in the file and new to the store
@@ -58,8 +60,8 @@ CREATE OR REPLACE TEMP MACRO ing_plain_attempt(a) AS coalesce(
     AND coalesce(isfinite(a.latency_ms) AND a.latency_ms >= 0, true), false);
 CREATE OR REPLACE TEMP MACRO ing_plain_attempts(text, att) AS att IS NOT NULL
     AND (strlen(text::VARCHAR) - strlen(replace(text::VARCHAR, '":', ''))) // 2
-        = coalesce(list_sum(list_transform(att, lambda a: ing_fields(a))), 0)
-    AND len(list_filter(att, lambda a: NOT ing_plain_attempt(a))) = 0
+        = coalesce(list_sum(list_transform(att, lambda a:
+              CASE WHEN ing_plain_attempt(a) THEN ing_fields(a) ELSE -1000000 END)), 0)
     AND len(list_distinct(list_transform(att, lambda a: hash(a.tier,
         coalesce(a.source, '{lf.DEFAULT_SOURCE}'))))) = len(att);
 """
