@@ -202,6 +202,62 @@ def test_second_file_merges_new_attempts_and_labels_and_rejects_conflicts(
     assert (summary.rows_kept, summary.rows_rejected) == (1, 2)
 
 
+BASE_ROW = {
+    "request_id": "c-1",
+    "timestamp": "2026-10-01T09:30:00Z",
+    "prompt": "hi",
+    "region": "eu-west-1",
+    "metadata": {"intent": "x"},
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"timestamp": "2026-10-01T09:30:00.000001Z"},
+        {"region": None},
+        {"app": "bot"},
+        {"prompt": "hi!"},
+        {"input_tokens": 3},
+        {"served_tier": "small"},
+        {"reference": ""},
+        {"metadata": {"intent": "x", "n": None}},
+        {"extra_key": 1},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+@pytest.mark.parametrize("whole_files", [True, False], ids=["file-path", "line-path"])
+def test_any_change_to_the_request_content_is_a_conflict_in_the_store_and_in_a_file(
+    tmp_path: Path, change: dict, whole_files: bool
+) -> None:
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    changed = json.dumps(BASE_ROW | change)
+    first.write_text(json.dumps(BASE_ROW) + "\n")
+    second.write_text(json.dumps(BASE_ROW) + "\n" + changed + "\n" + changed + "\n")
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        ingest(store, [first], strict=False, clock=clock, whole_files=whole_files)
+        summary = ingest(store, [second], strict=False, clock=clock, whole_files=whole_files)
+        rejects = rows(store, "SELECT line, reason FROM rejects ORDER BY line")
+
+    conflict = f"duplicate request_id c-1 with conflicting content (first seen in {first} line 1)"
+    assert rejects == [(2, conflict), (3, conflict)]
+    assert (summary.rows_kept, summary.rows_rejected) == (1, 2)
+
+
+def test_a_changed_copy_later_in_one_file_is_a_conflict_with_the_first(tmp_path: Path) -> None:
+    log = tmp_path / "one.jsonl"
+    log.write_text(json.dumps(BASE_ROW) + "\n" + json.dumps(BASE_ROW | {"app": None, "x": 1}))
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        ingest(store, [log], strict=False, clock=clock)
+        rejects = rows(store, "SELECT line, reason FROM rejects")
+
+    assert rejects == [
+        (2, f"duplicate request_id c-1 with conflicting content (first seen in {log} line 1)")
+    ]
+
+
 def test_strict_raises_with_file_and_line_and_writes_nothing(store: Store) -> None:
     with pytest.raises(LogFormatError) as caught:
         ingest(store, [GOOD, MALFORMED], strict=True, clock=clock)
