@@ -50,7 +50,44 @@ def timed(fn, runs: int) -> list[float]:
     return times
 
 
-def bench_ingest(path: Path, runs: int) -> None:
+def dirty_log_file(path: Path) -> Path:
+    """The same log with 0.3% bad lines, made once: every 997th line cut in half (invalid JSON),
+    every 1009th with a string confidence and an unknown attempt key, every 1013th with a null
+    region and an unknown top-level key. Real logs have such lines; they must not be a cliff."""
+    dirty = path.with_name(path.stem + "-dirty.jsonl")
+    if not dirty.exists():
+        tmp = dirty.with_suffix(".tmp")
+        with path.open("rb") as src, tmp.open("wb") as out:
+            for number, line in enumerate(src, 1):
+                if number % 997 == 0:
+                    line = line[: len(line) // 2] + b"\n"
+                elif number % 1009 == 0:
+                    line = line.replace(b'"confidence":', b'"confidence":"x","c2":', 1)
+                elif number % 1013 == 0:
+                    line = line.replace(b'"region":', b'"region":null,"r2":', 1)
+                out.write(line)
+        tmp.rename(dirty)
+    return dirty
+
+
+def ingest_once(path: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.duckdb") as store:
+        ingest.ingest(store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def bench_dirty(path: Path, runs: int, clean_s: float) -> None:
+    """Our ingest of the log with 0.3% bad lines, against our ingest of the clean log."""
+    dirty = dirty_log_file(path)
+    times = timed(lambda: ingest_once(dirty), runs)
+    a = statistics.median(times)
+    verdict = "meets" if a / clean_s <= 1.5 else "MISSES"
+    print(
+        f"ingest with 0.3% bad lines: median {a:.2f} s over {runs} runs; "
+        f"{a / clean_s:.2f}x the clean ingest ({verdict} target ≤ 1.5x)"
+    )
+
+
+def bench_ingest(path: Path, runs: int) -> float:
     """Our ingest of the log into a new store file versus DuckDB's CREATE TABLE AS read_json.
 
     Runs alternate, and CPU seconds (this process, all DuckDB threads) are printed too: on a
@@ -65,10 +102,7 @@ def bench_ingest(path: Path, runs: int) -> None:
 
     def ours() -> None:
         start = cpu_seconds()
-        with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.duckdb") as store:
-            ingest.ingest(
-                store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)
-            )
+        ingest_once(path)
         cpu["ours"].append(cpu_seconds() - start)
 
     def floor() -> None:
@@ -91,6 +125,7 @@ def bench_ingest(path: Path, runs: int) -> None:
     report("ingest", ours_s, "duckdb read_json", floor_s, target=2.0)
     a, b = statistics.median(cpu["ours"]), statistics.median(cpu["floor"])
     print(f"  (CPU seconds: ingest median {a:.1f}, read_json median {b:.1f}; ratio {a / b:.1f}x)")
+    return statistics.median(ours_s)
 
 
 def sweep_store(path: Path) -> Path:
@@ -151,7 +186,8 @@ def main() -> None:
     path = log_file(args.requests, args.seed)
     print(f"log: {path.stat().st_size / 1e6:.0f} MB, {args.requests:,} requests")
     if args.only != "sweep":
-        bench_ingest(path, args.runs)
+        clean_s = bench_ingest(path, args.runs)
+        bench_dirty(path, args.runs, clean_s)
     if args.only != "ingest":
         bench_sweep(path, args.runs)
 

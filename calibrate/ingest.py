@@ -124,7 +124,7 @@ def _ingest_file(
     if digest is None:
         return None
     with nullcontext() if options.strict else store.transaction():
-        found = _whole_file(store, path, digest, run_id) if whole else None
+        found = _whole_file(store, path, digest, run_id, options.batch_rows) if whole else None
         where = (str(path), digest.result().sha256, run_id)
         if found is None:
             counts = _line_batches(store, path, where, options, on_progress)
@@ -156,7 +156,7 @@ def _digest(store: Store, path: Path, *, overlap: bool) -> Future[readers.Digest
 
 
 def _whole_file(
-    store: Store, path: Path, digest: Future[readers.Digest], run_id: int
+    store: Store, path: Path, digest: Future[readers.Digest], run_id: int, batch_rows: int
 ) -> tuple[_FileCounts, list[Reject]] | None:
     """DuckDB reads and checks the whole file; the few lines it cannot read, and the raw text of
     the rejected ones, are read line by line. None when records cannot be matched to lines."""
@@ -170,18 +170,57 @@ def _whole_file(
             return None
         blanks = scan.blanks
     check = store.check_log_file(blanks, where)
-    read, rejected, first = check.rows_read, len(check.rejected), []
+    counts = _FileCounts(
+        check.rows_read, check.rows_read - len(check.rejected), len(check.rejected)
+    )
+    unread = _Unread(store, where, batch_rows)
     wanted = np.union1d(check.unread, check.rejected)
     for batch in readers.read_lines(path, wanted) if len(wanted) else ():
         store.quarantine_log_lines(batch.lines, where)
-        unread = batch.lines.filter(pc.is_in(batch.lines["line"], pa.array(check.unread)))
-        if unread.num_rows or batch.rejects:
-            raw = [(r.line, r.field, r.reason, r.raw) for r in batch.rejects]
-            result = store.ingest_batch(unread, raw, where)
-            read, rejected = read + result.rows_read, rejected + result.rows_rejected
-            first += result.rejects
-    first = sorted(first + store.finish_log_file(where))[:5]
-    return _FileCounts(read, read - rejected, rejected), first
+        lines = batch.lines.filter(pc.is_in(batch.lines["line"], pa.array(check.unread)))
+        unread.add(lines, batch.rejects)
+    counts, first = unread.flush(counts)
+    return counts, sorted(first + store.finish_log_file(where))[:5]
+
+
+class _Unread:
+    """The lines DuckDB's reader could not read, gathered across blocks of the file and sent
+    through the line path in batches of up to batch_rows (each batch scans the store once)."""
+
+    def __init__(self, store: Store, where: tuple[str, str, int], batch_rows: int) -> None:
+        self._store, self._where, self._batch_rows = store, where, batch_rows
+        self._lines: list[pa.Table] = []
+        self._rejects: list[tuple[int, str | None, str, str]] = []
+        self._rows, self._read, self._rejected = 0, 0, 0
+        self._first: list[Reject] = []
+
+    def add(self, lines: pa.Table, rejects: Iterable[readers.RawReject]) -> None:
+        raw = [(r.line, r.field, r.reason, r.raw) for r in rejects]
+        if not lines.num_rows and not raw:
+            return
+        self._lines.append(lines)
+        self._rejects += raw
+        self._rows += lines.num_rows + len(raw)
+        if self._rows >= self._batch_rows:
+            self._send()
+
+    def flush(self, counts: _FileCounts) -> tuple[_FileCounts, list[Reject]]:
+        """Send what is left; return the file's counts with these lines added, and their first
+        rejects."""
+        self._send()
+        read = counts.rows_read + self._read
+        rejected = counts.rows_rejected + self._rejected
+        return _FileCounts(read, read - rejected, rejected), self._first
+
+    def _send(self) -> None:
+        if not self._rows:
+            return
+        lines = pa.concat_tables(self._lines)
+        result = self._store.ingest_batch(lines, self._rejects, self._where)
+        self._read += result.rows_read
+        self._rejected += result.rows_rejected
+        self._first += result.rejects
+        self._lines, self._rejects, self._rows = [], [], 0
 
 
 def _line_batches(

@@ -208,6 +208,22 @@ def test_every_kind_of_row_gives_the_same_store_and_rejects(tmp_path: Path) -> N
     }
 
 
+@pytest.mark.parametrize("batch_rows", [1, 3])
+def test_unread_lines_gathered_into_batches_of_any_size_give_the_same_store(
+    tmp_path: Path, batch_rows: int
+) -> None:
+    log = tmp_path / "mixed.jsonl"
+    log.write_bytes(corpus())
+    results = []
+    for rows in (batch_rows, 50_000):
+        with Store.open(tmp_path / f"{rows}.duckdb") as store:
+            summary = ingest(store, [log], strict=False, clock=clock, batch_rows=rows)
+            results.append((snapshot(store), summary.rows_read, summary.rows_rejected))
+
+    assert results[0] == results[1]
+    assert results[0][1:] == (81, 57)
+
+
 def test_the_paths_agree_on_merges_across_files_and_gzip(tmp_path: Path) -> None:
     first = tmp_path / "a.jsonl"
     first.write_bytes(corpus())
