@@ -2,7 +2,9 @@
 
 JSONL files (plain or gzip) take the file path: DuckDB reads the whole file in parallel and the
 store validates and merges it set-wise; only the lines DuckDB cannot read (invalid JSON, not UTF-8,
-...) go through the line path, and the raw text of rejected lines is read back from the file.
+...) go through the line path, gathered into batches of batch_rows (each batch scans the store
+once, so a few bad lines spread over a big file cost one batch, not one per block), and the raw
+text of rejected lines is read back from the file.
 CSV and Parquet take the line path: readers stream batches of records, the store checks each
 batch. Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
 path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
@@ -173,14 +175,35 @@ def _whole_file(
     counts = _FileCounts(
         check.rows_read, check.rows_read - len(check.rejected), len(check.rejected)
     )
-    unread = _Unread(store, where, batch_rows)
+    unread, rejected = _Unread(store, where, batch_rows), _Rejected(store, where, batch_rows)
     wanted = np.union1d(check.unread, check.rejected)
     for batch in readers.read_lines(path, wanted) if len(wanted) else ():
-        store.quarantine_log_lines(batch.lines, where)
-        lines = batch.lines.filter(pc.is_in(batch.lines["line"], pa.array(check.unread)))
-        unread.add(lines, batch.rejects)
+        line = batch.lines["line"]
+        rejected.add(batch.lines.filter(pc.is_in(line, pa.array(check.rejected))))
+        unread.add(batch.lines.filter(pc.is_in(line, pa.array(check.unread))), batch.rejects)
+    rejected.flush()
     counts, first = unread.flush(counts)
     return counts, sorted(first + store.finish_log_file(where))[:5]
+
+
+class _Rejected:
+    """The raw text of the file's rejected lines, stored with their rejects batch_rows at a time."""
+
+    def __init__(self, store: Store, where: tuple[str, str, int], batch_rows: int) -> None:
+        self._store, self._where, self._batch_rows = store, where, batch_rows
+        self._lines: list[pa.Table] = []
+        self._rows = 0
+
+    def add(self, lines: pa.Table) -> None:
+        self._lines.append(lines)
+        self._rows += lines.num_rows
+        if self._rows >= self._batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._store.quarantine_log_lines(pa.concat_tables(self._lines), self._where)
+        self._lines, self._rows = [], 0
 
 
 class _Unread:
