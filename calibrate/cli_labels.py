@@ -295,12 +295,15 @@ def labels_status_cmd(
         console.coverage_tables(coverage, agreement_line(coverage.agreement))
 
 
-def _thresholds(routing: Path | None, given: list[str] | None) -> dict[str, float]:
-    """escalate_below per cheap tier: from a cascade or hybrid routing.yaml, then --threshold
-    TIER=VALUE."""
+def _routing_design(
+    routing: Path | None, given: list[str] | None
+) -> tuple[dict[str, float], tuple[tuple[str, str], ...]]:
+    """escalate_below per cheap tier and the keyword rules (pattern, tier): from a cascade or
+    hybrid routing.yaml, then --threshold TIER=VALUE."""
     from calibrate.routing import load_routing
 
     found: dict[str, float] = {}
+    rules: tuple[tuple[str, str], ...] = ()
     if routing is not None:
         config = load_routing(routing)
         if config.strategy not in ("cascade", "hybrid"):
@@ -310,6 +313,7 @@ def _thresholds(routing: Path | None, given: list[str] | None) -> dict[str, floa
                 param_hint="--routing",
             )
         found = {t.name: t.escalate_below for t in config.tiers if t.escalate_below is not None}
+        rules = tuple((r.pattern, r.tier) for r in config.rules if r.pattern is not None)
     for item in given or []:
         name, sep, value = item.partition("=")
         try:
@@ -320,7 +324,7 @@ def _thresholds(routing: Path | None, given: list[str] | None) -> dict[str, floa
             ) from None
         if not sep or not name.strip():
             raise typer.BadParameter(f"{item!r}: expected TIER=VALUE", param_hint="--threshold")
-    return found
+    return found, rules
 
 
 def sample_cmd(
@@ -336,7 +340,11 @@ def sample_cmd(
     ] = 0.7,
     routing: Annotated[
         Path | None,
-        typer.Option("--routing", help="A cascade routing.yaml: its thresholds define `kept`."),
+        typer.Option(
+            "--routing",
+            help="A cascade or hybrid routing.yaml: its thresholds (and keyword rules) define"
+            " `kept`.",
+        ),
     ] = None,
     threshold: Annotated[
         list[str] | None,
@@ -382,10 +390,12 @@ def sample_cmd(
     """
     from calibrate import label_queue
 
+    thresholds, rules = _routing_design(routing, threshold)
     design = label_queue.Design(
         n=n,
         uniform_share=uniform_share,
-        thresholds=_thresholds(routing, threshold),
+        thresholds=thresholds,
+        rules=rules,
         near_share=near_share,
         long_input_tokens=long_input_tokens,
         keywords=tuple(keyword or ()),

@@ -5,11 +5,14 @@ The design, with exact inclusion probabilities π:
 1. **uniform**: a simple random sample of n_u = ⌈share·n⌉ requests (share ≥ 2/3); π_u = n_u/N.
    It is the i.i.d. sample certification relies on.
 2. **targeted** strata, disjoint, among requests a cheap tier keeps under the given thresholds
-   (every request when no threshold is given):
+   (every request when no threshold is given); with a hybrid's keyword rules, a request a rule
+   sends to a cheap tier is kept by it whatever its confidence, and one a rule sends to the
+   premium tier is not kept:
    - `complex`: long inputs (≥ `long_input_tokens`), a keyword rule (RE2, case-insensitive) on the
      prompt, or a named intent;
    - `near_threshold` (not complex): the `near_share` of each cheap tier's kept requests whose
-     confidence is closest above its threshold.
+     confidence is closest above its threshold (requests a keyword rule routes are never near a
+     threshold: their confidence decides nothing).
    The other n − n_u labels are split evenly over the non-empty targeted strata (capped at their
    size); each stratum h draws a simple random sample of n_h among its requests the uniform draw
    did not take. For i in h, π_i = π_u + (1 − π_u)·E[min(1, n_h / M_h)], where M_h, the members of
@@ -27,7 +30,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -35,6 +38,7 @@ import numpy as np
 from scipy.stats import hypergeom
 
 from calibrate.errors import ConfigError, DataError
+from calibrate.keyword_rules import forced_tiers
 from calibrate.label_records import Population, SampleSummary
 from calibrate.logformat import messages_text
 from calibrate.settings import TiersConfig
@@ -57,6 +61,8 @@ class Design:
     long_input_tokens: int | None = None
     keywords: tuple[str, ...] = ()
     intents: tuple[str, ...] = ()
+    rules: tuple[tuple[str, str], ...] = ()
+    """A hybrid's keyword rules (pattern, tier), matched in order before the cascade."""
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -85,16 +91,25 @@ class Draw:
 
 
 def kept_tier(pop: Population, thresholds: Mapping[str, float]) -> np.ndarray:
-    """Index of the cheap tier that keeps each request under the cascade, −1 when it escalates
-    to the premium tier (or when no thresholds are given). NaN confidence always escalates."""
+    """Index of the cheap tier that keeps each request, −1 when it goes to the premium tier (or
+    when no thresholds are given). A keyword rule's tier wins over the cascade; otherwise the
+    cascade keeps a request at the first cheap tier whose confidence reaches its threshold. NaN
+    confidence always escalates."""
     kept = np.full(pop.size, -1, dtype=np.int64)
+    ruled = _ruled(pop)
     for j, name in enumerate(pop.tiers[:-1]):
         if name not in thresholds:
             continue
         with np.errstate(invalid="ignore"):
-            keeps = (kept < 0) & (pop.confidence[:, j] >= thresholds[name])
+            keeps = (ruled < 0) & (kept < 0) & (pop.confidence[:, j] >= thresholds[name])
         kept[keeps] = j
+    cheap = (ruled >= 0) & (ruled < len(pop.tiers) - 1)
+    kept[cheap] = ruled[cheap]
     return kept
+
+
+def _ruled(pop: Population) -> np.ndarray:
+    return pop.ruled if pop.ruled is not None else np.full(pop.size, -1, dtype=np.int64)
 
 
 def strata(pop: Population, design: Design) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -114,8 +129,9 @@ def strata(pop: Population, design: Design) -> tuple[np.ndarray, tuple[str, ...]
     if design.intents:
         complex_ |= np.isin(pop.intent, list(design.intents))
     label[complex_ & scope] = COMPLEX
-    for j in np.unique(kept[kept >= 0]):
-        members = np.flatnonzero(kept == j)
+    by_confidence = np.where(_ruled(pop) < 0, kept, -1)  # a ruled request is never near
+    for j in np.unique(by_confidence[by_confidence >= 0]):
+        members = np.flatnonzero(by_confidence == j)
         take = math.ceil(design.near_share * members.size)
         order = np.argsort(pop.confidence[members, j], kind="stable")
         near = members[order[:take]]
@@ -199,6 +215,9 @@ def sample(
             "no stored request has an answer from every tier, so there is nothing to sample",
             hint="Run `calibrate ingest` and `calibrate replay` first.",
         )
+    if design.rules:
+        texts = store.prompt_texts([str(r) for r in pop.request_ids])
+        pop = replace(pop, ruled=forced_tiers(list(design.rules), texts, names))
     result = draw(pop, design, np.random.default_rng(seed))
     shuffle = np.random.default_rng(seed + 1).permutation(result.rows.size)
     rows, stratum, pi = (
@@ -227,6 +246,13 @@ def sample(
 
 
 def _check_thresholds(design: Design, names: tuple[str, ...]) -> None:
+    ruled = sorted({tier for _, tier in design.rules} - set(names))
+    if ruled:
+        raise ConfigError(
+            f"keyword rule to {', '.join(ruled)}: not a tier of tiers.yaml "
+            f"(tiers: {', '.join(names)})",
+            hint="Use the tiers.yaml the routing.yaml was made with.",
+        )
     unknown = sorted(set(design.thresholds) - set(names[:-1]))
     if unknown:
         raise ConfigError(

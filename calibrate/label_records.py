@@ -283,6 +283,9 @@ class Population:
     input_tokens: np.ndarray
     intent: np.ndarray
     keyword_hit: np.ndarray
+    ruled: np.ndarray | None = None
+    """Index of the tier a keyword rule of the routing sends each request to (-1: none), before
+    any confidence is read; None when the design has no keyword rules."""
 
     @property
     def size(self) -> int:

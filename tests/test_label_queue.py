@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from itertools import combinations
 from math import comb
 from pathlib import Path
@@ -52,6 +53,39 @@ def test_kept_and_strata() -> None:
     label, notes = strata(pop, Design(n=4, intents=("hard",)))
     assert label.tolist() == ["", "", "", "", "", "complex", ""]  # no thresholds: no near stratum
     assert "no thresholds given" in notes[0]
+
+
+def test_keyword_rules_decide_kept_and_ruled_requests_are_never_near_a_threshold() -> None:
+    pop = population([0.9, 0.55, 0.52, 0.2, 0.51, 0.95, 0.1])
+    # rows 2 and 6 are sent to small by a rule (6 whatever its low confidence), row 3 to large
+    pop = replace(pop, ruled=np.array([-1, -1, 0, 1, -1, -1, 0]))
+
+    assert kept_tier(pop, {"small": 0.5}).tolist() == [0, 0, 0, -1, 0, 0, 0]
+    label, _ = strata(pop, Design(n=4, thresholds={"small": 0.5}, near_share=0.5))
+    # near: the lowest half of the four kept by confidence (0.9, 0.55, 0.51, 0.95), not the
+    # ruled 0.52 and 0.1
+    assert label.tolist() == ["", "near_threshold", "", "", "near_threshold", "", ""]
+
+
+def test_sample_with_a_hybrids_rules_keeps_ruled_requests_out_of_the_near_stratum(
+    tmp_path: Path,
+) -> None:
+    db, _ = make_store(tmp_path, n=120)
+    rule = ("chargeback", "small")
+    design = Design(
+        n=60, uniform_share=0.7, thresholds={"small": 0.5}, near_share=1.0, rules=(rule,)
+    )
+    out = tmp_path / "review.csv"
+    with Store.open(db) as store:
+        label_queue.sample(store, TIERS, design, out, seed=3, clock=clock)
+        recorded = store.con.execute("SELECT design FROM label_samples").fetchall()[0][0]
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    near = [r for r in rows if r["stratum"] == "near_threshold"]
+    assert near and not any("chargeback" in r["prompt"] for r in near)
+    assert '"rules": [["chargeback", "small"]]' in recorded
+    with Store.open(db) as store, pytest.raises(ConfigError, match="keyword rule to xl"):
+        label_queue.sample(store, TIERS, replace(design, rules=(("x", "xl"),)), out, seed=3,
+                           clock=clock)  # fmt: skip
 
 
 def test_allocation_splits_evenly_and_passes_on_what_a_stratum_cannot_take() -> None:

@@ -11,6 +11,7 @@ from label_support import TIERS_YAML, make_store
 from typer.testing import CliRunner
 
 from calibrate.cli import app
+from calibrate.store import Store
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,42 @@ def test_score_status_and_sample_print_tables_and_json(tmp_path: Path, store) ->
     assert "uniform" in sampled.stdout
     assert "no thresholds given" in sampled.stderr
     assert out.read_text(encoding="utf-8").startswith("request_id,sample_id,stratum,")
+
+
+HYBRID_ROUTING = """version: 1
+strategy: hybrid
+tiers:
+  - {name: small, model: m-small, escalate_below: 0.5}
+  - {name: large, model: m-large}
+rules:
+  - {name: disputes, pattern: chargeback, tier: small}
+premium_tier: large
+objective: {max_quality_drop: 0.02, confidence_level: 0.95}
+certified: true
+selection: certified
+expected: {quality: 0.9}
+calibrated_on:
+  requests: 30
+  labeled: 10
+  window: {start: null, end: null}
+  logs_sha256: x
+"""
+
+
+def test_sample_takes_a_hybrids_thresholds_and_keyword_rules(tmp_path: Path, store) -> None:
+    db, tiers = store
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(HYBRID_ROUTING, encoding="utf-8")
+    args = ["sample", "--n", "6", "--out", str(tmp_path / "r.csv"), "--db", str(db)]
+    sampled = runner.invoke(
+        app, [*args, "--tiers", str(tiers), "--routing", str(routing), "--json"]
+    )
+    assert sampled.exit_code == 0, sampled.output
+    with Store.open(db) as opened:
+        designs = opened.con.execute("SELECT design FROM label_samples").fetchall()
+    design = json.loads(designs[-1][0])
+    assert design["thresholds"] == {"small": 0.5}
+    assert design["rules"] == [["chargeback", "small"]]
 
 
 def test_every_label_command_has_help_with_an_example() -> None:
