@@ -20,7 +20,7 @@ import json
 import duckdb
 
 from calibrate import logformat as lf
-from calibrate.store.ingest_merge import request_columns
+from calibrate.store.ingest_merge import CONTENT_COLUMNS, request_columns
 
 _NUMBERS = ("confidence", "input_tokens", "output_tokens", "cost_usd", "latency_ms")
 ATTEMPTS_SCHEMA = json.dumps(
@@ -118,19 +118,8 @@ def plain_values(source: str) -> str:
                                 FROM ({source})))))"""
 
 
-_REQ_FIELDS = ", ".join(
-    f"'{k}': {k}"
-    for k in (
-        "ts",
-        "region",
-        "app",
-        "messages",
-        "input_tokens",
-        "served_tier",
-        "reference",
-        "metadata",
-    )
-)
+_REQ_FIELDS = ", ".join(f"'{k}': {k}" for k in CONTENT_COLUMNS)
+"""The typed request columns a plain row carries (request_id aside): its request-level content."""
 
 _TYPED_ATTEMPT = f"""a.tier AS tier, coalesce(a.source, '{lf.DEFAULT_SOURCE}') AS source, position,
     {{'model': a.model, 'confidence': a.confidence, 'output': a.output,
