@@ -32,12 +32,13 @@ ATTEMPTS_SCHEMA = json.dumps(
 # if it starts with one of these characters (- 0-9 I N [ f t {).
 _NOT_STRING_START = (45, *range(48, 58), 73, 78, 91, 102, 116, 123)
 
+_NOT_PLAIN = -(10**9)
+"""What an attempt that fails a test adds to its row's key count: no `":` count can then match."""
+
 _MACROS = f"""
 CREATE OR REPLACE TEMP MACRO ing_plain(s) AS ascii(s) NOT IN {_NOT_STRING_START}
     OR (left(s, 1) NOT IN ('[', '{{')
         AND NOT regexp_full_match(s, '-?[0-9][0-9.eE+-]*|-?Infinity|NaN|true|false'));
-CREATE OR REPLACE TEMP MACRO ing_finite(j) AS
-    coalesce(isfinite(TRY_CAST(j::VARCHAR AS DOUBLE)), false);
 CREATE OR REPLACE TEMP MACRO ing_nonneg(j) AS
     coalesce(isfinite(TRY_CAST(j::VARCHAR AS DOUBLE)) AND TRY_CAST(j::VARCHAR AS DOUBLE) >= 0,
              false);
@@ -61,7 +62,7 @@ CREATE OR REPLACE TEMP MACRO ing_plain_attempt(a) AS coalesce(
 CREATE OR REPLACE TEMP MACRO ing_plain_attempts(text, att) AS att IS NOT NULL
     AND (strlen(text::VARCHAR) - strlen(replace(text::VARCHAR, '":', ''))) // 2
         = coalesce(list_sum(list_transform(att, lambda a:
-              CASE WHEN ing_plain_attempt(a) THEN ing_fields(a) ELSE -1000000 END)), 0)
+              CASE WHEN ing_plain_attempt(a) THEN ing_fields(a) ELSE {_NOT_PLAIN} END)), 0)
     AND len(list_distinct(list_transform(att, lambda a: hash(a.tier,
         coalesce(a.source, '{lf.DEFAULT_SOURCE}'))))) = len(att);
 """
