@@ -6,7 +6,7 @@ store validates and merges it set-wise; only the lines DuckDB cannot read (inval
 once, so a few bad lines spread over a big file cost one batch, not one per block), and the raw
 text of rejected lines is read back from the file.
 CSV and Parquet take the line path: readers stream batches of records, the store checks each
-batch. Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
+batch, through the same fast lane as the file path (`fast_lane=False`: the exact rule chains only). Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
 path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
 the connection sets less) and spills the rest to DuckDB's temp directory. A file whose bytes were
 ingested before is skipped; its SHA-256 is taken first, or, for a JSONL file of a size no ingested
@@ -48,6 +48,7 @@ class _Options:
     strict: bool
     batch_rows: int
     whole_files: bool
+    fast_lane: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +67,19 @@ def ingest(
     batch_rows: int = 50_000,
     on_progress: Progress | None = None,
     whole_files: bool = True,
+    fast_lane: bool = True,
 ) -> IngestSummary:
     """Ingest every supported file under `paths`; already-ingested files are skipped.
 
     JSONL files are read whole by DuckDB (`whole_files=False` forces the line path, which CSV and
     Parquet always take); `batch_rows` bounds the rows of one batch on the line path.
+    `fast_lane=False` checks every row of the line path with the exact rule chains: the
+    reference the tests compare the fast lanes against.
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be positive")
     files = readers.expand_paths(paths)
-    options = _Options(strict, batch_rows, whole_files)
+    options = _Options(strict, batch_rows, whole_files, fast_lane)
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
         run_id = _begin(store, clock, strict)
@@ -255,9 +259,10 @@ def _line_batches(
 ) -> _FileCounts:
     """The line path: Python reads batches of lines or records, DuckDB checks each batch."""
     read = rejected = 0
+    check = store.ingest_lines if options.fast_lane else store.ingest_batch
     for batch in readers.read_batches(path, options.batch_rows):
         raw = [(r.line, r.field, r.reason, r.raw) for r in batch.rejects]
-        result = store.ingest_batch(batch.lines, raw, where)
+        result = check(batch.lines, raw, where)
         if options.strict and result.rows_rejected:
             raise _strict_error(path, list(result.rejects), result.rows_rejected, "batch")
         read += result.rows_read

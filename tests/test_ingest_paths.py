@@ -170,18 +170,27 @@ def snapshot(store: Store) -> dict[str, list[tuple]]:
 
 
 def both_paths(tmp_path: Path, files: list[Path], **options: object) -> list[tuple]:
-    results = []
-    for whole in (True, False):
-        with Store.open(tmp_path / f"{whole}.duckdb") as store:
+    """(store, counts) after the whole-file path and after the exact line path. The line path
+    with its fast lane (the default for CSV and Parquet) must give exactly what the exact one
+    gives, on every file of every test that calls this."""
+    paths = {
+        "whole": {"whole_files": True},
+        "fast": {"whole_files": False},
+        "exact": {"whole_files": False, "fast_lane": False},
+    }
+    results = {}
+    for name, path_options in paths.items():
+        with Store.open(tmp_path / f"{name}.duckdb") as store:
             summaries = [
-                ingest(store, [f], strict=False, clock=clock, whole_files=whole, **options)
+                ingest(store, [f], strict=False, clock=clock, **path_options, **options)
                 for f in files
             ]
             counts = [
                 (s.rows_read, s.rows_kept, s.rows_rejected, s.rejects_by_reason) for s in summaries
             ]
-            results.append((snapshot(store), counts))
-    return results
+            results[name] = (snapshot(store), counts)
+    assert results["fast"] == results["exact"]
+    return [results["whole"], results["exact"]]
 
 
 def test_every_kind_of_row_gives_the_same_store_and_rejects(tmp_path: Path) -> None:

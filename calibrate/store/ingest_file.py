@@ -44,32 +44,60 @@ def read(con: duckdb.DuckDBPyConnection, path: str) -> int:
     Plain rows (store/ingest_typed.py) keep their typed values (rid, req, labels_map, att); the
     others keep their JSON values (r, attempts, labels, extras) for the exact rule chains.
     """
+    maps = """SELECT j FROM read_json($path, format = 'newline_delimited', records = false,
+                                      ignore_errors = true, auto_detect = false,
+                                      columns = {'j': 'MAP(VARCHAR, JSON)'})"""
+    con.execute(_records(maps, ""), {"path": path})
+    return int(con.execute("SELECT count(*) FROM ing_file").fetchall()[0][0])
+
+
+def read_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
+    """ing_file and ing_numbered from a batch of (line, text) rows, as `read` and `number` make
+    them from a file: DuckDB parses each non-blank text once into a MAP of JSON values (NULL
+    where it cannot: those rows are `unread`)."""
+    # Many small chunks let DuckDB scan the Arrow table on all threads.
+    con.register("ing_text_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048)))
+    # Blank rows are not records; trim is slow on long texts, so only unparsed rows are trimmed.
+    # try() evaluates a whole vector row by row once one row fails, so invalid JSON is kept
+    # from it (json_valid); it still catches a repeated key or a value that is not an object.
+    maps = f"""SELECT line, j FROM (
+                   SELECT line, text,
+                          CASE WHEN json_valid(text)
+                               THEN try(from_json(text, '"MAP(VARCHAR, JSON)"')) END AS j
+                   FROM ing_text_batch)
+               WHERE CASE WHEN j IS NOT NULL THEN true
+                          ELSE NOT coalesce(trim(text, {_WHITESPACE}) = '', true) END"""
+    con.execute(_records(maps, "line, "))
+    con.unregister("ing_text_batch")
+    con.execute("CREATE OR REPLACE TEMP VIEW ing_numbered AS FROM ing_file")
+
+
+_WHITESPACE = "' ' || chr(9) || chr(10) || chr(13)"
+
+
+def _records(maps: str, keep: str) -> str:
+    """SQL creating ing_file from `maps` (j: each record as a MAP of JSON values, NULL when
+    unreadable, plus the columns `keep` names)."""
     fields = ", ".join(f"'{k}': j['{k}']" for k in _TOP)
     values = f"""
-        SELECT j IS NULL AS unread,
+        SELECT {keep}j IS NULL AS unread,
                {{{fields}, 'labels': from_json(j['labels'], '"MAP(VARCHAR, JSON)"')}} AS r,
                j['attempts'] AS attempts, j['labels'] AS labels,
                from_json(j['attempts'], '{ingest_typed.ATTEMPTS_SCHEMA}') AS att,
                list_filter(map_entries(j),
                            lambda e: NOT list_contains({strings(lf.REQUEST_FIELDS)}, e.key))
                    AS extras
-        FROM read_json($path, format = 'newline_delimited', records = false,
-                       ignore_errors = true, auto_detect = false,
-                       columns = {{'j': 'MAP(VARCHAR, JSON)'}})"""
-    con.execute(
-        f"""
+        FROM ({maps})"""
+    return f"""
         CREATE OR REPLACE TEMP TABLE ing_file AS
-        SELECT unread, coalesce(plain, false) AS plain, request_id AS rid, req,
+        SELECT {keep}unread, coalesce(plain, false) AS plain, request_id AS rid, req,
                CASE WHEN plain THEN r.labels END AS labels_map,
                CASE WHEN plain THEN att_t END AS att,
                CASE WHEN NOT plain THEN r END AS r,
                CASE WHEN NOT plain THEN attempts END AS attempts,
                CASE WHEN NOT plain THEN labels END AS labels,
                CASE WHEN NOT plain THEN extras END AS extras
-        FROM ({ingest_typed.plain_values(values)})""",
-        {"path": path},
-    )
-    return int(con.execute("SELECT count(*) FROM ing_file").fetchall()[0][0])
+        FROM ({ingest_typed.plain_values(values)})"""
 
 
 def number(con: duckdb.DuckDBPyConnection, blanks: Sequence[int]) -> None:

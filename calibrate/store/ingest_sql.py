@@ -1,11 +1,12 @@
 """The line path of ingest: validate a batch of raw text rows in bulk, merge it, quarantine rejects.
 
-A batch is an Arrow table (line, text). DuckDB parses every row once into typed JSON fields, the
-shared rule chains (store/ingest_rules.py) find each row's first broken rule, and the shared merge
-(store/ingest_merge.py) adds the good rows. Temp tables named ing_* hold one batch. Used for CSV and
-Parquet, and for the lines of a JSONL file that DuckDB's reader cannot read (store/ingest_file.py).
-Only the store imports this module.
-"""
+A batch is an Arrow table (line, text). `ingest_lines` (CSV, Parquet and JSONL batches) gives it the
+file path's fast lane first (store/ingest_file.py over the batch); `ingest_batch` checks every row
+with the exact rule chains: DuckDB parses every row once into typed JSON fields, the shared rule
+chains (store/ingest_rules.py) find each row's first broken rule, and the shared merge
+(store/ingest_merge.py) adds the good rows. `ingest_batch` also takes the lines of a JSONL file that
+DuckDB's reader cannot read, and is the reference the fast lanes are tested against. Temp tables
+named ing_* hold one batch. Only the store imports this module."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from calibrate import logformat as lf
-from calibrate.store import ingest_merge, ingest_rules
+from calibrate.store import ingest_file, ingest_merge, ingest_rules
 from calibrate.store.ingest_rules import ROW_SCHEMA, strings
 
 
@@ -174,3 +176,25 @@ def ingest_batch(
     rejected = con.execute("SELECT count(*) FROM ing_rejects").fetchone()[0]
     first = con.execute("SELECT line, field, reason FROM ing_rejects ORDER BY line LIMIT 5")
     return BatchResult(int(read), int(rejected), tuple(first.fetchall()))
+
+
+def ingest_lines(
+    con: duckdb.DuckDBPyConnection,
+    batch: pa.Table,
+    raw_rejects: Sequence[tuple[int, str | None, str, str]],
+    where: tuple[str, str, int],
+) -> BatchResult:
+    """`ingest_batch` with the file path's fast lane: the batch's rows that cheap tests prove good
+    are typed and inserted set-wise (store/ingest_file.py over the batch), the others take the
+    exact rule chains, and rows DuckDB cannot parse into a MAP come back through `ingest_batch`."""
+    file, _, run_id = where
+    ingest_file.read_batch(con, batch)
+    check = ingest_file.check(con, file, run_id)
+    ingest_file.quarantine(con, batch, where)
+    unread = batch.filter(pc.is_in(batch["line"], pa.array(check.unread, pa.int64())))
+    rest = BatchResult(0, 0, ())
+    if unread.num_rows or raw_rejects:
+        rest = ingest_batch(con, unread, raw_rejects, where)
+    first = sorted([*ingest_file.finish(con, where), *rest.rejects])[:5]
+    read = check.rows_read + rest.rows_read
+    return BatchResult(read, len(check.rejected) + rest.rows_rejected, tuple(first))
