@@ -233,6 +233,28 @@ def test_unread_lines_gathered_into_batches_of_any_size_give_the_same_store(
     assert results[0][1:] == (81, 57)
 
 
+def test_a_line_with_a_repeated_key_is_first_for_the_merge_on_every_path(tmp_path: Path) -> None:
+    # A repeated key keeps a line from being read as a MAP; a later row with its request_id
+    # must still be merged after it (first copy wins), as the exact rule chains do.
+    log = tmp_path / "repeated.jsonl"
+    log.write_text(
+        '{"request_id": "d-1", "timestamp": "2026-10-01T09:30:00Z", "prompt": "a", "prompt": "b"}\n'
+        + json.dumps(request("ok-1"))
+        + "\n"
+        + json.dumps(request("d-1", prompt="c"))
+        + "\n"
+        + json.dumps(request("d-1", prompt="a", attempts=[attempt()]))
+        + "\n"
+    )
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    store, [(read, kept, rejected, _)] = whole
+    assert (read, kept, rejected) == (4, 3, 1)
+    assert store["rejects"][0][-2].startswith("duplicate request_id d-1 with conflicting")
+
+
 def test_the_paths_agree_on_merges_across_files_and_gzip(tmp_path: Path) -> None:
     first = tmp_path / "a.jsonl"
     first.write_bytes(corpus())

@@ -173,6 +173,7 @@ class Store:
         """Number the read lines (given the blank ones), validate and merge them."""
         file, _, run_id = where
         ingest_file.number(self.con, blanks)
+        ingest_file.defer_file_shared_ids(self.con, file)
         return ingest_file.check(self.con, file, run_id)
 
     def quarantine_log_lines(self, raw: pa.Table, where: tuple[str, str, int]) -> None:

@@ -68,8 +68,62 @@ def read_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
                WHERE CASE WHEN j IS NOT NULL THEN true
                           ELSE NOT coalesce(trim(text, {_WHITESPACE}) = '', true) END"""
     con.execute(_records(maps, "line, "))
+    defer_shared_ids(
+        con,
+        f"""SELECT from_json(text, '{_ID_STRUCT}').request_id->>'$' AS id FROM ing_text_batch
+            WHERE json_valid(text) AND line IN (SELECT line FROM ing_file WHERE unread)""",
+    )
     con.unregister("ing_text_batch")
     con.execute("CREATE OR REPLACE TEMP VIEW ing_numbered AS FROM ing_file")
+
+
+_ID_STRUCT = '{"request_id": "JSON"}'
+
+
+def defer_file_shared_ids(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """`defer_shared_ids` for a file read by `read`: the ids of its unread lines are the ids a
+    plain struct read of the file finds more often than the MAP read did (no line numbers
+    needed). Costs one more read of the file, and only when some line was not read."""
+    if not con.execute("SELECT count(*) FROM ing_file WHERE unread").fetchall()[0][0]:
+        return
+    defer_shared_ids(
+        con,
+        f"""SELECT id FROM (
+                SELECT j.request_id->>'$' AS id, 1 AS n
+                FROM read_json($path, format = 'newline_delimited', records = false,
+                               ignore_errors = true, auto_detect = false,
+                               columns = {{'j': 'STRUCT(request_id JSON)'}})
+                WHERE starts_with(j.request_id, '"')
+                UNION ALL
+                SELECT {_READ_ID}, -1 FROM ing_file WHERE NOT unread)
+            GROUP BY id HAVING sum(n) > 0""",
+        {"path": path},
+    )
+
+
+_READ_ID = (
+    "CASE WHEN plain THEN rid WHEN starts_with(r.request_id, '\"') THEN r.request_id->>'$' END"
+)
+"""SQL: the string request_id of a read record of ing_file (NULL when it has none)."""
+
+
+def defer_shared_ids(
+    con: duckdb.DuckDBPyConnection, unread_ids: str, params: dict | None = None
+) -> None:
+    """Records whose request_id an unread line also has become unread too, so the exact rule
+    chains merge them all in line order. Only a line that is valid JSON yet not readable as a
+    MAP (a repeated key) can have an id; read first, a later copy would otherwise win the merge.
+
+    `unread_ids`: SQL giving `id`, the string request_ids of the unread lines."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE ing_unread_ids AS
+            SELECT DISTINCT id FROM ({unread_ids}) WHERE id IS NOT NULL""",
+        params or {},
+    )
+    con.execute(f"""
+        UPDATE ing_file SET unread = true, plain = false
+        WHERE NOT unread AND {_READ_ID} IN (SELECT id FROM ing_unread_ids)""")
+    con.execute("DROP TABLE ing_unread_ids")
 
 
 _WHITESPACE = "' ' || chr(9) || chr(10) || chr(13)"
