@@ -208,7 +208,7 @@ def sample(
 ) -> SampleSummary:
     """Draw a labelling queue and write the review sheet (CSV) to `out`."""
     names = tiers.names
-    _check_thresholds(design, names)
+    _check_tiers(design, names)
     pop = store.sample_population(names, design.keywords)
     if pop.size == 0:
         raise DataError(
@@ -245,7 +245,7 @@ def sample(
     )
 
 
-def _check_thresholds(design: Design, names: tuple[str, ...]) -> None:
+def _check_tiers(design: Design, names: tuple[str, ...]) -> None:
     ruled = sorted({tier for _, tier in design.rules} - set(names))
     if ruled:
         raise ConfigError(
