@@ -17,10 +17,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from calibrate import ingest, replay
-from calibrate.limits import SystemClock
-from calibrate.replay_records import Selection
-from calibrate.settings import load_tiers
+from calibrate.calls.limits import SystemClock
+from calibrate.config.tiers import load_tiers
+from calibrate.ingest import stage as ingest
+from calibrate.records.replay import Selection
+from calibrate.replay import stage as replay
 from calibrate.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,13 +15,14 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from calibrate import ingest, samplegen
-from calibrate.policies import default_families, evaluate_families
-from calibrate.records import Outcomes
-from calibrate.settings import load_tiers
+from calibrate.config.tiers import load_tiers
+from calibrate.demo import samplegen
+from calibrate.ingest import stage as ingest
+from calibrate.policies.families import default_families, evaluate_families
+from calibrate.records.outcomes import Outcomes
 from calibrate.store import Store
 from calibrate.store.migrations import MIGRATIONS
-from calibrate.sweep import price_table
+from calibrate.sweep.stage import price_table
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,5 +1,5 @@
 """`python -m calibrate` runs the command line."""
 
-from calibrate.cli import main
+from calibrate.cli.app import main
 
 main()

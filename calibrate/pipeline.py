@@ -9,12 +9,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from calibrate import ingest, report, sweep
-from calibrate.candidates import Strategies
-from calibrate.records import IngestSummary
-from calibrate.selection import Objective
-from calibrate.settings import TiersConfig
+from calibrate.config.tiers import TiersConfig
+from calibrate.ingest import stage as ingest
+from calibrate.records.outcomes import IngestSummary
+from calibrate.report import sweep_report as report
 from calibrate.store import Store
+from calibrate.sweep import stage as sweep
+from calibrate.sweep.candidates import Strategies
+from calibrate.sweep.selection import Objective
 
 
 def sweep_logs(

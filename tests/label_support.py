@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from calibrate import ingest
+from calibrate.ingest import stage as ingest
 from calibrate.store import Store
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

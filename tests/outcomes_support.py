@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calibrate.records import Outcomes
+from calibrate.records.outcomes import Outcomes
 
 
 def random_outcomes(seed: int, n: int, k: int) -> Outcomes:

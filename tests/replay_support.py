@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from calibrate import ingest, replay
-from calibrate.limits import Clock, SystemClock
-from calibrate.replay_records import ReplaySummary, Selection
-from calibrate.settings import TiersConfig, load_tiers
+from calibrate.calls.limits import Clock, SystemClock
+from calibrate.config.tiers import TiersConfig, load_tiers
+from calibrate.ingest import stage as ingest
+from calibrate.records.replay import ReplaySummary, Selection
+from calibrate.replay import stage as replay
 from calibrate.store import Store
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

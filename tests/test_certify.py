@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibrate import ingest
-from calibrate.assignment import assign, regret
-from calibrate.calibration import tier_calibrations
-from calibrate.certify import Budget, certify_family, clopper_pearson_upper, labels_to_certify
+from calibrate.config.tiers import load_tiers
 from calibrate.errors import DataError
-from calibrate.policies import Family, threshold_grid
-from calibrate.records import Outcomes
-from calibrate.selection import Objective
-from calibrate.settings import load_tiers
+from calibrate.ingest import stage as ingest
+from calibrate.policies.assignment import assign, regret
+from calibrate.policies.families import Family, threshold_grid
+from calibrate.records.outcomes import Outcomes
+from calibrate.stats.reliability import tier_calibrations
 from calibrate.store import Store
-from calibrate.sweep import run_sweep
+from calibrate.sweep.certify import Budget, certify_family, clopper_pearson_upper, labels_to_certify
+from calibrate.sweep.selection import Objective
+from calibrate.sweep.stage import run_sweep
 
 EPS, DELTA, DRAWS, N_LABELED = 0.02, 0.10, 300, 1000
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from calibrate.cli import app
+from calibrate.cli.app import app
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from outcomes_support import random_outcomes
 
-from calibrate.consensus import consensus_frame, normalise
+from calibrate.policies.consensus import consensus_frame, normalise
 
 
 def test_normalise_folds_case_punctuation_and_courtesy() -> None:

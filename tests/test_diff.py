@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from calibrate.cli import app
-from calibrate.diff import ConfigDiff, Materiality, compare
-from calibrate.diff_report import reasons, render_json, render_markdown
-from calibrate.routing import RoutedTier, RoutingConfig, Rule, load_routing
+from calibrate.cli.app import app
+from calibrate.config.routing import RoutedTier, RoutingConfig, Rule, load_routing
+from calibrate.diff.compare import ConfigDiff, Materiality, compare
+from calibrate.report.diff_report import reasons, render_json, render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from calibrate.cli import app
-from calibrate.diff import Materiality
+from calibrate.cli.app import app
+from calibrate.diff.compare import Materiality
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "diff"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from calibrate import samplegen
-from calibrate.cli import app
+from calibrate.cli.app import app
+from calibrate.demo import samplegen
 
 runner = CliRunner()
 DIM = 6

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 
-from calibrate.endpoint_health import endpoint_health
-from calibrate.ingest import ingest
+from calibrate.ingest.stage import ingest
 from calibrate.store import Store
+from calibrate.sweep.endpoint_health import endpoint_health
 
 
 def test_the_sample_outage_is_found(sample_logs: Path) -> None:

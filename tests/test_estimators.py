@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from calibrate.estimators import (
+from calibrate.labels.queue import Design, draw
+from calibrate.records.labels import Population
+from calibrate.stats.estimators import (
     agreement,
     clopper_pearson,
     effective_sample_size,
@@ -15,8 +17,6 @@ from calibrate.estimators import (
     horvitz_thompson_mean,
     weighted_paired_difference,
 )
-from calibrate.label_queue import Design, draw
-from calibrate.label_records import Population
 
 
 def test_horvitz_thompson_by_hand() -> None:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from calibrate.errors import LogFormatError
-from calibrate.ingest import ingest
+from calibrate.ingest.stage import ingest
 from calibrate.store.core import Store
 
 DATA = Path(__file__).parent / "data"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from calibrate.errors import LogFormatError
-from calibrate.ingest import ingest
-from calibrate.store import ingest_file
+from calibrate.ingest.stage import ingest
 from calibrate.store.core import Store
+from calibrate.store.ingest import file_path
 
 
 def clock() -> datetime:
@@ -390,7 +390,7 @@ def test_records_numbered_by_rowid_match_row_number(
     stores = []
     for numbering in ("rowid", "window"):
         if numbering == "window":
-            monkeypatch.setattr(ingest_file, "_ordinal", lambda con: ingest_file.ORDINAL_BY_WINDOW)
+            monkeypatch.setattr(file_path, "_ordinal", lambda con: file_path.ORDINAL_BY_WINDOW)
         with Store.open(tmp_path / f"{numbering}.duckdb") as store:
             ingest(store, files, strict=strict, clock=clock)
             stores.append(snapshot(store))

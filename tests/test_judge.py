@@ -13,13 +13,14 @@ from label_support import TIERS_YAML, clock, make_store, query
 from llm_server import Call, LLMServer, Reply, error
 from typer.testing import CliRunner
 
-from calibrate import judge, labels
-from calibrate.cli import app
+from calibrate.calls.limits import SystemClock
+from calibrate.cli.app import app
+from calibrate.config.tiers import TiersConfig, load_tiers
 from calibrate.errors import ConfigError
-from calibrate.estimators import clopper_pearson
-from calibrate.limits import SystemClock
-from calibrate.replay_records import Selection
-from calibrate.settings import TiersConfig, load_tiers
+from calibrate.labels import judge
+from calibrate.labels import stage as labels
+from calibrate.records.replay import Selection
+from calibrate.stats.estimators import clopper_pearson
 from calibrate.store import Store
 
 runner = CliRunner()

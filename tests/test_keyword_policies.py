@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from outcomes_support import random_outcomes
 
-from calibrate.assignment import ACCEPTABLE
-from calibrate.certify import Budget, certify_family
+from calibrate.config.routing import load_routing
 from calibrate.errors import ConfigError
-from calibrate.policies import Family, threshold_grid
-from calibrate.routing import load_routing
+from calibrate.policies.families import Family, threshold_grid
+from calibrate.records.labels import ACCEPTABLE
+from calibrate.sweep.certify import Budget, certify_family
 
 CASCADE = Path(__file__).parent / "data" / "routing_cascade.yaml"
 
@@ -84,7 +84,7 @@ calibrated_on:
 
 
 def test_a_hybrid_config_loads_and_its_cascade_skips_the_rule_only_tier(tmp_path: Path) -> None:
-    from calibrate.evaluate import family_for
+    from calibrate.sweep.evaluate import family_for
 
     path = tmp_path / "routing.yaml"
     path.write_text(HYBRID, encoding="utf-8")
@@ -157,7 +157,7 @@ def test_a_chosen_policy_is_written_and_evaluate_reproduces_it(
 
     from typer.testing import CliRunner
 
-    from calibrate.cli import app
+    from calibrate.cli.app import app
 
     runner = CliRunner()
     policy = "hybrid:small>medium>large@0.5632,0.411"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from calibrate.cli import app
+from calibrate.cli.app import app
+from calibrate.config.tiers import load_tiers, price_table
 from calibrate.errors import ConfigError
-from calibrate.ingest import ingest
-from calibrate.keyword_rules import RuleHits, first_match, load_rules, rule_hits
-from calibrate.settings import load_tiers, price_table
+from calibrate.ingest.stage import ingest
+from calibrate.policies.keyword_rules import RuleHits, first_match, load_rules, rule_hits
 from calibrate.store import Store
 
 TIERS = ("small", "medium", "large")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from label_support import HARD_INTENT, clock, make_store, query
 
-from calibrate import label_queue
+from calibrate.config.tiers import TiersConfig
 from calibrate.errors import ConfigError, DataError
-from calibrate.label_queue import Design, allocate, draw, kept_tier, second_phase_prob, strata
-from calibrate.label_records import Population
-from calibrate.settings import TiersConfig
+from calibrate.labels import queue as label_queue
+from calibrate.labels.queue import Design, allocate, draw, kept_tier, second_phase_prob, strata
+from calibrate.records.labels import Population
 from calibrate.store import Store
 
 TIERS = TiersConfig.model_validate(

@@ -10,7 +10,7 @@ import typer
 from label_support import TIERS_YAML, make_store
 from typer.testing import CliRunner
 
-from calibrate.cli import app
+from calibrate.cli.app import app
 from calibrate.store import Store
 
 runner = CliRunner()

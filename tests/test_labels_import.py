@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from label_support import clock, make_store, query
 
-from calibrate import ingest, labels
 from calibrate.errors import LabelFileError
-from calibrate.label_records import SOURCE_PRIORITY
+from calibrate.ingest import stage as ingest
+from calibrate.labels import stage as labels
+from calibrate.records.labels import SOURCE_PRIORITY
 from calibrate.store import Store
 from calibrate.store.labels_sql import PICKED_LABELS
 

@@ -13,8 +13,8 @@ import pytest
 from label_support import HARD_INTENT, TIERS_YAML, make_store, query
 from typer.testing import CliRunner
 
-from calibrate.cli import app
-from calibrate.estimators import hajek_mean
+from calibrate.cli.app import app
+from calibrate.stats.estimators import hajek_mean
 from calibrate.store import Store
 
 runner = CliRunner()

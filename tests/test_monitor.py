@@ -13,9 +13,10 @@ import pytest
 from scipy.stats import binom
 from typer.testing import CliRunner
 
-from calibrate import ingest, monitor
-from calibrate.cli import app
-from calibrate.routing import load_routing
+from calibrate.cli.app import app
+from calibrate.config.routing import load_routing
+from calibrate.ingest import stage as ingest
+from calibrate.monitor import stage as monitor
 from calibrate.store import Store
 
 runner = CliRunner()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from calibrate import drift
-from calibrate.monitor_health import degraded_mask, regional_health
+from calibrate.stats import drift
+from calibrate.stats.regional_health import degraded_mask, regional_health
 
 
 def test_psi_by_hand() -> None:

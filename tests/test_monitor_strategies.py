@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from calibrate.cli import app
-from calibrate.ingest import ingest
-from calibrate.keyword_rules import forced_tiers
-from calibrate.monitor_routing import calibrations, route
-from calibrate.routing import load_routing
+from calibrate.cli.app import app
+from calibrate.config.routing import load_routing
+from calibrate.ingest.stage import ingest
+from calibrate.monitor.routing import calibrations, route
+from calibrate.policies.keyword_rules import forced_tiers
 from calibrate.store import Store
 
 runner = CliRunner()
@@ -76,7 +76,7 @@ def test_monitor_follows_a_learned_router(hybrid, sample_logs: Path, tmp_path: P
     """The router's choice per request is recomputed from router.json (cross-fitted scores for
     the requests it was trained on), so on the calibration logs the escalation rate is the
     sweep's; the classifier's price is paid by every request."""
-    from calibrate.monitor import decided
+    from calibrate.monitor.stage import decided
 
     db, _ = hybrid
     out = tmp_path / "sweep"

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibrate.config.tiers import load_tiers
 from calibrate.errors import DataError
-from calibrate.ingest import ingest
-from calibrate.settings import load_tiers
+from calibrate.ingest.stage import ingest
 from calibrate.store import Store
-from calibrate.sweep import price_table
+from calibrate.sweep.stage import price_table
 
 PRICES = {"small": (0.15, 0.60), "large": (2.00, 8.00)}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibrate import latency_ranks
-from calibrate.latency_ranks import latency_columns
-from calibrate.policies import _grid_by_sorting, _integer_quantiles, confidence_buckets
+from calibrate.policies import latency_ranks
+from calibrate.policies.families import _grid_by_sorting, _integer_quantiles, confidence_buckets
+from calibrate.policies.latency_ranks import latency_columns
 
 
 def confidences(seed: int, n: int) -> np.ndarray:

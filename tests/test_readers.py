@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibrate import readers
 from calibrate.errors import LogFormatError
+from calibrate.formats import readers
 
 
 def read_all(path: Path, batch_rows: int = 1000) -> tuple[list[dict], list[readers.RawReject]]:

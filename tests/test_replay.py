@@ -12,9 +12,9 @@ import pytest
 from llm_server import Call, LLMServer, Reply, error
 from replay_support import FakeClock, make_store, prompt, query, run_replay, tier, wall, write_tiers
 
-from calibrate import replay
 from calibrate.errors import CalibrateError, ConfigError, DataError, EndpointError
-from calibrate.replay_records import Selection
+from calibrate.records.replay import Selection
+from calibrate.replay import stage as replay
 from calibrate.store import Store
 
 
@@ -427,7 +427,7 @@ def test_a_timeout_is_retried(tmp_path: Path) -> None:
 def test_replay_command_dry_run_and_json(tmp_path: Path, server) -> None:
     from typer.testing import CliRunner
 
-    from calibrate.cli import app
+    from calibrate.cli.app import app
 
     db = make_store(tmp_path / "s.duckdb", 5)
     tiers = tmp_path / "t.yaml"

@@ -21,10 +21,10 @@ from llm_server import Call, LLMServer, Reply, error
 from replay_support import make_store, prompt, tier, write_tiers
 from typer.testing import CliRunner
 
-from calibrate import endpoint as ep
-from calibrate import replay
-from calibrate.cli import app
-from calibrate.settings import TiersConfig
+from calibrate.calls import endpoint as ep
+from calibrate.cli.app import app
+from calibrate.config.tiers import TiersConfig
+from calibrate.replay import stage as replay
 from calibrate.store import Store
 
 REQUESTS = 50

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from replay_support import T0, make_store, query
 
-from calibrate.replay_records import CallRecord, JobResult, ShadowAttempt
+from calibrate.records.replay import CallRecord, JobResult, ShadowAttempt
 from calibrate.store import Store
 from calibrate.store.journal import Journal, decode, encode, journal_path
 

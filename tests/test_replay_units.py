@@ -12,11 +12,11 @@ import httpx
 import pytest
 from replay_support import FakeClock
 
-from calibrate import endpoint as ep
+from calibrate.calls import endpoint as ep
+from calibrate.calls.limits import Backoff, Budget, CircuitBreaker, RateLimiter, TokenBucket
+from calibrate.calls.pricing import tier_prices
+from calibrate.config.tiers import TiersConfig
 from calibrate.errors import ConfigError
-from calibrate.limits import Backoff, Budget, CircuitBreaker, RateLimiter, TokenBucket
-from calibrate.pricing import tier_prices
-from calibrate.settings import TiersConfig
 
 ENDPOINT = ep.Endpoint("http://127.0.0.1:1/v1/chat/completions", "m", 5.0, {}, "sk-secret")
 

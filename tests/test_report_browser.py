@@ -25,7 +25,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from calibrate.cli import app  # noqa: E402
+from calibrate.cli.app import app  # noqa: E402
 
 CHARTS = (
     "frontier.svg",

@@ -14,18 +14,18 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from calibrate import samplegen
-from calibrate.assignment import ACCEPTABLE
-from calibrate.cli import app
-from calibrate.ingest import ingest
-from calibrate.keyword_rules import load_rules
-from calibrate.records import DataWindow
-from calibrate.router import fit_router
-from calibrate.router_files import load_router, rescore, router_json
-from calibrate.routing import ROUTER_FILE, Rule, dump_routing, routing_from
-from calibrate.selection import Objective
-from calibrate.settings import load_tiers, price_table
+from calibrate.cli.app import app
+from calibrate.config.routing import ROUTER_FILE, Rule, dump_routing, routing_from
+from calibrate.config.tiers import load_tiers, price_table
+from calibrate.demo import samplegen
+from calibrate.ingest.stage import ingest
+from calibrate.policies.keyword_rules import load_rules
+from calibrate.policies.router import fit_router
+from calibrate.policies.router_files import load_router, rescore, router_json
+from calibrate.records.labels import ACCEPTABLE
+from calibrate.records.outcomes import DataWindow
 from calibrate.store import Store
+from calibrate.sweep.selection import Objective
 
 runner = CliRunner()
 

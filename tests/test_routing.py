@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from calibrate.config.routing import dump_routing, load_routing
 from calibrate.errors import ConfigError
-from calibrate.routing import dump_routing, load_routing
 
 GOLDEN_ROUTING = Path(__file__).parent / "golden" / "sample" / "routing.yaml"
 CASCADE = Path(__file__).parent / "data" / "routing_cascade.yaml"  # medium > large
@@ -93,7 +93,7 @@ def test_objective_options_are_written_and_read_back(tmp_path: Path) -> None:
 def test_a_changed_objective_option_is_a_material_diff(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from calibrate.cli import app
+    from calibrate.cli.app import app
 
     text = GOLDEN_ROUTING.read_text(encoding="utf-8")
     new = tmp_path / "new.yaml"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from calibrate import samplegen
-from calibrate.settings import load_tiers
+from calibrate.config.tiers import load_tiers
+from calibrate.demo import samplegen
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_logs"
 TIERS = ("small", "medium", "large")
@@ -54,7 +54,7 @@ def test_committed_sample_is_a_fresh_generation(tmp_path: Path) -> None:
     samplegen.main(["--out", str(tmp_path)])  # the committed seed and size are the defaults
     for name in ("requests.jsonl.gz", "tiers.yaml"):
         assert (tmp_path / name).read_bytes() == (SAMPLE_DIR / name).read_bytes(), (
-            f"sample_logs/{name} differs from `python -m calibrate.samplegen --out sample_logs "
+            f"sample_logs/{name} differs from `python -m calibrate.demo.samplegen --out sample_logs "
             f"--requests {samplegen.SAMPLE_REQUESTS} --seed {samplegen.SAMPLE_SEED}`"
         )
     generated = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.name != "rules.yaml")

@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 from label_support import clock, make_store, query
 
-from calibrate import labels
 from calibrate.errors import ConfigError
-from calibrate.scorers import ScorersConfig, ScorerSpec, extract_choice, load_scorers, score_answer
+from calibrate.labels import stage as labels
+from calibrate.labels.scorers import (
+    ScorersConfig,
+    ScorerSpec,
+    extract_choice,
+    load_scorers,
+    score_answer,
+)
 from calibrate.store import Store
 
 

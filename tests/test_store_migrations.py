@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 from replay_support import T0
 
-from calibrate import ingest
-from calibrate.replay_records import JobResult, ShadowAttempt
+from calibrate.ingest import stage as ingest
+from calibrate.records.replay import JobResult, ShadowAttempt
 from calibrate.store import Store
 from calibrate.store.migrations import MIGRATIONS
 

@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from calibrate.cli import app
-from calibrate.consensus import chosen_tier
-from calibrate.diagnostics import DAILY_VOLUMES, DAYS_PER_MONTH, economics
-from calibrate.ingest import ingest
-from calibrate.settings import load_tiers, price_table
+from calibrate.cli.app import app
+from calibrate.config.tiers import load_tiers, price_table
+from calibrate.ingest.stage import ingest
+from calibrate.policies.consensus import chosen_tier
 from calibrate.store import Store
+from calibrate.sweep.diagnostics import DAILY_VOLUMES, DAYS_PER_MONTH, economics
 
 runner = CliRunner()
 

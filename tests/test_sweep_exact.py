@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from outcomes_support import random_outcomes
 
-from calibrate import latency_ranks
-from calibrate.policies import Family, default_families, evaluate_families
-from calibrate.records import Outcomes
+from calibrate.policies import latency_ranks
+from calibrate.policies.families import Family, default_families, evaluate_families
+from calibrate.records.outcomes import Outcomes
 
 
 def brute_force(
@@ -189,8 +189,8 @@ def test_tiny_inputs_with_constant_lengths_and_latencies(n: int) -> None:
 def test_walking_one_policy_agrees_with_its_frontier_row(k: int) -> None:
     """`assignment.assign` (used by certification, intervals and segments) serves every request as
     the engine assumes: same cost, escalation and quality for every policy."""
-    from calibrate.assignment import assign
-    from calibrate.policies import policy_index
+    from calibrate.policies.assignment import assign
+    from calibrate.policies.families import policy_index
 
     o = random_outcomes(100 + k, 400, k)
     families = default_families(o, {2: 9, 3: 4})
@@ -211,7 +211,7 @@ def test_walking_one_policy_agrees_with_its_frontier_row(k: int) -> None:
 def test_router_families_match_brute_force(k: int) -> None:
     """A learned router decides up front on a per-request score (ties on grid points, a score
     grid from the scores, one tier paid plus the classifier's price)."""
-    from calibrate.policies import threshold_grid
+    from calibrate.policies.families import threshold_grid
 
     rng = np.random.default_rng(20 + k)
     o = random_outcomes(20 + k, n=300, k=k)
@@ -234,7 +234,7 @@ def test_keyword_rule_families_match_brute_force(k: int) -> None:
     is served by its rule's tier alone under every option (no cheap call paid in a hybrid), the
     rest follow the cutoff or the cascade; escalation counts ruled requests sent past the path's
     first tier."""
-    from calibrate.policies import keyword_families
+    from calibrate.policies.families import keyword_families
 
     rng = np.random.default_rng(40 + k)
     o = random_outcomes(40 + k, n=300, k=k)
@@ -250,8 +250,8 @@ def test_keyword_rule_families_match_brute_force(k: int) -> None:
 
 @pytest.mark.parametrize("k", [2, 3])
 def test_walking_a_keyword_policy_agrees_with_its_frontier_row(k: int) -> None:
-    from calibrate.assignment import assign, served_labels
-    from calibrate.policies import keyword_families, policy_index
+    from calibrate.policies.assignment import assign, served_labels
+    from calibrate.policies.families import keyword_families, policy_index
 
     rng = np.random.default_rng(60 + k)
     o = random_outcomes(60 + k, 400, k)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from calibrate.cli import app
+from calibrate.cli.app import app
 
 runner = CliRunner()
 CHARTS = (

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from outcomes_support import random_outcomes
 
-from calibrate.assignment import assign, take_rows
-from calibrate.calibration import tier_calibrations
-from calibrate.failure_modes import failure_modes
-from calibrate.policies import Family
+from calibrate.policies.assignment import assign, take_rows
+from calibrate.policies.families import Family
+from calibrate.stats.reliability import tier_calibrations
+from calibrate.sweep.failure_modes import failure_modes
 
 
 def _copies(seed: int, n: int):

@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from calibrate.errors import CalibrateError
-from calibrate.label_records import (
+from calibrate.records.labels import (
     Coverage,
     LabelRow,
     LabelWeights,
@@ -31,16 +31,11 @@ from calibrate.label_records import (
     RejectedRow,
     ResolveCounts,
 )
-from calibrate.records import DataWindow, Outcomes
-from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
+from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
 from calibrate.store import (
     coverage_sql,
     health_sql,
-    ingest_file,
-    ingest_rules,
-    ingest_runs,
-    ingest_sql,
-    ingest_typed,
     judge_sql,
     labels_sql,
     monitor_sql,
@@ -49,6 +44,7 @@ from calibrate.store import (
     replay_sql,
     text_sql,
 )
+from calibrate.store.ingest import fast_lane, file_path, line_path, rules, runs
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
@@ -133,76 +129,76 @@ class Store:
         """Create the connection-local macros and tables ingest uses; no DuckDB progress bar
         (long statements would draw one on the terminal)."""
         self.con.execute("SET enable_progress_bar = false")
-        ingest_rules.prepare(self.con)
-        ingest_typed.prepare(self.con)
+        rules.prepare(self.con)
+        fast_lane.prepare(self.con)
 
     def begin_ingest_run(self, started_at: datetime, strict: bool) -> int:
-        return ingest_runs.begin_run(self.con, started_at, strict)
+        return runs.begin_run(self.con, started_at, strict)
 
     def finish_ingest_run(self, run_id: int, finished_at: datetime, counts: Sequence[int]) -> None:
-        ingest_runs.finish_run(self.con, run_id, finished_at, counts)
+        runs.finish_run(self.con, run_id, finished_at, counts)
 
     def file_ingested(self, file_sha256: str) -> bool:
-        return ingest_runs.file_ingested(self.con, file_sha256)
+        return runs.file_ingested(self.con, file_sha256)
 
     def ingest_batch(
         self,
         batch: pa.Table,
         raw_rejects: Sequence[tuple[int, str | None, str, str]],
         where: tuple[str, str, int],
-    ) -> ingest_sql.BatchResult:
+    ) -> line_path.BatchResult:
         """Validate and merge one batch of (line, text) rows; `where` = (file, sha256, run_id)."""
-        return ingest_sql.ingest_batch(self.con, batch, raw_rejects, where)
+        return line_path.ingest_batch(self.con, batch, raw_rejects, where)
 
     def ingest_lines(
         self,
         batch: pa.Table,
         raw_rejects: Sequence[tuple[int, str | None, str, str]],
         where: tuple[str, str, int],
-    ) -> ingest_sql.BatchResult:
+    ) -> line_path.BatchResult:
         """`ingest_batch` with the fast lane: what cheap tests prove good goes in set-wise."""
-        return ingest_sql.ingest_lines(self.con, batch, raw_rejects, where)
+        return line_path.ingest_lines(self.con, batch, raw_rejects, where)
 
     def read_log_file(self, path: Path) -> int:
         """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines."""
-        return ingest_file.read(self.con, str(path))
+        return file_path.read(self.con, str(path))
 
     def check_log_file(
         self, blanks: Sequence[int], where: tuple[str, str, int]
-    ) -> ingest_file.FileCheck:
+    ) -> file_path.FileCheck:
         """Number the read lines (given the blank ones), validate and merge them."""
         file, _, run_id = where
-        ingest_file.number(self.con, blanks)
-        ingest_file.defer_file_shared_ids(self.con, file)
-        return ingest_file.check(self.con, file, run_id)
+        file_path.number(self.con, blanks)
+        file_path.defer_file_shared_ids(self.con, file)
+        return file_path.check(self.con, file, run_id)
 
     def quarantine_log_lines(self, raw: pa.Table, where: tuple[str, str, int]) -> None:
         """Store the checked file's rejects on these (line, text) lines, with their raw text."""
-        ingest_file.quarantine(self.con, raw, where)
+        file_path.quarantine(self.con, raw, where)
 
     def finish_log_file(self, where: tuple[str, str, int]) -> list[tuple[int, str | None, str]]:
         """Store the rejects left without raw text, free the file's temp tables, and return the
         first few (line, field, reason) for --strict."""
-        return ingest_file.finish(self.con, where)
+        return file_path.finish(self.con, where)
 
     def discard_log_file(self) -> None:
         """Drop what read_log_file read (the file goes through the line path instead)."""
-        ingest_file.drop(self.con)
+        file_path.drop(self.con)
 
     def size_ingested(self, size: int) -> bool:
         """Whether a file of `size` bytes may have been ingested before."""
-        return ingest_runs.size_ingested(self.con, size)
+        return runs.size_ingested(self.con, size)
 
     def record_ingested_file(
         self, where: tuple[str, str, int], size: int, counts: Sequence[int]
     ) -> None:
-        ingest_runs.record_file(self.con, where, size, counts)
+        runs.record_file(self.con, where, size, counts)
 
     def rejects_by_kind(self, run_id: int) -> list[tuple[str, int]]:
-        return ingest_runs.rejects_by_kind(self.con, run_id)
+        return runs.rejects_by_kind(self.con, run_id)
 
     def request_count(self) -> int:
-        return ingest_runs.request_count(self.con)
+        return runs.request_count(self.con)
 
     def endpoint_health(self) -> pl.DataFrame:
         """Prod latency p50/p95, error/timeout and fallback rates per tier × region × day."""

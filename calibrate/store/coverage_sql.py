@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from calibrate.label_records import Coverage, SegmentCoverage
+from calibrate.records.labels import Coverage, SegmentCoverage
 from calibrate.store.labels_sql import PICKED_LABELS
 
 EXAMPLES = 5

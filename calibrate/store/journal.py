@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from calibrate.replay_records import CallRecord, JobResult, ShadowAttempt
+from calibrate.records.replay import CallRecord, JobResult, ShadowAttempt
 from calibrate.store import replay_sql
 
 SUFFIX = ".replay-journal"

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from calibrate.label_records import (
+from calibrate.records.labels import (
     ACCEPTABLE,
     SOURCE_PRIORITY,
     LabelRow,

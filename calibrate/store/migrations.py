@@ -218,7 +218,7 @@ def m004_checked_keys(con: duckdb.DuckDBPyConnection) -> None:
 
     A primary key makes DuckDB update an index on every insert and write it out at every
     checkpoint: most of the time a bulk ingest spends inserting and committing. Every writer
-    already checks its keys before it inserts (the ingest merge rule in store/ingest_merge.py, the
+    already checks its keys before it inserts (the ingest merge rule in store/ingest/merge.py, the
     skip of known attempts in store/replay_sql.py, the labels conflict rule in
     store/labels_sql.py), so the keys stay unique: request_id; (request_id, tier, source).
     The tables are rebuilt with the same columns, in the same order, and the same rows.

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from calibrate.errors import DataError
-from calibrate.records import DataWindow, Outcomes
+from calibrate.records.outcomes import DataWindow, Outcomes
 
 LABEL_PRIORITY = "CASE source WHEN 'human' THEN 0 WHEN 'log' THEN 1 WHEN 'reference' THEN 2 WHEN 'judge' THEN 3 ELSE 4 END"
 

@@ -14,7 +14,7 @@ from datetime import datetime
 import duckdb
 
 from calibrate.errors import CalibrateError
-from calibrate.replay_records import CallRecord, Candidate, JobResult, Selection
+from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 

@@ -1,0 +1,1 @@
+"""Calling OpenAI-compatible endpoints: the dialect, dispatch, limits, prices, call records."""

@@ -1,0 +1,342 @@
+"""Terminal output: Rich tables, the progress bar and `Error:`/`Hint:` lines. Rich lives only here.
+
+Data goes to stdout, messages and progress to stderr. Consoles are built when needed, never at
+import time, so tests that swap the streams see the output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from calibrate.errors import CalibrateError
+from calibrate.records.labels import (
+    Coverage,
+    ImportSummary,
+    JudgePlan,
+    JudgeSummary,
+    ResolveCounts,
+    SampleSummary,
+    ScoreSummary,
+)
+from calibrate.records.outcomes import IngestSummary
+from calibrate.records.replay import ReplayPlan, ReplaySummary
+
+
+def out() -> Console:
+    return Console(soft_wrap=True)
+
+
+def err() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def print_error(exc: CalibrateError) -> None:
+    console = err()
+    console.print(f"[bold red]Error:[/] {exc.message}", highlight=False, markup=True)
+    if exc.hint:
+        console.print(f"[bold]Hint:[/] {exc.hint}", highlight=False)
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr; yields a callback(done, total)."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err(),
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def ingest_table(summary: IngestSummary) -> None:
+    table = Table(title="ingest", show_header=True)
+    for col in (
+        "files",
+        "files skipped",
+        "rows read",
+        "kept",
+        "rejected",
+        "requests in store",
+    ):
+        table.add_column(col, justify="right")
+    table.add_row(
+        *(
+            str(v)
+            for v in (
+                summary.files,
+                summary.files_skipped,
+                summary.rows_read,
+                summary.rows_kept,
+                summary.rows_rejected,
+                summary.requests_total,
+            )
+        )
+    )
+    out().print(table)
+    if summary.rows_rejected:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in summary.rejects_by_reason)
+        err().print(
+            f"{summary.rows_rejected} rows rejected ({reasons}). "
+            f"See the `rejects` table in {summary.db_path}.",
+            highlight=False,
+        )
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if metric in ("escalation_rate", "savings_vs_premium"):
+        return f"{value:.1%}"
+    if metric.startswith("latency"):
+        return f"{value:,.0f} ms"
+    if metric.startswith("cost"):
+        return f"${value:.4f}"
+    return f"{value:.4f}"
+
+
+def metrics_table(title: str, row: dict, metrics: tuple[str, ...]) -> None:
+    """One policy's metrics, one per line (fits any terminal width)."""
+    table = Table(title=f"{title}: {row['policy']}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for m in ("requests", "labeled", *metrics):
+        if m in row:
+            table.add_row(m, _fmt(m, row[m]) if m in metrics else str(row[m]))
+    out().print(table)
+
+
+def outputs_written(paths: dict[str, Path]) -> None:
+    console = err()
+    console.print("Wrote:", highlight=False)
+    for path in paths.values():
+        console.print(f"  {path}", highlight=False)
+
+
+def rows_table(title: str, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    """A plain table on stdout: first column left-aligned, the others right-aligned."""
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    out().print(table)
+
+
+def warn(message: str) -> None:
+    err().print(f"Warning: {message}", highlight=False)
+
+
+def replay_plan(plan: ReplayPlan) -> None:
+    """`calibrate replay --dry-run`: calls, tokens and estimated cost per tier; prices on stderr."""
+    rows: list[tuple[object, ...]] = [
+        (
+            t.tier,
+            t.requests,
+            t.cached,
+            t.failed_before,
+            t.calls,
+            f"{t.input_tokens:,}",
+            f"{t.output_tokens:,}",
+            f"${t.cost_usd:.4f}",
+        )
+        for t in plan.tiers
+    ]
+    rows.append(("total", "", "", "", plan.calls, "", "", f"${plan.cost_usd:.4f}"))
+    header = ("tier", "to do", "cached", "skipped", "calls", "in tokens", "out tokens", "est. cost")
+    rows_table(f"replay plan: {plan.selected} sampled requests", header, rows)
+    console = err()
+    for t in plan.tiers:
+        console.print(
+            f"{t.tier}: ${t.input_per_mtok:g} / ${t.output_per_mtok:g} per Mtok in / out from "
+            f"{t.price_source}; output tokens per answer: {t.output_tokens_basis}",
+            highlight=False,
+        )
+
+
+def replay_summary(summary: ReplaySummary) -> None:
+    """What a replay run did, per tier; price sources and warnings on stderr."""
+    rows: list[tuple[object, ...]] = [
+        (
+            t.tier,
+            t.done,
+            t.cached,
+            t.failed,
+            t.failed_before,
+            t.not_run,
+            t.http_calls,
+            f"${t.cost_usd:.6f}",
+        )
+        for t in summary.tiers
+    ]
+    header = ("tier", "done", "cached", "failed", "skipped", "not run", "http calls", "cost")
+    rows_table(f"replay run {summary.run_id}: {summary.selected} sampled requests", header, rows)
+    console = err()
+    for t in summary.tiers:
+        console.print(f"{t.tier}: price from {t.price_source}", highlight=False)
+    for warning in summary.warnings:
+        warn(warning)
+
+
+# --- labels and labelling queues ------------------------------------------------------------
+
+
+def _resolved_line(resolved: ResolveCounts) -> str:
+    return (
+        f"stored {resolved.stored} (new {resolved.new}, replaced {resolved.replaced}, "
+        f"unchanged {resolved.unchanged}); older than the stored label, kept in label_history: "
+        f"{resolved.older_than_stored}; now outranking a disagreeing lower-priority label: "
+        f"{resolved.overrides}; hidden behind a disagreeing higher-priority label: "
+        f"{resolved.overridden}"
+    )
+
+
+def label_import_summary(summary: ImportSummary) -> None:
+    """`labels import`: counts on stdout; conflicts and the rejected rows on stderr."""
+    r = summary.resolved
+    header = ("rows", "labels read", "stored", "weighted", "rejected", "rows without a score")
+    values = (
+        summary.rows_read,
+        summary.labels_read,
+        r.stored,
+        r.weighted,
+        summary.rejected,
+        summary.rows_unlabeled,
+    )
+    rows_table(f"labels import run {summary.run_id}: {summary.file}", header, [values])
+    console = err()
+    console.print(f"Conflicts: {_resolved_line(r)}.", highlight=False)
+    if summary.rejected:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.rejects_by_reason)
+        console.print(f"{summary.rejected} label rows rejected ({kinds}):", highlight=False)
+        for bad in summary.first_rejects:
+            console.print(
+                f"  {summary.file}:{bad.line}: {bad.field or '-'}: {bad.reason}", highlight=False
+            )
+        if summary.rejected > len(summary.first_rejects):
+            console.print("  … all of them are in the `label_rejects` table.", highlight=False)
+
+
+def label_score_summary(summary: ScoreSummary) -> None:
+    """`labels score`: labels per scorer on stdout; what could not be scored on stderr."""
+    rows: list[tuple[object, ...]] = [(kind, n) for kind, n in summary.scored]
+    rows.append(("acceptable (score ≥ 0.5)", summary.acceptable))
+    rows_table(f"labels score run {summary.run_id}", ("scorer", "labels"), rows)
+    console = err()
+    console.print(f"Conflicts: {_resolved_line(summary.resolved)}.", highlight=False)
+    for reason, n in summary.skipped:
+        console.print(f"Not scored: {n} answers: {reason}", highlight=False)
+
+
+def judge_plan(plan: JudgePlan) -> None:
+    """`labels judge --dry-run`: what would be judged and what it should cost."""
+    header = ("answers", "calls", "cached", "failed before", "no yardstick", "est. cost")
+    values = (
+        plan.items,
+        plan.calls,
+        plan.cached,
+        plan.failed_before,
+        plan.no_yardstick,
+        f"${plan.cost_usd:.4f}",
+    )
+    rows_table(f"judge plan: {plan.judge} ({plan.model})", header, [values])
+    err().print(f"{plan.judge}: price from {plan.price_source}", highlight=False)
+
+
+def judge_summary(summary: JudgeSummary, agreement_text: str) -> None:
+    """`labels judge`: verdicts and cost on stdout; agreement, conflicts and warnings on stderr."""
+    header = ("answers", "labelled", "unparsable", "failed", "not run", "http calls", "cost")
+    values = (
+        summary.plan.items,
+        summary.labeled,
+        summary.unparsable,
+        summary.failed,
+        summary.not_run,
+        summary.http_calls,
+        f"${summary.cost_usd:.6f}",
+    )
+    title = f"labels judge run {summary.run_id}: {summary.plan.judge} ({summary.plan.model})"
+    rows_table(title, header, [values])
+    console = err()
+    console.print(
+        f"Judge cost so far (all runs): ${summary.total_judge_cost_usd:.6f}; "
+        f"price from {summary.plan.price_source}",
+        highlight=False,
+    )
+    console.print(agreement_text, highlight=False)
+    console.print(f"Conflicts: {_resolved_line(summary.resolved)}.", highlight=False)
+    for warning in summary.warnings:
+        warn(warning)
+
+
+def coverage_tables(coverage: Coverage, agreement_text: str) -> None:
+    """`labels status`: per tier and per segment on stdout; what is unusable on stderr."""
+    c = coverage
+    rows_table(
+        f"labels: {c.usable} of {c.complete} complete requests labelled for every tier "
+        f"({c.weighted} weighted; {c.requests} requests stored)",
+        ("tier", "labels by source", "used"),
+        [(t, ", ".join(f"{s} {n}" for s, n in src) or "none", used) for t, src, used in c.by_tier],
+    )
+    rows_table(
+        "labelled requests per segment",
+        ("segment", "requests", "labelled", "weighted"),
+        [
+            (f"{s.column}={s.value or '(none)'}", s.requests, s.usable, s.weighted)
+            for s in c.segments
+        ],
+    )
+    console = err()
+    console.print(
+        f"Unusable: {c.partial} labelled for some tiers only"
+        + (f" (e.g. {', '.join(c.partial_examples)})" if c.partial_examples else "")
+        + f"; {c.incomplete_labeled} labelled but missing a tier's answer"
+        + (f" (e.g. {', '.join(c.incomplete_examples)})" if c.incomplete_examples else "")
+        + f"; {c.other_tier_labels} labels for other tiers; {c.rejected_rows} rejected rows.",
+        highlight=False,
+    )
+    console.print(
+        f"Queues: {c.queued} sampled, {c.queued_labeled} labelled. Judge: {c.judge_calls} calls "
+        f"(${c.judge_cost_usd:.4f}), {c.judge_unparsable} unusable. {agreement_text}",
+        highlight=False,
+    )
+    for note in c.notes:
+        warn(note)
+
+
+def sample_summary(summary: SampleSummary) -> None:
+    """`calibrate sample`: rows per stratum on stdout; the design's notes on stderr."""
+    rows_table(
+        f"sample {summary.sample_id}: {summary.rows} requests of {summary.population} → "
+        f"{summary.out}",
+        ("stratum", "rows", "population"),
+        [(h, n, size) for h, n, size in summary.strata],
+    )
+    for note in summary.notes:
+        warn(note)

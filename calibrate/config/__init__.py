@@ -1,0 +1,1 @@
+"""The YAML files users write and read: tiers.yaml and routing.yaml."""

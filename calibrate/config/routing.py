@@ -1,0 +1,304 @@
+"""routing.yaml: the deployable config (pydantic at the file edge; deterministic, diff-friendly text).
+
+`routing_from(result)` builds it from a sweep; `dump_routing` writes stable key order and fixed
+precision; `load_routing` validates a file (unknown keys rejected) for `evaluate` and `diff`.
+Strategies: `single` (always one tier), `cascade` (escalate_below per non-final tier), `rules`
+(keyword rules, then an input-length cutoff, then a default tier; first match wins), `hybrid`
+(keyword rules, then a cascade over the tiers with escalate_below and the last tier), `router`
+(a learned classifier on the prompt, in the JSON file `classifier.file` names, relative to
+routing.yaml: requests scoring ≥ `min_score` go to the first tier, the rest to the second) and
+`consensus` (every listed tier answers; the majority of the normalised answers wins, a tie goes to
+the dearest tier's answer).
+`tiers` lists every tier the config sends traffic to, cheapest first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from calibrate.config.tiers import load_yaml_model
+
+ROUTER_FILE = "router.json"
+METRICS = (
+    "quality",
+    "quality_drop",
+    "escalation_rate",
+    "cost_per_1k_requests_usd",
+    "savings_vs_premium",
+    "latency_p50_ms",
+    "latency_p95_ms",
+)
+"""The metrics of a policy, in the order every table and routing.yaml's `expected` show them."""
+METRIC_DIGITS = {
+    "quality": 4,
+    "quality_drop": 4,
+    "escalation_rate": 4,
+    "cost_per_1k_requests_usd": 6,
+    "savings_vs_premium": 4,
+    "latency_p50_ms": 1,
+    "latency_p95_ms": 1,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoutedTier(_Strict):
+    name: str
+    model: str
+    escalate_below: float | None = None
+    p_correct: float | None = None  # calibrated P(acceptable answer) at escalate_below
+
+
+class Rule(_Strict):
+    """A keyword rule (`pattern`, Python `re.search` on the prompt), an input-length rule
+    (`max_input_tokens`) or the default rule (neither)."""
+
+    name: str | None = None
+    pattern: str | None = Field(default=None, min_length=1)
+    tier: str
+    max_input_tokens: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Rule:
+        if self.pattern is not None and self.max_input_tokens is not None:
+            raise ValueError("a rule has a pattern or max_input_tokens, not both")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as err:
+                raise ValueError(f"pattern is not a regular expression ({err})") from err
+        return self
+
+
+class Classifier(_Strict):
+    """The learned router's model file, its cut-off and its price."""
+
+    file: str
+    min_score: float
+    cost_per_1k_requests_usd: float = Field(default=0.0, ge=0)
+
+
+class Window(_Strict):
+    start: str | None = None
+    end: str | None = None
+
+
+class CalibratedOn(_Strict):
+    requests: int
+    labeled: int
+    window: Window
+    logs_sha256: str
+
+
+class ObjectiveSpec(_Strict):
+    """What the sweep was asked for (the optional keys only when they were given)."""
+
+    max_quality_drop: float
+    confidence_level: float
+    max_relative_drop: float | None = None
+    per_segment: str | None = None
+    max_latency_p95_ms: float | None = None
+    escalation_band: tuple[float, float] | None = None
+    max_cost_per_1k_usd: float | None = None
+
+
+class RoutingConfig(_Strict):
+    """The file `sweep` writes and `evaluate` reads."""
+
+    version: Literal[1] = 1
+    strategy: Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
+    tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
+    rules: tuple[Rule, ...] = ()
+    classifier: Classifier | None = None
+    premium_tier: str
+    objective: ObjectiveSpec
+    certified: bool
+    selection: str
+    expected: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = {}
+    calibrated_on: CalibratedOn
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RoutingConfig:
+        names = [t.name for t in self.tiers]
+        if self.strategy == "cascade":
+            missing = [t.name for t in self.tiers[:-1] if t.escalate_below is None]
+            if len(self.tiers) < 2 or missing:
+                raise ValueError(
+                    "a cascade needs ≥ 2 tiers and escalate_below on every tier but the last"
+                )
+        if [r.tier for r in self.rules if r.tier not in names]:
+            raise ValueError("every rule must name a tier listed in `tiers`")
+        keywords = [r for r in self.rules if r.pattern is not None]
+        if self.rules[: len(keywords)] != tuple(keywords):
+            raise ValueError("keyword rules (pattern) come before the other rules")
+        if self.strategy == "rules":
+            rest = self.rules[len(keywords) :]
+            if not rest or len(rest) > 2 or rest[-1].max_input_tokens is not None:
+                raise ValueError(
+                    "rules end with at most one input-length rule and a default rule (no cutoff)"
+                )
+        if self.strategy == "hybrid":
+            if not keywords or len(keywords) != len(self.rules):
+                raise ValueError("a hybrid has keyword rules (pattern) only, then its cascade")
+            if not any(t.escalate_below is not None for t in self.tiers[:-1]):
+                raise ValueError("a hybrid's cascade needs escalate_below on a tier")
+        elif self.strategy not in ("rules",) and self.rules:
+            raise ValueError(f"a {self.strategy} config has no rules")
+        if self.strategy == "consensus" and (
+            len(self.tiers) < 3 or any(t.escalate_below is not None for t in self.tiers)
+        ):
+            raise ValueError("a consensus names ≥ 3 voting tiers and no escalate_below")
+        if (self.strategy == "router") != (self.classifier is not None) or (
+            self.strategy == "router" and len(self.tiers) != 2
+        ):
+            raise ValueError("a router names 2 tiers and a classifier (and only a router does)")
+        return self
+
+
+def routing_from(
+    row: dict,
+    tiers_models: dict[str, str],
+    premium: str,
+    objective,
+    method: str,
+    certified: bool,
+    window,
+    p_correct: dict[str, float] | None = None,
+    intervals: dict[str, tuple[float, float]] | None = None,
+    classifier_cost_per_1k: float = 0.0,
+    keyword_rules: tuple[Rule, ...] = (),
+) -> RoutingConfig:
+    """Build the config for one frontier row (a router's model file: router.json beside it;
+    `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies)."""
+    path = row["tiers"].split("+" if row["strategy"] == "consensus" else ">")
+    thresholds = [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else []
+    keywords = keyword_rules if row["strategy"] in ("rules", "hybrid") else ()
+    used = set(path) | {r.tier for r in keywords}
+    names = [n for n in tiers_models if n in used]
+    classifier = None
+    if row["strategy"] == "router":
+        classifier = Classifier(
+            file=ROUTER_FILE,
+            min_score=thresholds.pop(),
+            cost_per_1k_requests_usd=classifier_cost_per_1k,
+        )
+    tau = dict(zip(path, thresholds, strict=False))  # the path's deciding tiers
+    routed = [
+        RoutedTier(
+            name=n,
+            model=tiers_models[n],
+            escalate_below=tau.get(n),
+            p_correct=(p_correct or {}).get(n) if n in tau else None,
+        )
+        for n in names
+    ]
+    strategy = {
+        "always": "single",
+        "cascade": "cascade",
+        "length": "rules",
+        "rules": "rules",
+        "hybrid": "hybrid",
+        "router": "router",
+        "consensus": "consensus",
+    }[row["strategy"]]
+    rules = tuple(keywords)
+    if strategy == "rules":
+        cutoff = row["cutoff_tokens"]
+        rules += ((Rule(tier=path[0], max_input_tokens=cutoff),) if cutoff is not None else ()) + (
+            Rule(tier=path[1]),
+        )
+    return RoutingConfig(
+        strategy=strategy,
+        tiers=tuple(routed),
+        rules=rules,
+        classifier=classifier,
+        premium_tier=premium,
+        objective=ObjectiveSpec(
+            max_quality_drop=objective.max_quality_drop,
+            confidence_level=objective.confidence_level,
+            max_relative_drop=objective.max_relative_drop,
+            per_segment=objective.per_segment,
+            max_latency_p95_ms=objective.max_latency_p95_ms,
+            escalation_band=objective.escalation_band,
+            max_cost_per_1k_usd=objective.max_cost_per_1k_usd,
+        ),
+        certified=certified,
+        selection=method,
+        expected={m: round_metric(m, row[m]) for m in METRICS},
+        intervals=intervals or {},
+        calibrated_on=CalibratedOn(
+            requests=window.requests,
+            labeled=window.labeled,
+            window=Window(start=window.start, end=window.end),
+            logs_sha256=window.logs_sha256,
+        ),
+    )
+
+
+def round_metric(name: str, value: float) -> float:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return float("nan")
+    return round(float(value), METRIC_DIGITS[name]) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _flow(value: object) -> str:
+    """One YAML value on one line (PyYAML ends a bare scalar document with `...`; drop it)."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _given(mapping: dict) -> dict:
+    """The keys that have a value, tuples as lists (YAML flow sequences)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in mapping.items() if v is not None}
+
+
+def dump_routing(config: RoutingConfig) -> str:
+    """Deterministic YAML: fixed key order, one tier per line, one metric per line."""
+    data = config.model_dump(mode="python")
+    lines = [
+        f"version: {data['version']}",
+        f"strategy: {data['strategy']}",
+        "tiers:",
+        *(f"  - {_flow({k: v for k, v in t.items() if v is not None})}" for t in data["tiers"]),
+    ]
+    if data["rules"]:
+        lines += [
+            "rules:",
+            *(f"  - {_flow({k: v for k, v in r.items() if v is not None})}" for r in data["rules"]),
+        ]
+    if data["classifier"] is not None:
+        lines += [f"classifier: {_flow(data['classifier'])}"]
+    lines += [
+        f"premium_tier: {_flow(data['premium_tier'])}",
+        f"objective: {_flow(_given(data['objective']))}",
+        f"certified: {_flow(data['certified'])}",
+        f"selection: {_flow(data['selection'])}",
+        "expected:",
+        *(f"  {k}: {_flow(v)}" for k, v in data["expected"].items()),
+    ]
+    if data["intervals"]:
+        lines += ["intervals:", *(f"  {k}: {_flow(list(v))}" for k, v in data["intervals"].items())]
+    lines += [
+        "calibrated_on:",
+        f"  requests: {data['calibrated_on']['requests']}",
+        f"  labeled: {data['calibrated_on']['labeled']}",
+        f"  window: {_flow(data['calibrated_on']['window'])}",
+        f"  logs_sha256: {data['calibrated_on']['logs_sha256']}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def load_routing(path: Path) -> RoutingConfig:
+    """Read and validate a routing.yaml."""
+    return load_yaml_model(
+        path, RoutingConfig, "routing file", "Use a routing.yaml written by `calibrate sweep`."
+    )

@@ -1,0 +1,316 @@
+"""Streaming log readers: files -> batches of (line, JSON text) with a bounded number of rows.
+
+JSONL lines come from jsonl.py unparsed (the store validates them in bulk). Parquet and CSV records
+are turned into the same JSON objects as JSONL rows. Also: which files to ingest and their digests.
+Imports pyarrow and the standard library; never duckdb or other stages.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from calibrate.errors import LogFormatError
+from calibrate.formats import canonical as lf
+from calibrate.formats import jsonl
+from calibrate.formats.jsonl import LineBatch, LineScan, RawReject
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_NUMERIC = {"input_tokens", "confidence", "output_tokens", "cost_usd", "latency_ms", "label"}
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A file's SHA-256 and size (of its bytes as stored) and, for plain JSONL, its line count."""
+
+    sha256: str
+    lines: int | None
+    size: int
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files to ingest: the given files plus supported files under given directories, sorted."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and _supported(p)))
+        elif path.is_file():
+            if not _supported(path):
+                raise LogFormatError(
+                    f"unsupported log file: {path}",
+                    hint="Use .jsonl, .jsonl.gz, .ndjson, .json, .parquet or .csv.",
+                )
+            found.append(path)
+        else:
+            raise LogFormatError(f"no such file or directory: {path}", hint="Check the path.")
+    return list(dict.fromkeys(found))
+
+
+def _supported(path: Path) -> bool:
+    return path.name.lower().endswith(lf.SUFFIXES)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes as stored (compressed files are hashed compressed)."""
+    return file_digest(path).sha256
+
+
+def file_digest(path: Path) -> Digest:
+    """SHA-256 of the file's bytes; for plain JSONL also its line count, in the same pass."""
+    digest, newlines, size, last = hashlib.sha256(), 0, 0, b"\n"
+    count = is_jsonl(path) and not path.name.lower().endswith(".gz")
+    with path.open("rb") as fh:
+        while block := fh.read(jsonl.BLOCK_BYTES):
+            digest.update(block)
+            if count:  # numpy counts about twice as fast as bytes.count
+                newlines += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+            size += len(block)
+            last = block[-1:]
+    lines = newlines + (last != b"\n") if count else None
+    return Digest(digest.hexdigest(), lines, size)
+
+
+def is_jsonl(path: Path) -> bool:
+    """Whether the file is JSON lines (plain or gzip), as opposed to Parquet or CSV."""
+    return not path.name.lower().endswith((".parquet", ".csv"))
+
+
+def read_batches(path: Path, batch_rows: int) -> Iterator[LineBatch]:
+    """Stream the file's records in batches of at most batch_rows rows."""
+    name = path.name.lower()
+    try:
+        if name.endswith(".parquet"):
+            yield from _parquet_batches(path, batch_rows)
+        elif name.endswith(".csv"):
+            with path.open("rb") as fh:
+                yield from _csv_batches(fh, batch_rows)
+        else:
+            with jsonl.open_lines(path) as fh:
+                yield from jsonl.batches(fh, batch_rows)
+    except (OSError, EOFError, pa.ArrowException, csv.Error) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def scan_lines(path: Path) -> LineScan:
+    """Count a JSONL file's lines and find its blank ones (one pass over the uncompressed bytes)."""
+    try:
+        return jsonl.scan_lines(path)
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def read_lines(path: Path, wanted: np.ndarray) -> Iterator[LineBatch]:
+    """The given physical lines of a JSONL file (sorted, unique), read exactly as read_batches
+    reads them, one LineBatch per block of the file that holds some of them."""
+    try:
+        yield from jsonl.read_lines(path, wanted)
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> LogFormatError:
+    return LogFormatError(
+        f"cannot read {path}: {exc}", hint="Check that the file is complete and not corrupt."
+    )
+
+
+# --- records (CSV, Parquet) --------------------------------------------------------------------
+
+
+class _Records:
+    """Collects (line, record) pairs and turns them into LineBatches of JSON text."""
+
+    def __init__(self, batch_rows: int) -> None:
+        self.batch_rows = batch_rows
+        self.lines: list[int] = []
+        self.texts: list[str] = []
+        self.rejects: list[RawReject] = []
+
+    def add(self, line: int, record: dict[str, Any] | RawReject) -> None:
+        if isinstance(record, RawReject):
+            self.rejects.append(record)
+        else:
+            self.lines.append(line)
+            self.texts.append(json.dumps(record, ensure_ascii=False, default=_json_default))
+
+    def full(self) -> bool:
+        return len(self.lines) + len(self.rejects) >= self.batch_rows
+
+    def flush(self) -> Iterator[LineBatch]:
+        if self.lines or self.rejects:
+            table = pa.table(
+                {
+                    "line": pa.array(self.lines, pa.int64()),
+                    "text": pa.array(self.texts, pa.string()),
+                }
+            )
+            yield LineBatch(table, tuple(self.rejects))
+        self.lines, self.texts, self.rejects = [], [], []
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return stamp.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot represent {type(value).__name__} as JSON")
+
+
+def _csv_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
+    with io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        reader = csv.reader(text)
+        header = next(reader, None)
+        if header is None:
+            return
+        rows = ((reader.line_num, dict(zip(header, cells, strict=False))) for cells in reader)
+        yield from _grouped_batches(rows, batch_rows)
+
+
+def _grouped_batches(
+    rows: Iterable[tuple[int, dict[str, Any]]], batch_rows: int
+) -> Iterator[LineBatch]:
+    """Flattened rows (one per request x attempt) -> one record per run of equal request_id."""
+    out = _Records(batch_rows)
+    group: list[tuple[int, dict[str, Any]]] = []
+    for line, row in rows:
+        if all(v in ("", None) for v in row.values()):
+            continue
+        if group and row.get("request_id") != group[0][1].get("request_id"):
+            out.add(group[0][0], _flat_record(group))
+            group = []
+            if out.full():
+                yield from out.flush()
+        group.append((line, row))
+    if group:
+        out.add(group[0][0], _flat_record(group))
+    yield from out.flush()
+
+
+def _flat_record(group: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any] | RawReject:
+    first_line, first = group[0]
+    request = {k: v for k, v in first.items() if not k.startswith(lf.ATTEMPT_PREFIX)}
+    request.pop(lf.LABEL_COLUMN, None)
+    record, attempts, labels = _cells(request), [], {}
+    raw = json.dumps([row for _, row in group], ensure_ascii=False, default=_json_default)
+    if isinstance(record, RawReject):
+        return RawReject(first_line, record.field, record.reason, raw)
+    for line, row in group:
+        for key, value in request.items():
+            if row.get(key) != value:
+                reason = f"bad value: column {key} differs between rows of request_id (line {line})"
+                return RawReject(first_line, key, reason, raw)
+        attempt = _cells(
+            {
+                k[len(lf.ATTEMPT_PREFIX) :]: v
+                for k, v in row.items()
+                if k.startswith(lf.ATTEMPT_PREFIX)
+            }
+        )
+        if isinstance(attempt, RawReject):
+            return RawReject(first_line, f"attempts.{attempt.field}", attempt.reason, raw)
+        if attempt:
+            attempts.append(attempt)
+        label = _cell(lf.LABEL_COLUMN, row.get(lf.LABEL_COLUMN))
+        if label is not None:
+            labels[str(attempt.get("tier"))] = label
+    if attempts:
+        record["attempts"] = attempts
+    if labels:
+        record["labels"] = labels
+    return record
+
+
+def _cells(row: dict[str, Any]) -> dict[str, Any] | RawReject:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, str) and _SURROGATE.search(value):
+            return _utf8_reject(key, value)
+        if key in lf.JSON_TEXT_COLUMNS and isinstance(value, str) and value != "":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                return RawReject(0, key, f"invalid JSON: {key}: {exc.msg} (col {exc.colno})", "")
+        value = _cell(key, value)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _utf8_reject(key: str, value: str) -> RawReject:
+    col = _SURROGATE.search(value).start()
+    byte = ord(value[col]) - 0xDC00
+    return RawReject(0, key, f"not UTF-8: invalid byte 0x{byte:02x} at col {col + 1} of {key}", "")
+
+
+def _cell(key: str, value: Any) -> Any:
+    """An empty cell is absent; numeric fields become numbers when they parse as numbers."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if key in _NUMERIC and isinstance(value, str):
+        for parse in (int, float):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+    return value
+
+
+def _parquet_batches(path: Path, batch_rows: int) -> Iterator[LineBatch]:
+    parquet = pq.ParquetFile(path)
+    flat = f"{lf.ATTEMPT_PREFIX}tier" in parquet.schema_arrow.names
+    rows = _parquet_rows(parquet, batch_rows)
+    if flat:
+        yield from _grouped_batches(rows, batch_rows)
+        return
+    out = _Records(batch_rows)
+    for line, row in rows:
+        out.add(line, _nested_record(line, row))
+        if out.full():
+            yield from out.flush()
+    yield from out.flush()
+
+
+def _parquet_rows(parquet: pq.ParquetFile, batch_rows: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    line = 1
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        for row in batch.to_pylist():
+            yield line, row
+            line += 1
+
+
+def _nested_record(line: int, row: dict[str, Any]) -> dict[str, Any] | RawReject:
+    """A Parquet row as a JSON record; nulls are absent (columnar files cannot tell them apart)."""
+    record = _cells(row)
+    if isinstance(record, RawReject):
+        raw = json.dumps(row, ensure_ascii=False, default=_json_default)
+        return RawReject(line, record.field, record.reason, raw)
+    for key in ("labels", "metadata"):
+        if isinstance(record.get(key), list):  # a Parquet MAP arrives as (key, value) pairs
+            record[key] = dict(record[key])
+        if isinstance(record.get(key), dict):
+            record[key] = {k: v for k, v in record[key].items() if v is not None}
+    if isinstance(record.get("attempts"), list):
+        record["attempts"] = [
+            {k: v for k, v in a.items() if v is not None} if isinstance(a, dict) else a
+            for a in record["attempts"]
+        ]
+    return record

@@ -1,0 +1,1 @@
+"""The ingest stage: log files into the store."""

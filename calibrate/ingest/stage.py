@@ -1,0 +1,281 @@
+"""Stage: ingest log files into the store -> IngestSummary.
+
+JSONL files (plain or gzip) take the file path: DuckDB reads the whole file in parallel and the
+store validates and merges it set-wise; only the lines DuckDB cannot read (invalid JSON, not UTF-8,
+...) go through the line path, gathered into batches of batch_rows (each batch scans the store
+once, so a few bad lines spread over a big file cost one batch, not one per block), and the raw
+text of rejected lines is read back from the file.
+CSV and Parquet take the line path: readers stream batches of records, the store checks each
+batch, through the same fast lane as the file path (`fast_lane=False`: the exact rule chains only). Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
+path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
+the connection sets less) and spills the rest to DuckDB's temp directory. A file whose bytes were
+ingested before is skipped; its SHA-256 is taken first, or, for a JSONL file of a size no ingested
+file has, in a thread while DuckDB reads it.
+
+Non-strict: one transaction per file, so a crash never leaves a half file marked as ingested.
+Strict: one transaction around everything; any bad row aborts it and nothing is written. Never
+prints; progress goes to an optional callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from calibrate.errors import LogFormatError
+from calibrate.formats import readers
+from calibrate.records.outcomes import IngestSummary
+from calibrate.store.core import Store
+
+Progress = Callable[[str, int], None]
+"""on_progress(file, rows_read_so_far_in_file), called after every batch (or file)."""
+
+
+Reject = tuple[int, str | None, str]
+"""(line, field, reason) of a rejected row."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    strict: bool
+    batch_rows: int
+    whole_files: bool
+    fast_lane: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _FileCounts:
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+
+
+def ingest(
+    store: Store,
+    paths: Iterable[str | Path],
+    *,
+    strict: bool,
+    clock: Callable[[], datetime],
+    batch_rows: int = 50_000,
+    on_progress: Progress | None = None,
+    whole_files: bool = True,
+    fast_lane: bool = True,
+) -> IngestSummary:
+    """Ingest every supported file under `paths`; already-ingested files are skipped.
+
+    JSONL files are read whole by DuckDB (`whole_files=False` forces the line path, which CSV and
+    Parquet always take); `batch_rows` bounds the rows of one batch on the line path.
+    `fast_lane=False` checks every row of the line path with the exact rule chains: the
+    reference the tests compare the fast lanes against.
+    """
+    if batch_rows < 1:
+        raise ValueError("batch_rows must be positive")
+    files = readers.expand_paths(paths)
+    options = _Options(strict, batch_rows, whole_files, fast_lane)
+    store.prepare_ingest()
+    with store.transaction() if strict else nullcontext():
+        run_id = _begin(store, clock, strict)
+        totals, skipped = _FileCounts(), 0
+        for path in files:
+            counts = _ingest_file(store, path, run_id, options, on_progress)
+            if counts is None:
+                skipped += 1
+                continue
+            totals = _FileCounts(
+                *(a + b for a, b in zip(_tuple(totals), _tuple(counts), strict=False))
+            )
+        done = len(files) - skipped
+        with nullcontext() if strict else store.transaction():
+            store.finish_ingest_run(run_id, clock(), (done, *_tuple(totals)))
+    return IngestSummary(
+        run_id=run_id,
+        files=done,
+        files_skipped=skipped,
+        rows_read=totals.rows_read,
+        rows_kept=totals.rows_kept,
+        rows_rejected=totals.rows_rejected,
+        requests_total=store.request_count(),
+        rejects_by_reason=tuple(store.rejects_by_kind(run_id)),
+        db_path=store.path,
+    )
+
+
+def _tuple(counts: _FileCounts) -> tuple[int, int, int]:
+    return counts.rows_read, counts.rows_kept, counts.rows_rejected
+
+
+def _begin(store: Store, clock: Callable[[], datetime], strict: bool) -> int:
+    with nullcontext() if strict else store.transaction():
+        return store.begin_ingest_run(clock(), strict)
+
+
+def _ingest_file(
+    store: Store,
+    path: Path,
+    run_id: int,
+    options: _Options,
+    on_progress: Progress | None,
+) -> _FileCounts | None:
+    """Ingest one file (None when its bytes were ingested before)."""
+    whole = options.whole_files and readers.is_jsonl(path)
+    digest = _digest(store, path, overlap=whole)
+    if digest is None:
+        return None
+    with nullcontext() if options.strict else store.transaction():
+        found = _whole_file(store, path, digest, run_id, options.batch_rows) if whole else None
+        where = (str(path), digest.result().sha256, run_id)
+        if found is None:
+            counts = _line_batches(store, path, where, options, on_progress)
+        else:
+            counts, first = found
+            if options.strict and counts.rows_rejected:
+                raise _strict_error(path, first, counts.rows_rejected, "file")
+            if on_progress is not None:
+                on_progress(str(path), counts.rows_read)
+        store.record_ingested_file(where, digest.result().size, _tuple(counts))
+    return counts
+
+
+def _digest(store: Store, path: Path, *, overlap: bool) -> Future[readers.Digest] | None:
+    """The file's digest (None when its bytes were ingested before).
+
+    With `overlap`, a file whose size no ingested file has (so it cannot have been ingested) is
+    hashed in a thread while DuckDB reads it: hashlib releases the GIL."""
+    if overlap and not store.size_ingested(path.stat().st_size):
+        with path.open("rb"):  # an unreadable file fails here, as the hash would, not in DuckDB
+            pass
+        pool = ThreadPoolExecutor(max_workers=1)
+        pending = pool.submit(readers.file_digest, path)
+        pool.shutdown(wait=False)
+        return pending
+    done: Future[readers.Digest] = Future()
+    done.set_result(readers.file_digest(path))
+    return None if store.file_ingested(done.result().sha256) else done
+
+
+def _whole_file(
+    store: Store, path: Path, digest: Future[readers.Digest], run_id: int, batch_rows: int
+) -> tuple[_FileCounts, list[Reject]] | None:
+    """DuckDB reads and checks the whole file; the few lines it cannot read, and the raw text of
+    the rejected ones, are read line by line. None when records cannot be matched to lines."""
+    records = store.read_log_file(path)
+    where = (str(path), digest.result().sha256, run_id)
+    blanks: tuple[int, ...] = ()
+    if records != digest.result().lines:
+        scan = readers.scan_lines(path)
+        if records != scan.lines - len(scan.blanks):
+            store.discard_log_file()
+            return None
+        blanks = scan.blanks
+    check = store.check_log_file(blanks, where)
+    counts = _FileCounts(
+        check.rows_read, check.rows_read - len(check.rejected), len(check.rejected)
+    )
+    unread, rejected = _Unread(store, where, batch_rows), _Rejected(store, where, batch_rows)
+    wanted = np.union1d(check.unread, check.rejected)
+    for batch in readers.read_lines(path, wanted) if len(wanted) else ():
+        line = batch.lines["line"]
+        rejected.add(batch.lines.filter(pc.is_in(line, pa.array(check.rejected))))
+        unread.add(batch.lines.filter(pc.is_in(line, pa.array(check.unread))), batch.rejects)
+    rejected.flush()
+    counts, first = unread.flush(counts)
+    return counts, sorted(first + store.finish_log_file(where))[:5]
+
+
+class _Rejected:
+    """The raw text of the file's rejected lines, stored with their rejects batch_rows at a time."""
+
+    def __init__(self, store: Store, where: tuple[str, str, int], batch_rows: int) -> None:
+        self._store, self._where, self._batch_rows = store, where, batch_rows
+        self._lines: list[pa.Table] = []
+        self._rows = 0
+
+    def add(self, lines: pa.Table) -> None:
+        self._lines.append(lines)
+        self._rows += lines.num_rows
+        if self._rows >= self._batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._store.quarantine_log_lines(pa.concat_tables(self._lines), self._where)
+        self._lines, self._rows = [], 0
+
+
+class _Unread:
+    """The lines DuckDB's reader could not read, gathered across blocks of the file and sent
+    through the line path in batches of up to batch_rows (each batch scans the store once)."""
+
+    def __init__(self, store: Store, where: tuple[str, str, int], batch_rows: int) -> None:
+        self._store, self._where, self._batch_rows = store, where, batch_rows
+        self._lines: list[pa.Table] = []
+        self._rejects: list[tuple[int, str | None, str, str]] = []
+        self._rows, self._read, self._rejected = 0, 0, 0
+        self._first: list[Reject] = []
+
+    def add(self, lines: pa.Table, rejects: Iterable[readers.RawReject]) -> None:
+        raw = [(r.line, r.field, r.reason, r.raw) for r in rejects]
+        if not lines.num_rows and not raw:
+            return
+        self._lines.append(lines)
+        self._rejects += raw
+        self._rows += lines.num_rows + len(raw)
+        if self._rows >= self._batch_rows:
+            self._send()
+
+    def flush(self, counts: _FileCounts) -> tuple[_FileCounts, list[Reject]]:
+        """Send what is left; return the file's counts with these lines added, and their first
+        rejects."""
+        self._send()
+        read = counts.rows_read + self._read
+        rejected = counts.rows_rejected + self._rejected
+        return _FileCounts(read, read - rejected, rejected), self._first
+
+    def _send(self) -> None:
+        if not self._rows:
+            return
+        lines = pa.concat_tables(self._lines)
+        result = self._store.ingest_batch(lines, self._rejects, self._where)
+        self._read += result.rows_read
+        self._rejected += result.rows_rejected
+        self._first += result.rejects
+        self._lines, self._rejects, self._rows = [], [], 0
+
+
+def _line_batches(
+    store: Store,
+    path: Path,
+    where: tuple[str, str, int],
+    options: _Options,
+    on_progress: Progress | None,
+) -> _FileCounts:
+    """The line path: Python reads batches of lines or records, DuckDB checks each batch."""
+    read = rejected = 0
+    check = store.ingest_lines if options.fast_lane else store.ingest_batch
+    for batch in readers.read_batches(path, options.batch_rows):
+        raw = [(r.line, r.field, r.reason, r.raw) for r in batch.rejects]
+        result = check(batch.lines, raw, where)
+        if options.strict and result.rows_rejected:
+            raise _strict_error(path, list(result.rejects), result.rows_rejected, "batch")
+        read += result.rows_read
+        rejected += result.rows_rejected
+        if on_progress is not None:
+            on_progress(str(path), read)
+    return _FileCounts(read, read - rejected, rejected)
+
+
+def _strict_error(path: Path, rejects: list[Reject], total: int, scope: str) -> LogFormatError:
+    shown = [f"{path}:{line}: {field or '-'}: {reason}" for line, field, reason in rejects[:3]]
+    more = f" (and {total - len(shown)} more in this {scope})" if total > len(shown) else ""
+    return LogFormatError(
+        "bad rows with --strict, nothing was written:\n  " + "\n  ".join(shown) + more,
+        hint="Fix these rows, or run without --strict to quarantine them in the `rejects` table.",
+    )

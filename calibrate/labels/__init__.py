@@ -1,0 +1,1 @@
+"""Labels: import, reference scorers, the LLM judge, the labelling queue."""

@@ -1,0 +1,1 @@
+"""The monitor stage: the deployed routing.yaml watched over time."""

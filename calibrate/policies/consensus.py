@@ -1,0 +1,150 @@
+"""Consensus (strategy 5): a set of tiers answers every request in parallel; the majority of
+their normalised answers wins, a tie goes to the most expensive tier's answer. Quality is the label
+of the chosen answer (the label of the dearest tier giving it), cost the sum of the set's costs,
+latency the slowest of the set (the calls run in parallel).
+
+A tier without an `ok` answer abstains. Each set of ≥ 3 tiers is evaluated by the same exact engine
+as every other policy: the set becomes one virtual tier (per request: summed cost, maximum latency,
+the chosen answer's label) placed just before the premium tier, and "always the virtual tier" is
+its one policy. Consensus policies are reported next to the others and never selected by the
+sweep (they cost more than always-premium); a routing.yaml with `strategy: consensus` names the
+voting tiers, and `evaluate` scores it with `consensus_row`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+
+import numpy as np
+import polars as pl
+
+from calibrate.policies.assignment import take_rows
+from calibrate.policies.families import Family, evaluate_families
+from calibrate.records.outcomes import Outcomes
+
+_FILLER = re.compile(r"^(sure|certainly|of course|okay|ok)\b[\s,.!:;-]*")
+_NOT_WORD = re.compile(r"[^\w\s]+")
+_SPACE = re.compile(r"\s+")
+MIN_VOTERS = 3
+
+
+def normalise(text: str) -> str:
+    """Case, punctuation and spacing folded, and a leading courtesy word ("Sure.") dropped."""
+    folded = _SPACE.sub(" ", text.strip().lower())
+    folded = _FILLER.sub("", folded)
+    return _SPACE.sub(" ", _NOT_WORD.sub(" ", folded)).strip()
+
+
+def chosen_tier(answers: list[list[str | None]], voters: tuple[int, ...]) -> np.ndarray:
+    """Per request, the tier (index into the answers' columns) whose answer the vote picks: among
+    the answers with the most votes, the one the dearest tier gave; the last voter when none
+    answered. Each distinct answer text is normalised once; the vote itself is vectorized."""
+    codes = answer_codes(answers, voters)  # (n, v): normalised answer id, -1 for no answer
+    valid = codes >= 0
+    same = (codes[:, :, None] == codes[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    votes = same.sum(axis=2)  # votes for the answer voter j gave (0 when j did not answer)
+    best = valid & (votes == votes.max(axis=1, keepdims=True))
+    dearest = len(voters) - 1 - np.argmax(best[:, ::-1], axis=1)
+    chosen = np.asarray(voters, dtype=np.int64)[dearest]
+    chosen[~valid.any(axis=1)] = voters[-1]
+    return chosen
+
+
+def answer_codes(answers: list[list[str | None]], voters: tuple[int, ...]) -> np.ndarray:
+    """(requests × voters) integer id of each normalised answer (-1: no answer)."""
+    text_code: dict[str, int] = {}
+    norm_code: dict[str, int] = {}
+    codes = np.full((len(answers), len(voters)), -1, dtype=np.int64)
+    for i, row in enumerate(answers):
+        for k, j in enumerate(voters):
+            text = row[j]
+            if text is None:
+                continue
+            code = text_code.get(text)
+            if code is None:
+                code = text_code[text] = norm_code.setdefault(normalise(text), len(norm_code))
+            codes[i, k] = code
+    return codes
+
+
+def consensus_outcomes(outcomes: Outcomes, voters: tuple[int, ...], chosen: np.ndarray) -> Outcomes:
+    """`outcomes` with one virtual tier for the vote inserted before the premium tier."""
+    rows = np.arange(outcomes.n)
+    virtual = {
+        "confidence": np.full(outcomes.n, np.nan),
+        "cost_usd": outcomes.cost_usd[:, list(voters)].sum(axis=1),
+        "latency_ms": outcomes.latency_ms[:, list(voters)].max(axis=1),
+        "label": outcomes.label[rows, chosen],
+    }
+    # a request labeled for every tier stays labeled; the chosen answer's label is then known
+    virtual["label"][~outcomes.labeled] = np.nan
+    columns = {
+        name: np.insert(getattr(outcomes, name), -1, values, axis=1)
+        for name, values in virtual.items()
+    }
+    name = "+".join(outcomes.tiers[j] for j in voters)
+    tiers = (*outcomes.tiers[:-1], name, outcomes.tiers[-1])
+    return dataclasses.replace(outcomes, tiers=tiers, **columns)
+
+
+def consensus_row(
+    outcomes: Outcomes, answers: list[list[str | None]], voters: tuple[int, ...]
+) -> pl.DataFrame:
+    """The one frontier row of the vote among `voters` (indices into the outcomes' tiers; the
+    premium tier is the last of the outcomes)."""
+    k = len(outcomes.tiers)
+    augmented = consensus_outcomes(outcomes, voters, chosen_tier(answers, voters))
+    frame = evaluate_families(augmented, [Family("always", (k - 1,))])
+    name = augmented.tiers[k - 1]
+    return frame.with_columns(
+        policy=pl.lit(f"consensus:{name}"),
+        strategy=pl.lit("consensus"),
+        tiers=pl.lit(name),
+        escalation_rate=pl.lit(1.0),  # every request reaches beyond the cheapest tier
+    )
+
+
+def consensus_frame(outcomes: Outcomes, answers: list[list[str | None]]) -> pl.DataFrame | None:
+    """One frontier row per set of ≥ 3 tiers (None with fewer than 3 tiers)."""
+    k = len(outcomes.tiers)
+    frames = [
+        consensus_row(outcomes, answers, voters)
+        for size in range(MIN_VOTERS, k + 1)
+        for voters in itertools.combinations(range(k), size)
+    ]
+    return pl.concat(frames, how="vertical") if frames else None
+
+
+def consensus_slices(
+    outcomes: Outcomes, answers: list[list[str | None]], slices: dict[str, np.ndarray]
+) -> pl.DataFrame | None:
+    """Per slice (name → row mask; the user's high-stakes intents): always-premium and every
+    consensus set on the slice's requests alone, with the quality gain over premium per extra
+    dollar per 1k requests. None with fewer than 3 tiers."""
+    k = len(outcomes.tiers)
+    if k < MIN_VOTERS:
+        return None
+    frames = []
+    for name, mask in slices.items():
+        rows = np.flatnonzero(mask)
+        sub = take_rows(outcomes, mask)
+        premium = evaluate_families(sub, [Family("always", (k - 1,))])
+        voted = consensus_frame(sub, [answers[i] for i in rows])
+        frame = pl.concat([premium, voted.select(premium.columns)], how="vertical")
+        base_q = premium["quality"][0]
+        base_cost = premium["cost_per_1k_requests_usd"][0]
+        frames.append(
+            frame.select(
+                pl.lit(name).alias("slice"),
+                "policy",
+                "requests",
+                "labeled",
+                "quality",
+                (pl.col("quality") - base_q).alias("gain_vs_premium"),
+                "cost_per_1k_requests_usd",
+                (pl.col("cost_per_1k_requests_usd") - base_cost).alias("extra_cost_per_1k_usd"),
+            )
+        )
+    return pl.concat(frames, how="vertical") if frames else None

@@ -1,0 +1,259 @@
+"""Exact, vectorized evaluation of a whole grid of routing policies at once.
+
+A policy family is a path of k tiers with one decision per non-final tier: request i stops at the
+first decision stage j whose bin `b[j][i]` exceeds the policy's option `a[j]`, else at the last tier.
+For a cascade, `b` is the rank of the tier's confidence in its threshold grid (keep iff c ≥ τ); for a
+length rule it is the rank of -input_tokens. What a stop costs and how long it takes is given per
+request and stop, so cascades (pay every tier touched) and up-front routers (pay one tier) share
+this engine.
+
+Every metric is a sum over requests, so it is computed from histograms over the bins with prefix
+sums: O(n + Π(G_j+1)) per metric, never a Python loop over rows. Latency percentiles are exact order
+statistics of the per-request sums: a histogram over (policy, coarse latency bin) finds the bin
+holding each policy's rank, and `latency_ranks` finds the exact value inside it. Money and scores
+are integers (nano-USD, micro-score) held in float64 below 2**53, so every sum is exact and
+independent of summation order.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibrate.policies.latency_ranks import LatencyAxis, LatencyColumn, RankQueries, codes_at_ranks
+
+NANO_USD = 1e9
+MICRO_SCORE = 1e6
+PERCENTILES = (50, 95)
+
+
+@dataclass(frozen=True)
+class StopTable:
+    """What stopping at each stop of a path means for each request: one column per stop.
+
+    Cost is nano-USD for all n requests; score is micro-score for the `labeled_rows` only.
+    """
+
+    cost_nano_usd: tuple[np.ndarray, ...]
+    score_micro: tuple[np.ndarray, ...]
+    latency: tuple[LatencyColumn, ...]
+    labeled_rows: np.ndarray
+    axis: LatencyAxis
+
+
+@dataclass(frozen=True)
+class GridResult:
+    """Metrics of every policy of a grid, flattened in C order over the options (m policies)."""
+
+    options: np.ndarray
+    requests: int
+    labeled: int
+    stop_counts: np.ndarray
+    cost_nano_usd: np.ndarray
+    score_micro: np.ndarray
+    latency_p50_us: np.ndarray
+    latency_p95_us: np.ndarray
+
+
+def quantize_usd(cost_usd: np.ndarray) -> np.ndarray:
+    return np.rint(cost_usd * NANO_USD)
+
+
+def quantize_score(score: np.ndarray) -> np.ndarray:
+    return np.rint(np.nan_to_num(score, nan=0.0) * MICRO_SCORE)
+
+
+def percentile_rank(pct: int, n: int) -> int:
+    """1-based rank of the nearest-rank (inverted CDF) percentile: smallest r with r/n ≥ pct/100."""
+    return max(1, (pct * n + 99) // 100)
+
+
+def evaluate_grid(
+    bins: list[np.ndarray], n_options: list[int], stops: StopTable, shared: dict | None = None
+) -> GridResult:
+    """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j]).
+
+    `shared`, a dict kept for one sweep, lets families whose first stage bins requests the same way
+    (the same bins array) reuse the per-cell sums of the stops they have in common.
+    """
+    shape = tuple(n_options)
+    if not shape:
+        return _one_policy(stops)
+    cells = _cell_ids(bins, shape)
+    counts, by_cost, by_score, by_latency = [], [], [], []
+    for s in range(len(stops.latency)):
+        depth = min(s + 1, len(shape))
+        sums = _cell_sums(cells[depth], shape[:depth], stops, s, shared if depth == 1 else None)
+        counts.append(_to_options(sums.latency.sum(axis=-1), shape, s).reshape(-1))
+        by_latency.append(sums.latency)
+        by_cost.append(sums.cost)
+        by_score.append(sums.score)
+    cost, quality = _sum_over_stops(by_cost, shape), _sum_over_stops(by_score, shape)
+    latency = _sum_over_stops(by_latency, shape)
+    p50, p95 = _latency_percentiles(latency.reshape(-1, stops.axis.bins.size), cells, shape, stops)
+    return GridResult(
+        options=_all_options(shape),
+        requests=stops.latency[0].codes.size,
+        labeled=int(stops.labeled_rows.size),
+        stop_counts=np.stack(counts, axis=1).astype(np.int64),
+        cost_nano_usd=cost.reshape(-1),
+        score_micro=quality.reshape(-1),
+        latency_p50_us=p50,
+        latency_p95_us=p95,
+    )
+
+
+@dataclass(frozen=True)
+class _CellSums:
+    """Sums over the requests in each cell that stop at one stop: latency by coarse bin, cost, score."""
+
+    latency: np.ndarray
+    cost: np.ndarray
+    score: np.ndarray
+
+    def copy(self) -> _CellSums:
+        return _CellSums(self.latency.copy(), self.cost.copy(), self.score.copy())
+
+
+def _cell_sums(
+    cell: np.ndarray, cell_shape: tuple[int, ...], stops: StopTable, s: int, shared: dict | None
+) -> _CellSums:
+    """Per-cell sums of stop s (a fresh copy: callers sum them in place)."""
+    column = stops.latency[s]
+    key = (id(cell), id(column))
+    if shared is not None and key in shared:
+        return shared[key][-1].copy()
+    nb, size = stops.axis.bins.size, int(np.prod(cell_shape))
+    latency = np.bincount(cell * np.intp(nb) + column.bins, minlength=size * nb)
+    cost = np.bincount(cell, stops.cost_nano_usd[s], size)
+    score = np.bincount(cell[stops.labeled_rows], stops.score_micro[s], size)
+    sums = _CellSums(
+        latency.reshape(cell_shape + (nb,)), cost.reshape(cell_shape), score.reshape(cell_shape)
+    )
+    if shared is None:
+        return sums
+    shared[key] = (cell, column, sums)  # holding both keeps their ids from being reused
+    return sums.copy()
+
+
+def _one_policy(stops: StopTable) -> GridResult:
+    """No decision stage: every request stops at the one tier; its code histogram is the latency
+    distribution."""
+    n = stops.latency[0].codes.size
+    ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
+    codes = np.searchsorted(np.cumsum(stops.latency[0].counts), ranks, side="left")
+    p50, p95 = stops.axis.to_us(codes)
+    return GridResult(
+        options=np.zeros((1, 0), dtype=np.int64),
+        requests=n,
+        labeled=int(stops.labeled_rows.size),
+        stop_counts=np.array([[n]], dtype=np.int64),
+        cost_nano_usd=np.array([stops.cost_nano_usd[0].sum()]),
+        score_micro=np.array([stops.score_micro[0].sum()]),
+        latency_p50_us=np.array([p50]),
+        latency_p95_us=np.array([p95]),
+    )
+
+
+def _all_options(shape: tuple[int, ...]) -> np.ndarray:
+    if not shape:
+        return np.zeros((1, 0), dtype=np.intp)
+    return np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), axis=1)
+
+
+def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray | None]:
+    """cells[depth]: each request's flat (C-order) index of its bins at the first `depth` stages."""
+    cells: list[np.ndarray | None] = [None]
+    for j, b in enumerate(bins):
+        cells.append(b if j == 0 else cells[-1] * np.intp(shape[j]) + b)
+    return cells
+
+
+def _to_options(hist: np.ndarray, shape: tuple[int, ...], stop: int) -> np.ndarray:
+    """Per-cell sums of requests stopping at `stop` → per-option sums (in place, then broadcast).
+
+    `hist` is over the bins of the first min(stop+1, d) stages (+ any trailing axes). Stopping at
+    `stop` < d means b_j ≤ a_j for j < stop and b_stop > a_stop; the last stop needs b_j ≤ a_j at
+    every stage; prefix sums along each stage axis turn "bin" into "option".
+    """
+    dims = min(stop + 1, len(shape))
+    trailing = hist.shape[dims:]
+    for axis in range(dims):
+        _cumulate(hist, axis, complement=axis == stop)
+    hist = hist.reshape(shape[:dims] + (1,) * (len(shape) - dims) + trailing)
+    return np.broadcast_to(hist, shape + trailing)
+
+
+def _sum_over_stops(hists: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Σ over stops of per-option sums, from per-cell sums (in place): hists[s] is over the bins of
+    the first min(s+1, d) stages (+ trailing axes), as for `_to_options`. Working from the last stage
+    axis down, the stops that share an axis share its prefix sum."""
+    total = hists[len(shape)]  # the last stop: b_j ≤ a_j at every stage
+    for axis in reversed(range(len(shape))):
+        _cumulate(total, axis, complement=False)
+        own = hists[axis]  # stop `axis`: b > a there, b ≤ a before (summed at later axes)
+        _cumulate(own, axis, complement=True)
+        total += own.reshape(
+            shape[: axis + 1] + (1,) * (len(shape) - axis - 1) + own.shape[axis + 1 :]
+        )
+    return total
+
+
+def _cumulate(hist: np.ndarray, axis: int, complement: bool) -> None:
+    """In place along `axis`: slice a becomes Σ_{b ≤ a}, or Σ_{b > a} when `complement`.
+
+    Slice by slice, because np.cumsum along a leading axis is an order of magnitude slower.
+    """
+    view = np.moveaxis(hist, axis, 0)
+    for a in range(1, view.shape[0]):
+        view[a] += view[a - 1]
+    if complement:
+        total = view[-1].copy()
+        np.subtract(total, view, out=view)
+
+
+def _latency_percentiles(
+    cum: np.ndarray, cells: list[np.ndarray | None], shape: tuple[int, ...], stops: StopTable
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest-rank p50/p95 of the per-request latency for every policy, from the
+    (policies × coarse bins) histogram `cum` (turned into cumulative counts in place)."""
+    latency, axis = stops.latency, stops.axis
+    n, nb = latency[0].codes.size, axis.bins.size
+    ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
+    np.cumsum(cum, axis=1, out=cum)
+    m = cum.shape[0]
+    offset = np.arange(m) * (n + 1)  # rows stacked into one ascending array, searched at once
+    cum += offset[:, None]
+    flat = cum.reshape(-1)
+    policy, bin_, rank = [], [], []
+    for r in ranks:
+        at = np.searchsorted(flat, offset + r, side="left")
+        hit = at - np.arange(m) * nb
+        below = np.where(hit > 0, flat[np.maximum(at - 1, 0)] - offset, 0)
+        policy.append(np.arange(m))
+        bin_.append(hit)
+        rank.append(r - below)
+    queries = RankQueries(np.concatenate(policy), np.concatenate(bin_), np.concatenate(rank))
+    stop_cells = [cells[min(s + 1, len(shape))] for s in range(len(latency))]
+    stops_here = functools.partial(_stops_here, shape)
+    values = axis.to_us(codes_at_ranks(queries, axis, latency, stop_cells, stops_here))
+    return values[:m], values[m:]
+
+
+@functools.lru_cache(maxsize=32)
+def _stops_here(shape: tuple[int, ...], stop: int) -> np.ndarray:
+    """(policies × cells) bool: does the policy stop at `stop` a request in that cell?
+
+    Cells enumerate the bins of the first min(stop+1, d) stages in C order, like `_cell_ids`.
+    """
+    dims = min(stop + 1, len(shape))
+    options = _all_options(shape)
+    cell_bins = _all_options(shape[:dims])
+    here = np.ones((options.shape[0], cell_bins.shape[0]), dtype=bool)
+    for j in range(dims):
+        above = cell_bins[None, :, j] > options[:, None, j]
+        here &= above if j == stop else ~above
+    here.flags.writeable = False  # shared by every call with this shape (cached)
+    return here

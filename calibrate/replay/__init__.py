@@ -1,0 +1,1 @@
+"""The replay stage: shadow calls of every tier for a sample of requests."""

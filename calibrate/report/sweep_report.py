@@ -1,0 +1,581 @@
+"""Rendering a sweep: report.md, report.html, summary.json, frontier.csv and routing.yaml.
+
+The sweep result becomes a small document model (headings, paragraphs, tables) rendered twice, as
+GitHub Markdown and as one self-contained HTML file, so both say the same thing; summary.json
+comes from `summary_json.py`. Nothing here computes metrics, and no output carries a clock time: the same
+inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+
+from calibrate.config.routing import (
+    METRIC_DIGITS,
+    METRICS,
+    ROUTER_FILE,
+    Rule,
+    dump_routing,
+    round_metric,
+    routing_from,
+)
+from calibrate.policies.router_files import router_json
+from calibrate.report.blocks import (
+    BASE_CSS,
+    Block,
+    Chart,
+    Section,
+    Table,
+    inline_html,
+    ms,
+    num,
+    pct,
+    table_html,
+    table_markdown,
+    usd,
+)
+from calibrate.report.charts import chart_svgs
+from calibrate.report.strategies import (
+    consensus_section,
+    endpoint_health_section,
+    keyword_rules_section,
+    policy_table,
+    strategy_comparison,
+)
+from calibrate.report.summary_json import summary
+from calibrate.sweep.diagnostics import DAILY_VOLUMES
+from calibrate.sweep.failure_modes import HARD_GAP, HEALTHY_ESCALATION
+from calibrate.sweep.stage import SweepResult
+
+_TOP_POLICIES = 12
+
+
+def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
+    """Write the five outputs and the chart files atomically (temp file + rename); return their
+    paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    charts = chart_svgs(result)
+    doc = sections(result, frozenset(charts))
+    texts = {
+        "routing.yaml": dump_routing(build_routing(result)),
+        "frontier.csv": frontier_csv(result.frontier),
+        "summary.json": json.dumps(summary(result), indent=2, sort_keys=False) + "\n",
+        "report.md": render_markdown(doc),
+        "report.html": render_html(doc, charts),
+        **charts,
+    }
+    if result.router is not None:
+        texts[ROUTER_FILE] = router_json(result.router)
+    paths = {}
+    for name, text in texts.items():
+        path = out_dir / name
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        paths[name] = path
+    return paths
+
+
+def build_routing(result: SweepResult):
+    rec = result.recommendation
+    models = {t.name: t.model for t in result.tiers.tiers}
+    return routing_from(
+        rec.row,
+        models,
+        result.tiers.names[-1],
+        result.objective,
+        rec.method,
+        rec.certified,
+        result.window,
+        classifier_cost_per_1k=result.classifier_cost_per_1k,
+        keyword_rules=tuple(
+            Rule(name=r.name, pattern=r.pattern, tier=r.tier)
+            for r in (result.keyword_rules.rules if result.keyword_rules else ())
+        ),
+        p_correct={
+            c.tier: round(p, 4)
+            for c in result.calibration
+            if (tau := _thresholds_by_tier(rec.row).get(c.tier)) is not None
+            and (p := c.p_correct(tau)) is not None
+        },
+        intervals={
+            name: (round_metric(name, i.low), round_metric(name, i.high))
+            for name, i in result.evidence.intervals.items()
+        },
+    )
+
+
+def frontier_csv(frontier: pl.DataFrame) -> str:
+    """One row per evaluated policy, fixed precision, in evaluation order."""
+    rounded = frontier.with_columns(
+        [
+            pl.col(m).round(METRIC_DIGITS[m] + 2) for m in METRICS
+        ]  # CSV keeps 2 more digits than YAML
+    )
+    return rounded.write_csv(float_precision=None, null_value="")
+
+
+def _policy_words(r: dict) -> str:
+    """A frontier row's policy in words."""
+    keywords = "the keyword rules first, then " if r["strategy"] in ("rules", "hybrid") else ""
+    if r["strategy"] in ("cascade", "hybrid"):
+        names, taus = r["tiers"].split(">"), r["thresholds"].split(";")
+        steps = "; ".join(
+            f"escalate from {n} when confidence < {t}" for n, t in zip(names, taus, strict=False)
+        )
+        what = f"{keywords}a cascade {' → '.join(names)} ({steps})"
+    elif r["strategy"] in ("length", "rules"):
+        names = r["tiers"].split(">")
+        if r["cutoff_tokens"] is None:
+            what = f"{keywords}every other request to {names[1]}"
+        else:
+            what = (
+                f"{keywords}requests of at most {r['cutoff_tokens']} input tokens to {names[0]}, "
+                f"the rest to {names[1]}"
+            )
+    elif r["strategy"] == "router":
+        names, tau = r["tiers"].split(">"), r["thresholds"]
+        what = f"the learned router: {names[0]} when its score ≥ {tau}, else {names[1]}"
+    else:
+        what = f"always {r['tiers']}"
+    return what
+
+
+def _headline(result: SweepResult) -> str:
+    r = result.recommendation.row
+    premium = result.tiers.names[-1]
+    what = _policy_words(r)
+    rec, eps = result.recommendation, result.evidence.max_regret
+    level = result.objective.confidence_level
+    if rec.certified and not rec.fallback:
+        claim = (
+            f"quality within {eps:.4g} of always-{premium} at {level:.0%} confidence (certified)"
+        )
+    elif rec.method == "budget":
+        claim = "the best measured quality under the budget (not certified)"
+    elif rec.fallback:
+        claim = "the safe fallback: nothing cheaper could be certified"
+    else:
+        claim = f"measured quality drop {r['quality_drop']:+.4f} (limit {eps:.4g}, not certified)"
+    verdict = "Chosen with --policy" if rec.method == "chosen" else "Recommended"
+    return (
+        f"**{verdict}: {what}.** {pct(r['savings_vs_premium'])} cheaper than always-{premium}; "
+        f"{claim}; escalation rate {pct(r['escalation_rate'])}; p95 latency {ms(r['latency_p95_ms'])}."
+    )
+
+
+def _pareto_near(frontier: pl.DataFrame, cost: float) -> pl.DataFrame:
+    """The Pareto points closest in cost to the recommendation, half cheaper and half dearer."""
+    pareto = frontier.filter("pareto").sort("cost_per_1k_requests_usd", "policy")
+    cheaper = pareto.filter(pl.col("cost_per_1k_requests_usd") < cost).tail(_TOP_POLICIES // 2)
+    dearer = pareto.filter(pl.col("cost_per_1k_requests_usd") >= cost).head(_TOP_POLICIES // 2)
+    return pl.concat([cheaper, dearer])
+
+
+def _selection_note(result: SweepResult) -> str:
+    rec, ev = result.recommendation, result.evidence
+    if not result.objective.certify:
+        note = (
+            "Selection: empirical (`--no-certify`): the measured drop is a point estimate with no "
+            "statistical guarantee."
+        )
+        check = ev.selection_check
+        if check is not None:
+            note += (
+                f" Re-running the empirical rule on {check.resamples} bootstrap replicates, the "
+                f"policy it picks has a drop of {check.drop.low:+.4f} to {check.drop.high:+.4f} on "
+                f"the full sample and exceeds the limit in {check.exceed_share:.0%} of them."
+            )
+        return note
+    if rec.method == "budget":
+        return (
+            f"**No policy under the budget of ${result.objective.max_cost_per_1k_usd:g} per 1k "
+            "requests could be certified**; the recommendation is the best measured quality under "
+            "it and carries no guarantee."
+        )
+    if rec.fallback:
+        alt = ev.alternative.row["policy"] if ev.alternative else "none"
+        if ev.labels_needed is None:
+            more = (
+                "Its measured regret is not below the limit, so more labels would not certify it."
+            )
+        else:
+            policy, count = ev.labels_needed
+            more = f"About {count:,} more uniformly sampled labels would likely certify " + (
+                "it." if policy == alt else f"`{policy}` (half the measured drop)."
+            )
+        return (
+            f"**Nothing cheaper than always-{result.tiers.names[-1]} could be certified** with "
+            f"{result.window.labeled} labels. The best empirical policy is `{alt}`. {more}"
+        )
+    stages = "; ".join(
+        f"{s.tier}: {s.regret_count} regret events in {s.labeled} labeled requests, upper bound "
+        f"{s.regret_ucb:.4f} ≤ {s.max_regret:.4g} at δ = {s.delta:.4g}"
+        for s in ev.stages
+    )
+    per_segment = ""
+    if ev.segments == ("(other)",):
+        per_segment = (
+            f" Per {result.objective.per_segment}: every segment has too few labels to be "
+            "certified alone, so they were tested as one pool (a marginal guarantee only)."
+        )
+    elif ev.segments:
+        per_segment = (
+            f" Per {result.objective.per_segment}: the drop holds within each of "
+            f"{', '.join(ev.segments)} (segments with too few labels are pooled as (other))."
+        )
+    return (
+        f"Certified over {ev.certifiable_families} policy families (δ split equally among them). "
+        f"Evidence: {stages or 'always-premium has no regret'}.{per_segment}"
+    )
+
+
+def _intervals_note(result: SweepResult) -> str:
+    iv, level = result.evidence.intervals, result.objective.confidence_level
+    parts = []
+    for name, label in (
+        ("quality", "quality"),
+        ("quality_drop", "quality drop"),
+        ("savings_vs_premium", "savings"),
+        ("escalation_rate", "escalation rate"),
+    ):
+        i = iv[name]
+        if name in ("savings_vs_premium", "escalation_rate"):
+            low, high = pct(i.low), pct(i.high)
+        else:
+            sign = "+" if name == "quality_drop" else ""
+            low, high = f"{i.low:{sign}.4f}", f"{i.high:{sign}.4f}"
+        parts.append(f"{label} {low} to {high}")
+    return (
+        f"{level:.0%} intervals for the recommendation: "
+        + "; ".join(parts)
+        + ". Quality and drop: "
+        "paired bootstrap over labeled requests (seeded); savings: delta method; escalation: Wilson. "
+        "They are conditional on the chosen policy"
+        + ("; the certificate above is the guarantee." if result.recommendation.certified else ".")
+    )
+
+
+def _calibration_table(result: SweepResult) -> Table:
+    thresholds = _thresholds_by_tier(result.recommendation.row)
+    rows = []
+    for c in result.calibration:
+        tau = thresholds.get(c.tier)
+        at = (
+            ""
+            if tau is None or c.p_correct(tau) is None
+            else f"escalate below {tau:g} ≈ P(correct) < {c.p_correct(tau):.2f}"
+        )
+        rows.append(
+            (
+                c.tier,
+                str(c.labeled),
+                num(c.auroc, 3),
+                num(c.ece, 3),
+                num(c.brier, 3),
+                c.method or "n/a",
+                at,
+            )
+        )
+    return Table(
+        ("tier", "labeled", "AUROC", "ECE", "Brier", "mapping", "recommended threshold"),
+        tuple(rows),
+    )
+
+
+def _thresholds_by_tier(row: dict) -> dict[str, float]:
+    if row["strategy"] not in ("cascade", "hybrid"):
+        return {}
+    names, taus = row["tiers"].split(">"), row["thresholds"].split(";")
+    return {n: float(t) for n, t in zip(names, taus, strict=False) if t != "inf"}
+
+
+def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
+    fm = result.failure_modes
+    low, high = HEALTHY_ESCALATION
+    over = (
+        f"Over-escalation: the recommendation escalates {pct(fm.escalation_rate)} of requests "
+        f"(a healthy cascade escalates {low:.0%}–{high:.0%})"
+        + (
+            "; **it costs more than always-premium**."
+            if fm.costs_more_than_premium
+            else "; it still costs less than always-premium."
+        )
+    )
+    kept = (
+        f"Silent under-escalation: kept requests (served below the premium tier) score "
+        f"{num(fm.kept_quality, 4)} on {fm.kept_labeled} labeled ones, where the premium tier "
+        f"scores {num(fm.kept_premium_quality, 4)} on the same requests."
+    )
+    alt = result.evidence.alternative
+    hard_header = (
+        "segment",
+        "labeled",
+        "cheapest tier",
+        "premium",
+        "escalated (recommended)",
+        "escalated (empirical)" if alt else "",
+    )
+    hard = Table(
+        tuple(h for h in hard_header if h),
+        tuple(
+            tuple(
+                v
+                for v in (
+                    f"{s.column}={s.value}",
+                    str(s.labeled),
+                    num(s.cheapest_quality, 3),
+                    num(s.premium_quality, 3),
+                    pct(s.escalation_rate),
+                    pct(s.alt_escalation_rate) if alt else None,
+                )
+                if v is not None
+            )
+            for s in fm.hard
+        ),
+    )
+    names = ", ".join(f"`{s.value}`" for s in fm.hard if s.column == "intent") or "none"
+    under = Table(
+        (
+            "segment",
+            "kept labeled",
+            "kept quality",
+            "premium on same",
+            "gap",
+            "examples (request ids)",
+        ),
+        tuple(
+            (
+                f"{s.column}={s.value}",
+                str(s.kept_labeled),
+                num(s.kept_quality, 3),
+                num(s.kept_premium_quality, 3),
+                f"{s.kept_gap:+.3f}",
+                ", ".join(s.examples),
+            )
+            for s in fm.under_escalated
+        ),
+    )
+    blocks: list[Block] = [
+        over,
+        kept,
+        f"Hard intents (the cheapest tier alone trails premium by {HARD_GAP:.0%} more than its overall gap of {fm.cheapest_gap:.1%}): {names}.",
+        hard,
+    ]
+    if fm.under_escalated:
+        blocks += [
+            "Segments whose kept requests are clearly worse than premium on the same requests:",
+            under,
+        ]
+    else:
+        blocks.append(
+            "No segment's kept requests are clearly worse than premium on the same requests."
+        )
+    return tuple(blocks)
+
+
+def _k_tier_note(result: SweepResult) -> str:
+    """The k-tier formula E[C] = Σ_j c_j Π_{i<j} e_i with the observed step rates, next to the
+    exact cost (they differ when a tier's cost depends on which requests reach it)."""
+    row = result.recommendation.row
+    if row["strategy"] != "cascade":
+        return ""
+    names = row["tiers"].split(">")
+    cost = {b.cheap: b.cheap_cost_per_1k_usd for b in result.break_even}
+    cost |= {b.expensive: b.expensive_cost_per_1k_usd for b in result.break_even}
+    rate = {(b.cheap, b.expensive): b.observed_rate for b in result.break_even}
+    total, reach = 0.0, 1.0
+    for j, name in enumerate(names):
+        total += cost[name] * reach
+        if j + 1 < len(names):
+            reach *= rate.get((name, names[j + 1])) or 0.0
+    return (
+        f" The k-tier formula E[C] = Σ c_j·Π e_i with these rates and each tier's mean cost gives "
+        f"{usd(total)} per 1k requests; the exact replay gives {usd(row['cost_per_1k_requests_usd'])} "
+        "(they differ when the requests that reach a tier cost more or less than its average)."
+    )
+
+
+def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
+    e = result.economics
+    be = Table(
+        (
+            "cheap tier",
+            "expensive tier",
+            "cost / 1k (cheap)",
+            "cost / 1k (expensive)",
+            "break-even e*",
+            "observed",
+        ),
+        tuple(
+            (
+                b.cheap,
+                b.expensive,
+                usd(b.cheap_cost_per_1k_usd),
+                usd(b.expensive_cost_per_1k_usd),
+                pct(b.escalation_rate),
+                pct(b.observed_rate) if b.observed_rate is not None else "",
+            )
+            for b in result.break_even
+        ),
+    )
+    monthly = Table(
+        ("policy", *(f"{v:,}/day" for v in DAILY_VOLUMES)),
+        tuple((f"`{p}`", *(f"${c:,.0f}" for c in costs)) for p, costs in e.monthly_cost_usd),
+    )
+    volume = (
+        f"{e.break_even_requests_per_month:,.0f} requests per month"
+        if e.break_even_requests_per_month is not None
+        else "never (the recommendation saves nothing per request)"
+    )
+    return (
+        "A cascade from the cheap to the expensive tier costs more than always-expensive when it "
+        "escalates more than e* = 1 − c_cheap / c_expensive of the requests reaching it; "
+        "observed = the recommendation's rate at that step." + _k_tier_note(result),
+        be,
+        f"Fixed calibration overhead: ${e.fixed_monthly_usd:,.2f} per month "
+        f"({result.window.labeled} labels at ${result.overheads.label_cost_usd:g} each, plus "
+        f"${result.overheads.fixed_monthly_usd:,.2f} other"
+        + (
+            f", plus ${result.router_fixed_monthly_usd:,.2f} hosting the learned router"
+            if result.recommendation.row["strategy"] == "router" and result.router_fixed_monthly_usd
+            else ""
+        )
+        + "). Savings per request "
+        f"${e.savings_per_request_usd:.6f}, so routing pays for its calibration above {volume}. "
+        f"p95 latency overhead vs always-{result.tiers.names[-1]}: {e.latency_p95_overhead_ms:+,.0f} ms.",
+        "Monthly cost (30 days; policies other than the baselines include the fixed overhead"
+        + (
+            f"; the learned router's also its hosting, ${result.router_fixed_monthly_usd:,.2f} "
+            "per month (--classifier-monthly-usd)"
+            if result.router_fixed_monthly_usd
+            else ""
+        )
+        + "):",
+        monthly,
+    )
+
+
+def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple[Section, ...]:
+    """The report's content, shared by Markdown and HTML (`charts`: the chart files written)."""
+
+    def chart(file: str, title: str) -> tuple[Block, ...]:
+        return (Chart(file, title),) if file in charts else ()
+
+    f, w = result.frontier, result.window
+    rec = result.recommendation
+    pareto = _pareto_near(f, rec.row["cost_per_1k_requests_usd"])
+    data = (
+        f"{w.requests} requests ({w.labeled} labeled for every tier) from {w.start} to {w.end}; "
+        f"{result.rejected} rows rejected at ingest; {w.incomplete} requests incomplete. "
+        f"{f.height} policies evaluated exactly. Logs digest `{w.logs_sha256[:16]}`."
+    )
+    ev = result.evidence
+    if ev.weighted_labels:
+        data += (
+            f" {ev.weighted_labels} labeled requests come from a stratified sample: quality is the "
+            "Hájek estimate weighted by 1/inclusion probability, and certification uses only the "
+            f"{ev.certification_labels} labels of the uniform stratum (and unsampled labels)."
+        )
+    return (
+        (
+            "calibrate report",
+            (
+                _headline(result),
+                rec.reason + ".",
+                _selection_note(result),
+                _intervals_note(result),
+                data,
+            ),
+        ),
+        ("Recommendation", (policy_table([rec.row]),)),
+        strategy_comparison(result),
+        ("Warnings", tuple(result.warnings) or ("None.",)),
+        endpoint_health_section(result),
+        *keyword_rules_section(result),
+        *consensus_section(result),
+        (
+            "Failure modes",
+            _failure_blocks(result) + chart("segments.svg", "Kept-request quality per intent"),
+        ),
+        (
+            "Baselines",
+            (policy_table(list(f.filter(pl.col("strategy") == "always").iter_rows(named=True))),),
+        ),
+        (
+            "Cost–quality frontier (Pareto points around the recommendation)",
+            chart("frontier.svg", "Cost–quality frontier")
+            + (policy_table(list(pareto.iter_rows(named=True))),),
+        ),
+        (
+            "Thresholds",
+            chart("thresholds.svg", "Quality and escalation rate against the threshold")
+            or ("No two-tier cascade to plot.",),
+        ),
+        (
+            "Escalation over time",
+            chart("escalation_by_region.svg", "Escalation rate per region, by week")
+            or ("No timestamps to plot.",),
+        ),
+        ("Break-even and monthly cost", _economics_blocks(result)),
+        (
+            "Confidence signal",
+            (
+                "Per tier on its labeled requests: AUROC for an acceptable answer (0.5 = no signal), "
+                "ECE (10 equal-mass bins) and Brier score of the raw confidence, and the mapping to "
+                "P(correct) (isotonic with ≥ 1,000 labels, else Platt).",
+                _calibration_table(result),
+                *chart("reliability.svg", "Reliability per tier"),
+            ),
+        ),
+    )
+
+
+def render_markdown(doc: tuple[Section, ...]) -> str:
+    out = []
+    for i, (title, blocks) in enumerate(doc):
+        out.append(f"{'#' if i == 0 else '##'} {title}\n")
+        for block in blocks:
+            if isinstance(block, Chart):
+                out.append(f"![{block.title}]({block.file})\n")
+            elif isinstance(block, Table):
+                out.extend(table_markdown(block))
+            elif title == "Warnings" and block != "None.":
+                out.append(f"- {block}")
+            else:
+                out.append(block + "\n")
+        if title == "Warnings" and blocks != ("None.",):
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+_CSS = BASE_CSS + (
+    "figure.chart{margin:1rem 0}figure.chart svg{max-width:100%;height:auto}"
+    "figcaption{color:#57606a;font-size:.85rem}"
+)
+
+
+def render_html(doc: tuple[Section, ...], charts: dict[str, str] | None = None) -> str:
+    charts = charts or {}
+    body = []
+    for i, (title, blocks) in enumerate(doc):
+        body.append(f"<h{1 if i == 0 else 2}>{html.escape(title)}</h{1 if i == 0 else 2}>")
+        for block in blocks:
+            if isinstance(block, Chart):
+                body.append(
+                    f'<figure class="chart" id="{html.escape(block.file)}">{charts[block.file]}'
+                    f"<figcaption>{html.escape(block.title)}</figcaption></figure>"
+                )
+            elif isinstance(block, Table):
+                body.append(table_html(block))
+            else:
+                body.append(f"<p>{inline_html(block)}</p>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>calibrate report</title>'
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

@@ -1,0 +1,1 @@
+"""Pure statistics: estimators, intervals, drift tests, reliability of confidences, regional health."""

@@ -1,0 +1,1 @@
+"""The sweep stage: every candidate policy evaluated, certified, selected and diagnosed; evaluate."""

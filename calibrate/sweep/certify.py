@@ -1,0 +1,255 @@
+"""Certified thresholds: Learn-then-Test with fixed-sequence testing and exact binomial p-values.
+
+The loss is the *regret* of a request (methods.md §1.1, loss A): it was served by a cheaper tier
+whose answer is unacceptable while the premium tier's answer is acceptable. Its rate bounds the
+quality drop versus always-premium from above, and it only grows as a threshold is lowered, so each
+decision stage is tested from its most conservative option (escalate everything) towards the
+cheapest, stopping at the first option whose hypothesis "regret > ε" cannot be rejected at level δ
+(p-value = BinomCDF(errors; n, ε), the exact Clopper–Pearson test). Every option passed on the way is
+certified; the grid was fixed from unlabeled confidences before any label was read.
+
+Budgets: δ is split equally over the certifiable families (Bonferroni: the recommendation is chosen
+among them), and inside a k-tier cascade both ε and δ are split equally over its k−1 stages, which
+are certified one after the other (stage j is tested on the requests the certified stages before it
+escalate). Only policies that end at the premium tier can be certified. With `segments`, a stage
+passes only if the regret rate within *every* segment passes at δ/G.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import beta, binom
+
+from calibrate.policies.assignment import decision_bins
+from calibrate.policies.families import Family
+from calibrate.records.labels import ACCEPTABLE
+from calibrate.records.outcomes import Outcomes
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Evidence for one decision stage of a certified policy."""
+
+    tier: str
+    option: int
+    labeled: int
+    regret_count: int
+    regret_ucb: float
+    max_regret: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """What one family certified: the option vectors (cheapest last) and the stage evidence of the
+    cheapest. `options` is empty when even escalating everything could not be certified."""
+
+    family: Family
+    options: tuple[tuple[int, ...], ...]
+    stages: tuple[Stage, ...]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The risk budget: regret rate at most `max_regret` with probability at least 1 − `delta`."""
+
+    max_regret: float
+    delta: float
+
+
+def certifiable(family: Family, premium: int) -> bool:
+    """A policy can only be compared with always-premium if it ends there (or never leaves a
+    cheaper tier, which is tested as one hypothesis). A learned router is not: its scores were
+    fitted on these labels (cross-fitted, but not independent of them), so Learn-then-Test's
+    exchangeability does not hold; it is compared empirically only."""
+    if family.kind == "router":
+        return False
+    if family.kind == "always":
+        return family.path[0] != premium
+    return family.path[-1] == premium
+
+
+def certify_families(
+    outcomes: Outcomes,
+    families: list[Family],
+    budget: Budget,
+    segments: np.ndarray | None = None,
+) -> list[Certificate]:
+    """Certify every certifiable family with δ split equally among them (segments: see
+    `segment_groups`)."""
+    todo = _certifiable(outcomes, families)
+    share = Budget(budget.max_regret, budget.delta / max(len(todo), 1))
+    return [certify_family(outcomes, f, share, segments) for f in todo]
+
+
+def _certifiable(outcomes: Outcomes, families: list[Family]) -> list[Family]:
+    premium = len(outcomes.tiers) - 1
+    return [f for f in families if certifiable(f, premium)]
+
+
+def segment_groups(
+    outcomes: Outcomes, families: list[Family], budget: Budget, segments: np.ndarray
+) -> np.ndarray:
+    """The segments to test within: those with too few labels to pass even with zero regret
+    events at the tightest stage budget are pooled into one."""
+    todo = _certifiable(outcomes, families)
+    stages = max((len(f.grids) for f in todo), default=1) or 1
+    groups = len({str(v) for v in segments})
+    tightest = Budget(
+        budget.max_regret / stages, budget.delta / max(len(todo), 1) / stages / groups
+    )
+    return pool_small_segments(segments, outcomes.labeled, min_labels(tightest))
+
+
+def certify_family(
+    outcomes: Outcomes, family: Family, budget: Budget, segments: np.ndarray | None = None
+) -> Certificate:
+    """Certify one family's stages in order; the certified options of the last stage vary."""
+    labeled = outcomes.labeled
+    premium_ok = outcomes.label[:, -1] >= ACCEPTABLE
+    if family.kind == "always":
+        bins, options_per_stage = [np.ones(outcomes.n, dtype=np.int64)], [1]
+    else:
+        bins, options_per_stage = (
+            decision_bins(outcomes, family),
+            [g.size + 1 for g in family.grids],
+        )
+    stages_n = len(bins)
+    stage_budget = Budget(budget.max_regret / stages_n, budget.delta / stages_n)
+    reach = labeled.copy()
+    chosen: list[int] = []
+    evidence: list[Stage] = []
+    passed: list[int] = []
+    ruled = _ruled_regret(outcomes, family, premium_ok)
+    for j, (b, n_options) in enumerate(zip(bins, options_per_stage, strict=True)):
+        tier = family.path[j]
+        regret_rows = reach & (outcomes.label[:, tier] < ACCEPTABLE) & premium_ok
+        errors = _errors_by_option(b, regret_rows, n_options, segments)
+        if j == 0 and ruled is not None:  # the keyword rules' regret, the same for every option
+            errors = errors + _errors_by_option(ruled, ruled > 0, 1, segments)[:, :1]
+        passed = _fixed_sequence(errors, labeled, segments, stage_budget)
+        if not passed:
+            return Certificate(family, (), tuple(evidence))
+        best = passed[-1] if family.kind != "always" else 0
+        chosen.append(best)
+        total = int(errors[0][best]) if segments is None else int(errors.sum(axis=0)[best])
+        evidence.append(
+            Stage(
+                tier=outcomes.tiers[tier],
+                option=best,
+                labeled=int(labeled.sum()),
+                regret_count=total,
+                regret_ucb=clopper_pearson_upper(total, int(labeled.sum()), stage_budget.delta),
+                max_regret=stage_budget.max_regret,
+                delta=stage_budget.delta,
+            )
+        )
+        reach = reach & ~(b > best)
+    head = tuple(chosen[:-1])
+    options = tuple((*head, a) for a in passed) if family.kind != "always" else ((),)
+    return Certificate(family, options, tuple(evidence))
+
+
+def _ruled_regret(outcomes: Outcomes, family: Family, premium_ok: np.ndarray) -> np.ndarray | None:
+    """1 where a keyword rule serves a labeled request an unacceptable answer that the premium
+    tier answers acceptably, else 0 (None without rules). Ruled requests sit in bin 0 at every
+    stage, so the stages never count them; their regret is added to stage 0 under every option."""
+    forced = family.forced_of(outcomes)
+    if forced is None:
+        return None
+    rows = np.arange(outcomes.n)
+    ruled = forced >= 0
+    served_ok = outcomes.label[rows, np.where(ruled, forced, 0)] >= ACCEPTABLE
+    return (ruled & outcomes.labeled & ~served_ok & premium_ok).astype(np.int64)
+
+
+def _errors_by_option(
+    bins: np.ndarray, regret_rows: np.ndarray, n_options: int, segments: np.ndarray | None
+) -> np.ndarray:
+    """errors[g, a]: regret events kept at this stage by option a (kept iff bin > a), per segment
+    (one row when there are no segments)."""
+    if segments is None:
+        codes, n_groups = np.zeros(bins.size, dtype=np.int64), 1
+    else:
+        _, codes = np.unique(segments, return_inverse=True)
+        n_groups = int(codes.max()) + 1 if codes.size else 1
+    flat = codes[regret_rows] * (n_options + 1) + bins[regret_rows]
+    counts = np.bincount(flat, minlength=n_groups * (n_options + 1)).reshape(n_groups, -1)
+    kept_above = counts[:, ::-1].cumsum(axis=1)[:, ::-1]  # kept_above[:, b] = Σ counts[:, ≥ b]
+    return kept_above[:, 1 : n_options + 1]  # option a keeps bins > a
+
+
+def _fixed_sequence(
+    errors: np.ndarray, labeled: np.ndarray, segments: np.ndarray | None, budget: Budget
+) -> list[int]:
+    """Options passed, from the most conservative (largest index) down; stops at the first failure."""
+    if segments is None:
+        n = np.array([labeled.sum()])
+    else:
+        _, codes = np.unique(segments, return_inverse=True)
+        n = np.bincount(codes[labeled], minlength=errors.shape[0])
+    level = budget.delta / errors.shape[0]
+    p_values = binom.cdf(errors, n[:, None], budget.max_regret)
+    worst = np.where(n[:, None] > 0, p_values, 1.0).max(axis=0)
+    passed = []
+    for a in range(errors.shape[1] - 1, -1, -1):
+        if worst[a] > level:
+            break
+        passed.append(a)
+    return passed
+
+
+def pool_small_segments(
+    segments: np.ndarray, labeled: np.ndarray, min_labeled: int, other: str = "(other)"
+) -> np.ndarray:
+    """Segments with fewer than `min_labeled` labeled requests cannot pass any test on their own;
+    they are tested together as one pooled segment."""
+    values, codes = np.unique(segments.astype(str), return_inverse=True)
+    counts = np.bincount(codes[labeled], minlength=values.size)
+    small = counts[codes] < min_labeled
+    return np.where(small, other, segments.astype(str)).astype(object)
+
+
+def min_labels(budget: Budget) -> int:
+    """Labels a (segment of a) test needs to pass even with zero regret events: ⌈ln δ / ln(1−ε)⌉."""
+    return math.ceil(math.log(budget.delta) / math.log1p(-budget.max_regret))
+
+
+def clopper_pearson_upper(errors: int, n: int, delta: float) -> float:
+    """One-sided upper confidence bound at level 1 − δ for a binomial rate."""
+    if n == 0:
+        return 1.0
+    if errors >= n:
+        return 1.0
+    return float(beta.ppf(1.0 - delta, errors + 1, n - errors))
+
+
+def clopper_pearson_lower(successes: int, n: int, delta: float) -> float:
+    """One-sided lower confidence bound at level 1 − δ for a binomial rate."""
+    if n == 0 or successes == 0:
+        return 0.0
+    return float(beta.ppf(delta, successes, n - successes + 1))
+
+
+def labels_to_certify(regret_rate: float, budget: Budget, limit: int = 10_000_000) -> int | None:
+    """Roughly how many uniformly sampled labels would certify a policy whose regret rate is
+    `regret_rate` (None when it is not below the allowed rate: no label count will do)."""
+    if regret_rate >= budget.max_regret:
+        return None
+
+    def passes(n: int) -> bool:
+        return binom.cdf(math.floor(regret_rate * n), n, budget.max_regret) <= budget.delta
+
+    high = 16
+    while not passes(high):
+        high *= 2
+        if high > limit:
+            return None
+    low = high // 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if passes(mid) else (mid, high)
+    return high

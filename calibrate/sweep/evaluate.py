@@ -1,0 +1,127 @@
+"""Stage: the metrics of one given routing.yaml on the stored logs.
+
+The config is turned back into a one-policy family and evaluated by the same exact engine as the
+sweep, so `evaluate` on the sweep's own data reproduces the numbers in `expected`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibrate.config.routing import METRICS, RoutingConfig, round_metric
+from calibrate.policies.consensus import consensus_row
+from calibrate.policies.families import Family, evaluate_families
+from calibrate.policies.keyword_rules import forced_tiers
+from calibrate.policies.router_files import stored_scores
+from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.store import Store
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of one config, with the same names as routing.yaml's `expected`."""
+
+    policy: str
+    metrics: dict[str, float]
+    expected: dict[str, float]
+    window: DataWindow
+
+    def as_dict(self) -> dict:
+        w = self.window
+        return {
+            "policy": self.policy,
+            "requests": w.requests,
+            "labeled": w.labeled,
+            **self.metrics,
+            "expected": self.expected,
+            "window": {"start": w.start, "end": w.end},
+        }
+
+
+def family_for(
+    config: RoutingConfig, tier_order: tuple[str, ...], forced: np.ndarray | None = None
+) -> Family:
+    """The one-policy family a routing config describes (indices into tier_order; `forced`: the
+    tier index its keyword rules give each request, -1 for none)."""
+    index = {name: j for j, name in enumerate(tier_order)}
+    names = [t.name for t in config.tiers]
+    if config.strategy == "single":
+        return Family("always", (index[names[0]],))
+    if config.strategy in ("cascade", "hybrid"):
+        deciding = [t for t in config.tiers[:-1] if t.escalate_below is not None]
+        grids = tuple(np.array([t.escalate_below]) for t in deciding)
+        path = tuple(index[t.name] for t in (*deciding, config.tiers[-1]))
+        return Family(config.strategy, path, grids, forced=forced)
+    rest = [r for r in config.rules if r.pattern is None]
+    if len(rest) == 1:  # no length rule: the default rule gets everything unmatched
+        if forced is None:
+            return Family("always", (index[rest[0].tier],))
+        # the sweep's "none" option of the pair (cheapest listed tier, default): `evaluate` reads
+        # the family's last row
+        path = (index[names[0]], index[rest[0].tier])
+        return Family("rules", path, (np.array([0], dtype=np.int64),), forced=forced)
+    cheap, default = rest
+    path = (index[cheap.tier], index[default.tier])
+    cutoffs = np.array([cheap.max_input_tokens], dtype=np.int64)
+    return Family("rules" if forced is not None else "length", path, (cutoffs,), forced=forced)
+
+
+def keyword_forced(store: Store, config: RoutingConfig, outcomes: Outcomes) -> np.ndarray | None:
+    """The tier index (into the outcomes' tiers) each request's first matching keyword rule
+    names, -1 for none; None when the config has no keyword rules."""
+    keywords = [(r.pattern, r.tier) for r in config.rules if r.pattern is not None]
+    if not keywords:
+        return None
+    texts = store.prompt_texts(outcomes.request_ids.tolist())
+    return forced_tiers(keywords, texts, outcomes.tiers)
+
+
+def router_family(
+    store: Store, config: RoutingConfig, outcomes: Outcomes, base_dir: Path
+) -> Family:
+    """The config's router as a one-policy family: each request scored from the model file (a
+    request the router was trained on keeps its cross-fitted score, as in the sweep)."""
+    assert config.classifier is not None
+    ids = outcomes.request_ids.tolist()
+    scores = stored_scores(store, base_dir / config.classifier.file, ids)
+    index = {name: j for j, name in enumerate(outcomes.tiers)}
+    return Family(
+        "router",
+        tuple(index[t.name] for t in config.tiers),
+        (np.array([config.classifier.min_score]),),
+        scores=scores,
+        overhead_usd=config.classifier.cost_per_1k_requests_usd / 1000.0,
+    )
+
+
+def evaluate_routing(
+    store: Store,
+    config: RoutingConfig,
+    prices: dict[str, tuple[float, float]],
+    base_dir: Path = Path("."),
+) -> Evaluation:
+    """Evaluate the config's policy on every stored request that has all of its tiers
+    (`base_dir`: where routing.yaml is, for a router's model file)."""
+    used = [t.name for t in config.tiers if t.name != config.premium_tier]
+    order = (*used, config.premium_tier)
+    outcomes = store.outcomes(order, prices)
+    none = config.strategy == "rules" and len([r for r in config.rules if r.pattern is None]) == 1
+    if config.strategy == "consensus":
+        answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+        voters = tuple(order.index(t.name) for t in config.tiers)
+        frame = consensus_row(outcomes, answers, voters)
+    elif config.strategy == "router":
+        frame = evaluate_families(outcomes, [router_family(store, config, outcomes, base_dir)])
+    else:
+        family = family_for(config, order, keyword_forced(store, config, outcomes))
+        frame = evaluate_families(outcomes, [family])
+    row = frame.row(-1 if none else 0, named=True)
+    return Evaluation(
+        policy=row["policy"],
+        metrics={m: round_metric(m, row[m]) for m in METRICS},
+        expected=dict(config.expected),
+        window=store.data_window(outcomes),
+    )

@@ -1,0 +1,492 @@
+"""Stage: evaluate every candidate policy on the stored data, certify, choose one, and gather the
+evidence behind it.
+
+`run_sweep(store, tiers, objective, strategies=…)` reads the outcome table once, evaluates the
+always-tier baselines, every cascade over an ordered subset of 2–4 tiers, the input-length rules,
+the learned router (on the prompts or a precomputed embedding), keyword rules in front of length
+rules and cascades (with `--rules`) and consensus sets exactly, marks the Pareto frontier,
+certifies the families (unless `--no-certify`) and selects (or takes the `--policy` row). Then, for
+the chosen policy: intervals, per-tier confidence diagnostics, failure modes per segment, the
+economics, endpoint health, keyword-rule hits and consensus on the high-stakes intents. It writes
+nothing; rendering and files belong to `report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from calibrate.config.tiers import TiersConfig, price_table
+from calibrate.errors import ConfigError, DataError
+from calibrate.policies.assignment import assign, regret, served_labels, take_rows
+from calibrate.policies.consensus import consensus_frame, consensus_slices
+from calibrate.policies.families import (
+    Family,
+    evaluate_families,
+    policy_index,
+)
+from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
+from calibrate.policies.router import RouterFit
+from calibrate.records.labels import ACCEPTABLE
+from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
+from calibrate.stats.intervals import (
+    Interval,
+    SelectionCheck,
+    bootstrap_quality,
+    mean_interval,
+    savings_interval,
+    selection_bootstrap,
+    wilson,
+)
+from calibrate.stats.reliability import TierCalibration, tier_calibrations
+from calibrate.store import Store
+from calibrate.sweep.candidates import Candidates, Strategies, candidates
+from calibrate.sweep.certify import (
+    Budget,
+    Stage,
+    certify_families,
+    clopper_pearson_lower,
+    labels_to_certify,
+    segment_groups,
+)
+from calibrate.sweep.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
+from calibrate.sweep.endpoint_health import EndpointHealth, endpoint_health
+from calibrate.sweep.failure_modes import (
+    FailureModes,
+    escalation_timeline,
+    failure_modes,
+    segment_columns,
+)
+from calibrate.sweep.selection import (
+    Objective,
+    Recommendation,
+    constrained,
+    mark_pareto,
+    select_certified,
+    select_chosen,
+    select_empirical,
+)
+from calibrate.sweep.weighting import hajek_scaled, uniform_only
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """Fixed costs of keeping a routing policy calibrated, for the break-even volume."""
+
+    label_cost_usd: float = 1.0
+    fixed_monthly_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why the recommendation can be trusted (or how far it is from being certified)."""
+
+    max_regret: float
+    stages: tuple[Stage, ...]
+    certifiable_families: int
+    segments: tuple[str, ...]
+    alternative: Recommendation | None
+    labels_needed: tuple[str, int] | None
+    intervals: dict[str, Interval]
+    selection_check: SelectionCheck | None
+    weighted_labels: int
+    certification_labels: int
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Everything the outputs are rendered from."""
+
+    tiers: TiersConfig
+    objective: Objective
+    window: DataWindow
+    rejected: int
+    frontier: pl.DataFrame
+    recommendation: Recommendation
+    evidence: Evidence
+    break_even: tuple[BreakEven, ...]
+    calibration: tuple[TierCalibration, ...]
+    failure_modes: FailureModes
+    timeline: pl.DataFrame
+    economics: Economics
+    overheads: Overheads
+    warnings: tuple[str, ...]
+    router: RouterFit | None = None
+    classifier_cost_per_1k: float = 0.0
+    endpoint_health: EndpointHealth | None = None
+    rule_hits: tuple[RuleHits, ...] = ()
+    keyword_rules: RulesFile | None = None
+    consensus_slices: pl.DataFrame | None = None
+    router_fixed_monthly_usd: float = 0.0
+
+    @property
+    def auroc(self) -> dict[str, float | None]:
+        return {c.tier: c.auroc for c in self.calibration}
+
+
+def run_sweep(
+    store: Store,
+    tiers: TiersConfig,
+    objective: Objective,
+    *,
+    grid_size: dict[int, int] | None = None,
+    seed: int = 0,
+    overheads: Overheads | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    strategies: Strategies | None = None,
+) -> SweepResult:
+    """Evaluate all candidate policies, recommend one and collect its evidence."""
+    overheads = overheads or Overheads()
+    strategies = strategies or Strategies()
+    outcomes = store.outcomes(tiers.names, price_table(tiers))
+    _require_labels(outcomes)
+    high_stakes = _intent_slices(outcomes, strategies.high_stakes)
+    labels = _labels(store, tiers, outcomes)
+    found = candidates(store, outcomes, strategies, grid_size, seed)
+    frontier = mark_pareto(
+        evaluate_families(labels.scored, found.families, _ticks(found, on_progress))
+    )
+    index = policy_index(outcomes, found.families)
+    trial = _certify(labels.iid, found.families, index, frontier, objective)
+    frontier = trial.frontier
+    empirical = select_empirical(frontier, objective, trial.budget.max_regret)
+    recommendation = _select(frontier, objective, empirical, trial.budget, tiers)
+    frontier = frontier.with_columns(recommended=pl.col("policy") == recommendation.row["policy"])
+    chosen = assign(outcomes, *index[recommendation.row["policy"]])
+    alternative = (
+        empirical
+        if objective.certify and empirical.row["policy"] != recommendation.row["policy"]
+        else None
+    )
+    evidence = _evidence(
+        labels, index, frontier, objective, trial, recommendation, alternative, chosen, seed
+    )
+    calibration = tier_calibrations(outcomes, labels.weights_or_none)
+    rejected = store.rejected_rows()
+    alt_assignment = assign(outcomes, *index[alternative.row["policy"]]) if alternative else None
+    answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+    router, keyword_rules = strategies.router, strategies.keyword_rules
+    return SweepResult(
+        tiers=tiers,
+        objective=objective,
+        window=store.data_window(outcomes),
+        rejected=rejected,
+        frontier=_with_consensus(outcomes, answers, frontier),
+        recommendation=recommendation,
+        evidence=evidence,
+        break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
+        calibration=calibration,
+        failure_modes=failure_modes(
+            outcomes,
+            chosen,
+            recommendation.row["savings_vs_premium"],
+            alt_assignment,
+            labels.weights_or_none,
+        ),
+        timeline=escalation_timeline(outcomes, chosen),
+        economics=economics(
+            frontier,
+            recommendation.row,
+            f"always:{tiers.names[-1]}",
+            int(outcomes.labeled.sum()),
+            overheads.label_cost_usd,
+            overheads.fixed_monthly_usd,
+            trial.budget.max_regret,
+            {"router": router.fixed_monthly_usd},
+        ),
+        overheads=overheads,
+        router=found.router,
+        endpoint_health=endpoint_health(store, tuple(tiers.names)),
+        rule_hits=rule_hits(keyword_rules, found.rule_winner, outcomes)
+        if keyword_rules is not None and found.rule_winner is not None
+        else (),
+        keyword_rules=keyword_rules,
+        classifier_cost_per_1k=router.cost_usd_per_1k,
+        router_fixed_monthly_usd=router.fixed_monthly_usd,
+        consensus_slices=consensus_slices(outcomes, answers, high_stakes) if high_stakes else None,
+        warnings=tuple(
+            warnings_for(
+                recommendation.row,
+                {c.tier: c.auroc for c in calibration},
+                outcomes.incomplete,
+                rejected,
+            )
+        )
+        + tuple(w for w in [router.skipped(outcomes.n)] if w and not found.embedded),
+    )
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """The outcome table as each use needs it: `scored` (labels Hájek-scaled when they carry
+    1/π weights) for the engine, `iid` (the uniform stratum only) for certification."""
+
+    outcomes: Outcomes
+    weights: np.ndarray
+    weighted: bool
+    scored: Outcomes
+    iid: Outcomes
+
+    @property
+    def weights_or_none(self) -> np.ndarray | None:
+        return self.weights if self.weighted else None
+
+
+def _labels(store: Store, tiers: TiersConfig, outcomes: Outcomes) -> _Labels:
+    label_weights = store.label_weights(tiers.names)
+    weights = label_weights.for_requests(outcomes.request_ids)
+    weighted = bool((weights[outcomes.labeled] != 1.0).any())
+    if not weighted:
+        return _Labels(outcomes, weights, False, outcomes, outcomes)
+    iid = uniform_only(outcomes, label_weights.strata_for(outcomes.request_ids))
+    return _Labels(outcomes, weights, True, hajek_scaled(outcomes, weights), iid)
+
+
+def _ticks(found: Candidates, on_progress: Callable[[int, int], None] | None):
+    """The per-family progress callback: (families done, families)."""
+    done = iter(range(1, len(found.families) + 1))
+
+    def tick(_: Family) -> None:
+        if on_progress is not None:
+            on_progress(next(done), len(found.families))
+
+    return tick
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """Certification's outcome: the frontier with its `certified` column, each certified policy's
+    certificate, the risk budget and the segments tested within."""
+
+    frontier: pl.DataFrame
+    certified: dict
+    certificates: list
+    budget: Budget
+    segments: np.ndarray | None
+
+
+def _certify(
+    iid: Outcomes,
+    families: list[Family],
+    index: dict[str, tuple[Family, tuple]],
+    frontier: pl.DataFrame,
+    objective: Objective,
+) -> _Trial:
+    budget = risk_budget(iid, objective)
+    certificates, segments = [], _segments(iid, objective)
+    if segments is not None:
+        segments = segment_groups(iid, families, budget, segments)
+    if objective.certify:
+        certificates = certify_families(iid, families, budget, segments)
+    certified = {
+        pid: cert
+        for cert in certificates
+        for pid, (family, option) in index.items()
+        if family == cert.family and option in cert.options
+    }
+    frontier = frontier.with_columns(certified=pl.col("policy").is_in(list(certified)))
+    return _Trial(frontier, certified, certificates, budget, segments)
+
+
+def _select(
+    frontier: pl.DataFrame,
+    objective: Objective,
+    empirical: Recommendation,
+    budget: Budget,
+    tiers: TiersConfig,
+) -> Recommendation:
+    """The user's `--policy`, else the certified selection, else the empirical one."""
+    if objective.chosen_policy is not None:
+        return select_chosen(frontier, objective.chosen_policy, budget.max_regret)
+    if objective.certify:
+        premium_policy = f"always:{tiers.names[-1]}"
+        return select_certified(frontier, objective, premium_policy, budget.max_regret)
+    return empirical
+
+
+def _evidence(
+    labels: _Labels,
+    index: dict[str, tuple[Family, tuple]],
+    frontier: pl.DataFrame,
+    objective: Objective,
+    trial: _Trial,
+    recommendation: Recommendation,
+    alternative: Recommendation | None,
+    chosen,
+    seed: int,
+) -> Evidence:
+    """Why the recommendation can be trusted, or how far it is from being certified."""
+    outcomes, iid, budget = labels.outcomes, labels.iid, trial.budget
+    cert = trial.certified.get(recommendation.row["policy"])
+    families = len(trial.certificates)
+    return Evidence(
+        max_regret=budget.max_regret,
+        stages=cert.stages if cert is not None else (),
+        certifiable_families=families,
+        segments=() if trial.segments is None else tuple(sorted({str(v) for v in trial.segments})),
+        alternative=alternative,
+        labels_needed=_labels_needed(iid, index, frontier, objective, budget, families)
+        if recommendation.fallback
+        else None,
+        intervals=_intervals(outcomes, chosen, labels.weights_or_none, seed, objective),
+        selection_check=None
+        if objective.certify
+        else _selection_check(labels.scored, index, frontier, objective, budget, seed),
+        weighted_labels=int((labels.weights[outcomes.labeled] != 1.0).sum()),
+        certification_labels=int(iid.labeled.sum()),
+    )
+
+
+def _intent_slices(outcomes: Outcomes, intents: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Row masks of each named intent, and of all of them together."""
+    known = sorted({str(i) for i in outcomes.intent if i is not None})
+    unknown = [i for i in intents if i not in known]
+    if unknown:
+        raise ConfigError(
+            f"--high-stakes: unknown intent(s) {', '.join(unknown)}",
+            hint=f"Intents in these logs: {', '.join(known) or 'none'}.",
+        )
+    slices = {i: outcomes.intent == i for i in intents}
+    if len(intents) > 1:
+        slices["all high-stakes"] = np.isin(outcomes.intent, list(intents))
+    return slices
+
+
+def _with_consensus(
+    outcomes: Outcomes, answers: list[list[str | None]], frontier: pl.DataFrame
+) -> pl.DataFrame:
+    """The frontier plus one row per consensus set (never certified nor recommended), with the
+    Pareto flags recomputed over all rows."""
+    extra = consensus_frame(outcomes, answers)
+    if extra is None:
+        return frontier
+    extra = extra.with_columns(pareto=False, certified=False, recommended=False)
+    rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
+    return mark_pareto(rows.drop("pareto")).select(frontier.columns)
+
+
+def _require_labels(outcomes: Outcomes) -> None:
+    if outcomes.n == 0 or outcomes.labeled.any():
+        return
+    missing = [t for j, t in enumerate(outcomes.tiers) if np.isnan(outcomes.label[:, j]).all()]
+    what = (
+        f"no labels for tier(s) {', '.join(missing)}"
+        if missing
+        else "no request is labeled for every tier"
+    )
+    raise DataError(
+        f"{what}, so quality cannot be compared with the premium tier",
+        hint="Add `labels` for every tier to a sample of requests (or import labels), "
+        "or drop the unlabeled tier from tiers.yaml.",
+    )
+
+
+def risk_budget(outcomes: Outcomes, objective: Objective) -> Budget:
+    """The allowed regret rate: ε, or for a relative drop ε′·LCB(premium quality) at δ/2 (the
+    other half of δ is left for certification)."""
+    if objective.max_relative_drop is None:
+        return Budget(objective.max_quality_drop, objective.delta)
+    premium_ok = outcomes.label[outcomes.labeled, -1] >= ACCEPTABLE
+    if not objective.certify:
+        return Budget(objective.max_relative_drop * float(premium_ok.mean()), objective.delta)
+    lower = clopper_pearson_lower(int(premium_ok.sum()), int(premium_ok.size), objective.delta / 2)
+    return Budget(objective.max_relative_drop * lower, objective.delta / 2)
+
+
+def _segments(outcomes: Outcomes, objective: Objective) -> np.ndarray | None:
+    if objective.per_segment is None:
+        return None
+    columns = segment_columns(outcomes)
+    if objective.per_segment not in columns:
+        raise ConfigError(
+            f"unknown segment column {objective.per_segment!r}",
+            hint=f"Use one of: {', '.join(columns)}.",
+        )
+    return columns[objective.per_segment]
+
+
+def _labels_needed(
+    outcomes: Outcomes,
+    index: dict[str, tuple[Family, tuple]],
+    frontier: pl.DataFrame,
+    objective: Objective,
+    budget: Budget,
+    families: int,
+) -> tuple[str, int] | None:
+    """Roughly how many more uniform labels would certify the best empirical policy, or when its
+    measured regret sits at the limit (no label count would do), the best one with half the drop."""
+    for margin in (1.0, 0.5):
+        try:
+            target = select_empirical(frontier, objective, budget.max_regret * margin)
+        except DataError:
+            return None
+        family, option = index[target.row["policy"]]
+        served = assign(outcomes, family, option).served_tier
+        rate = float(regret(outcomes, served)[outcomes.labeled].mean())
+        stages = max(len(family.grids), 1)
+        share = Budget(budget.max_regret / stages, budget.delta / max(families, 1) / stages)
+        total = labels_to_certify(rate / stages, share)
+        if total is not None:
+            return target.row["policy"], max(total - int(outcomes.labeled.sum()), 0)
+    return None
+
+
+SELECTION_BOOTSTRAP_MAX_LABELS = 50_000
+
+
+def _selection_check(
+    outcomes: Outcomes,
+    index: dict[str, tuple[Family, tuple]],
+    frontier: pl.DataFrame,
+    objective: Objective,
+    budget: Budget,
+    seed: int,
+) -> SelectionCheck | None:
+    """Re-run the empirical rule inside the bootstrap (skipped above 50,000 labels)."""
+    if int(outcomes.labeled.sum()) > SELECTION_BOOTSTRAP_MAX_LABELS:
+        return None
+    premium_policy = f"always:{outcomes.tiers[-1]}"
+    ordered = constrained(frontier, objective).sort(
+        ["cost_per_1k_requests_usd", "quality", "escalation_rate", "_row"],
+        descending=[False, True, False, False],
+    )["policy"]
+    ids = [p for p in ordered if p != premium_policy] + [premium_policy]
+    labeled = take_rows(outcomes, outcomes.labeled)
+    served = served_labels(labeled, [index[p] for p in ids])
+    return selection_bootstrap(
+        served,
+        labeled.label[:, -1],
+        budget.max_regret,
+        np.random.default_rng(seed + 1),
+        objective.confidence_level,
+    )
+
+
+def _per_1k(interval: Interval) -> Interval:
+    return Interval(interval.low * 1000.0, interval.high * 1000.0)
+
+
+def _intervals(
+    outcomes: Outcomes, chosen, weights: np.ndarray | None, seed: int, objective: Objective
+) -> dict[str, Interval]:
+    """Quality and drop: paired bootstrap, or with label weights the Hájek estimators."""
+    labeled, level = outcomes.labeled, objective.confidence_level
+    served, premium = chosen.label[labeled], outcomes.label[labeled, -1]
+    if weights is None:
+        quality, drop = bootstrap_quality(served, premium, np.random.default_rng(seed), level)
+    else:
+        q = hajek_mean(served, weights[labeled], level)
+        d = weighted_paired_difference(premium, served, weights[labeled], level)
+        quality, drop = Interval(q.low, q.high), Interval(d.low, d.high)
+    escalated = int(chosen.escalated.sum())
+    return {
+        "quality": quality,
+        "quality_drop": drop,
+        "cost_per_1k_requests_usd": _per_1k(mean_interval(chosen.cost_usd, level)),
+        "savings_vs_premium": savings_interval(chosen.cost_usd, outcomes.cost_usd[:, -1], level),
+        "escalation_rate": wilson(escalated, outcomes.n, level),
+    }
