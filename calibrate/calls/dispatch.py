@@ -268,7 +268,9 @@ class Dispatcher:
                 return None
             state.http_calls += 1
             t0 = self.clock.now()
-            outcome = await ep.post(client, run.endpoint, body)
+            outcome: ep.Reply | ep.Completion | ep.Failure = await ep.post(
+                client, run.endpoint, body
+            )
             latency_ms = (self.clock.now() - t0) * 1000
             if isinstance(outcome, ep.Reply):
                 outcome = ep.classify(outcome, run.endpoint)

@@ -41,7 +41,7 @@ from calibrate.sweep.selection import Objective
 class _Group(TyperGroup):
     """The single error boundary: CalibrateError → `Error:`/`Hint:` on stderr, exit 1."""
 
-    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except CalibrateError as exc:

@@ -110,11 +110,14 @@ class ObjectiveSpec(_Strict):
     max_cost_per_1k_usd: float | None = None
 
 
+Strategy = Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
+
+
 class RoutingConfig(_Strict):
     """The file `sweep` writes and `evaluate` reads."""
 
     version: Literal[1] = 1
-    strategy: Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
+    strategy: Strategy
     tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
     rules: tuple[Rule, ...] = ()
     classifier: Classifier | None = None
@@ -201,7 +204,7 @@ def routing_from(
         )
         for n in names
     ]
-    strategy = {
+    strategy_of: dict[str, Strategy] = {
         "always": "single",
         "cascade": "cascade",
         "length": "rules",
@@ -209,7 +212,8 @@ def routing_from(
         "hybrid": "hybrid",
         "router": "router",
         "consensus": "consensus",
-    }[row["strategy"]]
+    }
+    strategy = strategy_of[row["strategy"]]
     rules = tuple(keywords)
     if strategy == "rules":
         cutoff = row["cutoff_tokens"]

@@ -226,7 +226,7 @@ class ConfigDiff:
             or self.objective.changed
             or self.certification.lost
             or self.quality_limit.newly_breached
-            or any(c.material for c in (*self.thresholds, *self.rules, *self.metrics))
+            or any(c.material for c in self.thresholds + self.rules + self.metrics)
             or any(k.material for k in self.keyword_rules)
         )
 
@@ -426,9 +426,7 @@ def compare_keyword_rules(old: RoutingConfig, new: RoutingConfig) -> tuple[Keywo
             status = "reordered"
         else:
             status = "unchanged"
-        changes.append(
-            KeywordRuleChange(pattern, old_tier, new_tier, old_pos, new_pos, status)  # type: ignore[arg-type]
-        )
+        changes.append(KeywordRuleChange(pattern, old_tier, new_tier, old_pos, new_pos, status))
     return tuple(changes)
 
 

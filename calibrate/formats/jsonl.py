@@ -14,8 +14,8 @@ import gzip
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from io import BufferedIOBase
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -76,18 +76,18 @@ def read_lines(path: Path, wanted: np.ndarray) -> Iterator[LineBatch]:
                 yield LineBatch(batch.lines.filter(keep), rejects)
 
 
-def open_lines(path: Path) -> IO[bytes]:
+def open_lines(path: Path) -> BufferedIOBase:
     """The file's bytes, decompressed when its name ends in .gz."""
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
 
 
-def batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
+def batches(fh: BufferedIOBase, batch_rows: int) -> Iterator[LineBatch]:
     """Emit the lines as LineBatches of at most batch_rows lines."""
     for first, data, _ in _line_chunks(fh, batch_rows):
         yield from _block_batches(data, first, batch_rows)
 
 
-def _line_chunks(fh: IO[bytes], min_lines: int) -> Iterator[tuple[int, bytes, int]]:
+def _line_chunks(fh: BufferedIOBase, min_lines: int) -> Iterator[tuple[int, bytes, int]]:
     """(first line number, whole lines, line count): line blocks joined until min_lines lines."""
     pieces: list[bytes] = []
     start = pending = 0
@@ -102,7 +102,7 @@ def _line_chunks(fh: IO[bytes], min_lines: int) -> Iterator[tuple[int, bytes, in
         yield start, b"".join(pieces), pending
 
 
-def _line_blocks(fh: IO[bytes]) -> Iterator[tuple[int, bytes, int]]:
+def _line_blocks(fh: BufferedIOBase) -> Iterator[tuple[int, bytes, int]]:
     """(first line number, whole lines, line count) per block read; a final line may lack its
     newline; a UTF-8 byte-order mark at the start of the file is dropped."""
     next_line, rest, first = 1, b"", True

@@ -256,7 +256,9 @@ def _cells(row: dict[str, Any]) -> dict[str, Any] | RawReject:
 
 
 def _utf8_reject(key: str, value: str) -> RawReject:
-    col = _SURROGATE.search(value).start()
+    found = _SURROGATE.search(value)
+    assert found is not None, "called only for a value holding an escaped surrogate"
+    col = found.start()
     byte = ord(value[col]) - 0xDC00
     return RawReject(0, key, f"not UTF-8: invalid byte 0x{byte:02x} at col {col + 1} of {key}", "")
 

@@ -155,10 +155,14 @@ def parse_record(
     else:
         reason = "missing field: score (or score_<tier> columns)"
         return [], [RejectedRow(line, "score", reason, raw)], False
-    labels, rejects = [], []
+    labels: list[LabelRow] = []
+    rejects: list[RejectedRow] = []
     for field, data in long:
         result = _validate(line, field, data, raw, default_source)
-        (labels if isinstance(result, LabelRow) else rejects).append(result)
+        if isinstance(result, LabelRow):
+            labels.append(result)
+        else:
+            rejects.append(result)
     return labels, _unique(rejects), False
 
 

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from calibrate.config.tiers import load_yaml_model
 
 Kind = Literal["exact", "normalized", "choice", "numeric", "regex", "json"]
-KINDS: tuple[str, ...] = ("exact", "normalized", "choice", "numeric", "regex", "json")
+KINDS: tuple[Kind, ...] = ("exact", "normalized", "choice", "numeric", "regex", "json")
 _OPTIONS = {
     "choice": {"letters"},
     "numeric": {"tolerance", "relative"},

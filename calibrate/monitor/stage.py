@@ -168,7 +168,8 @@ def analyse(
     frame = Frame(day_index, days, in_ref, last_ref + 1, routed, options.level)
     alpha_cusum = options.false_alarm_rate * CUSUM_SHARE
     alpha_psi = options.false_alarm_rate * PSI_SHARE
-    detectors, changes = [], []
+    detectors: list[Detector] = []
+    changes: list[tuple[str, Change, np.ndarray]] = []
     if config.strategy != "single":
         detectors, changes = _detectors(frame, segments, alpha_cusum, seed)
     psi = psi_points(log, frame, alpha_psi)

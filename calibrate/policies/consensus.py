@@ -132,6 +132,7 @@ def consensus_slices(
         sub = take_rows(outcomes, mask)
         premium = evaluate_families(sub, [Family("always", (k - 1,))])
         voted = consensus_frame(sub, [answers[i] for i in rows])
+        assert voted is not None, "the slice has the same k >= MIN_VOTERS tiers"
         frame = pl.concat([premium, voted.select(premium.columns)], how="vertical")
         base_q = premium["quality"][0]
         base_cost = premium["cost_per_1k_requests_usd"][0]

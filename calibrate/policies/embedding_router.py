@@ -89,7 +89,7 @@ def fit_embedding_router(
     unlabeled = np.flatnonzero(~labeled)
     scores[unlabeled] = model.score(x[unlabeled])
     probe = x[unlabeled[:PROBE]]
-    return timed_fit(model, scores, [str(request_ids[i]) for i in rows], rows, probe, clock)
+    return timed_fit(model, scores, [str(request_ids[int(i)]) for i in rows], rows, probe, clock)
 
 
 def _fit(x: np.ndarray, y: np.ndarray, cheap_tier: str, key: str, seed: int) -> EmbeddingRouter:

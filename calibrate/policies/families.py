@@ -317,6 +317,7 @@ def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> lis
         key = _rank_key(family, j, grid)
         if key not in columns.ranks:
             if family.kind == "router":
+                assert family.scores is not None, "a router family carries its scores"
                 columns.ranks[key] = confidence_buckets(family.scores).rank_in(grid)
             elif family.kind in _CONFIDENCE_KINDS:
                 if j not in columns.buckets:

@@ -163,9 +163,9 @@ def _all_options(shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), axis=1)
 
 
-def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray | None]:
+def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
     """cells[depth]: each request's flat (C-order) index of its bins at the first `depth` stages."""
-    cells: list[np.ndarray | None] = [None]
+    cells = [np.zeros_like(bins[0], dtype=np.intp)]  # no stage yet: every request in cell 0
     for j, b in enumerate(bins):
         cells.append(b if j == 0 else cells[-1] * np.intp(shape[j]) + b)
     return cells
@@ -215,7 +215,7 @@ def _cumulate(hist: np.ndarray, axis: int, complement: bool) -> None:
 
 
 def _latency_percentiles(
-    cum: np.ndarray, cells: list[np.ndarray | None], shape: tuple[int, ...], stops: StopTable
+    cum: np.ndarray, cells: list[np.ndarray], shape: tuple[int, ...], stops: StopTable
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest-rank p50/p95 of the per-request latency for every policy, from the
     (policies × coarse bins) histogram `cum` (turned into cumulative counts in place)."""

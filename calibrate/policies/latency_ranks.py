@@ -87,7 +87,7 @@ def latency_columns(
             shift = int(sum(-f for j, f in enumerate(floors) if j not in s)) // unit
             codes[s] = _sum_codes([units[j] for j in s], shift)
     else:
-        totals = [sum(tiers[j] for j in s).astype(np.int64) for s in sums]
+        totals = [np.sum([tiers[j] for j in s], axis=0).astype(np.int64) for s in sums]
         distinct, inverse = np.unique(np.concatenate(totals), return_inverse=True)
         codes = dict(zip(sums, np.split(inverse.astype(np.int32), len(sums)), strict=True))
         values_us, n_codes = distinct.astype(np.float64), distinct.size

@@ -75,7 +75,8 @@ class Scorer(Protocol):
     """A deployable router: P(cheaper tier acceptable) per request from its features (prompt
     texts for `RouterModel`, an embedding matrix for `embedding_router.EmbeddingRouter`)."""
 
-    cheap_tier: str
+    @property
+    def cheap_tier(self) -> str: ...
 
     def score(self, features) -> np.ndarray: ...
 
@@ -147,7 +148,7 @@ def fit_router(
     unlabeled = np.flatnonzero(~labeled)
     scores[unlabeled] = model._score_counts(_select(words, unlabeled, columns))
     probe = [texts[i] for i in unlabeled[:PROBE]]  # inference as deployed: n-grams, TF-IDF, …
-    return timed_fit(model, scores, [str(request_ids[i]) for i in rows], rows, probe, clock)
+    return timed_fit(model, scores, [str(request_ids[int(i)]) for i in rows], rows, probe, clock)
 
 
 def timed_fit(

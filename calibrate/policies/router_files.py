@@ -44,6 +44,7 @@ def router_json(fit: RouterFit) -> str:
     if isinstance(fit.model, EmbeddingRouter):
         return embedding_json(fit.model, fit.cross_fitted)
     m = fit.model
+    assert isinstance(m, RouterModel), "a fitted router is an n-gram or an embedding router"
     data = {
         "version": 1,
         "cheap_tier": m.cheap_tier,
@@ -94,7 +95,12 @@ def rescore(
     """Scores as the sweep had them: a training request keeps its cross-fitted score, any other
     request is scored by the deployed model (`features`: prompt texts, or the embedding matrix
     for an embedding router)."""
-    scores = model.score(features)
+    if isinstance(model, EmbeddingRouter):
+        assert isinstance(features, np.ndarray), "an embedding router scores an embedding matrix"
+        scores = model.score(features)
+    else:
+        assert not isinstance(features, np.ndarray), "an n-gram router scores prompt texts"
+        scores = model.score(features)
     for i, rid in enumerate(request_ids):
         held_out = cross_fitted.get(str(rid))
         if held_out is not None and not math.isnan(held_out):
@@ -107,7 +113,9 @@ def stored_scores(store: Store, path: Path, request_ids: Sequence[str]) -> np.nd
     embedding router), training requests keeping their cross-fitted score."""
     model, cross_fitted = load_router(path)
     if isinstance(model, EmbeddingRouter):
-        features = embedding_matrix(store.embeddings(request_ids, model.key), model.key)
+        features: Sequence[str] | np.ndarray | None = embedding_matrix(
+            store.embeddings(request_ids, model.key), model.key
+        )
         if features is None:
             raise DataError(
                 f"the router needs metadata.{model.key} and no request has it",

@@ -40,7 +40,7 @@ Block = (
 Section = tuple[str, tuple[Block, ...]]
 
 
-def pct(x: float) -> str:
+def pct(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.1%}"
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 import matplotlib
+import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 from calibrate.sweep.stage import SweepResult
 
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "svg.hashsalt": "calibrate",
     "svg.fonttype": "none",
     "font.size": 9,
@@ -220,16 +223,17 @@ def segment_chart(result: SweepResult) -> str | None:
     with matplotlib.rc_context(_STYLE):
         ax = fig.add_subplot()
         y = list(range(len(rows)))
+        # both qualities are known on these rows (kept requests); as floats for matplotlib
         ax.barh(
             [v + 0.2 for v in y],
-            [s.kept_premium_quality for s in rows],
+            np.array([s.kept_premium_quality for s in rows], dtype=np.float64),
             height=0.4,
             color="#8c959f",
             label="premium on the same requests",
         )
         ax.barh(
             [v - 0.2 for v in y],
-            [s.kept_quality for s in rows],
+            np.array([s.kept_quality for s in rows], dtype=np.float64),
             height=0.4,
             color=_SERIES[0],
             label="kept (served below premium)",

@@ -8,6 +8,7 @@ Imports only `diff` (and `routing` through it); never `cli` or `console`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from calibrate.diff.compare import (
@@ -217,7 +218,7 @@ def _row(*cells: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     lines = [_row(*header), _row(*("---" for _ in header)), *(_row(*r) for r in rows)]
     return "\n".join(lines)
 

@@ -50,7 +50,8 @@ def _y(chart: Chart, v: float) -> float:
 
 def _runs(chart: Chart, values: Values) -> list[str]:
     """Polyline point lists, broken where a day has no value."""
-    runs, current = [], []
+    runs: list[str] = []
+    current: list[str] = []
     for i, v in enumerate(values):
         if v is None:
             if current:

@@ -49,9 +49,9 @@ def strategy_comparison(result: SweepResult) -> Section:
     drop is ≤ the limit, and the cheapest certified one where the strategy can be certified."""
     limit = result.evidence.max_regret
     f = result.frontier.with_row_index("_row")
-    header = ("strategy", "best at the target", "certified", "quality", "drop", "escalation")
-    header += ("cost / 1k req", "savings", "p50", "p95")
-    rows = []
+    header: tuple[str, ...] = ("strategy", "best at the target", "certified", "quality", "drop")
+    header += ("escalation", "cost / 1k req", "savings", "p50", "p95")
+    rows: list[tuple[str, ...]] = []
     for kind, name in _STRATEGY_NAMES.items():
         family = f.filter(pl.col("strategy") == kind).sort(
             ["cost_per_1k_requests_usd", "quality", "_row"], descending=[False, True, False]
@@ -203,8 +203,8 @@ def consensus_section(result: SweepResult) -> tuple[Section, ...]:
                 per_answer,
             )
         )
-    header = ("intent", "policy", "requests", "labeled", "quality", "gain vs premium")
-    header += ("cost / 1k req", "extra / 1k req", "per answer rescued")
+    header: tuple[str, ...] = ("intent", "policy", "requests", "labeled", "quality")
+    header += ("gain vs premium", "cost / 1k req", "extra / 1k req", "per answer rescued")
     note = (
         "Consensus (every tier of the set answers; the majority of the normalised answers wins, a "
         "tie goes to the dearest tier's) against always-premium on the intents named with "

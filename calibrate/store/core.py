@@ -343,8 +343,8 @@ class Store:
         design_json: str,
         file: str,
         request_ids: Sequence[str],
-        strata: Sequence[str],
-        inclusion_prob: Sequence[float],
+        strata: Sequence[str] | np.ndarray,
+        inclusion_prob: Sequence[float] | np.ndarray,
     ) -> int:
         """Store a labelling queue (the caller holds the transaction); returns its sample_id."""
         items = (request_ids, [str(s) for s in strata], [float(p) for p in inclusion_prob])

@@ -11,6 +11,7 @@ import duckdb
 
 from calibrate.records.labels import Coverage, SegmentCoverage
 from calibrate.store.labels_sql import PICKED_LABELS
+from calibrate.store.one_row import one_row
 
 EXAMPLES = 5
 
@@ -77,19 +78,23 @@ def coverage(
         f"labeled_tiers BETWEEN 1 AND {k - 1}",
         "labeled_tiers > 0 AND NOT complete",
     )
-    totals = con.execute(f"""
+    totals = one_row(
+        con,
+        f"""
         SELECT count(*), count(*) FILTER (WHERE c.complete), count(*) FILTER (WHERE {usable}),
                count(*) FILTER (WHERE {usable} AND c.weighted),
                count(*) FILTER (WHERE {usable} AND c.mixed),
                count(*) FILTER (WHERE {partial}), count(*) FILTER (WHERE {incomplete})
-        FROM cov_per c""").fetchone()
+        FROM cov_per c""",
+    )
     segments = con.execute(f"""
         SELECT col, value, count(*) FILTER (WHERE c.complete), count(*) FILTER (WHERE {usable}),
                count(*) FILTER (WHERE {usable} AND c.weighted)
         FROM (SELECT 'app' AS col, app AS value, * FROM cov_per
               UNION ALL SELECT 'region', region, * FROM cov_per) c
         GROUP BY col, value ORDER BY col, value""").fetchall()
-    other, queued, queued_labeled, rejected = con.execute(
+    other, queued, queued_labeled, rejected = one_row(
+        con,
         f"""
         SELECT (SELECT count(*) FROM labels WHERE NOT list_contains($tiers::VARCHAR[], tier)),
                (SELECT count(DISTINCT request_id) FROM label_sample_items),
@@ -97,7 +102,7 @@ def coverage(
                   ON c.request_id = i.request_id AND {usable}),
                (SELECT count(*) FROM label_rejects)""",
         {"tiers": list(tiers)},
-    ).fetchone()
+    )
     requests, complete, n_usable, weighted, mixed, n_partial, n_incomplete = map(int, totals)
     return Coverage(
         tiers=tuple(tiers),

@@ -47,12 +47,14 @@ def encode(result: JobResult, run_id: int) -> bytes:
 
 def decode(line: bytes) -> tuple[JobResult, int]:
     data: dict[str, Any] = json.loads(line)
-    calls = tuple(
-        CallRecord(**{k: datetime.fromisoformat(v) if k in _TIMES else v for k, v in c.items()})
-        for c in data["calls"]
-    )
+    calls = tuple(CallRecord(**_call_fields(c)) for c in data["calls"])
     attempts = tuple(ShadowAttempt(**a) for a in data["attempts"])
     return JobResult(calls, attempts, tuple(data["replaces"])), int(data["run_id"])
+
+
+def _call_fields(call: dict[str, Any]) -> dict[str, Any]:
+    """A journaled call's fields as JSON gave them, its timestamps parsed back."""
+    return {k: datetime.fromisoformat(v) if k in _TIMES else v for k, v in call.items()}
 
 
 class Journal:

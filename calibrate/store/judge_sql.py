@@ -12,6 +12,7 @@ import duckdb
 import numpy as np
 
 from calibrate.store.labels_sql import PICKED_ATTEMPTS
+from calibrate.store.one_row import one_row
 
 
 def judge_items(
@@ -77,8 +78,9 @@ def judge_overlap(
 
 def judge_calls(con: duckdb.DuckDBPyConnection) -> tuple[int, int, float]:
     """(judge calls stored, of which unusable, their total cost in USD)."""
-    calls, failed, cost = con.execute(
+    calls, failed, cost = one_row(
+        con,
         "SELECT count(*), count(*) FILTER (WHERE status <> 'ok'), coalesce(sum(cost_usd), 0)"
-        " FROM replay_calls WHERE purpose = 'judge'"
-    ).fetchone()
+        " FROM replay_calls WHERE purpose = 'judge'",
+    )
     return int(calls), int(failed), float(cost)

@@ -27,6 +27,7 @@ from calibrate.records.labels import (
     RejectedRow,
     ResolveCounts,
 )
+from calibrate.store.one_row import one_row
 
 PRIORITY = (
     "CASE source "
@@ -143,13 +144,16 @@ def upsert(con: duckdb.DuckDBPyConnection, run_id: int, now: datetime) -> Resolv
           ON s.request_id = g.request_id AND s.tier = g.tier AND s.source = g.source""",
         {"now": now},
     )
-    counts = con.execute("""
+    counts = one_row(
+        con,
+        """
         SELECT count(*) FILTER (WHERE NOT existed),
                count(*) FILTER (WHERE existed AND newer AND score <> old_score),
                count(*) FILTER (WHERE existed AND newer AND score = old_score),
                count(*) FILTER (WHERE existed AND NOT newer),
                count(*) FILTER (WHERE (NOT existed OR newer) AND weight IS NOT NULL)
-        FROM lab_cmp""").fetchone()
+        FROM lab_cmp""",
+    )
     con.execute(
         """
         INSERT INTO label_history BY NAME
@@ -193,7 +197,9 @@ def _cross_source(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """(stored labels that now outrank a disagreeing lower-priority label, stored labels hidden
     behind a disagreeing higher-priority one)."""
     ok = f">= {ACCEPTABLE}"
-    row = con.execute(f"""
+    row = one_row(
+        con,
+        f"""
         WITH mine AS (SELECT request_id, tier, source, score FROM lab_cmp
                       WHERE NOT existed OR (newer AND score <> old_score)),
         pairs AS (
@@ -209,7 +215,8 @@ def _cross_source(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
             FROM pairs GROUP BY request_id, tier)
         SELECT count(*) FILTER (WHERE best = my_prio AND beats),
                count(*) FILTER (WHERE best < my_prio AND (best_score {ok}) <> (my_score {ok}))
-        FROM per""").fetchone()
+        FROM per""",
+    )
     return int(row[0]), int(row[1])
 
 
@@ -259,7 +266,7 @@ def begin_run(
     replay_run: int | None = None,
 ) -> int:
     """Insert a label_runs row (kind: import, score or judge) and return its run_id."""
-    run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM label_runs").fetchone()[0])
+    run_id = int(one_row(con, "SELECT coalesce(max(run_id), 0) + 1 FROM label_runs")[0])
     con.execute(
         "INSERT INTO label_runs (run_id, kind, started_at, file, file_sha256, replay_run)"
         " VALUES (?, ?, ?, ?, ?, ?)",

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from calibrate.errors import DataError
 from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.store.one_row import one_row
 
 LABEL_PRIORITY = "CASE source WHEN 'human' THEN 0 WHEN 'log' THEN 1 WHEN 'reference' THEN 2 WHEN 'judge' THEN 3 ELSE 4 END"
 
@@ -102,7 +103,7 @@ def _as_numpy(column: pa.ChunkedArray, few_values: bool = False) -> np.ndarray:
     if few_values:
         encoded = array.dictionary_encode()
         values = encoded.dictionary.to_numpy(zero_copy_only=False)
-        values = np.append(np.asarray(values, dtype=object), None)  # the last one stands for NULL
+        values = np.append(np.asarray(values, dtype=object), [None])  # the last one stands for NULL
         return values[encoded.indices.fill_null(len(values) - 1).to_numpy()]
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         return np.asarray(array.to_numpy(zero_copy_only=False), dtype=object)
@@ -124,8 +125,12 @@ def _assemble(
     cell = att_rows[used] * k + att["k"][used] - 1
     pick = used[_first_per_cell(cell, att["pick_order"][used], n * k)]
     pick_cell = att_rows[pick] * k + att["k"][pick] - 1
-    present = np.zeros(n * k, dtype=bool)
+    present: np.ndarray = np.zeros(n * k, dtype=bool)  # flat, then reshaped to (n, k) below
     present[pick_cell] = True
+    conf: np.ndarray
+    cost: np.ndarray
+    lat: np.ndarray
+    label: np.ndarray
     conf, cost, lat, label = (np.full(n * k, np.nan) for _ in range(4))
     conf[pick_cell] = att["confidence"][pick]
     cost[pick_cell] = att["cost_usd"][pick]
@@ -195,11 +200,12 @@ def data_window(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) -> DataWindo
     start = end = None
     if outcomes.n:
         lo, hi = float(outcomes.timestamp_s.min()), float(outcomes.timestamp_s.max())
-        start, end = con.execute(
+        start, end = one_row(
+            con,
             "SELECT strftime(make_timestamp(CAST(? * 1e6 AS BIGINT)), '%Y-%m-%dT%H:%M:%SZ'),"
             " strftime(make_timestamp(CAST(? * 1e6 AS BIGINT)), '%Y-%m-%dT%H:%M:%SZ')",
             [lo, hi],
-        ).fetchone()
+        )
     shas = [
         r[0] for r in con.execute("SELECT file_sha256 FROM ingested_files ORDER BY 1").fetchall()
     ]

@@ -15,6 +15,7 @@ import numpy as np
 
 from calibrate.errors import ConfigError
 from calibrate.store.labels_sql import PICKED_ATTEMPTS
+from calibrate.store.one_row import one_row
 
 _TEXT = (
     "array_to_string(list_transform(CAST(r.messages AS JSON[]), "
@@ -111,9 +112,7 @@ def record_sample(
     items: tuple[Sequence[str], Sequence[str], Sequence[float]],
 ) -> int:
     """Store one labelling queue and its rows; returns its sample_id."""
-    sample_id = int(
-        con.execute("SELECT coalesce(max(sample_id), 0) + 1 FROM label_samples").fetchone()[0]
-    )
+    sample_id = int(one_row(con, "SELECT coalesce(max(sample_id), 0) + 1 FROM label_samples")[0])
     con.execute(
         "INSERT INTO label_samples VALUES (?, ?, ?, ?, ?, ?, ?)",
         [sample_id, created_at, seed, requested, population_size, design_json, file],

@@ -15,6 +15,7 @@ import duckdb
 
 from calibrate.errors import CalibrateError
 from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
+from calibrate.store.one_row import one_row
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 
@@ -56,7 +57,7 @@ def candidates(
         WHERE {where} AND ($since::TIMESTAMPTZ IS NULL OR ts >= $since::TIMESTAMPTZ)
         ORDER BY draw LIMIT $n"""
     sample_params = {k: v for k, v in params.items() if k != "tiers"}
-    selected = con.execute(f"SELECT count(*) FROM ({sample})", sample_params).fetchone()[0]
+    selected = one_row(con, f"SELECT count(*) FROM ({sample})", sample_params)[0]
     rows = con.execute(
         f"""
         WITH sample AS ({sample}),
@@ -91,11 +92,12 @@ def stored_calls(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[st
 
 def mean_output_tokens(con: duckdb.DuckDBPyConnection, tier: str) -> tuple[float | None, int]:
     """Mean output tokens of the tier's stored ok attempts, and how many there are."""
-    mean, n = con.execute(
+    mean, n = one_row(
+        con,
         "SELECT avg(output_tokens), count(output_tokens) FROM attempts"
         " WHERE tier = ? AND status = 'ok' AND output_tokens IS NOT NULL",
         [tier],
-    ).fetchone()
+    )
     return (float(mean) if mean is not None else None), int(n)
 
 
@@ -164,7 +166,7 @@ def begin_run(
     retry_failed: bool,
 ) -> int:
     """Insert a replay_runs row and return its run_id."""
-    run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM replay_runs").fetchone()[0])
+    run_id = int(one_row(con, "SELECT coalesce(max(run_id), 0) + 1 FROM replay_runs")[0])
     con.execute(
         "INSERT INTO replay_runs (run_id, started_at, sample, seed, where_sql, since, max_cost_usd,"
         " retry_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from calibrate.formats import canonical as lf
 from calibrate.store.ingest import file_path, merge, rules
 from calibrate.store.ingest.rules import ROW_SCHEMA, strings
+from calibrate.store.one_row import one_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +173,8 @@ def ingest_batch(
     merge.merge(con, file, run_id)
     _quarantine(con, raw_rejects, where)
     con.unregister("ing_batch")
-    read = con.execute("SELECT count(*) FROM ing_rows").fetchone()[0] + len(raw_rejects)
-    rejected = con.execute("SELECT count(*) FROM ing_rejects").fetchone()[0]
+    read = one_row(con, "SELECT count(*) FROM ing_rows")[0] + len(raw_rejects)
+    rejected = one_row(con, "SELECT count(*) FROM ing_rejects")[0]
     first = con.execute("SELECT line, field, reason FROM ing_rejects ORDER BY line LIMIT 5")
     return BatchResult(int(read), int(rejected), tuple(first.fetchall()))
 

@@ -11,11 +11,12 @@ import duckdb
 
 from calibrate.formats import canonical as lf
 from calibrate.store.ingest.rules import strings
+from calibrate.store.one_row import one_row
 
 
 def begin_run(con: duckdb.DuckDBPyConnection, started_at: object, strict: bool) -> int:
     """Insert a new ingest_runs row and return its run_id."""
-    run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM ingest_runs").fetchone()[0]
+    run_id = one_row(con, "SELECT coalesce(max(run_id), 0) + 1 FROM ingest_runs")[0]
     con.execute(
         "INSERT INTO ingest_runs (run_id, started_at, strict) VALUES (?, ?, ?)",
         [run_id, started_at, strict],
@@ -75,4 +76,4 @@ def rejects_by_kind(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[s
 
 def request_count(con: duckdb.DuckDBPyConnection) -> int:
     """Number of stored requests."""
-    return int(con.execute("SELECT count(*) FROM requests").fetchone()[0])
+    return int(one_row(con, "SELECT count(*) FROM requests")[0])
