@@ -365,3 +365,31 @@ def labels_to_certify(regret_rate: float, budget: Budget, limit: int = 10_000_00
         mid = (low + high) // 2
         low, high = (low, mid) if passes(mid) else (mid, high)
     return high
+
+
+def labels_to_certify_drop(
+    drop: np.ndarray, budget: Budget, limit: int = 2_000_000
+) -> int | None:
+    """Roughly how many uniformly sampled labels would let the drop test certify a policy whose
+    per-request drops (premium − served, on the labeled requests) are `drop`: the least n at which
+    the test passes on n requests repeating their pattern (None when the mean drop is not below the
+    allowed drop: no label count will do)."""
+    if drop.size == 0 or float(drop.mean()) >= budget.max_regret:
+        return None
+    order = np.random.default_rng(CERTIFICATION_ORDER_SEED).permutation(drop.size)
+    pattern = (1.0 + drop[order]) / 2.0
+    null_mean = (1.0 + budget.max_regret) / 2.0
+
+    def passes(n: int) -> bool:
+        return bool(bounded_mean.rejects(np.resize(pattern, n), null_mean, budget.delta)[0])
+
+    high = 16
+    while not passes(high):
+        high *= 2
+        if high > limit:
+            return None
+    low = high // 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if passes(mid) else (mid, high)
+    return high
