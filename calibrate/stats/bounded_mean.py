@@ -29,25 +29,29 @@ BET_CAP = 0.9  # c: the largest stake as a share of what the bounded range allow
 _CHUNK_CELLS = 2_000_000  # rows × observations evaluated at once (memory bound)
 
 
-def max_log_wealth(x: np.ndarray, null_mean: float, alpha: float) -> np.ndarray:
+def max_log_wealth(x: np.ndarray, null_mean: float | np.ndarray, alpha: float) -> np.ndarray:
     """max_t ln K_t for each row of `x` (shape (k, n), values in [0, 1]) against H0: mean ≥
-    `null_mean`, betting tuned for level `alpha` and n observations. 0 for rows with n = 0."""
+    `null_mean` (one value, or one per row), betting tuned for level `alpha` and n observations.
+    0 for rows with n = 0."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     k, n = x.shape
+    m = np.broadcast_to(np.asarray(null_mean, dtype=np.float64), (k,))
+    out = np.zeros(k)
     if n == 0 or k == 0:
-        return np.zeros(k)
-    if not 0.0 < null_mean < 1.0:
-        # mean ≥ 0 always holds (never rejectable); mean ≥ 1 means x ≡ 1 (rejected by any x < 1)
-        return np.zeros(k) if null_mean <= 0.0 else np.where((x < 1.0).any(axis=1), np.inf, 0.0)
-    out = np.empty(k)
+        return out
+    # mean ≥ 0 always holds (never rejectable); mean ≥ 1 means x ≡ 1 (refuted by any x < 1)
+    out[m >= 1.0] = np.where((x[m >= 1.0] < 1.0).any(axis=1), np.inf, 0.0)
+    inside = np.flatnonzero((m > 0.0) & (m < 1.0))
     step = max(1, _CHUNK_CELLS // n)
-    for lo in range(0, k, step):
-        out[lo : lo + step] = _max_log_wealth(x[lo : lo + step], null_mean, alpha)
+    for lo in range(0, inside.size, step):
+        rows = inside[lo : lo + step]
+        out[rows] = _max_log_wealth(x[rows], m[rows], alpha)
     return out
 
 
-def _max_log_wealth(x: np.ndarray, m: float, alpha: float) -> np.ndarray:
+def _max_log_wealth(x: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
     n = x.shape[1]
+    m = m[:, None]
     t = np.arange(1, n + 1, dtype=np.float64)
     mean = (0.5 + np.cumsum(x, axis=1)) / (t + 1.0)
     var = (0.25 + np.cumsum((x - mean) ** 2, axis=1)) / (t + 1.0)
@@ -58,21 +62,22 @@ def _max_log_wealth(x: np.ndarray, m: float, alpha: float) -> np.ndarray:
     return np.maximum(log_wealth.max(axis=1), 0.0)
 
 
-def p_values(x: np.ndarray, null_mean: float, alpha: float) -> np.ndarray:
+def p_values(x: np.ndarray, null_mean: float | np.ndarray, alpha: float) -> np.ndarray:
     """Valid p-values 1 / max_t K_t (capped at 1) for H0: mean ≥ `null_mean`, one per row."""
     return np.exp(-max_log_wealth(x, null_mean, alpha))
 
 
-def rejects(x: np.ndarray, null_mean: float, alpha: float) -> np.ndarray:
+def rejects(x: np.ndarray, null_mean: float | np.ndarray, alpha: float) -> np.ndarray:
     """Whether each row's test rejects H0: mean ≥ `null_mean` at level `alpha`."""
     return max_log_wealth(x, null_mean, alpha) >= math.log(1.0 / alpha)
 
 
-def upper_bound(x: np.ndarray, alpha: float, tolerance: float = 1e-6) -> float:
+def upper_bound(x: np.ndarray, alpha: float, tolerance: float = 1e-5) -> float:
     """A (1 − α) upper confidence bound for the mean of `x` (1-D, values in [0, 1]): the least m the
     test rejects. The wealth at every t only grows with m (a larger m raises each factor, and the cap
     c/(1 − m) rises no faster than the stake's loss on an x above m shrinks), so the rejected means
-    form an interval [U, 1] and bisection finds U; the upper end of the bracket is returned."""
+    form an interval [U, 1] and bisection finds U; the upper end of the bracket (a rejected mean) is
+    returned."""
     x = np.asarray(x, dtype=np.float64).reshape(1, -1)
     if x.size == 0:
         return 1.0

@@ -103,12 +103,13 @@ def certify_families(
     families: list[Family],
     budget: Budget,
     segments: np.ndarray | None = None,
+    bounds: bool = True,
 ) -> list[Certificate]:
     """Certify every certifiable family with δ split equally among them (segments: see
-    `segment_groups`)."""
+    `segment_groups`; bounds=False leaves out the drop test's upper bounds, for simulations)."""
     todo = _certifiable(outcomes, families)
     share = Budget(budget.max_regret, budget.delta / max(len(todo), 1), budget.test)
-    return [certify_family(outcomes, f, share, segments) for f in todo]
+    return [certify_family(outcomes, f, share, segments, bounds) for f in todo]
 
 
 def _certifiable(outcomes: Outcomes, families: list[Family]) -> list[Family]:
@@ -131,7 +132,11 @@ def segment_groups(
 
 
 def certify_family(
-    outcomes: Outcomes, family: Family, budget: Budget, segments: np.ndarray | None = None
+    outcomes: Outcomes,
+    family: Family,
+    budget: Budget,
+    segments: np.ndarray | None = None,
+    bounds: bool = True,
 ) -> Certificate:
     """Certify one family's stages in order; the certified options of the last stage vary."""
     if budget.test not in TESTS:
@@ -177,7 +182,7 @@ def certify_family(
             max_regret=stage_budget.max_regret,
             delta=stage_budget.delta,
         )
-        evidence.append(stage if drop is None else drop.evidence(stage, j, b, reach, best))
+        evidence.append(stage if drop is None else drop.evidence(stage, j, b, reach, best, bounds))
         reach = reach & ~(b > best)
     head = tuple(chosen[:-1])
     options = tuple((*head, a) for a in passed) if family.kind != "always" else ((),)
@@ -248,7 +253,7 @@ class _DropTest:
         return passed
 
     def evidence(
-        self, stage: Stage, j: int, bins: np.ndarray, reach: np.ndarray, best: int
+        self, stage: Stage, j: int, bins: np.ndarray, reach: np.ndarray, best: int, bounds: bool
     ) -> Stage:
         """The stage's measured drop contribution, its upper bound and p-value (over all
         segments together; each segment passed on its own)."""
@@ -260,7 +265,7 @@ class _DropTest:
             stage,
             test="drop",
             drop=float(d.mean()) if d.size else 0.0,
-            drop_ucb=2.0 * bounded_mean.upper_bound(x, level) - 1.0,
+            drop_ucb=2.0 * bounded_mean.upper_bound(x, level) - 1.0 if bounds else None,
             p_value=p,
         )
 
