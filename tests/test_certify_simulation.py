@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_certify import draw, outcomes_from, sweep_outcomes
 
 from calibrate.demo.certify_sim import POPULATIONS, edge, rescue, simulate
 from calibrate.policies.families import Family, threshold_grid
 from calibrate.stats import bounded_mean
 from calibrate.sweep.certify import Budget, certify_family, labels_to_certify_drop
 from calibrate.sweep.selection import Objective
-from test_certify import draw, outcomes_from, sweep_outcomes
 
 EPS, DELTA = 0.02, 0.10
 

@@ -372,9 +372,7 @@ def labels_to_certify(regret_rate: float, budget: Budget, limit: int = 10_000_00
     return high
 
 
-def labels_to_certify_drop(
-    drop: np.ndarray, budget: Budget, limit: int = 2_000_000
-) -> int | None:
+def labels_to_certify_drop(drop: np.ndarray, budget: Budget, limit: int = 2_000_000) -> int | None:
     """Roughly how many uniformly sampled labels would let the drop test certify a policy whose
     per-request drops (premium − served, on the labeled requests) are `drop`: the least n at which
     the test passes on n requests repeating their pattern (None when the mean drop is not below the

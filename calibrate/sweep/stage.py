@@ -32,6 +32,7 @@ from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
 from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.stats import bounded_mean
 from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
 from calibrate.stats.intervals import (
     Interval,
@@ -45,7 +46,6 @@ from calibrate.stats.intervals import (
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
 from calibrate.sweep.candidates import Candidates, Strategies, candidates
-from calibrate.stats import bounded_mean
 from calibrate.sweep.certify import (
     TESTS,
     Budget,
