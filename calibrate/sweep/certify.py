@@ -1,12 +1,25 @@
-"""Certified thresholds: Learn-then-Test with fixed-sequence testing and exact binomial p-values.
+"""Certified thresholds: Learn-then-Test with fixed-sequence testing, on the regret or on the drop.
 
-The loss is the *regret* of a request (methods.md §1.1, loss A): it was served by a cheaper tier
+Two tests, chosen by `Budget.test` (`--certify-on`); both keep everything below the same.
+
+`regret`: the loss is the *regret* of a request (methods.md §1.1, loss A): it was served by a cheaper tier
 whose answer is unacceptable while the premium tier's answer is acceptable. Its rate bounds the
 quality drop versus always-premium from above, and it only grows as a threshold is lowered, so each
 decision stage is tested from its most conservative option (escalate everything) towards the
 cheapest, stopping at the first option whose hypothesis "regret > ε" cannot be rejected at level δ
 (p-value = BinomCDF(errors; n, ε), the exact Clopper–Pearson test). Every option passed on the way is
 certified; the grid was fixed from unlabeled confidences before any label was read.
+
+`drop`: the hypothesis is the quality drop itself, "drop > ε", tested on the paired per-request
+differences d = label_premium − label_served ∈ [−1, 1] (fractional labels as they are; 0 for a
+request the option escalates to premium), mapped to x = (d + 1)/2 ∈ [0, 1] and tested with the
+betting test for bounded means of `stats.bounded_mean` (Waudby-Smith & Ramdas 2024). Unlike the
+regret, the drop credits the requests where the cheaper tier is right and premium wrong, so it
+certifies policies whose regret exceeds ε while their drop does not. The drop is not monotone in the
+threshold; fixed-sequence testing does not need it to be (Learn-then-Test), it only stops earlier.
+An option that keeps no request at a stage (escalate everything, no keyword rule deciding) adds
+exactly 0 to the drop, so its hypothesis is false by construction and is rejected without a test.
+The labeled requests are tested in one order fixed by a constant seed, independent of the labels.
 
 Budgets: δ is split equally over the certifiable families (Bonferroni: the recommendation is chosen
 among them), and inside a k-tier cascade both ε and δ are split equally over its k−1 stages, which
@@ -17,6 +30,7 @@ passes only if the regret rate within *every* segment passes at δ/G.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -27,11 +41,17 @@ from calibrate.policies.assignment import decision_bins
 from calibrate.policies.families import Family
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
+from calibrate.stats import bounded_mean
+
+TESTS = ("regret", "drop")
+CERTIFICATION_ORDER_SEED = 17  # the betting test's order of the labeled requests (label-free)
 
 
 @dataclass(frozen=True)
 class Stage:
-    """Evidence for one decision stage of a certified policy."""
+    """Evidence for one decision stage of a certified policy: the regret events and their
+    Clopper–Pearson bound (always), and with the drop test its measured drop contribution, its
+    betting upper bound and p-value (`max_regret` is then the stage's allowed drop)."""
 
     tier: str
     option: int
@@ -40,6 +60,10 @@ class Stage:
     regret_ucb: float
     max_regret: float
     delta: float
+    test: str = "regret"
+    drop: float | None = None
+    drop_ucb: float | None = None
+    p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +78,12 @@ class Certificate:
 
 @dataclass(frozen=True)
 class Budget:
-    """The risk budget: regret rate at most `max_regret` with probability at least 1 − `delta`."""
+    """The risk budget: regret rate (`test="regret"`) or quality drop (`test="drop"`) at most
+    `max_regret` with probability at least 1 − `delta`."""
 
     max_regret: float
     delta: float
+    test: str = "regret"
 
 
 def certifiable(family: Family, premium: int) -> bool:
@@ -77,12 +103,13 @@ def certify_families(
     families: list[Family],
     budget: Budget,
     segments: np.ndarray | None = None,
+    bounds: bool = True,
 ) -> list[Certificate]:
     """Certify every certifiable family with δ split equally among them (segments: see
-    `segment_groups`)."""
+    `segment_groups`; bounds=False leaves out the drop test's upper bounds, for simulations)."""
     todo = _certifiable(outcomes, families)
-    share = Budget(budget.max_regret, budget.delta / max(len(todo), 1))
-    return [certify_family(outcomes, f, share, segments) for f in todo]
+    share = Budget(budget.max_regret, budget.delta / max(len(todo), 1), budget.test)
+    return [certify_family(outcomes, f, share, segments, bounds) for f in todo]
 
 
 def _certifiable(outcomes: Outcomes, families: list[Family]) -> list[Family]:
@@ -99,15 +126,21 @@ def segment_groups(
     stages = max((len(f.grids) for f in todo), default=1) or 1
     groups = len({str(v) for v in segments})
     tightest = Budget(
-        budget.max_regret / stages, budget.delta / max(len(todo), 1) / stages / groups
+        budget.max_regret / stages, budget.delta / max(len(todo), 1) / stages / groups, budget.test
     )
     return pool_small_segments(segments, outcomes.labeled, min_labels(tightest))
 
 
 def certify_family(
-    outcomes: Outcomes, family: Family, budget: Budget, segments: np.ndarray | None = None
+    outcomes: Outcomes,
+    family: Family,
+    budget: Budget,
+    segments: np.ndarray | None = None,
+    bounds: bool = True,
 ) -> Certificate:
     """Certify one family's stages in order; the certified options of the last stage vary."""
+    if budget.test not in TESTS:
+        raise ValueError(f"unknown certification test {budget.test!r}")
     labeled = outcomes.labeled
     premium_ok = outcomes.label[:, -1] >= ACCEPTABLE
     if family.kind == "always":
@@ -118,39 +151,123 @@ def certify_family(
             [g.size + 1 for g in family.grids],
         )
     stages_n = len(bins)
-    stage_budget = Budget(budget.max_regret / stages_n, budget.delta / stages_n)
+    stage_budget = Budget(budget.max_regret / stages_n, budget.delta / stages_n, budget.test)
     reach = labeled.copy()
     chosen: list[int] = []
     evidence: list[Stage] = []
     passed: list[int] = []
     ruled = _ruled_regret(outcomes, family, premium_ok)
+    drop = _DropTest(outcomes, family, segments) if budget.test == "drop" else None
     for j, (b, n_options) in enumerate(zip(bins, options_per_stage, strict=True)):
         tier = family.path[j]
         regret_rows = reach & (outcomes.label[:, tier] < ACCEPTABLE) & premium_ok
         errors = _errors_by_option(b, regret_rows, n_options, segments)
         if j == 0 and ruled is not None:  # the keyword rules' regret, the same for every option
             errors = errors + _errors_by_option(ruled, ruled > 0, 1, segments)[:, :1]
-        passed = _fixed_sequence(errors, labeled, segments, stage_budget)
+        if drop is None:
+            passed = _fixed_sequence(errors, labeled, segments, stage_budget)
+        else:
+            passed = drop.fixed_sequence(j, b, reach, n_options, stage_budget)
         if not passed:
             return Certificate(family, (), tuple(evidence))
         best = passed[-1] if family.kind != "always" else 0
         chosen.append(best)
         total = int(errors[0][best]) if segments is None else int(errors.sum(axis=0)[best])
-        evidence.append(
-            Stage(
-                tier=outcomes.tiers[tier],
-                option=best,
-                labeled=int(labeled.sum()),
-                regret_count=total,
-                regret_ucb=clopper_pearson_upper(total, int(labeled.sum()), stage_budget.delta),
-                max_regret=stage_budget.max_regret,
-                delta=stage_budget.delta,
-            )
+        stage = Stage(
+            tier=outcomes.tiers[tier],
+            option=best,
+            labeled=int(labeled.sum()),
+            regret_count=total,
+            regret_ucb=clopper_pearson_upper(total, int(labeled.sum()), stage_budget.delta),
+            max_regret=stage_budget.max_regret,
+            delta=stage_budget.delta,
         )
+        evidence.append(stage if drop is None else drop.evidence(stage, j, b, reach, best, bounds))
         reach = reach & ~(b > best)
     head = tuple(chosen[:-1])
     options = tuple((*head, a) for a in passed) if family.kind != "always" else ((),)
     return Certificate(family, options, tuple(evidence))
+
+
+class _DropTest:
+    """The drop test's per-family state: the labeled requests in the certification order, their
+    segment codes, and the keyword rules' drop (added at stage 0 under every option)."""
+
+    def __init__(self, outcomes: Outcomes, family: Family, segments: np.ndarray | None) -> None:
+        self.outcomes, self.family = outcomes, family
+        labeled_rows = np.flatnonzero(outcomes.labeled)
+        order = np.random.default_rng(CERTIFICATION_ORDER_SEED).permutation(labeled_rows.size)
+        self.rows = labeled_rows[order]
+        if segments is None:
+            self.codes = np.zeros(self.rows.size, dtype=np.int64)
+        else:
+            _, codes = np.unique(segments, return_inverse=True)
+            self.codes = codes[self.rows]
+        self.groups = [self.rows[self.codes == g] for g in np.unique(self.codes)]
+        forced = family.forced_of(outcomes)
+        self.ruled = np.zeros(outcomes.n)
+        if forced is not None:
+            ruled = (forced >= 0) & outcomes.labeled
+            at = np.where(ruled, forced, 0)
+            served = outcomes.label[np.arange(outcomes.n), at]
+            self.ruled = np.where(ruled, outcomes.label[:, -1] - served, 0.0)
+        premium = len(outcomes.tiers) - 1
+        self.ruled_nonzero = forced is not None and bool(
+            ((forced >= 0) & (forced != premium)).any()
+        )
+
+    def contributions(
+        self, j: int, bins: np.ndarray, reach: np.ndarray, options: np.ndarray, rows: np.ndarray
+    ) -> np.ndarray:
+        """(options × rows) drop contribution of each request at stage j: d where the option keeps
+        it here, 0 where it goes on (plus, at stage 0, a keyword rule's drop)."""
+        tier = self.family.path[j]
+        d = self.outcomes.label[rows, -1] - self.outcomes.label[rows, tier]
+        d = np.where(reach[rows], d, 0.0)
+        kept = bins[rows][None, :] > options[:, None]
+        out = np.where(kept, d[None, :], 0.0)
+        return out + self.ruled[rows][None, :] if j == 0 else out
+
+    def fixed_sequence(
+        self, j: int, bins: np.ndarray, reach: np.ndarray, n_options: int, budget: Budget
+    ) -> list[int]:
+        """Options passed, from the most conservative down; stops at the first failure."""
+        level = budget.delta / len(self.groups)
+        null_mean = (1.0 + budget.max_regret) / 2.0
+        top = n_options - 1
+        free = self.family.kind != "always" and (j > 0 or not self.ruled_nonzero)
+        passed: list[int] = []
+        step = 16
+        for hi in range(top, -1, -step):
+            options = np.arange(hi, max(hi - step, -1), -1)
+            ok = np.ones(options.size, dtype=bool)
+            for rows in self.groups:
+                x = (1.0 + self.contributions(j, bins, reach, options, rows)) / 2.0
+                ok &= bounded_mean.rejects(x, null_mean, level)
+            if free and hi == top:
+                ok[0] = True  # keeps nothing at this stage: adds exactly 0 to the drop
+            for a, passes in zip(options.tolist(), ok.tolist(), strict=True):
+                if not passes:
+                    return passed
+                passed.append(a)
+        return passed
+
+    def evidence(
+        self, stage: Stage, j: int, bins: np.ndarray, reach: np.ndarray, best: int, bounds: bool
+    ) -> Stage:
+        """The stage's measured drop contribution, its upper bound and p-value (over all
+        segments together; each segment passed on its own)."""
+        level = stage.delta / len(self.groups)
+        d = self.contributions(j, bins, reach, np.array([best]), self.rows)[0]
+        x = (1.0 + d) / 2.0
+        p = float(bounded_mean.p_values(x, (1.0 + stage.max_regret) / 2.0, level)[0])
+        return dataclasses.replace(
+            stage,
+            test="drop",
+            drop=float(d.mean()) if d.size else 0.0,
+            drop_ucb=2.0 * bounded_mean.upper_bound(x, level) - 1.0 if bounds else None,
+            p_value=p,
+        )
 
 
 def _ruled_regret(outcomes: Outcomes, family: Family, premium_ok: np.ndarray) -> np.ndarray | None:
@@ -242,6 +359,32 @@ def labels_to_certify(regret_rate: float, budget: Budget, limit: int = 10_000_00
 
     def passes(n: int) -> bool:
         return binom.cdf(math.floor(regret_rate * n), n, budget.max_regret) <= budget.delta
+
+    high = 16
+    while not passes(high):
+        high *= 2
+        if high > limit:
+            return None
+    low = high // 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if passes(mid) else (mid, high)
+    return high
+
+
+def labels_to_certify_drop(drop: np.ndarray, budget: Budget, limit: int = 2_000_000) -> int | None:
+    """Roughly how many uniformly sampled labels would let the drop test certify a policy whose
+    per-request drops (premium − served, on the labeled requests) are `drop`: the least n at which
+    the test passes on n requests repeating their pattern (None when the mean drop is not below the
+    allowed drop: no label count will do)."""
+    if drop.size == 0 or float(drop.mean()) >= budget.max_regret:
+        return None
+    order = np.random.default_rng(CERTIFICATION_ORDER_SEED).permutation(drop.size)
+    pattern = (1.0 + drop[order]) / 2.0
+    null_mean = (1.0 + budget.max_regret) / 2.0
+
+    def passes(n: int) -> bool:
+        return bool(bounded_mean.rejects(np.resize(pattern, n), null_mean, budget.delta)[0])
 
     high = 16
     while not passes(high):

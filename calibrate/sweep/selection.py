@@ -17,6 +17,12 @@ import polars as pl
 
 from calibrate.errors import ConfigError, DataError
 
+# How each `certify_on` test certifies, for the recommendation's reason.
+CERTIFICATION_METHODS = {
+    "regret": "Learn-then-Test, fixed-sequence, exact binomial",
+    "drop": "Learn-then-Test, fixed-sequence, betting test on the paired drop",
+}
+
 # Rounding guard for "drop ≤ ε": metrics are exact ratios of integers, ε is user input.
 _EPS_SLACK = 1e-12
 
@@ -25,7 +31,9 @@ _EPS_SLACK = 1e-12
 class Objective:
     """What the user asked for. `max_relative_drop` replaces the absolute drop when set;
     `per_segment` names a segment column (app, region or intent) whose every value must meet the
-    drop; the last three are label-free constraints on the candidates."""
+    drop; the next three are label-free constraints on the candidates. `certify_on` is the
+    hypothesis certification tests: "regret" (binomial test on the regret rate, which bounds the
+    drop) or "drop" (betting test on the paired quality drop itself)."""
 
     max_quality_drop: float = 0.02
     confidence_level: float = 0.95
@@ -36,6 +44,7 @@ class Objective:
     escalation_band: tuple[float, float] | None = None
     max_cost_per_1k_usd: float | None = None
     chosen_policy: str | None = None
+    certify_on: str = "regret"
 
     @property
     def delta(self) -> float:
@@ -142,7 +151,7 @@ def select_certified(
     candidates = constrained(frontier, objective).filter(pl.col("certified"))
     guarantee = (
         f"quality drop at most {max_drop:.4g} with probability ≥ {objective.confidence_level:g} "
-        "(Learn-then-Test, fixed-sequence, exact binomial)"
+        f"({CERTIFICATION_METHODS[objective.certify_on]})"
     )
     if candidates.is_empty() and objective.max_cost_per_1k_usd is not None:
         affordable = constrained(frontier, objective)

@@ -32,6 +32,7 @@ from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
 from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.stats import bounded_mean
 from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
 from calibrate.stats.intervals import (
     Interval,
@@ -46,11 +47,13 @@ from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
 from calibrate.sweep.candidates import Candidates, Strategies, candidates
 from calibrate.sweep.certify import (
+    TESTS,
     Budget,
     Stage,
     certify_families,
     clopper_pearson_lower,
     labels_to_certify,
+    labels_to_certify_drop,
     segment_groups,
 )
 from calibrate.sweep.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
@@ -386,15 +389,30 @@ def _require_labels(outcomes: Outcomes) -> None:
 
 
 def risk_budget(outcomes: Outcomes, objective: Objective) -> Budget:
-    """The allowed regret rate: ε, or for a relative drop ε′·LCB(premium quality) at δ/2 (the
-    other half of δ is left for certification)."""
+    """The allowed regret rate or drop (`objective.certify_on`): ε, or for a relative drop
+    ε′·LCB(premium quality) at δ/2 (the other half of δ is left for certification). The regret
+    test's LCB is Clopper–Pearson on premium's acceptable rate; the drop test's is on premium's mean
+    label (Clopper–Pearson when every label is 0 or 1, else the betting bound for bounded means)."""
+    test = objective.certify_on
+    if test not in TESTS:
+        raise ConfigError(
+            f"--certify-on {test}: unknown test",
+            hint=f"Use one of: {', '.join(TESTS)}.",
+        )
     if objective.max_relative_drop is None:
-        return Budget(objective.max_quality_drop, objective.delta)
-    premium_ok = outcomes.label[outcomes.labeled, -1] >= ACCEPTABLE
+        return Budget(objective.max_quality_drop, objective.delta, test)
+    premium = outcomes.label[outcomes.labeled, -1]
+    premium_ok = premium >= ACCEPTABLE
+    binary = test == "regret" or bool(np.isin(premium, (0.0, 1.0)).all())
     if not objective.certify:
-        return Budget(objective.max_relative_drop * float(premium_ok.mean()), objective.delta)
-    lower = clopper_pearson_lower(int(premium_ok.sum()), int(premium_ok.size), objective.delta / 2)
-    return Budget(objective.max_relative_drop * lower, objective.delta / 2)
+        quality = premium_ok.mean() if binary else premium.mean()
+        return Budget(objective.max_relative_drop * float(quality), objective.delta, test)
+    if binary:
+        successes = int(premium_ok.sum())
+        lower = clopper_pearson_lower(successes, int(premium_ok.size), objective.delta / 2)
+    else:
+        lower = bounded_mean.lower_bound(premium, objective.delta / 2)
+    return Budget(objective.max_relative_drop * lower, objective.delta / 2, test)
 
 
 def _segments(outcomes: Outcomes, objective: Objective) -> np.ndarray | None:
@@ -418,7 +436,8 @@ def _labels_needed(
     families: int,
 ) -> tuple[str, int] | None:
     """Roughly how many more uniform labels would certify the best empirical policy, or when its
-    measured regret sits at the limit (no label count would do), the best one with half the drop."""
+    measured regret (drop, for the drop test) sits at the limit (no label count would do), the best
+    one with half the drop."""
     for margin in (1.0, 0.5):
         try:
             target = select_empirical(frontier, objective, budget.max_regret * margin)
@@ -426,10 +445,17 @@ def _labels_needed(
             return None
         family, option = index[target.row["policy"]]
         served = assign(outcomes, family, option).served_tier
-        rate = float(regret(outcomes, served)[outcomes.labeled].mean())
         stages = max(len(family.grids), 1)
-        share = Budget(budget.max_regret / stages, budget.delta / max(families, 1) / stages)
-        total = labels_to_certify(rate / stages, share)
+        share = Budget(
+            budget.max_regret / stages, budget.delta / max(families, 1) / stages, budget.test
+        )
+        if budget.test == "drop":
+            rows = np.arange(outcomes.n)
+            drop = outcomes.label[:, -1] - outcomes.label[rows, served]
+            total = labels_to_certify_drop(drop[outcomes.labeled] / stages, share)
+        else:
+            rate = float(regret(outcomes, served)[outcomes.labeled].mean())
+            total = labels_to_certify(rate / stages, share)
         if total is not None:
             return target.row["policy"], max(total - int(outcomes.labeled.sum()), 0)
     return None
