@@ -15,7 +15,9 @@ TIERS = {
 }
 
 
-def routing(strategy: str, tiers: list[dict], rules: list[dict] | None = None, **extra) -> RoutingConfig:
+def routing(
+    strategy: str, tiers: list[dict], rules: list[dict] | None = None, **extra
+) -> RoutingConfig:
     return RoutingConfig.model_validate(
         {
             "strategy": strategy,
@@ -73,7 +75,9 @@ def length_rules(cutoff: int = 400) -> RoutingConfig:
 
 
 def keyword_rules_only() -> RoutingConfig:
-    return routing("rules", [{"name": "small"}, {"name": "large"}], rules=[*KEYWORDS, {"tier": "small"}])
+    return routing(
+        "rules", [{"name": "small"}, {"name": "large"}], rules=[*KEYWORDS, {"tier": "small"}]
+    )
 
 
 def router() -> RoutingConfig:
@@ -89,10 +93,20 @@ def write_routing(path: Path, config: RoutingConfig) -> Path:
     return path
 
 
-def write_tiers(path: Path, base_url: str = "http://127.0.0.1:8800/v1", confidence: str = "logprob_mean", **methods: str) -> Path:
+def write_tiers(
+    path: Path,
+    base_url: str = "http://127.0.0.1:8800/v1",
+    confidence: str = "logprob_mean",
+    **methods: str,
+) -> Path:
     tiers = [
-        {"name": n, "model": m, "base_url": base_url, "api_key_env": "OPENAI_API_KEY",
-         "confidence": methods.get(n, confidence)}  # fmt: skip
+        {
+            "name": n,
+            "model": m,
+            "base_url": base_url,
+            "api_key_env": "OPENAI_API_KEY",
+            "confidence": methods.get(n, confidence),
+        }  # fmt: skip
         for n, m in TIERS.items()
     ]
     path.write_text(json.dumps({"tiers": tiers}), encoding="utf-8")

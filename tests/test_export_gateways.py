@@ -19,6 +19,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from export_support import cascade2, cascade3, hybrid, length_rules, write_routing
+from llm_server import LLMServer
+from replay_support import make_store, run_replay, tier
+from replay_support import write_tiers as write_replay_tiers
 
 from calibrate.config.routing import load_routing
 from calibrate.config.tiers import load_tiers, price_table
@@ -27,10 +31,6 @@ from calibrate.export.targets import export_routing
 from calibrate.policies.assignment import assign
 from calibrate.store import Store
 from calibrate.sweep.evaluate import evaluate_routing, family_for, keyword_forced
-from export_support import cascade2, cascade3, hybrid, length_rules, write_routing
-from llm_server import LLMServer
-from replay_support import make_store, run_replay, tier
-from replay_support import write_tiers as write_replay_tiers
 
 pytestmark = pytest.mark.gateways
 
@@ -200,7 +200,9 @@ def test_portkey_serves_the_tier_evaluate_assigns(tmp_path: Path, strategy: str)
     assert {"small", "large"} <= set(served.values())
     cascade_rows = [p for p in prompts if p not in KEYWORD_PROMPTS]
     assert np.mean([served[p] == "large" for p in cascade_rows]) == pytest.approx(
-        escalation if strategy == "cascade" else np.mean([expected[p] == "large" for p in cascade_rows])
+        escalation
+        if strategy == "cascade"
+        else np.mean([expected[p] == "large" for p in cascade_rows])
     )
     assert bogus.status_code == 400
 

@@ -41,9 +41,7 @@ def export_cmd(
     tiers: OptionalTiers = None,
     approximate: Annotated[
         bool,
-        typer.Option(
-            "--approximate", help="Allow the documented approximations (docs/deploy.md)."
-        ),
+        typer.Option("--approximate", help="Allow the documented approximations (docs/deploy.md)."),
     ] = False,
     gate_url: Annotated[
         str, typer.Option("--gate-url", help="portkey: where `calibrate serve-gate` listens.")
@@ -61,8 +59,13 @@ def export_cmd(
     path = targets.write_export(result, out or routing.parent / targets.DEFAULT_NAMES[to])
     if as_json:
         console.print_json(
-            {"target": to, "file": str(path), "exact": result.exact,
-             "approximated": result.approximated, "not_expressed": result.not_expressed}  # fmt: skip
+            {
+                "target": to,
+                "file": str(path),
+                "exact": result.exact,
+                "approximated": result.approximated,
+                "not_expressed": result.not_expressed,
+            }  # fmt: skip
         )
         return
     for line in result.statement():

@@ -17,6 +17,7 @@ A stdlib threaded HTTP server; the caller passes host and port (loopback by defa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -82,8 +83,13 @@ def verdict(rules: GateRules, path: str, context: Any) -> tuple[int, dict]:
         ok = value is not None and not math.isnan(value) and value >= tau
         return 200, {
             "verdict": ok,
-            "data": {"tier": parts[1], "method": method, "confidence": value,
-                     "escalate_below": tau, "reason": why},  # fmt: skip
+            "data": {
+                "tier": parts[1],
+                "method": method,
+                "confidence": value,
+                "escalate_below": tau,
+                "reason": why,
+            },  # fmt: skip
         }
     if len(parts) == 2 and parts[0] == "rule" and parts[1].isdigit():
         k = int(parts[1])
@@ -134,7 +140,5 @@ def serve(rules: GateRules, host: str, port: int, on_ready: Callable[[str], None
     """Serve until interrupted; `on_ready` gets the base URL once bound."""
     with make_server(rules, host, port) as server:
         on_ready(f"http://{host}:{server.server_port}")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass

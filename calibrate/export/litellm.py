@@ -32,7 +32,11 @@ def _deployment(name: str, model: str, tiers: TiersConfig | None, info: dict) ->
     if spec is not None and spec.base_url:
         params["api_base"] = spec.base_url
     params["api_key"] = "os.environ/" + ((spec.api_key_env if spec else None) or "OPENAI_API_KEY")
-    return {"model_name": name, "litellm_params": params, "model_info": {"calibrate_tier": name, **info}}
+    return {
+        "model_name": name,
+        "litellm_params": params,
+        "model_info": {"calibrate_tier": name, **info},
+    }
 
 
 def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) -> Export:

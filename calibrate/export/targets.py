@@ -25,7 +25,9 @@ def export_routing(
     gate_url: str = portkey.DEFAULT_GATE_URL,
 ) -> Export:
     if target not in TARGETS:
-        raise ConfigError(f"unknown export target {target!r}", hint=f"Use one of {', '.join(TARGETS)}.")
+        raise ConfigError(
+            f"unknown export target {target!r}", hint=f"Use one of {', '.join(TARGETS)}."
+        )
     config = load_routing(routing_path)
     tiers = load_tiers(tiers_path) if tiers_path is not None else None
     if target == "vllm-sr":

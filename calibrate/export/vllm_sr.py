@@ -60,7 +60,9 @@ def _threshold(step: Step) -> float:
     return normalized_threshold(step.escalate_below)
 
 
-def _decision_thresholds(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool):
+def _decision_thresholds(
+    config: RoutingConfig, tiers: TiersConfig | None, approximate: bool
+) -> tuple[list[Step], list[float], list[str]]:
     chain = steps(config, tiers, TARGET)
     values = [_threshold(s) for s in chain]
     approximated = []
@@ -107,7 +109,9 @@ def _rule_decisions(config: RoutingConfig, approximate: bool) -> tuple[list, dic
             "Pass --approximate to map them to keyword (regex) and context signals, or export "
             "to portkey (its gate applies the keyword rules exactly).",
         )
-    decisions, signals, notes = [], {}, []
+    decisions: list[dict] = []
+    signals: dict[str, list[dict]] = {}
+    notes: list[str] = []
     priority = 1000
     for name, pattern, tier in rules:
         if _NOT_RE2.search(pattern):
@@ -118,8 +122,13 @@ def _rule_decisions(config: RoutingConfig, approximate: bool) -> tuple[list, dic
                 "Rewrite the pattern without them.",
             )
         signals.setdefault("keywords", []).append(
-            {"name": name, "operator": "OR", "method": "regex", "case_sensitive": True,
-             "keywords": [pattern]}  # fmt: skip
+            {
+                "name": name,
+                "operator": "OR",
+                "method": "regex",
+                "case_sensitive": True,
+                "keywords": [pattern],
+            }  # fmt: skip
         )
         decisions.append(_pinned(name, priority, tier, config, {"type": "keyword", "name": name}))
         priority -= 10

@@ -16,7 +16,11 @@ config = yaml.safe_load(Path(config_path).read_text())
 router = litellm.Router(model_list=config["model_list"], **config.get("router_settings", {}))
 groups = {m["model_name"] for m in router.get_model_list()}
 missing = [
-    t for fb in router.fallbacks or [] for src, dst in fb.items() for t in [src, *dst] if t not in groups
+    t
+    for fb in router.fallbacks or []
+    for src, dst in fb.items()
+    for t in [src, *dst]
+    if t not in groups
 ]
 docs = Path(docs_path).read_text()
 snippet = re.search(r"```python\n(# calibrate-litellm-snippet.*?)```", docs, re.S).group(1)
