@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT := out/demo
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-gateways lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf out .calibrate bench/data
+
+# The real gateways `calibrate export` writes for (tests/test_export_gateways.py, marker `gateways`):
+# vllm-sr from PyPI into the venv, the Portkey gateway from npm and LiteLLM's proxy in its own venv,
+# both under .gateways/ (gitignored).
+GATEWAYS := .gateways
+test-gateways: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,gateways]'
+	test -f $(GATEWAYS)/node_modules/@portkey-ai/gateway/package.json || \
+		npm install --prefix $(GATEWAYS) --no-audit --no-fund @portkey-ai/gateway@1.15.2
+	test -x $(GATEWAYS)/litellm-venv/bin/litellm || ( $(PYTHON) -m venv $(GATEWAYS)/litellm-venv && \
+		$(GATEWAYS)/litellm-venv/bin/pip install --quiet 'litellm[proxy]==1.108.7' )
+	$(PY) -m pytest -m gateways tests/test_export_gateways.py
