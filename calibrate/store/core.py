@@ -161,16 +161,16 @@ class Store:
 
     def read_log_file(self, path: Path) -> int:
         """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines."""
-        return file_path.read(self.con, str(path))
+        return file_path.read_file_records(self.con, str(path))
 
     def check_log_file(
         self, blanks: Sequence[int], where: tuple[str, str, int]
     ) -> file_path.FileCheck:
         """Number the read lines (given the blank ones), validate and merge them."""
         file, _, run_id = where
-        file_path.number(self.con, blanks)
+        file_path.number_lines(self.con, blanks)
         file_path.defer_file_shared_ids(self.con, file)
-        return file_path.check(self.con, file, run_id)
+        return file_path.check_and_merge(self.con, file, run_id)
 
     def quarantine_log_lines(self, raw: pa.Table, where: tuple[str, str, int]) -> None:
         """Store the checked file's rejects on these (line, text) lines, with their raw text."""
@@ -179,11 +179,11 @@ class Store:
     def finish_log_file(self, where: tuple[str, str, int]) -> list[tuple[int, str | None, str]]:
         """Store the rejects left without raw text, free the file's temp tables, and return the
         first few (line, field, reason) for --strict."""
-        return file_path.finish(self.con, where)
+        return file_path.finish_rejects(self.con, where)
 
     def discard_log_file(self) -> None:
         """Drop what read_log_file read (the file goes through the line path instead)."""
-        file_path.drop(self.con)
+        file_path.drop_temp_tables(self.con)
 
     def size_ingested(self, size: int) -> bool:
         """Whether a file of `size` bytes may have been ingested before."""
