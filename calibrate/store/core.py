@@ -31,7 +31,7 @@ from calibrate.records.labels import (
     RejectedRow,
     ResolveCounts,
 )
-from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.records.outcomes import DataWindow, Outcomes, RequestLog
 from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
 from calibrate.store import (
     coverage_sql,
@@ -114,7 +114,7 @@ class Store:
         """Provenance: time window of the requests and a digest of the ingested files."""
         return outcomes_sql.data_window(self.con, outcomes)
 
-    def request_log(self, tiers: Sequence[str]) -> monitor_sql.RequestLog:
+    def request_log(self, tiers: Sequence[str]) -> RequestLog:
         """Every request in time order with what each given tier answered and what production did
         (for `monitor`; requests a tier never saw are kept)."""
         return monitor_sql.load_request_log(self.con, tiers)
