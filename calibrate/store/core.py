@@ -49,8 +49,6 @@ from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
 
-DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
-
 
 class Store:
     """An open calibrate store (a DuckDB file or `:memory:`)."""
@@ -62,8 +60,9 @@ class Store:
         """Replay results folded in from a crashed run's journal when the store was opened."""
 
     @classmethod
-    def open(cls, path: str | Path = DEFAULT_DB) -> Store:
-        """Open or create the store and bring its schema up to date."""
+    def open(cls, path: str | Path) -> Store:
+        """Open or create the store (a file, or `:memory:`) and bring its schema up to date; which
+        store a command uses is the command line's choice (cli/options.py)."""
         target = str(path)
         if target != ":memory:":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
