@@ -1,48 +1,98 @@
 """Compositions for commands that span stages (no logic of its own).
 
-`sweep_logs`: ingest the given logs, run the sweep, write the outputs.
+`sweep_logs`: ingest the given logs, run the sweep, write the outputs. `evaluate_logs` and
+`monitor_logs`: ingest the given logs, then evaluate a routing.yaml on the store, or monitor it (and
+write the monitor's outputs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from calibrate.config.routing import RoutingConfig
 from calibrate.config.tiers import TiersConfig
 from calibrate.ingest import stage as ingest
-from calibrate.records.outcomes import IngestSummary
+from calibrate.monitor import stage as monitor
+from calibrate.report import monitor_report
 from calibrate.report import sweep_report as report
 from calibrate.store import Store
+from calibrate.sweep import evaluate
 from calibrate.sweep import stage as sweep
 from calibrate.sweep.candidates import Strategies
 from calibrate.sweep.selection import Objective
 
 
+@dataclass(frozen=True)
+class SweepJob:
+    """What one `calibrate sweep` does: the logs to ingest first (none: sweep what the store
+    holds), the tiers, what to optimise, which strategies, the fixed costs, where to write."""
+
+    logs: tuple[Path, ...]
+    tiers: TiersConfig
+    objective: Objective
+    strategies: Strategies
+    overheads: sweep.Overheads
+    out_dir: Path
+    seed: int = 0
+    strict: bool = False
+
+
 def sweep_logs(
     store: Store,
-    paths: Sequence[Path],
-    tiers: TiersConfig,
-    objective: Objective,
-    out_dir: Path,
+    job: SweepJob,
     *,
-    strict: bool,
     clock: Callable[[], datetime],
-    seed: int = 0,
-    overheads: sweep.Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    strategies: Strategies | None = None,
-) -> tuple[IngestSummary | None, sweep.SweepResult, dict[str, Path]]:
-    """Ingest (when paths are given), sweep, and write routing.yaml, frontier.csv, summary.json,
-    report.md and report.html into out_dir."""
-    summary = ingest.ingest(store, list(paths), strict=strict, clock=clock) if paths else None
+) -> tuple[sweep.SweepResult, dict[str, Path]]:
+    """Ingest (when logs are given), sweep, and write routing.yaml, frontier.csv, summary.json,
+    report.md and report.html into the job's out_dir."""
+    if job.logs:
+        ingest.ingest(store, list(job.logs), strict=job.strict, clock=clock)
     result = sweep.run_sweep(
         store,
-        tiers,
-        objective,
-        seed=seed,
-        overheads=overheads,
+        job.tiers,
+        job.objective,
+        seed=job.seed,
+        overheads=job.overheads,
         on_progress=on_progress,
-        strategies=strategies,
+        strategies=job.strategies,
     )
-    return summary, result, report.write_outputs(result, out_dir)
+    return result, report.write_outputs(result, job.out_dir)
+
+
+def evaluate_logs(
+    store: Store,
+    logs: Sequence[Path],
+    config: RoutingConfig,
+    prices: dict[str, tuple[float, float]],
+    base_dir: Path,
+    *,
+    clock: Callable[[], datetime],
+) -> evaluate.Evaluation:
+    """Ingest the logs (when given), then evaluate the routing config on the store (`base_dir`:
+    where routing.yaml is, for a router's model file)."""
+    if logs:
+        ingest.ingest(store, list(logs), strict=False, clock=clock)
+    return evaluate.evaluate_routing(store, config, prices, base_dir)
+
+
+def monitor_logs(
+    store: Store,
+    logs: Sequence[Path],
+    config: RoutingConfig,
+    options: monitor.MonitorOptions,
+    out_dir: Path,
+    *,
+    seed: int,
+    base_dir: Path,
+    clock: Callable[[], datetime],
+) -> tuple[monitor.MonitorResult, dict[str, Path]]:
+    """Ingest the logs (when given), monitor the deployed config on the store, and write
+    monitor.md, monitor.html and monitor.json into out_dir."""
+    if logs:
+        ingest.ingest(store, list(logs), strict=False, clock=clock)
+    result = monitor.monitor(store, config, options, seed=seed, base_dir=base_dir)
+    return result, monitor_report.write_outputs(result, out_dir)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.store.monitor_sql import RequestLog
+from calibrate.records.outcomes import RequestLog
 
 START = date(2026, 3, 2)
 THRESHOLD = 0.7

@@ -1,31 +1,19 @@
-"""What the command modules share: option types, the wall clock, and the runner of stages that
-pay for calls (replay, judge) with a progress bar and a clean stop on the first Ctrl-C."""
+"""What the command modules share at run time: the wall clock, and the runner of stages that pay
+for calls (replay, judge) with a progress bar and a clean stop on the first Ctrl-C. (Option types
+live in cli/options.py.)"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
 import typer
 
 from calibrate.cli import console
 
 T = TypeVar("T")
-
-Logs = Annotated[
-    list[Path], typer.Argument(help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv).")
-]
-Db = Annotated[Path, typer.Option("--db", help="DuckDB store file.")]
-Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-Strict = Annotated[
-    bool, typer.Option("--strict", help="Any bad row is an error and nothing is written.")
-]
-TiersPath = Annotated[
-    Path, typer.Option("--tiers", help="tiers.yaml: the model tiers, cheapest first.")
-]
 
 
 def now() -> datetime:

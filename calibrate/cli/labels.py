@@ -1,5 +1,6 @@
 """The `labels …` commands and `sample`: options parsed, one stage call each (labels, judge,
-label_queue); registered on the main app by `cli.py`."""
+label_queue); registered on the main app by `cli/app.py`. Each reads the existing store (`--db`,
+else the default store)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,8 @@ from typing import Annotated
 import typer
 
 from calibrate.cli import console
-from calibrate.cli.common import (
-    Db,
-    Json,
-    Strict,
-    TiersPath,
-    exit_if_interrupted,
-    interruptible,
-    now,
-)
-from calibrate.config.tiers import load_tiers
-from calibrate.store import Store
-from calibrate.store.core import DEFAULT_DB
+from calibrate.cli.common import exit_if_interrupted, interruptible, now
+from calibrate.cli.options import Db, Json, Strict, TiersPath, existing_store
 
 # --- labels and sample: one self-contained block (its imports are local so it merges cleanly) --
 labels_app = typer.Typer(
@@ -49,6 +40,8 @@ def _source(value: str) -> str:
 
 
 def _tier_names(path: Path | None) -> tuple[str, ...] | None:
+    from calibrate.config.tiers import load_tiers
+
     return load_tiers(path).names if path is not None else None
 
 
@@ -57,7 +50,7 @@ def labels_import_cmd(
     file: Annotated[
         Path, typer.Argument(help="Labels: .csv, .jsonl(.gz) or .parquet, long or wide.")
     ],
-    db: Db = DEFAULT_DB,
+    db: Db = None,
     tiers: LabelTiers = None,
     source: Annotated[
         str,
@@ -83,8 +76,9 @@ def labels_import_cmd(
         calibrate labels import review.csv --db .calibrate/calibrate.duckdb
     """
     from calibrate.labels import stage as labels
+    from calibrate.store import Store
 
-    with Store.open(db) as store:
+    with Store.open(existing_store(db)) as store:
         summary = labels.import_labels(
             store, file, tiers=_tier_names(tiers), source=source, strict=strict, clock=now
         )
@@ -96,7 +90,7 @@ def labels_import_cmd(
 
 @labels_app.command("score")
 def labels_score_cmd(
-    db: Db = DEFAULT_DB,
+    db: Db = None,
     tiers: LabelTiers = None,
     scorers: Annotated[
         Path | None,
@@ -123,6 +117,7 @@ def labels_score_cmd(
     """
     from calibrate.labels import scorers as scoring
     from calibrate.labels import stage as labels
+    from calibrate.store import Store
 
     if scorers is not None and scorer is not None:
         raise typer.BadParameter("give --scorers or --scorer, not both", param_hint="--scorer")
@@ -135,7 +130,7 @@ def labels_score_cmd(
         if scorers is not None
         else scoring.ScorersConfig(default=scoring.ScorerSpec(kind=scorer or "normalized"))
     )
-    with Store.open(db) as store:
+    with Store.open(existing_store(db)) as store:
         summary = labels.score_references(store, config, tiers=_tier_names(tiers), clock=now)
     if as_json:
         console.print_json(asdict(summary))
@@ -181,7 +176,7 @@ def labels_judge_cmd(
         ),
     ] = None,
     tiers: TiersPath = Path("tiers.yaml"),
-    db: Db = DEFAULT_DB,
+    db: Db = None,
     tier: Annotated[
         list[str] | None,
         typer.Option("--tier", help="Judge only this tier's answers (repeatable; default all)."),
@@ -215,9 +210,11 @@ def labels_judge_cmd(
     \b
         calibrate labels judge --judge large --tiers tiers.yaml --sample 200 --max-cost-usd 2
     """
+    from calibrate.config.tiers import load_tiers
     from calibrate.labels import judge as judging
     from calibrate.records.replay import Selection
     from calibrate.report.label_report import agreement_line
+    from calibrate.store import Store
 
     tiers_config = load_tiers(tiers)
     judge_tier = judging.judge_tier(
@@ -230,7 +227,7 @@ def labels_judge_cmd(
     judged = tuple(tier) if tier else tiers_config.names
     judging.check_judge(tiers_config, judge_tier, judged)
     selection = Selection(sample, seed)
-    with Store.open(db) as store:
+    with Store.open(existing_store(db)) as store:
         if dry_run:
             plan = judging.plan_judge(
                 store,
@@ -266,7 +263,7 @@ def labels_judge_cmd(
 
 @labels_app.command("status")
 def labels_status_cmd(
-    db: Db = DEFAULT_DB,
+    db: Db = None,
     tiers: LabelTiers = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print the report's Labels section (Markdown).")
@@ -284,8 +281,9 @@ def labels_status_cmd(
     """
     from calibrate.labels import stage as labels
     from calibrate.report.label_report import agreement_line, coverage_markdown
+    from calibrate.store import Store
 
-    with Store.open(db) as store:
+    with Store.open(existing_store(db)) as store:
         coverage = labels.label_status(store, tiers=_tier_names(tiers))
     if as_json:
         console.print_json(asdict(coverage))
@@ -331,7 +329,7 @@ def sample_cmd(
     n: Annotated[int, typer.Option("--n", min=1, help="How many requests to label.")],
     out: Annotated[Path, typer.Option("--out", help="The review sheet to write (CSV).")],
     tiers: TiersPath = Path("tiers.yaml"),
-    db: Db = DEFAULT_DB,
+    db: Db = None,
     uniform_share: Annotated[
         float,
         typer.Option(
@@ -388,7 +386,9 @@ def sample_cmd(
     \b
         calibrate sample --n 300 --routing out/routing.yaml --intent billing_dispute --out review.csv
     """
+    from calibrate.config.tiers import load_tiers
     from calibrate.labels import queue as label_queue
+    from calibrate.store import Store
 
     thresholds, rules = _routing_design(routing, threshold)
     design = label_queue.Design(
@@ -401,7 +401,7 @@ def sample_cmd(
         keywords=tuple(keyword or ()),
         intents=tuple(intent or ()),
     )
-    with Store.open(db) as store:
+    with Store.open(existing_store(db)) as store:
         summary = label_queue.sample(store, load_tiers(tiers), design, out, seed=seed, clock=now)
     if as_json:
         console.print_json(asdict(summary))

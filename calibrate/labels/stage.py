@@ -56,7 +56,9 @@ def import_labels(
     with store.transaction():
         run_id = store.begin_label_run("import", now, str(path), readers.file_sha256(path))
         store_rejects, resolved = store.store_labels(file.labels, known, run_id, now)
-        rejects = sorted([*file.rejects, *store_rejects], key=lambda r: (r.line, r.field or ""))
+        rejects = sorted(
+            [*file.rejects, *store_rejects], key=lambda reject: (reject.line, reject.field or "")
+        )
         if strict and rejects:
             raise _strict_error(path, rejects)
         store.record_label_rejects(run_id, str(path), rejects)

@@ -17,9 +17,8 @@ import numpy as np
 
 from calibrate.config.routing import RoutingConfig
 from calibrate.errors import ConfigError
-from calibrate.records.outcomes import Outcomes
+from calibrate.records.outcomes import Outcomes, RequestLog
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
-from calibrate.store.monitor_sql import RequestLog
 
 
 @dataclass(frozen=True, slots=True)

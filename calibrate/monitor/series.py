@@ -17,9 +17,9 @@ import numpy as np
 from calibrate.monitor.alarms import MIN_LABELS, Change, QualityPoint, Summary
 from calibrate.monitor.routing import Routed
 from calibrate.records.labels import ACCEPTABLE
+from calibrate.records.outcomes import RequestLog
 from calibrate.stats import drift
 from calibrate.stats.intervals import Interval, wilson
-from calibrate.store.monitor_sql import RequestLog
 
 BLOCK_DAYS = 7
 MIN_PSI_REFERENCE = 100  # reference confidences needed for a tier's PSI

@@ -54,10 +54,10 @@ from calibrate.monitor.series import (
 )
 from calibrate.policies.keyword_rules import forced_tiers
 from calibrate.policies.router_files import stored_scores
+from calibrate.records.outcomes import RequestLog
 from calibrate.stats.regional_health import Health, degraded_mask, regional_health
 from calibrate.stats.reliability import TierCalibration
 from calibrate.store import Store
-from calibrate.store.monitor_sql import RequestLog
 
 SEGMENT_COLUMNS = ("region", "app")
 EPOCH = date(1970, 1, 1)

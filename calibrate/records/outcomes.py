@@ -1,7 +1,8 @@
 """Values passed between stages: frozen dataclasses, plain numpy arrays inside.
 
-Nothing here does I/O. `Outcomes` is the counterfactual table the sweep works on: one row per request,
-one column per tier, as the store assembled it from attempts and labels.
+Nothing here does I/O. `RequestTable` is what every per-request × tier table holds: `Outcomes` is the
+counterfactual table the sweep works on, `RequestLog` the one `monitor` watches (every request, with
+what production did), each as the store assembled it from requests, attempts and labels.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ class IngestSummary:
 
 
 @dataclass(frozen=True)
-class Outcomes:
-    """Per request × tier: what each tier answered, what it cost, how long it took, how good it was.
+class RequestTable:
+    """Per request (rows) × tier (columns in `tiers` order), as the sweep and the monitor read it.
 
-    Arrays are (n_requests, n_tiers) in `tiers` order. `confidence` is NaN when the tier gave no
-    signal (missing, null, or its attempt was not `ok`): such a request always escalates past that
-    tier. `label` is NaN when unlabeled. Per-request arrays are (n_requests,): `region`, `app` and
-    `intent` (from `metadata.intent`, None when absent) are the segments, `input_tokens` the length.
+    Per-request arrays are (n_requests,): `region` and `app` ('' when absent) and `intent` (from
+    `metadata.intent`) are the segments, `input_tokens` the length, `timestamp_s` epoch seconds.
+    Per-tier arrays are (n_requests, n_tiers): `confidence` is NaN when the tier gave no signal
+    (missing, null, or its attempt was not `ok`), `cost_usd` is what the tier's attempt cost,
+    `label` is NaN when unlabeled.
     """
 
     tiers: tuple[str, ...]
@@ -45,13 +47,24 @@ class Outcomes:
     input_tokens: np.ndarray
     confidence: np.ndarray
     cost_usd: np.ndarray
-    latency_ms: np.ndarray
     label: np.ndarray
-    incomplete: int
 
     @property
     def n(self) -> int:
         return int(self.confidence.shape[0])
+
+
+@dataclass(frozen=True)
+class Outcomes(RequestTable):
+    """What each tier answered, what it cost, how long it took, how good it was, on the requests
+    with an attempt from every tier (`incomplete` counts the others, left out).
+
+    A request whose confidence is NaN for a tier always escalates past that tier. `cost_usd` is the
+    attempt's, or its tokens priced by tiers.yaml; `intent` is None when absent.
+    """
+
+    latency_ms: np.ndarray
+    incomplete: int
 
     @property
     def labeled(self) -> np.ndarray:
@@ -72,3 +85,21 @@ class DataWindow:
     start: str | None
     end: str | None
     logs_sha256: str
+
+
+@dataclass(frozen=True)
+class RequestLog(RequestTable):
+    """Every stored request in timestamp order, kept even when a tier never answered it (for
+    `monitor`: production logs hold only the tiers a request reached).
+
+    `answered` (n_requests, n_tiers) says whether the tier has any attempt at all; `cost_usd` is
+    NaN without an `ok` attempt with a cost. `intent` is '' when absent. `served_tier` is the logged one, or else the last `ok` prod attempt's tier ('' when
+    unknown); `failed_tier` is the tier of the first failed `prod` attempt ('' if none).
+    `tier_cost_usd` is each tier's median cost per `ok` attempt over the whole store (any tier),
+    used to tell a cheaper fallback from a more expensive one.
+    """
+
+    served_tier: np.ndarray
+    failed_tier: np.ndarray
+    answered: np.ndarray
+    tier_cost_usd: dict[str, float]

@@ -31,7 +31,7 @@ from calibrate.records.labels import (
     RejectedRow,
     ResolveCounts,
 )
-from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.records.outcomes import DataWindow, Outcomes, RequestLog
 from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
 from calibrate.store import (
     coverage_sql,
@@ -49,8 +49,6 @@ from calibrate.store.journal import Journal, journal_path
 from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
 
-DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
-
 
 class Store:
     """An open calibrate store (a DuckDB file or `:memory:`)."""
@@ -62,8 +60,9 @@ class Store:
         """Replay results folded in from a crashed run's journal when the store was opened."""
 
     @classmethod
-    def open(cls, path: str | Path = DEFAULT_DB) -> Store:
-        """Open or create the store and bring its schema up to date."""
+    def open(cls, path: str | Path) -> Store:
+        """Open or create the store (a file, or `:memory:`) and bring its schema up to date; which
+        store a command uses is the command line's choice (cli/options.py)."""
         target = str(path)
         if target != ":memory:":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +113,7 @@ class Store:
         """Provenance: time window of the requests and a digest of the ingested files."""
         return outcomes_sql.data_window(self.con, outcomes)
 
-    def request_log(self, tiers: Sequence[str]) -> monitor_sql.RequestLog:
+    def request_log(self, tiers: Sequence[str]) -> RequestLog:
         """Every request in time order with what each given tier answered and what production did
         (for `monitor`; requests a tier never saw are kept)."""
         return monitor_sql.load_request_log(self.con, tiers)
@@ -161,16 +160,16 @@ class Store:
 
     def read_log_file(self, path: Path) -> int:
         """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines."""
-        return file_path.read(self.con, str(path))
+        return file_path.read_file_records(self.con, str(path))
 
     def check_log_file(
         self, blanks: Sequence[int], where: tuple[str, str, int]
     ) -> file_path.FileCheck:
         """Number the read lines (given the blank ones), validate and merge them."""
         file, _, run_id = where
-        file_path.number(self.con, blanks)
+        file_path.number_lines(self.con, blanks)
         file_path.defer_file_shared_ids(self.con, file)
-        return file_path.check(self.con, file, run_id)
+        return file_path.check_and_merge(self.con, file, run_id)
 
     def quarantine_log_lines(self, raw: pa.Table, where: tuple[str, str, int]) -> None:
         """Store the checked file's rejects on these (line, text) lines, with their raw text."""
@@ -179,11 +178,11 @@ class Store:
     def finish_log_file(self, where: tuple[str, str, int]) -> list[tuple[int, str | None, str]]:
         """Store the rejects left without raw text, free the file's temp tables, and return the
         first few (line, field, reason) for --strict."""
-        return file_path.finish(self.con, where)
+        return file_path.finish_rejects(self.con, where)
 
     def discard_log_file(self) -> None:
         """Drop what read_log_file read (the file goes through the line path instead)."""
-        file_path.drop(self.con)
+        file_path.drop_temp_tables(self.con)
 
     def size_ingested(self, size: int) -> bool:
         """Whether a file of `size` bytes may have been ingested before."""

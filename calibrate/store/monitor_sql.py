@@ -9,44 +9,12 @@ sweep: an `ok` attempt before a failed one, then `prod` before `shadow`. Labels 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 
+from calibrate.records.outcomes import RequestLog
 from calibrate.store.outcomes_sql import LABEL_PRIORITY
-
-
-@dataclass(frozen=True, slots=True)
-class RequestLog:
-    """Per request (rows in timestamp order) and per config tier (columns in `tiers` order).
-
-    `confidence` is NaN when the tier gave no usable signal; `answered` says whether the tier has
-    any attempt at all. `served_tier` is the logged one, or else the last `ok` prod attempt's tier
-    ('' when unknown); `failed_tier` is the tier of the first failed `prod` attempt ('' if none).
-    `tier_cost_usd` is each tier's median cost per `ok` attempt over the whole store (any tier),
-    used to tell a cheaper fallback from a more expensive one.
-    """
-
-    tiers: tuple[str, ...]
-    request_ids: np.ndarray
-    timestamp_s: np.ndarray
-    region: np.ndarray
-    app: np.ndarray
-    intent: np.ndarray
-    input_tokens: np.ndarray
-    served_tier: np.ndarray
-    failed_tier: np.ndarray
-    answered: np.ndarray
-    confidence: np.ndarray
-    label: np.ndarray
-    cost_usd: np.ndarray
-    tier_cost_usd: dict[str, float]
-
-    @property
-    def n(self) -> int:
-        return int(self.timestamp_s.shape[0])
-
 
 _REQUESTS = """
 WITH prod AS (

@@ -3,7 +3,7 @@
 `read_json(records=false, ignore_errors=true)` parses each line once into a MAP of JSON values, in
 parallel and out of core. Blank lines are skipped and a line it cannot read as one JSON object with
 distinct keys (invalid JSON, not UTF-8, an array, a repeated key) becomes a NULL record, so record k
-is the k-th non-blank line; `number()` turns records into physical lines given the blank ones.
+is the k-th non-blank line; `number_lines()` turns records into physical lines given the blank ones.
 While reading, cheap tests sort the records into two lanes (store/ingest/fast_lane.py): plain rows,
 typed on the spot, and the rest, which keep their JSON values for the exact rule chains
 (store/ingest/rules.py). The merge rule (store/ingest/merge.py) then runs over the whole file at
@@ -38,7 +38,7 @@ _ATTEMPT_STRUCT = "{" + ", ".join(f'"{k}": "JSON"' for k in lf.ATTEMPT_FIELDS) +
 _TOP = [k for k in lf.REQUEST_FIELDS if k not in ("attempts", "labels")]
 
 
-def read(con: duckdb.DuckDBPyConnection, path: str) -> int:
+def read_file_records(con: duckdb.DuckDBPyConnection, path: str) -> int:
     """ing_file: one record per non-blank line of the file (in file order); returns their count.
 
     Plain rows (store/ingest/fast_lane.py) keep their typed values (rid, req, labels_map, att); the
@@ -51,8 +51,8 @@ def read(con: duckdb.DuckDBPyConnection, path: str) -> int:
     return int(con.execute("SELECT count(*) FROM ing_file").fetchall()[0][0])
 
 
-def read_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
-    """ing_file and ing_numbered from a batch of (line, text) rows, as `read` and `number` make
+def read_batch_records(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
+    """ing_file and ing_numbered from a batch of (line, text) rows, as `read_file_records` and `number_lines` make
     them from a file: DuckDB parses each non-blank text once into a MAP of JSON values (NULL
     where it cannot: those rows are `unread`)."""
     # Many small chunks let DuckDB scan the Arrow table on all threads.
@@ -81,7 +81,7 @@ _ID_STRUCT = '{"request_id": "JSON"}'
 
 
 def defer_file_shared_ids(con: duckdb.DuckDBPyConnection, path: str) -> None:
-    """`defer_shared_ids` for a file read by `read`: the ids of its unread lines are the ids a
+    """`defer_shared_ids` for a file read by `read_file_records`: the ids of its unread lines are the ids a
     plain struct read of the file finds more often than the MAP read did (no line numbers
     needed). Costs one more read of the file, and only when some line was not read."""
     if not con.execute("SELECT count(*) FROM ing_file WHERE unread").fetchall()[0][0]:
@@ -154,7 +154,7 @@ def _records(maps: str, keep: str) -> str:
         FROM ({fast_lane.plain_values(values)})"""
 
 
-def number(con: duckdb.DuckDBPyConnection, blanks: Sequence[int]) -> None:
+def number_lines(con: duckdb.DuckDBPyConnection, blanks: Sequence[int]) -> None:
     """ing_numbered: ing_file with each record's physical line, given the sorted blank lines."""
     ordinal = _ordinal(con)
     if not blanks:
@@ -192,7 +192,7 @@ ORDINAL_BY_WINDOW = "SELECT row_number() OVER () AS ord, * FROM ing_file"
 """The fallback numbering of ing_file's records (tests compare the two)."""
 
 
-def check(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> FileCheck:
+def check_and_merge(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> FileCheck:
     """Validate and merge every read record; rejects wait in ing_file_rejects for their raw text."""
     contested = fast_lane.contest(con)
     _rows(con)
@@ -302,10 +302,10 @@ def quarantine(con: duckdb.DuckDBPyConnection, raw: pa.Table, where: tuple[str, 
     con.unregister("ing_raw_lines")
 
 
-def finish(
+def finish_rejects(
     con: duckdb.DuckDBPyConnection, where: tuple[str, str, int]
 ) -> list[tuple[int, str | None, str]]:
-    """Store rejects whose line was not given to quarantine (raw NULL), drop the file's temp
+    """Store rejects whose line was not given to `quarantine` (raw NULL), drop the file's temp
     tables, and return the first few rejects (line, field, reason)."""
     file, sha, run_id = where
     con.execute(
@@ -319,11 +319,11 @@ def finish(
     )
     first = con.execute("SELECT line, field, reason FROM ing_file_rejects ORDER BY line LIMIT 5")
     rejects = first.fetchall()
-    drop(con)
+    drop_temp_tables(con)
     return rejects
 
 
-def drop(con: duckdb.DuckDBPyConnection) -> None:
+def drop_temp_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Free the file's temp tables (the line path reuses some of their names)."""
     for view in ("ing_frows", "ing_lanes", "ing_numbered"):
         con.execute(f"DROP VIEW IF EXISTS {view}")

@@ -189,13 +189,13 @@ def ingest_lines(
     are typed and inserted set-wise (store/ingest/file_path.py over the batch), the others take the
     exact rule chains, and rows DuckDB cannot parse into a MAP come back through `ingest_batch`."""
     file, _, run_id = where
-    file_path.read_batch(con, batch)
-    check = file_path.check(con, file, run_id)
+    file_path.read_batch_records(con, batch)
+    check = file_path.check_and_merge(con, file, run_id)
     file_path.quarantine(con, batch, where)
     unread = batch.filter(pc.is_in(batch["line"], pa.array(check.unread, pa.int64())))
     rest = BatchResult(0, 0, ())
     if unread.num_rows or raw_rejects:
         rest = ingest_batch(con, unread, raw_rejects, where)
-    first = sorted([*file_path.finish(con, where), *rest.rejects])[:5]
+    first = sorted([*file_path.finish_rejects(con, where), *rest.rejects])[:5]
     read = check.rows_read + rest.rows_read
     return BatchResult(read, len(check.rejected) + rest.rows_rejected, tuple(first))

@@ -26,16 +26,16 @@ def apply(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
     _insert(con, file, run_id)
 
 
-def request_columns(r: str, meta: str) -> str:
+def request_columns(values: str, meta: str) -> str:
     """SQL select-list of the typed request columns of a good row, from its top-level JSON values
-    (the struct `r`) and its merged metadata (`meta`, NULL when it has no unknown keys)."""
-    return f"""{r}.request_id->>'$' AS request_id, ing_ts({r}.timestamp) AS ts,
-        {r}.region->>'$' AS region, {r}.app->>'$' AS app,
-        coalesce({r}.messages, to_json([{{'role': 'user', 'content': {r}.prompt->>'$'}}]))::JSON
+    (the SQL name of their struct, `values`) and its merged metadata (`meta`, NULL when it has no unknown keys)."""
+    return f"""{values}.request_id->>'$' AS request_id, ing_ts({values}.timestamp) AS ts,
+        {values}.region->>'$' AS region, {values}.app->>'$' AS app,
+        coalesce({values}.messages, to_json([{{'role': 'user', 'content': {values}.prompt->>'$'}}]))::JSON
             AS messages,
-        TRY_CAST(TRY_CAST({r}.input_tokens AS DOUBLE) AS BIGINT) AS input_tokens,
-        {r}.served_tier->>'$' AS served_tier, {r}.reference->>'$' AS reference,
-        coalesce({meta}, {r}.metadata) AS metadata"""
+        TRY_CAST(TRY_CAST({values}.input_tokens AS DOUBLE) AS BIGINT) AS input_tokens,
+        {values}.served_tier->>'$' AS served_tier, {values}.reference->>'$' AS reference,
+        coalesce({meta}, {values}.metadata) AS metadata"""
 
 
 def content(alias: str) -> str:

@@ -1,0 +1,135 @@
+"""The options commands share, where data lives, and option groups.
+
+Where data lives, one rule for every command: `--db FILE` names the store; without it the store is
+`.calibrate/calibrate.duckdb` in the working directory (`DEFAULT_DB`). `ingest` creates it; every
+other command reads a store that must exist. The one exception: `sweep`, `evaluate` and `monitor`
+given LOGS and no `--db` ingest them into an in-memory store and leave the default store alone.
+
+An option group turns several options into one typed value: a command declares
+`objective: Objective = grouped(objective_options)` and `with_option_groups` puts the options of
+`objective_options` in its place on the command line, then calls the command with what
+`objective_options` returned.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, cast
+
+import typer
+
+from calibrate.errors import DataError
+
+DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
+MEMORY = ":memory:"
+
+Logs = Annotated[
+    list[Path], typer.Argument(help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv).")
+]
+Db = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        show_default=False,
+        help=f"DuckDB store file (default: {DEFAULT_DB}; sweep, evaluate and monitor given LOGS "
+        "and no --db work in memory).",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Any bad row is an error and nothing is written.")
+]
+TiersPath = Annotated[
+    Path, typer.Option("--tiers", help="tiers.yaml: the model tiers, cheapest first.")
+]
+
+
+def store_file(db: Path | None) -> Path:
+    """The store `ingest` writes to (created when missing)."""
+    return db if db is not None else DEFAULT_DB
+
+
+def existing_store(db: Path | None) -> Path:
+    """The store a command reads: --db, else the default store; it must exist."""
+    path = store_file(db)
+    if not path.is_file():
+        given = "" if db is not None else " (the default store: no --db was given)"
+        raise DataError(
+            f"no store at {path}{given}",
+            hint="Run `calibrate ingest LOGS` first (add --db FILE to use another store), or pass "
+            "--db with the store you ingested into.",
+        )
+    return path
+
+
+def store_for_logs(db: Path | None, logs: Sequence[Path] | None) -> Path | str:
+    """The store of `sweep`, `evaluate` and `monitor`: given LOGS, --db or else an in-memory store
+    seeded from them; without LOGS, the existing store (--db, else the default one)."""
+    if logs:
+        return db if db is not None else MEMORY
+    return existing_store(db)
+
+
+# --- option groups ---------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Stands as the default of a command parameter whose value `parse` builds from its own
+    options."""
+
+    parse: Callable[..., Any]
+
+
+def grouped(parse: Callable[..., T]) -> T:
+    """`objective: Objective = grouped(objective_options)`: the parameter's value is what `parse`
+    returns from its options (typed as that value, so mypy checks the pairing)."""
+    return cast(T, OptionGroup(parse))
+
+
+def _parameters(function: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The function's parameters with their annotations evaluated (not its return annotation,
+    which may name a type imported only for type checking: domain modules load lazily)."""
+    evaluated = []
+    for param in inspect.signature(function).parameters.values():
+        annotation = param.annotation
+        if isinstance(param.default, OptionGroup):
+            annotation = inspect.Parameter.empty
+        elif isinstance(annotation, str):
+            annotation = eval(annotation, function.__globals__)  # what `inspect` does for eval_str
+        evaluated.append(param.replace(annotation=annotation))
+    return evaluated
+
+
+def with_option_groups(command: Callable[..., T]) -> Callable[..., T]:
+    """The command with each `grouped(parse)` parameter replaced, where it stands, by the options
+    of `parse` (all keyword-only: Click passes them by name)."""
+    flat: list[inspect.Parameter] = []
+    groups: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {}
+    for param in _parameters(command):
+        if not isinstance(param.default, OptionGroup):
+            flat.append(param)
+            continue
+        options = _parameters(param.default.parse)
+        groups[param.name] = (param.default.parse, tuple(option.name for option in options))
+        flat.extend(options)
+    names = [param.name for param in flat]
+    if len(set(names)) != len(names):
+        raise TypeError(f"{command.__name__}: an option group repeats an option name")
+
+    @functools.wraps(command)
+    def run(**given: Any) -> T:
+        for name, (parse, options) in groups.items():
+            given[name] = parse(**{option: given.pop(option) for option in options})
+        return command(**given)
+
+    flat = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY) for param in flat]
+    run.__signature__ = inspect.Signature(flat)  # type: ignore[attr-defined]
+    run.__annotations__ = {param.name: param.annotation for param in flat}
+    return run
