@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from calibrate.cli import console
-from calibrate.cli.common import Json
+from calibrate.cli.options import Json
 from calibrate.config.routing import load_routing
 from calibrate.config.tiers import load_tiers
 from calibrate.export import gate, portkey, targets
