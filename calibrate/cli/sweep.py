@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +30,13 @@ if TYPE_CHECKING:  # the sweep's modules load when a sweep runs, not for `--help
     from calibrate.sweep.stage import Overheads, SweepResult
 
 
+class CertifyOn(StrEnum):
+    """The hypothesis certification tests (`Objective.certify_on`)."""
+
+    drop = "drop"
+    regret = "regret"
+
+
 def objective_options(
     max_quality_drop: Annotated[
         float,
@@ -43,6 +51,14 @@ def objective_options(
         bool,
         typer.Option("--no-certify", help="Plain empirical selection (no statistical guarantee)."),
     ] = False,
+    certify_on: Annotated[
+        CertifyOn,
+        typer.Option(
+            "--certify-on",
+            help="What certification tests: the quality drop itself (betting test on the paired "
+            "differences) or the regret rate (exact binomial; conservative).",
+        ),
+    ] = CertifyOn.regret,
     max_relative_drop: Annotated[
         float | None,
         typer.Option(
@@ -97,6 +113,7 @@ def objective_options(
         max_quality_drop,
         confidence,
         certify=not no_certify,
+        certify_on=certify_on.value,
         max_relative_drop=max_relative_drop,
         per_segment=per_segment,
         max_latency_p95_ms=max_latency_p95_ms,
