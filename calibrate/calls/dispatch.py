@@ -16,7 +16,6 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import httpx
 
@@ -31,7 +30,8 @@ from calibrate.calls.call_records import (
     failure_record,
     shadow_attempts,
 )
-from calibrate.calls.limits import Backoff, Budget, CircuitBreaker, Clock, RateLimiter
+from calibrate.calls.context import RunContext
+from calibrate.calls.limits import Backoff, Budget, CircuitBreaker, RateLimiter
 from calibrate.records.replay import CallRecord, Job, JobResult
 from calibrate.store import Journal, Store
 
@@ -62,29 +62,27 @@ class Dispatcher:
         store: Store,
         run_id: int,
         tiers: Sequence[TierRun],
+        context: RunContext,
         *,
-        clock: Clock,
-        wall: Callable[[], datetime],
         seed: int,
         budget: Budget,
-        interrupted: Callable[[], bool],
-        on_progress: Callable[[int, int], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
-        self.clock = clock
-        self.wall = wall
+        self.context = context
+        self.clock = context.timer
+        self.wall = context.clock
         self.rng = random.Random(seed)
         self.budget = budget
-        self.interrupted = interrupted
-        self.on_progress = on_progress
+        self.interrupted = context.interrupted
+        self.on_progress = context.on_progress
         self.backoff = backoff or Backoff()
         self.stopped: str | None = None
         self.states = {
             t.tier.name: TierState(
                 t,
-                RateLimiter(t.tier.limits.rpm, t.tier.limits.tpm, clock),
+                RateLimiter(t.tier.limits.rpm, t.tier.limits.tpm, self.clock),
                 CircuitBreaker(t.tier.limits.pause_after_failures),
             )
             for t in tiers
@@ -311,12 +309,11 @@ class Dispatcher:
         return True
 
 
-async def run_jobs(
-    dispatcher: Dispatcher, jobs: Sequence[Job], transport: httpx.AsyncBaseTransport | None
-) -> None:
+async def run_jobs(dispatcher: Dispatcher, jobs: Sequence[Job]) -> None:
     """Run `jobs` with one one-connection client per worker: httpcore scans its whole pool on
-    every request, so many small pools are much faster than one big one. An injected `transport`
-    is shared by every worker instead."""
+    every request, so many small pools are much faster than one big one. The context's
+    `transport`, when given, is shared by every worker instead."""
+    transport = dispatcher.context.transport
     headers = {
         "User-Agent": f"calibrate/{__version__}",
         "X-Calibrate-Replay-Run": str(dispatcher.run_id),

@@ -7,11 +7,14 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from calibrate.cli import console
+
+if TYPE_CHECKING:
+    from calibrate.calls.context import RunContext
 
 T = TypeVar("T")
 
@@ -32,20 +35,22 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def interruptible(label: str, run: Callable[..., T]) -> T:
+def interruptible(label: str, run: Callable[[RunContext], T]) -> T:
     """Run a stage that pays for calls (replay, judge) with a progress bar and the first Ctrl-C or
-    SIGTERM as a clean stop; the environment, clocks, stop flag and progress are passed in."""
+    SIGTERM as a clean stop: `run` gets the RunContext (environment, clocks, stop flag, progress)."""
     from calibrate.calls import interrupts
+    from calibrate.calls.context import RunContext
     from calibrate.calls.limits import SystemClock
 
     with interrupts.stop_on_signals() as stop, console.progress(label) as tick:
-        return run(
+        context = RunContext(
             environ=os.environ,
             clock=now,
             timer=SystemClock(),
             interrupted=stop.is_set,
             on_progress=tick,
         )
+        return run(context)
 
 
 def exit_if_interrupted(stopped: str | None) -> None:

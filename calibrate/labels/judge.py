@@ -26,12 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
-
 from calibrate.calls import endpoint as ep
 from calibrate.calls.call_records import TierRun
+from calibrate.calls.context import RunContext
 from calibrate.calls.dispatch import Dispatcher, run_jobs
-from calibrate.calls.limits import Budget, Clock
+from calibrate.calls.limits import Budget
 from calibrate.calls.pricing import tier_prices
 from calibrate.calls.tier_run import check_tier, tier_run
 from calibrate.config.tiers import Price, Tier, TiersConfig
@@ -263,32 +262,25 @@ def judge_answers(
     tiers: TiersConfig,
     judge: Tier,
     selection: Selection,
+    context: RunContext,
     *,
     judged: Sequence[str],
     max_cost_usd: float | None,
     retry_failed: bool,
-    environ: Mapping[str, str],
-    clock: Callable[[], datetime],
-    timer: Clock,
-    interrupted: Callable[[], bool],
-    transport: httpx.AsyncBaseTransport | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
 ) -> JudgeSummary:
     """Judge the selected answers; verdicts become labels with source=judge."""
-    planned = _plan(store, tiers, judge, judged, selection, retry_failed, environ, clock)
+    clock = context.clock
+    planned = _plan(store, tiers, judge, judged, selection, retry_failed, context.environ, clock)
     replay_run = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
     dispatcher = Dispatcher(
         store,
         replay_run,
         [planned.run],
-        clock=timer,
-        wall=clock,
+        context,
         seed=selection.seed,
         budget=Budget(max_cost_usd),
-        interrupted=interrupted,
-        on_progress=on_progress,
     )
-    asyncio.run(run_jobs(dispatcher, planned.jobs, transport))
+    asyncio.run(run_jobs(dispatcher, planned.jobs))
     state = dispatcher.states[judge.name]
     store.finish_replay_run(
         replay_run, clock(), planned.plan.items, state.cost_usd, dispatcher.stopped

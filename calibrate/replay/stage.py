@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
-
 from calibrate.calls import endpoint as ep
 from calibrate.calls.call_records import (
     VERBALIZED_OUTPUT_TOKENS,
@@ -26,8 +24,9 @@ from calibrate.calls.call_records import (
     confidence_body,
     shadow_attempts,
 )
+from calibrate.calls.context import RunContext
 from calibrate.calls.dispatch import Dispatcher, run_jobs
-from calibrate.calls.limits import Budget, Clock
+from calibrate.calls.limits import Budget
 from calibrate.calls.pricing import tier_prices
 from calibrate.calls.tier_run import check_tier, tier_run
 from calibrate.config.tiers import Tier, TiersConfig
@@ -71,18 +70,14 @@ def replay(
     store: Store,
     tiers: TiersConfig,
     selection: Selection,
+    context: RunContext,
     *,
     max_cost_usd: float | None,
     retry_failed: bool,
-    environ: Mapping[str, str],
-    clock: Callable[[], datetime],
-    timer: Clock,
-    interrupted: Callable[[], bool],
-    transport: httpx.AsyncBaseTransport | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
 ) -> ReplaySummary:
     """Call every planned request × tier; results are committed as they arrive."""
-    planned = _plan(store, tiers, selection, retry_failed, clock, environ)
+    clock = context.clock
+    planned = _plan(store, tiers, selection, retry_failed, clock, context.environ)
     run_id = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
     cached = [_cached_result(planned.runs[j.tier], j, run_id) for j in planned.cached]
     if cached:
@@ -91,14 +86,11 @@ def replay(
         store,
         run_id,
         list(planned.runs.values()),
-        clock=timer,
-        wall=clock,
+        context,
         seed=selection.seed,
         budget=Budget(max_cost_usd),
-        interrupted=interrupted,
-        on_progress=on_progress,
     )
-    asyncio.run(run_jobs(dispatcher, planned.jobs, transport))
+    asyncio.run(run_jobs(dispatcher, planned.jobs))
     summary = _summary(run_id, planned, dispatcher)
     store.finish_replay_run(
         run_id, clock(), planned.plan.selected, summary.cost_usd, summary.stopped
