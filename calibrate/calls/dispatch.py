@@ -1,11 +1,13 @@
 """Runs replay jobs: per-tier workers, rate limits, retries, circuit breaker, budget, durable writes.
 
-Each tier gets `limits.concurrency` workers, so no more calls are in flight than that. A worker takes
-a job, reserves its worst-case cost from the budget, waits for the rate limiter, calls (retrying
-429, 5xx, timeouts and connection errors with backoff, honouring Retry-After), and makes the result
-durable (appended to the store's journal) before it takes the next job: a call that was paid is
-either stored or was in flight. DuckDB commits are grouped behind the journal: whatever results are
-waiting go into one transaction, in a thread, while the event loop keeps calling. Records are built by `shadow`; owns no SQL.
+Each tier gets `limits.concurrency` workers, so no more calls are in flight than that. A worker
+takes a job, reserves its worst-case cost from the budget, waits for the rate limiter, calls
+(retrying 429, 5xx, timeouts, cut-short bodies and connection errors with backoff, honouring
+Retry-After), and makes the result durable (appended to the store's journal) before it takes the
+next job: a call that was paid is either stored or was in flight. DuckDB commits are grouped
+behind the journal: whatever results are waiting go into one transaction, in a thread, while the
+event loop keeps calling. A call whose server cannot be reached is not stored at all
+(`Unreached`): the next run calls it again. Records are built by `call_records`; owns no SQL.
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ MAX_RETRY_AFTER_S = 120.0
 """A longer Retry-After (a spent daily quota, say) pauses the tier instead of sleeping."""
 
 
+@dataclass(frozen=True, slots=True)
+class Unreached:
+    """A call whose server could not be reached on any try (refused, reset, dropped): nothing is
+    stored, so the next run calls it again without --retry-failed."""
+
+    message: str
+
+
 @dataclass
 class TierState:
     """Mutable per-tier bookkeeping of one run."""
@@ -50,6 +60,9 @@ class TierState:
     missing: Counter[str] = field(default_factory=Counter)
     done: int = 0
     failed: int = 0
+    unreached: int = 0
+    """Jobs left unstored because the server could not be reached (`unreached_reason`)."""
+    unreached_reason: str | None = None
     http_calls: int = 0
     cost_usd: float = 0.0
 
@@ -145,8 +158,12 @@ class Dispatcher:
             if result is None:
                 state.queue.appendleft(job)
                 continue
-            await self._write(result)
-            self._count(state, job, result)
+            if isinstance(result, Unreached):
+                state.unreached += 1
+                state.unreached_reason = result.message
+            else:
+                await self._write(result)
+                self._count(state, job, result)
             self._finished += 1
             if self.on_progress is not None:
                 self.on_progress(self._finished, self._total)
@@ -218,17 +235,19 @@ class Dispatcher:
 
     async def _execute(
         self, state: TierState, job: Job, client: httpx.AsyncClient
-    ) -> tuple[JobResult | None, float]:
+    ) -> tuple[JobResult | Unreached | None, float]:
         """Answer (and, for `verbalized`, ask for a confidence).
 
-        Returns what is left to store (None when abandoned: interrupted or tier paused) and what
-        the calls cost. A verbalized answer is stored before its second call is paid for."""
+        Returns what is left to store (None when abandoned: interrupted or tier paused; Unreached
+        when the server could not be reached) and what the calls cost. A verbalized answer is
+        stored before its second call is paid for."""
         run, paid = state.run, 0.0
         answer = job.answer if job.answer is not None and job.answer.ok else None
         if answer is None:
-            answer = await self._call(state, client, job.body, job.purpose, job.input_tokens)
-            if answer is None:
-                return None, paid
+            called = await self._call(state, client, job.body, job.purpose, job.input_tokens)
+            if called is None or isinstance(called, Unreached):
+                return called, paid
+            answer = called
             paid += answer.cost_usd
             replaces = failed_key(job.answer)
             if not answer.ok or not run.verbalized:
@@ -239,8 +258,8 @@ class Dispatcher:
         body = confidence_body(run, job.messages_json, answer.output)
         tokens = job.input_tokens + (answer.output_tokens or 0) + VERBALIZED_PROMPT_TOKENS
         confidence = await self._call(state, client, body, "confidence", tokens)
-        if confidence is None:
-            return None, paid
+        if confidence is None or isinstance(confidence, Unreached):
+            return confidence, paid
         paid += confidence.cost_usd
         replaces = failed_key(job.confidence_call)
         if not confidence.ok:
@@ -255,7 +274,7 @@ class Dispatcher:
         body: bytes,
         purpose: str,
         tokens: int,
-    ) -> CallRecord | None:
+    ) -> CallRecord | Unreached | None:
         """One logical call with retries; None when abandoned (interrupted or tier paused)."""
         run, limits = state.run, state.run.tier.limits
         started = self.wall()
@@ -280,12 +299,15 @@ class Dispatcher:
             if outcome.kind == "tier":
                 state.breaker.trip(outcome.message)
                 return None
-            if outcome.kind == "retry" and attempt < limits.max_retries:
+            retryable = outcome.kind in ("retry", "connection")
+            if retryable and attempt < limits.max_retries:
                 if not await self._wait_to_retry(state, outcome, attempt):
                     return None
                 continue
-            gave_up = f" (gave up after {attempt + 1} tries)" if outcome.kind == "retry" else ""
+            gave_up = f" (gave up after {attempt + 1} tries)" if retryable else ""
             state.breaker.failure(outcome.message)
+            if outcome.kind == "connection":
+                return Unreached(outcome.message + gave_up)
             return failure_record(
                 run, body, purpose, outcome, attempt + 1, (started, self.wall()), gave_up
             )

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from calibrate.calls import endpoint as ep
-from calibrate.calls.call_records import TierRun
+from calibrate.calls.call_records import TierRun, failed_for_good
 from calibrate.calls.context import RunContext
 from calibrate.calls.dispatch import Dispatcher, run_jobs
 from calibrate.calls.limits import Budget
@@ -225,7 +225,7 @@ def _jobs(
         call = stored.get(key)
         if call is not None and call.ok:
             cached += len(groups[key])
-        elif call is not None and not retry_failed:
+        elif failed_for_good(call) and not retry_failed:
             failed_before += len(groups[key])
         else:
             jobs.append(
@@ -377,6 +377,16 @@ def _summarize(
         )
     elif dispatcher.stopped == "interrupted":
         warnings.append("interrupted: run the same command again to resume.")
+    if state.unreached:
+        warnings.append(
+            f"{state.unreached} judge calls not made: {state.unreached_reason}. Nothing was "
+            "stored for them: run the same command again once the judge is reachable."
+        )
+    if verdicts.failed:
+        warnings.append(
+            f"{verdicts.failed} answers have a judge call that failed for good (see "
+            "replay_calls.error); --retry-failed asks again."
+        )
     if planned.plan.no_yardstick:
         warnings.append(
             f"{planned.plan.no_yardstick} answers skipped: no reference and no premium answer"
@@ -404,8 +414,14 @@ def _summarize(
 def raise_if_paused(summary: JudgeSummary) -> None:
     """A judge endpoint paused by its circuit breaker is an error the user must fix."""
     if summary.paused:
+        retry = (
+            f" The {summary.failed} answers whose judge call failed for good are asked again "
+            "only with --retry-failed."
+            if summary.failed
+            else ""
+        )
         raise EndpointError(
             f"judge {summary.plan.judge!r} paused: {summary.paused}",
             hint="Check the judge's base_url, model and API key variable, then run the same "
-            "command again: stored verdicts are kept and not paid twice.",
+            f"command again: stored verdicts are kept and not paid twice.{retry}",
         )

@@ -22,10 +22,11 @@ from calibrate.calls.call_records import (
     VERBALIZED_PROMPT_TOKENS,
     TierRun,
     confidence_body,
+    failed_for_good,
     shadow_attempts,
 )
 from calibrate.calls.context import RunContext
-from calibrate.calls.dispatch import Dispatcher, run_jobs
+from calibrate.calls.dispatch import Dispatcher, TierState, run_jobs
 from calibrate.calls.limits import Budget
 from calibrate.calls.pricing import tier_prices
 from calibrate.calls.tier_run import check_tier, tier_run
@@ -103,10 +104,18 @@ def raise_for_paused(summary: ReplaySummary) -> None:
     if not summary.paused:
         return
     lines = "; ".join(f"tier {t.tier!r} paused: {t.paused}" for t in summary.paused)
+    failed = sum(t.failed for t in summary.paused)
+    retry = (
+        f" The {failed} requests stored as failed before the pause are called again only with "
+        "--retry-failed."
+        if failed
+        else ""
+    )
     raise EndpointError(
         lines,
         hint="Check the tier's base_url, model and API key variable in tiers.yaml, then run the "
-        "same command again: stored results are kept and not paid twice.",
+        "same command again: stored results are kept and not paid twice; requests the pause "
+        f"left out are called.{retry}",
     )
 
 
@@ -174,7 +183,7 @@ def _tier_jobs(
     for key, members in groups.items():
         answer = answers.get(key)
         second = seconds.get(second_keys.get(key, ""))
-        if not retry_failed and any(c is not None and not c.ok for c in (answer, second)):
+        if not retry_failed and any(failed_for_good(c) for c in (answer, second)):
             skipped += len(members)
             continue
         first = members[0]
@@ -260,7 +269,7 @@ def _summary(run_id: int, planned: _Planned, dispatcher: Dispatcher) -> ReplaySu
                 paused=state.breaker.reason,
             )
         )
-        warnings += _tier_warnings(outcomes[-1], state.missing)
+        warnings += _tier_warnings(outcomes[-1], state)
     cost = sum(o.cost_usd for o in outcomes)
     left = sum(o.not_run for o in outcomes)
     if dispatcher.stopped == "budget":
@@ -283,12 +292,17 @@ def _summary(run_id: int, planned: _Planned, dispatcher: Dispatcher) -> ReplaySu
     )
 
 
-def _tier_warnings(outcome: TierOutcome, missing: Mapping[str, int]) -> list[str]:
+def _tier_warnings(outcome: TierOutcome, state: TierState) -> list[str]:
     name = outcome.tier
     warnings = [
         f"tier {name!r}: no confidence for {n} answers ({reason})"
-        for reason, n in sorted(missing.items())
+        for reason, n in sorted(state.missing.items())
     ]
+    if state.unreached:
+        warnings.append(
+            f"tier {name!r}: {state.unreached} calls not made: {state.unreached_reason}. Nothing "
+            "was stored for them: run the same command again once the server is reachable."
+        )
     if outcome.failed:
         warnings.append(
             f"tier {name!r}: {outcome.failed} requests failed for good (see replay_calls.error); "
