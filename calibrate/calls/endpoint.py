@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -157,13 +158,13 @@ def transport_failure(exc: httpx.TransportError, timeout_s: float) -> Failure:
 
 
 def _os_reason(exc: BaseException) -> str | None:
-    """The strerror of an OSError behind the exception ("Connection refused"), if any."""
+    """The OS's words for the errno behind the exception ("Connection refused"), if any."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             return None
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -228,8 +229,9 @@ def is_auth_message(text: str | None) -> bool:
 
 
 def _cut_short(exc: json.JSONDecodeError) -> bool:
-    """The JSON error is at the end of the body: the body was cut short, not garbage."""
-    return exc.pos >= len(exc.doc.rstrip())
+    """The JSON error is at the end of the body (or in a string left open): the body was cut
+    short, not garbage."""
+    return exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated string")
 
 
 def _error_text(content: bytes) -> str:
