@@ -175,3 +175,50 @@ def test_a_key_with_a_control_character_inside_is_refused_unseen(tmp_path: Path)
     assert f"{KEY_ENV} holds a control character (U+000D) at position 13" in result.stderr
     assert "Hint:" in result.stderr
     _no_canary("stderr", result.stdout + result.stderr)
+
+
+# --- §3 --where is a filter, not a shell --------------------------------------------------------
+
+
+def test_where_reads_no_file_directory_or_url(tmp_path: Path) -> None:
+    db = make_store(tmp_path / "s.duckdb", 3)
+    private = tmp_path / "private"
+    private.mkdir()
+    secret = private / "TOPSECRET-listing.txt"
+    secret.write_text("CONTENTS-OF-A-PRIVATE-FILE\n", encoding="utf-8")
+    extensions = Path.home() / ".duckdb" / "extensions"
+    installed_before = sorted(extensions.rglob("*")) if extensions.exists() else []
+    with socket.socket() as listener, LLMServer() as srv:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/x.csv"
+        tiers = tmp_path / "tiers.yaml"
+        write_tiers(tiers, srv.base_url, [tier("a", "m-a")])
+        attempts = {
+            "a file": f"(SELECT count(*) FROM read_csv('{secret}')) > 0",
+            "a directory": f"(SELECT count(*) FROM glob('{private}/*')) > 0",
+            "a failing cast": "CAST((SELECT column0 FROM read_csv("
+            f"'{secret}', header = false) LIMIT 1) AS INTEGER) > 0",
+            "a URL": f"(SELECT count(*) FROM read_csv('{url}')) > 0",
+            "a runtime error": "CAST(request_id AS INTEGER) > 0",
+        }
+        results = {
+            name: runner.invoke(
+                app, ["replay", "--tiers", str(tiers), "--db", str(db), "--where", where]
+            )
+            for name, where in attempts.items()
+        }
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected to the URL
+        assert srv.calls == []
+    for name, result in results.items():
+        out = result.stdout + result.stderr
+        assert result.exit_code == 1, (name, out)
+        assert isinstance(result.exception, SystemExit), (name, result.exception)
+        assert "Error: --where" in result.stderr and "Hint:" in result.stderr, name
+        assert "Traceback" not in out and "CONTENTS-OF-A-PRIVATE-FILE" not in out, name
+    assert "TOPSECRET" not in results["a directory"].stdout + results["a directory"].stderr
+    assert "--where failed while running: Conversion Error" in results["a runtime error"].stderr
+    assert (sorted(extensions.rglob("*")) if extensions.exists() else []) == installed_before
+    assert query(db, "SELECT count(*) FROM replay_runs") == [(0,)]

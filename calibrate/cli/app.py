@@ -473,7 +473,12 @@ def replay_cmd(
         int, typer.Option("--sample", min=1, help="Uniform random sample of N matching requests.")
     ] = 1000,
     where: Annotated[
-        str | None, typer.Option("--where", help="SQL condition over the requests table.")
+        str | None,
+        typer.Option(
+            "--where",
+            help="SQL condition over the requests table. A filter, not a shell: it runs sealed "
+            "inside the store (no files, URLs or extensions) but may read any stored table.",
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Only requests at or after this date (UTC).")

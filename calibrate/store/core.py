@@ -223,7 +223,9 @@ class Store:
     def replay_candidates(
         self, selection: Selection, tiers: Sequence[str]
     ) -> tuple[int, list[Candidate]]:
-        """(sampled requests, sampled request × tier pairs with no attempt yet)."""
+        """(sampled requests, sampled request × tier pairs with no attempt yet). A `--where`
+        condition first seals this connection for good: from then on it reaches nothing but the
+        store (`store/sandbox.py` has the trust model)."""
         return replay_sql.candidates(self.con, selection, tiers)
 
     def open_replay_journal(self) -> Journal | None:
