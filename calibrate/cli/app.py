@@ -28,6 +28,7 @@ from calibrate.cli.common import (
     exit_if_interrupted,
     interruptible,
     now,
+    open_store,
 )
 from calibrate.config.tiers import load_tiers, price_table
 from calibrate.errors import CalibrateError
@@ -255,7 +256,7 @@ def sweep_cmd(
         chosen_policy=policy,
     )
     with (
-        Store.open(db if db is not None else ":memory:") as store,
+        open_store(db, writes=bool(paths)) as store,
         console.progress("sweep") as tick,
     ):
         _, result, written = pipeline.sweep_logs(
@@ -337,7 +338,7 @@ def evaluate_cmd(
 
     config = load_routing(routing)
     prices = price_table(load_tiers(tiers)) if tiers is not None else {}
-    with Store.open(db if db is not None else ":memory:") as store:
+    with open_store(db, writes=bool(paths)) as store:
         if paths:
             ingest.ingest(store, paths, strict=False, clock=now)
         result = evaluate.evaluate_routing(store, config, prices, routing.parent)
@@ -512,7 +513,7 @@ def replay_cmd(
 
     tiers_config = load_tiers(tiers)
     selection = Selection(sample, seed, where, _since(since))
-    with Store.open(db) as store:
+    with Store.open(db, read_only=dry_run) as store:
         if dry_run:
             plan = replay.plan_replay(
                 store, tiers_config, selection, retry_failed=retry_failed, clock=now
@@ -607,7 +608,7 @@ def monitor_cmd(
     options = monitor.MonitorOptions(
         by=by, reference_days=reference_days, false_alarm_rate=false_alarm_rate
     )
-    with Store.open(db if db is not None else ":memory:") as store:
+    with open_store(db, writes=bool(paths)) as store:
         if paths:
             ingest.ingest(store, paths, strict=False, clock=now)
         result = monitor.monitor(store, config, options, seed=seed, base_dir=baseline.parent)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from calibrate.cli import console
+from calibrate.store import Store
 
 if TYPE_CHECKING:
     from calibrate.calls.context import RunContext
@@ -33,6 +34,12 @@ TiersPath = Annotated[
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def open_store(db: Path | None, *, writes: bool) -> Store:
+    """The store of --db, or an in-memory one without it. A command that writes nothing to it
+    opens it read-only, so other readers (two sweeps, say) can share it."""
+    return Store.open(db if db is not None else ":memory:", read_only=db is not None and not writes)
 
 
 def interruptible(label: str, run: Callable[[RunContext], T]) -> T:

@@ -38,6 +38,7 @@ from calibrate.errors import ConfigError, DataError, EndpointError
 from calibrate.formats.canonical import messages_text
 from calibrate.records.labels import JudgePlan, JudgeSummary, LabelRow, ResolveCounts
 from calibrate.records.replay import CallRecord, Job, Selection
+from calibrate.records.runs import UnfinishedRun
 from calibrate.stats.estimators import agreement
 from calibrate.store import Store
 
@@ -271,7 +272,7 @@ def judge_answers(
     """Judge the selected answers; verdicts become labels with source=judge."""
     clock = context.clock
     planned = _plan(store, tiers, judge, judged, selection, retry_failed, context.environ, clock)
-    replay_run = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
+    replay_run, killed = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
     dispatcher = Dispatcher(
         store,
         replay_run,
@@ -286,7 +287,7 @@ def judge_answers(
         replay_run, clock(), planned.plan.items, state.cost_usd, dispatcher.stopped
     )
     summary = _record_verdicts(store, tiers.names, planned, replay_run, clock)
-    return _summarize(store, tiers.names, planned, summary, dispatcher)
+    return _summarize(store, tiers.names, planned, summary, dispatcher, killed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,10 +362,11 @@ def _summarize(
     planned: _Planned,
     verdicts: _Verdicts,
     dispatcher: Dispatcher,
+    killed: Sequence[UnfinishedRun],
 ) -> JudgeSummary:
     state = dispatcher.states[planned.plan.judge]
     _, _, total_cost = store.judge_calls()
-    warnings = []
+    warnings = [run.describe() for run in killed]
     if verdicts.unparsable:
         warnings.append(
             f"{verdicts.unparsable} judge replies had no readable SCORE line; they are recorded "

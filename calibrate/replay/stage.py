@@ -42,6 +42,7 @@ from calibrate.records.replay import (
     TierOutcome,
     TierPlan,
 )
+from calibrate.records.runs import UnfinishedRun
 from calibrate.store import Store
 
 """Expected answer length when a tier sets no max_tokens and the store has no answers of it."""
@@ -79,7 +80,7 @@ def replay(
     """Call every planned request × tier; results are committed as they arrive."""
     clock = context.clock
     planned = _plan(store, tiers, selection, retry_failed, clock, context.environ)
-    run_id = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
+    run_id, killed = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
     cached = [_cached_result(planned.runs[j.tier], j, run_id) for j in planned.cached]
     if cached:
         store.record_replay_results(cached, run_id)
@@ -92,7 +93,7 @@ def replay(
         budget=Budget(max_cost_usd),
     )
     asyncio.run(run_jobs(dispatcher, planned.jobs))
-    summary = _summary(run_id, planned, dispatcher)
+    summary = _summary(run_id, planned, dispatcher, killed)
     store.finish_replay_run(
         run_id, clock(), planned.plan.selected, summary.cost_usd, summary.stopped
     )
@@ -250,8 +251,10 @@ def _tier_plan(
     )
 
 
-def _summary(run_id: int, planned: _Planned, dispatcher: Dispatcher) -> ReplaySummary:
-    outcomes, warnings = [], []
+def _summary(
+    run_id: int, planned: _Planned, dispatcher: Dispatcher, killed: Sequence[UnfinishedRun]
+) -> ReplaySummary:
+    outcomes, warnings = [], [run.describe() for run in killed]
     for plan in planned.plan.tiers:
         state = dispatcher.states[plan.tier]
         not_run = plan.requests - plan.cached - plan.failed_before - state.done - state.failed
