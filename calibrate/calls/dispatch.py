@@ -285,10 +285,9 @@ class Dispatcher:
                 return None
             state.http_calls += 1
             t0 = self.clock.now()
-            outcome = await ep.post(client, run.endpoint, body)
+            posted = await ep.post(client, run.endpoint, body)
             latency_ms = (self.clock.now() - t0) * 1000
-            if isinstance(outcome, ep.Reply):
-                outcome = ep.classify(outcome, run.endpoint)
+            outcome = ep.classify(posted, run.endpoint) if isinstance(posted, ep.Reply) else posted
             if isinstance(outcome, ep.Completion):
                 used = (outcome.input_tokens or tokens) + (outcome.output_tokens or 0)
                 state.limiter.correct_tokens(tokens + run.output_tokens, used)

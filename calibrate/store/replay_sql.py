@@ -135,7 +135,7 @@ def mean_output_tokens(con: duckdb.DuckDBPyConnection, tier: str) -> tuple[float
         "SELECT avg(output_tokens), count(output_tokens) FROM attempts"
         " WHERE tier = ? AND status = 'ok' AND output_tokens IS NOT NULL",
         [tier],
-    ).fetchone()
+    ).fetchall()[0]
     return (float(mean) if mean is not None else None), int(n)
 
 
@@ -204,7 +204,9 @@ def begin_run(
     retry_failed: bool,
 ) -> int:
     """Insert a replay_runs row and return its run_id."""
-    run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM replay_runs").fetchone()[0])
+    run_id = int(
+        con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM replay_runs").fetchall()[0][0]
+    )
     con.execute(
         "INSERT INTO replay_runs (run_id, started_at, sample, seed, where_sql, since, max_cost_usd,"
         " retry_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
