@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import label_support
 from replay_support import FakeClock, make_store, prompt, query, tier, wall, write_tiers
 
+from calibrate.calls import secrets
 from calibrate.calls.context import RunContext
 from calibrate.config.tiers import load_tiers
 from calibrate.ingest import stage as ingest
@@ -141,3 +143,47 @@ def test_judge_verdicts_through_a_mock_transport(tmp_path: Path) -> None:
     assert summary.labeled == len(asked) == 6
     scores = dict(query(db, "SELECT request_id, score FROM labels WHERE source = 'judge'"))
     assert scores == {rid: float(t["small"]) for rid, t in work.truth.items()}
+
+
+def test_transport_exception_text_is_never_kept(tmp_path: Path) -> None:
+    """h11 quotes a bad header whole; what is kept is our own words, and the tier pauses."""
+    db = make_store(tmp_path / "s.duckdb", 3)
+    leak = "Illegal header value b'Bearer sk-should-never-show\\n'"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError(leak)
+
+    summary = replay_with(db, tmp_path / "t.yaml", handler)
+    paused = summary.tiers[0].paused or ""
+    assert paused.startswith("the request could not be sent (LocalProtocolError)")
+    assert "sk-should" not in repr(summary)
+    assert query(db, "SELECT count(*) FROM replay_calls") == [(0,)]
+
+
+def test_a_refused_connection_is_not_stored_and_keeps_only_the_os_reason(tmp_path: Path) -> None:
+    db = make_store(tmp_path / "s.duckdb", 2)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("proxy said: Authorization: Bearer sk-should-never-show") from (
+            ConnectionRefusedError(111, "Connection refused")
+        )
+
+    summary = replay_with(db, tmp_path / "t.yaml", handler)
+    assert (summary.tiers[0].done, summary.tiers[0].failed, summary.tiers[0].not_run) == (0, 0, 2)
+    assert any(
+        "connection error: ConnectError (Connection refused) (gave up after 5 tries)" in w
+        for w in summary.warnings
+    )
+    assert "sk-should" not in repr(summary)
+    assert query(db, "SELECT count(*) FROM replay_calls") == [(0,)]
+
+
+def test_scrub_takes_the_union_of_every_form_and_any_long_prefix() -> None:
+    key = "sk-ABCDEFGH/12+34=56"
+    text = (
+        f"raw {key}; url {quote(key, safe='')}; lower {quote(key, safe='').lower()}; "
+        f"cut {key[:9]}; repr {(key + chr(10)).encode()!r}; short sk-ABCD stays"
+    )
+    assert secrets.scrub(text, key) == (
+        "raw ***; url ***; lower ***; cut ***; repr b'***\\n'; short sk-ABCD stays"
+    )
