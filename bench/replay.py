@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from calibrate.calls.context import RunContext
 from calibrate.calls.limits import SystemClock
 from calibrate.config.tiers import load_tiers
 from calibrate.ingest import stage as ingest
@@ -75,12 +76,9 @@ def one_run(tmp: Path, base_url: str, requests: int, run: int) -> float:
             store,
             load_tiers(tiers_path),
             Selection(requests, run),
+            RunContext({}, now, SystemClock()),
             max_cost_usd=None,
             retry_failed=False,
-            environ={},
-            clock=now,
-            timer=SystemClock(),
-            interrupted=lambda: False,
         )
         elapsed = time.perf_counter() - t0
     assert all(t.done == requests for t in summary.tiers), summary

@@ -8,6 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
+from calibrate.calls.context import RunContext
 from calibrate.calls.limits import Clock, SystemClock
 from calibrate.config.tiers import TiersConfig, load_tiers
 from calibrate.ingest import stage as ingest
@@ -86,18 +89,16 @@ def run_replay(
     max_cost_usd: float | None = None,
     retry_failed: bool = False,
     interrupted: Callable[[], bool] = lambda: False,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> ReplaySummary:
     with Store.open(db) as store:
         return replay.replay(
             store,
             tiers,
             Selection(sample, seed, where, since),
+            RunContext(environ or {}, wall, clock or SystemClock(), interrupted, transport),
             max_cost_usd=max_cost_usd,
             retry_failed=retry_failed,
-            environ=environ or {},
-            clock=wall,
-            timer=clock or SystemClock(),
-            interrupted=interrupted,
         )
 
 

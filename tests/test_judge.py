@@ -13,6 +13,7 @@ from label_support import TIERS_YAML, clock, make_store, query
 from llm_server import Call, LLMServer, Reply, error
 from typer.testing import CliRunner
 
+from calibrate.calls.context import RunContext
 from calibrate.calls.limits import SystemClock
 from calibrate.cli.app import app
 from calibrate.config.tiers import TiersConfig, load_tiers
@@ -63,19 +64,12 @@ def tiers_for(base_url: str, tmp_path: Path, **judge_extra: object) -> TiersConf
 
 
 def run_judge(db: Path, tiers: TiersConfig, **kw: object):
-    options = {
-        "judged": tiers.names,
-        "max_cost_usd": None,
-        "retry_failed": False,
-        "environ": {},
-        "clock": clock,
-        "timer": SystemClock(),
-        "interrupted": lambda: False,
-    } | kw
+    options = {"judged": tiers.names, "max_cost_usd": None, "retry_failed": False} | kw
     selection = options.pop("selection", Selection(1000, 0))
+    context = RunContext(options.pop("environ", {}), clock, SystemClock())
     with Store.open(db) as store:
         return judge.judge_answers(
-            store, tiers, judge.judge_tier(tiers, "large"), selection, **options
+            store, tiers, judge.judge_tier(tiers, "large"), selection, context, **options
         )
 
 

@@ -150,7 +150,7 @@ def test_retries_stop_at_the_limit_and_the_failure_is_recorded(tmp_path: Path) -
 
 def test_a_malformed_response_becomes_a_recorded_error(tmp_path: Path) -> None:
     def respond(call: Call) -> Reply | None:
-        return Reply(200, b'{"choices": [{"message": ') if call.prompt == prompt(2) else None
+        return Reply(200, b'{"choices": "none"}') if call.prompt == prompt(2) else None
 
     db = make_store(tmp_path / "s.duckdb", 5)
     with LLMServer(responder=respond) as srv:

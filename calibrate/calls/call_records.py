@@ -48,6 +48,18 @@ class TierRun:
         return cost
 
 
+def failed_for_good(stored: CallRecord | None) -> bool:
+    """A stored failure that a run skips unless --retry-failed. Not one whose server could not be
+    reached, nor a 400 about the key: those are transient (this version never stores them;
+    stores written before it may hold some), and the next run calls them again."""
+    if stored is None or stored.ok:
+        return False
+    error = stored.error or ""
+    unreached = error.startswith("connection error")
+    refused_key = stored.http_status == 400 and ep.is_auth_message(error)
+    return not (unreached or refused_key)
+
+
 def failed_key(stored: CallRecord | None) -> tuple[str, ...]:
     """The key of a stored failure that a new call replaces (with --retry-failed)."""
     return (stored.cache_key,) if stored is not None and not stored.ok else ()

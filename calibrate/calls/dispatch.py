@@ -1,11 +1,13 @@
 """Runs replay jobs: per-tier workers, rate limits, retries, circuit breaker, budget, durable writes.
 
-Each tier gets `limits.concurrency` workers, so no more calls are in flight than that. A worker takes
-a job, reserves its worst-case cost from the budget, waits for the rate limiter, calls (retrying
-429, 5xx, timeouts and connection errors with backoff, honouring Retry-After), and makes the result
-durable (appended to the store's journal) before it takes the next job: a call that was paid is
-either stored or was in flight. DuckDB commits are grouped behind the journal: whatever results are
-waiting go into one transaction, in a thread, while the event loop keeps calling. Records are built by `shadow`; owns no SQL.
+Each tier gets `limits.concurrency` workers, so no more calls are in flight than that. A worker
+takes a job, reserves its worst-case cost from the budget, waits for the rate limiter, calls
+(retrying 429, 5xx, timeouts, cut-short bodies and connection errors with backoff, honouring
+Retry-After), and makes the result durable (appended to the store's journal) before it takes the
+next job: a call that was paid is either stored or was in flight. DuckDB commits are grouped
+behind the journal: whatever results are waiting go into one transaction, in a thread, while the
+event loop keeps calling. A call whose server cannot be reached is not stored at all
+(`Unreached`): the next run calls it again. Records are built by `call_records`; owns no SQL.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import httpx
 
@@ -31,12 +32,21 @@ from calibrate.calls.call_records import (
     failure_record,
     shadow_attempts,
 )
-from calibrate.calls.limits import Backoff, Budget, CircuitBreaker, Clock, RateLimiter
+from calibrate.calls.context import RunContext
+from calibrate.calls.limits import Backoff, Budget, CircuitBreaker, RateLimiter
 from calibrate.records.replay import CallRecord, Job, JobResult
 from calibrate.store import Journal, Store
 
 MAX_RETRY_AFTER_S = 120.0
 """A longer Retry-After (a spent daily quota, say) pauses the tier instead of sleeping."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unreached:
+    """A call whose server could not be reached on any try (refused, reset, dropped): nothing is
+    stored, so the next run calls it again without --retry-failed."""
+
+    message: str
 
 
 @dataclass
@@ -50,6 +60,9 @@ class TierState:
     missing: Counter[str] = field(default_factory=Counter)
     done: int = 0
     failed: int = 0
+    unreached: int = 0
+    """Jobs left unstored because the server could not be reached (`unreached_reason`)."""
+    unreached_reason: str | None = None
     http_calls: int = 0
     cost_usd: float = 0.0
 
@@ -62,29 +75,27 @@ class Dispatcher:
         store: Store,
         run_id: int,
         tiers: Sequence[TierRun],
+        context: RunContext,
         *,
-        clock: Clock,
-        wall: Callable[[], datetime],
         seed: int,
         budget: Budget,
-        interrupted: Callable[[], bool],
-        on_progress: Callable[[int, int], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
-        self.clock = clock
-        self.wall = wall
+        self.context = context
+        self.clock = context.timer
+        self.wall = context.clock
         self.rng = random.Random(seed)
         self.budget = budget
-        self.interrupted = interrupted
-        self.on_progress = on_progress
+        self.interrupted = context.interrupted
+        self.on_progress = context.on_progress
         self.backoff = backoff or Backoff()
         self.stopped: str | None = None
         self.states = {
             t.tier.name: TierState(
                 t,
-                RateLimiter(t.tier.limits.rpm, t.tier.limits.tpm, clock),
+                RateLimiter(t.tier.limits.rpm, t.tier.limits.tpm, self.clock),
                 CircuitBreaker(t.tier.limits.pause_after_failures),
             )
             for t in tiers
@@ -147,8 +158,12 @@ class Dispatcher:
             if result is None:
                 state.queue.appendleft(job)
                 continue
-            await self._write(result)
-            self._count(state, job, result)
+            if isinstance(result, Unreached):
+                state.unreached += 1
+                state.unreached_reason = result.message
+            else:
+                await self._write(result)
+                self._count(state, job, result)
             self._finished += 1
             if self.on_progress is not None:
                 self.on_progress(self._finished, self._total)
@@ -220,17 +235,19 @@ class Dispatcher:
 
     async def _execute(
         self, state: TierState, job: Job, client: httpx.AsyncClient
-    ) -> tuple[JobResult | None, float]:
+    ) -> tuple[JobResult | Unreached | None, float]:
         """Answer (and, for `verbalized`, ask for a confidence).
 
-        Returns what is left to store (None when abandoned: interrupted or tier paused) and what
-        the calls cost. A verbalized answer is stored before its second call is paid for."""
+        Returns what is left to store (None when abandoned: interrupted or tier paused; Unreached
+        when the server could not be reached) and what the calls cost. A verbalized answer is
+        stored before its second call is paid for."""
         run, paid = state.run, 0.0
         answer = job.answer if job.answer is not None and job.answer.ok else None
         if answer is None:
-            answer = await self._call(state, client, job.body, job.purpose, job.input_tokens)
-            if answer is None:
-                return None, paid
+            called = await self._call(state, client, job.body, job.purpose, job.input_tokens)
+            if called is None or isinstance(called, Unreached):
+                return called, paid
+            answer = called
             paid += answer.cost_usd
             replaces = failed_key(job.answer)
             if not answer.ok or not run.verbalized:
@@ -241,8 +258,8 @@ class Dispatcher:
         body = confidence_body(run, job.messages_json, answer.output)
         tokens = job.input_tokens + (answer.output_tokens or 0) + VERBALIZED_PROMPT_TOKENS
         confidence = await self._call(state, client, body, "confidence", tokens)
-        if confidence is None:
-            return None, paid
+        if confidence is None or isinstance(confidence, Unreached):
+            return confidence, paid
         paid += confidence.cost_usd
         replaces = failed_key(job.confidence_call)
         if not confidence.ok:
@@ -257,7 +274,7 @@ class Dispatcher:
         body: bytes,
         purpose: str,
         tokens: int,
-    ) -> CallRecord | None:
+    ) -> CallRecord | Unreached | None:
         """One logical call with retries; None when abandoned (interrupted or tier paused)."""
         run, limits = state.run, state.run.tier.limits
         started = self.wall()
@@ -268,12 +285,9 @@ class Dispatcher:
                 return None
             state.http_calls += 1
             t0 = self.clock.now()
-            outcome: ep.Reply | ep.Completion | ep.Failure = await ep.post(
-                client, run.endpoint, body
-            )
+            posted = await ep.post(client, run.endpoint, body)
             latency_ms = (self.clock.now() - t0) * 1000
-            if isinstance(outcome, ep.Reply):
-                outcome = ep.classify(outcome, run.endpoint)
+            outcome = ep.classify(posted, run.endpoint) if isinstance(posted, ep.Reply) else posted
             if isinstance(outcome, ep.Completion):
                 used = (outcome.input_tokens or tokens) + (outcome.output_tokens or 0)
                 state.limiter.correct_tokens(tokens + run.output_tokens, used)
@@ -284,12 +298,15 @@ class Dispatcher:
             if outcome.kind == "tier":
                 state.breaker.trip(outcome.message)
                 return None
-            if outcome.kind == "retry" and attempt < limits.max_retries:
+            retryable = outcome.kind in ("retry", "connection")
+            if retryable and attempt < limits.max_retries:
                 if not await self._wait_to_retry(state, outcome, attempt):
                     return None
                 continue
-            gave_up = f" (gave up after {attempt + 1} tries)" if outcome.kind == "retry" else ""
+            gave_up = f" (gave up after {attempt + 1} tries)" if retryable else ""
             state.breaker.failure(outcome.message)
+            if outcome.kind == "connection":
+                return Unreached(outcome.message + gave_up)
             return failure_record(
                 run, body, purpose, outcome, attempt + 1, (started, self.wall()), gave_up
             )
@@ -313,12 +330,11 @@ class Dispatcher:
         return True
 
 
-async def run_jobs(
-    dispatcher: Dispatcher, jobs: Sequence[Job], transport: httpx.AsyncBaseTransport | None
-) -> None:
+async def run_jobs(dispatcher: Dispatcher, jobs: Sequence[Job]) -> None:
     """Run `jobs` with one one-connection client per worker: httpcore scans its whole pool on
-    every request, so many small pools are much faster than one big one. An injected `transport`
-    is shared by every worker instead."""
+    every request, so many small pools are much faster than one big one. The context's
+    `transport`, when given, is shared by every worker instead."""
+    transport = dispatcher.context.transport
     headers = {
         "User-Agent": f"calibrate/{__version__}",
         "X-Calibrate-Replay-Run": str(dispatcher.run_id),

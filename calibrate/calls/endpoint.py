@@ -3,8 +3,10 @@ exchange, response parsing and confidence derivation.
 
 `post()` is the only network call; it never raises for HTTP or transport problems: it returns a
 `Reply` or a `Failure` that says whether a retry may help. Everything else is pure. The API key
-lives only in `Endpoint.headers` (hidden from repr) and is scrubbed from every text we keep.
-Imports only replay_records; retries, limits and the store belong to `dispatch`.
+lives only in `Endpoint.headers` (hidden from repr) and is scrubbed from every text we keep
+(every form of it, before any text is clipped: `secrets.scrub`); the text of a transport
+exception, which may quote request headers, is never kept. Retries, limits and the store belong
+to `dispatch`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +22,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
+
+from calibrate.calls import secrets
 
 LOGPROB_SENTINEL = -9999.0
 """OpenAI's placeholder logprob for a token outside the top list (ecosystem.md §6.1)."""
@@ -31,9 +36,20 @@ VERBALIZED_QUESTION = (
 )
 _ERROR_TEXT_CHARS = 300
 
-FailureKind = Literal["retry", "request", "tier"]
-"""retry: may succeed later (429, 5xx, timeouts); request: this request fails for good (400,
-malformed reply); tier: nothing will work for this tier (401, 403, 404) — pause it."""
+FailureKind = Literal["retry", "connection", "request", "tier"]
+"""retry: may succeed later (429, 5xx, read timeouts, a body cut short): retried now, stored as a
+failure when the tries run out; connection: the server could not be reached (refused, reset,
+dropped, connect timeout): retried now, never stored, so the next run calls it again; request:
+this request fails for good (400, malformed reply); tier: nothing will work for this tier (401,
+403, 404, a 400 that talks about the key, a request that cannot be sent) — pause it, store
+nothing."""
+
+_AUTH_WORDS = re.compile(
+    r"api[ _-]?key|authenticat|unauthori[sz]ed|invalid[ _-]?(?:proxy[ _-]?server[ _-]?)?token"
+    r"|access[ _-]?token|credential|permission denied|forbidden",
+    re.IGNORECASE,
+)
+"""A 400 whose message says this is about the key (LiteLLM answers a bad key with HTTP 400)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +63,8 @@ class Endpoint:
     secret: str | None = field(default=None, repr=False, compare=False)
 
     def scrub(self, text: str) -> str:
-        """Remove the API key from text that came back from the server."""
-        return text.replace(self.secret, "***") if self.secret else text
+        """Remove the API key, in every form, from text that came back from the server."""
+        return secrets.scrub(text, self.secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +128,45 @@ def verbalized_messages(messages: list[Any], answer: str | None) -> list[Any]:
 
 
 async def post(client: httpx.AsyncClient, endpoint: Endpoint, body: bytes) -> Reply | Failure:
-    """One POST; transport problems become a retryable Failure, never an exception."""
+    """One POST; transport problems become a Failure, never an exception."""
     headers = {"Content-Type": "application/json", **endpoint.headers}
     try:
         response = await client.post(
             endpoint.url, content=body, headers=headers, timeout=endpoint.timeout_s
         )
-    except httpx.TimeoutException as exc:
-        return Failure("retry", f"timeout after {endpoint.timeout_s:g} s ({type(exc).__name__})")
     except httpx.TransportError as exc:
-        detail = endpoint.scrub(str(exc))[:_ERROR_TEXT_CHARS] or type(exc).__name__
-        return Failure("retry", f"connection error: {detail}")
+        return transport_failure(exc, endpoint.timeout_s)
     return Reply(response.status_code, response.content, retry_after_s(response.headers))
+
+
+def transport_failure(exc: httpx.TransportError, timeout_s: float) -> Failure:
+    """What a transport exception means, in words of our own: its text may quote request headers
+    (h11's "Illegal header value b'Bearer ...'"), so only its class and an OS reason are kept."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return Failure("connection", f"connection error: {name} after {timeout_s:g} s")
+    if isinstance(exc, httpx.TimeoutException):
+        return Failure("retry", f"timeout after {timeout_s:g} s ({name})")
+    if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol):
+        return Failure(
+            "tier",
+            f"the request could not be sent ({name}): a header or the URL is malformed; "
+            "check base_url and the API key variable",
+        )
+    reason = _os_reason(exc)
+    return Failure("connection", f"connection error: {name}" + (f" ({reason})" if reason else ""))
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The OS's words for the errno behind the exception ("Connection refused"), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def retry_after_s(headers: httpx.Headers, now: datetime | None = None) -> float | None:
@@ -159,22 +202,41 @@ def classify(reply: Reply, endpoint: Endpoint) -> Completion | Failure:
     """A 200 with a well-formed body is a Completion; anything else is a Failure of some kind."""
     status = reply.status
     if status != 200:
-        text = endpoint.scrub(_error_text(reply.content))
+        text = _clip(endpoint.scrub(_error_text(reply.content)))
         message = f"HTTP {status}: {text}" if text else f"HTTP {status}"
         if status == 429 or status in (408, 409) or status >= 500:
             return Failure("retry", message, status, reply.retry_after_s)
-        if status in (401, 403, 404):
+        if status in (401, 403, 404) or (status == 400 and is_auth_message(text)):
             return Failure("tier", message, status)
         return Failure("request", message, status)
     try:
-        return parse_completion(json.loads(reply.content))
+        data = json.loads(reply.content)
+    except json.JSONDecodeError as exc:
+        if _cut_short(exc):
+            return Failure("retry", "truncated response: the body ends mid-JSON", status)
+        return Failure("request", f"malformed response: {_clip(endpoint.scrub(str(exc)))}", status)
+    except ValueError as exc:
+        return Failure("request", f"malformed response: {_clip(endpoint.scrub(str(exc)))}", status)
+    try:
+        return parse_completion(data)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        detail = endpoint.scrub(str(exc))[:_ERROR_TEXT_CHARS]
-        return Failure("request", f"malformed response: {detail}", status)
+        return Failure("request", f"malformed response: {_clip(endpoint.scrub(str(exc)))}", status)
+
+
+def is_auth_message(text: str | None) -> bool:
+    """Whether an error message is about the API key or the caller's rights."""
+    return bool(text) and _AUTH_WORDS.search(text or "") is not None
+
+
+def _cut_short(exc: json.JSONDecodeError) -> bool:
+    """The JSON error is at the end of the body (or in a string left open): the body was cut
+    short, not garbage."""
+    return exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated string")
 
 
 def _error_text(content: bytes) -> str:
-    """The provider's error message when the body has one, else the start of the body."""
+    """The provider's error message when the body has one, else the body; whole (scrub it before
+    `_clip`), whitespace runs as one space."""
     text = content.decode("utf-8", errors="replace")
     try:
         data = json.loads(text)
@@ -182,7 +244,12 @@ def _error_text(content: bytes) -> str:
         text = str(message)
     except (ValueError, TypeError, KeyError):
         pass
-    return " ".join(text.split())[:_ERROR_TEXT_CHARS]
+    return " ".join(text.split())
+
+
+def _clip(text: str) -> str:
+    """The start of a text that is already scrubbed."""
+    return text[:_ERROR_TEXT_CHARS]
 
 
 def parse_completion(data: Any) -> Completion:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from calibrate.calls import endpoint as ep
 from calibrate.calls.call_records import TierRun
 from calibrate.calls.pricing import TierPrice
+from calibrate.calls.secrets import read_api_key
 from calibrate.config.tiers import Tier
 from calibrate.errors import ConfigError
 from calibrate.store import Store
@@ -38,13 +39,7 @@ def tier_run(
     """The tier's endpoint (with its key, read from the environment now) and expectations."""
     headers, secret = {}, None
     if tier.api_key_env and environ is not None:
-        secret = environ.get(tier.api_key_env)
-        if not secret:
-            raise ConfigError(
-                f"tier {tier.name!r}: the environment variable {tier.api_key_env} is not set",
-                hint=f"Export {tier.api_key_env} with the API key (it is read from the "
-                "environment only and never stored), or remove api_key_env for a keyless server.",
-            )
+        secret = read_api_key(environ, tier.api_key_env, tier.name)
         headers = {"Authorization": f"Bearer {secret}"}
     assert tier.base_url is not None
     endpoint = ep.Endpoint(

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from calibrate.cli import console
-from calibrate.cli.common import now
-from calibrate.cli.options import Db, Json, store_for_logs
+from calibrate.cli.common import now, open_store_for_logs
+from calibrate.cli.options import Db, Json
 
 
 def evaluate_cmd(
@@ -38,11 +38,10 @@ def evaluate_cmd(
     from calibrate import pipeline
     from calibrate.config.routing import METRICS, load_routing
     from calibrate.config.tiers import load_tiers, price_table
-    from calibrate.store import Store
 
     config = load_routing(routing)
     prices = price_table(load_tiers(tiers)) if tiers is not None else {}
-    with Store.open(store_for_logs(db, paths)) as store:
+    with open_store_for_logs(db, paths) as store:
         result = pipeline.evaluate_logs(
             store, paths or [], config, prices, routing.parent, clock=now
         )

@@ -227,7 +227,7 @@ def labels_judge_cmd(
     judged = tuple(tier) if tier else tiers_config.names
     judging.check_judge(tiers_config, judge_tier, judged)
     selection = Selection(sample, seed)
-    with Store.open(existing_store(db)) as store:
+    with Store.open(existing_store(db), read_only=dry_run) as store:
         if dry_run:
             plan = judging.plan_judge(
                 store,
@@ -283,7 +283,7 @@ def labels_status_cmd(
     from calibrate.report.label_report import agreement_line, coverage_markdown
     from calibrate.store import Store
 
-    with Store.open(existing_store(db)) as store:
+    with Store.open(existing_store(db), read_only=True) as store:
         coverage = labels.label_status(store, tiers=_tier_names(tiers))
     if as_json:
         console.print_json(asdict(coverage))

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from calibrate.cli import console
-from calibrate.cli.common import now
-from calibrate.cli.options import Db, Json, store_for_logs
+from calibrate.cli.common import now, open_store_for_logs
+from calibrate.cli.options import Db, Json
 
 
 def monitor_cmd(
@@ -71,13 +71,12 @@ def monitor_cmd(
     from calibrate.config.routing import load_routing
     from calibrate.monitor.stage import MonitorOptions
     from calibrate.report import monitor_report
-    from calibrate.store import Store
 
     config = load_routing(baseline)
     options = MonitorOptions(
         by=by, reference_days=reference_days, false_alarm_rate=false_alarm_rate
     )
-    with Store.open(store_for_logs(db, paths)) as store:
+    with open_store_for_logs(db, paths) as store:
         result, written = pipeline.monitor_logs(
             store, paths or [], config, options, out, seed=seed, base_dir=baseline.parent, clock=now
         )

@@ -41,7 +41,12 @@ def selection_options(
         int, typer.Option("--sample", min=1, help="Uniform random sample of N matching requests.")
     ] = 1000,
     where: Annotated[
-        str | None, typer.Option("--where", help="SQL condition over the requests table.")
+        str | None,
+        typer.Option(
+            "--where",
+            help="SQL condition over the requests table. A filter, not a shell: it runs sealed "
+            "inside the store (no files, URLs or extensions) but may read any stored table.",
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Only requests at or after this date (UTC).")
@@ -87,7 +92,7 @@ def replay_cmd(
     from calibrate.store import Store
 
     tiers_config = load_tiers(tiers)
-    with Store.open(existing_store(db)) as store:
+    with Store.open(existing_store(db), read_only=dry_run) as store:
         if dry_run:
             plan = replay.plan_replay(
                 store, tiers_config, selection, retry_failed=retry_failed, clock=now

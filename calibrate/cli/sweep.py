@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from calibrate.cli import console
-from calibrate.cli.common import now
+from calibrate.cli.common import now, open_store_for_logs
 from calibrate.cli.options import (
     Db,
     Json,
     Strict,
     TiersPath,
     grouped,
-    store_for_logs,
     with_option_groups,
 )
 
@@ -283,7 +282,6 @@ def sweep_cmd(
     """
     from calibrate import pipeline
     from calibrate.config.tiers import load_tiers
-    from calibrate.store import Store
 
     tiers_config = load_tiers(tiers)
     job = pipeline.SweepJob(
@@ -296,7 +294,7 @@ def sweep_cmd(
         seed=seed,
         strict=strict,
     )
-    with Store.open(store_for_logs(db, paths)) as store, console.progress("sweep") as tick:
+    with open_store_for_logs(db, paths) as store, console.progress("sweep") as tick:
         result, written = pipeline.sweep_logs(store, job, clock=now, on_progress=tick)
     if as_json:
         console.print_json(json_summary(written))

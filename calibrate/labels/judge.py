@@ -26,12 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
-
 from calibrate.calls import endpoint as ep
-from calibrate.calls.call_records import TierRun
+from calibrate.calls.call_records import TierRun, failed_for_good
+from calibrate.calls.context import RunContext
 from calibrate.calls.dispatch import Dispatcher, run_jobs
-from calibrate.calls.limits import Budget, Clock
+from calibrate.calls.limits import Budget
 from calibrate.calls.pricing import tier_prices
 from calibrate.calls.tier_run import check_tier, tier_run
 from calibrate.config.tiers import Price, Tier, TiersConfig
@@ -39,6 +38,7 @@ from calibrate.errors import ConfigError, DataError, EndpointError
 from calibrate.formats.canonical import messages_text
 from calibrate.records.labels import JudgePlan, JudgeSummary, LabelRow, ResolveCounts
 from calibrate.records.replay import CallRecord, Job, Selection
+from calibrate.records.runs import UnfinishedRun
 from calibrate.stats.estimators import agreement
 from calibrate.store import Store
 
@@ -226,7 +226,7 @@ def _jobs(
         call = stored.get(key)
         if call is not None and call.ok:
             cached += len(groups[key])
-        elif call is not None and not retry_failed:
+        elif failed_for_good(call) and not retry_failed:
             failed_before += len(groups[key])
         else:
             jobs.append(
@@ -263,38 +263,31 @@ def judge_answers(
     tiers: TiersConfig,
     judge: Tier,
     selection: Selection,
+    context: RunContext,
     *,
     judged: Sequence[str],
     max_cost_usd: float | None,
     retry_failed: bool,
-    environ: Mapping[str, str],
-    clock: Callable[[], datetime],
-    timer: Clock,
-    interrupted: Callable[[], bool],
-    transport: httpx.AsyncBaseTransport | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
 ) -> JudgeSummary:
     """Judge the selected answers; verdicts become labels with source=judge."""
-    planned = _plan(store, tiers, judge, judged, selection, retry_failed, environ, clock)
-    replay_run = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
+    clock = context.clock
+    planned = _plan(store, tiers, judge, judged, selection, retry_failed, context.environ, clock)
+    replay_run, killed = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
     dispatcher = Dispatcher(
         store,
         replay_run,
         [planned.run],
-        clock=timer,
-        wall=clock,
+        context,
         seed=selection.seed,
         budget=Budget(max_cost_usd),
-        interrupted=interrupted,
-        on_progress=on_progress,
     )
-    asyncio.run(run_jobs(dispatcher, planned.jobs, transport))
+    asyncio.run(run_jobs(dispatcher, planned.jobs))
     state = dispatcher.states[judge.name]
     store.finish_replay_run(
         replay_run, clock(), planned.plan.items, state.cost_usd, dispatcher.stopped
     )
     summary = _record_verdicts(store, tiers.names, planned, replay_run, clock)
-    return _summarize(store, tiers.names, planned, summary, dispatcher)
+    return _summarize(store, tiers.names, planned, summary, dispatcher, killed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,10 +362,11 @@ def _summarize(
     planned: _Planned,
     verdicts: _Verdicts,
     dispatcher: Dispatcher,
+    killed: Sequence[UnfinishedRun],
 ) -> JudgeSummary:
     state = dispatcher.states[planned.plan.judge]
     _, _, total_cost = store.judge_calls()
-    warnings = []
+    warnings = [run.describe() for run in killed]
     if verdicts.unparsable:
         warnings.append(
             f"{verdicts.unparsable} judge replies had no readable SCORE line; they are recorded "
@@ -385,6 +379,16 @@ def _summarize(
         )
     elif dispatcher.stopped == "interrupted":
         warnings.append("interrupted: run the same command again to resume.")
+    if state.unreached:
+        warnings.append(
+            f"{state.unreached} judge calls not made: {state.unreached_reason}. Nothing was "
+            "stored for them: run the same command again once the judge is reachable."
+        )
+    if verdicts.failed:
+        warnings.append(
+            f"{verdicts.failed} answers have a judge call that failed for good (see "
+            "replay_calls.error); --retry-failed asks again."
+        )
     if planned.plan.no_yardstick:
         warnings.append(
             f"{planned.plan.no_yardstick} answers skipped: no reference and no premium answer"
@@ -412,8 +416,14 @@ def _summarize(
 def raise_if_paused(summary: JudgeSummary) -> None:
     """A judge endpoint paused by its circuit breaker is an error the user must fix."""
     if summary.paused:
+        retry = (
+            f" The {summary.failed} answers whose judge call failed for good are asked again "
+            "only with --retry-failed."
+            if summary.failed
+            else ""
+        )
         raise EndpointError(
             f"judge {summary.plan.judge!r} paused: {summary.paused}",
             hint="Check the judge's base_url, model and API key variable, then run the same "
-            "command again: stored verdicts are kept and not paid twice.",
+            f"command again: stored verdicts are kept and not paid twice.{retry}",
         )

@@ -181,4 +181,5 @@ def label_status(store: Store, *, tiers: Sequence[str] | None) -> Coverage:
             f"next to {coverage.weighted} weighted ones: weighted estimates count each of them "
             "once (inclusion probability 1)"
         )
+    notes += [run.describe() for run in store.unfinished_runs()]
     return replace(coverage, agreement=agreement(human, judged), notes=tuple(notes))

@@ -16,18 +16,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
-
 from calibrate.calls import endpoint as ep
 from calibrate.calls.call_records import (
     VERBALIZED_OUTPUT_TOKENS,
     VERBALIZED_PROMPT_TOKENS,
     TierRun,
     confidence_body,
+    failed_for_good,
     shadow_attempts,
 )
-from calibrate.calls.dispatch import Dispatcher, run_jobs
-from calibrate.calls.limits import Budget, Clock
+from calibrate.calls.context import RunContext
+from calibrate.calls.dispatch import Dispatcher, TierState, run_jobs
+from calibrate.calls.limits import Budget
 from calibrate.calls.pricing import tier_prices
 from calibrate.calls.tier_run import check_tier, tier_run
 from calibrate.config.tiers import Tier, TiersConfig
@@ -42,6 +42,7 @@ from calibrate.records.replay import (
     TierOutcome,
     TierPlan,
 )
+from calibrate.records.runs import UnfinishedRun
 from calibrate.store import Store
 
 """Expected answer length when a tier sets no max_tokens and the store has no answers of it."""
@@ -71,19 +72,15 @@ def replay(
     store: Store,
     tiers: TiersConfig,
     selection: Selection,
+    context: RunContext,
     *,
     max_cost_usd: float | None,
     retry_failed: bool,
-    environ: Mapping[str, str],
-    clock: Callable[[], datetime],
-    timer: Clock,
-    interrupted: Callable[[], bool],
-    transport: httpx.AsyncBaseTransport | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
 ) -> ReplaySummary:
     """Call every planned request × tier; results are committed as they arrive."""
-    planned = _plan(store, tiers, selection, retry_failed, clock, environ)
-    run_id = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
+    clock = context.clock
+    planned = _plan(store, tiers, selection, retry_failed, clock, context.environ)
+    run_id, killed = store.begin_replay_run(clock(), selection, max_cost_usd, retry_failed)
     cached = [_cached_result(planned.runs[j.tier], j, run_id) for j in planned.cached]
     if cached:
         store.record_replay_results(cached, run_id)
@@ -91,15 +88,12 @@ def replay(
         store,
         run_id,
         list(planned.runs.values()),
-        clock=timer,
-        wall=clock,
+        context,
         seed=selection.seed,
         budget=Budget(max_cost_usd),
-        interrupted=interrupted,
-        on_progress=on_progress,
     )
-    asyncio.run(run_jobs(dispatcher, planned.jobs, transport))
-    summary = _summary(run_id, planned, dispatcher)
+    asyncio.run(run_jobs(dispatcher, planned.jobs))
+    summary = _summary(run_id, planned, dispatcher, killed)
     store.finish_replay_run(
         run_id, clock(), planned.plan.selected, summary.cost_usd, summary.stopped
     )
@@ -111,10 +105,18 @@ def raise_for_paused(summary: ReplaySummary) -> None:
     if not summary.paused:
         return
     lines = "; ".join(f"tier {t.tier!r} paused: {t.paused}" for t in summary.paused)
+    failed = sum(t.failed for t in summary.paused)
+    retry = (
+        f" The {failed} requests stored as failed before the pause are called again only with "
+        "--retry-failed."
+        if failed
+        else ""
+    )
     raise EndpointError(
         lines,
         hint="Check the tier's base_url, model and API key variable in tiers.yaml, then run the "
-        "same command again: stored results are kept and not paid twice.",
+        "same command again: stored results are kept and not paid twice; requests the pause "
+        f"left out are called.{retry}",
     )
 
 
@@ -182,7 +184,7 @@ def _tier_jobs(
     for key, members in groups.items():
         answer = answers.get(key)
         second = seconds.get(second_keys.get(key, ""))
-        if not retry_failed and any(c is not None and not c.ok for c in (answer, second)):
+        if not retry_failed and any(failed_for_good(c) for c in (answer, second)):
             skipped += len(members)
             continue
         first = members[0]
@@ -249,8 +251,10 @@ def _tier_plan(
     )
 
 
-def _summary(run_id: int, planned: _Planned, dispatcher: Dispatcher) -> ReplaySummary:
-    outcomes, warnings = [], []
+def _summary(
+    run_id: int, planned: _Planned, dispatcher: Dispatcher, killed: Sequence[UnfinishedRun]
+) -> ReplaySummary:
+    outcomes, warnings = [], [run.describe() for run in killed]
     for plan in planned.plan.tiers:
         state = dispatcher.states[plan.tier]
         not_run = plan.requests - plan.cached - plan.failed_before - state.done - state.failed
@@ -268,7 +272,7 @@ def _summary(run_id: int, planned: _Planned, dispatcher: Dispatcher) -> ReplaySu
                 paused=state.breaker.reason,
             )
         )
-        warnings += _tier_warnings(outcomes[-1], state.missing)
+        warnings += _tier_warnings(outcomes[-1], state)
     cost = sum(o.cost_usd for o in outcomes)
     left = sum(o.not_run for o in outcomes)
     if dispatcher.stopped == "budget":
@@ -291,12 +295,17 @@ def _summary(run_id: int, planned: _Planned, dispatcher: Dispatcher) -> ReplaySu
     )
 
 
-def _tier_warnings(outcome: TierOutcome, missing: Mapping[str, int]) -> list[str]:
+def _tier_warnings(outcome: TierOutcome, state: TierState) -> list[str]:
     name = outcome.tier
     warnings = [
         f"tier {name!r}: no confidence for {n} answers ({reason})"
-        for reason, n in sorted(missing.items())
+        for reason, n in sorted(state.missing.items())
     ]
+    if state.unreached:
+        warnings.append(
+            f"tier {name!r}: {state.unreached} calls not made: {state.unreached_reason}. Nothing "
+            "was stored for them: run the same command again once the server is reachable."
+        )
     if outcome.failed:
         warnings.append(
             f"tier {name!r}: {outcome.failed} requests failed for good (see replay_calls.error); "

@@ -21,7 +21,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from calibrate.errors import CalibrateError
 from calibrate.records.labels import (
     Coverage,
     LabelRow,
@@ -33,50 +32,58 @@ from calibrate.records.labels import (
 )
 from calibrate.records.outcomes import DataWindow, Outcomes, RequestLog
 from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
+from calibrate.records.runs import UnfinishedRun
 from calibrate.store import (
     coverage_sql,
     health_sql,
     judge_sql,
     labels_sql,
     monitor_sql,
+    opening,
     outcomes_sql,
     queue_sql,
     replay_sql,
+    runs_sql,
     text_sql,
 )
 from calibrate.store.ingest import fast_lane, file_path, line_path, rules, runs
 from calibrate.store.journal import Journal, journal_path
-from calibrate.store.journal import recover as recover_journal
 from calibrate.store.migrations import apply_migrations
 
 
 class Store:
     """An open calibrate store (a DuckDB file or `:memory:`)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, recovered: int = 0) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: str,
+        recovered: int = 0,
+        *,
+        read_only: bool = False,
+        created: tuple[Path, ...] = (),
+    ) -> None:
         self.con = con
         self.path = path
         self.recovered = recovered
         """Replay results folded in from a crashed run's journal when the store was opened."""
+        self.read_only = read_only
+        self._created = created
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
-        """Open or create the store (a file, or `:memory:`) and bring its schema up to date; which
-        store a command uses is the command line's choice (cli/options.py)."""
+    def open(cls, path: str | Path, *, read_only: bool = False) -> Store:
+        """Open or create the store and bring its schema up to date; `read_only` opens an
+        existing store so that other readers may share it (`store/opening.py`). Which store a
+        command uses is the command line's choice (cli/options.py)."""
         target = str(path)
-        if target != ":memory:":
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-        try:
+        if target == ":memory:":
             con = duckdb.connect(target)
-        except duckdb.IOException as exc:
-            raise CalibrateError(
-                f"cannot open store {target}: {exc}",
-                hint="Another calibrate process may hold it open; pass another --db.",
-            ) from None
-        apply_migrations(con)
-        journal = journal_path(target)
-        recovered = recover_journal(con, journal) if journal is not None else 0
-        return cls(con, target, recovered)
+            apply_migrations(con)
+            return cls(con, target)
+        if read_only:
+            return cls(opening.open_read_only(Path(target)), target, read_only=True)
+        opened = opening.open_for_writing(Path(target))
+        return cls(opened.con, target, opened.recovered, created=opened.created)
 
     def close(self) -> None:
         self.con.close()
@@ -84,8 +91,13 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Close; a store this command created and then failed before storing anything in
+        (`ingest --strict` on a new --db, say) is removed, with any folder made for it."""
+        discard = exc_type is not None and bool(self._created) and opening.holds_nothing(self.con)
         self.close()
+        if discard:
+            opening.remove_created(self._created)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -222,7 +234,9 @@ class Store:
     def replay_candidates(
         self, selection: Selection, tiers: Sequence[str]
     ) -> tuple[int, list[Candidate]]:
-        """(sampled requests, sampled request × tier pairs with no attempt yet)."""
+        """(sampled requests, sampled request × tier pairs with no attempt yet). A `--where`
+        condition first seals this connection for good: from then on it reaches nothing but the
+        store (`store/sandbox.py` has the trust model)."""
         return replay_sql.candidates(self.con, selection, tiers)
 
     def open_replay_journal(self) -> Journal | None:
@@ -253,9 +267,19 @@ class Store:
         selection: Selection,
         max_cost_usd: float | None,
         retry_failed: bool,
-    ) -> int:
+    ) -> tuple[int, list[UnfinishedRun]]:
+        """(the new run's id, earlier replay runs that were killed, now marked so with their
+        spend: `store/runs_sql.py`)."""
         with self.transaction():
-            return replay_sql.begin_run(self.con, started_at, selection, max_cost_usd, retry_failed)
+            killed = runs_sql.close_killed_replay_runs(self.con)
+            run_id = replay_sql.begin_run(
+                self.con, started_at, selection, max_cost_usd, retry_failed
+            )
+        return run_id, killed
+
+    def unfinished_runs(self) -> list[UnfinishedRun]:
+        """Ingest and replay runs that never finished (killed), with the replay runs' spend."""
+        return runs_sql.unfinished_runs(self.con)
 
     def finish_replay_run(
         self,

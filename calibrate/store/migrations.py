@@ -294,6 +294,16 @@ def m006_drop_content_hash(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE requests DROP COLUMN content_sha256")
 
 
+def pending_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names of the migrations this store has not seen (reads only: fine on a read-only store)."""
+    try:
+        rows = con.execute("SELECT name FROM _calibrate_migrations").fetchall()
+    except duckdb.CatalogException:
+        rows = []
+    done = {row[0] for row in rows}
+    return [step.__name__ for step in MIGRATIONS if step.__name__ not in done]
+
+
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; return their names."""
     con.execute("CREATE TABLE IF NOT EXISTS _calibrate_migrations (name VARCHAR PRIMARY KEY)")

@@ -7,7 +7,8 @@ same requests. Only the store imports this module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import astuple, fields
 from datetime import datetime
 
@@ -15,29 +16,60 @@ import duckdb
 
 from calibrate.errors import CalibrateError
 from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
+from calibrate.store import sandbox
 from calibrate.store.one_row import one_row
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 
 
+_WHERE_HINT = (
+    "Pass one SQL condition over the requests table, e.g. "
+    "--where \"app = 'support-bot' AND region LIKE 'eu-%'\" (columns: request_id, ts, region, "
+    "app, messages, input_tokens, served_tier, reference, metadata). It runs inside the store "
+    "only: no files, directories, URLs or extensions."
+)
+
+
 def _where_clause(con: duckdb.DuckDBPyConnection, where: str | None) -> str:
-    """The user's --where condition, checked to be one expression over `requests`."""
+    """The user's --where condition, checked to be one expression over `requests`, on a sealed
+    connection (binding the condition already opens the files it names)."""
     if where is None:
         return "true"
+    sandbox.seal(con)
     probe = f"SELECT count(*) FROM requests WHERE ({where})"
     try:
         statements = con.extract_statements(probe)
         if len(statements) != 1:
             raise duckdb.ParserException("more than one statement")
         con.execute(f"EXPLAIN {probe}")
+    except duckdb.PermissionException as exc:
+        raise CalibrateError(
+            f"--where may only read the store: {_first_line(exc)}", hint=_WHERE_HINT
+        ) from None
     except duckdb.Error as exc:
         raise CalibrateError(
-            f"--where is not a valid condition: {str(exc).splitlines()[0]}",
-            hint="Pass one SQL condition over the requests table, e.g. "
-            "--where \"app = 'support-bot' AND region LIKE 'eu-%'\" (columns: request_id, ts, "
-            "region, app, messages, input_tokens, served_tier, reference, metadata).",
+            f"--where is not a valid condition: {_first_line(exc)}", hint=_WHERE_HINT
         ) from None
     return f"({where})"
+
+
+def _first_line(exc: duckdb.Error) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@contextmanager
+def _running_where(where: str | None) -> Iterator[None]:
+    """A DuckDB error while a --where condition runs (a failing cast, say) is the condition's:
+    a user error with its first line, never a traceback."""
+    if where is None:
+        yield
+        return
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise CalibrateError(
+            f"--where failed while running: {_first_line(exc)}", hint=_WHERE_HINT
+        ) from None
 
 
 def candidates(
@@ -57,6 +89,14 @@ def candidates(
         WHERE {where} AND ($since::TIMESTAMPTZ IS NULL OR ts >= $since::TIMESTAMPTZ)
         ORDER BY draw LIMIT $n"""
     sample_params = {k: v for k, v in params.items() if k != "tiers"}
+    with _running_where(selection.where):
+        selected, rows = _sample(con, sample, params, sample_params)
+    return int(selected), [Candidate(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+def _sample(
+    con: duckdb.DuckDBPyConnection, sample: str, params: dict, sample_params: dict
+) -> tuple[int, list[tuple]]:
     selected = one_row(con, f"SELECT count(*) FROM ({sample})", sample_params)[0]
     rows = con.execute(
         f"""
@@ -74,7 +114,7 @@ def candidates(
         ORDER BY s.draw, t.k""",
         params,
     ).fetchall()
-    return int(selected), [Candidate(r[0], r[1], r[2], int(r[3])) for r in rows]
+    return int(selected), rows
 
 
 def stored_calls(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, CallRecord]:
