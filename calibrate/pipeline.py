@@ -2,7 +2,8 @@
 
 `sweep_logs`: ingest the given logs, run the sweep, write the outputs. `evaluate_logs` and
 `monitor_logs`: ingest the given logs, then evaluate a routing.yaml on the store, or monitor it (and
-write the monitor's outputs).
+write the monitor's outputs). `diff_routing`: compare two routing.yaml files and, given a target,
+their exports to that gateway (diff and export are sibling stages; the composition is here).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 
 from calibrate.config.routing import RoutingConfig
 from calibrate.config.tiers import TiersConfig
+from calibrate.diff import compare
+from calibrate.export import changes
 from calibrate.ingest import stage as ingest
 from calibrate.monitor import stage as monitor
-from calibrate.report import monitor_report
+from calibrate.report import diff_report, monitor_report
 from calibrate.report import sweep_report as report
 from calibrate.store import Store
 from calibrate.sweep import evaluate
@@ -96,3 +99,25 @@ def monitor_logs(
         ingest.ingest(store, list(logs), strict=False, clock=clock)
     result = monitor.monitor(store, config, options, seed=seed, base_dir=base_dir)
     return result, monitor_report.write_outputs(result, out_dir)
+
+
+def diff_routing(
+    old: Path,
+    new: Path,
+    materiality: compare.Materiality,
+    *,
+    export_to: str | None = None,
+    tiers: Path | None = None,
+    as_json: bool = False,
+) -> tuple[compare.ConfigDiff, str]:
+    """Compare two routing.yaml files; with `export_to`, also export both to that gateway (with
+    the same tiers.yaml) and explain the exported file's change. Returns the diff and its Markdown
+    (or JSON)."""
+    result = compare.diff_files(old, new, materiality)
+    if export_to is None:
+        text = diff_report.render_json(result) if as_json else diff_report.render_markdown(result)
+        return result, text
+    exported = changes.compare_exports(old, new, export_to, tiers)
+    if as_json:
+        return result, diff_report.render_json_with_export(result, exported)
+    return result, diff_report.render_markdown_with_export(result, exported)

@@ -1,8 +1,9 @@
 """The monthly recalibration recipe (examples/github-actions/recalibrate.yml) cannot rot.
 
 It must validate against GitHub's workflow schema (check-jsonschema's vendored copy, offline), call
-only `calibrate` commands and options that exist, and its diff step must treat exit 3 as
-"changed" without failing. The diff step's script is run for real with bash and `calibrate`.
+only `calibrate` commands and options that exist (with `$EXPORT_TARGET` set to each export target),
+and its diff step must treat exit 3 as "changed" without failing. The diff step's and the stage
+step's scripts are run for real with bash and `calibrate`, with and without `EXPORT_TARGET`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from export_support import cascade2, cascade3, write_routing, write_tiers
 from typer.testing import CliRunner
 
 from calibrate.cli.app import app
+from calibrate.export.common import TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "examples" / "github-actions" / "recalibrate.yml"
@@ -84,8 +87,14 @@ def test_opens_the_pull_request_only_when_changed(workflow: dict) -> None:
     assert pr_step["uses"] == "peter-evans/create-pull-request@v8"
     assert pr_step["if"] == f"steps.{diff_step['id']}.outputs.changed == 'true'"
     assert pr_step["with"]["body-path"] == "${{ env.OUT }}/diff.md"
-    assert pr_step["with"]["add-paths"] == "${{ env.ROUTING }}"
+    (stage_step,) = [s for s in steps(workflow) if s.get("id") == "stage"]
+    assert stage_step["if"] == pr_step["if"]
+    assert pr_step["with"]["add-paths"].splitlines() == [
+        "${{ env.ROUTING }}",
+        "${{ steps.stage.outputs.exported }}",  # empty (ignored) without EXPORT_TARGET
+    ]
     assert "$GITHUB_STEP_SUMMARY" in diff_step["run"]
+    assert workflow["env"]["EXPORT_TARGET"] == "", "exporting is opt-in"
 
 
 def test_install_step_does_not_take_the_unrelated_pypi_package(workflow: dict) -> None:
@@ -143,10 +152,19 @@ def cli_problem(args: list[str]) -> str | None:
     return None
 
 
-def test_every_calibrate_command_in_the_workflow_exists(workflow: dict) -> None:
-    invocations = [a for s in run_scripts(workflow) for a in calibrate_invocations(s)]
-    assert {a[0] for a in invocations} >= {"sweep", "diff"}, invocations
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_calibrate_command_in_the_workflow_exists(workflow: dict, target: str) -> None:
+    invocations = [
+        [target if a == "$EXPORT_TARGET" else a for a in args]
+        for s in run_scripts(workflow)
+        for args in calibrate_invocations(s)
+    ]
+    assert {a[0] for a in invocations} >= {"sweep", "diff", "export"}, invocations
     assert ["diff", "$ROUTING", "$OUT/routing.yaml", "--check"] in invocations
+    assert [
+        "diff", "$ROUTING", "$OUT/routing.yaml", "--check", "--export-to", target, "--tiers", "$TIERS"
+    ] in invocations  # fmt: skip
+    assert ["export", "$ROUTING", "--to", target, "--tiers", "$TIERS", "--json"] in invocations
     problems = [p for a in invocations if (p := cli_problem(a))]
     assert problems == []
 
@@ -162,45 +180,56 @@ def test_the_invocation_check_catches_a_rotten_recipe() -> None:
         "no such command: calibrate sweeep",
     ]
     assert cli_problem(["sweep", "logs", "--seed", "abc"]) is not None  # bad values too
+    assert cli_problem(["diff", "a", "b", "--export-to", "$EXPORT_TARGET"]) is not None
     assert calibrate_invocations("echo 'calibrate diff a b'  # calibrate diff x") == []
 
 
 # --- the diff step's script, run for real ------------------------------------------------------
 
 
-def run_diff_step(workflow: dict, tmp_path: Path, committed: Path | None, candidate: Path):
-    """Run the diff step with bash as GitHub does (-eo pipefail), `calibrate` from this venv."""
-    (step,) = [s for s in steps(workflow) if s.get("id") == "diff"]
+def run_step(workflow: dict, step_id: str, cwd: Path, env: dict[str, str]):
+    """Run a step's script with bash as GitHub does (-eo pipefail) in `cwd`, `calibrate` and
+    `python` from this venv; returns (result, $GITHUB_OUTPUT's text)."""
+    (step,) = [s for s in steps(workflow) if s.get("id") == step_id]
     assert "${{" not in step["run"], "pass values through env:, not expressions inside run:"
-    out = tmp_path / "out"
-    out.mkdir()
-    shutil.copy(candidate, out / "routing.yaml")
-    (out / "report.md").write_text("# calibrate report\n", encoding="utf-8")
+    outputs = cwd / "github_output"
     env = {
         **os.environ,
         **workflow["env"],
-        "ROUTING": str(committed if committed is not None else tmp_path / "absent.yaml"),
-        "OUT": str(out),
-        "GITHUB_OUTPUT": str(tmp_path / "github_output"),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(cwd / "summary.md"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **env,
     }
-    script = tmp_path / "step.sh"
+    script = cwd / f"{step_id}.sh"
     script.write_text(step["run"], encoding="utf-8")
     result = subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    outputs = tmp_path / "github_output"
+    return result, outputs.read_text() if outputs.exists() else ""
+
+
+def run_diff_step(
+    workflow: dict, tmp_path: Path, committed: Path | None, candidate: Path, **env: str
+):
+    """The diff step on a committed routing.yaml (None: none yet) and a sweep's candidate."""
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(candidate, out / "routing.yaml")
+    (out / "report.md").write_text("# calibrate report\n", encoding="utf-8")
+    env = {
+        "ROUTING": str(committed if committed is not None else tmp_path / "absent.yaml"),
+        "OUT": str(out),
+        **env,
+    }
+    result, outputs = run_step(workflow, "diff", tmp_path, env)
     summary = tmp_path / "summary.md"
-    return (
-        result,
-        outputs.read_text() if outputs.exists() else "",
-        summary.read_text() if summary.exists() else "",
-    )
+    return result, outputs, summary.read_text() if summary.exists() else ""
 
 
 def test_diff_step_treats_exit_3_as_changed(workflow: dict, tmp_path: Path) -> None:
@@ -241,3 +270,106 @@ def test_diff_step_first_calibration(workflow: dict, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert outputs == "changed=true\n"
     assert summary.startswith("## First calibration")
+
+
+# --- with EXPORT_TARGET: the diff explains the exported file, the stage step writes it ---------
+
+
+@pytest.fixture
+def cascades(tmp_path: Path) -> dict[str, Path]:
+    """A committed 2-tier cascade, a candidate with a moved threshold, a 3-tier candidate vLLM SR
+    cannot express (its steps' thresholds differ), and the tiers file."""
+    data = tmp_path / "data"
+    data.mkdir()
+    return {
+        "committed": write_routing(data / "committed.yaml", cascade2(-0.6)),
+        "moved": write_routing(data / "moved.yaml", cascade2(-0.45)),
+        "three": write_routing(data / "three.yaml", cascade3(-0.6, -0.9)),
+        "tiers": write_tiers(data / "tiers.yaml"),
+    }
+
+
+def test_diff_step_with_export_target_explains_the_exported_file(
+    workflow: dict, tmp_path: Path, cascades: dict[str, Path]
+) -> None:
+    result, outputs, summary = run_diff_step(
+        workflow,
+        tmp_path,
+        cascades["committed"],
+        cascades["moved"],
+        EXPORT_TARGET="vllm-sr",
+        TIERS=str(cascades["tiers"]),
+    )
+    assert result.returncode == 0, result.stderr
+    assert outputs == "changed=true\n"
+    diff_md = (tmp_path / "out" / "diff.md").read_text()
+    assert diff_md.startswith("## Routing config: material change")
+    assert "### Exported vllm-sr config" in diff_md and "### Exported vllm-sr config" in summary
+    assert "+        threshold: 0.85\n" in diff_md
+
+
+def test_diff_step_with_an_inexpressible_candidate_still_reports(
+    workflow: dict, tmp_path: Path, cascades: dict[str, Path]
+) -> None:
+    result, outputs, _ = run_diff_step(
+        workflow,
+        tmp_path,
+        cascades["committed"],
+        cascades["three"],
+        EXPORT_TARGET="vllm-sr",
+        TIERS=str(cascades["tiers"]),
+    )
+    assert result.returncode == 0, result.stderr
+    assert outputs == "changed=true\n"
+    assert "cannot be exported to vllm-sr" in (tmp_path / "out" / "diff.md").read_text()
+
+
+def run_stage_step(workflow: dict, tmp_path: Path, candidate: Path, tiers: Path, **env: str):
+    """The stage step in a fresh checkout holding the committed routing.yaml (relative paths, as
+    in the workflow)."""
+    repo = tmp_path / "repo"
+    (repo / "out").mkdir(parents=True)
+    (repo / "routing.yaml").write_text("committed\n", encoding="utf-8")
+    shutil.copy(candidate, repo / "out" / "routing.yaml")
+    shutil.copy(tiers, repo / "tiers.yaml")
+    env = {"ROUTING": "routing.yaml", "OUT": "out", "TIERS": "tiers.yaml", **env}
+    return (repo, *run_step(workflow, "stage", repo, env))
+
+
+@pytest.mark.parametrize(
+    ("target", "name"), [("vllm-sr", "vllm-sr.yaml"), ("portkey", "portkey.json")]
+)
+def test_stage_step_exports_beside_routing_yaml(
+    workflow: dict, tmp_path: Path, cascades: dict[str, Path], target: str, name: str
+) -> None:
+    repo, result, outputs = run_stage_step(
+        workflow, tmp_path, cascades["moved"], cascades["tiers"], EXPORT_TARGET=target
+    )
+    assert result.returncode == 0, result.stderr
+    assert (repo / "routing.yaml").read_text() == cascades["moved"].read_text()
+    assert outputs == f"exported={name}\n"  # the path create-pull-request adds
+    assert (repo / name).read_text().strip()
+    assert sorted(p.name for p in repo.iterdir() if p.is_file()) == sorted(
+        ["routing.yaml", "tiers.yaml", name, "stage.sh", "github_output"]
+    )
+
+
+def test_stage_step_without_export_target_stages_routing_yaml_only(
+    workflow: dict, tmp_path: Path, cascades: dict[str, Path]
+) -> None:
+    repo, result, outputs = run_stage_step(workflow, tmp_path, cascades["moved"], cascades["tiers"])
+    assert result.returncode == 0, result.stderr
+    assert (repo / "routing.yaml").read_text() == cascades["moved"].read_text()
+    assert outputs == ""
+    assert not any((repo / n).exists() for n in ("vllm-sr.yaml", "portkey.json", "litellm.yaml"))
+
+
+def test_stage_step_fails_when_the_gateway_cannot_express_the_candidate(
+    workflow: dict, tmp_path: Path, cascades: dict[str, Path]
+) -> None:
+    repo, result, outputs = run_stage_step(
+        workflow, tmp_path, cascades["three"], cascades["tiers"], EXPORT_TARGET="vllm-sr"
+    )
+    assert result.returncode == 1
+    assert "Error: cannot export to vllm-sr" in result.stderr
+    assert outputs == "" and not (repo / "vllm-sr.yaml").exists()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from calibrate.cli.options import Json, grouped, with_option_groups
+from calibrate.export.common import TARGETS
 
 if TYPE_CHECKING:
     from calibrate.diff.compare import Materiality
@@ -17,6 +18,12 @@ if TYPE_CHECKING:
 def _non_negative(value: float) -> float:
     if value < 0:
         raise typer.BadParameter("must be ≥ 0")
+    return value
+
+
+def _export_target(value: str | None) -> str | None:
+    if value is not None and value not in TARGETS:
+        raise typer.BadParameter(f"must be one of {', '.join(TARGETS)}")
     return value
 
 
@@ -82,6 +89,23 @@ def diff_cmd(
         typer.Option("--check", help="Exit 3 when the change is material, 0 when it is not."),
     ] = False,
     materiality: Materiality = grouped(materiality_options),
+    export_to: Annotated[
+        str | None,
+        typer.Option(
+            "--export-to",
+            callback=_export_target,
+            help="Also export both files to this gateway (vllm-sr | portkey | litellm) and "
+            "explain the change of the exported file. Never changes the exit code.",
+        ),
+    ] = None,
+    tiers: Annotated[
+        Path | None,
+        typer.Option(
+            "--tiers",
+            help="With --export-to: tiers.yaml, each tier's confidence method (the scale of its "
+            "threshold), endpoint and key variable.",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Explain what changed between two routing.yaml files, as Markdown for a pull request.
@@ -101,11 +125,15 @@ def diff_cmd(
 
     \b
         calibrate diff routing.yaml calibrate-out/routing.yaml --check > diff.md
+        calibrate diff routing.yaml calibrate-out/routing.yaml --export-to vllm-sr --tiers tiers.yaml
     """
-    from calibrate.diff.compare import diff_files
-    from calibrate.report.diff_report import render_json, render_markdown
+    from calibrate import pipeline
 
-    result = diff_files(old, new, materiality)
-    print(render_json(result) if as_json else render_markdown(result), end="")
+    if tiers is not None and export_to is None:
+        raise typer.BadParameter("--tiers is read only with --export-to", param_hint="--tiers")
+    result, text = pipeline.diff_routing(
+        old, new, materiality, export_to=export_to, tiers=tiers, as_json=as_json
+    )
+    print(text, end="")
     if check and result.material:
         raise typer.Exit(3)

@@ -35,6 +35,18 @@ class Step:
 
 
 @dataclass(frozen=True)
+class TargetThreshold:
+    """One deciding tier's threshold as the target holds it: `value` on the target's own scale
+    (`scale`) in the config field `field`, from routing.yaml's `escalate_below`."""
+
+    tier: str
+    escalate_below: float
+    value: float
+    field: str
+    scale: str
+
+
+@dataclass(frozen=True)
 class Export:
     """The target's config text and the statement of what it does and does not carry."""
 
@@ -43,6 +55,7 @@ class Export:
     exact: tuple[str, ...]
     approximated: tuple[str, ...] = ()
     not_expressed: tuple[str, ...] = ()
+    thresholds: tuple[TargetThreshold, ...] = ()  # in cascade order; () without a cascade
 
     def statement(self) -> list[str]:
         """One line per fact, for the CLI and for comment headers."""

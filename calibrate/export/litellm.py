@@ -11,12 +11,15 @@ LiteLLM equivalent and are refused. API keys are `os.environ/NAME` references (L
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import yaml
 
 from calibrate.config.routing import RoutingConfig
 from calibrate.config.tiers import TiersConfig
 from calibrate.export.common import (
     Export,
+    TargetThreshold,
     cascade_tiers,
     refuse,
     refuse_unsupported_strategy,
@@ -52,7 +55,7 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
     path = cascade_tiers(config)
     order = [*path[0], path[1]] if path is not None else [config.tiers[0]]
     by_tier = {s.tier: s for s in chain}
-    deployments, fallbacks, exact = [], [], []
+    deployments, fallbacks, exact, held = [], [], [], []
     for k, t in enumerate(order):
         info: dict = {}
         step = by_tier.get(t.name)
@@ -64,6 +67,15 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
                 "calibrate_escalate_to": nxt,
             }
             fallbacks.append({t.name: [nxt]})
+            held.append(
+                TargetThreshold(
+                    t.name,
+                    step.escalate_below,
+                    step.escalate_below,
+                    f"model_info.calibrate_escalate_below of {t.name}",
+                    f"{step.method} (same; data only, not enforced)",
+                )
+            )
             exact.append(
                 f"{t.name}: escalate_below {step.escalate_below!r} ({step.method}) → model_info "
                 "(data only)"
@@ -79,7 +91,7 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
         "calibrate_escalate_to (docs/deploy.md)",
         "routing.yaml's expected metrics and certification (kept in routing.yaml)",
     )
-    result = Export(TARGET, "", tuple(exact), (), not_expressed)
+    result = Export(TARGET, "", tuple(exact), (), not_expressed, tuple(held))
     header = "".join(
         f"# {line}\n"
         for line in [
@@ -88,4 +100,4 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
         ]
     )
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-    return Export(TARGET, header + body, result.exact, (), not_expressed)
+    return replace(result, text=header + body)

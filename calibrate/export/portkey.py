@@ -18,6 +18,7 @@ from calibrate.config.routing import RoutingConfig
 from calibrate.config.tiers import TiersConfig
 from calibrate.export.common import (
     Export,
+    TargetThreshold,
     cascade_tiers,
     keyword_rules,
     refuse,
@@ -64,7 +65,7 @@ def export(
     rules = gate_rules(config, tiers)
     gate = gate_url.rstrip("/")
     models = {t.name: t.model for t in config.tiers}
-    targets, exact = [], []
+    targets, exact, held = [], [], []
     for i, (name, pattern, tier) in enumerate(keyword_rules(config)):
         t = _target(tier, models[tier], tiers, logprobs=False)
         t["name"] = f"rule-{i}-{tier}"
@@ -79,6 +80,15 @@ def export(
             t["output_guardrails"] = _guard(f"{gate}/confidence/{step.name}")
             targets.append(t)
             exact.append(f"{step.name}: escalate_below {tau!r} on {method} → gate, same scale")
+            held.append(
+                TargetThreshold(
+                    step.name,
+                    tau,
+                    tau,
+                    f"calibrate serve-gate on routing.yaml ({gate}/confidence/{step.name})",
+                    f"{method} (same)",
+                )
+            )
         last = path[1]
     else:
         default = [r for r in config.rules if r.pattern is None]
@@ -92,4 +102,4 @@ def export(
         "routing.yaml's expected metrics and certification (kept in routing.yaml)",
     )
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    return Export(TARGET, text, tuple(exact), (), not_expressed)
+    return Export(TARGET, text, tuple(exact), (), not_expressed, tuple(held))

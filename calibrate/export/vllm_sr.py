@@ -15,6 +15,7 @@ estimates tokens itself), so they need `approximate`.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from urllib.parse import urlparse
 
 import yaml
@@ -24,6 +25,7 @@ from calibrate.config.tiers import TiersConfig
 from calibrate.export.common import (
     Export,
     Step,
+    TargetThreshold,
     cascade_tiers,
     keyword_rules,
     refuse,
@@ -33,6 +35,8 @@ from calibrate.export.common import (
 
 TARGET = "vllm-sr"
 SHIFT = 3.0  # normalizeLogprob: (avg + 3) / 3, clamped to [0, 1]
+THRESHOLD_FIELD = "decision calibrate-default: algorithm.confidence.threshold"
+SCALE = "avg_logprob normalised: (τ + 3) / 3"
 _NOT_RE2 = re.compile(r"\(\?(?:=|!|<=|<!|P=)|\\[1-9]")  # lookaround and backreferences
 
 
@@ -164,12 +168,17 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
     refuse_unsupported_strategy(config, TARGET)
     decisions, signals, approximated = _rule_decisions(config, approximate)
     exact = []
+    held: list[TargetThreshold] = []
     path = cascade_tiers(config)
     default: dict = {"name": "calibrate-default", "priority": 100,
                      "rules": {"operator": "AND", "conditions": []}}  # fmt: skip
     if path is not None:
         chain, values, approx = _decision_thresholds(config, tiers, approximate)
         approximated += approx
+        held = [
+            TargetThreshold(s.tier, s.escalate_below, values[0], THRESHOLD_FIELD, SCALE)
+            for s in chain
+        ]  # one threshold per decision: every step holds the first step's value
         default["modelRefs"] = [{"model": t.model} for t in (*path[0], path[1])]
         default["algorithm"] = {
             "type": "confidence",
@@ -215,10 +224,12 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
     not_expressed = [
         "routing.yaml's expected metrics, intervals and certification (kept in routing.yaml)"
     ]
-    result = Export(TARGET, "", tuple(exact), tuple(approximated), tuple(not_expressed))
+    result = Export(
+        TARGET, "", tuple(exact), tuple(approximated), tuple(not_expressed), tuple(held)
+    )
     header = "".join(f"# {line}\n" for line in _header(result))
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-    return Export(TARGET, header + body, result.exact, result.approximated, result.not_expressed)
+    return replace(result, text=header + body)
 
 
 def _header(result: Export) -> list[str]:

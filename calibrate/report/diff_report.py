@@ -2,7 +2,8 @@
 
 Pure text: writes nothing and prints nothing. The JSON is the diff's fields plus `material` and
 `reasons`; the Markdown is derived from the same diff, with fixed precision and stable order.
-Imports only `diff` (and `routing` through it); never `cli` or `console`.
+Imports only `diff` (and `routing` through it) and, for the section on an exported gateway config
+(`calibrate diff --export-to`), `export.changes`; never `cli` or `console`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from calibrate.diff.compare import (
     RuleChange,
     ThresholdChange,
 )
+from calibrate.export.changes import ExportChange, ExportSide
 
 LABELS = {
     "quality": "quality",
@@ -431,3 +433,116 @@ def _materiality_note(diff: ConfigDiff) -> str:
         "always a strategy, tier, premium-tier or objective change, certified → uncertified, or a "
         "quality-drop interval newly above its limit._"
     )
+
+
+# --- the exported gateway config (`calibrate diff --export-to`) -----------------------------
+
+
+def render_markdown_with_export(diff: ConfigDiff, change: ExportChange) -> str:
+    """The Markdown of `render_markdown`, then the section on the exported file."""
+    return render_markdown(diff) + "\n" + export_section(change) + "\n"
+
+
+def render_json_with_export(diff: ConfigDiff, change: ExportChange) -> str:
+    """The JSON of `render_json` with an `export` key (`export_json`)."""
+    data = {**json.loads(render_json(diff)), "export": export_json(change)}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def export_json(change: ExportChange) -> dict:
+    def side(s: ExportSide) -> dict:
+        e = s.export
+        return {
+            "routing": s.routing_path,
+            "exported": e is not None,
+            "refused": s.refused,
+            "exact": [] if e is None else list(e.exact),
+            "approximated": [] if e is None else list(e.approximated),
+            "not_expressed": [] if e is None else list(e.not_expressed),
+        }
+
+    return {
+        "target": change.target,
+        "changed": change.changed,
+        "old": side(change.old),
+        "new": side(change.new),
+        "thresholds": [asdict(t) for t in change.thresholds],
+        "unified_diff": change.unified_diff,
+    }
+
+
+def _fenced(text: str, info: str = "") -> str:
+    """A fenced code block that no backtick run inside `text` can close."""
+    run = current = 0
+    for ch in text:
+        current = current + 1 if ch == "`" else 0
+        run = max(run, current)
+    fence = "`" * max(3, run + 1)
+    return f"{fence}{info}\n{text.rstrip(chr(10))}\n{fence}"
+
+
+def _export_side_line(label: str, s: ExportSide, target: str) -> str:
+    if s.export is not None:
+        return ""
+    return f"The {label} routing.yaml (`{s.routing_path}`) cannot be exported to {target}:\n\n" + (
+        _fenced(s.refused or "", "text")
+    )
+
+
+def _export_threshold_table(change: ExportChange) -> str:
+    rows = [
+        (
+            t.tier,
+            f"{_num(t.old_escalate_below)} → {_num(t.new_escalate_below)}",
+            f"{_num(t.old_value)} → {_num(t.new_value)}",
+            NONE if t.change is None else ("no change" if t.change == 0 else f"{t.change:+.4f}"),
+            t.scale,
+            f"`{t.field}`",
+        )
+        for t in change.thresholds
+    ]
+    header = (
+        "tier",
+        "escalate_below (routing.yaml)",
+        f"{change.target} threshold",
+        "change",
+        f"{change.target} scale",
+        "where",
+    )
+    return _table(header, rows)
+
+
+def export_section(change: ExportChange) -> str:
+    """`### Exported <target> config`: threshold changes on the target's scale, then the unified
+    diff of the two exported files (or why a side could not be exported)."""
+    target = change.target
+    lines = [
+        f"### Exported {target} config",
+        f"Both files exported with `calibrate export --to {target}` (same tiers file).",
+    ]
+    refusals = [
+        _export_side_line("old", change.old, target),
+        _export_side_line("new", change.new, target),
+    ]
+    lines += [r for r in refusals if r]
+    if change.thresholds:
+        lines.append(_export_threshold_table(change))
+    if change.changed is False:
+        moved = any(t.status != "unchanged" for t in change.thresholds)
+        lines.append(
+            "The exported file does not change"
+            + (
+                ": the thresholds that moved are held outside it (see `where`); deploy the new "
+                "routing.yaml there."
+                if moved
+                else "."
+            )
+        )
+    elif change.changed:
+        lines.append(_fenced(change.unified_diff, "diff"))
+    new = change.new.export
+    if new is not None and new.approximated:
+        lines.append(
+            "The new export approximates:\n\n" + "\n".join(f"- {a}" for a in new.approximated)
+        )
+    return "\n\n".join(lines)
