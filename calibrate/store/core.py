@@ -194,6 +194,10 @@ class Store:
     ) -> None:
         runs.record_file(self.con, where, size, counts)
 
+    def rejected_lines(self, where: tuple[str, str, int]) -> set[int]:
+        """The lines of the file `where` = (file, sha256, run_id) that this run rejected."""
+        return runs.rejected_lines(self.con, where)
+
     def rejects_by_kind(self, run_id: int) -> list[tuple[str, int]]:
         return runs.rejects_by_kind(self.con, run_id)
 

@@ -61,6 +61,16 @@ def record_file(
     )
 
 
+def rejected_lines(con: duckdb.DuckDBPyConnection, where: tuple[str, str, int]) -> set[int]:
+    """The lines of one file rejected in one run."""
+    file, sha, run_id = where
+    rows = con.execute(
+        "SELECT DISTINCT line FROM rejects WHERE file = ? AND file_sha256 = ? AND run_id = ?",
+        [file, sha, run_id],
+    ).fetchall()
+    return {int(line) for (line,) in rows if line is not None}
+
+
 def rejects_by_kind(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[str, int]]:
     """Rejects of one run counted per reason kind, most frequent first."""
     kinds = strings(lf.REJECT_KINDS)

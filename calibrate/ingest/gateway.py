@@ -1,0 +1,227 @@
+"""Ingest of gateway exports (LiteLLM, Langfuse, OpenTelemetry, OpenAI Batch, Helicone): detect
+each file's format, convert and group its calls into canonical requests, and write them through
+the store's line path like any canonical batch.
+
+`split` decides, before anything is written, which files are canonical (they keep the fast
+canonical path untouched) and which are exports; `--format` forces one format for every file.
+`ingest_exports` reads all export files of one format together (a request may span files, a Batch
+output needs its input), files each request under the file and line of its first call, and
+writes every export file of the run in one transaction (one per run in --strict). Rows of an
+export file are its LLM calls: a call is rejected when its record cannot be read, its model is
+claimed by no tier, or the store rejects its request; records that are not LLM calls are counted
+as ignored. Never prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from calibrate.config.tiers import TiersConfig
+from calibrate.errors import ConfigError, LogFormatError
+from calibrate.formats import detect, export_files, readers
+from calibrate.formats.gateway import Conversion
+from calibrate.formats.grouping import Request, group
+from calibrate.formats.jsonl import RawReject
+from calibrate.formats.tier_map import TierMap, TierSpec
+from calibrate.store.core import Store
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class ExportCounts:
+    """What the export files of one run gave (rows are LLM calls)."""
+
+    files: int = 0
+    skipped: int = 0
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+    ignored: int = 0
+    formats: Counter[str] = field(default_factory=Counter)
+    unmapped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rows(self) -> tuple[int, int, int]:
+        return self.rows_read, self.rows_kept, self.rows_rejected
+
+    @property
+    def format_files(self) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(self.formats.items()))
+
+    @property
+    def unmapped_models(self) -> tuple[tuple[str, int], ...]:
+        """Models no tier claims, most calls first."""
+        return tuple(sorted(self.unmapped.items(), key=lambda m: (-m[1], m[0])))
+
+
+@dataclass
+class _File:
+    path: Path
+    fmt: str
+    sha256: str
+    size: int
+    calls: int = 0
+    unreadable: int = 0
+    rejects: list[RawReject] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Its LLM calls, plus the records that could not be read or converted."""
+        return self.calls + self.unreadable
+
+
+def split(files: Sequence[Path], log_format: str) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(canonical files, (export file, format) pairs); detection errors are raised here."""
+    if log_format not in detect.NAMES:
+        raise LogFormatError(
+            f"unknown log format: {log_format}", hint=f"Use one of: {', '.join(detect.NAMES)}."
+        )
+    canonical: list[Path] = []
+    exports: list[tuple[Path, str]] = []
+    for path in files:
+        fmt = detect.detect_file(path) if log_format == detect.AUTO else log_format
+        if fmt == detect.CANONICAL:
+            canonical.append(path)
+        else:
+            exports.append((path, fmt))
+    return canonical, exports
+
+
+def tier_map(tiers: TiersConfig | None, exports: Sequence[tuple[Path, str]]) -> TierMap:
+    """The model -> tier mapping the exports need (ConfigError without tiers.yaml)."""
+    if tiers is None:
+        path, fmt = exports[0]
+        raise ConfigError(
+            f"{path} is a {detect.gateway(fmt).title} export: mapping its models to tiers needs "
+            "tiers.yaml",
+            hint="Pass --tiers tiers.yaml (a tier's `aliases` list names the models your gateway "
+            "logs for it, e.g. openai/gpt-4o-mini or a LiteLLM model_group).",
+        )
+    specs = [TierSpec(t.name, (t.model, *t.aliases), t.confidence) for t in tiers.tiers]
+    try:
+        return TierMap.build(specs)
+    except ValueError as exc:
+        raise ConfigError(
+            f"tiers.yaml: {exc}", hint="Give each tier model names no other tier uses."
+        ) from None
+
+
+def ingest_exports(
+    store: Store,
+    exports: Sequence[tuple[Path, str]],
+    mapping: TierMap | None,
+    run_id: int,
+    strict: bool,
+    batch_rows: int,
+    on_progress: Progress | None = None,
+) -> ExportCounts:
+    """Convert and write the export files (see the module docstring); `mapping` is
+    `tier_map(...)`, None only when there are no exports."""
+    counts = ExportCounts()
+    if not exports or mapping is None:
+        return counts
+    files: list[_File] = []
+    for path, fmt in exports:
+        digest = readers.file_digest(path)
+        if store.file_ingested(digest.sha256):
+            counts.skipped += 1
+        else:
+            files.append(_File(path, fmt, digest.sha256, digest.size))
+    for fmt in dict.fromkeys(f.fmt for f in files):
+        _convert(files, fmt, mapping, counts)
+    with nullcontext() if strict else store.transaction():
+        rejected = _write(store, files, run_id, strict, batch_rows)
+        for index, file in enumerate(files):
+            read, bad = file.rows, len(file.rejects) + rejected[index]
+            where = (str(file.path), file.sha256, run_id)
+            store.record_ingested_file(where, file.size, (read, read - bad, bad))
+            counts.files += 1
+            counts.formats[file.fmt] += 1
+            counts.rows_read += read
+            counts.rows_kept += read - bad
+            counts.rows_rejected += bad
+            if on_progress is not None:
+                on_progress(str(file.path), read)
+    return counts
+
+
+def _convert(files: list[_File], fmt: str, mapping: TierMap, counts: ExportCounts) -> None:
+    """Read, convert and group every file of one format."""
+    spec = detect.gateway(fmt)
+    mine = [i for i, f in enumerate(files) if f.fmt == fmt]
+    units = []
+    for i in mine:
+        found, unread = export_files.read_units(spec, i, files[i].path)
+        units += found
+        for _, reject in unread:
+            files[i].rejects.append(reject)
+            files[i].unreadable += 1
+    conversion: Conversion = spec.convert(units)
+    counts.ignored += conversion.ignored
+    for file_index, reject in conversion.rejects:
+        files[file_index].rejects.append(reject)
+        files[file_index].unreadable += 1
+    for call in conversion.calls:
+        files[call.unit.file].calls += 1
+    grouped = group(conversion.calls, mapping, fmt)
+    counts.unmapped.update(grouped.unmapped)
+    for file_index, reject in grouped.rejects:
+        files[file_index].rejects.append(reject)
+    for request in grouped.requests:
+        files[request.file].requests.append(request)
+
+
+def _write(
+    store: Store, files: list[_File], run_id: int, strict: bool, batch_rows: int
+) -> list[int]:
+    """Send each file's requests and rejects through the line path; per file, how many calls of
+    requests filed anywhere the store rejected come from it."""
+    rejected = [0] * len(files)
+    for file in files:
+        where = (str(file.path), file.sha256, run_id)
+        file.requests.sort(key=lambda r: r.line)
+        raw = [(r.line, r.field, r.reason, r.raw) for r in file.rejects]
+        if strict and raw:
+            raise _strict_error(file.path, [(r.line, r.field, r.reason) for r in file.rejects])
+        store_rejected = 0
+        if not file.requests and not raw:
+            continue
+        for start in range(0, max(len(file.requests), 1), batch_rows):
+            chunk = file.requests[start : start + batch_rows]
+            batch = pa.table(
+                {
+                    "line": pa.array([r.line for r in chunk], pa.int64()),
+                    "text": pa.array(
+                        [json.dumps(r.record, ensure_ascii=False) for r in chunk], pa.string()
+                    ),
+                }
+            )
+            result = store.ingest_lines(batch, raw if start == 0 else [], where)
+            store_rejected += result.rows_rejected - (len(raw) if start == 0 else 0)
+            if strict and result.rows_rejected:
+                raise _strict_error(file.path, list(result.rejects))
+        if store_rejected:
+            lines = store.rejected_lines(where)
+            for request in file.requests:
+                if request.line in lines:
+                    for call_file, _ in request.calls:
+                        rejected[call_file] += 1
+    return rejected
+
+
+def _strict_error(path: Path, rejects: list[tuple[int, str | None, str]]) -> LogFormatError:
+    shown = [f"{path}:{line}: {field or '-'}: {reason}" for line, field, reason in rejects[:3]]
+    more = f" (and {len(rejects) - len(shown)} more)" if len(rejects) > len(shown) else ""
+    return LogFormatError(
+        "bad rows with --strict, nothing was written:\n  " + "\n  ".join(shown) + more,
+        hint="Fix these rows, or run without --strict to quarantine them in the `rejects` table.",
+    )
