@@ -32,10 +32,17 @@ def sweep_logs(
     overheads: sweep.Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     strategies: Strategies | None = None,
+    log_format: str = "auto",
 ) -> tuple[IngestSummary | None, sweep.SweepResult, dict[str, Path]]:
-    """Ingest (when paths are given), sweep, and write routing.yaml, frontier.csv, summary.json,
-    report.md and report.html into out_dir."""
-    summary = ingest.ingest(store, list(paths), strict=strict, clock=clock) if paths else None
+    """Ingest (when paths are given; gateway exports map their models through `tiers`), sweep,
+    and write routing.yaml, frontier.csv, summary.json, report.md and report.html into out_dir."""
+    summary = (
+        ingest.ingest(
+            store, list(paths), strict=strict, clock=clock, tiers=tiers, log_format=log_format
+        )
+        if paths
+        else None
+    )
     result = sweep.run_sweep(
         store,
         tiers,

@@ -21,7 +21,9 @@ from calibrate.cli import console
 from calibrate.cli import labels as cli_labels
 from calibrate.cli.common import (
     Db,
+    ExportTiers,
     Json,
+    LogFormat,
     Logs,
     Strict,
     TiersPath,
@@ -60,7 +62,12 @@ app = typer.Typer(
 
 @app.command("ingest")
 def ingest_cmd(
-    paths: Logs, db: Db = DEFAULT_DB, strict: Strict = False, as_json: Json = False
+    paths: Logs,
+    db: Db = DEFAULT_DB,
+    strict: Strict = False,
+    as_json: Json = False,
+    tiers: ExportTiers = None,
+    log_format: LogFormat = "auto",
 ) -> None:
     """Load logs into the store; bad rows are quarantined in the `rejects` table.
 
@@ -68,9 +75,13 @@ def ingest_cmd(
 
     \b
         calibrate ingest sample_logs/ --db .calibrate/calibrate.duckdb
+        calibrate ingest litellm-logs/ --tiers tiers.yaml
     """
+    config = load_tiers(tiers) if tiers is not None else None
     with Store.open(db) as store:
-        summary = ingest.ingest(store, paths, strict=strict, clock=now)
+        summary = ingest.ingest(
+            store, paths, strict=strict, clock=now, tiers=config, log_format=log_format
+        )
     if as_json:
         console.print_json(summary.__dict__)
     else:
@@ -224,6 +235,7 @@ def sweep_cmd(
     ] = 0,
     strict: Strict = False,
     as_json: Json = False,
+    log_format: LogFormat = "auto",
 ) -> None:
     """Evaluate every candidate policy; write routing.yaml, frontier.csv, summary.json and reports.
 
@@ -268,6 +280,7 @@ def sweep_cmd(
             clock=now,
             seed=seed,
             overheads=Overheads(label_cost_usd, fixed_monthly_usd),
+            log_format=log_format,
             on_progress=tick,
             strategies=Strategies(
                 RouterOptions(

@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import click
 import typer
 
 from calibrate.cli import console
+from calibrate.formats.detect import NAMES as FORMAT_NAMES
 
 T = TypeVar("T")
 
@@ -25,6 +27,18 @@ Strict = Annotated[
 ]
 TiersPath = Annotated[
     Path, typer.Option("--tiers", help="tiers.yaml: the model tiers, cheapest first.")
+]
+ExportTiers = Annotated[
+    Path | None,
+    typer.Option("--tiers", help="tiers.yaml: maps the models of gateway exports to tiers."),
+]
+LogFormat = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        click_type=click.Choice(FORMAT_NAMES),
+        help="Log format: auto (detected from each file's content) or one for every file.",
+    ),
 ]
 
 

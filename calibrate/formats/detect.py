@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from calibrate.errors import DataError
-from calibrate.formats import canonical, export_files, fields
-from calibrate.formats.gateway import GatewayFormat
+from calibrate.formats import canonical, export_files
+from calibrate.formats.gateway import GatewayFormat, record_keys, signature_gap
 from calibrate.formats.helicone import REQUESTS
 from calibrate.formats.langfuse import OBSERVATIONS
 from calibrate.formats.litellm import PAYLOAD, SPEND_LOGS
@@ -69,13 +69,8 @@ def gateway(name: str) -> GatewayFormat:
     raise KeyError(name)
 
 
-def _keys(record: Mapping[str, Any], snake: bool) -> frozenset[str]:
-    return frozenset(fields.snake(str(k)) if snake else str(k) for k in record)
-
-
 def claims(candidate: _Candidate, record: Mapping[str, Any]) -> bool:
-    keys = _keys(record, candidate.snake_keys)
-    return any(sig <= keys for sig in candidate.signatures)
+    return not signature_gap(candidate.signatures, record, snake_keys=candidate.snake_keys)
 
 
 def detect_records(records: Sequence[Mapping[str, Any]], path: Path) -> str:
@@ -99,7 +94,7 @@ def detect_file(path: Path) -> str:
 
 
 def _explained(candidate: _Candidate, record: Mapping[str, Any]) -> float:
-    keys = _keys(record, candidate.snake_keys)
+    keys = record_keys(record, snake_keys=candidate.snake_keys)
     return len(keys & candidate.vocabulary) / len(keys) if keys else 0.0
 
 
@@ -117,9 +112,7 @@ def _closest(
 
 
 def _look_alike(path: Path, fmt: _Candidate, record: Mapping[str, Any]) -> DataError:
-    keys = _keys(record, fmt.snake_keys)
-    signature = min(fmt.signatures, key=lambda s: len(s - keys))
-    lacking = ", ".join(sorted(signature - keys))
+    lacking = ", ".join(signature_gap(fmt.signatures, record, snake_keys=fmt.snake_keys))
     return DataError(
         f"{path}: these records match no log format; the closest is {fmt.name} "
         f"({fmt.title}), and they lack its fields: {lacking}",

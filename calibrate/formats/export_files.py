@@ -180,6 +180,14 @@ def read_units(
             rejects.append((file, item))
             continue
         number, record = item
+        lacking = fmt.lacking(record)
+        if lacking:  # possible only when --format forced the format
+            ordinal += 1
+            raw = json.dumps(record, ensure_ascii=False, default=str)
+            reason = f"missing field: {', '.join(lacking)} (not a {fmt.name} record)"
+            line = ordinal if fmt.units is not None else number
+            rejects.append((file, RawReject(line, lacking[0], reason, raw)))
+            continue
         if fmt.units is None:
             units.append(Unit(file, number, record))
             continue

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from calibrate.formats import fields
 from calibrate.formats.jsonl import RawReject
 
 Status = Literal["ok", "error", "timeout"]
@@ -106,6 +107,24 @@ class GatewayFormat:
     convert: Callable[[Sequence[Unit]], Conversion]
     snake_keys: bool = False
     units: Callable[[Mapping[str, Any]], list[Mapping[str, Any]]] | None = None
+
+    def lacking(self, record: Mapping[str, Any]) -> tuple[str, ...]:
+        """The fields of the signature the record comes closest to that it lacks (none: the
+        record is this format)."""
+        return signature_gap(self.signatures, record, snake_keys=self.snake_keys)
+
+
+def record_keys(record: Mapping[str, Any], *, snake_keys: bool) -> frozenset[str]:
+    return frozenset(fields.snake(str(k)) if snake_keys else str(k) for k in record)
+
+
+def signature_gap(
+    signatures: Sequence[frozenset[str]], record: Mapping[str, Any], *, snake_keys: bool
+) -> tuple[str, ...]:
+    """The missing keys of the signature the record comes closest to; () when it has one whole."""
+    present = record_keys(record, snake_keys=snake_keys)
+    gaps: list[frozenset[str]] = sorted((sig - present for sig in signatures), key=len)
+    return tuple(sorted(gaps[0]))
 
 
 def per_unit(

@@ -64,9 +64,11 @@ def group(calls: Iterable[Call], tiers: TierMap, log_format: str) -> Grouped:
     for call in calls:
         tier = tiers.tier_of(call.models)
         if tier is None:
-            label = call.models[0] if call.models else "(none)"
+            label = call.models[0] if call.models else "(no model)"
+            if len(call.models) > 1:
+                label += f" (also {', '.join(call.models[1:])})"
             out.unmapped[label] += 1
-            reason = f"unknown model: {label} is claimed by no tier (add it to a tier's aliases)"
+            reason = f"unknown model: {label}: no tier claims it (add it to a tier's aliases)"
             out.rejects.append(call.unit.reject("model", reason))
             continue
         ident = ("key", call.key) if call.key is not None else ("call", call.call_id)

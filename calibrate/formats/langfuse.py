@@ -93,7 +93,8 @@ def _call(unit: Unit) -> Call | tuple[int, RawReject] | None:
     start, end = fields.as_time(r.get("start_time")), fields.as_time(r.get("end_time"))
     if start is None:
         return unit.reject("startTime", "bad value: startTime is not a time")
-    usage, details = fields.as_dict(r.get("usage")), fields.as_dict(r.get("usage_details"))
+    usage = fields.snake_keys(fields.as_dict(r.get("usage")))
+    details = fields.as_dict(r.get("usage_details"))
     failed = str(r.get("level") or "").upper() == "ERROR"
     user = fields.as_dict(r.get("metadata"))
     app, region = user_segments(user)

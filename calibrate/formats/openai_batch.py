@@ -130,9 +130,7 @@ def _call(
         app=app,
         region=region,
         metadata=plain(meta, drop=("app", "region")),
-        extra={"custom_id": custom_id, "http_status": code}
-        if code is not None
-        else {"custom_id": custom_id},
+        extra={"custom_id": custom_id, "http_status": code if failed else None},
     )
 
 

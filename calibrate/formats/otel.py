@@ -144,7 +144,7 @@ def _failure(span: Mapping[str, Any], attrs: Mapping[str, Any], events: list) ->
     for name, ev in events:
         if name == "exception":
             texts += [str(ev[k]) for k in ("exception.type", "exception.message") if k in ev]
-    return "; ".join(texts) or "error"
+    return "; ".join(dict.fromkeys(texts)) or "error"
 
 
 def _call(unit: Unit) -> Call | tuple[int, RawReject] | None:
