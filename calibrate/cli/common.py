@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import click
 import typer
 
 from calibrate.cli import console
@@ -32,12 +31,21 @@ ExportTiers = Annotated[
     Path | None,
     typer.Option("--tiers", help="tiers.yaml: maps the models of gateway exports to tiers."),
 ]
+
+
+def _log_format(value: str) -> str:
+    if value not in FORMAT_NAMES:
+        raise typer.BadParameter(f"use one of: {', '.join(FORMAT_NAMES)}")
+    return value
+
+
 LogFormat = Annotated[
     str,
     typer.Option(
         "--format",
-        click_type=click.Choice(FORMAT_NAMES),
-        help="Log format: auto (detected from each file's content) or one for every file.",
+        callback=_log_format,
+        help=f"Log format: auto (detected from each file's content) or, for every file, one of "
+        f"{', '.join(FORMAT_NAMES[1:])}.",
     ),
 ]
 

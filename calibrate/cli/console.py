@@ -100,8 +100,9 @@ def ingest_table(summary: IngestSummary) -> None:
         )
     )
     out().print(table)
-    for name, files in summary.formats:
-        err().print(f"Read {files} file(s) as {name} exports.", highlight=False, markup=False)
+    if summary.formats:
+        read = ", ".join(f"{name} ({files} files)" for name, files in summary.formats)
+        err().print(f"Gateway exports read: {read}.", highlight=False, markup=False)
     if summary.ignored_records:
         err().print(
             f"{summary.ignored_records} export records are not LLM calls (ignored).",

@@ -101,8 +101,8 @@ def tier_map(tiers: TiersConfig | None, exports: Sequence[tuple[Path, str]]) -> 
     if tiers is None:
         path, fmt = exports[0]
         raise ConfigError(
-            f"{path} is a {detect.gateway(fmt).title} export: mapping its models to tiers needs "
-            "tiers.yaml",
+            f"{path} holds {detect.gateway(fmt).title} records: mapping their models to tiers "
+            "needs tiers.yaml",
             hint="Pass --tiers tiers.yaml (a tier's `aliases` list names the models your gateway "
             "logs for it, e.g. openai/gpt-4o-mini or a LiteLLM model_group).",
         )
