@@ -20,12 +20,17 @@ TIMEOUT_HTTP = frozenset({408, 504, 524})
 
 def messages(value: Any) -> list[dict[str, Any]] | None:
     """Chat messages `[{"role", "content"}, ...]` from a message list, a request body or wrapper
-    holding `messages`, OpenTelemetry `parts` messages, or a plain prompt string."""
+    holding `messages` (Anthropic's separate `system` or the Responses API's `instructions`
+    becomes the first message), OpenTelemetry `parts` messages, or a plain prompt string."""
     value = fields.json_value(value)
     if isinstance(value, dict):
         for key in ("messages", "input", "prompt"):
             if key in value:
-                return messages(value[key])
+                found = messages(value[key])
+                system = _content_text(fields.first(value.get("system"), value.get("instructions")))
+                if found and system and found[0].get("role") != "system":
+                    found = [{"role": "system", "content": system}, *found]
+                return found
         return None
     if isinstance(value, str):
         return [{"role": "user", "content": value}] if value.strip() else None

@@ -18,6 +18,7 @@ ignored. Mapping: docs/formats.md.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,10 +40,12 @@ from calibrate.formats.gateway import (
 from calibrate.formats.tier_map import family
 
 SEPARATOR = "#"
+_LLM_URL = re.compile(r"/(chat/completions|completions|responses|messages)/?$")
 
 
 @dataclass(frozen=True, slots=True)
 class _Input:
+    url: str | None
     model: str | None
     messages: list[dict[str, Any]] | None
     metadata: dict[str, Any]
@@ -62,6 +65,7 @@ def _inputs(units: Sequence[Unit]) -> dict[str, list[_Input]]:
         body = fields.as_dict(unit.record.get("body"))
         found[str(unit.record.get("custom_id"))].append(
             _Input(
+                fields.as_str(unit.record.get("url")),
                 fields.as_str(body.get("model")),
                 chat.messages(body),
                 fields.as_dict(body.get("metadata")),
@@ -103,7 +107,7 @@ def _call(
         return unit.reject(
             "response.body.model", "missing field: model (no input line has this custom_id)"
         )
-    start = fields.as_time(fields.as_dict(body).get("created")) or fallback
+    start = fields.as_time(_created(fields.as_dict(body))) or fallback
     if start is None:
         return unit.reject(
             "response.body.created", "missing field: created (no batch output has a time)"
@@ -138,12 +142,24 @@ def _body(unit: Unit) -> dict[str, Any]:
     return fields.as_dict(fields.as_dict(unit.record.get("response")).get("body"))
 
 
+def _created(body: dict[str, Any]) -> Any:
+    """`created` (chat and text completions) or `created_at` (the Responses API)."""
+    return fields.first(body.get("created"), body.get("created_at"))
+
+
+def _not_a_call(unit: Unit, given: _Input | None) -> bool:
+    """Embeddings and moderations (by the input's url or the body's object) are not LLM calls."""
+    url = given.url if given else None
+    kind = fields.as_str(_body(unit).get("object"))
+    return (url is not None and not _LLM_URL.search(url)) or kind in ("list", "embedding")
+
+
 def convert(units: Sequence[Unit]) -> Conversion:
     """Join the outputs of all batch files to their inputs on custom_id."""
     inputs = [u for u in units if _is_input(u.record)]
     outputs = [u for u in units if not _is_input(u.record)]
     by_id = _inputs(inputs)
-    created = [t for u in outputs if (t := fields.as_time(_body(u).get("created")))]
+    created = [t for u in outputs if (t := fields.as_time(_created(_body(u))))]
     fallback = min(created) if created else None
     out, joined = Conversion(), set()
     for unit in outputs:
@@ -153,7 +169,7 @@ def convert(units: Sequence[Unit]) -> Conversion:
             continue
         if matched is not None:
             joined.add(id(matched))
-        out.add(_call(unit, matched, fallback))
+        out.add(None if _not_a_call(unit, matched) else _call(unit, matched, fallback))
     out.ignored = sum(1 for found in by_id.values() for i in found if id(i) not in joined)
     return out
 

@@ -192,21 +192,15 @@ def _write(
         raw = [(r.line, r.field, r.reason, r.raw) for r in file.rejects]
         if strict and raw:
             raise _strict_error(file.path, [(r.line, r.field, r.reason) for r in file.rejects])
-        store_rejected = 0
         if not file.requests and not raw:
             continue
+        store_rejected = 0
         for start in range(0, max(len(file.requests), 1), batch_rows):
-            chunk = file.requests[start : start + batch_rows]
-            batch = pa.table(
-                {
-                    "line": pa.array([r.line for r in chunk], pa.int64()),
-                    "text": pa.array(
-                        [json.dumps(r.record, ensure_ascii=False) for r in chunk], pa.string()
-                    ),
-                }
+            sent = raw if start == 0 else []
+            result = store.ingest_lines(
+                _batch(file.requests[start : start + batch_rows]), sent, where
             )
-            result = store.ingest_lines(batch, raw if start == 0 else [], where)
-            store_rejected += result.rows_rejected - (len(raw) if start == 0 else 0)
+            store_rejected += result.rows_rejected - len(sent)
             if strict and result.rows_rejected:
                 raise _strict_error(file.path, list(result.rejects))
         if store_rejected:
@@ -216,6 +210,18 @@ def _write(
                     for call_file, _ in request.calls:
                         rejected[call_file] += 1
     return rejected
+
+
+def _batch(requests: Sequence[Request]) -> pa.Table:
+    """Canonical records as the line path's (line, JSON text) table."""
+    return pa.table(
+        {
+            "line": pa.array([r.line for r in requests], pa.int64()),
+            "text": pa.array(
+                [json.dumps(r.record, ensure_ascii=False) for r in requests], pa.string()
+            ),
+        }
+    )
 
 
 def _strict_error(path: Path, rejects: list[tuple[int, str | None, str]]) -> LogFormatError:
