@@ -83,7 +83,19 @@ def attempts(store: Store, request_id: str) -> list[dict[str, Any]]:
         "output_tokens, output, extra FROM attempts WHERE request_id = ? ORDER BY position",
         [request_id],
     ).fetchall()
-    keys = ["tier", "source", "status", "model", "confidence", "cost_usd", "latency_ms", "input_tokens", "output_tokens", "output", "extra"]
+    keys = [
+        "tier",
+        "source",
+        "status",
+        "model",
+        "confidence",
+        "cost_usd",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "output",
+        "extra",
+    ]
     out = []
     for row in rows:
         item = dict(zip(keys, row, strict=True))
@@ -721,3 +733,35 @@ def test_cli_ingest_reads_exports_with_tiers_and_explains_without(tmp_path: Path
         app, ["ingest", export, "--db", str(db), "--tiers", str(TIERS), "--format", "nope"]
     )
     assert forced.exit_code == 2
+
+
+def test_requests_are_filed_under_their_first_call_and_conflicts_name_it(
+    tmp_path: Path, store
+) -> None:
+    """Requests go to the store in batches that mix files; each is filed back under the file
+    and line of its first call, and a reject of the store names that file and line."""
+    first = load(store, "langfuse_api_v1.json", "langfuse_v2.jsonl")
+    rows = store.con.execute(
+        "SELECT request_id, source_file, source_line FROM requests ORDER BY request_id"
+    ).fetchall()
+    assert [(r, Path(f).name, line) for r, f, line in rows] == [
+        ("lf-5xx", "langfuse_v2.jsonl", 4),
+        ("lf-escalate", "langfuse_api_v1.json", 1),
+        ("lf-retry", "langfuse_v2.jsonl", 2),
+        ("lf-solo", "langfuse_api_v1.json", 3),
+        ("lf-timeout", "langfuse_api_v1.json", 4),
+    ]
+    assert first.rows_rejected == 1
+    # a later export of the same trace with another prompt: the store keeps the first copy
+    changed = tmp_path / "again.jsonl"
+    lines = (DATA / "langfuse_v2.jsonl").read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[3])  # lf-5xx's first call
+    record["input"] = json.dumps({"messages": [{"role": "user", "content": "Other question"}]})
+    changed.write_text(json.dumps(record) + "\n" + lines[4] + "\n", encoding="utf-8")
+    again = load(store, changed)
+    assert counts(again) == (2, 0, 2)  # both calls belong to the rejected request
+    (reject,) = [r for r in rejects(store) if r[0] == "again.jsonl"]
+    assert reject[1] == 1
+    assert reject[2].startswith("duplicate request_id lf-5xx with conflicting content")
+    assert "langfuse_v2.jsonl line 4" in reject[2]
+    assert store.con.execute("SELECT count(*) FROM ingested_files").fetchone() == (3,)

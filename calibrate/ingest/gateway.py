@@ -14,6 +14,7 @@ as ignored. Never prints.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -129,21 +130,23 @@ def ingest_exports(
     counts = ExportCounts()
     if not exports or mapping is None:
         return counts
+    digests = [(path, fmt, readers.file_digest(path)) for path, fmt in exports]
+    seen = store.ingested_among([d.sha256 for _, _, d in digests])
     files: list[_File] = []
-    for path, fmt in exports:
-        digest = readers.file_digest(path)
-        if store.file_ingested(digest.sha256):
+    for path, fmt, digest in digests:
+        if digest.sha256 in seen:  # ingested before, or the same bytes twice in this run
             counts.skipped += 1
         else:
+            seen.add(digest.sha256)
             files.append(_File(path, fmt, digest.sha256, digest.size))
     for fmt in dict.fromkeys(f.fmt for f in files):
         _convert(files, fmt, mapping, counts)
     with nullcontext() if strict else store.transaction():
         rejected = _write(store, files, run_id, strict, batch_rows)
+        done = []
         for index, file in enumerate(files):
             read, bad = file.rows, len(file.rejects) + rejected[index]
-            where = (str(file.path), file.sha256, run_id)
-            store.record_ingested_file(where, file.size, (read, read - bad, bad))
+            done.append((str(file.path), file.sha256, file.size, (read, read - bad, bad)))
             counts.files += 1
             counts.formats[file.fmt] += 1
             counts.rows_read += read
@@ -151,6 +154,7 @@ def ingest_exports(
             counts.rows_rejected += bad
             if on_progress is not None:
                 on_progress(str(file.path), read)
+        store.record_ingested_files(done, run_id)
     return counts
 
 
@@ -183,40 +187,51 @@ def _convert(files: list[_File], fmt: str, mapping: TierMap, counts: ExportCount
 def _write(
     store: Store, files: list[_File], run_id: int, strict: bool, batch_rows: int
 ) -> list[int]:
-    """Send each file's requests and rejects through the line path; per file, how many calls of
-    requests filed anywhere the store rejected come from it."""
+    """Quarantine the files' rejects, then send every request through the line path, batch_rows
+    at a time whatever file they come from (one store call per file would cost ~0.5 s per file:
+    one-call-per-object exports have thousands), and file each one back under its own file and
+    line. Returns, per file, how many of its calls are in requests the store rejected."""
+    rejects = [(f.path, f.sha256, r) for f in files for r in f.rejects]
+    if strict and rejects:
+        raise _strict_error([(p, r.line, r.field, r.reason) for p, _, r in rejects])
+    store.quarantine_rejects(
+        [(str(p), sha, r.line, r.field, r.reason, r.raw) for p, sha, r in rejects], run_id
+    )
+    queued = [(i, r) for i, f in enumerate(files) for r in sorted(f.requests, key=lambda r: r.line)]
     rejected = [0] * len(files)
-    for file in files:
-        where = (str(file.path), file.sha256, run_id)
-        file.requests.sort(key=lambda r: r.line)
-        raw = [(r.line, r.field, r.reason, r.raw) for r in file.rejects]
-        if strict and raw:
-            raise _strict_error(file.path, [(r.line, r.field, r.reason) for r in file.rejects])
-        if not file.requests and not raw:
-            continue
-        store_rejected = 0
-        for start in range(0, max(len(file.requests), 1), batch_rows):
-            sent = raw if start == 0 else []
-            result = store.ingest_lines(
-                _batch(file.requests[start : start + batch_rows]), sent, where
+    for start in range(0, len(queued), batch_rows):
+        chunk = queued[start : start + batch_rows]
+        where = _chunk_where(files[chunk[0][0]].path, run_id, start)
+        result = store.ingest_lines(_batch([r for _, r in chunk]), [], where)
+        if strict and result.rows_rejected:
+            raise _strict_error(
+                [
+                    (files[chunk[n - 1][0]].path, chunk[n - 1][1].line, f, why)
+                    for n, f, why in result.rejects
+                ]
             )
-            store_rejected += result.rows_rejected - len(sent)
-            if strict and result.rows_rejected:
-                raise _strict_error(file.path, list(result.rejects))
-        if store_rejected:
-            lines = store.rejected_lines(where)
-            for request in file.requests:
-                if request.line in lines:
-                    for call_file, _ in request.calls:
-                        rejected[call_file] += 1
+        if result.rows_rejected:
+            for n in store.rejected_lines(where):
+                for call_file, _ in chunk[n - 1][1].calls:
+                    rejected[call_file] += 1
+        moves = [
+            (n, str(files[i].path), files[i].sha256, r.line) for n, (i, r) in enumerate(chunk, 1)
+        ]
+        store.relocate_rows(where, moves)
     return rejected
 
 
+def _chunk_where(first: Path, run_id: int, start: int) -> tuple[str, str, int]:
+    """A batch's provisional source (its rows are re-filed under their own files after it)."""
+    label = f"{first} (gateway export batch from request {start + 1})"
+    return label, hashlib.sha256(f"{run_id}\0{label}".encode()).hexdigest(), run_id
+
+
 def _batch(requests: Sequence[Request]) -> pa.Table:
-    """Canonical records as the line path's (line, JSON text) table."""
+    """Canonical records as the line path's (line, JSON text) table, lines numbered from 1."""
     return pa.table(
         {
-            "line": pa.array([r.line for r in requests], pa.int64()),
+            "line": pa.array(range(1, len(requests) + 1), pa.int64()),
             "text": pa.array(
                 [json.dumps(r.record, ensure_ascii=False) for r in requests], pa.string()
             ),
@@ -224,8 +239,8 @@ def _batch(requests: Sequence[Request]) -> pa.Table:
     )
 
 
-def _strict_error(path: Path, rejects: list[tuple[int, str | None, str]]) -> LogFormatError:
-    shown = [f"{path}:{line}: {field or '-'}: {reason}" for line, field, reason in rejects[:3]]
+def _strict_error(rejects: list[tuple[Path, int, str | None, str]]) -> LogFormatError:
+    shown = [f"{path}:{line}: {field or '-'}: {why}" for path, line, field, why in rejects[:3]]
     more = f" (and {len(rejects) - len(shown)} more)" if len(rejects) > len(shown) else ""
     return LogFormatError(
         "bad rows with --strict, nothing was written:\n  " + "\n  ".join(shown) + more,
