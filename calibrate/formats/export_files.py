@@ -25,13 +25,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from calibrate.errors import LogFormatError
-from calibrate.formats.gateway import GatewayFormat, Unit
+from calibrate.formats.gateway import GatewayFormat, Unit, keys
 from calibrate.formats.jsonl import RawReject
 
 Numbered = tuple[int, dict[str, Any]]
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
-_PAGE_KEYS = {"data", "meta", "error", "pagination", "cursor", "has_more", "next", "total"}
+# The envelope keys of API pages: Langfuse {data, meta}, Helicone {data, error}, LiteLLM
+# /spend/logs/v2 {data, total, page, page_size, total_pages}, OpenAI lists {object, data, ...}.
+_PAGE_KEYS = keys(
+    """data meta error pagination cursor next_cursor has_more next previous total total_count
+    totalCount page page_size total_pages limit offset object first_id last_id"""
+)
 
 
 def _open(path: Path) -> IO[bytes]:

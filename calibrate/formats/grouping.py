@@ -163,7 +163,7 @@ def _attempt(tier: str, calls: list[Call], reached_by: str, method: str) -> dict
         "latency_ms": last.latency_ms,
         "reached_by": reached_by if last.source == "prod" else None,
         "call_id": last.call_id,
-        "error": last.error,
+        "error": last.error[:300] if last.error else None,
     }
     if earlier:
         values["retries"] = len(earlier)

@@ -12,6 +12,7 @@ the rest are counted as ignored. Langfuse carries no logprobs. Mapping: docs/for
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +86,16 @@ def _context(r: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def _messages(value: Any) -> list[dict[str, Any]] | None:
+    """Chat messages, or a free-form input (any JSON) as one user message of its JSON text."""
+    found = chat.messages(value)
+    if found is None and value not in (None, "", {}, []):
+        value = fields.json_value(value)
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        found = [{"role": "user", "content": text}]
+    return found
+
+
 def _call(unit: Unit) -> Call | tuple[int, RawReject] | None:
     r = fields.snake_keys(unit.record)
     kind = fields.as_str(r.get("type"))
@@ -108,7 +119,7 @@ def _call(unit: Unit) -> Call | tuple[int, RawReject] | None:
         models=names(r.get("model"), r.get("provided_model_name")),
         model=fields.first(r.get("provided_model_name"), r.get("model")),
         status=chat.failure(None, r.get("status_message")) if failed else "ok",
-        messages=chat.messages(r.get("input")),
+        messages=_messages(r.get("input")),
         output=None if failed else chat.answer_text(output),
         input_tokens=input_tokens,
         output_tokens=output_tokens,

@@ -136,7 +136,7 @@ def _failure(span: Mapping[str, Any], attrs: Mapping[str, Any], events: list) ->
     status = _get(span, "status") or {}
     code = status.get("code") if isinstance(status, Mapping) else None
     error_type = attrs.get("error.type")
-    if code not in (2, "2", "STATUS_CODE_ERROR") and error_type is None:
+    if code not in (2, "2", "STATUS_CODE_ERROR", "ERROR") and error_type is None:
         return None
     texts = [str(error_type)] if error_type is not None else []
     if isinstance(status, Mapping) and status.get("message"):
