@@ -331,7 +331,10 @@ def evaluate_cmd(
     paths: Annotated[list[Path] | None, typer.Argument(help="Logs to evaluate on.")] = None,
     tiers: Annotated[
         Path | None,
-        typer.Option("--tiers", help="tiers.yaml, for prices when logs have no cost_usd."),
+        typer.Option(
+            "--tiers",
+            help="tiers.yaml, for prices when logs have no cost_usd and for gateway exports.",
+        ),
     ] = None,
     db: Annotated[
         Path | None, typer.Option("--db", help="Store file (default: in memory).")
@@ -349,10 +352,11 @@ def evaluate_cmd(
     from calibrate.sweep import evaluate
 
     config = load_routing(routing)
-    prices = price_table(load_tiers(tiers)) if tiers is not None else {}
+    tiers_config = load_tiers(tiers) if tiers is not None else None
+    prices = price_table(tiers_config) if tiers_config is not None else {}
     with Store.open(db if db is not None else ":memory:") as store:
         if paths:
-            ingest.ingest(store, paths, strict=False, clock=now)
+            ingest.ingest(store, paths, strict=False, clock=now, tiers=tiers_config)
         result = evaluate.evaluate_routing(store, config, prices, routing.parent)
     if as_json:
         console.print_json(result.as_dict())

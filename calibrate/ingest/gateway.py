@@ -104,8 +104,10 @@ def tier_map(tiers: TiersConfig | None, exports: Sequence[tuple[Path, str]]) -> 
         raise ConfigError(
             f"{path} holds {detect.gateway(fmt).title} records: mapping their models to tiers "
             "needs tiers.yaml",
-            hint="Pass --tiers tiers.yaml (a tier's `aliases` list names the models your gateway "
-            "logs for it, e.g. openai/gpt-4o-mini or a LiteLLM model_group).",
+            hint="Pass --tiers tiers.yaml (to ingest, sweep or evaluate; for other commands, "
+            "ingest first with `calibrate ingest LOGS --tiers tiers.yaml --db FILE`). A tier's "
+            "`aliases` list the names your gateway logs for its model, e.g. openai/gpt-4o-mini "
+            "or a LiteLLM model_group.",
         )
     specs = [TierSpec(t.name, (t.model, *t.aliases), t.confidence) for t in tiers.tiers]
     try:
