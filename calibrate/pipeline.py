@@ -41,6 +41,7 @@ class SweepJob:
     out_dir: Path
     seed: int = 0
     strict: bool = False
+    log_format: str = "auto"
 
 
 def sweep_logs(
@@ -53,7 +54,14 @@ def sweep_logs(
     """Ingest (when logs are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into the job's out_dir."""
     if job.logs:
-        ingest.ingest(store, list(job.logs), strict=job.strict, clock=clock)
+        ingest.ingest(
+            store,
+            list(job.logs),
+            strict=job.strict,
+            clock=clock,
+            tiers=job.tiers,
+            log_format=job.log_format,
+        )
     result = sweep.run_sweep(
         store,
         job.tiers,
@@ -74,11 +82,12 @@ def evaluate_logs(
     base_dir: Path,
     *,
     clock: Callable[[], datetime],
+    tiers: TiersConfig | None = None,
 ) -> evaluate.Evaluation:
     """Ingest the logs (when given), then evaluate the routing config on the store (`base_dir`:
-    where routing.yaml is, for a router's model file)."""
+    where routing.yaml is, for a router's model file; `tiers` maps the models of gateway exports)."""
     if logs:
-        ingest.ingest(store, list(logs), strict=False, clock=clock)
+        ingest.ingest(store, list(logs), strict=False, clock=clock, tiers=tiers)
     return evaluate.evaluate_routing(store, config, prices, base_dir)
 
 

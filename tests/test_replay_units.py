@@ -17,6 +17,7 @@ from calibrate.calls.limits import Backoff, Budget, CircuitBreaker, RateLimiter,
 from calibrate.calls.pricing import tier_prices
 from calibrate.config.tiers import TiersConfig
 from calibrate.errors import ConfigError
+from calibrate.formats.logprobs import LOGPROB_FLOOR
 
 ENDPOINT = ep.Endpoint("http://127.0.0.1:1/v1/chat/completions", "m", 5.0, {}, "sk-secret")
 
@@ -53,10 +54,10 @@ def test_minus_9999_is_clipped_to_the_smallest_top_logprob_or_the_floor() -> Non
     data = completion([tok(-0.2), tok(-9999.0, top=[-1.0, -7.5, -9999.0]), tok(-9999.0)])
     parsed = ep.classify(reply(data), ENDPOINT)
     assert isinstance(parsed, ep.Completion)
-    assert parsed.logprobs == (-0.2, -7.5, ep.LOGPROB_FLOOR)
+    assert parsed.logprobs == (-0.2, -7.5, LOGPROB_FLOOR)
     assert parsed.clipped == 2
     low, _ = ep.confidence_from_logprobs("logprob_min", parsed)
-    assert low == ep.LOGPROB_FLOOR
+    assert low == LOGPROB_FLOOR
 
 
 def test_missing_logprobs_is_a_reason_not_a_crash() -> None:

@@ -15,6 +15,7 @@ from datetime import datetime
 from calibrate.calls import endpoint as ep
 from calibrate.calls.pricing import TierPrice
 from calibrate.config.tiers import Tier
+from calibrate.formats.logprobs import LOGPROB_METHODS
 from calibrate.records.replay import CallRecord, Job, ShadowAttempt
 
 VERBALIZED_OUTPUT_TOKENS = 8
@@ -120,7 +121,7 @@ def _confidence(
         return None, None
     if purpose == "confidence":
         return ep.parse_verbalized(completion.output)
-    if method in ep.LOGPROB_METHODS:
+    if method in LOGPROB_METHODS:
         return ep.confidence_from_logprobs(method, completion)
     if method == "none":
         return None, "confidence: none in tiers.yaml"

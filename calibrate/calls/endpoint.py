@@ -5,8 +5,9 @@ exchange, response parsing and confidence derivation.
 `Reply` or a `Failure` that says whether a retry may help. Everything else is pure. The API key
 lives only in `Endpoint.headers` (hidden from repr) and is scrubbed from every text we keep
 (every form of it, before any text is clipped: `secrets.scrub`); the text of a transport
-exception, which may quote request headers, is never kept. Retries, limits and the store belong
-to `dispatch`.
+exception, which may quote request headers, is never kept. Logprobs become a confidence by
+formats/logprobs.py (shared with the gateway exports). Retries, limits and the store belong to
+`dispatch`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,8 @@ from typing import Any, Literal
 import httpx
 
 from calibrate.calls import secrets
+from calibrate.formats import logprobs as lp
 
-LOGPROB_SENTINEL = -9999.0
-"""OpenAI's placeholder logprob for a token outside the top list (ecosystem.md §6.1)."""
-LOGPROB_FLOOR = -20.0
-"""What a placeholder becomes when no top_logprobs bound it: below any real top-20 logprob."""
-LOGPROB_METHODS = ("logprob_mean", "logprob_min", "first_token")
 VERBALIZED_QUESTION = (
     "How likely is it that your answer above is correct? "
     "Reply with only a probability between 0 and 1."
@@ -265,7 +262,7 @@ def parse_completion(data: Any) -> Completion:
     if content is not None and not isinstance(content, str):
         raise ValueError("choices[0].message.content is not a string")
     usage = data.get("usage") or {}
-    values, clipped = _token_logprobs(choice.get("logprobs"))
+    values, clipped = lp.token_logprobs(choice.get("logprobs"))
     return Completion(
         output=content,
         input_tokens=_count(usage.get("prompt_tokens")),
@@ -281,54 +278,16 @@ def _count(value: Any) -> int | None:
     return value
 
 
-def _token_logprobs(block: Any) -> tuple[tuple[float, ...] | None, int]:
-    """Per-token logprobs; a -9999 placeholder becomes the smallest real top logprob (or the
-    floor), and is counted as clipped. None when the reply carries no logprobs."""
-    if not isinstance(block, dict) or not isinstance(block.get("content"), list):
-        return None, 0
-    values: list[float] = []
-    clipped = 0
-    for token in block["content"]:
-        lp = float(token["logprob"])
-        if math.isnan(lp):
-            raise ValueError("logprob is NaN")
-        if lp <= LOGPROB_SENTINEL + 1:
-            clipped += 1
-            top = [
-                float(t["logprob"])
-                for t in token.get("top_logprobs") or []
-                if float(t["logprob"]) > LOGPROB_SENTINEL + 1
-            ]
-            lp = min(top) if top else LOGPROB_FLOOR
-        values.append(lp)
-    return tuple(values), clipped
-
-
 def logprob_stats(completion: Completion) -> dict[str, float | int] | None:
     """Summary of the answer's token logprobs, kept with the call for later analysis."""
-    lps = completion.logprobs
-    if not lps:
-        return None
-    return {
-        "n_tokens": len(lps),
-        "clipped": completion.clipped,
-        "mean": sum(lps) / len(lps),
-        "min": min(lps),
-        "first_token": math.exp(lps[0]),
-    }
+    return lp.summary(completion.logprobs, completion.clipped)
 
 
 def confidence_from_logprobs(
     method: str, completion: Completion
 ) -> tuple[float | None, str | None]:
     """(confidence, None) or (None, why it is missing) for a logprob-based method."""
-    if completion.logprobs is None:
-        return None, "the tier returned no logprobs"
-    stats = logprob_stats(completion)
-    if stats is None:
-        return None, "the answer has no tokens"
-    key = {"logprob_mean": "mean", "logprob_min": "min", "first_token": "first_token"}[method]
-    return float(stats[key]), None
+    return lp.confidence(method, completion.logprobs)
 
 
 _NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\.\d+)\s*(%?)")

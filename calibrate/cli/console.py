@@ -100,6 +100,22 @@ def ingest_table(summary: IngestSummary) -> None:
         )
     )
     out().print(table)
+    if summary.formats:
+        read = ", ".join(f"{name} ({files} files)" for name, files in summary.formats)
+        err().print(f"Gateway exports read: {read}.", highlight=False, markup=False)
+    if summary.ignored_records:
+        err().print(
+            f"{summary.ignored_records} export records are not LLM calls (ignored).",
+            highlight=False,
+        )
+    if summary.unmapped_models:
+        models = ", ".join(f"{model} ({calls} calls)" for model, calls in summary.unmapped_models)
+        err().print(
+            f"Models no tier claims (their calls were rejected): {models}. "
+            "Add them to a tier's `aliases` in tiers.yaml.",
+            highlight=False,
+            markup=False,
+        )
     if summary.rows_rejected:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in summary.rejects_by_reason)
         err().print(

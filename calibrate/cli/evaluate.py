@@ -20,7 +20,10 @@ def evaluate_cmd(
     ] = None,
     tiers: Annotated[
         Path | None,
-        typer.Option("--tiers", help="tiers.yaml, for prices when logs have no cost_usd."),
+        typer.Option(
+            "--tiers",
+            help="tiers.yaml, for prices when logs have no cost_usd and for gateway exports.",
+        ),
     ] = None,
     db: Db = None,
     as_json: Json = False,
@@ -40,10 +43,11 @@ def evaluate_cmd(
     from calibrate.config.tiers import load_tiers, price_table
 
     config = load_routing(routing)
-    prices = price_table(load_tiers(tiers)) if tiers is not None else {}
+    tiers_config = load_tiers(tiers) if tiers is not None else None
+    prices = price_table(tiers_config) if tiers_config is not None else {}
     with open_store_for_logs(db, paths) as store:
         result = pipeline.evaluate_logs(
-            store, paths or [], config, prices, routing.parent, clock=now
+            store, paths or [], config, prices, routing.parent, clock=now, tiers=tiers_config
         )
     if as_json:
         console.print_json(result.as_dict())

@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar, cast
 import typer
 
 from calibrate.errors import DataError
+from calibrate.formats.detect import NAMES as FORMAT_NAMES
 
 DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
 MEMORY = ":memory:"
@@ -45,6 +46,27 @@ Strict = Annotated[
 ]
 TiersPath = Annotated[
     Path, typer.Option("--tiers", help="tiers.yaml: the model tiers, cheapest first.")
+]
+ExportTiers = Annotated[
+    Path | None,
+    typer.Option("--tiers", help="tiers.yaml: maps the models of gateway exports to tiers."),
+]
+
+
+def _log_format(value: str) -> str:
+    if value not in FORMAT_NAMES:
+        raise typer.BadParameter(f"use one of: {', '.join(FORMAT_NAMES)}")
+    return value
+
+
+LogFormat = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        callback=_log_format,
+        help=f"Log format: auto (detected from each file's content) or, for every file, one of "
+        f"{', '.join(FORMAT_NAMES[1:])}.",
+    ),
 ]
 
 

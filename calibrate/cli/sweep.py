@@ -16,6 +16,7 @@ from calibrate.cli.common import now, open_store_for_logs
 from calibrate.cli.options import (
     Db,
     Json,
+    LogFormat,
     Strict,
     TiersPath,
     grouped,
@@ -269,6 +270,7 @@ def sweep_cmd(
     seed: Seed = 0,
     strict: Strict = False,
     as_json: Json = False,
+    log_format: LogFormat = "auto",
 ) -> None:
     """Evaluate every candidate policy; write routing.yaml, frontier.csv, summary.json and reports.
 
@@ -293,6 +295,7 @@ def sweep_cmd(
         out,
         seed=seed,
         strict=strict,
+        log_format=log_format,
     )
     with open_store_for_logs(db, paths) as store, console.progress("sweep") as tick:
         result, written = pipeline.sweep_logs(store, job, clock=now, on_progress=tick)

@@ -7,7 +7,7 @@ naming the file and the dotted field (`tiers.1.price.input_per_mtok: Input shoul
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -44,10 +44,13 @@ class Limits(_Strict):
 
 
 class Tier(_Strict):
-    """One model tier. `api_key_env` names an environment variable; keys are never stored."""
+    """One model tier. `api_key_env` names an environment variable; keys are never stored.
+    `aliases` are other names the tier's model has in gateway logs (a provider prefix such as
+    `openai/gpt-4o-mini`, a LiteLLM model_group, a dated version): formats/tier_map.py."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     model: str = Field(min_length=1)
+    aliases: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     base_url: str | None = None
     api_key_env: str | None = None
     price: Price | None = None
@@ -68,6 +71,12 @@ class TiersConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        claimed: dict[str, str] = {}
+        for t in tiers:
+            for alias in t.aliases:
+                other = claimed.setdefault(alias.strip().lower(), t.name)
+                if other != t.name:
+                    raise ValueError(f"alias {alias!r} is claimed by tiers {other} and {t.name}")
         return tiers
 
     @property

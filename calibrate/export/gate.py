@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from calibrate.calls.endpoint import LOGPROB_METHODS, confidence_from_logprobs, parse_completion
+from calibrate.calls.endpoint import confidence_from_logprobs, parse_completion
 from calibrate.config.routing import RoutingConfig
 from calibrate.config.tiers import TiersConfig
 from calibrate.export.common import keyword_rules, refuse, steps
+from calibrate.formats.logprobs import LOGPROB_METHODS
 from calibrate.policies.keyword_rules import first_match
 
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -30,8 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from calibrate.config.tiers import TiersConfig
 from calibrate.errors import LogFormatError
 from calibrate.formats import readers
+from calibrate.ingest import gateway
 from calibrate.records.outcomes import IngestSummary
 from calibrate.store.core import Store
 
@@ -68,17 +70,21 @@ def ingest(
     on_progress: Progress | None = None,
     whole_files: bool = True,
     fast_lane: bool = True,
+    tiers: TiersConfig | None = None,
+    log_format: str = "auto",
 ) -> IngestSummary:
     """Ingest every supported file under `paths`; already-ingested files are skipped.
 
     JSONL files are read whole by DuckDB (`whole_files=False` forces the line path, which CSV and
     Parquet always take); `batch_rows` bounds the rows of one batch on the line path.
     `fast_lane=False` checks every row of the line path with the exact rule chains: the
-    reference the tests compare the fast lanes against.
+    reference the tests compare the fast lanes against. Gateway exports (detected from content,
+    or all files with `log_format`) go through ingest/gateway.py and need `tiers`.
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be positive")
-    files = readers.expand_paths(paths)
+    files, exports = gateway.split(readers.expand_paths(paths), log_format)
+    mapping = gateway.tier_map(tiers, exports) if exports else None
     options = _Options(strict, batch_rows, whole_files, fast_lane)
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
@@ -92,7 +98,12 @@ def ingest(
             totals = _FileCounts(
                 *(a + b for a, b in zip(_tuple(totals), _tuple(counts), strict=False))
             )
-        done = len(files) - skipped
+        found = gateway.ingest_exports(
+            store, exports, mapping, run_id, strict, batch_rows, on_progress
+        )
+        skipped += found.skipped
+        totals = _FileCounts(*(a + b for a, b in zip(_tuple(totals), found.rows, strict=True)))
+        done = len(files) + len(exports) - skipped
         with nullcontext() if strict else store.transaction():
             store.finish_ingest_run(run_id, clock(), (done, *_tuple(totals)))
     return IngestSummary(
@@ -105,6 +116,9 @@ def ingest(
         requests_total=store.request_count(),
         rejects_by_reason=tuple(store.rejects_by_kind(run_id)),
         db_path=store.path,
+        formats=found.format_files,
+        unmapped_models=found.unmapped_models,
+        ignored_records=found.ignored,
     )
 
 

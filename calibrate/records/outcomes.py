@@ -25,6 +25,12 @@ class IngestSummary:
     requests_total: int
     rejects_by_reason: tuple[tuple[str, int], ...]
     db_path: str
+    formats: tuple[tuple[str, int], ...] = ()
+    """Gateway export formats read, with their number of files (canonical files not counted)."""
+    unmapped_models: tuple[tuple[str, int], ...] = ()
+    """Models in gateway exports that no tier claims, with their number of calls (rejected)."""
+    ignored_records: int = 0
+    """Records of gateway exports that are not LLM calls (spans, events, embeddings...)."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from calibrate.calls.pricing import tier_prices
 from calibrate.calls.tier_run import check_tier, tier_run
 from calibrate.config.tiers import Tier, TiersConfig
 from calibrate.errors import DataError, EndpointError
+from calibrate.formats.logprobs import LOGPROB_METHODS
 from calibrate.records.replay import (
     Candidate,
     Job,
@@ -155,7 +156,7 @@ def _plan(
 
 def answer_body(tier: Tier, messages_json: str) -> bytes:
     """The exact bytes sent for a request's answer (their hash is the cache key)."""
-    want_logprobs = tier.confidence in ep.LOGPROB_METHODS
+    want_logprobs = tier.confidence in LOGPROB_METHODS
     body = ep.chat_body(tier.model, json.loads(messages_json), dict(tier.params), want_logprobs)
     return ep.encode(body)
 

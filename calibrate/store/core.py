@@ -205,6 +205,33 @@ class Store:
     ) -> None:
         runs.record_file(self.con, where, size, counts)
 
+    def ingested_among(self, shas: Sequence[str]) -> set[str]:
+        """Which of these file digests were ingested before (one query for many files)."""
+        return runs.ingested_among(self.con, shas)
+
+    def record_ingested_files(
+        self, rows: Sequence[tuple[str, str, int, Sequence[int]]], run_id: int
+    ) -> None:
+        """Mark many files as ingested: (file, sha256, size, (rows_read, kept, rejected))."""
+        runs.record_files(self.con, rows, run_id)
+
+    def quarantine_rejects(
+        self, rows: Sequence[tuple[str, str, int, str | None, str, str]], run_id: int
+    ) -> None:
+        """Store rejects found before validation: (file, file_sha256, line, field, reason, raw)."""
+        runs.quarantine(self.con, rows, run_id)
+
+    def relocate_rows(
+        self, where: tuple[str, str, int], moves: Sequence[tuple[int, str, str, int]]
+    ) -> None:
+        """Re-file the requests and rejects of a batch written under `where` (gateway exports:
+        one batch holds the requests of many files): (batch line, file, sha256, file line)."""
+        runs.relocate(self.con, where, moves)
+
+    def rejected_lines(self, where: tuple[str, str, int]) -> set[int]:
+        """The lines of the file `where` = (file, sha256, run_id) that this run rejected."""
+        return runs.rejected_lines(self.con, where)
+
     def rejects_by_kind(self, run_id: int) -> list[tuple[str, int]]:
         return runs.rejects_by_kind(self.con, run_id)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import duckdb
+import pyarrow as pa
 
 from calibrate.formats import canonical as lf
 from calibrate.store.ingest.rules import strings
@@ -60,6 +61,113 @@ def record_file(
         " rows_rejected, bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [sha, file, run_id, *counts, size],
     )
+
+
+def rejected_lines(con: duckdb.DuckDBPyConnection, where: tuple[str, str, int]) -> set[int]:
+    """The lines of one file rejected in one run."""
+    file, sha, run_id = where
+    rows = con.execute(
+        "SELECT DISTINCT line FROM rejects WHERE file = ? AND file_sha256 = ? AND run_id = ?",
+        [file, sha, run_id],
+    ).fetchall()
+    return {int(line) for (line,) in rows if line is not None}
+
+
+def ingested_among(con: duckdb.DuckDBPyConnection, shas: Sequence[str]) -> set[str]:
+    """Which of these file digests were ingested before (one query for many files)."""
+    con.register("ing_shas", pa.table({"sha": pa.array(list(shas), pa.string())}))
+    try:
+        rows = con.execute(
+            "SELECT file_sha256 FROM ingested_files WHERE file_sha256 IN (SELECT sha FROM ing_shas)"
+        ).fetchall()
+    finally:
+        con.unregister("ing_shas")
+    return {sha for (sha,) in rows}
+
+
+def record_files(
+    con: duckdb.DuckDBPyConnection,
+    rows: Sequence[tuple[str, str, int, Sequence[int]]],
+    run_id: int,
+) -> None:
+    """`record_file` for many files at once: (file, sha256, size, (read, kept, rejected))."""
+    if not rows:
+        return
+    table = pa.table(
+        {
+            "file_sha256": [sha for _, sha, _, _ in rows],
+            "path": [file for file, _, _, _ in rows],
+            "rows_read": pa.array([c[0] for *_, c in rows], pa.int64()),
+            "rows_kept": pa.array([c[1] for *_, c in rows], pa.int64()),
+            "rows_rejected": pa.array([c[2] for *_, c in rows], pa.int64()),
+            "bytes": pa.array([size for _, _, size, _ in rows], pa.int64()),
+        }
+    )
+    con.register("ing_files", table)
+    try:
+        con.execute(
+            "INSERT INTO ingested_files (file_sha256, path, run_id, rows_read, rows_kept,"
+            " rows_rejected, bytes) SELECT file_sha256, path, $run, rows_read, rows_kept,"
+            " rows_rejected, bytes FROM ing_files",
+            {"run": run_id},
+        )
+    finally:
+        con.unregister("ing_files")
+
+
+def quarantine(
+    con: duckdb.DuckDBPyConnection,
+    rows: Sequence[tuple[str, str, int, str | None, str, str]],
+    run_id: int,
+) -> None:
+    """Store rejects found before validation: (file, file_sha256, line, field, reason, raw)."""
+    if not rows:
+        return
+    names = ("file", "file_sha256", "line", "field", "reason", "raw")
+    columns = {name: [row[k] for row in rows] for k, name in enumerate(names)}
+    table = pa.table({**columns, "line": pa.array(columns["line"], pa.int64())})
+    con.register("ing_quarantine", table)
+    try:
+        con.execute(
+            "INSERT INTO rejects BY NAME SELECT *, $run AS run_id FROM ing_quarantine",
+            {"run": run_id},
+        )
+    finally:
+        con.unregister("ing_quarantine")
+
+
+def relocate(
+    con: duckdb.DuckDBPyConnection,
+    where: tuple[str, str, int],
+    moves: Sequence[tuple[int, str, str, int]],
+) -> None:
+    """Give the requests and rejects a batch filed under `where` their own source: `moves` are
+    (line in the batch, file, file_sha256, line in that file)."""
+    file, sha, run_id = where
+    table = pa.table(
+        {
+            "line": pa.array([m[0] for m in moves], pa.int64()),
+            "file": pa.array([m[1] for m in moves], pa.string()),
+            "sha": pa.array([m[2] for m in moves], pa.string()),
+            "source_line": pa.array([m[3] for m in moves], pa.int64()),
+        }
+    )
+    con.register("ing_moves", table)
+    try:
+        con.execute(
+            """UPDATE requests SET source_file = m.file, source_line = m.source_line
+               FROM ing_moves m
+               WHERE requests.source_file = $file AND requests.run_id = $run
+                 AND requests.source_line = m.line""",
+            {"file": file, "run": run_id},
+        )
+        con.execute(
+            """UPDATE rejects SET file = m.file, file_sha256 = m.sha, line = m.source_line
+               FROM ing_moves m WHERE rejects.file_sha256 = $sha AND rejects.line = m.line""",
+            {"sha": sha},
+        )
+    finally:
+        con.unregister("ing_moves")
 
 
 def rejects_by_kind(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[str, int]]:
