@@ -1,6 +1,7 @@
 """Compositions for commands that span stages (no logic of its own).
 
 `sweep_logs`: ingest the given logs, run the sweep, write the outputs.
+`check_logs`: ingest the given logs, say what they can support.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from calibrate.report import sweep_report as report
 from calibrate.store import Store
 from calibrate.sweep import stage as sweep
 from calibrate.sweep.candidates import Strategies
+from calibrate.sweep.check import CheckReport, check_store
 from calibrate.sweep.selection import Objective
 
 
@@ -46,3 +48,19 @@ def sweep_logs(
         strategies=strategies,
     )
     return summary, result, report.write_outputs(result, out_dir)
+
+
+def check_logs(
+    store: Store,
+    paths: Sequence[Path],
+    tiers: TiersConfig,
+    *,
+    clock: Callable[[], datetime],
+    db: str | None,
+    tiers_file: str,
+) -> CheckReport:
+    """Ingest the given logs (when any), then say what they can support (`calibrate check`)."""
+    if paths:
+        ingest.ingest(store, list(paths), strict=False, clock=clock)
+    logs = " ".join(str(p) for p in paths) or "LOGS…"
+    return check_store(store, tiers.names, db=db, tiers_file=tiers_file, logs=logs)
