@@ -226,6 +226,7 @@ def sweep_cmd(
     ] = 0,
     strict: Strict = False,
     as_json: Json = False,
+    allow_biased: Annotated[bool, typer.Option("--allow-biased", help="Sweep even when the labelled requests with every tier's answer are selected by production routing (`calibrate check`): uncertified, and the report says the estimate is biased.")] = False,
 ) -> None:
     """Evaluate every candidate policy; write routing.yaml, frontier.csv, summary.json and reports.
 
@@ -255,6 +256,7 @@ def sweep_cmd(
         escalation_band=parse_band(escalation_band),
         max_cost_per_1k_usd=max_cost_per_1k_usd,
         chosen_policy=policy,
+        allow_biased=allow_biased,
     )
     with (
         Store.open(db if db is not None else ":memory:") as store,

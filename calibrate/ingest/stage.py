@@ -83,18 +83,28 @@ def ingest(
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
         run_id = _begin(store, clock, strict)
-        totals, skipped = _FileCounts(), 0
+        totals, skipped, refused = _FileCounts(), 0, []
         for path in files:
             counts = _ingest_file(store, path, run_id, options, on_progress)
             if counts is None:
                 skipped += 1
                 continue
+            if counts.rows_read and not counts.rows_kept:
+                refused.append(f"{path} ({counts.rows_read} rows)")
             totals = _FileCounts(
                 *(a + b for a, b in zip(_tuple(totals), _tuple(counts), strict=False))
             )
         done = len(files) - skipped
         with nullcontext() if strict else store.transaction():
             store.finish_ingest_run(run_id, clock(), (done, *_tuple(totals)))
+    reasons = tuple(store.rejects_by_kind(run_id))
+    if refused:  # after the run is recorded: the rejects stay quarantined for inspection
+        raise LogFormatError(
+            f"every row of {', '.join(refused)} was rejected: "
+            + "; ".join(f"{reason} ({n} rows)" for reason, n in reasons[:3]),
+            hint="Is it another format? `calibrate schema` shows the canonical one; the rejected "
+            "rows and their reasons are in the store's `rejects` table.",
+        )
     return IngestSummary(
         run_id=run_id,
         files=done,
@@ -103,7 +113,7 @@ def ingest(
         rows_kept=totals.rows_kept,
         rows_rejected=totals.rows_rejected,
         requests_total=store.request_count(),
-        rejects_by_reason=tuple(store.rejects_by_kind(run_id)),
+        rejects_by_reason=reasons,
         db_path=store.path,
     )
 

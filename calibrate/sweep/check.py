@@ -231,12 +231,21 @@ def check_store(
     return _judge(store.check_data(tiers, texts=True), objective, (db, tiers_file, logs))
 
 
-def refuse_biased(store: Store, tiers: Sequence[str], objective: Objective) -> str | None:
-    """The sweep's guard: raise when the evaluable set is selected by production routing, unless
+def preflight(store: Store, tiers: Sequence[str], objective: Objective) -> str | None:
+    """The sweep's entry guard. Raise when no request has every tier's answer (naming the tiers
+    the logs hold), or when the evaluable set is selected by production routing unless
     `objective.allow_biased`; then return the warning the report leads with (None: no bias)."""
-    cells = store.check_data(tiers, texts=False).cells
-    complete = set_bias("every tier's answer", cells, labeled=False)
-    labeled = set_bias("every tier's answer and labels", cells, labeled=True)
+    data = store.check_data(tiers, texts=False)
+    complete = set_bias("every tier's answer", data.cells, labeled=False)
+    if not complete.size:
+        found = ", ".join(f"{t} ({n} requests)" for t, n in data.found_tiers) or "none"
+        raise DataError(
+            f"no request has an attempt from every tier of tiers.yaml ({', '.join(tiers)}); "
+            f"tiers in the logs: {found}",
+            hint="Check the tier names in tiers.yaml against the logs, ingest logs with an attempt "
+            "for each tier, or `calibrate replay` a sample; `calibrate check` shows the coverage.",
+        )
+    labeled = set_bias("every tier's answer and labels", data.cells, labeled=True)
     bias = complete if complete.biased else labeled if labeled.biased else None
     if bias is None:
         return None
