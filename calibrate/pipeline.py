@@ -38,6 +38,8 @@ def sweep_logs(
     """Ingest (when paths are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into out_dir."""
     summary = ingest.ingest(store, list(paths), strict=strict, clock=clock) if paths else None
+    if summary is not None:
+        ingest.raise_for_rejected_files(summary)
     result = sweep.run_sweep(
         store,
         tiers,
@@ -61,6 +63,8 @@ def check_logs(
 ) -> CheckReport:
     """Ingest the given logs (when any), then say what they can support (`calibrate check`)."""
     if paths:
-        ingest.ingest(store, list(paths), strict=False, clock=clock)
+        ingest.raise_for_rejected_files(
+            ingest.ingest(store, list(paths), strict=False, clock=clock)
+        )
     logs = " ".join(str(p) for p in paths) or "LOGS…"
     return check_store(store, tiers.names, db=db, tiers_file=tiers_file, logs=logs)

@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from calibrate.cli import console
 from calibrate.cli import check as cli_check
+from calibrate.cli import console
 from calibrate.cli import export as cli_export
 from calibrate.cli import labels as cli_labels
 from calibrate.cli.common import (
@@ -77,6 +77,7 @@ def ingest_cmd(
         console.print_json(summary.__dict__)
     else:
         console.ingest_table(summary)
+    ingest.raise_for_rejected_files(summary)
 
 
 @app.command("sweep")
@@ -226,7 +227,13 @@ def sweep_cmd(
     ] = 0,
     strict: Strict = False,
     as_json: Json = False,
-    allow_biased: Annotated[bool, typer.Option("--allow-biased", help="Sweep even when the labelled requests with every tier's answer are selected by production routing (`calibrate check`): uncertified, and the report says the estimate is biased.")] = False,
+    allow_biased: Annotated[
+        bool,
+        typer.Option(
+            "--allow-biased",
+            help="Sweep even when the labelled requests with every tier's answer are selected by production routing (`calibrate check`): uncertified, and the report says the estimate is biased.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate every candidate policy; write routing.yaml, frontier.csv, summary.json and reports.
 

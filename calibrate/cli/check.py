@@ -25,9 +25,7 @@ def check_cmd(
     tiers: TiersPath = Path("tiers.yaml"),
     db: Annotated[
         Path | None,
-        typer.Option(
-            "--db", help=f"Store file (default: in memory with LOGS, else {DEFAULT_DB})."
-        ),
+        typer.Option("--db", help=f"Store file (default: in memory with LOGS, else {DEFAULT_DB})."),
     ] = None,
     as_json: Json = False,
 ) -> None:
@@ -86,11 +84,19 @@ def _print(r: CheckReport) -> None:
         f"check: {r.requests} requests, tiers {' → '.join(r.tiers)}",
         ("tier", "source", "requests", "confidence", "range", "cost", "latency"),
         [
-            (u.tier, u.source, u.requests, u.confidence_present, _range(u.confidence_min, u.confidence_max), u.cost_present, u.latency_present)
+            (
+                u.tier,
+                u.source,
+                u.requests,
+                u.confidence_present,
+                _range(u.confidence_min, u.confidence_max),
+                u.cost_present,
+                u.latency_present,
+            )
             for u in sorted(r.uses, key=lambda u: (r.tiers.index(u.tier), u.source))
         ],
     )
-    labels = [(t, s, n) for t, s, n in r.labels] or [("(none)", "-", 0)]
+    labels: list[tuple[object, ...]] = [(t, s, n) for t, s, n in r.labels] or [("(none)", "-", 0)]
     console.rows_table("labels by source", ("tier", "source", "labels"), labels)
     others = [f"{t} ({n})" for t, n in r.found_tiers if t not in r.tiers]
     out = console.out()
@@ -123,7 +129,12 @@ def _print(r: CheckReport) -> None:
         "coverage by app and region",
         ("segment", "requests", "every tier's answer", "labelled"),
         [
-            (f"{s.column}={s.value or '(none)'}", s.requests, _pct(s.complete, s.requests), _pct(s.labeled, s.requests))
+            (
+                f"{s.column}={s.value or '(none)'}",
+                s.requests,
+                _pct(s.complete, s.requests),
+                _pct(s.labeled, s.requests),
+            )
             for s in r.segments
         ],
     )

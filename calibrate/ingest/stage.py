@@ -97,14 +97,6 @@ def ingest(
         done = len(files) - skipped
         with nullcontext() if strict else store.transaction():
             store.finish_ingest_run(run_id, clock(), (done, *_tuple(totals)))
-    reasons = tuple(store.rejects_by_kind(run_id))
-    if refused:  # after the run is recorded: the rejects stay quarantined for inspection
-        raise LogFormatError(
-            f"every row of {', '.join(refused)} was rejected: "
-            + "; ".join(f"{reason} ({n} rows)" for reason, n in reasons[:3]),
-            hint="Is it another format? `calibrate schema` shows the canonical one; the rejected "
-            "rows and their reasons are in the store's `rejects` table.",
-        )
     return IngestSummary(
         run_id=run_id,
         files=done,
@@ -113,9 +105,21 @@ def ingest(
         rows_kept=totals.rows_kept,
         rows_rejected=totals.rows_rejected,
         requests_total=store.request_count(),
-        rejects_by_reason=reasons,
+        rejects_by_reason=tuple(store.rejects_by_kind(run_id)),
         db_path=store.path,
+        files_rejected=tuple(refused),
     )
+
+
+def raise_for_rejected_files(summary: IngestSummary) -> None:
+    """`ingest` exits 1 when every row of a file was rejected (the rows stay quarantined)."""
+    if summary.files_rejected:
+        raise LogFormatError(
+            f"every row of {', '.join(summary.files_rejected)} was rejected: "
+            + "; ".join(f"{reason} ({n} rows)" for reason, n in summary.rejects_by_reason[:3]),
+            hint="Is it another format? `calibrate schema` shows the canonical one; the rejected "
+            "rows and their reasons are in the store's `rejects` table.",
+        )
 
 
 def _tuple(counts: _FileCounts) -> tuple[int, int, int]:

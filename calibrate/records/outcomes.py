@@ -24,6 +24,8 @@ class IngestSummary:
     requests_total: int
     rejects_by_reason: tuple[tuple[str, int], ...]
     db_path: str
+    files_rejected: tuple[str, ...] = ()
+    """Files every row of which was rejected, as "path (N rows)"."""
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,13 @@ def check_data(
     found = con.execute(
         "SELECT tier, count(DISTINCT request_id) FROM attempts GROUP BY tier ORDER BY tier"
     ).fetchall()
-    cells = con.execute(_CELLS.format(output='a.output' if texts else 'NULL::VARCHAR'), params).fetchall() if tiers else []
+    cells = (
+        con.execute(
+            _CELLS.format(output="a.output" if texts else "NULL::VARCHAR"), params
+        ).fetchall()
+        if tiers
+        else []
+    )
     return CheckData(
         tiers=tuple(tiers),
         uses=tuple(
@@ -127,7 +133,9 @@ def check_data(
         labels=tuple((t, s, int(n)) for t, s, n in labels),
         found_tiers=tuple((t, int(n)) for t, n in found),
         cells=tuple(
-            CoverageCell(p, a, r, int(n), int(c), int(lab), float(w), float(w2), float(rw), int(cm), int(d))
+            CoverageCell(
+                p, a, r, int(n), int(c), int(lab), float(w), float(w2), float(rw), int(cm), int(d)
+            )
             for p, a, r, n, c, lab, w, w2, rw, cm, d in cells
         ),
     )

@@ -13,7 +13,6 @@ the premium tier's answer exists only where production escalated.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -264,7 +263,9 @@ def preflight(store: Store, tiers: Sequence[str], objective: Objective) -> str |
     )
 
 
-def _judge(data: CheckData, objective: Objective, names: tuple[str | None, str, str]) -> CheckReport:
+def _judge(
+    data: CheckData, objective: Objective, names: tuple[str | None, str, str]
+) -> CheckReport:
     cells = data.cells
     complete = set_bias("every tier's answer", cells, labeled=False)
     labeled = set_bias("every tier's answer and labels", cells, labeled=True)
