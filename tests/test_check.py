@@ -189,7 +189,9 @@ def test_ingest_exits_1_when_every_row_of_a_file_is_rejected(tmp_path: Path) -> 
     assert "rows kept" in result.stdout or "kept" in result.stdout  # the summary is printed first
     with Store.open(db) as store:
         counts = store.table_counts()
-    assert counts["requests"] == 1 and counts["rejects"] == 2  # the good row kept, the bad quarantined
+    assert (
+        counts["requests"] == 1 and counts["rejects"] == 2
+    )  # the good row kept, the bad quarantined
     # a file with some good rows is not an error
     status = runner.invoke(app, ["ingest", str(good), "--db", str(tmp_path / "t.duckdb")])
     assert status.exit_code == 0, status.output
