@@ -25,6 +25,7 @@ from calibrate.store import Store
 from calibrate.sweep import evaluate
 from calibrate.sweep import stage as sweep
 from calibrate.sweep.candidates import Strategies
+from calibrate.sweep.check import CheckReport, check_store
 from calibrate.sweep.selection import Objective
 
 
@@ -54,7 +55,7 @@ def sweep_logs(
     """Ingest (when logs are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into the job's out_dir."""
     if job.logs:
-        ingest.ingest(
+        summary = ingest.ingest(
             store,
             list(job.logs),
             strict=job.strict,
@@ -62,6 +63,7 @@ def sweep_logs(
             tiers=job.tiers,
             log_format=job.log_format,
         )
+        ingest.raise_for_rejected_files(summary)
     result = sweep.run_sweep(
         store,
         job.tiers,
@@ -130,3 +132,21 @@ def diff_routing(
     if as_json:
         return result, diff_report.render_json_with_export(result, exported)
     return result, diff_report.render_markdown_with_export(result, exported)
+
+
+def check_logs(
+    store: Store,
+    paths: Sequence[Path],
+    tiers: TiersConfig,
+    *,
+    clock: Callable[[], datetime],
+    db: str | None,
+    tiers_file: str,
+) -> CheckReport:
+    """Ingest the given logs (when any), then say what they can support (`calibrate check`)."""
+    if paths:
+        ingest.raise_for_rejected_files(
+            ingest.ingest(store, list(paths), strict=False, clock=clock, tiers=tiers)
+        )
+    logs = " ".join(str(p) for p in paths) or "LOGS…"
+    return check_store(store, tiers.names, db=db, tiers_file=tiers_file, logs=logs)

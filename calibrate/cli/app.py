@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from calibrate.cli import check as cli_check
 from calibrate.cli import console
 from calibrate.cli import export as cli_export
 from calibrate.cli import labels as cli_labels
@@ -56,6 +57,7 @@ app.command("monitor")(monitor_cmd)
 app.add_typer(cli_labels.labels_app, name="labels")
 app.command("sample")(cli_labels.sample_cmd)
 app.command("export")(cli_export.export_cmd)
+app.command("check")(cli_check.check_cmd)
 app.command("serve-gate")(cli_export.serve_gate_cmd)
 
 

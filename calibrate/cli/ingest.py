@@ -38,3 +38,4 @@ def ingest_cmd(
         console.print_json(summary.__dict__)
     else:
         console.ingest_table(summary)
+    ingest.raise_for_rejected_files(summary)

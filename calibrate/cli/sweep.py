@@ -96,6 +96,14 @@ def objective_options(
             help="Budget mode: the best quality at most this cost.",
         ),
     ] = None,
+    allow_biased: Annotated[
+        bool,
+        typer.Option(
+            "--allow-biased",
+            help="Sweep even when the labelled requests with every tier's answer are selected by "
+            "production routing (`calibrate check`): uncertified, and the report says so.",
+        ),
+    ] = False,
     policy: Annotated[
         str | None,
         typer.Option(
@@ -120,6 +128,7 @@ def objective_options(
         escalation_band=parse_band(escalation_band),
         max_cost_per_1k_usd=max_cost_per_1k_usd,
         chosen_policy=policy,
+        allow_biased=allow_biased,
     )
 
 

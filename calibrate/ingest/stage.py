@@ -89,12 +89,14 @@ def ingest(
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
         run_id = _begin(store, clock, strict)
-        totals, skipped = _FileCounts(), 0
+        totals, skipped, refused = _FileCounts(), 0, []
         for path in files:
             counts = _ingest_file(store, path, run_id, options, on_progress)
             if counts is None:
                 skipped += 1
                 continue
+            if counts.rows_read and not counts.rows_kept:
+                refused.append(f"{path} ({counts.rows_read} rows)")
             totals = _FileCounts(
                 *(a + b for a, b in zip(_tuple(totals), _tuple(counts), strict=False))
             )
@@ -119,7 +121,19 @@ def ingest(
         formats=found.format_files,
         unmapped_models=found.unmapped_models,
         ignored_records=found.ignored,
+        files_rejected=tuple(refused),
     )
+
+
+def raise_for_rejected_files(summary: IngestSummary) -> None:
+    """`ingest` exits 1 when every row of a file was rejected (the rows stay quarantined)."""
+    if summary.files_rejected:
+        raise LogFormatError(
+            f"every row of {', '.join(summary.files_rejected)} was rejected: "
+            + "; ".join(f"{reason} ({n} rows)" for reason, n in summary.rejects_by_reason[:3]),
+            hint="Is it another format? `calibrate schema` shows the canonical one; the rejected "
+            "rows and their reasons are in the store's `rejects` table.",
+        )
 
 
 def _tuple(counts: _FileCounts) -> tuple[int, int, int]:

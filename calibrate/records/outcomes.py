@@ -31,6 +31,8 @@ class IngestSummary:
     """Models in gateway exports that no tier claims, with their number of calls (rejected)."""
     ignored_records: int = 0
     """Records of gateway exports that are not LLM calls (spans, events, embeddings...)."""
+    files_rejected: tuple[str, ...] = ()
+    """Files every row of which was rejected, as "path (N rows)"."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from calibrate.records.outcomes import DataWindow, Outcomes, RequestLog
 from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
 from calibrate.records.runs import UnfinishedRun
 from calibrate.store import (
+    check_sql,
     coverage_sql,
     health_sql,
     judge_sql,
@@ -427,3 +428,11 @@ class Store:
         """What is labelled per tier, app and region, and what no estimate can use (the
         judge's agreement with humans is left for the caller: it needs estimators)."""
         return coverage_sql.coverage(self.con, tiers, judge_sql.judge_calls(self.con))
+
+    # --- check (what the logs can support; the sweep's bias preflight) ---
+
+    def check_data(self, tiers: Sequence[str], texts: bool = True) -> check_sql.CheckData:
+        """Per tier and source what the attempts carry, labels per source, and per production
+        path × app × region the requests with every tier's answer and with labels (`texts`:
+        also compare the cheapest and premium answers' text)."""
+        return check_sql.check_data(self.con, tiers, texts)

@@ -45,6 +45,9 @@ class Objective:
     max_cost_per_1k_usd: float | None = None
     chosen_policy: str | None = None
     certify_on: str = "regret"
+    allow_biased: bool = False
+    """Sweep even when the evaluable set is selected by production routing (`sweep/check.py`):
+    uncertified, with the report saying the estimate is biased."""
 
     @property
     def delta(self) -> float:

@@ -14,7 +14,7 @@ nothing; rendering and files belong to `report`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -45,6 +45,7 @@ from calibrate.stats.intervals import (
 )
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
+from calibrate.sweep import check
 from calibrate.sweep.candidates import Candidates, Strategies, candidates
 from calibrate.sweep.certify import (
     TESTS,
@@ -145,6 +146,9 @@ def run_sweep(
     """Evaluate all candidate policies, recommend one and collect its evidence."""
     overheads = overheads or Overheads()
     strategies = strategies or Strategies()
+    bias = check.preflight(store, tiers.names, objective)  # raises on a biased or empty set
+    if bias is not None:
+        objective = replace(objective, certify=False)
     outcomes = store.outcomes(tiers.names, price_table(tiers))
     _require_labels(outcomes)
     high_stakes = _intent_slices(outcomes, strategies.high_stakes)
@@ -211,7 +215,8 @@ def run_sweep(
         classifier_cost_per_1k=router.cost_usd_per_1k,
         router_fixed_monthly_usd=router.fixed_monthly_usd,
         consensus_slices=consensus_slices(outcomes, answers, high_stakes) if high_stakes else None,
-        warnings=tuple(
+        warnings=((bias,) if bias else ())
+        + tuple(
             warnings_for(
                 recommendation.row,
                 {c.tier: c.auroc for c in calibration},

@@ -1,0 +1,145 @@
+"""All SQL of `calibrate check` (and the sweep's bias preflight): per tier and source what the
+attempts carry, labels per source, and per production path × app × region how many requests have
+every tier's answer and labels. Only the store imports this module.
+
+A request's production path is the tiers (of the given list, in its order) that have a `prod`
+attempt on it, joined by `>`: `small` = production kept it on small, `small>large` = production
+escalated it to large; `` = production called none of the tiers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from calibrate.records.labels import ACCEPTABLE
+from calibrate.store.labels_sql import PICKED_LABELS
+
+
+@dataclass(frozen=True)
+class TierUse:
+    """What one tier's attempts of one source carry."""
+
+    tier: str
+    source: str
+    requests: int
+    confidence_present: int
+    confidence_min: float | None
+    confidence_max: float | None
+    cost_present: int
+    latency_present: int
+
+
+@dataclass(frozen=True)
+class CoverageCell:
+    """Requests of one production path, app and region: how many have every tier's answer and
+    labels for every tier (with the labels' 1/π weights), and how often the cheapest tier's answer
+    was worse than the premium one's (labelled) or differed from it as text (label-free)."""
+
+    path: str
+    app: str
+    region: str
+    requests: int
+    complete: int
+    labeled: int
+    weight_sum: float
+    weight_sq_sum: float
+    regret_weight: float
+    compared: int
+    differ: int
+
+
+@dataclass(frozen=True)
+class CheckData:
+    """Everything `check` reads from the store for a list of tiers."""
+
+    tiers: tuple[str, ...]
+    uses: tuple[TierUse, ...]
+    labels: tuple[tuple[str, str, int], ...]
+    found_tiers: tuple[tuple[str, int], ...]
+    cells: tuple[CoverageCell, ...]
+
+
+_USES = """
+SELECT tier, source, count(DISTINCT request_id), count(confidence) FILTER (WHERE isfinite(confidence)),
+       min(confidence) FILTER (WHERE isfinite(confidence)),
+       max(confidence) FILTER (WHERE isfinite(confidence)), count(cost_usd), count(latency_ms)
+FROM attempts WHERE list_contains($tiers::VARCHAR[], tier)
+GROUP BY tier, source ORDER BY tier, source"""
+
+_CELLS = f"""
+WITH tl AS (SELECT unnest($tiers::VARCHAR[]) AS tier, generate_subscripts($tiers::VARCHAR[], 1) AS k),
+att AS (
+    SELECT a.request_id, count(DISTINCT a.tier) AS n_tiers,
+           coalesce(string_agg(a.tier, '>' ORDER BY tl.k) FILTER (WHERE a.source = 'prod'), '')
+             AS path,
+           lower(trim(max({{output}}) FILTER (WHERE tl.k = 1 AND a.status = 'ok'))) AS cheap_out,
+           lower(trim(max({{output}}) FILTER (WHERE tl.k = len($tiers::VARCHAR[])
+                                              AND a.status = 'ok'))) AS premium_out
+    FROM attempts a JOIN tl USING (tier) GROUP BY a.request_id),
+lab AS (
+    SELECT request_id, count(DISTINCT tier) AS n_tiers, coalesce(max(weight), 1.0) AS w,
+           max(score) FILTER (WHERE tier = $tiers[1]) AS cheap,
+           max(score) FILTER (WHERE tier = $tiers[len($tiers::VARCHAR[])]) AS premium
+    FROM ({PICKED_LABELS}) GROUP BY request_id),
+per AS (
+    SELECT coalesce(att.path, '') AS path, coalesce(r.app, '') AS app,
+           coalesce(r.region, '') AS region,
+           coalesce(att.n_tiers, 0) = len($tiers::VARCHAR[]) AS complete,
+           coalesce(att.n_tiers, 0) = len($tiers::VARCHAR[])
+             AND coalesce(lab.n_tiers, 0) = len($tiers::VARCHAR[]) AS labeled,
+           lab.w, lab.cheap < {ACCEPTABLE} AND lab.premium >= {ACCEPTABLE} AS regret,
+           att.cheap_out, att.premium_out
+    FROM requests r LEFT JOIN att USING (request_id) LEFT JOIN lab USING (request_id))
+SELECT path, app, region, count(*), count(*) FILTER (WHERE complete),
+       count(*) FILTER (WHERE labeled),
+       coalesce(sum(w) FILTER (WHERE labeled), 0), coalesce(sum(w * w) FILTER (WHERE labeled), 0),
+       coalesce(sum(w) FILTER (WHERE labeled AND regret), 0),
+       count(*) FILTER (WHERE complete AND cheap_out IS NOT NULL AND premium_out IS NOT NULL),
+       count(*) FILTER (WHERE complete AND cheap_out <> premium_out)
+FROM per GROUP BY path, app, region ORDER BY path, app, region"""
+
+
+def check_data(
+    con: duckdb.DuckDBPyConnection, tiers: Sequence[str], texts: bool = True
+) -> CheckData:
+    """Read what `check` needs for `tiers` (cheapest first); `texts=False` skips comparing the
+    answers' text (the sweep's preflight does not need it)."""
+    params = {"tiers": list(tiers)}
+    uses = con.execute(_USES, params).fetchall()
+    labels = con.execute(
+        "SELECT tier, source, count(*) FROM labels WHERE list_contains($tiers::VARCHAR[], tier)"
+        " GROUP BY tier, source ORDER BY tier, source",
+        params,
+    ).fetchall()
+    found = con.execute(
+        "SELECT tier, count(DISTINCT request_id) FROM attempts GROUP BY tier ORDER BY tier"
+    ).fetchall()
+    cells = (
+        con.execute(
+            _CELLS.format(output="a.output" if texts else "NULL::VARCHAR"), params
+        ).fetchall()
+        if tiers
+        else []
+    )
+    return CheckData(
+        tiers=tuple(tiers),
+        uses=tuple(
+            TierUse(t, s, int(n), int(c), _float(lo), _float(hi), int(cost), int(lat))
+            for t, s, n, c, lo, hi, cost, lat in uses
+        ),
+        labels=tuple((t, s, int(n)) for t, s, n in labels),
+        found_tiers=tuple((t, int(n)) for t, n in found),
+        cells=tuple(
+            CoverageCell(
+                p, a, r, int(n), int(c), int(lab), float(w), float(w2), float(rw), int(cm), int(d)
+            )
+            for p, a, r, n, c, lab, w, w2, rw, cm, d in cells
+        ),
+    )
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
