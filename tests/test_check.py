@@ -176,8 +176,11 @@ def test_sweep_with_no_complete_request_names_the_tiers(
 
 
 def test_ingest_exits_1_when_every_row_of_a_file_is_rejected(tmp_path: Path) -> None:
-    bad = tmp_path / "gateway.jsonl"
-    bad.write_text('{"id": "chatcmpl-1", "model": "gpt-4o-mini"}\n{"id": "chatcmpl-2"}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"request_id": "b1", "timestamp": "not a time", "prompt": "hi"}\n'
+        '{"request_id": "b2", "timestamp": "2026-13-45", "prompt": "hi"}\n'
+    )
     good = tmp_path / "good.jsonl"
     row = next(iter(_rows()))
     good.write_text(json.dumps(row) + "\n", encoding="utf-8")
