@@ -16,7 +16,11 @@ from calibrate.cli.options import Db, Json, existing_store
 def replay_merge_cmd(
     stores: Annotated[
         list[Path],
-        typer.Argument(help="Stores to merge from (each shard's --db), read only.", show_default=False),
+        typer.Argument(
+            metavar="STORE...",
+            help="Stores to merge from (each shard's --db), read only.",
+            show_default=False,
+        ),
     ],
     db: Db = None,
     as_json: Json = False,

@@ -3,7 +3,9 @@
 A `Job` is one distinct chat call to make for a tier (requests with identical messages share it);
 a `CallRecord` is the durable outcome of one HTTP call (a `replay_calls` row); a `ShadowAttempt` is
 the `attempts` row (source='shadow') a successful job gives each of its requests. `ReplayPlan` is
-what `--dry-run` prints; `ReplaySummary` is what a run did. Imports nothing from calibrate.
+what `--dry-run` prints; `ReplaySummary` is what a run did. `Shard` is `--shard I/N` (and the rule
+splitting a sample); `MergeCounts` is what `replay-merge` took from one store. Imports nothing
+from calibrate.
 """
 
 from __future__ import annotations

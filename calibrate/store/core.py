@@ -22,7 +22,6 @@ import polars as pl
 import pyarrow as pa
 
 from calibrate.errors import CalibrateError
-
 from calibrate.records.labels import (
     Coverage,
     LabelRow,
