@@ -14,7 +14,7 @@ from calibrate.calls.context import RunContext
 from calibrate.calls.limits import Clock, SystemClock
 from calibrate.config.tiers import TiersConfig, load_tiers
 from calibrate.ingest import stage as ingest
-from calibrate.records.replay import ReplaySummary, Selection
+from calibrate.records.replay import ReplaySummary, Selection, Shard
 from calibrate.replay import stage as replay
 from calibrate.store import Store
 
@@ -90,12 +90,13 @@ def run_replay(
     retry_failed: bool = False,
     interrupted: Callable[[], bool] = lambda: False,
     transport: httpx.AsyncBaseTransport | None = None,
+    shard: Shard | None = None,
 ) -> ReplaySummary:
     with Store.open(db) as store:
         return replay.replay(
             store,
             tiers,
-            Selection(sample, seed, where, since),
+            Selection(sample, seed, where, since, shard),
             RunContext(environ or {}, wall, clock or SystemClock(), interrupted, transport),
             max_cost_usd=max_cost_usd,
             retry_failed=retry_failed,

@@ -1,6 +1,6 @@
 """The command line: the Typer app, its single error boundary, and `main`; each command lives in
 its own module (cli/ingest.py, cli/sweep.py, cli/evaluate.py, cli/diff.py, cli/schema.py,
-cli/replay.py, cli/monitor.py, cli/labels.py, cli/export.py), shared options and where data lives in cli/options.py.
+cli/replay.py, cli/replay_merge.py, cli/monitor.py, cli/labels.py, cli/export.py), shared options and where data lives in cli/options.py.
 
 Exit codes: 0 success; 1 a problem the user can fix (`Error:` and `Hint:` on stderr, no traceback);
 2 usage error; 3 only with `--check` (`diff`: the change is material; `monitor`: recalibration is
@@ -23,6 +23,7 @@ from calibrate.cli.evaluate import evaluate_cmd
 from calibrate.cli.ingest import ingest_cmd
 from calibrate.cli.monitor import monitor_cmd
 from calibrate.cli.replay import replay_cmd
+from calibrate.cli.replay_merge import replay_merge_cmd
 from calibrate.cli.schema import schema_cmd
 from calibrate.cli.sweep import sweep_cmd
 from calibrate.errors import CalibrateError
@@ -53,6 +54,7 @@ app.command("evaluate")(evaluate_cmd)
 app.command("diff")(diff_cmd)
 app.command("schema")(schema_cmd)
 app.command("replay")(replay_cmd)
+app.command("replay-merge")(replay_merge_cmd)
 app.command("monitor")(monitor_cmd)
 app.add_typer(cli_labels.labels_app, name="labels")
 app.command("sample")(cli_labels.sample_cmd)

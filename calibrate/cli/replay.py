@@ -23,7 +23,7 @@ from calibrate.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from calibrate.records.replay import Selection
+    from calibrate.records.replay import Selection, Shard
 
 
 def _since(value: str | None) -> datetime | None:
@@ -52,11 +52,32 @@ def selection_options(
         str | None, typer.Option("--since", help="Only requests at or after this date (UTC).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and the jitter.")] = 0,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Replay only part I of N (0 <= I < N) of the sample, split by a hash of the "
+            "request id, so N runners can replay in parallel; `calibrate replay-merge` brings "
+            "their stores together.",
+        ),
+    ] = None,
 ) -> Selection:
     """Which stored requests to replay."""
     from calibrate.records.replay import Selection
 
-    return Selection(sample, seed, where, _since(since))
+    return Selection(sample, seed, where, _since(since), _shard(shard))
+
+
+def _shard(value: str | None) -> Shard | None:
+    from calibrate.records.replay import Shard
+
+    if value is None:
+        return None
+    try:
+        return Shard.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--shard'") from None
 
 
 @with_option_groups
@@ -86,6 +107,7 @@ def replay_cmd(
     \b
         calibrate replay --tiers tiers.yaml --sample 500 --dry-run
         calibrate replay --tiers tiers.yaml --sample 500 --max-cost-usd 5
+        calibrate replay --tiers tiers.yaml --sample 500 --shard 0/4 --db shard0.duckdb
     """
     from calibrate.config.tiers import load_tiers
     from calibrate.replay import stage as replay

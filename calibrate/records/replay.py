@@ -3,23 +3,56 @@
 A `Job` is one distinct chat call to make for a tier (requests with identical messages share it);
 a `CallRecord` is the durable outcome of one HTTP call (a `replay_calls` row); a `ShadowAttempt` is
 the `attempts` row (source='shadow') a successful job gives each of its requests. `ReplayPlan` is
-what `--dry-run` prints; `ReplaySummary` is what a run did. Imports nothing from calibrate.
+what `--dry-run` prints; `ReplaySummary` is what a run did. `Shard` is `--shard I/N` (and the rule
+splitting a sample); `MergeCounts` is what `replay-merge` took from one store. Imports nothing
+from calibrate.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
+class Shard:
+    """Part `index` of `count` (`--shard I/N`): the sampled requests whose shard number is `index`.
+
+    A request's shard number is the first 8 bytes of the SHA-256 of its request_id (UTF-8), read
+    as a big-endian unsigned integer, modulo `count`: in Python
+    `int.from_bytes(hashlib.sha256(rid.encode()).digest()[:8], "big") % count`. It depends on the
+    request id alone, so it is the same on every machine and DuckDB version."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: need 0 <= I < N")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`I/N` (0 <= I < N) -> Shard; ValueError saying what is wrong."""
+        match = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text)
+        if match is None:
+            raise ValueError(f"{text!r} is not I/N (two whole numbers, e.g. 0/4)")
+        return cls(int(match[1]), int(match[2]))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True, slots=True)
 class Selection:
-    """Which requests to replay: filter (`where`, `since`), then a seeded uniform sample."""
+    """Which requests to replay: filter (`where`, `since`), then a seeded uniform sample, then
+    (with `shard`) this shard's part of that sample."""
 
     sample: int
     seed: int
     where: str | None = None
     since: datetime | None = None
+    shard: Shard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +206,16 @@ class ReplaySummary:
     @property
     def paused(self) -> tuple[TierOutcome, ...]:
         return tuple(t for t in self.tiers if t.paused)
+
+
+@dataclass(frozen=True, slots=True)
+class MergeCounts:
+    """What `replay-merge` took from one other store: rows copied and rows already present."""
+
+    source: str
+    attempts: int
+    attempts_present: int
+    calls: int
+    calls_present: int
+    failed_calls_replaced: int
+    runs: int

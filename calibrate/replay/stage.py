@@ -1,7 +1,8 @@
 """Stage: shadow replay — select requests, plan the calls and their cost, run them -> ReplaySummary.
 
-select: a seeded uniform sample of the requests matching --where/--since; every sampled request ×
-tier without an attempt is a candidate. plan: candidates with identical calls (same endpoint, model,
+select: a seeded uniform sample of the requests matching --where/--since (with --shard I/N, the
+part of that sample in shard I: `records.replay.Shard`); every sampled request × tier without an
+attempt is a candidate. plan: candidates with identical calls (same endpoint, model,
 parameters, messages: one cache key) share one job; stored calls are reused, stored failures are
 skipped unless retry_failed; cost is estimated from prompt length and each tier's price. run: the
 `Dispatcher` makes the calls and commits each result as it arrives. Never prints.
@@ -13,7 +14,7 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from calibrate.calls import endpoint as ep
@@ -134,7 +135,7 @@ def _plan(
         check_tier(tier)
     prices = tier_prices(tiers, clock)
     selected, candidates = store.replay_candidates(selection, tiers.names)
-    if selected == 0:
+    if selected == 0 and not _other_shards_sampled(store, selection, tiers):
         raise DataError(
             "no stored request matches the selection",
             hint="Run `calibrate ingest LOGS --db FILE` first, or widen --where/--since.",
@@ -152,6 +153,13 @@ def _plan(
         cached += [j for j in tier_jobs if _complete(run, j)]
         plans.append(_tier_plan(run, by_tier[name], tier_jobs, skipped))
     return _Planned(ReplayPlan(selected, tuple(plans)), tuple(jobs), tuple(cached), runs)
+
+
+def _other_shards_sampled(store: Store, selection: Selection, tiers: TiersConfig) -> bool:
+    """An empty shard of a non-empty sample is no error: that runner has nothing to do."""
+    if selection.shard is None:
+        return False
+    return store.replay_candidates(replace(selection, shard=None), tiers.names)[0] > 0
 
 
 def answer_body(tier: Tier, messages_json: str) -> bytes:

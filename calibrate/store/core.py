@@ -5,7 +5,7 @@ replay's selection, call cache and results live in `store/replay_sql.py`, and it
 results not yet committed in `store/journal.py` (folded in whenever a file store is opened);
 labels (checks, the conflict rule, weights) live in `store/labels_sql.py`, the judge's reads in
 `store/judge_sql.py`, `labels status` in `store/coverage_sql.py` and labelling queues in
-`store/queue_sql.py`.
+`store/queue_sql.py`; another store's replay results are merged by `store/merge_sql.py`.
 Stages receive an open `Store`; they never build SQL themselves.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from calibrate.errors import CalibrateError
 from calibrate.records.labels import (
     Coverage,
     LabelRow,
@@ -31,7 +32,7 @@ from calibrate.records.labels import (
     ResolveCounts,
 )
 from calibrate.records.outcomes import DataWindow, Outcomes, RequestLog
-from calibrate.records.replay import CallRecord, Candidate, JobResult, Selection
+from calibrate.records.replay import CallRecord, Candidate, JobResult, MergeCounts, Selection
 from calibrate.records.runs import UnfinishedRun
 from calibrate.store import (
     check_sql,
@@ -39,6 +40,7 @@ from calibrate.store import (
     health_sql,
     judge_sql,
     labels_sql,
+    merge_sql,
     monitor_sql,
     opening,
     outcomes_sql,
@@ -436,3 +438,18 @@ class Store:
         path × app × region the requests with every tier's answer and with labels (`texts`:
         also compare the cheapest and premium answers' text)."""
         return check_sql.check_data(self.con, tiers, texts)
+
+    # --- replay-merge ---
+
+    def merge_replay_from(self, other: Path) -> MergeCounts:
+        """Copy another store's shadow attempts, replay calls and runs into this one, in one
+        transaction, skipping what is already here (`store/merge_sql.py` has the rules). The
+        other store is first opened like any read-only store (its migrations and journal)."""
+        if Path(self.path).resolve() == other.resolve():
+            raise CalibrateError(
+                f"{other} is this store (--db): nothing to merge",
+                hint="Pass the other stores as arguments and this one with --db.",
+            )
+        opening.open_read_only(other).close()
+        with merge_sql.attached(self.con, other), self.transaction():
+            return merge_sql.merge(self.con, str(other))

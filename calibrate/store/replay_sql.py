@@ -2,7 +2,9 @@
 
 The sample is a seeded uniform sample of the matching requests, drawn by ordering on
 md5(seed:request_id): the same seed gives the same sample on every run, so a resumed run sees the
-same requests. Only the store imports this module.
+same requests. `--shard I/N` keeps the part of that sample whose shard number (SHARD_NUMBER) is I:
+the sample is drawn over the whole selection first, so the N shards together are exactly it.
+Only the store imports this module.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from calibrate.store import sandbox
 from calibrate.store.one_row import one_row
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
+
+SHARD_NUMBER = "('0x' || left(sha256(request_id), 16))::UBIGINT % $shards::UBIGINT"
+"""A request's shard (`Shard`'s rule): the first 8 bytes of sha256(request_id) as a big-endian
+unsigned integer, modulo the number of shards. Plain SHA-256, not DuckDB's `hash()`, whose values
+may change between DuckDB versions: shards replayed by different versions must still be disjoint."""
 
 
 _WHERE_HINT = (
@@ -88,6 +95,9 @@ def candidates(
         FROM requests
         WHERE {where} AND ($since::TIMESTAMPTZ IS NULL OR ts >= $since::TIMESTAMPTZ)
         ORDER BY draw LIMIT $n"""
+    if selection.shard is not None:
+        sample = f"SELECT * FROM ({sample}) WHERE {SHARD_NUMBER} = $shard::UBIGINT"
+        params |= {"shard": selection.shard.index, "shards": selection.shard.count}
     sample_params = {k: v for k, v in params.items() if k != "tiers"}
     with _running_where(selection.where):
         selected, rows = _sample(con, sample, params, sample_params)
