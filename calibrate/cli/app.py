@@ -284,11 +284,11 @@ def sweep_cmd(
     if as_json:
         console.print_json(json_summary(written))
         return
-    console.metrics_table("recommendation", result.recommendation.row, METRICS)
-    for warning in result.warnings:
+    console.metrics_table("recommendation", result.decision.recommendation.row.as_dict(), METRICS)
+    for warning in result.report.warnings:
         console.warn(warning)
-    if result.router is not None:
-        ms = result.router.inference_ms_per_request
+    if result.decision.router is not None:
+        ms = result.decision.router.inference_ms_per_request
         console.err().print(f"Learned router inference: {ms:.3f} ms per request (measured).")
     console.outputs_written(written)
 
