@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from calibrate.records.policy import METRICS, FrontierRow, Policy, PolicyMetrics
 
+
 def policy_columns(policies: Sequence[Policy]) -> dict[str, pl.Series]:
     """The frame's policy columns for these policies, in order."""
     return {
