@@ -15,6 +15,7 @@ from calibrate.ingest import stage as ingest
 from calibrate.policies.assignment import assign, regret
 from calibrate.policies.families import Family, threshold_grid
 from calibrate.records.outcomes import Outcomes
+from calibrate.records.policy import Policy
 from calibrate.stats.reliability import tier_calibrations
 from calibrate.store import Store
 from calibrate.sweep.certify import Budget, certify_family, clopper_pearson_upper, labels_to_certify
@@ -164,14 +165,14 @@ def test_no_certifiable_policy_falls_back_to_premium_and_says_how_many_labels(
 ) -> None:
     o = draw(np.random.default_rng(3), 150)  # δ/3 per family needs ≥ 203 labels even with no regret
     result = sweep_outcomes(tmp_path, o, Objective(max_quality_drop=0.02, confidence_level=0.95))
-    rec = result.recommendation
-    assert rec.fallback and rec.certified and rec.row["policy"] == "always:premium"
+    rec, evidence = result.decision.recommendation, result.report.evidence
+    assert rec.fallback and rec.certified and rec.row.policy == Policy.always("premium")
     assert "no policy could be certified" in rec.reason
-    assert result.evidence.alternative is not None
-    assert result.evidence.alternative.row["policy"] != "always:premium"
-    assert result.evidence.labels_needed is not None
-    policy, more = result.evidence.labels_needed
-    assert policy != "always:premium" and 0 < more < 100_000
+    assert evidence.alternative is not None
+    assert evidence.alternative.row.policy != Policy.always("premium")
+    assert evidence.labels_needed is not None
+    policy, more = evidence.labels_needed
+    assert policy != Policy.always("premium") and 0 < more < 100_000
 
 
 def test_inverted_confidence_is_flagged_and_never_certifies_keeping_bad_answers(
@@ -183,13 +184,13 @@ def test_inverted_confidence_is_flagged_and_never_certifies_keeping_bad_answers(
     premium_ok = cheap_ok | (rng.uniform(size=c.size) < 0.7)
     o = outcomes_from(c, cheap_ok, premium_ok)
     result = sweep_outcomes(tmp_path, o, Objective(max_quality_drop=0.02))
-    assert any("inverted" in w for w in result.warnings)
-    cheap = next(cal for cal in result.calibration if cal.tier == "cheap")
+    assert any("inverted" in w for w in result.report.warnings)
+    cheap = next(cal for cal in result.report.calibration if cal.tier == "cheap")
     assert cheap.auroc is not None and cheap.auroc < 0.5
-    row = result.recommendation.row
+    policy = result.decision.recommendation.row.policy
     regret = (~cheap_ok & premium_ok).mean()
-    if row["strategy"] == "cascade":
-        tau = float(row["thresholds"])
+    if policy.strategy == "cascade":
+        (tau,) = policy.thresholds
         assert (~cheap_ok & premium_ok & (c >= tau)).mean() <= 0.02 < regret
 
 

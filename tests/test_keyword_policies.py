@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from outcomes_support import random_outcomes
 
-from calibrate.config.routing import load_routing
+from calibrate.config.routing import load_routing, policy_of
 from calibrate.errors import ConfigError
 from calibrate.policies.families import Family, threshold_grid
 from calibrate.records.labels import ACCEPTABLE
+from calibrate.records.policy import Policy
 from calibrate.sweep.certify import Budget, certify_family
 
 CASCADE = Path(__file__).parent / "data" / "routing_cascade.yaml"
@@ -90,8 +91,10 @@ def test_a_hybrid_config_loads_and_its_cascade_skips_the_rule_only_tier(tmp_path
     path.write_text(HYBRID, encoding="utf-8")
     config = load_routing(path)
     forced = np.array([-1, 1, -1])
-    family = family_for(config, ("small", "medium", "large"), forced)
-    assert (family.kind, family.path) == ("hybrid", (0, 2))  # small → large; medium: rules only
+    policy = policy_of(config)
+    assert policy == Policy("hybrid", ("small", "large"), (0.7,))  # medium: rules only
+    family = family_for(policy, ("small", "medium", "large"), forced)
+    assert (family.kind, family.path) == ("hybrid", (0, 2))
     assert family.forced is forced
 
 

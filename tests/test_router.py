@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from calibrate.cli.app import app
-from calibrate.config.routing import ROUTER_FILE, Rule, dump_routing, routing_from
+from calibrate.config.routing import ROUTER_FILE, ObjectiveSpec, Rule, dump_routing, routing_from
 from calibrate.config.tiers import load_tiers, price_table
 from calibrate.demo import samplegen
 from calibrate.ingest.stage import ingest
@@ -24,8 +24,8 @@ from calibrate.policies.router import fit_router
 from calibrate.policies.router_files import load_router, rescore, router_json
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow
+from calibrate.records.policy import METRICS, FrontierRow, Policy, PolicyMetrics
 from calibrate.store import Store
-from calibrate.sweep.selection import Objective
 
 runner = CliRunner()
 
@@ -121,21 +121,24 @@ def sweep_out(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) -> Pa
     return out
 
 
-def _middle_row(out: Path, strategy: str) -> dict:
-    """The middle frontier row of a strategy (`strategy@policy suffix`: the row with that id)."""
+def _middle_row(out: Path, strategy: str) -> FrontierRow:
+    """The middle frontier row of a strategy (`strategy@policy suffix`: the row with that id),
+    read back from frontier.csv's text columns."""
     strategy, _, suffix = strategy.partition("@")
     with (out / "frontier.csv").open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["strategy"] == strategy]
     if suffix:
         rows = [r for r in rows if r["policy"].endswith("@" + suffix)]
     row = rows[len(rows) // 2]
-    parsed: dict = {k: row[k] for k in ("policy", "strategy", "tiers", "thresholds")}
-    parsed["cutoff_tokens"] = int(row["cutoff_tokens"]) if row["cutoff_tokens"] else None
-    for metric in ("quality", "quality_drop", "escalation_rate", "cost_per_1k_requests_usd"):
-        parsed[metric] = float(row[metric])
-    for metric in ("savings_vs_premium", "latency_p50_ms", "latency_p95_ms"):
-        parsed[metric] = float(row[metric])
-    return parsed
+    policy = Policy(
+        row["strategy"],  # type: ignore[arg-type]
+        tuple(row["tiers"].split("+" if strategy == "consensus" else ">")),
+        tuple(float(t) for t in row["thresholds"].split(";")) if row["thresholds"] else (),
+        int(row["cutoff_tokens"]) if row["cutoff_tokens"] else None,
+    )
+    assert policy.id == row["policy"]  # the id, tiers and thresholds texts agree
+    metrics = PolicyMetrics(**{m: float(row[m]) for m in METRICS})
+    return FrontierRow(policy, int(row["requests"]), int(row["labeled"]), metrics)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +154,7 @@ def test_evaluate_reproduces_each_strategys_sweep_metrics(
         row,
         {"small": "m-s", "medium": "m-m", "large": "m-l"},
         "large",
-        Objective(),
+        ObjectiveSpec(max_quality_drop=0.02, confidence_level=0.95),
         "empirical",
         False,
         DataWindow(10000, 1521, 0, None, None, "x"),
@@ -168,7 +171,7 @@ def test_evaluate_reproduces_each_strategys_sweep_metrics(
     )
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
-    assert got["policy"] == row["policy"]
+    assert got["policy"] == row.policy.id
     for metric, value in config.expected.items():
         assert got[metric] == value, (metric, got[metric], value)
 

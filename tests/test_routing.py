@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import pytest
 
-from calibrate.config.routing import dump_routing, load_routing
+from calibrate.config.routing import (
+    ObjectiveSpec,
+    Rule,
+    dump_routing,
+    load_routing,
+    policy_of,
+    routing_from,
+)
 from calibrate.errors import ConfigError
+from calibrate.records.outcomes import DataWindow
+from calibrate.records.policy import METRICS, FrontierRow, Policy, PolicyMetrics
 
 GOLDEN_ROUTING = Path(__file__).parent / "golden" / "sample" / "routing.yaml"
 CASCADE = Path(__file__).parent / "data" / "routing_cascade.yaml"  # medium > large
@@ -104,3 +114,47 @@ def test_a_changed_objective_option_is_a_material_diff(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["diff", str(GOLDEN_ROUTING), str(new), "--check"])
     assert result.exit_code == 3, result.output
     assert "per_segment intent" in result.stdout
+
+
+TIERS = {"small": "m-s", "medium": "m-m", "large": "m-l"}
+KEYWORDS = (Rule(name="legal", pattern="(?i)clause", tier="medium"),)
+
+
+@pytest.mark.parametrize(
+    ("policy", "strategy"),
+    [
+        (Policy.always("medium"), "single"),
+        (Policy("cascade", ("small", "large"), (0.62,)), "cascade"),
+        (Policy("cascade", ("small", "medium", "large"), (0.62, 0.8)), "cascade"),
+        (Policy("cascade", ("small", "medium", "large"), (math.inf, 0.8)), "cascade"),
+        (Policy("hybrid", ("small", "large"), (0.7,)), "hybrid"),
+        (Policy("length", ("small", "large"), cutoff_tokens=156), "rules"),
+        (Policy("rules", ("small", "large"), cutoff_tokens=156), "rules"),
+        (Policy("rules", ("small", "large")), "rules"),
+        (Policy("router", ("small", "large"), (0.9531,)), "router"),
+        (Policy("consensus", ("small", "medium", "large")), "consensus"),
+    ],
+    ids=lambda v: v.id if isinstance(v, Policy) else v,
+)
+def test_a_policy_round_trips_through_routing_yaml(
+    tmp_path: Path, policy: Policy, strategy: str
+) -> None:
+    """routing.yaml is written from a policy value and read back into the same value (keyword
+    rules stay the file's; a hybrid's rule-only tier is listed but not walked)."""
+    metrics = PolicyMetrics(0.9, 0.01, 0.2, 1.0, 0.3, 500.0, 900.0)
+    config = routing_from(
+        FrontierRow(policy, 100, 10, metrics),
+        TIERS,
+        "large",
+        ObjectiveSpec(max_quality_drop=0.02, confidence_level=0.95),
+        "empirical",
+        False,
+        DataWindow(100, 10, 0, None, None, "x"),
+        keyword_rules=KEYWORDS,
+    )
+    path = tmp_path / "routing.yaml"
+    path.write_text(dump_routing(config), encoding="utf-8")
+    loaded = load_routing(path)
+    assert loaded.strategy == strategy
+    assert policy_of(loaded) == policy
+    assert loaded.expected == {m: getattr(metrics, m) for m in METRICS}

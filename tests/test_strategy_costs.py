@@ -15,24 +15,34 @@ from calibrate.cli.app import app
 from calibrate.config.tiers import load_tiers, price_table
 from calibrate.ingest.stage import ingest
 from calibrate.policies.consensus import chosen_tier
+from calibrate.policies.frontier import frontier_row, policy_columns
+from calibrate.records.policy import Policy
 from calibrate.store import Store
 from calibrate.sweep.diagnostics import DAILY_VOLUMES, DAYS_PER_MONTH, economics
 
 runner = CliRunner()
 
 
+PREMIUM = Policy.always("large")
+
+
 def _frontier() -> pl.DataFrame:
     rows = [
-        ("always:large", "always", 2.0, 0.0),
-        ("cascade:small>large@0.5", "cascade", 1.0, 0.01),
-        ("router:small>large@0.7", "router", 0.8, 0.01),
+        (PREMIUM, 2.0, 0.0),
+        (Policy("cascade", ("small", "large"), (0.5,)), 1.0, 0.01),
+        (Policy("router", ("small", "large"), (0.7,)), 0.8, 0.01),
     ]
     return pl.DataFrame(
         {
-            "policy": [r[0] for r in rows],
-            "strategy": [r[1] for r in rows],
-            "cost_per_1k_requests_usd": [r[2] for r in rows],
-            "quality_drop": [r[3] for r in rows],
+            **policy_columns([r[0] for r in rows]),
+            "requests": [1000] * 3,
+            "labeled": [100] * 3,
+            "quality": [0.9] * 3,
+            "quality_drop": [r[2] for r in rows],
+            "escalation_rate": [0.2] * 3,
+            "cost_per_1k_requests_usd": [r[1] for r in rows],
+            "savings_vs_premium": [1 - r[1] / 2.0 for r in rows],
+            "latency_p50_ms": [50.0] * 3,
             "latency_p95_ms": [100.0] * 3,
             "certified": [False] * 3,
         }
@@ -41,19 +51,19 @@ def _frontier() -> pl.DataFrame:
 
 def test_the_routers_hosting_enters_its_break_even_and_monthly_cost() -> None:
     frontier = _frontier()
-    router = frontier.row(2, named=True)
-    e = economics(frontier, router, "always:large", 100, 1.0, 50.0, 0.02, {"router": 300.0})
+    router = frontier_row(frontier.row(2, named=True))
+    e = economics(frontier, router, PREMIUM, 100, 1.0, 50.0, 0.02, {"router": 300.0})
     assert e.fixed_monthly_usd == 100 * 1.0 + 50.0 + 300.0
     saving = (2.0 - 0.8) / 1000
     assert e.break_even_requests_per_month == pytest.approx(450.0 / saving)
-    table = dict(e.monthly_cost_usd)
+    table = {policy.id: costs for policy, costs in e.monthly_cost_usd}
     volume = DAILY_VOLUMES[0]
-    assert table[router["policy"]][0] == pytest.approx(0.8 / 1000 * volume * DAYS_PER_MONTH + 450)
+    assert table[router.policy.id][0] == pytest.approx(0.8 / 1000 * volume * DAYS_PER_MONTH + 450)
     cascade = table["cascade:small>large@0.5"][0]
     assert cascade == pytest.approx(1.0 / 1000 * volume * DAYS_PER_MONTH + 150)  # no hosting
 
-    cascade_row = frontier.row(1, named=True)
-    e = economics(frontier, cascade_row, "always:large", 100, 1.0, 50.0, 0.02, {"router": 300.0})
+    cascade_row = frontier_row(frontier.row(1, named=True))
+    e = economics(frontier, cascade_row, PREMIUM, 100, 1.0, 50.0, 0.02, {"router": 300.0})
     assert e.fixed_monthly_usd == 150.0  # the router's hosting is not the cascade's cost
 
 

@@ -72,9 +72,7 @@ def brute_force(
 def parse(row: dict) -> tuple:
     if row["strategy"] in ("length", "rules"):
         return (row["cutoff_tokens"],)
-    if row["strategy"] in ("cascade", "router", "hybrid"):
-        return tuple(float(t) for t in row["thresholds"].split(";"))
-    return ()
+    return tuple(row["thresholds"])
 
 
 def assert_matches_brute_force(o: Outcomes, families: list[Family]) -> pl.DataFrame:
@@ -85,7 +83,7 @@ def assert_matches_brute_force(o: Outcomes, families: list[Family]) -> pl.DataFr
     forced = next((f.forced for f in families if f.forced is not None), None)
     checked = 0
     for row in frame.iter_rows(named=True):
-        path = tuple(index[t] for t in row["tiers"].split(">"))
+        path = tuple(index[t] for t in row["tiers"])
         router = routers.get(path) if row["strategy"] == "router" else None
         extra = (router.scores, router.overhead_usd) if router is not None else (None, 0.0)
         ruled = forced if row["strategy"] in ("rules", "hybrid") else None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_summary_schema import check_summary
 from typer.testing import CliRunner
 
 from calibrate.cli.app import app
@@ -176,3 +177,8 @@ def test_the_router_is_skipped_with_a_warning_above_its_request_limit(
     assert rows and not any(r["strategy"] == "router" for r in rows)
     warnings = json.loads((tmp_path / "summary.json").read_text())["warnings"]
     assert any("router was skipped: 10,000 requests" in w for w in warnings)
+
+
+def test_summary_json_follows_its_schema(demo_out: Path, empirical_out: Path) -> None:
+    for out in (demo_out, empirical_out):
+        check_summary(out / "summary.json")

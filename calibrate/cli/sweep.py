@@ -322,10 +322,10 @@ def show_sweep(result: SweepResult, written: dict[str, Path]) -> None:
     """The recommendation's metrics, the warnings, the router's measured speed, the outputs."""
     from calibrate.config.routing import METRICS
 
-    console.metrics_table("recommendation", result.recommendation.row, METRICS)
-    for warning in result.warnings:
+    console.metrics_table("recommendation", result.decision.recommendation.row.as_dict(), METRICS)
+    for warning in result.report.warnings:
         console.warn(warning)
-    if result.router is not None:
-        ms = result.router.inference_ms_per_request
+    if result.decision.router is not None:
+        ms = result.decision.router.inference_ms_per_request
         console.err().print(f"Learned router inference: {ms:.3f} ms per request (measured).")
     console.outputs_written(written)

@@ -23,18 +23,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibrate.config.tiers import load_yaml_model
+from calibrate.records.outcomes import DataWindow
+from calibrate.records.policy import METRICS as METRICS  # re-exported for the command line
+from calibrate.records.policy import FrontierRow, Policy, Strategy
 
 ROUTER_FILE = "router.json"
-METRICS = (
-    "quality",
-    "quality_drop",
-    "escalation_rate",
-    "cost_per_1k_requests_usd",
-    "savings_vs_premium",
-    "latency_p50_ms",
-    "latency_p95_ms",
-)
-"""The metrics of a policy, in the order every table and routing.yaml's `expected` show them."""
 METRIC_DIGITS = {
     "quality": 4,
     "quality_drop": 4,
@@ -110,14 +103,15 @@ class ObjectiveSpec(_Strict):
     max_cost_per_1k_usd: float | None = None
 
 
-Strategy = Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
+RoutingStrategy = Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
+"""The strategies routing.yaml names (a frontier `Strategy` maps onto one of them)."""
 
 
 class RoutingConfig(_Strict):
     """The file `sweep` writes and `evaluate` reads."""
 
     version: Literal[1] = 1
-    strategy: Strategy
+    strategy: RoutingStrategy
     tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
     rules: tuple[Rule, ...] = ()
     classifier: Classifier | None = None
@@ -168,13 +162,13 @@ class RoutingConfig(_Strict):
 
 
 def routing_from(
-    row: dict,
+    row: FrontierRow,
     tiers_models: dict[str, str],
     premium: str,
-    objective,
+    objective: ObjectiveSpec,
     method: str,
     certified: bool,
-    window,
+    window: DataWindow,
     p_correct: dict[str, float] | None = None,
     intervals: dict[str, tuple[float, float]] | None = None,
     classifier_cost_per_1k: float = 0.0,
@@ -182,13 +176,14 @@ def routing_from(
 ) -> RoutingConfig:
     """Build the config for one frontier row (a router's model file: router.json beside it;
     `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies)."""
-    path = row["tiers"].split("+" if row["strategy"] == "consensus" else ">")
-    thresholds = [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else []
-    keywords = keyword_rules if row["strategy"] in ("rules", "hybrid") else ()
+    policy = row.policy
+    path = list(policy.tiers)
+    thresholds = list(policy.thresholds)
+    keywords = keyword_rules if policy.keyword_rules_first else ()
     used = set(path) | {r.tier for r in keywords}
     names = [n for n in tiers_models if n in used]
     classifier = None
-    if row["strategy"] == "router":
+    if policy.strategy == "router":
         classifier = Classifier(
             file=ROUTER_FILE,
             min_score=thresholds.pop(),
@@ -204,7 +199,7 @@ def routing_from(
         )
         for n in names
     ]
-    strategy_of: dict[str, Strategy] = {
+    strategy_of: dict[Strategy, RoutingStrategy] = {
         "always": "single",
         "cascade": "cascade",
         "length": "rules",
@@ -213,10 +208,10 @@ def routing_from(
         "router": "router",
         "consensus": "consensus",
     }
-    strategy = strategy_of[row["strategy"]]
+    strategy = strategy_of[policy.strategy]
     rules = tuple(keywords)
     if strategy == "rules":
-        cutoff = row["cutoff_tokens"]
+        cutoff = policy.cutoff_tokens
         rules += ((Rule(tier=path[0], max_input_tokens=cutoff),) if cutoff is not None else ()) + (
             Rule(tier=path[1]),
         )
@@ -226,18 +221,10 @@ def routing_from(
         rules=rules,
         classifier=classifier,
         premium_tier=premium,
-        objective=ObjectiveSpec(
-            max_quality_drop=objective.max_quality_drop,
-            confidence_level=objective.confidence_level,
-            max_relative_drop=objective.max_relative_drop,
-            per_segment=objective.per_segment,
-            max_latency_p95_ms=objective.max_latency_p95_ms,
-            escalation_band=objective.escalation_band,
-            max_cost_per_1k_usd=objective.max_cost_per_1k_usd,
-        ),
+        objective=objective,
         certified=certified,
         selection=method,
-        expected={m: round_metric(m, row[m]) for m in METRICS},
+        expected={m: round_metric(m, v) for m, v in row.metrics.as_dict().items()},
         intervals=intervals or {},
         calibrated_on=CalibratedOn(
             requests=window.requests,
@@ -246,6 +233,33 @@ def routing_from(
             logs_sha256=window.logs_sha256,
         ),
     )
+
+
+def policy_of(config: RoutingConfig) -> Policy:
+    """The policy a config deploys, the inverse of `routing_from` (its keyword rules stay in
+    `config.rules`): a cascade walks the tiers with escalate_below, then the last tier."""
+    names = tuple(t.name for t in config.tiers)
+    if config.strategy == "single":
+        return Policy.always(names[0])
+    if config.strategy == "consensus":
+        return Policy("consensus", names)
+    if config.strategy == "router":
+        assert config.classifier is not None  # the validator requires it
+        return Policy("router", names, (config.classifier.min_score,))
+    if config.strategy in ("cascade", "hybrid"):
+        deciding = {
+            t.name: t.escalate_below for t in config.tiers[:-1] if t.escalate_below is not None
+        }
+        return Policy(config.strategy, (*deciding, names[-1]), tuple(deciding.values()))
+    keywords = any(r.pattern is not None for r in config.rules)
+    rest = [r for r in config.rules if r.pattern is None]  # at most one length rule, the default
+    if len(rest) == 1:  # no length rule: the default rule gets every request no keyword rule takes
+        return (
+            Policy("rules", (names[0], rest[0].tier)) if keywords else Policy.always(rest[0].tier)
+        )
+    cheap, default = rest
+    strategy: Strategy = "rules" if keywords else "length"
+    return Policy(strategy, (cheap.tier, default.tier), cutoff_tokens=cheap.max_input_tokens)
 
 
 def round_metric(name: str, value: float) -> float:

@@ -2,8 +2,8 @@
 
 `route(log, config, calibration, decided)` walks each request through the config with production's
 rule (first what is decided before any call: `decided` holds the tier a keyword rule or a learned
-router sends the request to, computed by the caller from the prompts; then a cascade keeps a request at the first tier whose confidence is at least its
-`escalate_below`, a missing confidence escalates; length rules route on input_tokens), and gives
+router sends the request to, computed by the caller from the prompts; then a cascade by the rule of
+`policies.cascade`, with each tier's `escalate_below`; length rules route on input_tokens), and gives
 per request the serving tier, what it paid and the calibrated P(correct) of its answer. A cascade
 request is unevaluable when the logs lack the attempt of a tier it reaches before the last. `calibrations` refits each
 tier's confidence → P(correct) mapping on the labeled requests of the reference window.
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibrate.config.routing import RoutingConfig
+from calibrate.config.routing import RoutingConfig, policy_of
 from calibrate.errors import ConfigError
+from calibrate.policies.cascade import cascade_stops
 from calibrate.records.outcomes import Outcomes, RequestLog
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 
@@ -99,21 +100,18 @@ def _stages(log: RequestLog, config: RoutingConfig, decided: bool) -> tuple[np.n
             stage[take] = index[rule.tier]
             undecided &= ~take
         return stage, np.ones(n, dtype=bool)
-    stage = np.full(n, len(log.tiers) - 1, dtype=np.int64)
-    undecided, evaluable = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
-    for j in cascade_path(config)[:-1]:
-        evaluable &= ~(undecided & ~log.answered[:, j])
-        keep = undecided & (log.confidence[:, j] >= config.tiers[j].escalate_below)
-        stage[keep] = j
-        undecided &= ~keep
-    return stage, evaluable
+    path = np.array(cascade_path(config))
+    step = cascade_stops(log.confidence[:, path[:-1]], policy_of(config).thresholds)
+    reached = np.arange(path.size - 1)[None, :] <= step[:, None]  # the deciding tiers it reaches
+    evaluable = ~(reached & ~log.answered[:, path[:-1]]).any(axis=1)
+    return path[step], evaluable
 
 
 def cascade_path(config: RoutingConfig) -> list[int]:
-    """The config tiers a cascade or hybrid walks: those with escalate_below, then the last (a
-    hybrid's other tiers are reached by keyword rules only)."""
-    last = len(config.tiers) - 1
-    return [j for j, t in enumerate(config.tiers[:-1]) if t.escalate_below is not None] + [last]
+    """The config tiers a cascade or hybrid walks (indices into the config's tiers): those with
+    escalate_below, then the last (a hybrid's other tiers are reached by keyword rules only)."""
+    names = [t.name for t in config.tiers]
+    return [names.index(tier) for tier in policy_of(config).tiers]
 
 
 def calibrations(log: RequestLog, in_ref: np.ndarray) -> tuple[TierCalibration, ...]:

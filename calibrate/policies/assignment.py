@@ -1,9 +1,9 @@
 """Which tier serves each request under one policy, and what that request costs and scores.
 
-The grid engine (`policy_grid`) only keeps sums. Intervals, segment breakdowns and certification
-need the per-request picture of a single policy: `assign(outcomes, family, option)` walks every
-request through the policy's decision stages, vectorized, with the same semantics (a request stops
-at the first stage whose bin exceeds the option; escalations pay every tier touched).
+The grid engine (`grid`) only keeps sums. Intervals, segment breakdowns and certification need the
+per-request picture of a single policy: `assign(outcomes, family, option)` walks every request
+through the policy's decision stages, vectorized, by the rule of `cascade` (a request stops at the
+first stage that keeps it; escalations pay every tier touched).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calibrate.policies.cascade import first_stop, threshold_bins
 from calibrate.policies.families import Family, without_forced
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
+from calibrate.records.policy import CONFIDENCE_STRATEGIES, THRESHOLD_STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,8 @@ class Assignment:
 
 
 def stop_stage(bins: list[np.ndarray], option: tuple[int, ...], n: int) -> np.ndarray:
-    """Index into the path of the stage each request stops at."""
-    stage = np.full(n, len(bins), dtype=np.int64)
-    undecided = np.ones(n, dtype=bool)
-    for j, (b, a) in enumerate(zip(bins, option, strict=True)):
-        keep = undecided & (b > a)
-        stage[keep] = j
-        undecided &= ~keep
-    return stage
+    """Index into the path of the stage each request stops at (option a keeps iff bin > a)."""
+    return first_stop([b > a for b, a in zip(bins, option, strict=True)], n)
 
 
 def decision_bins(outcomes: Outcomes, family: Family) -> list[np.ndarray]:
@@ -49,15 +45,14 @@ def decision_bins(outcomes: Outcomes, family: Family) -> list[np.ndarray]:
     cutoffs its input length is within. The engine computes the same bins by faster means."""
     bins = []
     for j, grid in zip(family.path[:-1], family.grids, strict=True):
-        if family.kind in ("cascade", "hybrid", "router"):
+        if family.kind in THRESHOLD_STRATEGIES:
             conf = (
                 family.scores_of(outcomes) if family.kind == "router" else outcomes.confidence[:, j]
             )
-            b = np.searchsorted(grid, conf, side="right")
-            b[np.isnan(conf)] = 0
+            bins.append(threshold_bins(conf, grid))
         else:
             b = grid.size - np.searchsorted(grid[::-1], outcomes.input_tokens, side="left")
-        bins.append(b.astype(np.int64))
+            bins.append(b.astype(np.int64))
     return without_forced(bins, family.forced_of(outcomes))
 
 
@@ -68,7 +63,7 @@ def assign(outcomes: Outcomes, family: Family, option: tuple[int, ...]) -> Assig
     stage = stop_stage(decision_bins(outcomes, family), option, n)
     served = path[stage]
     rows = np.arange(n)
-    if family.kind in ("cascade", "hybrid"):
+    if family.kind in CONFIDENCE_STRATEGIES:
         touched = np.arange(len(path))[None, :] <= stage[:, None]
         cost = (outcomes.cost_usd[:, path] * touched).sum(axis=1)
         latency = (outcomes.latency_ms[:, path] * touched).sum(axis=1)

@@ -22,7 +22,9 @@ import polars as pl
 
 from calibrate.policies.assignment import take_rows
 from calibrate.policies.families import Family, evaluate_families
+from calibrate.policies.frontier import policy_columns
 from calibrate.records.outcomes import Outcomes
+from calibrate.records.policy import Policy
 
 _FILLER = re.compile(r"^(sure|certainly|of course|okay|ok)\b[\s,.!:;-]*")
 _NOT_WORD = re.compile(r"[^\w\s]+")
@@ -84,7 +86,7 @@ def consensus_outcomes(outcomes: Outcomes, voters: tuple[int, ...], chosen: np.n
         name: np.insert(getattr(outcomes, name), -1, values, axis=1)
         for name, values in virtual.items()
     }
-    name = "+".join(outcomes.tiers[j] for j in voters)
+    name = Policy("consensus", tuple(outcomes.tiers[j] for j in voters)).tiers_text
     tiers = (*outcomes.tiers[:-1], name, outcomes.tiers[-1])
     return dataclasses.replace(outcomes, tiers=tiers, **columns)
 
@@ -97,11 +99,9 @@ def consensus_row(
     k = len(outcomes.tiers)
     augmented = consensus_outcomes(outcomes, voters, chosen_tier(answers, voters))
     frame = evaluate_families(augmented, [Family("always", (k - 1,))])
-    name = augmented.tiers[k - 1]
+    policy = Policy("consensus", tuple(outcomes.tiers[j] for j in voters))
     return frame.with_columns(
-        policy=pl.lit(f"consensus:{name}"),
-        strategy=pl.lit("consensus"),
-        tiers=pl.lit(name),
+        *policy_columns([policy] * frame.height).values(),
         escalation_rate=pl.lit(1.0),  # every request reaches beyond the cheapest tier
     )
 
@@ -140,6 +140,7 @@ def consensus_slices(
             frame.select(
                 pl.lit(name).alias("slice"),
                 "policy",
+                "strategy",
                 "requests",
                 "labeled",
                 "quality",

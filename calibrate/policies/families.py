@@ -2,10 +2,10 @@
 rules in front of a length rule or a cascade) and their metrics table.
 
 `evaluate_families(outcomes, families)` turns each family into bins and a stop table for the grid
-engine (`policy_grid`) and returns one Polars row per policy with the metrics every command shares:
-quality, quality_drop, escalation_rate, cost_per_1k_requests_usd, savings_vs_premium,
-latency_p50_ms, latency_p95_ms, plus the counts requests and labeled. The premium reference is the
-last (most expensive) tier of tiers.yaml.
+engine (`grid`) and returns one Polars row per policy (the frontier frame, `frontier.py`): its
+`Policy` and the metrics every command shares: quality, quality_drop, escalation_rate,
+cost_per_1k_requests_usd, savings_vs_premium, latency_p50_ms, latency_p95_ms, plus the counts
+requests and labeled. The premium reference is the last (most expensive) tier of tiers.yaml.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from calibrate.errors import DataError
+from calibrate.policies.frontier import policy_columns
 from calibrate.policies.grid import (
     GridResult,
     StopTable,
@@ -27,11 +28,15 @@ from calibrate.policies.grid import (
 )
 from calibrate.policies.latency_ranks import LatencyAxis, LatencyColumn, latency_columns
 from calibrate.records.outcomes import Outcomes
+from calibrate.records.policy import (
+    CONFIDENCE_STRATEGIES,
+    CUTOFF_STRATEGIES,
+    THRESHOLD_STRATEGIES,
+    Policy,
+    Strategy,
+)
 
 DEFAULT_GRID = {2: 200, 3: 30, 4: 12}
-_THRESHOLD_KINDS = ("cascade", "router", "hybrid")  # options are thresholds τ (keep iff value ≥ τ)
-_CUTOFF_KINDS = ("length", "rules")  # options are input-length cutoffs
-_CONFIDENCE_KINDS = ("cascade", "hybrid")  # decide on each tier's own confidence, pay every tier
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class Family:
     decide before any call). `request_ids` name the rows `scores` and `forced` were made for.
     """
 
-    kind: str
+    kind: Strategy
     path: tuple[int, ...]
     grids: tuple[np.ndarray, ...] = ()
     scores: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -303,7 +308,7 @@ def sweep_columns(outcomes: Outcomes, families: list[Family]) -> SweepColumns:
 def stop_sums(family: Family) -> list[tuple[int, ...]]:
     """The tiers a request stopping at each stop has paid for (cascades pay every tier touched),
     then the tiers keyword rules send requests to (paid alone)."""
-    if family.kind in _CONFIDENCE_KINDS:
+    if family.kind in CONFIDENCE_STRATEGIES:
         sums = [family.path[: s + 1] for s in range(len(family.path))]
     else:
         sums = [(j,) for j in family.path]
@@ -319,7 +324,7 @@ def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> lis
             if family.kind == "router":
                 assert family.scores is not None, "a router family carries its scores"
                 columns.ranks[key] = confidence_buckets(family.scores).rank_in(grid)
-            elif family.kind in _CONFIDENCE_KINDS:
+            elif family.kind in CONFIDENCE_STRATEGIES:
                 if j not in columns.buckets:
                     columns.buckets[j] = confidence_buckets(outcomes.confidence[:, j])
                 columns.ranks[key] = columns.buckets[j].rank_in(grid)
@@ -343,7 +348,7 @@ def _rank_key(family: Family, j: int, grid: np.ndarray) -> tuple[object, bytes]:
     (families of one sweep stay alive, so the id is not reused)."""
     if family.kind == "router":
         return (("router", id(family.scores)), grid.tobytes())
-    return (j if family.kind in _CONFIDENCE_KINDS else "tokens", grid.tobytes())
+    return (j if family.kind in CONFIDENCE_STRATEGIES else "tokens", grid.tobytes())
 
 
 def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
@@ -447,26 +452,13 @@ def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None
 def _family_frame(
     outcomes: Outcomes, family: Family, res: GridResult, premium: GridResult
 ) -> pl.DataFrame:
-    names = [outcomes.tiers[j] for j in family.path]
     n, labeled = res.requests, res.labeled
     quality = res.score_micro / 1e6 / labeled if labeled else np.full(len(res.score_micro), np.nan)
     quality_p = premium.score_micro[0] / 1e6 / labeled if labeled else math.nan
-    values, texts = _option_values(family)
-    options = res.options.tolist()
-    m = len(options)
+    m = len(res.options)
     return pl.DataFrame(
         {
-            "policy": _policy_ids(family.kind, ">".join(names), values, texts, options),
-            "strategy": [family.kind] * m,
-            "tiers": [">".join(names)] * m,
-            "thresholds": [
-                ";".join(t[a] for t, a in zip(texts, opt, strict=True)) for opt in options
-            ]
-            if family.kind in _THRESHOLD_KINDS
-            else [""] * m,
-            "cutoff_tokens": [values[0][opt[0]] for opt in options]
-            if family.kind in _CUTOFF_KINDS
-            else [None] * m,
+            **policy_columns(family_policies(outcomes, family, res.options.tolist())),
             "requests": [n] * m,
             "labeled": [labeled] * m,
             "quality": quality,
@@ -476,8 +468,7 @@ def _family_frame(
             "savings_vs_premium": 1.0 - res.cost_nano_usd / premium.cost_nano_usd[0],
             "latency_p50_ms": res.latency_p50_us / 1000.0,
             "latency_p95_ms": res.latency_p95_us / 1000.0,
-        },
-        schema_overrides={"cutoff_tokens": pl.Int64},
+        }
     )
 
 
@@ -489,42 +480,31 @@ def _ruled_unescalated(family: Family) -> int:
     return int(((family.forced >= 0) & (family.forced <= family.path[0])).sum())
 
 
-def _option_values(family: Family) -> tuple[list[list], list[list[str]]]:
-    """Per stage, the parameter of each option index and its text: a threshold τ (+inf for
-    'escalate all') or a cutoff in tokens (None for 'no cutoff')."""
-    thresholds = family.kind in _THRESHOLD_KINDS
-    last = math.inf if thresholds else None
-    values = [[*grid.tolist(), last] for grid in family.grids]
-    texts = [[_fmt_threshold(v) if thresholds else str(v) for v in vs] for vs in values]
-    return values, texts
-
-
-def _fmt_threshold(t: float) -> str:
-    return "inf" if math.isinf(t) else repr(float(t))
-
-
-def _policy_ids(
-    kind: str, path: str, values: list[list], texts: list[list[str]], options: list[list[int]]
-) -> list[str]:
-    if kind == "always":
-        return [f"always:{path}"] * len(options)
-    if kind in _CUTOFF_KINDS:
-        cutoffs = [values[0][a] for (a,) in options]
-        return [f"{kind}:{path}@<={c}" if c is not None else f"{kind}:{path}@none" for c in cutoffs]
-    return [
-        f"{kind}:{path}@" + ",".join(t[a] for t, a in zip(texts, opt, strict=True))
-        for opt in options
-    ]
+def family_policies(
+    outcomes: Outcomes, family: Family, options: list[list[int]] | list[tuple[int, ...]]
+) -> list[Policy]:
+    """The policy of each option vector (one index per stage into the grid plus its last option:
+    a threshold τ = +inf, 'escalate all', or no cutoff)."""
+    names = tuple(outcomes.tiers[j] for j in family.path)
+    kind = family.kind
+    values = [grid.tolist() for grid in family.grids]
+    if kind in THRESHOLD_STRATEGIES:
+        thresholds = [[*v, math.inf] for v in values]
+        return [
+            Policy(kind, names, tuple(t[a] for t, a in zip(thresholds, opt, strict=True)))
+            for opt in options
+        ]
+    if kind in CUTOFF_STRATEGIES:
+        cutoffs = [*values[0], None]
+        return [Policy(kind, names, cutoff_tokens=cutoffs[a]) for (a,) in options]
+    return [Policy(kind, names) for _ in options]
 
 
 def policy_index(outcomes: Outcomes, families: list[Family]) -> dict[str, tuple[Family, tuple]]:
     """Policy id → (family, option vector): how to walk one frontier row request by request."""
     index: dict[str, tuple[Family, tuple]] = {}
     for family in families:
-        names = ">".join(outcomes.tiers[j] for j in family.path)
-        values, texts = _option_values(family)
-        options = [list(o) for o in itertools.product(*(range(g.size + 1) for g in family.grids))]
-        ids = _policy_ids(family.kind, names, values, texts, options)
-        for policy, option in zip(ids, options, strict=True):
-            index[policy] = (family, tuple(option))
+        options = [o for o in itertools.product(*(range(g.size + 1) for g in family.grids))]
+        for policy, option in zip(family_policies(outcomes, family, options), options, strict=True):
+            index[policy.id] = (family, tuple(option))
     return index

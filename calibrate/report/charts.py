@@ -17,6 +17,7 @@ import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.typing import RcKeyType
 
+from calibrate.policies.frontier import frontier_rows
 from calibrate.sweep.stage import SweepResult
 
 _STYLE: dict[RcKeyType, Any] = {
@@ -71,7 +72,7 @@ def frontier_chart(result: SweepResult) -> str:
     fig = _figure()
     with matplotlib.rc_context(_STYLE):
         ax = fig.add_subplot()
-        f = result.frontier
+        f = result.report.frontier
         for strategy, color in _COLORS.items():
             part = f.filter(pl.col("strategy") == strategy)
             if part.is_empty():
@@ -87,17 +88,17 @@ def frontier_chart(result: SweepResult) -> str:
                 rasterized=not few,
                 label=strategy,
             )
-        for row in f.filter(pl.col("strategy") == "always").iter_rows(named=True):
+        for row in frontier_rows(f.filter(pl.col("strategy") == "always")):
             ax.annotate(
-                row["tiers"],
-                (row["cost_per_1k_requests_usd"], row["quality"]),
+                row.policy.tiers_text,
+                (row.metrics.cost_per_1k_requests_usd, row.metrics.quality),
                 xytext=(4, 4),
                 textcoords="offset points",
             )
-        rec = result.recommendation.row
+        rec = result.decision.recommendation.row.metrics
         ax.scatter(
-            [rec["cost_per_1k_requests_usd"]],
-            [rec["quality"]],
+            [rec.cost_per_1k_requests_usd],
+            [rec.quality],
             s=160,
             marker="*",
             color="#cf222e",
@@ -114,25 +115,23 @@ def frontier_chart(result: SweepResult) -> str:
 
 def threshold_chart(result: SweepResult) -> str | None:
     """Quality and escalation rate against the threshold, one panel per cheap tier → premium."""
-    premium = result.tiers.names[-1]
-    f = result.frontier.filter(
+    names = result.decision.tiers.names
+    premium = names[-1]
+    f = result.report.frontier.filter(
         (pl.col("strategy") == "cascade")
-        & (pl.col("tiers").str.count_matches(">") == 1)
-        & pl.col("tiers").str.ends_with(f">{premium}")
+        & (pl.col("tiers").list.len() == 2)
+        & (pl.col("tiers").list.last() == premium)
     )
-    cheap_tiers = [
-        t for t in result.tiers.names[:-1] if f.filter(pl.col("tiers") == f"{t}>{premium}").height
-    ]
+    cheap = pl.col("tiers").list.first()
+    cheap_tiers = [t for t in names[:-1] if f.filter(cheap == t).height]
     if not cheap_tiers:
         return None
     fig = _figure(3.4 * len(cheap_tiers), 3.2)
     with matplotlib.rc_context(_STYLE):
         axes = fig.subplots(1, len(cheap_tiers), squeeze=False)[0]
         for ax, tier in zip(axes, cheap_tiers, strict=True):
-            part = f.filter(
-                (pl.col("tiers") == f"{tier}>{premium}") & (pl.col("thresholds") != "inf")
-            )
-            part = part.with_columns(tau=pl.col("thresholds").cast(pl.Float64)).sort("tau")
+            part = f.with_columns(tau=pl.col("thresholds").list.first())
+            part = part.filter((cheap == tier) & pl.col("tau").is_finite()).sort("tau")
             ax.plot(
                 part["tau"].to_list(), part["quality"].to_list(), color=_SERIES[0], label="quality"
             )
@@ -152,7 +151,7 @@ def threshold_chart(result: SweepResult) -> str | None:
 
 def timeline_chart(result: SweepResult) -> str | None:
     """Weekly escalation rate of the recommended policy per region."""
-    t = result.timeline
+    t = result.report.timeline
     if t.is_empty():
         return None
     fig = _figure(7.0, 3.2)
@@ -178,7 +177,7 @@ def timeline_chart(result: SweepResult) -> str | None:
 
 def reliability_chart(result: SweepResult) -> str | None:
     """Share of acceptable answers against mean confidence, per tier (equal-mass bins)."""
-    tiers = [c for c in result.calibration if c.curve]
+    tiers = [c for c in result.report.calibration if c.curve]
     if not tiers:
         return None
     fig = _figure(4.2, 4.0)
@@ -213,7 +212,7 @@ def segment_chart(result: SweepResult) -> str | None:
     premium tier's quality on the same requests."""
     rows = [
         s
-        for s in result.failure_modes.segments
+        for s in result.report.failure_modes.segments
         if s.column == "intent" and s.kept_quality is not None and s.kept_labeled >= 5
     ]
     if not rows:

@@ -11,26 +11,28 @@ import math
 
 import polars as pl
 
+from calibrate.policies.frontier import frontier_row
+from calibrate.records.policy import FrontierRow, PolicyMetrics
 from calibrate.report.blocks import Block, Section, Table, ms, num, pct, usd
 from calibrate.sweep.stage import SweepResult
 
 
-def policy_table(rows: list[dict]) -> Table:
+def policy_table(rows: list[FrontierRow]) -> Table:
     header = ("policy", "quality", "drop", "escalation", "cost / 1k req", "savings", "p50", "p95")
-    body = tuple(
-        (
-            f"`{r['policy']}`",
-            f"{r['quality']:.4f}",
-            f"{r['quality_drop']:+.4f}",
-            pct(r["escalation_rate"]),
-            usd(r["cost_per_1k_requests_usd"]),
-            pct(r["savings_vs_premium"]),
-            ms(r["latency_p50_ms"]),
-            ms(r["latency_p95_ms"]),
-        )
-        for r in rows
-    )
+    body = tuple((f"`{r.policy.id}`", *_metric_cells(r.metrics)) for r in rows)
     return Table(header, body)
+
+
+def _metric_cells(m: PolicyMetrics) -> tuple[str, ...]:
+    return (
+        f"{m.quality:.4f}",
+        f"{m.quality_drop:+.4f}",
+        pct(m.escalation_rate),
+        usd(m.cost_per_1k_requests_usd),
+        pct(m.savings_vs_premium),
+        ms(m.latency_p50_ms),
+        ms(m.latency_p95_ms),
+    )
 
 
 _STRATEGY_NAMES = {
@@ -47,8 +49,8 @@ _STRATEGY_NAMES = {
 def strategy_comparison(result: SweepResult) -> Section:
     """The best policy of each strategy at the same quality target: the cheapest whose measured
     drop is ≤ the limit, and the cheapest certified one where the strategy can be certified."""
-    limit = result.evidence.max_regret
-    f = result.frontier.with_row_index("_row")
+    limit = result.report.evidence.max_regret
+    f = result.report.frontier.with_row_index("_row")
     header: tuple[str, ...] = ("strategy", "best at the target", "certified", "quality", "drop")
     header += ("escalation", "cost / 1k req", "savings", "p50", "p95")
     rows: list[tuple[str, ...]] = []
@@ -72,11 +74,11 @@ def strategy_comparison(result: SweepResult) -> Section:
             if pick.is_empty():
                 rows.append((name, f"none ({how})", "no", *("–",) * 7))
                 continue
-            r = pick.row(0, named=True)
-            certified = "yes" if r["certified"] else "no" if kind != "router" else "n/a"
-            misses = " (misses the target)" if r["quality_drop"] > limit + 1e-12 else ""
-            policy = f"`{r['policy']}`{misses}"
-            rows.append((name, policy, certified, *policy_table([r]).rows[0][1:]))
+            r = frontier_row(pick.row(0, named=True))
+            certified = "yes" if r.certified else "no" if kind != "router" else "n/a"
+            misses = " (misses the target)" if r.metrics.quality_drop > limit + 1e-12 else ""
+            policy = f"`{r.policy.id}`{misses}"
+            rows.append((name, policy, certified, *_metric_cells(r.metrics)))
     note = (
         f"Target: quality drop vs always-premium at most {limit:.4g}. Per strategy, the cheapest "
         "policy whose measured drop meets it (else its best-quality policy, marked), and the "
@@ -97,7 +99,7 @@ _UNHEALTHY_ROWS = 20
 def endpoint_health_section(result: SweepResult) -> Section:
     """Strategy 4, endpoint health: outage windows, traffic silently served by a cheaper tier per
     region, and the unhealthy tier × region × days (prod latency, error/timeout, fallback)."""
-    found = result.endpoint_health
+    found = result.report.endpoint_health
     if found is None or found.table.is_empty():
         return ("Endpoint health", ("No production attempts in the logs.",))
     outages = Table(
@@ -151,9 +153,10 @@ def endpoint_health_section(result: SweepResult) -> Section:
 
 def keyword_rules_section(result: SweepResult) -> tuple[Section, ...]:
     """What each keyword rule of --rules catches (none without a rules file)."""
-    if not result.rule_hits:
+    hits = result.report.rule_hits
+    if not hits:
         return ()
-    tiers = [t for t, _ in result.rule_hits[0].quality_by_tier]
+    tiers = [t for t, _ in hits[0].quality_by_tier]
     header = ("rule", "pattern", "tier", "hits", "labeled", *(f"quality on {t}" for t in tiers))
     rows = tuple(
         (
@@ -164,7 +167,7 @@ def keyword_rules_section(result: SweepResult) -> tuple[Section, ...]:
             str(h.labeled),
             *(num(q, 4) for _, q in h.quality_by_tier),
         )
-        for h in result.rule_hits
+        for h in hits
     )
     note = (
         "First match wins. Quality is the mean label of each tier's answer on the rule's labeled "
@@ -179,13 +182,13 @@ def keyword_rules_section(result: SweepResult) -> tuple[Section, ...]:
 def consensus_section(result: SweepResult) -> tuple[Section, ...]:
     """Consensus against always-premium on each high-stakes intent the user named (none when
     no intent was named or there are fewer than 3 tiers)."""
-    found = result.consensus_slices
+    found = result.report.consensus_slices
     if found is None:
         return ()
     rows = []
     for r in found.iter_rows(named=True):
         gain, extra = r["gain_vs_premium"], r["extra_cost_per_1k_usd"]
-        premium = r["policy"].startswith("always:")
+        premium = r["strategy"] == "always"
         rescued = gain * 1000.0
         per_answer = "–" if premium else usd(extra / rescued) if rescued > 0 else "never"
         rows.append(

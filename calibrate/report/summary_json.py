@@ -1,174 +1,356 @@
-"""summary.json: the canonical machine-readable result of a sweep.
+"""summary.json: the canonical machine-readable result of a sweep, and its schema.
 
-The same numbers as routing.yaml and report.md, rounded the same way (`routing.round_metric`), with
-NaN and infinities as null so every JSON reader accepts it. Nothing here computes a metric.
+`SweepSummary` (pydantic, unknown keys rejected) is the file's shape; docs/summary.schema.json is
+generated from it (`schema_text`) and a test keeps the committed copy equal. The numbers are those
+of routing.yaml and report.md, rounded the same way (`routing.round_metric`), with NaN and
+infinities as null so every JSON reader accepts it. Nothing here computes a metric.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Literal
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict
 
-from calibrate.config.routing import METRICS, round_metric
+from calibrate.config.routing import round_metric
+from calibrate.policies.frontier import frontier_rows
+from calibrate.records.policy import FrontierRow, Strategy
+from calibrate.stats.reliability import TierCalibration
+from calibrate.sweep.failure_modes import SegmentRow
+from calibrate.sweep.selection import Method
 from calibrate.sweep.stage import SweepResult
 
 
-def _metrics(row: dict) -> dict:
-    return {m: _json_float(round_metric(m, row[m])) for m in METRICS}
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Window(_Strict):
+    """First and last request timestamp (ISO 8601, UTC)."""
+
+    start: str | None
+    end: str | None
+
+
+class ObjectiveSummary(_Strict):
+    max_quality_drop: float
+    confidence_level: float
+
+
+class SelectionCheckSummary(_Strict):
+    """The empirical rule re-run on bootstrap replicates (`--no-certify` only)."""
+
+    drop: tuple[float, float]
+    exceed_share: float
+
+
+class LabelsNeeded(_Strict):
+    """About how many more uniform labels would certify `policy` (after a fallback)."""
+
+    policy: str
+    more_labels: int
+
+
+class StageSummary(_Strict):
+    """Learn-then-Test evidence of one decision stage of the recommendation."""
+
+    tier: str
+    labeled: int
+    regret_count: int
+    regret_ucb: float
+    delta: float
+
+
+class Selection(_Strict):
+    method: Method
+    certified: bool
+    reason: str
+    fallback: bool
+    max_regret: float
+    selection_check: SelectionCheckSummary | None
+    labels_needed: LabelsNeeded | None
+    stages: list[StageSummary]
+
+
+class PolicySummary(_Strict):
+    """One policy and its metrics (null: not measurable, e.g. quality without labels). A threshold
+    of `Infinity` (escalate every request) is written as JSON's non-standard Infinity."""
+
+    policy: str
+    strategy: Strategy
+    tiers: list[str]
+    thresholds: list[float]
+    cutoff_tokens: int | None
+    quality: float | None
+    quality_drop: float | None
+    escalation_rate: float | None
+    cost_per_1k_requests_usd: float | None
+    savings_vs_premium: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+
+class BreakEvenSummary(_Strict):
+    """Escalating cheap → expensive saves money only below `escalation_rate`."""
+
+    cheap: str
+    expensive: str
+    escalation_rate: float | None
+    observed_rate: float | None
+
+
+class ConfidenceSummary(_Strict):
+    """One tier's confidence signal; `reliability`: [mean confidence, share acceptable, count]."""
+
+    tier: str
+    labeled: int
+    auroc: float | None
+    ece: float | None
+    brier: float | None
+    mapping: str | None
+    reliability: list[tuple[float, float, int]]
+
+
+class HardSegment(_Strict):
+    segment: str
+    labeled: int
+    cheapest_quality: float | None
+    premium_quality: float | None
+    escalation_rate: float
+    empirical_escalation_rate: float | None
+
+
+class FailureModesSummary(_Strict):
+    escalation_rate: float
+    hard_segments: list[HardSegment]
+    under_escalated_segments: list[str]
+
+
+class EconomicsSummary(_Strict):
+    fixed_monthly_usd: float
+    break_even_requests_per_month: float | None
+    latency_p95_overhead_ms: float
+
+
+class KeywordRuleSummary(_Strict):
+    """What one keyword rule of `--rules` catches."""
+
+    name: str
+    pattern: str
+    tier: str
+    hits: int
+    labeled: int
+    quality_by_tier: dict[str, float | None]
+    fine_on_cheapest: bool
+
+
+class ConsensusSummary(_Strict):
+    """Always-premium or one consensus set on one high-stakes intent (`--high-stakes`)."""
+
+    intent: str
+    policy: str
+    requests: int
+    labeled: int
+    quality: float | None
+    gain_vs_premium: float | None
+    cost_per_1k_requests_usd: float
+
+
+class SweepSummary(_Strict):
+    """summary.json, written by `calibrate sweep`."""
+
+    version: Literal[1]
+    requests: int
+    labeled: int
+    rejected: int
+    incomplete: int
+    window: Window
+    logs_sha256: str
+    tiers: list[str]
+    objective: ObjectiveSummary
+    selection: Selection
+    intervals: dict[str, tuple[float | None, float | None]]
+    recommendation: PolicySummary
+    baselines: list[PolicySummary]
+    pareto: list[PolicySummary]
+    break_even: list[BreakEvenSummary]
+    confidence: list[ConfidenceSummary]
+    failure_modes: FailureModesSummary
+    economics: EconomicsSummary
+    warnings: list[str]
+    policies_evaluated: int
+    keyword_rules: list[KeywordRuleSummary]
+    consensus_high_stakes: list[ConsensusSummary]
+
+
+def summary_text(result: SweepResult) -> str:
+    """summary.json's text."""
+    return json.dumps(summary(result).model_dump(mode="python"), indent=2) + "\n"
+
+
+def schema_text() -> str:
+    """docs/summary.schema.json's text: the JSON Schema of `SweepSummary`."""
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **SweepSummary.model_json_schema(),
+    }
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def summary(result: SweepResult) -> SweepSummary:
+    """The canonical machine-readable result (summary.json)."""
+    decision, report = result.decision, result.report
+    w, rec, ev = decision.window, decision.recommendation, report.evidence
+    check, needed = ev.selection_check, ev.labels_needed
+    frontier = report.frontier
+    return SweepSummary(
+        version=1,
+        requests=w.requests,
+        labeled=w.labeled,
+        rejected=report.rejected,
+        incomplete=w.incomplete,
+        window=Window(start=w.start, end=w.end),
+        logs_sha256=w.logs_sha256,
+        tiers=list(decision.tiers.names),
+        objective=ObjectiveSummary(
+            max_quality_drop=decision.objective.max_quality_drop,
+            confidence_level=decision.objective.confidence_level,
+        ),
+        selection=Selection(
+            method=rec.method,
+            certified=rec.certified,
+            reason=rec.reason,
+            fallback=rec.fallback,
+            max_regret=round(ev.max_regret, 6),
+            selection_check=None
+            if check is None
+            else SelectionCheckSummary(
+                drop=(round(check.drop.low, 4), round(check.drop.high, 4)),
+                exceed_share=round(check.exceed_share, 4),
+            ),
+            labels_needed=None
+            if needed is None
+            else LabelsNeeded(policy=needed[0].id, more_labels=needed[1]),
+            stages=[
+                StageSummary(
+                    tier=st.tier,
+                    labeled=st.labeled,
+                    regret_count=st.regret_count,
+                    regret_ucb=round(st.regret_ucb, 6),
+                    delta=round(st.delta, 6),
+                )
+                for st in ev.stages
+            ],
+        ),
+        intervals={
+            name: (_json_round(i.low, 4), _json_round(i.high, 4))
+            for name, i in decision.intervals.items()
+        },
+        recommendation=_policy(rec.row),
+        baselines=[
+            _policy(r) for r in frontier_rows(frontier.filter(pl.col("strategy") == "always"))
+        ],
+        pareto=[_policy(r) for r in frontier_rows(frontier.filter("pareto"))],
+        break_even=[
+            BreakEvenSummary(
+                cheap=b.cheap,
+                expensive=b.expensive,
+                escalation_rate=_json_float(round(b.escalation_rate, 4)),
+                observed_rate=_json_round(b.observed_rate, 4),
+            )
+            for b in report.break_even
+        ],
+        confidence=[_calibration(c) for c in report.calibration],
+        failure_modes=FailureModesSummary(
+            escalation_rate=round(report.failure_modes.escalation_rate, 4),
+            hard_segments=[_segment(s) for s in report.failure_modes.hard],
+            under_escalated_segments=[
+                f"{s.column}={s.value}" for s in report.failure_modes.under_escalated
+            ],
+        ),
+        economics=EconomicsSummary(
+            fixed_monthly_usd=round(report.economics.fixed_monthly_usd, 2),
+            break_even_requests_per_month=_json_round(
+                report.economics.break_even_requests_per_month, 0
+            ),
+            latency_p95_overhead_ms=round(report.economics.latency_p95_overhead_ms, 1),
+        ),
+        warnings=list(report.warnings),
+        policies_evaluated=frontier.height,
+        keyword_rules=[
+            KeywordRuleSummary(
+                name=h.name,
+                pattern=h.pattern,
+                tier=h.tier,
+                hits=h.hits,
+                labeled=h.labeled,
+                quality_by_tier={t: _json_round(q, 4) for t, q in h.quality_by_tier},
+                fine_on_cheapest=h.fine_on_cheapest,
+            )
+            for h in report.rule_hits
+        ],
+        consensus_high_stakes=_consensus(report.consensus_slices),
+    )
+
+
+def _policy(row: FrontierRow) -> PolicySummary:
+    policy = row.policy
+    return PolicySummary(
+        policy=policy.id,
+        strategy=policy.strategy,
+        tiers=list(policy.tiers),
+        thresholds=list(policy.thresholds),
+        cutoff_tokens=policy.cutoff_tokens,
+        **{m: _json_float(round_metric(m, v)) for m, v in row.metrics.as_dict().items()},
+    )
+
+
+def _consensus(slices: pl.DataFrame | None) -> list[ConsensusSummary]:
+    if slices is None:
+        return []
+    return [
+        ConsensusSummary(
+            intent=r["slice"],
+            policy=r["policy"],
+            requests=r["requests"],
+            labeled=r["labeled"],
+            quality=_json_round(r["quality"], 4),
+            gain_vs_premium=_json_round(r["gain_vs_premium"], 4),
+            cost_per_1k_requests_usd=round(r["cost_per_1k_requests_usd"], 6),
+        )
+        for r in slices.iter_rows(named=True)
+    ]
 
 
 def _json_float(x: float) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else x
 
 
-def _policy(row: dict) -> dict:
-    return {
-        "policy": row["policy"],
-        "strategy": row["strategy"],
-        "tiers": row["tiers"].split("+" if row["strategy"] == "consensus" else ">"),
-        "thresholds": [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else [],
-        "cutoff_tokens": row["cutoff_tokens"],
-        **_metrics(row),
-    }
-
-
-def summary(result: SweepResult) -> dict:
-    """The canonical machine-readable result (summary.json)."""
-    w = result.window
-    always = result.frontier.filter(pl.col("strategy") == "always")
-    return {
-        "version": 1,
-        "requests": w.requests,
-        "labeled": w.labeled,
-        "rejected": result.rejected,
-        "incomplete": w.incomplete,
-        "window": {"start": w.start, "end": w.end},
-        "logs_sha256": w.logs_sha256,
-        "tiers": list(result.tiers.names),
-        "objective": {
-            "max_quality_drop": result.objective.max_quality_drop,
-            "confidence_level": result.objective.confidence_level,
-        },
-        "selection": {
-            "method": result.recommendation.method,
-            "certified": result.recommendation.certified,
-            "reason": result.recommendation.reason,
-            "fallback": result.recommendation.fallback,
-            "max_regret": round(result.evidence.max_regret, 6),
-            "selection_check": None
-            if result.evidence.selection_check is None
-            else {
-                "drop": [
-                    round(result.evidence.selection_check.drop.low, 4),
-                    round(result.evidence.selection_check.drop.high, 4),
-                ],
-                "exceed_share": round(result.evidence.selection_check.exceed_share, 4),
-            },
-            "labels_needed": None
-            if result.evidence.labels_needed is None
-            else {
-                "policy": result.evidence.labels_needed[0],
-                "more_labels": result.evidence.labels_needed[1],
-            },
-            "stages": [
-                {
-                    "tier": st.tier,
-                    "labeled": st.labeled,
-                    "regret_count": st.regret_count,
-                    "regret_ucb": round(st.regret_ucb, 6),
-                    "delta": round(st.delta, 6),
-                }
-                for st in result.evidence.stages
-            ],
-        },
-        "intervals": {
-            name: [_json_round(i.low, 4), _json_round(i.high, 4)]
-            for name, i in result.evidence.intervals.items()
-        },
-        "recommendation": _policy(result.recommendation.row),
-        "baselines": [_policy(r) for r in always.iter_rows(named=True)],
-        "pareto": [_policy(r) for r in result.frontier.filter("pareto").iter_rows(named=True)],
-        "break_even": [
-            {
-                "cheap": b.cheap,
-                "expensive": b.expensive,
-                "escalation_rate": _json_float(round(b.escalation_rate, 4)),
-                "observed_rate": _json_round(b.observed_rate, 4),
-            }
-            for b in result.break_even
-        ],
-        "confidence": [_calibration_json(c) for c in result.calibration],
-        "failure_modes": {
-            "escalation_rate": round(result.failure_modes.escalation_rate, 4),
-            "hard_segments": [_segment_json(s) for s in result.failure_modes.hard],
-            "under_escalated_segments": [
-                f"{s.column}={s.value}" for s in result.failure_modes.under_escalated
-            ],
-        },
-        "economics": {
-            "fixed_monthly_usd": round(result.economics.fixed_monthly_usd, 2),
-            "break_even_requests_per_month": _json_round(
-                result.economics.break_even_requests_per_month, 0
-            ),
-            "latency_p95_overhead_ms": round(result.economics.latency_p95_overhead_ms, 1),
-        },
-        "warnings": list(result.warnings),
-        "policies_evaluated": result.frontier.height,
-        "keyword_rules": [
-            {
-                "name": h.name,
-                "pattern": h.pattern,
-                "tier": h.tier,
-                "hits": h.hits,
-                "labeled": h.labeled,
-                "quality_by_tier": {t: _json_round(q, 4) for t, q in h.quality_by_tier},
-                "fine_on_cheapest": h.fine_on_cheapest,
-            }
-            for h in result.rule_hits
-        ],
-        "consensus_high_stakes": []
-        if result.consensus_slices is None
-        else [
-            {
-                "intent": r["slice"],
-                "policy": r["policy"],
-                "requests": r["requests"],
-                "labeled": r["labeled"],
-                "quality": _json_round(r["quality"], 4),
-                "gain_vs_premium": _json_round(r["gain_vs_premium"], 4),
-                "cost_per_1k_requests_usd": round(r["cost_per_1k_requests_usd"], 6),
-            }
-            for r in result.consensus_slices.iter_rows(named=True)
-        ],
-    }
-
-
 def _json_round(x: float | None, digits: int) -> float | None:
     return None if x is None else _json_float(round(x, digits))
 
 
-def _segment_json(s) -> dict:
-    return {
-        "segment": f"{s.column}={s.value}",
-        "labeled": s.labeled,
-        "cheapest_quality": _json_round(s.cheapest_quality, 4),
-        "premium_quality": _json_round(s.premium_quality, 4),
-        "escalation_rate": round(s.escalation_rate, 4),
-        "empirical_escalation_rate": _json_round(s.alt_escalation_rate, 4),
-    }
+def _segment(s: SegmentRow) -> HardSegment:
+    return HardSegment(
+        segment=f"{s.column}={s.value}",
+        labeled=s.labeled,
+        cheapest_quality=_json_round(s.cheapest_quality, 4),
+        premium_quality=_json_round(s.premium_quality, 4),
+        escalation_rate=round(s.escalation_rate, 4),
+        empirical_escalation_rate=_json_round(s.alt_escalation_rate, 4),
+    )
 
 
-def _calibration_json(c) -> dict:
-    return {
-        "tier": c.tier,
-        "labeled": c.labeled,
-        "auroc": _json_round(c.auroc, 4),
-        "ece": _json_round(c.ece, 4),
-        "brier": _json_round(c.brier, 4),
-        "mapping": c.method,
-        "reliability": [[round(x, 4), round(y, 4), k] for x, y, k in c.curve],
-    }
-
-
-# ---- the document -------------------------------------------------------------------------
+def _calibration(c: TierCalibration) -> ConfidenceSummary:
+    return ConfidenceSummary(
+        tier=c.tier,
+        labeled=c.labeled,
+        auroc=_json_round(c.auroc, 4),
+        ece=_json_round(c.ece, 4),
+        brier=_json_round(c.brier, 4),
+        mapping=c.method,
+        reliability=[(round(x, 4), round(y, 4), k) for x, y, k in c.curve],
+    )

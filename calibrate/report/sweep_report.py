@@ -9,7 +9,6 @@ inputs give byte-identical files.
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
@@ -17,14 +16,17 @@ import polars as pl
 
 from calibrate.config.routing import (
     METRIC_DIGITS,
-    METRICS,
     ROUTER_FILE,
+    ObjectiveSpec,
+    RoutingConfig,
     Rule,
     dump_routing,
     round_metric,
     routing_from,
 )
+from calibrate.policies.frontier import frame_policies, frontier_rows
 from calibrate.policies.router_files import router_json
+from calibrate.records.policy import METRICS, Policy, threshold_text
 from calibrate.report.blocks import (
     BASE_CSS,
     Block,
@@ -47,10 +49,10 @@ from calibrate.report.strategies import (
     policy_table,
     strategy_comparison,
 )
-from calibrate.report.summary_json import summary
+from calibrate.report.summary_json import summary_text
 from calibrate.sweep.diagnostics import DAILY_VOLUMES
 from calibrate.sweep.failure_modes import HARD_GAP, HEALTHY_ESCALATION
-from calibrate.sweep.stage import SweepResult
+from calibrate.sweep.stage import Decision, SweepResult
 
 _TOP_POLICIES = 12
 
@@ -62,15 +64,15 @@ def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
     charts = chart_svgs(result)
     doc = sections(result, frozenset(charts))
     texts = {
-        "routing.yaml": dump_routing(build_routing(result)),
-        "frontier.csv": frontier_csv(result.frontier),
-        "summary.json": json.dumps(summary(result), indent=2, sort_keys=False) + "\n",
+        "routing.yaml": dump_routing(build_routing(result.decision)),
+        "frontier.csv": frontier_csv(result.report.frontier),
+        "summary.json": summary_text(result),
         "report.md": render_markdown(doc),
         "report.html": render_html(doc, charts),
         **charts,
     }
-    if result.router is not None:
-        texts[ROUTER_FILE] = router_json(result.router)
+    if result.decision.router is not None:
+        texts[ROUTER_FILE] = router_json(result.decision.router)
     paths = {}
     for name, text in texts.items():
         path = out_dir / name
@@ -81,77 +83,82 @@ def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def build_routing(result: SweepResult):
-    rec = result.recommendation
-    models = {t.name: t.model for t in result.tiers.tiers}
+def build_routing(decision: Decision) -> RoutingConfig:
+    """routing.yaml of a sweep's decision."""
+    rec, objective = decision.recommendation, decision.objective
     return routing_from(
         rec.row,
-        models,
-        result.tiers.names[-1],
-        result.objective,
+        {t.name: t.model for t in decision.tiers.tiers},
+        decision.premium,
+        ObjectiveSpec(
+            max_quality_drop=objective.max_quality_drop,
+            confidence_level=objective.confidence_level,
+            max_relative_drop=objective.max_relative_drop,
+            per_segment=objective.per_segment,
+            max_latency_p95_ms=objective.max_latency_p95_ms,
+            escalation_band=objective.escalation_band,
+            max_cost_per_1k_usd=objective.max_cost_per_1k_usd,
+        ),
         rec.method,
         rec.certified,
-        result.window,
-        classifier_cost_per_1k=result.classifier_cost_per_1k,
+        decision.window,
+        classifier_cost_per_1k=decision.classifier_cost_per_1k,
         keyword_rules=tuple(
             Rule(name=r.name, pattern=r.pattern, tier=r.tier)
-            for r in (result.keyword_rules.rules if result.keyword_rules else ())
+            for r in (decision.keyword_rules.rules if decision.keyword_rules else ())
         ),
-        p_correct={
-            c.tier: round(p, 4)
-            for c in result.calibration
-            if (tau := _thresholds_by_tier(rec.row).get(c.tier)) is not None
-            and (p := c.p_correct(tau)) is not None
-        },
+        p_correct={tier: round(p, 4) for tier, p in decision.p_correct.items()},
         intervals={
             name: (round_metric(name, i.low), round_metric(name, i.high))
-            for name, i in result.evidence.intervals.items()
+            for name, i in decision.intervals.items()
         },
     )
 
 
 def frontier_csv(frontier: pl.DataFrame) -> str:
-    """One row per evaluated policy, fixed precision, in evaluation order."""
+    """One row per evaluated policy, fixed precision, in evaluation order; the policy's tiers and
+    thresholds as text."""
+    policies = frame_policies(frontier)
     rounded = frontier.with_columns(
-        [
-            pl.col(m).round(METRIC_DIGITS[m] + 2) for m in METRICS
-        ]  # CSV keeps 2 more digits than YAML
+        pl.Series("tiers", [p.tiers_text for p in policies], dtype=pl.Utf8),
+        pl.Series("thresholds", [p.thresholds_text for p in policies], dtype=pl.Utf8),
+        *(pl.col(m).round(METRIC_DIGITS[m] + 2) for m in METRICS),  # 2 more digits than YAML
     )
     return rounded.write_csv(float_precision=None, null_value="")
 
 
-def _policy_words(r: dict) -> str:
-    """A frontier row's policy in words."""
-    keywords = "the keyword rules first, then " if r["strategy"] in ("rules", "hybrid") else ""
-    if r["strategy"] in ("cascade", "hybrid"):
-        names, taus = r["tiers"].split(">"), r["thresholds"].split(";")
+def _policy_words(policy: Policy) -> str:
+    """A policy in words."""
+    keywords = "the keyword rules first, then " if policy.keyword_rules_first else ""
+    names = policy.tiers
+    if policy.cascading:
         steps = "; ".join(
-            f"escalate from {n} when confidence < {t}" for n, t in zip(names, taus, strict=False)
+            f"escalate from {n} when confidence < {threshold_text(t)}"
+            for n, t in zip(names, policy.thresholds, strict=False)
         )
         what = f"{keywords}a cascade {' → '.join(names)} ({steps})"
-    elif r["strategy"] in ("length", "rules"):
-        names = r["tiers"].split(">")
-        if r["cutoff_tokens"] is None:
+    elif policy.strategy in ("length", "rules"):
+        if policy.cutoff_tokens is None:
             what = f"{keywords}every other request to {names[1]}"
         else:
             what = (
-                f"{keywords}requests of at most {r['cutoff_tokens']} input tokens to {names[0]}, "
-                f"the rest to {names[1]}"
+                f"{keywords}requests of at most {policy.cutoff_tokens} input tokens to "
+                f"{names[0]}, the rest to {names[1]}"
             )
-    elif r["strategy"] == "router":
-        names, tau = r["tiers"].split(">"), r["thresholds"]
+    elif policy.strategy == "router":
+        tau = policy.thresholds_text
         what = f"the learned router: {names[0]} when its score ≥ {tau}, else {names[1]}"
     else:
-        what = f"always {r['tiers']}"
+        what = f"always {policy.tiers_text}"
     return what
 
 
 def _headline(result: SweepResult) -> str:
-    r = result.recommendation.row
-    premium = result.tiers.names[-1]
-    what = _policy_words(r)
-    rec, eps = result.recommendation, result.evidence.max_regret
-    level = result.objective.confidence_level
+    decision = result.decision
+    rec, eps = decision.recommendation, result.report.evidence.max_regret
+    r, premium = rec.row.metrics, decision.premium
+    what = _policy_words(rec.row.policy)
+    level = decision.objective.confidence_level
     if rec.certified and not rec.fallback:
         claim = (
             f"quality within {eps:.4g} of always-{premium} at {level:.0%} confidence (certified)"
@@ -161,11 +168,11 @@ def _headline(result: SweepResult) -> str:
     elif rec.fallback:
         claim = "the safe fallback: nothing cheaper could be certified"
     else:
-        claim = f"measured quality drop {r['quality_drop']:+.4f} (limit {eps:.4g}, not certified)"
+        claim = f"measured quality drop {r.quality_drop:+.4f} (limit {eps:.4g}, not certified)"
     verdict = "Chosen with --policy" if rec.method == "chosen" else "Recommended"
     return (
-        f"**{verdict}: {what}.** {pct(r['savings_vs_premium'])} cheaper than always-{premium}; "
-        f"{claim}; escalation rate {pct(r['escalation_rate'])}; p95 latency {ms(r['latency_p95_ms'])}."
+        f"**{verdict}: {what}.** {pct(r.savings_vs_premium)} cheaper than always-{premium}; "
+        f"{claim}; escalation rate {pct(r.escalation_rate)}; p95 latency {ms(r.latency_p95_ms)}."
     )
 
 
@@ -178,8 +185,9 @@ def _pareto_near(frontier: pl.DataFrame, cost: float) -> pl.DataFrame:
 
 
 def _selection_note(result: SweepResult) -> str:
-    rec, ev = result.recommendation, result.evidence
-    if not result.objective.certify:
+    decision, ev = result.decision, result.report.evidence
+    rec, objective = decision.recommendation, decision.objective
+    if not objective.certify:
         note = (
             "Selection: empirical (`--no-certify`): the measured drop is a point estimate with no "
             "statistical guarantee."
@@ -194,12 +202,12 @@ def _selection_note(result: SweepResult) -> str:
         return note
     if rec.method == "budget":
         return (
-            f"**No policy under the budget of ${result.objective.max_cost_per_1k_usd:g} per 1k "
+            f"**No policy under the budget of ${objective.max_cost_per_1k_usd:g} per 1k "
             "requests could be certified**; the recommendation is the best measured quality under "
             "it and carries no guarantee."
         )
     if rec.fallback:
-        alt = ev.alternative.row["policy"] if ev.alternative else "none"
+        alt = ev.alternative.row.policy if ev.alternative else None
         if ev.labels_needed is None:
             more = (
                 "Its measured regret is not below the limit, so more labels would not certify it."
@@ -207,11 +215,12 @@ def _selection_note(result: SweepResult) -> str:
         else:
             policy, count = ev.labels_needed
             more = f"About {count:,} more uniformly sampled labels would likely certify " + (
-                "it." if policy == alt else f"`{policy}` (half the measured drop)."
+                "it." if policy == alt else f"`{policy.id}` (half the measured drop)."
             )
         return (
-            f"**Nothing cheaper than always-{result.tiers.names[-1]} could be certified** with "
-            f"{result.window.labeled} labels. The best empirical policy is `{alt}`. {more}"
+            f"**Nothing cheaper than always-{decision.premium} could be certified** with "
+            f"{decision.window.labeled} labels. The best empirical policy is "
+            f"`{alt.id if alt else 'none'}`. {more}"
         )
     stages = "; ".join(
         f"{s.tier}: {s.regret_count} regret events in {s.labeled} labeled requests, upper bound "
@@ -221,12 +230,12 @@ def _selection_note(result: SweepResult) -> str:
     per_segment = ""
     if ev.segments == ("(other)",):
         per_segment = (
-            f" Per {result.objective.per_segment}: every segment has too few labels to be "
+            f" Per {objective.per_segment}: every segment has too few labels to be "
             "certified alone, so they were tested as one pool (a marginal guarantee only)."
         )
     elif ev.segments:
         per_segment = (
-            f" Per {result.objective.per_segment}: the drop holds within each of "
+            f" Per {objective.per_segment}: the drop holds within each of "
             f"{', '.join(ev.segments)} (segments with too few labels are pooled as (other))."
         )
     return (
@@ -236,7 +245,7 @@ def _selection_note(result: SweepResult) -> str:
 
 
 def _intervals_note(result: SweepResult) -> str:
-    iv, level = result.evidence.intervals, result.objective.confidence_level
+    iv, level = result.decision.intervals, result.decision.objective.confidence_level
     parts = []
     for name, label in (
         ("quality", "quality"),
@@ -257,20 +266,21 @@ def _intervals_note(result: SweepResult) -> str:
         + ". Quality and drop: "
         "paired bootstrap over labeled requests (seeded); savings: delta method; escalation: Wilson. "
         "They are conditional on the chosen policy"
-        + ("; the certificate above is the guarantee." if result.recommendation.certified else ".")
+        + (
+            "; the certificate above is the guarantee."
+            if result.decision.recommendation.certified
+            else "."
+        )
     )
 
 
 def _calibration_table(result: SweepResult) -> Table:
-    thresholds = _thresholds_by_tier(result.recommendation.row)
+    decision = result.decision
+    thresholds = decision.recommendation.row.policy.thresholds_by_tier()
     rows = []
-    for c in result.calibration:
-        tau = thresholds.get(c.tier)
-        at = (
-            ""
-            if tau is None or c.p_correct(tau) is None
-            else f"escalate below {tau:g} ≈ P(correct) < {c.p_correct(tau):.2f}"
-        )
+    for c in result.report.calibration:
+        tau, p = thresholds.get(c.tier), decision.p_correct.get(c.tier)
+        at = "" if tau is None or p is None else f"escalate below {tau:g} ≈ P(correct) < {p:.2f}"
         rows.append(
             (
                 c.tier,
@@ -288,15 +298,8 @@ def _calibration_table(result: SweepResult) -> Table:
     )
 
 
-def _thresholds_by_tier(row: dict) -> dict[str, float]:
-    if row["strategy"] not in ("cascade", "hybrid"):
-        return {}
-    names, taus = row["tiers"].split(">"), row["thresholds"].split(";")
-    return {n: float(t) for n, t in zip(names, taus, strict=False) if t != "inf"}
-
-
 def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
-    fm = result.failure_modes
+    fm = result.report.failure_modes
     low, high = HEALTHY_ESCALATION
     over = (
         f"Over-escalation: the recommendation escalates {pct(fm.escalation_rate)} of requests "
@@ -312,7 +315,7 @@ def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
         f"{num(fm.kept_quality, 4)} on {fm.kept_labeled} labeled ones, where the premium tier "
         f"scores {num(fm.kept_premium_quality, 4)} on the same requests."
     )
-    alt = result.evidence.alternative
+    alt = result.report.evidence.alternative
     hard_header = (
         "segment",
         "labeled",
@@ -382,13 +385,14 @@ def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
 def _k_tier_note(result: SweepResult) -> str:
     """The k-tier formula E[C] = Σ_j c_j Π_{i<j} e_i with the observed step rates, next to the
     exact cost (they differ when a tier's cost depends on which requests reach it)."""
-    row = result.recommendation.row
-    if row["strategy"] != "cascade":
+    row = result.decision.recommendation.row
+    if row.policy.strategy != "cascade":
         return ""
-    names = row["tiers"].split(">")
-    cost = {b.cheap: b.cheap_cost_per_1k_usd for b in result.break_even}
-    cost |= {b.expensive: b.expensive_cost_per_1k_usd for b in result.break_even}
-    rate = {(b.cheap, b.expensive): b.observed_rate for b in result.break_even}
+    names = row.policy.tiers
+    break_even = result.report.break_even
+    cost = {b.cheap: b.cheap_cost_per_1k_usd for b in break_even}
+    cost |= {b.expensive: b.expensive_cost_per_1k_usd for b in break_even}
+    rate = {(b.cheap, b.expensive): b.observed_rate for b in break_even}
     total, reach = 0.0, 1.0
     for j, name in enumerate(names):
         total += cost[name] * reach
@@ -396,13 +400,15 @@ def _k_tier_note(result: SweepResult) -> str:
             reach *= rate.get((name, names[j + 1])) or 0.0
     return (
         f" The k-tier formula E[C] = Σ c_j·Π e_i with these rates and each tier's mean cost gives "
-        f"{usd(total)} per 1k requests; the exact replay gives {usd(row['cost_per_1k_requests_usd'])} "
+        f"{usd(total)} per 1k requests; the exact replay gives "
+        f"{usd(row.metrics.cost_per_1k_requests_usd)} "
         "(they differ when the requests that reach a tier cost more or less than its average)."
     )
 
 
 def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
-    e = result.economics
+    report, decision = result.report, result.decision
+    e = report.economics
     be = Table(
         (
             "cheap tier",
@@ -421,12 +427,12 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
                 pct(b.escalation_rate),
                 pct(b.observed_rate) if b.observed_rate is not None else "",
             )
-            for b in result.break_even
+            for b in report.break_even
         ),
     )
     monthly = Table(
         ("policy", *(f"{v:,}/day" for v in DAILY_VOLUMES)),
-        tuple((f"`{p}`", *(f"${c:,.0f}" for c in costs)) for p, costs in e.monthly_cost_usd),
+        tuple((f"`{p.id}`", *(f"${c:,.0f}" for c in costs)) for p, costs in e.monthly_cost_usd),
     )
     volume = (
         f"{e.break_even_requests_per_month:,.0f} requests per month"
@@ -439,21 +445,22 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
         "observed = the recommendation's rate at that step." + _k_tier_note(result),
         be,
         f"Fixed calibration overhead: ${e.fixed_monthly_usd:,.2f} per month "
-        f"({result.window.labeled} labels at ${result.overheads.label_cost_usd:g} each, plus "
-        f"${result.overheads.fixed_monthly_usd:,.2f} other"
+        f"({decision.window.labeled} labels at ${report.overheads.label_cost_usd:g} each, plus "
+        f"${report.overheads.fixed_monthly_usd:,.2f} other"
         + (
-            f", plus ${result.router_fixed_monthly_usd:,.2f} hosting the learned router"
-            if result.recommendation.row["strategy"] == "router" and result.router_fixed_monthly_usd
+            f", plus ${report.router_fixed_monthly_usd:,.2f} hosting the learned router"
+            if decision.recommendation.row.policy.strategy == "router"
+            and report.router_fixed_monthly_usd
             else ""
         )
         + "). Savings per request "
         f"${e.savings_per_request_usd:.6f}, so routing pays for its calibration above {volume}. "
-        f"p95 latency overhead vs always-{result.tiers.names[-1]}: {e.latency_p95_overhead_ms:+,.0f} ms.",
+        f"p95 latency overhead vs always-{decision.premium}: {e.latency_p95_overhead_ms:+,.0f} ms.",
         "Monthly cost (30 days; policies other than the baselines include the fixed overhead"
         + (
-            f"; the learned router's also its hosting, ${result.router_fixed_monthly_usd:,.2f} "
+            f"; the learned router's also its hosting, ${report.router_fixed_monthly_usd:,.2f} "
             "per month (--classifier-monthly-usd)"
-            if result.router_fixed_monthly_usd
+            if report.router_fixed_monthly_usd
             else ""
         )
         + "):",
@@ -467,15 +474,16 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
     def chart(file: str, title: str) -> tuple[Block, ...]:
         return (Chart(file, title),) if file in charts else ()
 
-    f, w = result.frontier, result.window
-    rec = result.recommendation
-    pareto = _pareto_near(f, rec.row["cost_per_1k_requests_usd"])
+    report, decision = result.report, result.decision
+    f, w = report.frontier, decision.window
+    rec = decision.recommendation
+    pareto = _pareto_near(f, rec.row.metrics.cost_per_1k_requests_usd)
     data = (
         f"{w.requests} requests ({w.labeled} labeled for every tier) from {w.start} to {w.end}; "
-        f"{result.rejected} rows rejected at ingest; {w.incomplete} requests incomplete. "
+        f"{report.rejected} rows rejected at ingest; {w.incomplete} requests incomplete. "
         f"{f.height} policies evaluated exactly. Logs digest `{w.logs_sha256[:16]}`."
     )
-    ev = result.evidence
+    ev = report.evidence
     if ev.weighted_labels:
         data += (
             f" {ev.weighted_labels} labeled requests come from a stratified sample: quality is the "
@@ -495,7 +503,7 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
         ),
         ("Recommendation", (policy_table([rec.row]),)),
         strategy_comparison(result),
-        ("Warnings", tuple(result.warnings) or ("None.",)),
+        ("Warnings", tuple(report.warnings) or ("None.",)),
         endpoint_health_section(result),
         *keyword_rules_section(result),
         *consensus_section(result),
@@ -505,12 +513,11 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
         ),
         (
             "Baselines",
-            (policy_table(list(f.filter(pl.col("strategy") == "always").iter_rows(named=True))),),
+            (policy_table(frontier_rows(f.filter(pl.col("strategy") == "always"))),),
         ),
         (
             "Cost–quality frontier (Pareto points around the recommendation)",
-            chart("frontier.svg", "Cost–quality frontier")
-            + (policy_table(list(pareto.iter_rows(named=True))),),
+            chart("frontier.svg", "Cost–quality frontier") + (policy_table(frontier_rows(pareto)),),
         ),
         (
             "Thresholds",

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from calibrate.policies.assignment import Assignment
+from calibrate.policies.frontier import frontier_row, frontier_rows
 from calibrate.records.outcomes import Outcomes
+from calibrate.records.policy import FrontierRow, Policy
 
 WARN_ESCALATION_BAND = (0.10, 0.40)  # wider than the 15–25% of a healthy cascade
 MIN_AUROC = 0.55
@@ -38,7 +40,7 @@ def break_even(
     """e* for every ordered tier pair (c = mean cost per request), next to the observed
     conditional escalation rate of each step the chosen policy takes."""
     always = frontier.filter(pl.col("strategy") == "always")
-    cost = dict(zip(always["tiers"], always["cost_per_1k_requests_usd"], strict=True))
+    cost = dict(zip(always["tiers"].list.first(), always["cost_per_1k_requests_usd"], strict=True))
     observed = _step_rates(chosen, outcomes) if chosen is not None and outcomes is not None else {}
     rows = []
     for cheap, expensive in itertools.combinations(tiers, 2):
@@ -61,15 +63,15 @@ def _step_rates(chosen: Assignment, outcomes: Outcomes) -> dict[tuple[str, str],
 
 
 def warnings_for(
-    row: dict, auroc: dict[str, float | None], incomplete: int, rejected: int
+    row: FrontierRow, auroc: dict[str, float | None], incomplete: int, rejected: int
 ) -> list[str]:
     """Plain-language warnings about the recommendation and the data behind it."""
     notes = []
     low, high = WARN_ESCALATION_BAND
-    cascading = row["strategy"] in ("cascade", "hybrid")  # others decide before any call
-    if cascading and not low <= row["escalation_rate"] <= high:
+    rate = row.metrics.escalation_rate
+    if row.policy.cascading and not low <= rate <= high:  # others decide before any call
         notes.append(
-            f"The recommended escalation rate {row['escalation_rate']:.1%} is outside the "
+            f"The recommended escalation rate {rate:.1%} is outside the "
             f"{low:.0%}–{high:.0%} a healthy cascade usually shows."
         )
     for tier, value in auroc.items():
@@ -103,7 +105,7 @@ DAYS_PER_MONTH = 30
 class Economics:
     """What the recommendation costs to run and to keep calibrated.
 
-    `monthly_cost_usd[policy][volume]`: model spend for 30 days at each daily volume, plus the fixed
+    `monthly_cost_usd`: per policy shown, the model spend for 30 days at each daily volume, plus the fixed
     overhead for policies that need calibration (labels × price per label + other fixed costs).
     `break_even_requests_per_month` = fixed overhead / savings per request (None without savings).
     """
@@ -112,13 +114,13 @@ class Economics:
     savings_per_request_usd: float
     break_even_requests_per_month: float | None
     latency_p95_overhead_ms: float
-    monthly_cost_usd: tuple[tuple[str, tuple[float, ...]], ...]
+    monthly_cost_usd: tuple[tuple[Policy, tuple[float, ...]], ...]
 
 
 def economics(
     frontier: pl.DataFrame,
-    recommended: dict,
-    premium_policy: str,
+    recommended: FrontierRow,
+    premium_policy: Policy,
     labels_used: int,
     label_cost_usd: float,
     fixed_monthly_usd: float,
@@ -127,22 +129,24 @@ def economics(
 ) -> Economics:
     """Break-even volume, latency overhead and the monthly cost table for the strategies shown
     (`strategy_monthly_usd`: a strategy's own fixed monthly cost, e.g. hosting the router)."""
-    premium = frontier.filter(pl.col("policy") == premium_policy).row(0, named=True)
+    premium = frontier_row(
+        frontier.filter(pl.col("policy") == premium_policy.id).row(0, named=True)
+    )
     own = strategy_monthly_usd or {}
     calibrating = labels_used * label_cost_usd + fixed_monthly_usd
-    fixed = calibrating + own.get(recommended["strategy"], 0.0)
-    saving = (premium["cost_per_1k_requests_usd"] - recommended["cost_per_1k_requests_usd"]) / 1000
-    shown = [*frontier.filter(pl.col("strategy") == "always").iter_rows(named=True)]
+    fixed = calibrating + own.get(recommended.policy.strategy, 0.0)
+    rec, prem = recommended.metrics, premium.metrics
+    saving = (prem.cost_per_1k_requests_usd - rec.cost_per_1k_requests_usd) / 1000
+    shown = frontier_rows(frontier.filter(pl.col("strategy") == "always"))
     shown += _cheapest_per_strategy(frontier, recommended, max_drop)
     table = []
     for row in shown:
-        overhead = (
-            0.0 if row["strategy"] == "always" else calibrating + own.get(row["strategy"], 0.0)
-        )
-        per_request = row["cost_per_1k_requests_usd"] / 1000
+        strategy = row.policy.strategy
+        overhead = 0.0 if strategy == "always" else calibrating + own.get(strategy, 0.0)
+        per_request = row.metrics.cost_per_1k_requests_usd / 1000
         table.append(
             (
-                row["policy"],
+                row.policy,
                 tuple(per_request * v * DAYS_PER_MONTH + overhead for v in DAILY_VOLUMES),
             )
         )
@@ -150,19 +154,19 @@ def economics(
         fixed_monthly_usd=fixed,
         savings_per_request_usd=saving,
         break_even_requests_per_month=fixed / saving if saving > 0 else None,
-        latency_p95_overhead_ms=recommended["latency_p95_ms"] - premium["latency_p95_ms"],
+        latency_p95_overhead_ms=rec.latency_p95_ms - prem.latency_p95_ms,
         monthly_cost_usd=tuple(table),
     )
 
 
 def _cheapest_per_strategy(
-    frontier: pl.DataFrame, recommended: dict, max_drop: float
-) -> list[dict]:
+    frontier: pl.DataFrame, recommended: FrontierRow, max_drop: float
+) -> list[FrontierRow]:
     """The recommendation, plus the cheapest acceptable policy of each other non-baseline strategy
     (certified if any is, else with a measured drop of at most ε)."""
-    rows = [] if recommended["strategy"] == "always" else [recommended]
+    rows = [] if recommended.policy.strategy == "always" else [recommended]
     for strategy in ("cascade", "length", "rules", "hybrid", "router"):
-        if strategy == recommended["strategy"]:
+        if strategy == recommended.policy.strategy:
             continue
         pool = frontier.filter(pl.col("strategy") == strategy)
         if pool["certified"].any():
@@ -171,5 +175,7 @@ def _cheapest_per_strategy(
             pool = pool.filter(pl.col("quality_drop") <= max_drop)
         if pool.is_empty():
             continue
-        rows.append(pool.sort(["cost_per_1k_requests_usd", "policy"]).row(0, named=True))
+        rows.append(
+            frontier_row(pool.sort(["cost_per_1k_requests_usd", "policy"]).row(0, named=True))
+        )
     return rows

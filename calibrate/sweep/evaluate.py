@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
-from calibrate.config.routing import METRICS, RoutingConfig, round_metric
+from calibrate.config.routing import RoutingConfig, policy_of, round_metric
 from calibrate.policies.consensus import consensus_row
 from calibrate.policies.families import Family, evaluate_families
+from calibrate.policies.frontier import frontier_row
 from calibrate.policies.keyword_rules import forced_tiers
 from calibrate.policies.router_files import stored_scores
 from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.records.policy import Policy
 from calibrate.store import Store
 
 
@@ -42,31 +45,20 @@ class Evaluation:
 
 
 def family_for(
-    config: RoutingConfig, tier_order: tuple[str, ...], forced: np.ndarray | None = None
+    policy: Policy, tier_order: tuple[str, ...], forced: np.ndarray | None = None
 ) -> Family:
-    """The one-policy family a routing config describes (indices into tier_order; `forced`: the
-    tier index its keyword rules give each request, -1 for none)."""
+    """The family holding `policy` as one of its rows (indices into tier_order; `forced`: the tier
+    index its keyword rules give each request, -1 for none). A cutoff of None is the "none" option
+    of a one-cutoff grid."""
     index = {name: j for j, name in enumerate(tier_order)}
-    names = [t.name for t in config.tiers]
-    if config.strategy == "single":
-        return Family("always", (index[names[0]],))
-    if config.strategy in ("cascade", "hybrid"):
-        deciding = [t for t in config.tiers[:-1] if t.escalate_below is not None]
-        grids = tuple(np.array([t.escalate_below]) for t in deciding)
-        path = tuple(index[t.name] for t in (*deciding, config.tiers[-1]))
-        return Family(config.strategy, path, grids, forced=forced)
-    rest = [r for r in config.rules if r.pattern is None]
-    if len(rest) == 1:  # no length rule: the default rule gets everything unmatched
-        if forced is None:
-            return Family("always", (index[rest[0].tier],))
-        # the sweep's "none" option of the pair (cheapest listed tier, default): `evaluate` reads
-        # the family's last row
-        path = (index[names[0]], index[rest[0].tier])
-        return Family("rules", path, (np.array([0], dtype=np.int64),), forced=forced)
-    cheap, default = rest
-    path = (index[cheap.tier], index[default.tier])
-    cutoffs = np.array([cheap.max_input_tokens], dtype=np.int64)
-    return Family("rules" if forced is not None else "length", path, (cutoffs,), forced=forced)
+    path = tuple(index[t] for t in policy.tiers)
+    if policy.strategy == "always":
+        return Family("always", path)
+    if policy.cascading:
+        grids = tuple(np.array([t]) for t in policy.thresholds)
+        return Family(policy.strategy, path, grids, forced=forced)
+    cutoff = 0 if policy.cutoff_tokens is None else policy.cutoff_tokens
+    return Family(policy.strategy, path, (np.array([cutoff], dtype=np.int64),), forced=forced)
 
 
 def keyword_forced(store: Store, config: RoutingConfig, outcomes: Outcomes) -> np.ndarray | None:
@@ -108,7 +100,7 @@ def evaluate_routing(
     used = [t.name for t in config.tiers if t.name != config.premium_tier]
     order = (*used, config.premium_tier)
     outcomes = store.outcomes(order, prices)
-    none = config.strategy == "rules" and len([r for r in config.rules if r.pattern is None]) == 1
+    policy = policy_of(config)
     if config.strategy == "consensus":
         answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
         voters = tuple(order.index(t.name) for t in config.tiers)
@@ -116,12 +108,12 @@ def evaluate_routing(
     elif config.strategy == "router":
         frame = evaluate_families(outcomes, [router_family(store, config, outcomes, base_dir)])
     else:
-        family = family_for(config, order, keyword_forced(store, config, outcomes))
+        family = family_for(policy, order, keyword_forced(store, config, outcomes))
         frame = evaluate_families(outcomes, [family])
-    row = frame.row(-1 if none else 0, named=True)
+    row = frontier_row(frame.filter(pl.col("policy") == policy.id).row(0, named=True))
     return Evaluation(
-        policy=row["policy"],
-        metrics={m: round_metric(m, row[m]) for m in METRICS},
+        policy=row.policy.id,
+        metrics={m: round_metric(m, v) for m, v in row.metrics.as_dict().items()},
         expected=dict(config.expected),
         window=store.data_window(outcomes),
     )

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
 from calibrate.errors import ConfigError, DataError
+from calibrate.policies.frontier import frontier_row
+from calibrate.records.policy import FrontierRow, Policy
 
 # How each `certify_on` test certifies, for the recommendation's reason.
 CERTIFICATION_METHODS = {
@@ -54,12 +57,15 @@ class Objective:
         return 1.0 - self.confidence_level
 
 
+Method = Literal["certified", "empirical", "budget", "chosen"]
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    """The chosen policy (its frontier row) and why it was chosen."""
+    """The chosen policy (its frontier row), which selector chose it, and why."""
 
-    row: dict
-    method: str
+    row: FrontierRow
+    method: Method
     certified: bool
     reason: str
     fallback: bool = False
@@ -91,7 +97,7 @@ def constrained(frontier: pl.DataFrame, objective: Objective) -> pl.DataFrame:
     return frontier.with_row_index("_row").filter(keep)
 
 
-def _best(candidates: pl.DataFrame, objective: Objective) -> dict:
+def _best(candidates: pl.DataFrame, objective: Objective) -> FrontierRow:
     """Cheapest candidate; in budget mode the best quality under the budget."""
     if objective.max_cost_per_1k_usd is not None:
         order = ["quality", "cost_per_1k_requests_usd", "_row"], [True, False, False]
@@ -105,9 +111,9 @@ def _best(candidates: pl.DataFrame, objective: Objective) -> dict:
                 False,
             ],
         )
-    best = candidates.sort(order[0], descending=order[1], nulls_last=True).row(0, named=True)
-    best.pop("_row")
-    return best
+    return frontier_row(
+        candidates.sort(order[0], descending=order[1], nulls_last=True).row(0, named=True)
+    )
 
 
 def _require_labels(frontier: pl.DataFrame) -> None:
@@ -118,10 +124,8 @@ def _require_labels(frontier: pl.DataFrame) -> None:
         )
 
 
-def _premium(frontier: pl.DataFrame, premium_policy: str) -> dict:
-    row = frontier.filter(pl.col("policy") == premium_policy).row(0, named=True)
-    row.pop("_row", None)
-    return row
+def _premium(frontier: pl.DataFrame, premium: Policy) -> FrontierRow:
+    return frontier_row(frontier.filter(pl.col("policy") == premium.id).row(0, named=True))
 
 
 def select_empirical(
@@ -147,7 +151,7 @@ def select_empirical(
 
 
 def select_certified(
-    frontier: pl.DataFrame, objective: Objective, premium_policy: str, max_drop: float
+    frontier: pl.DataFrame, objective: Objective, premium: Policy, max_drop: float
 ) -> Recommendation:
     """Cheapest certified policy meeting the constraints; always-premium when there is none."""
     _require_labels(frontier)
@@ -173,7 +177,7 @@ def select_certified(
             "falling back to always-premium"
         )
         return Recommendation(
-            row=_premium(frontier, premium_policy),
+            row=_premium(frontier, premium),
             method="certified",
             certified=True,
             reason=reason,
@@ -199,11 +203,11 @@ def select_chosen(frontier: pl.DataFrame, policy: str, max_drop: float) -> Recom
             hint="Use an id from the `policy` column of frontier.csv (consensus rows cannot be "
             "chosen: write a `strategy: consensus` routing.yaml and `calibrate evaluate` it).",
         )
-    row = found.row(0, named=True)
-    meets = row["quality_drop"] <= max_drop + _EPS_SLACK
+    row = frontier_row(found.row(0, named=True))
+    drop = row.metrics.quality_drop
+    meets = drop <= max_drop + _EPS_SLACK
     reason = (
-        f"chosen with --policy; {'certified' if row['certified'] else 'not certified'}, measured "
-        f"quality drop {row['quality_drop']:+.4f} {'within' if meets else 'above'} the limit "
-        f"{max_drop:.4g}"
+        f"chosen with --policy; {'certified' if row.certified else 'not certified'}, measured "
+        f"quality drop {drop:+.4f} {'within' if meets else 'above'} the limit {max_drop:.4g}"
     )
-    return Recommendation(row=row, method="chosen", certified=bool(row["certified"]), reason=reason)
+    return Recommendation(row=row, method="chosen", certified=row.certified, reason=reason)

@@ -7,8 +7,9 @@ the learned router (on the prompts or a precomputed embedding), keyword rules in
 rules and cascades (with `--rules`) and consensus sets exactly, marks the Pareto frontier,
 certifies the families (unless `--no-certify`) and selects (or takes the `--policy` row). Then, for
 the chosen policy: intervals, per-tier confidence diagnostics, failure modes per segment, the
-economics, endpoint health, keyword-rule hits and consensus on the high-stakes intents. It writes
-nothing; rendering and files belong to `report`.
+economics, endpoint health, keyword-rule hits and consensus on the high-stakes intents. The result
+is a `Decision` (what routing.yaml and router.json are written from) and a `SweepReport` (what only
+the reports need). It writes nothing; rendering and files belong to `report`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import polars as pl
 
 from calibrate.config.tiers import TiersConfig, price_table
 from calibrate.errors import ConfigError, DataError
-from calibrate.policies.assignment import assign, regret, served_labels, take_rows
+from calibrate.policies.assignment import Assignment, assign, regret, served_labels, take_rows
 from calibrate.policies.consensus import consensus_frame, consensus_slices
 from calibrate.policies.families import (
     Family,
@@ -32,6 +33,7 @@ from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
 from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
+from calibrate.records.policy import Policy
 from calibrate.stats import bounded_mean
 from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
 from calibrate.stats.intervals import (
@@ -94,23 +96,43 @@ class Evidence:
     certifiable_families: int
     segments: tuple[str, ...]
     alternative: Recommendation | None
-    labels_needed: tuple[str, int] | None
-    intervals: dict[str, Interval]
+    labels_needed: tuple[Policy, int] | None
     selection_check: SelectionCheck | None
     weighted_labels: int
     certification_labels: int
 
 
 @dataclass(frozen=True)
-class SweepResult:
-    """Everything the outputs are rendered from."""
+class Decision:
+    """What gets deployed: routing.yaml (and router.json) are written from this alone.
+
+    `intervals`: the recommendation's metrics at the objective's confidence level; `p_correct`:
+    per deciding tier of a cascade, the calibrated P(correct) at its threshold; `keyword_rules`:
+    the rules file the `rules` and `hybrid` strategies apply first; `router`: the learned router,
+    when the sweep fitted one, and its price per 1k requests."""
 
     tiers: TiersConfig
     objective: Objective
     window: DataWindow
-    rejected: int
-    frontier: pl.DataFrame
     recommendation: Recommendation
+    intervals: dict[str, Interval]
+    p_correct: dict[str, float]
+    keyword_rules: RulesFile | None = None
+    router: RouterFit | None = None
+    classifier_cost_per_1k: float = 0.0
+
+    @property
+    def premium(self) -> str:
+        """The premium tier (the last of tiers.yaml), the reference of every quality drop."""
+        return self.tiers.names[-1]
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What only the reports need: every policy evaluated and the evidence around the decision."""
+
+    frontier: pl.DataFrame
+    rejected: int
     evidence: Evidence
     break_even: tuple[BreakEven, ...]
     calibration: tuple[TierCalibration, ...]
@@ -119,17 +141,18 @@ class SweepResult:
     economics: Economics
     overheads: Overheads
     warnings: tuple[str, ...]
-    router: RouterFit | None = None
-    classifier_cost_per_1k: float = 0.0
     endpoint_health: EndpointHealth | None = None
     rule_hits: tuple[RuleHits, ...] = ()
-    keyword_rules: RulesFile | None = None
     consensus_slices: pl.DataFrame | None = None
     router_fixed_monthly_usd: float = 0.0
 
-    @property
-    def auroc(self) -> dict[str, float | None]:
-        return {c.tier: c.auroc for c in self.calibration}
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The decision and the report around it."""
+
+    decision: Decision
+    report: SweepReport
 
 
 def run_sweep(
@@ -162,43 +185,47 @@ def run_sweep(
     frontier = trial.frontier
     empirical = select_empirical(frontier, objective, trial.budget.max_regret)
     recommendation = _select(frontier, objective, empirical, trial.budget, tiers)
-    frontier = frontier.with_columns(recommended=pl.col("policy") == recommendation.row["policy"])
-    chosen = assign(outcomes, *index[recommendation.row["policy"]])
-    alternative = (
-        empirical
-        if objective.certify and empirical.row["policy"] != recommendation.row["policy"]
-        else None
-    )
+    rec = recommendation.row
+    frontier = frontier.with_columns(recommended=pl.col("policy") == rec.policy.id)
+    chosen = assign(outcomes, *index[rec.policy.id])
+    alternative = empirical if objective.certify and empirical.row.policy != rec.policy else None
     evidence = _evidence(
-        labels, index, frontier, objective, trial, recommendation, alternative, chosen, seed
+        labels, index, frontier, objective, trial, recommendation, alternative, seed
     )
     calibration = tier_calibrations(outcomes, labels.weights_or_none)
     rejected = store.rejected_rows()
-    alt_assignment = assign(outcomes, *index[alternative.row["policy"]]) if alternative else None
+    alt_assignment = assign(outcomes, *index[alternative.row.policy.id]) if alternative else None
     answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
     router, keyword_rules = strategies.router, strategies.keyword_rules
-    return SweepResult(
+    decision = Decision(
         tiers=tiers,
         objective=objective,
         window=store.data_window(outcomes),
-        rejected=rejected,
-        frontier=_with_consensus(outcomes, answers, frontier),
         recommendation=recommendation,
+        intervals=_intervals(outcomes, chosen, labels.weights_or_none, seed, objective),
+        p_correct=_p_correct(rec.policy, calibration),
+        keyword_rules=keyword_rules,
+        router=found.router,
+        classifier_cost_per_1k=router.cost_usd_per_1k,
+    )
+    report = SweepReport(
+        frontier=_with_consensus(outcomes, answers, frontier),
+        rejected=rejected,
         evidence=evidence,
         break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
         calibration=calibration,
         failure_modes=failure_modes(
             outcomes,
             chosen,
-            recommendation.row["savings_vs_premium"],
+            rec.metrics.savings_vs_premium,
             alt_assignment,
             labels.weights_or_none,
         ),
         timeline=escalation_timeline(outcomes, chosen),
         economics=economics(
             frontier,
-            recommendation.row,
-            f"always:{tiers.names[-1]}",
+            rec,
+            Policy.always(tiers.names[-1]),
             int(outcomes.labeled.sum()),
             overheads.label_cost_usd,
             overheads.fixed_monthly_usd,
@@ -206,19 +233,16 @@ def run_sweep(
             {"router": router.fixed_monthly_usd},
         ),
         overheads=overheads,
-        router=found.router,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
         rule_hits=rule_hits(keyword_rules, found.rule_winner, outcomes)
         if keyword_rules is not None and found.rule_winner is not None
         else (),
-        keyword_rules=keyword_rules,
-        classifier_cost_per_1k=router.cost_usd_per_1k,
         router_fixed_monthly_usd=router.fixed_monthly_usd,
         consensus_slices=consensus_slices(outcomes, answers, high_stakes) if high_stakes else None,
         warnings=((bias,) if bias else ())
         + tuple(
             warnings_for(
-                recommendation.row,
+                rec,
                 {c.tier: c.auroc for c in calibration},
                 outcomes.incomplete,
                 rejected,
@@ -226,6 +250,18 @@ def run_sweep(
         )
         + tuple(w for w in [router.skipped(outcomes.n)] if w and not found.embedded),
     )
+    return SweepResult(decision, report)
+
+
+def _p_correct(policy: Policy, calibration: tuple[TierCalibration, ...]) -> dict[str, float]:
+    """Per deciding tier of a cascade: the calibrated P(correct) at its threshold (when the tier
+    has a mapping)."""
+    thresholds = policy.thresholds_by_tier()
+    return {
+        c.tier: p
+        for c in calibration
+        if (tau := thresholds.get(c.tier)) is not None and (p := c.p_correct(tau)) is not None
+    }
 
 
 @dataclass(frozen=True)
@@ -311,8 +347,8 @@ def _select(
     if objective.chosen_policy is not None:
         return select_chosen(frontier, objective.chosen_policy, budget.max_regret)
     if objective.certify:
-        premium_policy = f"always:{tiers.names[-1]}"
-        return select_certified(frontier, objective, premium_policy, budget.max_regret)
+        premium = Policy.always(tiers.names[-1])
+        return select_certified(frontier, objective, premium, budget.max_regret)
     return empirical
 
 
@@ -324,12 +360,11 @@ def _evidence(
     trial: _Trial,
     recommendation: Recommendation,
     alternative: Recommendation | None,
-    chosen,
     seed: int,
 ) -> Evidence:
     """Why the recommendation can be trusted, or how far it is from being certified."""
     outcomes, iid, budget = labels.outcomes, labels.iid, trial.budget
-    cert = trial.certified.get(recommendation.row["policy"])
+    cert = trial.certified.get(recommendation.row.policy.id)
     families = len(trial.certificates)
     return Evidence(
         max_regret=budget.max_regret,
@@ -340,7 +375,6 @@ def _evidence(
         labels_needed=_labels_needed(iid, index, frontier, objective, budget, families)
         if recommendation.fallback
         else None,
-        intervals=_intervals(outcomes, chosen, labels.weights_or_none, seed, objective),
         selection_check=None
         if objective.certify
         else _selection_check(labels.scored, index, frontier, objective, budget, seed),
@@ -439,7 +473,7 @@ def _labels_needed(
     objective: Objective,
     budget: Budget,
     families: int,
-) -> tuple[str, int] | None:
+) -> tuple[Policy, int] | None:
     """Roughly how many more uniform labels would certify the best empirical policy, or when its
     measured regret (drop, for the drop test) sits at the limit (no label count would do), the best
     one with half the drop."""
@@ -448,7 +482,7 @@ def _labels_needed(
             target = select_empirical(frontier, objective, budget.max_regret * margin)
         except DataError:
             return None
-        family, option = index[target.row["policy"]]
+        family, option = index[target.row.policy.id]
         served = assign(outcomes, family, option).served_tier
         stages = max(len(family.grids), 1)
         share = Budget(
@@ -462,7 +496,7 @@ def _labels_needed(
             rate = float(regret(outcomes, served)[outcomes.labeled].mean())
             total = labels_to_certify(rate / stages, share)
         if total is not None:
-            return target.row["policy"], max(total - int(outcomes.labeled.sum()), 0)
+            return target.row.policy, max(total - int(outcomes.labeled.sum()), 0)
     return None
 
 
@@ -480,7 +514,7 @@ def _selection_check(
     """Re-run the empirical rule inside the bootstrap (skipped above 50,000 labels)."""
     if int(outcomes.labeled.sum()) > SELECTION_BOOTSTRAP_MAX_LABELS:
         return None
-    premium_policy = f"always:{outcomes.tiers[-1]}"
+    premium_policy = Policy.always(outcomes.tiers[-1]).id
     ordered = constrained(frontier, objective).sort(
         ["cost_per_1k_requests_usd", "quality", "escalation_rate", "_row"],
         descending=[False, True, False, False],
@@ -502,7 +536,11 @@ def _per_1k(interval: Interval) -> Interval:
 
 
 def _intervals(
-    outcomes: Outcomes, chosen, weights: np.ndarray | None, seed: int, objective: Objective
+    outcomes: Outcomes,
+    chosen: Assignment,
+    weights: np.ndarray | None,
+    seed: int,
+    objective: Objective,
 ) -> dict[str, Interval]:
     """Quality and drop: paired bootstrap, or with label weights the Hájek estimators."""
     labeled, level = outcomes.labeled, objective.confidence_level
