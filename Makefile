@@ -36,7 +36,8 @@ bench: $(STAMP)
 clean:
 	rm -rf out .calibrate bench/data
 
-# The real gateways `calibrate export` writes for (tests/test_export_gateways.py, marker `gateways`):
+# The real gateways `calibrate export` writes for (tests/test_export_gateways.py, marker `gateways`),
+# and the LiteLLM proxy whose payload log `calibrate ingest` reads (tests/test_litellm_proxy_ingest.py):
 # vllm-sr from PyPI into the venv, the Portkey gateway from npm and LiteLLM's proxy in its own venv,
 # both under .gateways/ (gitignored).
 GATEWAYS := .gateways
@@ -46,4 +47,4 @@ test-gateways: $(STAMP)
 		npm install --prefix $(GATEWAYS) --no-audit --no-fund @portkey-ai/gateway@1.15.2
 	test -x $(GATEWAYS)/litellm-venv/bin/litellm || ( $(PYTHON) -m venv $(GATEWAYS)/litellm-venv && \
 		$(GATEWAYS)/litellm-venv/bin/pip install --quiet 'litellm[proxy]==1.108.7' )
-	$(PY) -m pytest -m gateways tests/test_export_gateways.py
+	$(PY) -m pytest -m gateways tests/test_export_gateways.py tests/test_litellm_proxy_ingest.py

@@ -207,6 +207,27 @@ def _stored(store: Store) -> tuple[list, list]:
     return reqs, atts
 
 
+def test_litellm_payload_keeps_the_clients_metadata_not_the_proxys_headers(
+    tmp_path: Path, store
+) -> None:
+    # the real proxy (tests/test_litellm_proxy_ingest.py) snapshots the client's metadata as
+    # requester_metadata after adding the request headers to it; a forwarded provider key in them
+    # must not reach the store
+    record = json.loads((DATA / "litellm_payload.jsonl").read_text().splitlines()[0])
+    record["metadata"]["requester_metadata"].update(
+        headers={"x-api-key": "sk-ant-forwarded-secret", "user-agent": "httpx"},
+        used_client_oauth_token=False,
+    )
+    path = tmp_path / "payload.jsonl"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    load(store, path)
+    meta = requests(store)["tr-escalate"]["metadata"]
+    assert meta["intent"] == "refund" and "headers" not in meta
+    assert "used_client_oauth_token" not in meta
+    dump = store.con.execute("SELECT metadata::VARCHAR FROM requests").fetchall()
+    assert "sk-ant-forwarded-secret" not in str(dump)
+
+
 def test_litellm_spend_logs_from_csv_json_and_parquet_agree(tmp_path: Path) -> None:
     with Store.open(tmp_path / "csv.duckdb") as store:
         summary = load(store, "litellm_spend.csv")

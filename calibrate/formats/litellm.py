@@ -54,12 +54,18 @@ def _error(error_info: Mapping[str, Any], fallback: Any) -> str | None:
     return text or fields.as_str(fields.json_value(fallback) if fallback else None)
 
 
+# Keys the proxy itself adds to the client's metadata before it snapshots it as
+# `requester_metadata` (litellm/proxy/litellm_pre_call_utils.py): the request's headers (which
+# can carry a forwarded provider key) and an OAuth flag. Not the client's; never stored.
+_PROXY_ADDED = ("headers", "used_client_oauth_token")
+
+
 def _user_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The k/v pairs the client attached: `spend_logs_metadata` and `requester_metadata`."""
     out: dict[str, Any] = {}
     for key in ("requester_metadata", "spend_logs_metadata"):
         out.update(fields.as_dict(meta.get(key)))
-    return out
+    return plain(out, drop=_PROXY_ADDED)
 
 
 def _context(user: dict[str, Any], end_user: Any, tags: Any) -> dict[str, Any]:
