@@ -53,8 +53,8 @@ def test_import_reports_bad_rows_on_stderr_and_exits_0(tmp_path: Path, store) ->
     ("args", "code", "text"),
     [
         (["labels", "import", "missing.csv"], 1, "Error: label file not found: missing.csv"),
-        (["labels", "import", "x.csv", "--source", "log"], 2, "must be one of human"),
-        (["labels", "score", "--scorer", "fuzzy"], 2, "must be one of exact"),
+        (["labels", "import", "x.csv", "--source", "log"], 2, "'log' is not one of 'human'"),
+        (["labels", "score", "--scorer", "fuzzy"], 2, "'fuzzy' is not one of 'exact'"),
         (["labels", "score", "--scorer", "exact", "--scorers", "s.yaml"], 2, "not both"),
         (["sample", "--n", "5", "--out", "o.csv", "--uniform-share", "0.5"], 1, "below 2/3"),
         (["sample", "--n", "5", "--out", "o.csv", "--threshold", "small"], 2, "TIER=VALUE"),

@@ -4,7 +4,7 @@ when recalibration is due."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -19,11 +19,13 @@ def monitor_cmd(
     ],
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Logs to monitor (without them: what the store holds)."),
+        typer.Argument(
+            metavar="LOGS", help="Logs to monitor (without them: what the store holds)."
+        ),
     ] = None,
     by: Annotated[
-        str | None,
-        typer.Option("--by", metavar="region|app", help="Also watch each region or each app."),
+        Literal["region", "app"] | None,
+        typer.Option("--by", help="Also watch each region or each app."),
     ] = None,
     check: Annotated[
         bool,

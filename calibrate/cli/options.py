@@ -28,7 +28,10 @@ DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
 MEMORY = ":memory:"
 
 Logs = Annotated[
-    list[Path], typer.Argument(help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv).")
+    list[Path],
+    typer.Argument(
+        metavar="LOGS", help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv)."
+    ),
 ]
 Db = Annotated[
     Path | None,
