@@ -40,7 +40,7 @@ def test_import_reports_bad_rows_on_stderr_and_exits_0(tmp_path: Path, store) ->
     result = runner.invoke(app, ["labels", "import", str(path), "--db", str(db)])
     assert result.exit_code == 0, result.output
     assert f"{path}:3: request_id: unknown request_id: r-9999" in result.stderr
-    assert "1 label rows rejected (unknown request_id: 1)" in result.stderr
+    assert "1 label row rejected: unknown request_id (1 row):" in result.stderr
     assert "Conflicts: stored 1 (new 1" in result.stderr
     strict = runner.invoke(app, ["labels", "import", str(path), "--db", str(db), "--strict"])
     assert strict.exit_code == 1

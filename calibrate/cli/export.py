@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from calibrate.cli import console
-from calibrate.cli.options import Json
+from calibrate.cli.options import Json, out_file
 from calibrate.config.routing import load_routing
 from calibrate.config.tiers import load_tiers
 from calibrate.export import gate, portkey, targets
@@ -51,8 +51,13 @@ def export_cmd(
     \b
         calibrate export out/demo/routing.yaml --to portkey --tiers sample_logs/tiers.yaml
     """
+    path = (
+        out_file(out, targets.DEFAULT_NAMES[to])
+        if out
+        else routing.parent / targets.DEFAULT_NAMES[to]
+    )
     result = targets.export_routing(routing, to, tiers, approximate, gate_url)
-    path = targets.write_export(result, out or routing.parent / targets.DEFAULT_NAMES[to])
+    path = targets.write_export(result, path)
     if as_json:
         console.print_json(
             {

@@ -13,7 +13,7 @@ import typer
 
 from calibrate.cli import console
 from calibrate.cli.common import exit_if_interrupted, interruptible, now
-from calibrate.cli.options import Db, Json, Strict, TiersPath, existing_store
+from calibrate.cli.options import Db, Json, Strict, TiersPath, existing_store, out_file
 
 # --- labels and sample: one self-contained block (its imports are local so it merges cleanly) --
 labels_app = typer.Typer(
@@ -385,6 +385,7 @@ def sample_cmd(
     from calibrate.labels import queue as label_queue
     from calibrate.store import Store
 
+    out_file(out, "review.csv")
     thresholds, rules = _routing_design(routing, threshold)
     design = label_queue.Design(
         n=n,

@@ -10,7 +10,7 @@ import typer
 
 from calibrate.cli import console
 from calibrate.cli.common import now
-from calibrate.cli.options import Db, Json, store_for_logs
+from calibrate.cli.options import Db, Json, out_folder, store_for_logs
 
 
 def monitor_cmd(
@@ -75,6 +75,7 @@ def monitor_cmd(
     from calibrate.report import monitor_report
     from calibrate.store import Store
 
+    out_folder(out)
     config = load_routing(baseline)
     options = MonitorOptions(
         by=by, reference_days=reference_days, false_alarm_rate=false_alarm_rate

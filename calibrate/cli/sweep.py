@@ -19,6 +19,7 @@ from calibrate.cli.options import (
     Strict,
     TiersPath,
     grouped,
+    out_folder,
     store_for_logs,
     with_option_groups,
 )
@@ -287,6 +288,7 @@ def sweep_cmd(
     from calibrate.config.tiers import load_tiers
     from calibrate.store import Store
 
+    out_folder(out)
     tiers_config = load_tiers(tiers)
     job = pipeline.SweepJob(
         tuple(paths or ()),
