@@ -148,7 +148,7 @@ def test_ingest_summary_prints_a_bracketed_store_path_as_written(tmp_path: Path)
 
 def test_rejected_rows_are_counted_per_reason_in_words(tmp_path: Path) -> None:
     logs = tmp_path / "logs.jsonl"
-    bad = ['{"request_id": "r-%d"}' % i for i in range(2, 5)] + ["{nope"]
+    bad = [json.dumps({"request_id": f"r-{i}"}) for i in range(2, 5)] + ["{nope"]
     logs.write_text("\n".join([_row(1), *bad]) + "\n", encoding="utf-8")
     result = runner.invoke(app, ["ingest", str(logs), "--db", str(tmp_path / "s.duckdb")])
     assert result.exit_code == 0, result.output
