@@ -3,6 +3,7 @@ parses: the subcommand exists and names only options it has."""
 
 from __future__ import annotations
 
+import functools
 import re
 from enum import Enum
 from pathlib import Path
@@ -42,7 +43,9 @@ def _resolve(path: tuple[str, ...]) -> Any:
 COMMANDS = _command_paths(ROOT_COMMAND)
 
 
+@functools.cache
 def _help(path: tuple[str, ...]) -> str:
+    """The command's --help at 80 columns (it must exit 0); each command rendered once."""
     result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     return result.stdout

@@ -16,6 +16,8 @@ from calibrate.policies.families import Family, threshold_grid
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.sweep.certify import Budget, certify_family
 
+pytestmark = pytest.mark.e2e  # whole sweeps with keyword rules: not in `make test-fast`
+
 CASCADE = Path(__file__).parent / "data" / "routing_cascade.yaml"
 
 

@@ -27,6 +27,8 @@ from calibrate.records.outcomes import DataWindow
 from calibrate.store import Store
 from calibrate.sweep.selection import Objective
 
+pytestmark = pytest.mark.e2e  # fits the learned router on whole sweeps: not in `make test-fast`
+
 runner = CliRunner()
 
 
