@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT := out/demo
 
-.PHONY: install demo test test-gateways lint bench clean
+.PHONY: install demo test test-fast test-gateways lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The quick subset: everything but the tests marked `e2e` (whole sweeps, simulations, subprocesses,
+# the browser). Mark a new test `@pytest.mark.e2e` when it runs a whole sweep or takes seconds.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m 'not slow and not gateways and not e2e'
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check calibrate tests bench

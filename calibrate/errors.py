@@ -5,7 +5,8 @@
       ├── LogFormatError               a log file cannot be read at all, or --strict found a bad row
       ├── DataError                    the data cannot answer the question (no labels, missing tiers)
       ├── LabelFileError               a label file cannot be read, or --strict found a bad label row
-      └── EndpointError                a tier's endpoint refuses us or keeps failing (replay paused it)
+      ├── EndpointError                a tier's endpoint refuses us or keeps failing (replay paused it)
+      └── OutputError                  --out names a file where a folder is needed, or the reverse
 
 The CLI prints `Error: <message>` and `Hint: <hint>` on stderr and exits 1. Every other exception is
 a bug and shows a traceback. Messages never contain secrets: API keys are referred to by the name of
@@ -42,3 +43,7 @@ class LabelFileError(CalibrateError):
 
 class EndpointError(CalibrateError):
     """A tier's endpoint refused the key, does not know the model, or kept failing during replay."""
+
+
+class OutputError(CalibrateError):
+    """An output path cannot be written: a file stands where a folder is needed, or the reverse."""

@@ -22,6 +22,8 @@ from calibrate.sweep.certify import Budget, certify_family, clopper_pearson_uppe
 from calibrate.sweep.selection import Objective
 from calibrate.sweep.stage import run_sweep
 
+pytestmark = pytest.mark.e2e  # certification on many simulated populations: not in `make test-fast`
+
 EPS, DELTA, DRAWS, N_LABELED = 0.02, 0.10, 300, 1000
 
 

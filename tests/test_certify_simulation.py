@@ -20,6 +20,8 @@ from calibrate.stats import bounded_mean
 from calibrate.sweep.certify import Budget, certify_family, labels_to_certify_drop
 from calibrate.sweep.selection import Objective
 
+pytestmark = pytest.mark.e2e  # certification simulations: not in `make test-fast`
+
 EPS, DELTA = 0.02, 0.10
 
 

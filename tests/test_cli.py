@@ -99,6 +99,7 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
+@pytest.mark.e2e
 def test_sweep_prices_attempts_without_cost_from_tiers(tmp_path: Path) -> None:
     tiers = write(tmp_path, "tiers.yaml", TIERS)
     lines = [row(i, {"small": 1, "large": 1}, conf=0.5 + i / 100) for i in range(10)]
@@ -116,6 +117,7 @@ def test_sweep_prices_attempts_without_cost_from_tiers(tmp_path: Path) -> None:
     assert summary["recommendation"]["cost_per_1k_requests_usd"] == round(4.5e-6 * 1000, 6)
 
 
+@pytest.mark.e2e
 def test_store_file_is_used_and_kept_with_db(tmp_path: Path) -> None:
     tiers = write(tmp_path, "tiers.yaml", TIERS)
     lines = [row(i, {"small": i % 2, "large": 1}) for i in range(6)]
@@ -195,6 +197,7 @@ def _stored_requests(path: Path) -> int:
         return store.table_counts()["requests"]
 
 
+@pytest.mark.e2e
 def test_ingest_then_sweep_evaluate_monitor_without_db_use_the_default_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -263,6 +266,7 @@ def test_a_command_without_a_store_says_so_and_creates_none(
     assert not (tmp_path / "typo.duckdb").exists()
 
 
+@pytest.mark.e2e
 def test_sweep_given_logs_without_db_leaves_the_default_store_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from calibrate.cli.app import app
 from calibrate.demo import samplegen
 
+pytestmark = pytest.mark.e2e  # fits the embedding router on whole sweeps: not in `make test-fast`
+
 runner = CliRunner()
 DIM = 6
 

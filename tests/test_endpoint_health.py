@@ -7,12 +7,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from calibrate.ingest.stage import ingest
 from calibrate.store import Store
 from calibrate.sweep.endpoint_health import endpoint_health
 
 
+@pytest.mark.e2e
 def test_the_sample_outage_is_found(sample_logs: Path) -> None:
     store = Store.open(":memory:")
     ingest(store, [sample_logs], strict=False, clock=lambda: datetime(2026, 11, 1, tzinfo=UTC))

@@ -18,6 +18,8 @@ from calibrate.stats.estimators import (
     weighted_paired_difference,
 )
 
+pytestmark = pytest.mark.e2e  # simulated sampling designs: not in `make test-fast`
+
 
 def test_horvitz_thompson_by_hand() -> None:
     est = horvitz_thompson_mean(np.array([1.0, 0.0, 1.0]), np.array([0.5, 0.25, 1.0]), 10)

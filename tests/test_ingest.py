@@ -211,6 +211,7 @@ BASE_ROW = {
 }
 
 
+@pytest.mark.e2e  # 32 cases, each its own store
 @pytest.mark.parametrize(
     "change",
     [

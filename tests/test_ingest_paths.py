@@ -15,6 +15,8 @@ from calibrate.ingest.stage import ingest
 from calibrate.store.core import Store
 from calibrate.store.ingest import file_path
 
+pytestmark = pytest.mark.e2e  # every ingest path on the same inputs: not in `make test-fast`
+
 
 def clock() -> datetime:
     return datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

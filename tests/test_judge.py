@@ -24,6 +24,8 @@ from calibrate.records.replay import Selection
 from calibrate.stats.estimators import clopper_pearson
 from calibrate.store import Store
 
+pytestmark = pytest.mark.e2e  # judges through the real loopback LLM server: not in `make test-fast`
+
 runner = CliRunner()
 SECRET = "sk-test-judge-0123456789"
 

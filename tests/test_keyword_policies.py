@@ -17,6 +17,8 @@ from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.policy import Policy
 from calibrate.sweep.certify import Budget, certify_family
 
+pytestmark = pytest.mark.e2e  # whole sweeps with keyword rules: not in `make test-fast`
+
 CASCADE = Path(__file__).parent / "data" / "routing_cascade.yaml"
 
 

@@ -17,6 +17,8 @@ from calibrate.ingest.stage import ingest
 from calibrate.policies.keyword_rules import RuleHits, first_match, load_rules, rule_hits
 from calibrate.store import Store
 
+pytestmark = pytest.mark.e2e  # whole sweeps with keyword rules: not in `make test-fast`
+
 TIERS = ("small", "medium", "large")
 RULES = """rules:
   - {pattern: "(?i)\\\\binvoice\\\\b", tier: large, name: invoices}

@@ -40,7 +40,7 @@ def test_import_reports_bad_rows_on_stderr_and_exits_0(tmp_path: Path, store) ->
     result = runner.invoke(app, ["labels", "import", str(path), "--db", str(db)])
     assert result.exit_code == 0, result.output
     assert f"{path}:3: request_id: unknown request_id: r-9999" in result.stderr
-    assert "1 label rows rejected (unknown request_id: 1)" in result.stderr
+    assert "1 label row rejected: unknown request_id (1 row):" in result.stderr
     assert "Conflicts: stored 1 (new 1" in result.stderr
     strict = runner.invoke(app, ["labels", "import", str(path), "--db", str(db), "--strict"])
     assert strict.exit_code == 1
@@ -53,8 +53,8 @@ def test_import_reports_bad_rows_on_stderr_and_exits_0(tmp_path: Path, store) ->
     ("args", "code", "text"),
     [
         (["labels", "import", "missing.csv"], 1, "Error: label file not found: missing.csv"),
-        (["labels", "import", "x.csv", "--source", "log"], 2, "must be one of human"),
-        (["labels", "score", "--scorer", "fuzzy"], 2, "must be one of exact"),
+        (["labels", "import", "x.csv", "--source", "log"], 2, "'log' is not one of 'human'"),
+        (["labels", "score", "--scorer", "fuzzy"], 2, "'fuzzy' is not one of 'exact'"),
         (["labels", "score", "--scorer", "exact", "--scorers", "s.yaml"], 2, "not both"),
         (["sample", "--n", "5", "--out", "o.csv", "--uniform-share", "0.5"], 1, "below 2/3"),
         (["sample", "--n", "5", "--out", "o.csv", "--threshold", "small"], 2, "TIER=VALUE"),

@@ -17,6 +17,8 @@ from calibrate.cli.app import app
 from calibrate.stats.estimators import hajek_mean
 from calibrate.store import Store
 
+pytestmark = pytest.mark.e2e  # sample → label → import → sweep end to end: not in `make test-fast`
+
 runner = CliRunner()
 
 

@@ -62,6 +62,7 @@ def _cusum_run(rng: np.random.Generator, alpha: float, shift: float = 0.0) -> bo
     return cusum.first_up is not None or cusum.first_down is not None
 
 
+@pytest.mark.e2e
 def test_cusum_threshold_gives_the_stated_false_alarm_rate() -> None:
     """The simulated h is calibrated, not merely conservative: at α = 0.2 the measured rate over
     200 stationary runs lies inside the two-sided 99.9% binomial band around 0.2."""

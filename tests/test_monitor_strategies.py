@@ -18,6 +18,8 @@ from calibrate.monitor.routing import calibrations, route
 from calibrate.policies.keyword_rules import forced_tiers
 from calibrate.store import Store
 
+pytestmark = pytest.mark.e2e  # monitors every strategy's sweep: not in `make test-fast`
+
 runner = CliRunner()
 RULES = """rules:
   - {pattern: "(?i)\\\\b(clause|contract)\\\\b", tier: large}

@@ -123,6 +123,7 @@ def test_missing_cost_without_a_price_names_the_tier(store: Store) -> None:
         store.outcomes(["small", "large"], {"large": PRICES["large"]})
 
 
+@pytest.mark.e2e
 def test_sample_logs_carry_their_intents(sample_logs: Path, tmp_path: Path) -> None:
     tiers = load_tiers(sample_logs / "tiers.yaml")
     with Store.open(tmp_path / "sample.duckdb") as sample:

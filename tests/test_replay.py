@@ -17,6 +17,10 @@ from calibrate.records.replay import Selection
 from calibrate.replay import stage as replay
 from calibrate.store import Store
 
+pytestmark = (
+    pytest.mark.e2e
+)  # replays through the real loopback LLM server: not in `make test-fast`
+
 
 @pytest.fixture
 def server():

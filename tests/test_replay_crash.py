@@ -17,6 +17,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from llm_server import Call, LLMServer, Reply, error
 from replay_support import make_store, prompt, tier, write_tiers
 from typer.testing import CliRunner
@@ -26,6 +27,8 @@ from calibrate.cli.app import app
 from calibrate.config.tiers import TiersConfig
 from calibrate.replay import stage as replay
 from calibrate.store import Store
+
+pytestmark = pytest.mark.e2e  # kills replay subprocesses at random points: not in `make test-fast`
 
 REQUESTS = 50
 CHAINS = 2

@@ -27,6 +27,8 @@ from calibrate.records.outcomes import DataWindow
 from calibrate.records.policy import METRICS, FrontierRow, Policy, PolicyMetrics
 from calibrate.store import Store
 
+pytestmark = pytest.mark.e2e  # fits the learned router on whole sweeps: not in `make test-fast`
+
 runner = CliRunner()
 
 

@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 from calibrate.config.tiers import load_tiers
 from calibrate.demo import samplegen
 
+pytestmark = pytest.mark.e2e  # generates the sample logs: not in `make test-fast`
+
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_logs"
 TIERS = ("small", "medium", "large")
 HARD = {i.name for i in samplegen.INTENTS if i.difficulty == 2}

@@ -20,6 +20,8 @@ from calibrate.records.policy import Policy
 from calibrate.store import Store
 from calibrate.sweep.diagnostics import DAILY_VOLUMES, DAYS_PER_MONTH, economics
 
+pytestmark = pytest.mark.e2e  # whole sweeps per strategy: not in `make test-fast`
+
 runner = CliRunner()
 
 

@@ -13,6 +13,8 @@ from calibrate.policies import latency_ranks
 from calibrate.policies.families import Family, default_families, evaluate_families
 from calibrate.records.outcomes import Outcomes
 
+pytestmark = pytest.mark.e2e  # exact sweeps checked against brute force: not in `make test-fast`
+
 
 def brute_force(
     o: Outcomes,

@@ -14,6 +14,10 @@ from typer.testing import CliRunner
 
 from calibrate.cli.app import app
 
+pytestmark = (
+    pytest.mark.e2e
+)  # full sweeps of the sample logs (golden files): not in `make test-fast`
+
 runner = CliRunner()
 CHARTS = (
     "frontier.svg",

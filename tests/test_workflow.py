@@ -24,6 +24,8 @@ from typer.testing import CliRunner
 from calibrate.cli.app import app
 from calibrate.export.common import TARGETS
 
+pytestmark = pytest.mark.e2e  # the GitHub workflow's commands end to end: not in `make test-fast`
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "examples" / "github-actions" / "recalibrate.yml"
 DATA = ROOT / "tests" / "data" / "diff"

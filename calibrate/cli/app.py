@@ -9,11 +9,12 @@ due); 130 `replay` or `labels judge` was interrupted.  Every other exception is 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from calibrate import __version__
 from calibrate.cli import check as cli_check
 from calibrate.cli import console
 from calibrate.cli import export as cli_export
@@ -45,8 +46,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    help="Calibrate LLM routing offline: thresholds and cutoffs from your own production logs.",
+    rich_markup_mode=None,  # plain Click help: fits 80 columns, shows choices, wraps paragraphs
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"calibrate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Calibrate LLM routing offline: thresholds and cutoffs from your own production logs."""
+
 
 app.command("ingest")(ingest_cmd)
 app.command("sweep")(sweep_cmd)

@@ -1,7 +1,9 @@
 """Terminal output: Rich tables, the progress bar and `Error:`/`Hint:` lines. Rich lives only here.
 
 Data goes to stdout, messages and progress to stderr. Consoles are built when needed, never at
-import time, so tests that swap the streams see the output.
+import time, so tests that swap the streams see the output. They read no Rich markup: messages
+carry user data (paths, tier names, prompts) printed as written, `[` included; styles are given as
+`Text` spans.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from calibrate.errors import CalibrateError
 from calibrate.records.labels import (
@@ -31,18 +34,18 @@ from calibrate.records.replay import ReplayPlan, ReplaySummary
 
 
 def out() -> Console:
-    return Console(soft_wrap=True)
+    return Console(soft_wrap=True, markup=False)
 
 
 def err() -> Console:
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def print_error(exc: CalibrateError) -> None:
     console = err()
-    console.print(f"[bold red]Error:[/] {exc.message}", highlight=False, markup=True)
+    console.print(Text.assemble(("Error:", "bold red"), " ", exc.message), highlight=False)
     if exc.hint:
-        console.print(f"[bold]Hint:[/] {exc.hint}", highlight=False)
+        console.print(Text.assemble(("Hint:", "bold"), " ", exc.hint), highlight=False)
 
 
 def print_json(data: object) -> None:
@@ -117,12 +120,20 @@ def ingest_table(summary: IngestSummary) -> None:
             markup=False,
         )
     if summary.rows_rejected:
-        reasons = ", ".join(f"{reason}: {count}" for reason, count in summary.rejects_by_reason)
         err().print(
-            f"{summary.rows_rejected} rows rejected ({reasons}). "
+            f"{_rows(summary.rows_rejected)} rejected: {_by_reason(summary.rejects_by_reason)}. "
             f"See the `rejects` table in {summary.db_path}.",
             highlight=False,
         )
+
+
+def _rows(n: int, what: str = "row") -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _by_reason(counts: tuple[tuple[str, int], ...]) -> str:
+    """`missing field (3 rows), invalid JSON (1 row)`: a count never reads as a field name."""
+    return ", ".join(f"{reason} ({_rows(n)})" for reason, n in counts)
 
 
 def _fmt(metric: str, value: float | None) -> str:
@@ -249,8 +260,11 @@ def label_import_summary(summary: ImportSummary) -> None:
     console = err()
     console.print(f"Conflicts: {_resolved_line(r)}.", highlight=False)
     if summary.rejected:
-        kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.rejects_by_reason)
-        console.print(f"{summary.rejected} label rows rejected ({kinds}):", highlight=False)
+        console.print(
+            f"{_rows(summary.rejected, 'label row')} rejected: "
+            f"{_by_reason(summary.rejects_by_reason)}:",
+            highlight=False,
+        )
         for bad in summary.first_rejects:
             console.print(
                 f"  {summary.file}:{bad.line}: {bad.field or '-'}: {bad.reason}", highlight=False

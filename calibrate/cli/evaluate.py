@@ -16,7 +16,9 @@ def evaluate_cmd(
     routing: Annotated[Path, typer.Argument(help="A routing.yaml written by `calibrate sweep`.")],
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Logs to evaluate on (without them: what the store holds)."),
+        typer.Argument(
+            metavar="LOGS", help="Logs to evaluate on (without them: what the store holds)."
+        ),
     ] = None,
     tiers: Annotated[
         Path | None,

@@ -4,16 +4,15 @@ registered on the main app by app.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from calibrate.cli import console
-from calibrate.cli.options import Json
+from calibrate.cli.options import Json, out_file
 from calibrate.config.routing import load_routing
 from calibrate.config.tiers import load_tiers
 from calibrate.export import gate, portkey, targets
-from calibrate.export.common import TARGETS
 
 Routing = Annotated[Path, typer.Argument(help="routing.yaml written by `calibrate sweep`.")]
 OptionalTiers = Annotated[
@@ -26,15 +25,12 @@ OptionalTiers = Annotated[
 ]
 
 
-def _target(value: str) -> str:
-    if value not in TARGETS:
-        raise typer.BadParameter(f"must be one of {', '.join(TARGETS)}")
-    return value
+Target = Literal["vllm-sr", "portkey", "litellm"]  # export.common.TARGETS (a test keeps them equal)
 
 
 def export_cmd(
     routing: Routing,
-    to: Annotated[str, typer.Option("--to", callback=_target, help="vllm-sr | portkey | litellm")],
+    to: Annotated[Target, typer.Option("--to", help="The gateway whose config to write.")],
     out: Annotated[
         Path | None, typer.Option("--out", help="Output file (default: beside routing.yaml).")
     ] = None,
@@ -55,8 +51,13 @@ def export_cmd(
     \b
         calibrate export out/demo/routing.yaml --to portkey --tiers sample_logs/tiers.yaml
     """
+    path = (
+        out_file(out, targets.DEFAULT_NAMES[to])
+        if out
+        else routing.parent / targets.DEFAULT_NAMES[to]
+    )
     result = targets.export_routing(routing, to, tiers, approximate, gate_url)
-    path = targets.write_export(result, out or routing.parent / targets.DEFAULT_NAMES[to])
+    path = targets.write_export(result, path)
     if as_json:
         console.print_json(
             {

@@ -7,17 +7,18 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from calibrate.cli import console
 from calibrate.cli.common import exit_if_interrupted, interruptible, now
-from calibrate.cli.options import Db, Json, Strict, TiersPath, existing_store
+from calibrate.cli.options import Db, Json, Strict, TiersPath, existing_store, out_file
 
 # --- labels and sample: one self-contained block (its imports are local so it merges cleanly) --
 labels_app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain Click help, as the main app (cli/app.py)
     help="Ground truth: import labels, score answers against references, ask an LLM judge, "
     "see what is labelled.",
 )
@@ -30,13 +31,8 @@ LabelTiers = Annotated[
         "answer).",
     ),
 ]
-_SOURCES = ("human", "reference", "judge")
-
-
-def _source(value: str) -> str:
-    if value not in _SOURCES:
-        raise typer.BadParameter(f"must be one of {', '.join(_SOURCES)}")
-    return value
+# labels.scorers.Kind (a test keeps them equal; that module loads when a command runs)
+ScorerKind = Literal["exact", "normalized", "choice", "numeric", "regex", "json"]
 
 
 def _tier_names(path: Path | None) -> tuple[str, ...] | None:
@@ -53,10 +49,8 @@ def labels_import_cmd(
     db: Db = None,
     tiers: LabelTiers = None,
     source: Annotated[
-        str,
-        typer.Option(
-            "--source", callback=_source, help="Source of rows without a `source` column."
-        ),
+        Literal["human", "reference", "judge"],
+        typer.Option("--source", help="Source of rows without a `source` column."),
     ] = "human",
     strict: Strict = False,
     as_json: Json = False,
@@ -97,11 +91,8 @@ def labels_score_cmd(
         typer.Option("--scorers", help="scorers.yaml: a scorer globally and per app."),
     ] = None,
     scorer: Annotated[
-        str | None,
-        typer.Option(
-            "--scorer",
-            help="One scorer for every app: exact, normalized, choice, numeric, regex, json.",
-        ),
+        ScorerKind | None,
+        typer.Option("--scorer", help="One scorer for every app."),
     ] = None,
     as_json: Json = False,
 ) -> None:
@@ -121,10 +112,6 @@ def labels_score_cmd(
 
     if scorers is not None and scorer is not None:
         raise typer.BadParameter("give --scorers or --scorer, not both", param_hint="--scorer")
-    if scorer is not None and scorer not in scoring.KINDS:
-        raise typer.BadParameter(
-            f"must be one of {', '.join(scoring.KINDS)}", param_hint="--scorer"
-        )
     config = (
         scoring.load_scorers(scorers)
         if scorers is not None
@@ -179,7 +166,11 @@ def labels_judge_cmd(
     db: Db = None,
     tier: Annotated[
         list[str] | None,
-        typer.Option("--tier", help="Judge only this tier's answers (repeatable; default all)."),
+        typer.Option(
+            "--tier",
+            metavar="TIER",
+            help="Judge only this tier's answers (repeatable; default all).",
+        ),
     ] = None,
     sample: Annotated[
         int, typer.Option("--sample", min=1, help="Uniform random sample of N requests.")
@@ -363,13 +354,17 @@ def sample_cmd(
     keyword: Annotated[
         list[str] | None,
         typer.Option(
-            "--keyword", help="Prompts matching this RE2 pattern are complex (repeatable)."
+            "--keyword",
+            metavar="PATTERN",
+            help="Prompts matching this RE2 pattern are complex (repeatable).",
         ),
     ] = None,
     intent: Annotated[
         list[str] | None,
         typer.Option(
-            "--intent", help="Requests with this metadata.intent are complex (repeatable)."
+            "--intent",
+            metavar="INTENT",
+            help="Requests with this metadata.intent are complex (repeatable).",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
@@ -390,6 +385,7 @@ def sample_cmd(
     from calibrate.labels import queue as label_queue
     from calibrate.store import Store
 
+    out_file(out, "review.csv")
     thresholds, rules = _routing_design(routing, threshold)
     design = label_queue.Design(
         n=n,

@@ -4,13 +4,13 @@ when recalibration is due."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from calibrate.cli import console
 from calibrate.cli.common import now, open_store_for_logs
-from calibrate.cli.options import Db, Json
+from calibrate.cli.options import Db, Json, out_folder
 
 
 def monitor_cmd(
@@ -19,11 +19,13 @@ def monitor_cmd(
     ],
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Logs to monitor (without them: what the store holds)."),
+        typer.Argument(
+            metavar="LOGS", help="Logs to monitor (without them: what the store holds)."
+        ),
     ] = None,
     by: Annotated[
-        str | None,
-        typer.Option("--by", metavar="region|app", help="Also watch each region or each app."),
+        Literal["region", "app"] | None,
+        typer.Option("--by", help="Also watch each region or each app."),
     ] = None,
     check: Annotated[
         bool,
@@ -72,6 +74,7 @@ def monitor_cmd(
     from calibrate.monitor.stage import MonitorOptions
     from calibrate.report import monitor_report
 
+    out_folder(out)
     config = load_routing(baseline)
     options = MonitorOptions(
         by=by, reference_days=reference_days, false_alarm_rate=false_alarm_rate

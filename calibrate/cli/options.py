@@ -22,14 +22,17 @@ from typing import Annotated, Any, TypeVar, cast
 
 import typer
 
-from calibrate.errors import DataError
+from calibrate.errors import DataError, OutputError
 from calibrate.formats.detect import NAMES as FORMAT_NAMES
 
 DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
 MEMORY = ":memory:"
 
 Logs = Annotated[
-    list[Path], typer.Argument(help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv).")
+    list[Path],
+    typer.Argument(
+        metavar="LOGS", help="Log files or folders (.jsonl, .jsonl.gz, .parquet, .csv)."
+    ),
 ]
 Db = Annotated[
     Path | None,
@@ -94,6 +97,43 @@ def store_for_logs(db: Path | None, logs: Sequence[Path] | None) -> Path | str:
     if logs:
         return db if db is not None else MEMORY
     return existing_store(db)
+
+
+# --- where outputs go: checked before any work, so a long run never ends in a bad path ----------
+
+
+def out_folder(path: Path) -> Path:
+    """`--out` of sweep and monitor: a folder (created when missing); no file in its way."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(
+            f"--out {path} is a file; it must name a folder for the outputs",
+            hint=f"Pass a folder (e.g. --out {path.parent / (path.stem + '-out')}) or move the file.",
+        )
+    _no_file_above(path)
+    return path
+
+
+def out_file(path: Path, name: str) -> Path:
+    """`--out` of sample and export: a file (replaced when present), not a folder; `name` is the
+    usual file name, for the hint."""
+    if path.is_dir():
+        raise OutputError(
+            f"--out {path} is a folder; it must name the file to write",
+            hint=f"Pass a file, e.g. --out {path / name}",
+        )
+    _no_file_above(path)
+    return path
+
+
+def _no_file_above(path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(
+                    f"--out {path}: {parent} is a file, not a folder",
+                    hint="Pass an --out path whose folders are folders.",
+                )
+            return
 
 
 # --- option groups ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -20,6 +20,7 @@ from calibrate.cli.options import (
     Strict,
     TiersPath,
     grouped,
+    out_folder,
     with_option_groups,
 )
 
@@ -69,7 +70,7 @@ def objective_options(
         ),
     ] = None,
     per_segment: Annotated[
-        str | None,
+        Literal["app", "region", "intent"] | None,
         typer.Option(
             "--per-segment", help="Certify the drop within every app, region or intent (δ/G each)."
         ),
@@ -259,7 +260,9 @@ def strategy_options(
 
 SweepLogs = Annotated[
     list[Path] | None,
-    typer.Argument(help="Logs to ingest first (without them: what the store holds)."),
+    typer.Argument(
+        metavar="LOGS", help="Logs to ingest first (without them: what the store holds)."
+    ),
 ]
 Out = Annotated[Path, typer.Option("--out", help="Folder for the five outputs.")]
 Seed = Annotated[
@@ -294,6 +297,7 @@ def sweep_cmd(
     from calibrate import pipeline
     from calibrate.config.tiers import load_tiers
 
+    out_folder(out)
     tiers_config = load_tiers(tiers)
     job = pipeline.SweepJob(
         tuple(paths or ()),

@@ -97,7 +97,7 @@ def read_batches(path: Path, batch_rows: int) -> Iterator[LineBatch]:
             yield from _parquet_batches(path, batch_rows)
         elif name.endswith(".csv"):
             with path.open("rb") as fh:
-                yield from _csv_batches(fh, batch_rows)
+                yield from _csv_batches(fh, batch_rows, path)
         else:
             with jsonl.open_lines(path) as fh:
                 yield from jsonl.batches(fh, batch_rows)
@@ -175,14 +175,28 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot represent {type(value).__name__} as JSON")
 
 
-def _csv_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
+def _csv_batches(fh: IO[bytes], batch_rows: int, path: Path) -> Iterator[LineBatch]:
     with io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
         reader = csv.reader(text)
         header = next(reader, None)
         if header is None:
             return
+        _check_csv_header(path, header)
         rows = ((reader.line_num, dict(zip(header, cells, strict=False))) for cells in reader)
         yield from _grouped_batches(rows, batch_rows)
+
+
+def _check_csv_header(path: Path, header: list[str]) -> None:
+    """A flattened CSV names request_id, timestamp and messages or prompt in its header line."""
+    missing = [c for c in ("request_id", "timestamp") if c not in header]
+    if "messages" not in header and "prompt" not in header:
+        missing.append("messages or prompt")
+    if missing:
+        raise LogFormatError(
+            f"{path}: missing columns {', '.join(missing)} (found: {', '.join(header)})",
+            hint="A CSV log has one row per request × attempt with the columns of `calibrate "
+            "schema` (request_id, timestamp, messages or prompt, attempt_tier, ...).",
+        )
 
 
 def _grouped_batches(
