@@ -163,11 +163,11 @@ def test_rejected_rows_are_counted_per_reason_in_words(tmp_path: Path) -> None:
 def test_csv_with_the_wrong_columns_names_the_missing_ones(tmp_path: Path, rows: int) -> None:
     logs = tmp_path / "export.csv"
     body = "".join(f"id-{i},2026-10-01 09:00,hello,gpt-4o\n" for i in range(rows))
-    logs.write_text("id,created,text,model\n" + body, encoding="utf-8")
+    logs.write_text("ticket,opened,question,engine\n" + body, encoding="utf-8")
     db = tmp_path / "s.duckdb"
     result = runner.invoke(app, ["ingest", str(logs), "--db", str(db)])
     _is_user_error(result, f"{logs}: missing columns request_id, timestamp, messages or prompt")
-    assert "found: id, created, text, model" in result.stderr
+    assert "found: ticket, opened, question, engine" in result.stderr
     for table in ("requests", "attempts", "rejects", "ingested_files"):  # nothing stored
         assert query(db, f"select count(*) from {table}") == [(0,)], table
 

@@ -33,7 +33,7 @@ def check_cmd(
     traffic or selected by production routing.
 
     Bias rule: each request's production path is the tiers production called on it (kept on the
-    cheapest tier, escalated to …). A uniform sample has the traffic's mix of paths. The set is
+    cheapest tier, escalated to the next, and so on). A uniform sample has the traffic's mix of paths. The set is
     selected by production routing when its mix differs from the traffic's by more than
     5 points of total-variation distance and a χ² test rejects a uniform sample (p < 0.001);
     e.g. production logs alone, where the premium answer exists only where production escalated.
