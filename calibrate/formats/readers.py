@@ -176,22 +176,42 @@ def _json_default(value: object) -> object:
 
 
 def _csv_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
+    # A cell may be as long as a JSONL line (the csv module's own limit is 128 KiB).
+    csv.field_size_limit(max(csv.field_size_limit(), jsonl.MAX_LINE_BYTES))
     with io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
         reader = csv.reader(text)
         header = next(reader, None)
         if header is None:
             return
-        rows = ((reader.line_num, dict(zip(header, cells, strict=False))) for cells in reader)
-        yield from _grouped_batches(rows, batch_rows)
+        yield from _grouped_batches(_csv_rows(reader, header), batch_rows)
+
+
+def _csv_rows(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, Any] | RawReject]]:
+    """(line, row) per CSV record; a record the csv module cannot read (a cell over the limit)
+    is a reject, and reading goes on after it."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = f"line too long: {exc}" if "field limit" in str(exc) else f"bad CSV: {exc}"
+            yield line, RawReject(line, None, reason, "")
+            continue
+        yield reader.line_num, dict(zip(header, cells, strict=False))
 
 
 def _grouped_batches(
-    rows: Iterable[tuple[int, dict[str, Any]]], batch_rows: int
+    rows: Iterable[tuple[int, dict[str, Any] | RawReject]], batch_rows: int
 ) -> Iterator[LineBatch]:
     """Flattened rows (one per request x attempt) -> one record per run of equal request_id."""
     out = _Records(batch_rows)
     group: list[tuple[int, dict[str, Any]]] = []
     for line, row in rows:
+        if isinstance(row, RawReject):
+            out.add(line, row)
+            continue
         if all(v in ("", None) for v in row.values()):
             continue
         if group and row.get("request_id") != group[0][1].get("request_id"):
@@ -249,6 +269,8 @@ def _cells(row: dict[str, Any]) -> dict[str, Any] | RawReject:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 return RawReject(0, key, f"invalid JSON: {key}: {exc.msg} (col {exc.colno})", "")
+            except RecursionError:
+                return RawReject(0, key, f"invalid JSON: {key}: nested too deeply", "")
         value = _cell(key, value)
         if value is not None:
             out[key] = value

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from calibrate.formats import canonical as lf
+from calibrate.formats import jsonl
 from calibrate.store.ingest import fast_lane, merge, rules
 from calibrate.store.ingest.rules import strings
 
@@ -38,17 +40,30 @@ _ATTEMPT_STRUCT = "{" + ", ".join(f'"{k}": "JSON"' for k in lf.ATTEMPT_FIELDS) +
 _TOP = [k for k in lf.REQUEST_FIELDS if k not in ("attempts", "labels")]
 
 
-def read(con: duckdb.DuckDBPyConnection, path: str) -> int:
-    """ing_file: one record per non-blank line of the file (in file order); returns their count.
+def read(con: duckdb.DuckDBPyConnection, path: str) -> int | None:
+    """ing_file: one record per non-blank line of the file (in file order); returns their count,
+    or None when DuckDB's reader fails on the file as a whole (a line over jsonl.MAX_LINE_BYTES,
+    damaged gzip data): the line path then reads it, rejecting what it must line by line.
 
     Plain rows (store/ingest/fast_lane.py) keep their typed values (rid, req, labels_map, att); the
     others keep their JSON values (r, attempts, labels, extras) for the exact rule chains.
+    Call it outside a transaction: an error in DuckDB aborts the transaction it happens in.
     """
-    maps = """SELECT j FROM read_json($path, format = 'newline_delimited', records = false,
-                                      ignore_errors = true, auto_detect = false,
-                                      columns = {'j': 'MAP(VARCHAR, JSON)'})"""
-    con.execute(_records(maps, ""), {"path": path})
+    maps = f"""SELECT j FROM read_json($path, {_read_options(path)}, columns = {{'j': 'MAP(VARCHAR, JSON)'}})"""
+    try:
+        con.execute(_records(maps, ""), {"path": path})
+    except (duckdb.IOException, duckdb.InvalidInputException):
+        return None
     return int(con.execute("SELECT count(*) FROM ing_file").fetchall()[0][0])
+
+
+def _read_options(path: str) -> str:
+    """read_json's options for a log file: lines as they are (errors become NULL records),
+    gzip told by the file's first bytes, and the line length limit of the line path."""
+    compression = "gzip" if jsonl.is_gzip(Path(path)) else "none"
+    return f"""format = 'newline_delimited', records = false, ignore_errors = true,
+               auto_detect = false, compression = '{compression}',
+               maximum_object_size = {jsonl.MAX_LINE_BYTES}"""
 
 
 def read_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
@@ -56,7 +71,7 @@ def read_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
     them from a file: DuckDB parses each non-blank text once into a MAP of JSON values (NULL
     where it cannot: those rows are `unread`)."""
     # Many small chunks let DuckDB scan the Arrow table on all threads.
-    con.register("ing_text_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048)))
+    con.register("ing_text_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048), batch.schema))
     # Blank rows are not records; trim is slow on long texts, so only unparsed rows are trimmed.
     # try() evaluates a whole vector row by row once one row fails, so invalid JSON is kept
     # from it (json_valid); it still catches a repeated key or a value that is not an object.
@@ -90,8 +105,7 @@ def defer_file_shared_ids(con: duckdb.DuckDBPyConnection, path: str) -> None:
         con,
         f"""SELECT id FROM (
                 SELECT j.request_id->>'$' AS id, 1 AS n
-                FROM read_json($path, format = 'newline_delimited', records = false,
-                               ignore_errors = true, auto_detect = false,
+                FROM read_json($path, {_read_options(path)},
                                columns = {{'j': 'STRUCT(request_id JSON)'}})
                 WHERE starts_with(j.request_id, '"')
                 UNION ALL
