@@ -62,6 +62,7 @@ REJECT_KINDS = (
     "damaged file",
     "bad CSV",
     "invalid JSON",
+    "duplicate key",
     "missing field",
     "wrong type",
     "bad value",
@@ -160,6 +161,10 @@ any rejected row is an error and nothing is written. Reason kinds:
   also for corrupt gzip data and for bytes after the gzip data that are not gzip data
 - `bad CSV: ...`: a CSV record the csv module cannot read
 - `invalid JSON: Expecting ',' delimiter (col 17)`
+- `duplicate key: attempts[0].confidence appears twice`: a key repeated in a row, an attempt or
+  `labels` (JSON readers disagree on which copy wins, so neither does); for CSV also a column
+  named twice in the header, or a repeated key in a JSON cell. Inside `metadata` and `messages`
+  of JSONL rows the JSON is kept as written
 - `missing field: timestamp`
 - `wrong type: attempts[1].confidence must be a number or null, got string`
 - `bad value: timestamp "yesterday" is not RFC 3339`, `bad value: attempts[0].status "done" ...`

@@ -189,6 +189,7 @@ def _csv_batches(fh: IO[bytes], batch_rows: int) -> Iterator[LineBatch]:
 def _csv_rows(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, Any] | RawReject]]:
     """(line, row) per CSV record; a record the csv module cannot read (a cell over the limit)
     is a reject, and reading goes on after it."""
+    repeated = next((c for i, c in enumerate(header) if c in header[:i]), None)
     while True:
         line = reader.line_num + 1
         try:
@@ -198,6 +199,10 @@ def _csv_rows(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, A
         except csv.Error as exc:
             reason = f"line too long: {exc}" if "field limit" in str(exc) else f"bad CSV: {exc}"
             yield line, RawReject(line, None, reason, "")
+            continue
+        if repeated is not None:  # dict() would keep the last column of the name
+            reason = f"duplicate key: column {repeated} appears twice in the header"
+            yield line, RawReject(reader.line_num, repeated, reason, ",".join(cells))
             continue
         yield reader.line_num, dict(zip(header, cells, strict=False))
 
@@ -266,14 +271,29 @@ def _cells(row: dict[str, Any]) -> dict[str, Any] | RawReject:
             return _utf8_reject(key, value)
         if key in lf.JSON_TEXT_COLUMNS and isinstance(value, str) and value != "":
             try:
-                value = json.loads(value)
+                value = json.loads(value, object_pairs_hook=_distinct_keys)
             except json.JSONDecodeError as exc:
                 return RawReject(0, key, f"invalid JSON: {key}: {exc.msg} (col {exc.colno})", "")
+            except _RepeatedKey as exc:
+                return RawReject(0, key, f"duplicate key: {key}: {exc} appears twice", "")
             except RecursionError:
                 return RawReject(0, key, f"invalid JSON: {key}: nested too deeply", "")
         value = _cell(key, value)
         if value is not None:
             out[key] = value
+    return out
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object names a key twice (the message is the key)."""
+
+
+def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are distinct (json.loads would keep the last copy silently)."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
     return out
 
 

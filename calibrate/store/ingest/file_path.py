@@ -235,12 +235,15 @@ def _rows(con: duckdb.DuckDBPyConnection) -> None:
     """ing_frows, ing_odd, ing_meta: the records that are not plain, shaped for the rule chains."""
     con.execute("""
         CREATE OR REPLACE TEMP VIEW ing_frows AS
-        SELECT line, true AS valid, true AS is_object, r, attempts, labels, extras
+        SELECT line, true AS valid, true AS is_object, NULL::VARCHAR AS top_dup, r, attempts,
+               labels, extras
         FROM ing_numbered WHERE NOT unread AND NOT plain""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ing_odd AS
         SELECT line, NULL AS row_kind,
-               ing_kind(attempts) AS attempts_kind, ing_kind(labels) AS labels_kind
+               ing_kind(attempts) AS attempts_kind, ing_kind(labels) AS labels_kind,
+               CASE WHEN json_type(labels) = 'OBJECT'
+                    THEN ing_first_dup(json_keys(labels)) END AS labels_dup
         FROM ing_frows
         WHERE NOT coalesce(starts_with(attempts, '['), true)
            OR (r.labels IS NULL AND labels IS NOT NULL)""")

@@ -38,7 +38,7 @@ def _parse(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
     con.register("ing_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048), batch.schema))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_rows AS
-        SELECT line, valid, is_object, r, keys,
+        SELECT line, valid, is_object, r, keys, ing_first_dup(keys) AS top_dup,
                list_filter(keys, lambda k: NOT list_contains({strings(lf.REQUEST_FIELDS)}, k))
                    AS unknown,
                CASE WHEN r.attempts IS NOT NULL THEN json_keys(text, '$.attempts[*]') END
@@ -62,7 +62,9 @@ def _odd(con: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE TEMP TABLE ing_odd AS
         SELECT line, CASE WHEN NOT is_object THEN ing_kind(text::JSON) END AS row_kind,
                ing_kind(json_extract(text, '$.attempts')) AS attempts_kind,
-               ing_kind(json_extract(text, '$.labels')) AS labels_kind
+               ing_kind(json_extract(text, '$.labels')) AS labels_kind,
+               CASE WHEN json_type(text, '$.labels') = 'OBJECT'
+                    THEN ing_first_dup(json_keys(text, '$.labels')) END AS labels_dup
         FROM ing_rows JOIN ing_batch USING (line)
         WHERE valid AND (NOT is_object
                OR (r.attempts IS NULL AND list_contains(keys, 'attempts'))
