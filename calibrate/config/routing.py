@@ -15,13 +15,13 @@ the dearest tier's answer).
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from calibrate.config.patterns import SYNTAX_HINT, PatternError, compile_pattern
 from calibrate.config.tiers import load_yaml_model
 
 ROUTER_FILE = "router.json"
@@ -58,7 +58,7 @@ class RoutedTier(_Strict):
 
 
 class Rule(_Strict):
-    """A keyword rule (`pattern`, Python `re.search` on the prompt), an input-length rule
+    """A keyword rule (`pattern`, an RE2 search on the prompt: config/patterns.py), an input-length rule
     (`max_input_tokens`) or the default rule (neither)."""
 
     name: str | None = None
@@ -72,9 +72,13 @@ class Rule(_Strict):
             raise ValueError("a rule has a pattern or max_input_tokens, not both")
         if self.pattern is not None:
             try:
-                re.compile(self.pattern)
-            except re.error as err:
-                raise ValueError(f"pattern is not a regular expression ({err})") from err
+                compile_pattern(self.pattern)
+            except PatternError as err:
+                named = f" (rule {self.name!r})" if self.name else ""
+                raise ValueError(
+                    f"pattern is not a regular expression in RE2 syntax{named}: {err}."
+                    f" {SYNTAX_HINT}"
+                ) from None
         return self
 
 

@@ -71,7 +71,9 @@ def read_batch(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
     them from a file: DuckDB parses each non-blank text once into a MAP of JSON values (NULL
     where it cannot: those rows are `unread`)."""
     # Many small chunks let DuckDB scan the Arrow table on all threads.
-    con.register("ing_text_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048), batch.schema))
+    con.register(
+        "ing_text_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048), batch.schema)
+    )
     # Blank rows are not records; trim is slow on long texts, so only unparsed rows are trimmed.
     # try() evaluates a whole vector row by row once one row fails, so invalid JSON is kept
     # from it (json_valid); it still catches a repeated key or a value that is not an object.

@@ -35,7 +35,9 @@ class BatchResult:
 def _parse(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
     """ing_rows: non-blank rows parsed once (text stays in the registered ing_batch)."""
     # Many small chunks let DuckDB scan the Arrow table on all threads.
-    con.register("ing_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048), batch.schema))
+    con.register(
+        "ing_batch", pa.Table.from_batches(batch.to_batches(max_chunksize=2048), batch.schema)
+    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_rows AS
         SELECT line, valid, is_object, r, keys, ing_first_dup(keys) AS top_dup,
