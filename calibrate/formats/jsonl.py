@@ -45,10 +45,12 @@ class RawReject:
 
 @dataclass(frozen=True, slots=True)
 class LineScan:
-    """The physical lines of a JSONL file: how many, and which are blank (never rows)."""
+    """The physical lines of a JSONL file: how many, which are blank (never rows), and the
+    length of the longest (bytes, its newline excluded)."""
 
     lines: int
     blanks: tuple[int, ...]
+    longest: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +63,18 @@ class LineBatch:
 
 def scan_lines(path: Path) -> LineScan:
     """Count a JSONL file's lines and find its blank ones (one pass over the uncompressed bytes)."""
-    lines, blanks = 0, []
+    lines, blanks, longest = 0, [], 0
     with open_lines(path) as fh:
         for block in _line_blocks(fh):
             if isinstance(block, RawReject):
                 lines += 1
+                longest = MAX_LINE_BYTES + 1  # too long, or cut by damage: not read whole
                 continue
             first, data, count = block
             blanks += _blank_lines(data, first)
             lines += count
-    return LineScan(lines, tuple(blanks))
+            longest = max(longest, _longest_line(data))
+    return LineScan(lines, tuple(blanks), longest)
 
 
 def read_lines(path: Path, wanted: np.ndarray) -> Iterator[LineBatch]:
@@ -199,6 +203,13 @@ def _text(raw: bytes) -> str:
 
 def _no_lines() -> pa.Table:
     return pa.table({"line": pa.array([], pa.int64()), "text": pa.array([], pa.string())})
+
+
+def _longest_line(data: bytes) -> int:
+    """The length of the longest of these whole lines (bytes, newline excluded)."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    starts = np.concatenate(([0], ends + 1))
+    return int((np.append(ends, len(data)) - starts).max())
 
 
 def _blank_lines(data: bytes, first_line: int) -> list[int]:

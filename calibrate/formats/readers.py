@@ -28,13 +28,16 @@ from calibrate.formats import canonical as lf
 from calibrate.formats import jsonl
 from calibrate.formats.jsonl import LineBatch, LineScan, RawReject
 
+MAX_LINE_BYTES = jsonl.MAX_LINE_BYTES
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _NUMERIC = {"input_tokens", "confidence", "output_tokens", "cost_usd", "latency_ms", "label"}
 
 
 @dataclass(frozen=True, slots=True)
 class Digest:
-    """A file's SHA-256 and size (of its bytes as stored) and, for plain JSONL, its line count."""
+    """A file's SHA-256 and size (of its bytes as stored) and, for plain JSONL, its line count
+    (None for other files, and when a line may be longer than jsonl.MAX_LINE_BYTES: a block of
+    the file without a newline; `scan_lines` then counts and measures the lines)."""
 
     sha256: str
     lines: int | None
@@ -73,14 +76,18 @@ def file_digest(path: Path) -> Digest:
     """SHA-256 of the file's bytes; for plain JSONL also its line count, in the same pass."""
     digest, newlines, size, last = hashlib.sha256(), 0, 0, b"\n"
     count = is_jsonl(path) and not path.name.lower().endswith(".gz")
+    long_line = False
     with path.open("rb") as fh:
         while block := fh.read(jsonl.BLOCK_BYTES):
             digest.update(block)
             if count:  # numpy counts about twice as fast as bytes.count
-                newlines += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+                found = int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+                newlines += found
+                # A line over MAX_LINE_BYTES (>= 2 blocks) spans a whole block without newline.
+                long_line |= not found and len(block) == jsonl.BLOCK_BYTES
             size += len(block)
             last = block[-1:]
-    lines = newlines + (last != b"\n") if count else None
+    lines = newlines + (last != b"\n") if count and not long_line else None
     return Digest(digest.hexdigest(), lines, size)
 
 

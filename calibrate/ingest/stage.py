@@ -200,8 +200,8 @@ def _whole_file(
     blanks: tuple[int, ...] = ()
     if records != digest.result().lines:
         scan = readers.scan_lines(path)
-        if records != scan.lines - len(scan.blanks):
-            store.discard_log_file()
+        if records != scan.lines - len(scan.blanks) or scan.longest > readers.MAX_LINE_BYTES:
+            store.discard_log_file()  # the line path rejects the long lines
             return None
         blanks = scan.blanks
     check = store.check_log_file(blanks, where)
@@ -216,7 +216,7 @@ def _whole_file(
         unread.add(batch.lines.filter(pc.is_in(line, pa.array(check.unread))), batch.rejects)
     rejected.flush()
     counts, first = unread.flush(counts)
-    return counts, sorted(first + store.finish_log_file(where))[:5]
+    return counts, sorted(first + store.finish_log_file(where), key=lambda r: r[0])[:5]
 
 
 class _Rejected:

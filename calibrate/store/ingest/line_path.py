@@ -201,6 +201,6 @@ def ingest_lines(
     rest = BatchResult(0, 0, ())
     if unread.num_rows or raw_rejects:
         rest = ingest_batch(con, unread, raw_rejects, where)
-    first = sorted([*file_path.finish(con, where), *rest.rejects])[:5]
+    first = sorted([*file_path.finish(con, where), *rest.rejects], key=lambda r: r[0])[:5]
     read = check.rows_read + rest.rows_read
     return BatchResult(read, len(check.rejected) + rest.rows_rejected, tuple(first))

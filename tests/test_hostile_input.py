@@ -1,0 +1,234 @@
+"""Hostile and broken input (issue 16): patterns that cannot stall a run, broken log files that keep
+their good rows, repeated JSON keys, spreadsheet formulas in the review sheet, data escaped in
+Markdown, oversized configs, non-finite numbers and a classifier file outside routing.yaml's
+directory. One test per hole, each failing without its fix."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import monitor_synth as synth
+import pytest
+from typer.testing import CliRunner
+
+from calibrate.cli.app import app
+from calibrate.errors import LogFormatError
+from calibrate.ingest.stage import ingest
+from calibrate.policies.keyword_rules import forced_tiers
+from calibrate.store import Store
+
+runner = CliRunner()
+
+
+def clock() -> datetime:
+    return datetime(2026, 11, 1, tzinfo=UTC)
+
+
+# --- §2 regular expressions -------------------------------------------------------------------
+
+EVIL_PATTERN = "(a+)+$"
+EVIL_PROMPT = "a" * 40 + "!"  # Python's `re` backtracks 2^40 ways before it gives up
+TIERS = """tiers:
+  - {name: small, model: m-small, price: {input_per_mtok: 0.15, output_per_mtok: 0.6}}
+  - {name: large, model: m-large, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
+"""
+
+
+def _hybrid_routing(pattern: str) -> str:
+    end = synth.START.replace(day=synth.START.day + 19)
+    return f"""version: 1
+strategy: hybrid
+tiers:
+  - {{name: small, model: m-small, escalate_below: {synth.THRESHOLD}}}
+  - {{name: large, model: m-large}}
+rules:
+  - {{name: evil, pattern: '{pattern}', tier: large}}
+premium_tier: large
+objective: {{max_quality_drop: 0.02, confidence_level: 0.95}}
+certified: true
+selection: certified
+expected:
+  escalation_rate: 0.28
+calibrated_on:
+  requests: 800
+  labeled: 200
+  window: {{start: '{synth.START}T00:00:00Z', end: '{end}T23:59:59Z'}}
+  logs_sha256: synthetic
+"""
+
+
+def test_a_catastrophic_pattern_finishes_in_sweep_evaluate_and_monitor(tmp_path: Path) -> None:
+    """`(a+)+$` on forty `a`s and a `!`: RE2 answers "no match" in linear time; the prompt
+    "aaaa" matches. The sweep, evaluate and monitor all finish and report the rule."""
+    log = synth.write_jsonl(
+        synth.draw(synth.Scenario(days=40, per_day=40), 5), tmp_path / "l.jsonl"
+    )
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    rows[0]["prompt"], rows[1]["prompt"] = EVIL_PROMPT, "aaaa"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "tiers.yaml").write_text(TIERS, encoding="utf-8")
+    (tmp_path / "rules.yaml").write_text(
+        f"rules:\n  - {{name: evil, pattern: '{EVIL_PATTERN}', tier: large}}\n", encoding="utf-8"
+    )
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(_hybrid_routing(EVIL_PATTERN), encoding="utf-8")
+    db = str(tmp_path / "s.duckdb")
+
+    assert forced_tiers(
+        [(EVIL_PATTERN, "large")], [EVIL_PROMPT, "aaaa"], ("small", "large")
+    ).tolist() == [-1, 1]
+    sweep = ["sweep", str(log), "--db", db, "--tiers", str(tmp_path / "tiers.yaml")]
+    sweep += [
+        "--rules",
+        str(tmp_path / "rules.yaml"),
+        "--no-router",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    result = runner.invoke(app, sweep, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert [(h["pattern"], h["hits"]) for h in summary["keyword_rules"]] == [(EVIL_PATTERN, 1)]
+
+    evaluate = ["evaluate", str(routing), "--db", db, "--json"]
+    result = runner.invoke(app, evaluate, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["policy"] == f"hybrid:small>large@{synth.THRESHOLD}"
+
+    monitor = ["monitor", "--db", db, "--baseline", str(routing), "--out", str(tmp_path / "m")]
+    result = runner.invoke(app, [*monitor, "--json"], catch_exceptions=False)
+    assert result.exit_code in (0, 3), result.output
+    assert "1 keyword rule" in (tmp_path / "m" / "monitor.md").read_text(encoding="utf-8")
+
+
+# --- §4 broken files keep their good rows -------------------------------------------------------
+
+GOOD_ROWS = 20
+
+
+def _row(rid: str) -> dict:
+    attempt = {"tier": "small", "model": "m", "confidence": 0.5, "output": "x", "status": "ok"}
+    return {
+        "request_id": rid,
+        "timestamp": "2026-10-01T09:30:00Z",
+        "prompt": f"q {rid}",
+        "metadata": {"intent": "x"},
+        "attempts": [attempt],
+    }
+
+
+def _lines(prefix: str) -> list[bytes]:
+    return [json.dumps(_row(f"{prefix}-{i}")).encode() for i in range(GOOD_ROWS)]
+
+
+def _with_bad_line(prefix: str, bad: bytes) -> bytes:
+    lines = _lines(prefix)
+    lines.insert(5, bad)  # line 6
+    return b"\n".join(lines) + b"\n"
+
+
+def _non_utf8(path: Path) -> tuple[Path, int, str]:
+    log = path / "a.jsonl"
+    log.write_bytes(_with_bad_line("a", b'{"request_id": "bad\xff", "prompt": "\xfe"}'))
+    return log, 6, "not UTF-8: invalid byte 0xff"
+
+
+def _non_utf8_gz(path: Path) -> tuple[Path, int, str]:
+    log = path / "a.jsonl.gz"
+    log.write_bytes(gzip.compress(_with_bad_line("a", b'{"request_id": "bad\xff"}')))
+    return log, 6, "not UTF-8: invalid byte 0xff"
+
+
+def _long_line(path: Path) -> tuple[Path, int, str]:
+    log = path / "a.jsonl"
+    big = b'{"request_id": "big", "prompt": "' + b"x" * (17 << 20) + b'"}'
+    log.write_bytes(_with_bad_line("a", big))
+    return log, 6, f"line too long: {len(big)} bytes (at most {16 << 20})"
+
+
+def _deep_csv(path: Path) -> tuple[Path, int, str]:
+    log = path / "a.csv"
+    header = "request_id,timestamp,prompt,metadata,attempt_tier,attempt_confidence\n"
+    rows = [f"a-{i},2026-10-01T09:30:00Z,q,,small,0.5\n" for i in range(GOOD_ROWS)]
+    deep = '"{""x"": ' + "[" * 10_000 + "]" * 10_000 + '}"'
+    rows.insert(5, f"bad,2026-10-01T09:30:00Z,q,{deep},small,0.5\n")
+    log.write_text(header + "".join(rows), encoding="utf-8")
+    return log, 7, "invalid JSON: metadata: nested too deeply"
+
+
+def _plain_text_gz(path: Path) -> tuple[Path, int, str] | tuple[Path, None, None]:
+    log = path / "a.jsonl.gz"
+    log.write_bytes(b"\n".join(_lines("a")) + b"\n")
+    return log, None, None  # read as the plain text it is: nothing to reject
+
+
+def _truncated_gz(path: Path) -> tuple[Path, int, str]:
+    log = path / "a.jsonl.gz"
+    tail = json.dumps(_row("cut") | {"prompt": "y" * 100_000}).encode()
+    data = gzip.compress(b"\n".join([*_lines("a"), tail]) + b"\n", compresslevel=0)
+    log.write_bytes(data[: len(data) - 50_000])  # stored blocks: the cut falls inside line 21
+    return log, GOOD_ROWS + 1, "damaged file: the gzip data ends early (the file is truncated)"
+
+
+def _trailing_garbage_gz(path: Path) -> tuple[Path, int, str]:
+    log = path / "a.jsonl.gz"
+    data = gzip.compress(b"\n".join(_lines("a")) + b"\n")
+    log.write_bytes(data + b"this is not gzip")
+    reason = f"damaged file: the bytes from offset {len(data)} on are not gzip data"
+    return log, GOOD_ROWS + 1, reason + " (trailing garbage)"
+
+
+BROKEN = {
+    "non-UTF-8 line": _non_utf8,
+    "non-UTF-8 line, gzip": _non_utf8_gz,
+    "line over the limit": _long_line,
+    "CSV metadata nested 10,000 deep": _deep_csv,
+    ".gz holding plain text": _plain_text_gz,
+    "truncated gzip": _truncated_gz,
+    "gzip with trailing garbage": _trailing_garbage_gz,
+}
+
+
+@pytest.mark.parametrize("whole_files", [True, False], ids=["file path", "line path"])
+@pytest.mark.parametrize("make", BROKEN.values(), ids=BROKEN.keys())
+def test_a_broken_file_keeps_its_good_rows_and_the_run_goes_on(
+    tmp_path: Path, make, whole_files: bool
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    broken, line, reason = make(logs)
+    (logs / "b.jsonl").write_bytes(b"\n".join(_lines("b")) + b"\n")  # read after the broken one
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        summary = ingest(store, [logs], strict=False, clock=clock, whole_files=whole_files)
+        kept = store.con.execute(
+            "SELECT source_file, count(*) FROM requests GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+        rejects = store.con.execute("SELECT file, line, reason FROM rejects").fetchall()
+
+    assert kept == [(str(broken), GOOD_ROWS), (str(logs / "b.jsonl"), GOOD_ROWS)]
+    assert summary.files == 2 and summary.rows_kept == 2 * GOOD_ROWS
+    if line is None:
+        assert rejects == []
+    else:
+        assert [(f, n) for f, n, _ in rejects] == [(str(broken), line)]
+        assert rejects[0][2].startswith(reason)
+
+
+@pytest.mark.parametrize("make", [_truncated_gz, _long_line], ids=["truncated gzip", "long line"])
+def test_strict_still_writes_nothing_for_a_broken_file(tmp_path: Path, make) -> None:
+    broken, line, _ = make(tmp_path)
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        with pytest.raises(LogFormatError, match=f"{broken}:{line}: "):
+            ingest(store, [broken], strict=True, clock=clock)
+        assert store.table_counts() == {
+            "requests": 0,
+            "attempts": 0,
+            "labels": 0,
+            "rejects": 0,
+            "ingest_runs": 0,
+        }
