@@ -232,3 +232,43 @@ def test_strict_still_writes_nothing_for_a_broken_file(tmp_path: Path, make) -> 
             "rejects": 0,
             "ingest_runs": 0,
         }
+
+
+# --- §5 smaller holes -------------------------------------------------------------------------
+
+REPEATED_KEYS = [
+    b'{"request_id": "A", "request_id": "B", "timestamp": "2026-10-01T09:30:00Z", "prompt": "q"}',
+    b'{"request_id": "C", "timestamp": "2026-10-01T09:30:00Z", "prompt": "q", "attempts":'
+    b' [{"tier": "small", "confidence": 0.1, "confidence": 0.9}]}',
+    b'{"request_id": "D", "timestamp": "2026-10-01T09:30:00Z", "prompt": "q",'
+    b' "labels": {"small": 1, "small": 0}}',
+]
+
+
+@pytest.mark.parametrize("whole_files", [True, False], ids=["file path", "line path"])
+def test_a_repeated_json_key_rejects_its_row(tmp_path: Path, whole_files: bool) -> None:
+    log = tmp_path / "a.jsonl"
+    log.write_bytes(b"\n".join([*_lines("a"), *REPEATED_KEYS]) + b"\n")
+    csv_log = tmp_path / "b.csv"
+    csv_log.write_text(
+        "request_id,timestamp,prompt,attempts\n"
+        'E,2026-10-01T09:30:00Z,q,"[{""tier"": ""small"", ""tier"": ""large""}]"\n'
+        "F,2026-10-01T09:30:00Z,q,\n",
+        encoding="utf-8",
+    )
+    header = tmp_path / "c.csv"
+    header.write_text("request_id,timestamp,prompt,request_id\nG,2026-10-01T09:30:00Z,q,H\n")
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        ingest(store, [tmp_path], strict=False, clock=clock, whole_files=whole_files)
+        ids = {r for (r,) in store.con.execute("SELECT request_id FROM requests").fetchall()}
+        rejects = store.con.execute("SELECT line, reason FROM rejects ORDER BY file, line")
+
+        assert ids == {f"a-{i}" for i in range(GOOD_ROWS)} | {"F"}
+        assert rejects.fetchall() == [
+            (21, "duplicate key: request_id appears twice"),
+            (22, "duplicate key: attempts[0].confidence appears twice"),
+            (23, "duplicate key: labels.small appears twice"),
+            (2, "duplicate key: attempts: tier appears twice"),
+            (2, "duplicate key: column request_id appears twice in the header"),
+        ]
