@@ -8,12 +8,14 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import monitor_synth as synth
 import pytest
 from label_support import TIERS_YAML, write_workload
+from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
 from calibrate.cli.app import app
@@ -62,48 +64,81 @@ calibrated_on:
 """
 
 
-def test_a_catastrophic_pattern_finishes_in_sweep_evaluate_and_monitor(tmp_path: Path) -> None:
-    """`(a+)+$` on forty `a`s and a `!`: RE2 answers "no match" in linear time; the prompt
-    "aaaa" matches. The sweep, evaluate and monitor all finish and report the rule."""
-    log = synth.write_jsonl(
-        synth.draw(synth.Scenario(days=40, per_day=40), 5), tmp_path / "l.jsonl"
+HOSTILE_REGION = "<img src=x onerror=alert(1)>"
+HOSTILE_INTENTS = ("[click](http://evil.example)", "![px](http://evil.example/p.gif)")
+HOSTILE_MODEL = '<a href="http://evil.example">m-large</a>'
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Logs whose prompts hold `EVIL_PROMPT` and "aaaa", whose regions and intents are HTML and
+    links; a rules file and a hybrid routing.yaml with `EVIL_PATTERN`; then sweep, evaluate,
+    monitor and diff (against the routing.yaml with an HTML model name) through the CLI."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    scenario = synth.Scenario(
+        days=40, per_day=40, change_day=25, accuracy=(0.8, 0.6), wrong_logit=(-0.5, 2.0)
     )
+    draws = synth.draw(scenario, 5)
+    log = synth.write_jsonl(draws, tmp / "l.jsonl")
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     rows[0]["prompt"], rows[1]["prompt"] = EVIL_PROMPT, "aaaa"
+    for i, row in enumerate(rows):
+        row["region"] = HOSTILE_REGION if row["region"] == "us-east-1" else row["region"]
+        row["metadata"] = {"intent": HOSTILE_INTENTS[i % 2]}
     log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (tmp_path / "tiers.yaml").write_text(TIERS, encoding="utf-8")
-    (tmp_path / "rules.yaml").write_text(
-        f"rules:\n  - {{name: evil, pattern: '{EVIL_PATTERN}', tier: large}}\n", encoding="utf-8"
-    )
-    routing = tmp_path / "routing.yaml"
+    (tmp / "tiers.yaml").write_text(TIERS, encoding="utf-8")
+    rules = f"rules:\n  - {{name: evil, pattern: '{EVIL_PATTERN}', tier: large}}\n"
+    (tmp / "rules.yaml").write_text(rules, encoding="utf-8")
+    routing, other = tmp / "routing.yaml", tmp / "other.yaml"
     routing.write_text(_hybrid_routing(EVIL_PATTERN), encoding="utf-8")
-    db = str(tmp_path / "s.duckdb")
+    other.write_text(_hybrid_routing(EVIL_PATTERN).replace("m-large", HOSTILE_MODEL))
+    db, out = str(tmp / "s.duckdb"), tmp / "out"
+    run: dict = {"rows": len(rows)}
 
-    assert forced_tiers(
-        [(EVIL_PATTERN, "large")], [EVIL_PROMPT, "aaaa"], ("small", "large")
-    ).tolist() == [-1, 1]
-    sweep = ["sweep", str(log), "--db", db, "--tiers", str(tmp_path / "tiers.yaml")]
-    sweep += [
-        "--rules",
-        str(tmp_path / "rules.yaml"),
-        "--no-router",
-        "--out",
-        str(tmp_path / "out"),
-    ]
-    result = runner.invoke(app, sweep, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
-    assert [(h["pattern"], h["hits"]) for h in summary["keyword_rules"]] == [(EVIL_PATTERN, 1)]
+    sweep = ["sweep", str(log), "--db", db, "--tiers", str(tmp / "tiers.yaml"), "--out", str(out)]
+    run["sweep"] = runner.invoke(app, [*sweep, "--rules", str(tmp / "rules.yaml"), "--no-router"])
+    run["report.md"] = (out / "report.md").read_text(encoding="utf-8")
+    run["summary"] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    run["evaluate"] = runner.invoke(app, ["evaluate", str(routing), "--db", db, "--json"])
+    monitor = ["monitor", "--db", db, "--baseline", str(routing), "--out", str(tmp / "m")]
+    run["monitor"] = runner.invoke(app, monitor)
+    run["monitor.md"] = (tmp / "m" / "monitor.md").read_text(encoding="utf-8")
+    run["diff"] = runner.invoke(app, ["diff", str(routing), str(other)])
+    return run
 
-    evaluate = ["evaluate", str(routing), "--db", db, "--json"]
-    result = runner.invoke(app, evaluate, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["policy"] == f"hybrid:small>large@{synth.THRESHOLD}"
 
-    monitor = ["monitor", "--db", db, "--baseline", str(routing), "--out", str(tmp_path / "m")]
-    result = runner.invoke(app, [*monitor, "--json"], catch_exceptions=False)
-    assert result.exit_code in (0, 3), result.output
-    assert "1 keyword rule" in (tmp_path / "m" / "monitor.md").read_text(encoding="utf-8")
+def test_a_catastrophic_pattern_finishes_in_sweep_evaluate_and_monitor(hostile_run) -> None:
+    """`(a+)+$` on forty `a`s and a `!`: RE2 answers "no match" in linear time (Python's `re`
+    backtracks for ever); the prompt "aaaa" matches. Sweep, evaluate and monitor finish and
+    report the rule."""
+    tiers = ("small", "large")
+    assert forced_tiers([(EVIL_PATTERN, "large")], [EVIL_PROMPT, "aaaa"], tiers).tolist() == [-1, 1]
+    assert hostile_run["sweep"].exit_code == 0, hostile_run["sweep"].output
+    hits = [(h["pattern"], h["hits"]) for h in hostile_run["summary"]["keyword_rules"]]
+    assert hits == [(EVIL_PATTERN, 1)]
+    assert hostile_run["evaluate"].exit_code == 0, hostile_run["evaluate"].output
+    policy = json.loads(hostile_run["evaluate"].stdout)["policy"]
+    assert policy == f"hybrid:small>large@{synth.THRESHOLD}"
+    assert hostile_run["monitor"].exit_code == 0, hostile_run["monitor"].output
+    assert "1 keyword rules, then cascade small → large" in hostile_run["monitor.md"]
+
+
+def test_data_in_markdown_outputs_renders_as_text(hostile_run) -> None:
+    """Regions, intents and model names that are HTML, links and images reach report.md,
+    monitor.md and the diff's Markdown escaped: rendered, they are text, never a tag, a link or
+    an image (CommonMark, which GitHub's Markdown extends)."""
+    assert hostile_run["diff"].exit_code == 0, hostile_run["diff"].output
+    markdown = MarkdownIt("commonmark").enable("table")
+    outputs = {
+        "report.md": (hostile_run["report.md"], "&lt;img src=x onerror=alert(1)&gt;"),
+        "monitor.md": (hostile_run["monitor.md"], "![px](http://evil.example/p.gif)"),
+        "diff": (hostile_run["diff"].stdout, "&lt;a href=&quot;http://evil.example&quot;&gt;"),
+    }
+    for name, (text, shown) in outputs.items():
+        html = markdown.render(text)
+        assert shown in html, name  # the data is there, as text
+        assert "<img src=x" not in html and "<a href=" not in html, name
+        assert not re.search(r"(href|src)=\"[^\"]*evil", html), name
 
 
 # --- §4 broken files keep their good rows -------------------------------------------------------
