@@ -17,6 +17,9 @@ from typing import Any
 
 import re2
 
+MAX_KEYWORD_RULES = 1000
+"""The most keyword rules a rules file or routing.yaml may hold: each prompt is searched with every
+rule until one matches, so the sweep's time grows with their number."""
 SYNTAX_HINT = (
     "Patterns use RE2 syntax (https://github.com/google/re2/wiki/Syntax): Python's without"
     " look-around or backreferences; escape backslashes in YAML double quotes."

@@ -16,12 +16,24 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
-from calibrate.config.patterns import SYNTAX_HINT, PatternError, compile_pattern
+from calibrate.config.patterns import (
+    MAX_KEYWORD_RULES,
+    SYNTAX_HINT,
+    PatternError,
+    compile_pattern,
+)
 from calibrate.config.tiers import load_yaml_model
 
 ROUTER_FILE = "router.json"
@@ -47,14 +59,42 @@ METRIC_DIGITS = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _number(value: object) -> object:
+    if isinstance(value, str):  # YAML reads 1e400 as text, which would become inf
+        raise ValueError("must be a number")
+    return value
+
+
+def _cut_off(value: float) -> float:
+    if math.isnan(value) or value == -math.inf:
+        raise ValueError("must be a finite number, or .inf (nothing kept)")
+    return value
+
+
+def _measured(value: float) -> float:
+    if math.isinf(value):
+        raise ValueError("must be a finite number, or .nan (not measured)")
+    return value
+
+
+CutOff = Annotated[
+    float, Field(allow_inf_nan=True), BeforeValidator(_number), AfterValidator(_cut_off)
+]
+"""A threshold: finite, or +inf (the grid's "keep nothing" option)."""
+Measured = Annotated[float, Field(allow_inf_nan=True), AfterValidator(_measured)]
+"""A metric: finite, or NaN where the sweep could not measure it."""
+Share = Annotated[float, Field(ge=0, le=1)]
+Amount = Annotated[float, Field(ge=0, le=1e12)]
 
 
 class RoutedTier(_Strict):
     name: str
     model: str
-    escalate_below: float | None = None
-    p_correct: float | None = None  # calibrated P(acceptable answer) at escalate_below
+    escalate_below: CutOff | None = None
+    p_correct: Share | None = None  # calibrated P(acceptable answer) at escalate_below
 
 
 class Rule(_Strict):
@@ -86,8 +126,8 @@ class Classifier(_Strict):
     """The learned router's model file, its cut-off and its price."""
 
     file: str
-    min_score: float
-    cost_per_1k_requests_usd: float = Field(default=0.0, ge=0)
+    min_score: CutOff
+    cost_per_1k_requests_usd: Amount = 0.0
 
 
 class Window(_Strict):
@@ -96,8 +136,8 @@ class Window(_Strict):
 
 
 class CalibratedOn(_Strict):
-    requests: int
-    labeled: int
+    requests: int = Field(ge=0)
+    labeled: int = Field(ge=0)
     window: Window
     logs_sha256: str
 
@@ -105,13 +145,13 @@ class CalibratedOn(_Strict):
 class ObjectiveSpec(_Strict):
     """What the sweep was asked for (the optional keys only when they were given)."""
 
-    max_quality_drop: float
-    confidence_level: float
-    max_relative_drop: float | None = None
+    max_quality_drop: Share
+    confidence_level: Annotated[float, Field(gt=0, lt=1)]
+    max_relative_drop: Share | None = None
     per_segment: str | None = None
-    max_latency_p95_ms: float | None = None
-    escalation_band: tuple[float, float] | None = None
-    max_cost_per_1k_usd: float | None = None
+    max_latency_p95_ms: Amount | None = None
+    escalation_band: tuple[Share, Share] | None = None
+    max_cost_per_1k_usd: Amount | None = None
 
 
 class RoutingConfig(_Strict):
@@ -120,14 +160,14 @@ class RoutingConfig(_Strict):
     version: Literal[1] = 1
     strategy: Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
     tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
-    rules: tuple[Rule, ...] = ()
+    rules: tuple[Rule, ...] = Field(default=(), max_length=MAX_KEYWORD_RULES + 2)
     classifier: Classifier | None = None
     premium_tier: str
     objective: ObjectiveSpec
     certified: bool
     selection: str
-    expected: dict[str, float]
-    intervals: dict[str, tuple[float, float]] = {}
+    expected: dict[str, Measured]
+    intervals: dict[str, tuple[Measured, Measured]] = {}
     calibrated_on: CalibratedOn
 
     @model_validator(mode="after")

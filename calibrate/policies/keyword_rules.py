@@ -4,11 +4,11 @@
       - {pattern: "(?i)\\binvoice\\b", tier: large}
       - {pattern: "(?i)where is my order", tier: small, name: order-status}
 
-The first rule whose pattern matches (an RE2 search, calibrate/config/patterns.py) the prompt wins. For each rule the sweep
-reports its hits (first-match, over all requests), how many of them are labeled, and the quality of
-the hits' answers on every tier: a rule that sends its hits to a dearer tier although the cheapest
-tier answers them as well as the premium one fires on a trigger word without the capability it
-implies. `forced_tiers` gives each request its rule's tier: the sweep puts the rules in front of
+The first rule whose pattern matches the prompt wins (an RE2 search: config/patterns.py; at most
+MAX_KEYWORD_RULES rules). For each rule the sweep reports its hits (first-match, over all
+requests), how many of them are labeled, and the quality of the hits' answers on every tier: a
+rule that sends its hits to a dearer tier although the cheapest tier answers them as well as the
+premium one fires on a trigger word without the capability it implies. `forced_tiers` gives each request its rule's tier: the sweep puts the rules in front of
 input-length cutoffs (strategy `rules`) and of cascades (strategy `hybrid`).
 """
 
@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from calibrate.config.patterns import SYNTAX_HINT, PatternError, compile_pattern, first_matches
+from calibrate.config.patterns import (
+    MAX_KEYWORD_RULES,
+    SYNTAX_HINT,
+    PatternError,
+    compile_pattern,
+    first_matches,
+)
 from calibrate.config.tiers import load_yaml_model
 from calibrate.errors import ConfigError
 from calibrate.records.outcomes import Outcomes
@@ -41,7 +47,7 @@ class RuleSpec(_Strict):
 class RulesFile(_Strict):
     """rules.yaml: keyword rules in priority order."""
 
-    rules: tuple[RuleSpec, ...] = Field(min_length=1)
+    rules: tuple[RuleSpec, ...] = Field(min_length=1, max_length=MAX_KEYWORD_RULES)
 
 
 @dataclass(frozen=True)
