@@ -15,7 +15,7 @@ the dearest tier's answer).
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Literal
 
 import yaml
@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -35,6 +36,7 @@ from calibrate.config.patterns import (
     compile_pattern,
 )
 from calibrate.config.tiers import load_yaml_model
+from calibrate.errors import ConfigError
 
 ROUTER_FILE = "router.json"
 METRICS = (
@@ -123,9 +125,22 @@ class Rule(_Strict):
 
 
 class Classifier(_Strict):
-    """The learned router's model file, its cut-off and its price."""
+    """The learned router's model file (relative to routing.yaml's directory and inside it), its
+    cut-off and its price."""
 
-    file: str
+    file: str = Field(min_length=1)
+
+    @field_validator("file")
+    @classmethod
+    def _relative(cls, file: str) -> str:
+        posix = PurePosixPath(file.replace("\\", "/"))
+        if posix.is_absolute() or ".." in posix.parts or PureWindowsPath(file).drive:
+            raise ValueError(
+                f"{file!r} leaves routing.yaml's directory: name a file beside routing.yaml"
+                " (or below it)"
+            )
+        return file
+
     min_score: CutOff
     cost_per_1k_requests_usd: Amount = 0.0
 
@@ -339,6 +354,20 @@ def dump_routing(config: RoutingConfig) -> str:
         f"  logs_sha256: {data['calibrated_on']['logs_sha256']}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def classifier_path(config: RoutingConfig, base_dir: Path) -> Path:
+    """The router's model file, relative to routing.yaml's directory `base_dir`; a file that
+    resolves outside it (through a symbolic link, say) is a ConfigError."""
+    assert config.classifier is not None
+    root = base_dir.resolve()
+    path = (root / config.classifier.file).resolve()
+    if not path.is_relative_to(root):
+        raise ConfigError(
+            f"classifier file {config.classifier.file} resolves to {path}, outside {root}",
+            hint="Keep the classifier file `calibrate sweep` wrote beside routing.yaml.",
+        )
+    return path
 
 
 def load_routing(path: Path) -> RoutingConfig:

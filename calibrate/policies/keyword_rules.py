@@ -8,8 +8,9 @@ The first rule whose pattern matches the prompt wins (an RE2 search: config/patt
 MAX_KEYWORD_RULES rules). For each rule the sweep reports its hits (first-match, over all
 requests), how many of them are labeled, and the quality of the hits' answers on every tier: a
 rule that sends its hits to a dearer tier although the cheapest tier answers them as well as the
-premium one fires on a trigger word without the capability it implies. `forced_tiers` gives each request its rule's tier: the sweep puts the rules in front of
-input-length cutoffs (strategy `rules`) and of cascades (strategy `hybrid`).
+premium one fires on a trigger word without the capability it implies. `forced_tiers` gives each
+request its rule's tier: the sweep puts the rules in front of input-length cutoffs (strategy
+`rules`) and of cascades (strategy `hybrid`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.config.routing import METRICS, RoutingConfig, round_metric
+from calibrate.config.routing import METRICS, RoutingConfig, classifier_path, round_metric
 from calibrate.policies.consensus import consensus_row
 from calibrate.policies.families import Family, evaluate_families
 from calibrate.policies.keyword_rules import forced_tiers
@@ -86,7 +86,7 @@ def router_family(
     request the router was trained on keeps its cross-fitted score, as in the sweep)."""
     assert config.classifier is not None
     ids = outcomes.request_ids.tolist()
-    scores = stored_scores(store, base_dir / config.classifier.file, ids)
+    scores = stored_scores(store, classifier_path(config, base_dir), ids)
     index = {name: j for j, name in enumerate(outcomes.tiers)}
     return Family(
         "router",
