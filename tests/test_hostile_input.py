@@ -19,9 +19,11 @@ from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
 from calibrate.cli.app import app
-from calibrate.errors import LogFormatError
+from calibrate.config.routing import classifier_path, load_routing
+from calibrate.config.tiers import load_tiers
+from calibrate.errors import ConfigError, LogFormatError
 from calibrate.ingest.stage import ingest
-from calibrate.policies.keyword_rules import forced_tiers
+from calibrate.policies.keyword_rules import forced_tiers, load_rules
 from calibrate.store import Store
 
 runner = CliRunner()
@@ -356,3 +358,115 @@ def test_the_review_sheet_neutralizes_formulas_and_labels_import_reads_them_back
     assert {(r, t, s) for r, t, s in labeled if r in ids} == {
         (text, tier, score) for text in ids for tier, score in (("small", 1.0), ("large", 0.0))
     }
+
+
+def test_an_oversized_config_or_too_many_rules_is_a_clear_error(tmp_path: Path) -> None:
+    """A 50 MB rules.yaml ran 120 s and took 3 GB: now a file over 1 MiB is refused before it is
+    parsed, and a rules file may hold at most 1000 rules."""
+    rule = "  - {pattern: 'refund', tier: large}\n"
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("rules:\n" + rule * 40_000, encoding="utf-8")  # 1.5 MB
+    many = tmp_path / "many.yaml"
+    many.write_text("rules:\n" + rule * 1001, encoding="utf-8")
+    (tmp_path / "ok.yaml").write_text("rules:\n" + rule * 1000, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match="rules file larger than 1 MiB"):
+        load_rules(huge, ("small", "large"))
+    with pytest.raises(ConfigError, match="rules: Tuple should have at most 1000 items"):
+        load_rules(many, ("small", "large"))
+    assert len(load_rules(tmp_path / "ok.yaml", ("small", "large")).rules) == 1000
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_tiers(Path("/dev/zero"))  # a device is read no further than the limit
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (("input_per_mtok: 0.15", "input_per_mtok: 1e400"), "tiers.0.price.input_per_mtok"),
+        (("input_per_mtok: 0.15", "input_per_mtok: .inf"), "tiers.0.price.input_per_mtok"),
+        (("output_per_mtok: 0.6", "output_per_mtok: .nan"), "tiers.0.price.output_per_mtok"),
+        (("output_per_mtok: 0.6", "output_per_mtok: 1e9"), "tiers.0.price.output_per_mtok"),
+        (
+            ("model: m-small", "model: m-small, limits: {timeout_s: .inf}"),
+            "tiers.0.limits.timeout_s",
+        ),
+        (
+            ("model: m-small", "model: m-small, limits: {concurrency: 1000000}"),
+            "tiers.0.limits.concurrency",
+        ),
+        (
+            ("model: m-small", "model: m-small, params: {temperature: .inf}"),
+            "tiers.0.params.temperature",
+        ),
+    ],
+)
+def test_config_numbers_are_finite_and_in_range(tmp_path: Path, edit, field: str) -> None:
+    path = tmp_path / "tiers.yaml"
+    path.write_text(TIERS.replace(*edit), encoding="utf-8")
+    assert path.read_text(encoding="utf-8") != TIERS
+    with pytest.raises(ConfigError, match=f"tiers.yaml: {field}"):
+        load_tiers(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("escalate_below: 0.7", "escalate_below: .nan"), "escalate_below"),
+        (("escalate_below: 0.7", "escalate_below: 1e400"), "escalate_below"),
+        (("confidence_level: 0.95", "confidence_level: .inf"), "objective.confidence_level"),
+        (("max_quality_drop: 0.02", "max_quality_drop: 1e400"), "objective.max_quality_drop"),
+        (("escalation_rate: 0.28", "escalation_rate: .inf"), "expected.escalation_rate"),
+    ],
+)
+def test_routing_numbers_are_finite_and_in_range(tmp_path: Path, edit, message: str) -> None:
+    path = tmp_path / "routing.yaml"
+    text = _hybrid_routing("refund")
+    path.write_text(text.replace(*edit), encoding="utf-8")
+    assert path.read_text(encoding="utf-8") != text
+    with pytest.raises(ConfigError, match=message):
+        load_routing(path)
+    path.write_text(text.replace("escalate_below: 0.7", "escalate_below: .inf"))
+    assert load_routing(path).tiers[0].escalate_below == float("inf")  # "keep nothing" stays
+
+
+ROUTER = """version: 1
+strategy: router
+tiers:
+  - {name: small, model: m-small}
+  - {name: large, model: m-large}
+classifier: {file: FILE, min_score: 0.5}
+premium_tier: large
+objective: {max_quality_drop: 0.02, confidence_level: 0.95}
+certified: false
+selection: empirical
+expected: {quality: 0.9}
+calibrated_on:
+  requests: 10
+  labeled: 5
+  window: {start: null, end: null}
+  logs_sha256: x
+"""
+
+
+@pytest.mark.parametrize("file", ["../../../../etc/passwd", "/etc/passwd", "a/../../x.json"])
+def test_the_classifier_file_cannot_leave_the_routing_files_directory(
+    tmp_path: Path, file: str
+) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTER.replace("FILE", f"'{file}'"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="classifier.file: .* leaves routing.yaml's directory"):
+        load_routing(path)
+
+
+def test_a_classifier_file_linked_out_of_the_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "secret.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "deploy" / "router.json").symlink_to(tmp_path / "secret.json")
+    path = tmp_path / "deploy" / "routing.yaml"
+    path.write_text(ROUTER.replace("FILE", "router.json"), encoding="utf-8")
+    config = load_routing(path)
+    with pytest.raises(ConfigError, match="outside"):
+        classifier_path(config, path.parent)
+    (tmp_path / "deploy" / "router.json").unlink()
+    (tmp_path / "deploy" / "router.json").write_text("{}", encoding="utf-8")
+    assert classifier_path(config, path.parent) == (tmp_path / "deploy" / "router.json").resolve()
