@@ -45,12 +45,12 @@ class RawReject:
 
 @dataclass(frozen=True, slots=True)
 class LineScan:
-    """The physical lines of a JSONL file: how many, which are blank (never rows), and the
-    length of the longest (bytes, its newline excluded)."""
+    """The physical lines of a JSONL file: how many, which are blank (never rows), and whether
+    some line is longer than MAX_LINE_BYTES (or cut by damaged gzip data)."""
 
     lines: int
     blanks: tuple[int, ...]
-    longest: int
+    too_long: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +63,19 @@ class LineBatch:
 
 def scan_lines(path: Path) -> LineScan:
     """Count a JSONL file's lines and find its blank ones (one pass over the uncompressed bytes)."""
-    lines, blanks, longest = 0, [], 0
+    lines, blanks, too_long = 0, [], False
     with open_lines(path) as fh:
         for block in _line_blocks(fh):
             if isinstance(block, RawReject):
                 lines += 1
-                longest = MAX_LINE_BYTES + 1  # too long, or cut by damage: not read whole
+                too_long = True  # too long, or cut by damage: not read whole
                 continue
             first, data, count = block
             blanks += _blank_lines(data, first)
             lines += count
-            longest = max(longest, _longest_line(data))
-    return LineScan(lines, tuple(blanks), longest)
+            if len(data) > MAX_LINE_BYTES:  # whole lines: only then can one be that long
+                too_long |= _longest_line(data) > MAX_LINE_BYTES
+    return LineScan(lines, tuple(blanks), too_long)
 
 
 def read_lines(path: Path, wanted: np.ndarray) -> Iterator[LineBatch]:
@@ -229,13 +230,13 @@ def _block_batches(data: bytes, first_line: int, batch_rows: int) -> Iterator[Li
     if not len(ends) or ends[-1] != len(data):
         ends = np.append(ends, len(data))
     starts = np.concatenate(([0], ends[:-1]))
-    long = ends - starts > MAX_LINE_BYTES  # the newline included: a line of MAX bytes is short
+    long = (ends - starts > MAX_LINE_BYTES) if len(data) > MAX_LINE_BYTES else np.zeros(0, bool)
     for lo in range(0, len(ends), batch_rows):
         hi = min(lo + batch_rows, len(ends))
         chunk = data[starts[lo] : ends[hi - 1]]
         numbers = np.arange(first_line + lo, first_line + hi, dtype=np.int64)
         try:
-            if long[lo:hi].any():
+            if long[lo:hi].any():  # with the newline: a line of MAX bytes takes the slow way
                 raise UnicodeError  # the slow way below, which rejects the long lines
             chunk.decode("utf-8")
         except UnicodeError:

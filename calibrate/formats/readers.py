@@ -28,7 +28,6 @@ from calibrate.formats import canonical as lf
 from calibrate.formats import jsonl
 from calibrate.formats.jsonl import LineBatch, LineScan, RawReject
 
-MAX_LINE_BYTES = jsonl.MAX_LINE_BYTES
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _NUMERIC = {"input_tokens", "confidence", "output_tokens", "cost_usd", "latency_ms", "label"}
 

@@ -200,7 +200,7 @@ def _whole_file(
     blanks: tuple[int, ...] = ()
     if records != digest.result().lines:
         scan = readers.scan_lines(path)
-        if records != scan.lines - len(scan.blanks) or scan.longest > readers.MAX_LINE_BYTES:
+        if records != scan.lines - len(scan.blanks) or scan.too_long:
             store.discard_log_file()  # the line path rejects the long lines
             return None
         blanks = scan.blanks
