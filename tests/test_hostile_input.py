@@ -23,6 +23,7 @@ from calibrate.config.routing import classifier_path, load_routing
 from calibrate.config.tiers import load_tiers
 from calibrate.errors import ConfigError, LogFormatError
 from calibrate.ingest.stage import ingest
+from calibrate.labels.scorers import ScorerSpec, score_answer
 from calibrate.policies.keyword_rules import forced_tiers, load_rules
 from calibrate.store import Store
 
@@ -115,6 +116,8 @@ def test_a_catastrophic_pattern_finishes_in_sweep_evaluate_and_monitor(hostile_r
     report the rule."""
     tiers = ("small", "large")
     assert forced_tiers([(EVIL_PATTERN, "large")], [EVIL_PROMPT, "aaaa"], tiers).tolist() == [-1, 1]
+    regex = ScorerSpec(kind="regex")  # the regex scorer's reference is a user pattern too
+    assert score_answer(regex, EVIL_PROMPT, EVIL_PATTERN).score == 0.0
     assert hostile_run["sweep"].exit_code == 0, hostile_run["sweep"].output
     hits = [(h["pattern"], h["hits"]) for h in hostile_run["summary"]["keyword_rules"]]
     assert hits == [(EVIL_PATTERN, 1)]
@@ -259,10 +262,10 @@ def test_a_broken_file_keeps_its_good_rows_and_the_run_goes_on(
 
 @pytest.mark.parametrize("make", [_truncated_gz, _long_line], ids=["truncated gzip", "long line"])
 def test_strict_still_writes_nothing_for_a_broken_file(tmp_path: Path, make) -> None:
-    broken, line, _ = make(tmp_path)
+    broken, line, reason = make(tmp_path)
 
     with Store.open(tmp_path / "s.duckdb") as store:
-        with pytest.raises(LogFormatError, match=f"{broken}:{line}: "):
+        with pytest.raises(LogFormatError, match=re.escape(f"{broken}:{line}: -: {reason}")):
             ingest(store, [broken], strict=True, clock=clock)
         assert store.table_counts() == {
             "requests": 0,
@@ -384,7 +387,7 @@ def test_an_oversized_config_or_too_many_rules_is_a_clear_error(tmp_path: Path) 
     [
         (("input_per_mtok: 0.15", "input_per_mtok: 1e400"), "tiers.0.price.input_per_mtok"),
         (("input_per_mtok: 0.15", "input_per_mtok: .inf"), "tiers.0.price.input_per_mtok"),
-        (("output_per_mtok: 0.6", "output_per_mtok: .nan"), "tiers.0.price.output_per_mtok"),
+        (("model: m-small", "model: m-small, limits: {rpm: 1000000000000}"), "tiers.0.limits.rpm"),
         (("output_per_mtok: 0.6", "output_per_mtok: 1e9"), "tiers.0.price.output_per_mtok"),
         (
             ("model: m-small", "model: m-small, limits: {timeout_s: .inf}"),
