@@ -201,6 +201,16 @@ def _deep_csv(path: Path) -> tuple[Path, int, str]:
     return log, 7, "invalid JSON: metadata: nested too deeply"
 
 
+def _non_utf8_csv(path: Path) -> tuple[Path, int, str]:
+    log = path / "a.csv"
+    rows = [f"a-{i},2026-10-01T09:30:00Z,q,small,0.5\n".encode() for i in range(GOOD_ROWS)]
+    rows.insert(5, b"bad\xff,2026-10-01T09:30:00Z,q,small,0.5\n")
+    log.write_bytes(
+        b"request_id,timestamp,prompt,attempt_tier,attempt_confidence\n" + b"".join(rows)
+    )
+    return log, 7, "not UTF-8: invalid byte 0xff at col 4 of request_id"
+
+
 def _plain_text_gz(path: Path) -> tuple[Path, int, str] | tuple[Path, None, None]:
     log = path / "a.jsonl.gz"
     log.write_bytes(b"\n".join(_lines("a")) + b"\n")
@@ -228,6 +238,7 @@ BROKEN = {
     "non-UTF-8 line, gzip": _non_utf8_gz,
     "line over the limit": _long_line,
     "CSV metadata nested 10,000 deep": _deep_csv,
+    "CSV with a non-UTF-8 cell": _non_utf8_csv,
     ".gz holding plain text": _plain_text_gz,
     "truncated gzip": _truncated_gz,
     "gzip with trailing garbage": _trailing_garbage_gz,

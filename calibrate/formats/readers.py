@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -148,7 +148,7 @@ class _Records:
 
     def add(self, line: int, record: dict[str, Any] | RawReject) -> None:
         if isinstance(record, RawReject):
-            self.rejects.append(record)
+            self.rejects.append(replace(record, raw=_printable(record.raw)))
         else:
             self.lines.append(line)
             self.texts.append(json.dumps(record, ensure_ascii=False, default=_json_default))
@@ -166,6 +166,15 @@ class _Records:
             )
             yield LineBatch(table, tuple(self.rejects))
         self.lines, self.texts, self.rejects = [], [], []
+
+
+def _printable(raw: str) -> str:
+    """A reject's raw text as UTF-8 can store it: bytes that were not UTF-8 (read as surrogates)
+    shown as `\\xff`."""
+    try:
+        return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return raw.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _json_default(value: object) -> object:
@@ -196,6 +205,7 @@ def _csv_rows(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, A
     """(line, row) per CSV record; a record the csv module cannot read (a cell over the limit)
     is a reject, and reading goes on after it."""
     repeated = next((c for i, c in enumerate(header) if c in header[:i]), None)
+    not_utf8 = next((c for c in header if _SURROGATE.search(c)), None)
     while True:
         line = reader.line_num + 1
         try:
@@ -209,6 +219,10 @@ def _csv_rows(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, A
         if repeated is not None:  # dict() would keep the last column of the name
             reason = f"duplicate key: column {repeated} appears twice in the header"
             yield line, RawReject(reader.line_num, repeated, reason, ",".join(cells))
+            continue
+        if not_utf8 is not None:
+            reject = _utf8_reject("the header", not_utf8)
+            yield line, RawReject(reader.line_num, None, reject.reason, ",".join(cells))
             continue
         yield reader.line_num, dict(zip(header, cells, strict=False))
 
