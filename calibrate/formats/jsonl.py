@@ -7,7 +7,8 @@ bulk. What cannot be a row is rejected here, per line, and the lines around it a
 are not UTF-8, a line longer than MAX_LINE_BYTES (never held whole in memory), and damaged gzip
 data (a stream that ends early or is corrupt: the line it cuts is the reject; bytes after the last
 gzip member: one reject after the last line). Only readers.py imports this module (its batches for
-the line path; the scan and re-reads for the file path), and the store asks `is_gzip`.
+the line path; the scan and re-reads for the file path), and the store asks `is_gzip` and
+MAX_LINE_BYTES for DuckDB's reader.
 Imports numpy, pyarrow and the standard library; never duckdb or other stages.
 """
 

@@ -42,14 +42,15 @@ _TOP = [k for k in lf.REQUEST_FIELDS if k not in ("attempts", "labels")]
 
 def read(con: duckdb.DuckDBPyConnection, path: str) -> int | None:
     """ing_file: one record per non-blank line of the file (in file order); returns their count,
-    or None when DuckDB's reader fails on the file as a whole (a line over jsonl.MAX_LINE_BYTES,
-    damaged gzip data): the line path then reads it, rejecting what it must line by line.
+    or None when DuckDB's reader fails on the file as a whole (a line it finds too long, damaged
+    gzip data): the line path then reads it, rejecting what it must line by line.
 
     Plain rows (store/ingest/fast_lane.py) keep their typed values (rid, req, labels_map, att); the
     others keep their JSON values (r, attempts, labels, extras) for the exact rule chains.
     Call it outside a transaction: an error in DuckDB aborts the transaction it happens in.
     """
-    maps = f"""SELECT j FROM read_json($path, {_read_options(path)}, columns = {{'j': 'MAP(VARCHAR, JSON)'}})"""
+    maps = f"""SELECT j FROM read_json($path, {_read_options(path)},
+                                       columns = {{'j': 'MAP(VARCHAR, JSON)'}})"""
     try:
         con.execute(_records(maps, ""), {"path": path})
     except (duckdb.IOException, duckdb.InvalidInputException):
@@ -58,8 +59,9 @@ def read(con: duckdb.DuckDBPyConnection, path: str) -> int | None:
 
 
 def _read_options(path: str) -> str:
-    """read_json's options for a log file: lines as they are (errors become NULL records),
-    gzip told by the file's first bytes, and the line length limit of the line path."""
+    """read_json's options for a log file: lines as they are (errors become NULL records), gzip
+    told by the file's first bytes, and the line path's line limit as its object size limit
+    (DuckDB may still read somewhat longer lines: the caller rejects those via the scan)."""
     compression = "gzip" if jsonl.is_gzip(Path(path)) else "none"
     return f"""format = 'newline_delimited', records = false, ignore_errors = true,
                auto_detect = false, compression = '{compression}',
