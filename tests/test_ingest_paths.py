@@ -203,11 +203,12 @@ def test_every_kind_of_row_gives_the_same_store_and_rejects(tmp_path: Path) -> N
 
     assert whole == lines
     store, [(read, kept, rejected, by_kind)] = whole
-    assert (read, kept, rejected) == (81, 24, 57)
-    assert len(store["requests"]) == 23 and len(store["rejects"]) == 57
+    assert (read, kept, rejected) == (81, 21, 60)
+    assert len(store["requests"]) == 20 and len(store["rejects"]) == 60
     assert {kind for kind, _ in by_kind} == {
         "wrong type",
         "invalid JSON",
+        "duplicate key",
         "missing field",
         "not UTF-8",
         "conflicting attempt",
@@ -232,12 +233,14 @@ def test_unread_lines_gathered_into_batches_of_any_size_give_the_same_store(
             results.append((snapshot(store), summary.rows_read, summary.rows_rejected))
 
     assert results[0] == results[1]
-    assert results[0][1:] == (81, 57)
+    assert results[0][1:] == (81, 60)
 
 
-def test_a_line_with_a_repeated_key_is_first_for_the_merge_on_every_path(tmp_path: Path) -> None:
-    # A repeated key keeps a line from being read as a MAP; a later row with its request_id
-    # must still be merged after it (first copy wins), as the exact rule chains do.
+def test_a_line_with_a_repeated_key_is_rejected_and_the_next_copy_first_on_every_path(
+    tmp_path: Path,
+) -> None:
+    # A repeated key keeps a line from being read as a MAP and rejects it; the later rows with
+    # its request_id are merged in line order (first copy wins), as the exact rule chains do.
     log = tmp_path / "repeated.jsonl"
     log.write_text(
         '{"request_id": "d-1", "timestamp": "2026-10-01T09:30:00Z", "prompt": "a", "prompt": "b"}\n'
@@ -253,8 +256,11 @@ def test_a_line_with_a_repeated_key_is_first_for_the_merge_on_every_path(tmp_pat
 
     assert whole == lines
     store, [(read, kept, rejected, _)] = whole
-    assert (read, kept, rejected) == (4, 3, 1)
-    assert store["rejects"][0][-2].startswith("duplicate request_id d-1 with conflicting")
+    assert (read, kept, rejected) == (4, 2, 2)
+    assert [r[-2] for r in store["rejects"]] == [
+        "duplicate key: prompt appears twice",
+        f"duplicate request_id d-1 with conflicting content (first seen in {log} line 3)",
+    ]
 
 
 def test_the_paths_agree_on_merges_across_files_and_gzip(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def test_scan_finds_blank_and_whitespace_only_lines_everywhere(tmp_path: Path) -
     body = b'\xef\xbb\xbf\n{"a": 1}\r\n \t\r\n{"a": 2}\n\n\n{"a": 3}\n  '
     log.write_bytes(gzip.compress(body))
 
-    assert readers.scan_lines(log) == readers.LineScan(8, (1, 3, 5, 6, 8))
+    assert readers.scan_lines(log) == readers.LineScan(8, (1, 3, 5, 6, 8), False)
 
 
 def test_read_lines_returns_the_wanted_lines_as_read_batches_reads_them(tmp_path: Path) -> None:

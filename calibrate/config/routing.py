@@ -15,14 +15,28 @@ the dearest tier's answer).
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
-from typing import Literal
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from calibrate.config.patterns import (
+    MAX_KEYWORD_RULES,
+    SYNTAX_HINT,
+    PatternError,
+    compile_pattern,
+)
 from calibrate.config.tiers import load_yaml_model
+from calibrate.errors import ConfigError
 from calibrate.records.outcomes import DataWindow
 from calibrate.records.policy import METRICS as METRICS  # re-exported for the command line
 from calibrate.records.policy import FrontierRow, Policy, Strategy
@@ -40,18 +54,46 @@ METRIC_DIGITS = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _number(value: object) -> object:
+    if isinstance(value, str):  # YAML reads 1e400 as text, which would become inf
+        raise ValueError("must be a number")
+    return value
+
+
+def _cut_off(value: float) -> float:
+    if math.isnan(value) or value == -math.inf:
+        raise ValueError("must be a finite number, or .inf (nothing kept)")
+    return value
+
+
+def _measured(value: float) -> float:
+    if math.isinf(value):
+        raise ValueError("must be a finite number, or .nan (not measured)")
+    return value
+
+
+CutOff = Annotated[
+    float, Field(allow_inf_nan=True), BeforeValidator(_number), AfterValidator(_cut_off)
+]
+"""A threshold: finite, or +inf (the grid's "keep nothing" option)."""
+Measured = Annotated[float, Field(allow_inf_nan=True), AfterValidator(_measured)]
+"""A metric: finite, or NaN where the sweep could not measure it."""
+Share = Annotated[float, Field(ge=0, le=1)]
+Amount = Annotated[float, Field(ge=0, le=1e12)]
 
 
 class RoutedTier(_Strict):
     name: str
     model: str
-    escalate_below: float | None = None
-    p_correct: float | None = None  # calibrated P(acceptable answer) at escalate_below
+    escalate_below: CutOff | None = None
+    p_correct: Share | None = None  # calibrated P(acceptable answer) at escalate_below
 
 
 class Rule(_Strict):
-    """A keyword rule (`pattern`, Python `re.search` on the prompt), an input-length rule
+    """A keyword rule (`pattern`, an RE2 search on the prompt: config/patterns.py), an input-length rule
     (`max_input_tokens`) or the default rule (neither)."""
 
     name: str | None = None
@@ -65,18 +107,35 @@ class Rule(_Strict):
             raise ValueError("a rule has a pattern or max_input_tokens, not both")
         if self.pattern is not None:
             try:
-                re.compile(self.pattern)
-            except re.error as err:
-                raise ValueError(f"pattern is not a regular expression ({err})") from err
+                compile_pattern(self.pattern)
+            except PatternError as err:
+                named = f" (rule {self.name!r})" if self.name else ""
+                raise ValueError(
+                    f"pattern is not a regular expression in RE2 syntax{named}: {err}."
+                    f" {SYNTAX_HINT}"
+                ) from None
         return self
 
 
 class Classifier(_Strict):
-    """The learned router's model file, its cut-off and its price."""
+    """The learned router's model file (relative to routing.yaml's directory and inside it), its
+    cut-off and its price."""
 
-    file: str
-    min_score: float
-    cost_per_1k_requests_usd: float = Field(default=0.0, ge=0)
+    file: str = Field(min_length=1)
+
+    @field_validator("file")
+    @classmethod
+    def _relative(cls, file: str) -> str:
+        posix = PurePosixPath(file.replace("\\", "/"))
+        if posix.is_absolute() or ".." in posix.parts or PureWindowsPath(file).drive:
+            raise ValueError(
+                f"{file!r} leaves routing.yaml's directory: name a file beside routing.yaml"
+                " (or below it)"
+            )
+        return file
+
+    min_score: CutOff
+    cost_per_1k_requests_usd: Amount = 0.0
 
 
 class Window(_Strict):
@@ -85,8 +144,8 @@ class Window(_Strict):
 
 
 class CalibratedOn(_Strict):
-    requests: int
-    labeled: int
+    requests: int = Field(ge=0)
+    labeled: int = Field(ge=0)
     window: Window
     logs_sha256: str
 
@@ -94,13 +153,13 @@ class CalibratedOn(_Strict):
 class ObjectiveSpec(_Strict):
     """What the sweep was asked for (the optional keys only when they were given)."""
 
-    max_quality_drop: float
-    confidence_level: float
-    max_relative_drop: float | None = None
+    max_quality_drop: Share
+    confidence_level: Annotated[float, Field(gt=0, lt=1)]
+    max_relative_drop: Share | None = None
     per_segment: str | None = None
-    max_latency_p95_ms: float | None = None
-    escalation_band: tuple[float, float] | None = None
-    max_cost_per_1k_usd: float | None = None
+    max_latency_p95_ms: Amount | None = None
+    escalation_band: tuple[Share, Share] | None = None
+    max_cost_per_1k_usd: Amount | None = None
 
 
 RoutingStrategy = Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
@@ -113,14 +172,14 @@ class RoutingConfig(_Strict):
     version: Literal[1] = 1
     strategy: RoutingStrategy
     tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
-    rules: tuple[Rule, ...] = ()
+    rules: tuple[Rule, ...] = Field(default=(), max_length=MAX_KEYWORD_RULES + 2)
     classifier: Classifier | None = None
     premium_tier: str
     objective: ObjectiveSpec
     certified: bool
     selection: str
-    expected: dict[str, float]
-    intervals: dict[str, tuple[float, float]] = {}
+    expected: dict[str, Measured]
+    intervals: dict[str, tuple[Measured, Measured]] = {}
     calibrated_on: CalibratedOn
 
     @model_validator(mode="after")
@@ -313,6 +372,20 @@ def dump_routing(config: RoutingConfig) -> str:
         f"  logs_sha256: {data['calibrated_on']['logs_sha256']}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def classifier_path(config: RoutingConfig, base_dir: Path) -> Path:
+    """The router's model file, relative to routing.yaml's directory `base_dir`; a file that
+    resolves outside it (through a symbolic link, say) is a ConfigError."""
+    assert config.classifier is not None
+    root = base_dir.resolve()
+    path = (root / config.classifier.file).resolve()
+    if not path.is_relative_to(root):
+        raise ConfigError(
+            f"classifier file {config.classifier.file} resolves to {path}, outside {root}",
+            hint="Keep the classifier file `calibrate sweep` wrote beside routing.yaml.",
+        )
+    return path
 
 
 def load_routing(path: Path) -> RoutingConfig:

@@ -1,7 +1,10 @@
-"""tiers.yaml: the model tiers, cheapest first (pydantic at the file edge, unknown keys rejected).
+"""tiers.yaml: the model tiers, cheapest first (pydantic at the file edge, unknown keys rejected),
+and the YAML loading every config file shares.
 
 `load_tiers(path)` returns a frozen `TiersConfig`; every validation problem becomes a `ConfigError`
 naming the file and the dotted field (`tiers.1.price.input_per_mtok: Input should be ...`).
+Numbers are finite and in range (no `.inf`, `1e400` or NaN). `read_yaml` refuses a config file over
+MAX_CONFIG_BYTES before parsing it, and parses with libyaml's C loader when PyYAML has it.
 """
 
 from __future__ import annotations
@@ -16,17 +19,23 @@ from calibrate.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 ConfidenceMethod = Literal["logprob_mean", "logprob_min", "first_token", "verbalized", "none"]
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest config file read (tiers, rules, routing, scorers): a hand-written file is far
+smaller; a bigger one is refused before parsing (a 50 MB rules.yaml took 120 s and 3 GB)."""
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: about 10x faster
+MAX_PRICE_PER_MTOK = 10_000.0
+"""USD per million tokens: an order of magnitude above any model's price, below absurd."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Price(_Strict):
     """USD per million tokens."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: float = Field(ge=0, le=MAX_PRICE_PER_MTOK)
+    output_per_mtok: float = Field(ge=0, le=MAX_PRICE_PER_MTOK)
 
     def cost_usd(self, input_tokens: float, output_tokens: float) -> float:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
@@ -35,12 +44,12 @@ class Price(_Strict):
 class Limits(_Strict):
     """How `calibrate replay` may call the tier: in flight at once, per minute, and per call."""
 
-    concurrency: int = Field(default=8, ge=1)
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    timeout_s: float = Field(default=60.0, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    rpm: int | None = Field(default=None, ge=1, le=10**7)
+    tpm: int | None = Field(default=None, ge=1, le=10**10)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
     max_retries: int = Field(default=4, ge=0, le=20)
-    pause_after_failures: int = Field(default=5, ge=1)
+    pause_after_failures: int = Field(default=5, ge=1, le=10**6)
 
 
 class Tier(_Strict):
@@ -101,15 +110,29 @@ def render_validation_error(path: Path, err: ValidationError) -> str:
 
 
 def read_yaml(path: Path, what: str) -> object:
-    """Parse a YAML file or raise ConfigError naming the file and the line."""
+    """Parse a YAML file (at most MAX_CONFIG_BYTES) or raise ConfigError naming the file and
+    the line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            data = fh.read(
+                MAX_CONFIG_BYTES + 1
+            )  # bounded: a device or a huge file never fills memory
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {path}", hint="Check the path.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} is a directory: {path}", hint="Name the file.") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {what} larger than {MAX_CONFIG_BYTES // (1 << 20)} MiB",
+            hint="A config file is written by hand or by calibrate; check that this is the "
+            "right file (keyword rules: at most a few hundred).",
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 ({exc.reason})", hint="Save it as UTF-8.") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

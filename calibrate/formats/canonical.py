@@ -58,7 +58,11 @@ SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz",
 # Every reject reason starts with one of these; the summary counts rejects per kind.
 REJECT_KINDS = (
     "not UTF-8",
+    "line too long",
+    "damaged file",
+    "bad CSV",
     "invalid JSON",
+    "duplicate key",
     "missing field",
     "wrong type",
     "bad value",
@@ -76,8 +80,10 @@ SCHEMA_DOC = """\
 
 One request per record. Accepted files (directories are searched recursively, in sorted order):
 
-- `.jsonl` / `.ndjson` / `.json` (one JSON object per line), optionally gzip-compressed (`.gz`).
+- `.jsonl` / `.ndjson` / `.json` (one JSON object per line), optionally gzip-compressed (`.gz`;
+  gzip is told by the file's first bytes, so a `.gz` name on plain text is read as plain text).
   UTF-8; a byte-order mark at the start and CRLF line ends are fine; blank lines are skipped.
+  A line (or a CSV cell) may hold at most 16 MiB.
 - `.parquet` with the same columns (nested `attempts`/`labels`/`messages`/`metadata`, or those four
   as JSON text), or flattened like the CSV below (detected by an `attempt_tier` column).
 - `.csv` flattened: one row per request x attempt, with a header. Request-level columns are repeated
@@ -149,7 +155,16 @@ for Parquet. `raw` is the line as read (for CSV and Parquet: the record as JSON)
 any rejected row is an error and nothing is written. Reason kinds:
 
 - `not UTF-8: invalid byte 0xff at col 12`
+- `line too long: 34603043 bytes (at most 16777216)` (`raw` keeps its first 4 KiB)
+- `damaged file: the gzip data ends early (the file is truncated)`: the rows before the damage
+  are kept, and the line the damage cuts (or the line after the last one) is this one reject;
+  also for corrupt gzip data and for bytes after the gzip data that are not gzip data
+- `bad CSV: ...`: a CSV record the csv module cannot read
 - `invalid JSON: Expecting ',' delimiter (col 17)`
+- `duplicate key: attempts[0].confidence appears twice`: a key repeated in a row, an attempt or
+  `labels` (JSON readers disagree on which copy wins, so neither does); for CSV also a column
+  named twice in the header, or a repeated key in a JSON cell. Inside `metadata` and `messages`
+  of JSONL rows the JSON is kept as written
 - `missing field: timestamp`
 - `wrong type: attempts[1].confidence must be a number or null, got string`
 - `bad value: timestamp "yesterday" is not RFC 3339`, `bad value: attempts[0].status "done" ...`

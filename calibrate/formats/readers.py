@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -34,7 +34,9 @@ _NUMERIC = {"input_tokens", "confidence", "output_tokens", "cost_usd", "latency_
 
 @dataclass(frozen=True, slots=True)
 class Digest:
-    """A file's SHA-256 and size (of its bytes as stored) and, for plain JSONL, its line count."""
+    """A file's SHA-256 and size (of its bytes as stored) and, for plain JSONL, its line count
+    (None for other files, and when a line may be longer than jsonl.MAX_LINE_BYTES: a block of
+    the file without a newline; `scan_lines` then counts and measures the lines)."""
 
     sha256: str
     lines: int | None
@@ -73,14 +75,18 @@ def file_digest(path: Path) -> Digest:
     """SHA-256 of the file's bytes; for plain JSONL also its line count, in the same pass."""
     digest, newlines, size, last = hashlib.sha256(), 0, 0, b"\n"
     count = is_jsonl(path) and not path.name.lower().endswith(".gz")
+    long_line = False
     with path.open("rb") as fh:
         while block := fh.read(jsonl.BLOCK_BYTES):
             digest.update(block)
             if count:  # numpy counts about twice as fast as bytes.count
-                newlines += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+                found = int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+                newlines += found
+                # A line over MAX_LINE_BYTES (>= 2 blocks) spans a whole block without newline.
+                long_line |= not found and len(block) == jsonl.BLOCK_BYTES
             size += len(block)
             last = block[-1:]
-    lines = newlines + (last != b"\n") if count else None
+    lines = newlines + (last != b"\n") if count and not long_line else None
     return Digest(digest.hexdigest(), lines, size)
 
 
@@ -142,7 +148,7 @@ class _Records:
 
     def add(self, line: int, record: dict[str, Any] | RawReject) -> None:
         if isinstance(record, RawReject):
-            self.rejects.append(record)
+            self.rejects.append(replace(record, raw=_printable(record.raw)))
         else:
             self.lines.append(line)
             self.texts.append(json.dumps(record, ensure_ascii=False, default=_json_default))
@@ -162,6 +168,15 @@ class _Records:
         self.lines, self.texts, self.rejects = [], [], []
 
 
+def _printable(raw: str) -> str:
+    """A reject's raw text as UTF-8 can store it: bytes that were not UTF-8 (read as surrogates)
+    shown as `\\xff`."""
+    try:
+        return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return raw.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, datetime):
         stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -176,14 +191,41 @@ def _json_default(value: object) -> object:
 
 
 def _csv_batches(fh: IO[bytes], batch_rows: int, path: Path) -> Iterator[LineBatch]:
+    # A cell may be as long as a JSONL line (the csv module's own limit is 128 KiB).
+    csv.field_size_limit(max(csv.field_size_limit(), jsonl.MAX_LINE_BYTES))
     with io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
         reader = csv.reader(text)
         header = next(reader, None)
         if header is None:
             return
         _check_csv_header(path, header)
-        rows = ((reader.line_num, dict(zip(header, cells, strict=False))) for cells in reader)
-        yield from _grouped_batches(rows, batch_rows)
+        yield from _grouped_batches(_csv_rows(reader, header), batch_rows)
+
+
+def _csv_rows(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, Any] | RawReject]]:
+    """(line, row) per CSV record; a record the csv module cannot read (a cell over the limit)
+    is a reject, and reading goes on after it."""
+    repeated = next((c for i, c in enumerate(header) if c in header[:i]), None)
+    not_utf8 = next((c for c in header if _SURROGATE.search(c)), None)
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = f"line too long: {exc}" if "field limit" in str(exc) else f"bad CSV: {exc}"
+            yield line, RawReject(line, None, reason, "")
+            continue
+        if repeated is not None:  # dict() would keep the last column of the name
+            reason = f"duplicate key: column {repeated} appears twice in the header"
+            yield line, RawReject(reader.line_num, repeated, reason, ",".join(cells))
+            continue
+        if not_utf8 is not None:
+            reject = _utf8_reject("the header", not_utf8)
+            yield line, RawReject(reader.line_num, None, reject.reason, ",".join(cells))
+            continue
+        yield reader.line_num, dict(zip(header, cells, strict=False))
 
 
 def _check_csv_header(path: Path, header: list[str]) -> None:
@@ -200,12 +242,15 @@ def _check_csv_header(path: Path, header: list[str]) -> None:
 
 
 def _grouped_batches(
-    rows: Iterable[tuple[int, dict[str, Any]]], batch_rows: int
+    rows: Iterable[tuple[int, dict[str, Any] | RawReject]], batch_rows: int
 ) -> Iterator[LineBatch]:
     """Flattened rows (one per request x attempt) -> one record per run of equal request_id."""
     out = _Records(batch_rows)
     group: list[tuple[int, dict[str, Any]]] = []
     for line, row in rows:
+        if isinstance(row, RawReject):
+            out.add(line, row)
+            continue
         if all(v in ("", None) for v in row.values()):
             continue
         if group and row.get("request_id") != group[0][1].get("request_id"):
@@ -260,12 +305,29 @@ def _cells(row: dict[str, Any]) -> dict[str, Any] | RawReject:
             return _utf8_reject(key, value)
         if key in lf.JSON_TEXT_COLUMNS and isinstance(value, str) and value != "":
             try:
-                value = json.loads(value)
+                value = json.loads(value, object_pairs_hook=_distinct_keys)
             except json.JSONDecodeError as exc:
                 return RawReject(0, key, f"invalid JSON: {key}: {exc.msg} (col {exc.colno})", "")
+            except _RepeatedKey as exc:
+                return RawReject(0, key, f"duplicate key: {key}: {exc} appears twice", "")
+            except RecursionError:
+                return RawReject(0, key, f"invalid JSON: {key}: nested too deeply", "")
         value = _cell(key, value)
         if value is not None:
             out[key] = value
+    return out
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object names a key twice (the message is the key)."""
+
+
+def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are distinct (json.loads would keep the last copy silently)."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
     return out
 
 

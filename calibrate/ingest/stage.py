@@ -157,8 +157,9 @@ def _ingest_file(
     digest = _digest(store, path, overlap=whole)
     if digest is None:
         return None
+    records = _read_whole(store, path, options) if whole else None
     with nullcontext() if options.strict else store.transaction():
-        found = _whole_file(store, path, digest, run_id, options.batch_rows) if whole else None
+        found = _whole_file(store, path, records, digest, run_id, options.batch_rows)
         where = (str(path), digest.result().sha256, run_id)
         if found is None:
             counts = _line_batches(store, path, where, options, on_progress)
@@ -170,6 +171,27 @@ def _ingest_file(
                 on_progress(str(path), counts.rows_read)
         store.record_ingested_file(where, digest.result().size, _tuple(counts))
     return counts
+
+
+def _read_whole(store: Store, path: Path, options: _Options) -> int | None:
+    """DuckDB reads the whole file, outside the file's transaction (a reader error aborts the
+    transaction it happens in): its record count, or None when the file must take the line path
+    (it has a line too long or damaged gzip data; the line path rejects those lines and keeps the
+    rest). With --strict the one transaction is already open, and such a file is an error."""
+    records = store.read_log_file(path)
+    if records is None and options.strict:
+        rejects = [
+            (r.line, r.field, r.reason)
+            for batch in readers.read_batches(path, options.batch_rows)
+            for r in batch.rejects
+        ]
+        if not rejects:
+            raise LogFormatError(
+                f"cannot read {path} as a whole with --strict",
+                hint="Run without --strict: the file is then read line by line.",
+            )
+        raise _strict_error(path, rejects, len(rejects), "file")
+    return records
 
 
 def _digest(store: Store, path: Path, *, overlap: bool) -> Future[readers.Digest] | None:
@@ -190,17 +212,24 @@ def _digest(store: Store, path: Path, *, overlap: bool) -> Future[readers.Digest
 
 
 def _whole_file(
-    store: Store, path: Path, digest: Future[readers.Digest], run_id: int, batch_rows: int
+    store: Store,
+    path: Path,
+    records: int | None,
+    digest: Future[readers.Digest],
+    run_id: int,
+    batch_rows: int,
 ) -> tuple[_FileCounts, list[Reject]] | None:
-    """DuckDB reads and checks the whole file; the few lines it cannot read, and the raw text of
-    the rejected ones, are read line by line. None when records cannot be matched to lines."""
-    records = store.read_log_file(path)
+    """Check and merge the `records` DuckDB read from the whole file; the few lines it could not
+    read, and the raw text of the rejected ones, are read line by line. None when the file was not
+    read whole or its records cannot be matched to lines."""
+    if records is None:
+        return None
     where = (str(path), digest.result().sha256, run_id)
     blanks: tuple[int, ...] = ()
     if records != digest.result().lines:
         scan = readers.scan_lines(path)
-        if records != scan.lines - len(scan.blanks):
-            store.discard_log_file()
+        if records != scan.lines - len(scan.blanks) or scan.too_long:
+            store.discard_log_file()  # the line path rejects the long lines
             return None
         blanks = scan.blanks
     check = store.check_log_file(blanks, where)
@@ -215,7 +244,7 @@ def _whole_file(
         unread.add(batch.lines.filter(pc.is_in(line, pa.array(check.unread))), batch.rejects)
     rejected.flush()
     counts, first = unread.flush(counts)
-    return counts, sorted(first + store.finish_log_file(where))[:5]
+    return counts, sorted(first + store.finish_log_file(where), key=lambda r: r[0])[:5]
 
 
 class _Rejected:

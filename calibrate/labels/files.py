@@ -7,6 +7,11 @@ Two shapes are accepted, told apart by their columns:
   `calibrate sample` writes (its context columns `prompt`, `reference`, `answer_<tier>`, … are
   read past). An empty score cell is "not labelled", not an error.
 
+A CSV cell that starts with a single quote followed by `=`, `+`, `-`, `@`, a tab, a carriage
+return or another quote loses that first quote: `sheet_cell` adds it when the review sheet is
+written, so no cell of the sheet starts a spreadsheet formula (OWASP's advice on CSV injection),
+and the text reads back exactly.
+
 Each row is checked by a pydantic model with unknown keys rejected; a bad row (or one bad score
 cell of a wide row) becomes a `RejectedRow` with its line, field and reason, and the good rows are
 kept. Checks that need the store (unknown request id or tier, duplicates) happen in the store.
@@ -60,6 +65,20 @@ CONTEXT_PREFIXES = ("answer_", "confidence_")
 SCORE_PREFIX = "score_"
 SUFFIXES = (".csv", ".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".parquet")
 _WEIGHT_TOLERANCE = 1e-6
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP: CSV injection)."""
+_GUARD = "'"
+
+
+def sheet_cell(text: str) -> str:
+    """A text cell for a CSV a spreadsheet will open: a leading quote keeps a formula start (and
+    a quote already there) from being read as such; `_from_sheet_cell` takes it off again."""
+    return _GUARD + text if text.startswith((*_FORMULA_START, _GUARD)) else text
+
+
+def _from_sheet_cell(text: str) -> str:
+    guarded = text.startswith(_GUARD) and text[1:].startswith((*_FORMULA_START, _GUARD))
+    return text[1:] if guarded else text
 
 
 class LabelRecord(BaseModel):
@@ -322,7 +341,7 @@ def _csv_records(path: Path, fh: IO[str]) -> Iterator[Record]:
             reason = f"bad value: the row has {len(cells)} cells, the header {len(columns)}"
             yield line, RejectedRow(line, None, reason, raw), raw
             continue
-        yield line, dict(zip(columns, cells, strict=True)), raw
+        yield line, dict(zip(columns, map(_from_sheet_cell, cells), strict=True)), raw
 
 
 def _jsonl_records(text: str) -> Iterator[Record]:

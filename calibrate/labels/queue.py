@@ -40,6 +40,7 @@ from scipy.stats import hypergeom
 from calibrate.config.tiers import TiersConfig
 from calibrate.errors import ConfigError, DataError
 from calibrate.formats.canonical import messages_text
+from calibrate.labels.files import sheet_cell
 from calibrate.policies.keyword_rules import forced_tiers
 from calibrate.records.labels import Population, SampleSummary
 from calibrate.store import Store
@@ -275,7 +276,8 @@ def review_sheet(
     stratum: np.ndarray,
     pi: np.ndarray,
 ) -> str:
-    """CSV text: context for the reviewer, then one empty score column per tier."""
+    """CSV text: context for the reviewer, then one empty score column per tier. Text from the
+    logs goes through `sheet_cell`: a prompt like `=HYPERLINK(…)` is not a formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -299,9 +301,13 @@ def review_sheet(
     for (rid, app, region, intent, tokens, messages, reference, answers), h, p in zip(
         rows, stratum, pi, strict=True
     ):
+        texts = [rid, app, region, intent, messages_text(messages), reference, *answers]
+        rid, app, region, intent, prompt, reference, *answers = (
+            sheet_cell(t) if isinstance(t, str) else t for t in texts
+        )
         writer.writerow(
             [rid, sample_id, h, repr(float(p)), app, region, intent, tokens]
-            + [messages_text(messages), reference or "", *(a or "" for a in answers)]
+            + [prompt, reference or "", *(a or "" for a in answers)]
             + [""] * len(tiers)
             + ["", ""]
         )

@@ -8,8 +8,9 @@ Kinds (each gives 1.0 or 0.0):
   equals the reference's letter;
 - `numeric`: the last number in the answer is within `tolerance + relative × |reference|`
   of the reference (thousands separators, `$` and `%` ignored);
-- `regex`: the answer matches the reference, which is a Python regular expression (`search` by
-  default, `full_match: true` for the whole answer; `ignore_case`);
+- `regex`: the answer matches the reference, which is an RE2 regular expression
+  (calibrate/config/patterns.py; `search` by default, `full_match: true` for the whole answer;
+  `ignore_case`);
 - `json`: the answer (or the first JSON block in it) equals the reference as JSON data
   (key order ignored; true is not 1).
 
@@ -33,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from calibrate.config.patterns import PatternError, compile_pattern
 from calibrate.config.tiers import load_yaml_model
 
 Kind = Literal["exact", "normalized", "choice", "numeric", "regex", "json"]
@@ -188,10 +190,11 @@ def _numeric(spec: ScorerSpec, answer: str, reference: str) -> Scored:
 
 
 @lru_cache(maxsize=1024)
-def _pattern(reference: str, ignore_case: bool) -> re.Pattern[str] | str:
+def _pattern(reference: str, ignore_case: bool) -> Any:
+    """The reference compiled as RE2 (linear time: answers are model output), or why not."""
     try:
-        return re.compile(reference, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
+        return compile_pattern(reference, ignore_case=ignore_case)
+    except PatternError as exc:
         return str(exc)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate.config.routing import RoutingConfig
+from calibrate.config.routing import RoutingConfig, classifier_path
 from calibrate.errors import ConfigError, DataError
 from calibrate.monitor.alarms import (
     Alarm,
@@ -138,7 +138,7 @@ def decided(
     keyword rule, or by the learned router (its first tier iff score ≥ min_score)."""
     ids = log.request_ids.tolist()
     if config.classifier is not None:
-        scores = stored_scores(store, base_dir / config.classifier.file, ids)
+        scores = stored_scores(store, classifier_path(config, base_dir), ids)
         return np.where(scores >= config.classifier.min_score, 0, 1)
     keywords = [(r.pattern, r.tier) for r in config.rules if r.pattern is not None]
     if not keywords:

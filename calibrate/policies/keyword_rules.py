@@ -4,23 +4,30 @@
       - {pattern: "(?i)\\binvoice\\b", tier: large}
       - {pattern: "(?i)where is my order", tier: small, name: order-status}
 
-The first rule whose pattern matches (Python `re.search`) the prompt wins. For each rule the sweep
-reports its hits (first-match, over all requests), how many of them are labeled, and the quality of
-the hits' answers on every tier: a rule that sends its hits to a dearer tier although the cheapest
-tier answers them as well as the premium one fires on a trigger word without the capability it
-implies. `forced_tiers` gives each request its rule's tier: the sweep puts the rules in front of
-input-length cutoffs (strategy `rules`) and of cascades (strategy `hybrid`).
+The first rule whose pattern matches the prompt wins (an RE2 search: config/patterns.py; at most
+MAX_KEYWORD_RULES rules). For each rule the sweep reports its hits (first-match, over all
+requests), how many of them are labeled, and the quality of the hits' answers on every tier: a
+rule that sends its hits to a dearer tier although the cheapest tier answers them as well as the
+premium one fires on a trigger word without the capability it implies. `forced_tiers` gives each
+request its rule's tier: the sweep puts the rules in front of input-length cutoffs (strategy
+`rules`) and of cascades (strategy `hybrid`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from calibrate.config.patterns import (
+    MAX_KEYWORD_RULES,
+    SYNTAX_HINT,
+    PatternError,
+    compile_pattern,
+    first_matches,
+)
 from calibrate.config.tiers import load_yaml_model
 from calibrate.errors import ConfigError
 from calibrate.records.outcomes import Outcomes
@@ -41,7 +48,7 @@ class RuleSpec(_Strict):
 class RulesFile(_Strict):
     """rules.yaml: keyword rules in priority order."""
 
-    rules: tuple[RuleSpec, ...] = Field(min_length=1)
+    rules: tuple[RuleSpec, ...] = Field(min_length=1, max_length=MAX_KEYWORD_RULES)
 
 
 @dataclass(frozen=True)
@@ -76,27 +83,20 @@ def load_rules(path: Path, tiers: tuple[str, ...]) -> RulesFile:
                 f"{where}.tier: unknown tier {rule.tier!r}", hint=f"Use one of: {', '.join(tiers)}."
             )
         try:
-            re.compile(rule.pattern)
-        except re.error as err:
+            compile_pattern(rule.pattern)
+        except PatternError as err:
+            named = f" (rule {rule.name!r})" if rule.name else ""
             raise ConfigError(
-                f"{where}.pattern: not a regular expression ({err})",
-                hint="Use Python `re` syntax; escape backslashes in YAML double quotes.",
-            ) from err
+                f"{where}.pattern{named}: not a regular expression in RE2 syntax ({err})",
+                hint=SYNTAX_HINT,
+            ) from None
     return rules
 
 
 def first_match(patterns: list[str], texts: list[str]) -> np.ndarray:
     """Per text, the index of the first pattern it matches (-1: none). Each distinct text is
     matched once: templated prompts repeat (on the 1M-request bench log, 2 in 5 are distinct)."""
-    searches = [re.compile(p).search for p in patterns]
-    found: dict[str, int] = {}
-    winner = np.empty(len(texts), dtype=np.int64)
-    for i, text in enumerate(texts):
-        k = found.get(text)
-        if k is None:
-            k = found[text] = next((k for k, search in enumerate(searches) if search(text)), -1)
-        winner[i] = k
-    return winner
+    return np.asarray(first_matches(patterns, texts), dtype=np.int64).reshape(len(texts))
 
 
 def rule_tiers(

@@ -20,6 +20,7 @@ from calibrate.diff.compare import (
     ThresholdChange,
 )
 from calibrate.export.changes import ExportChange, ExportSide
+from calibrate.report.blocks import markdown_cell, safe_markdown
 
 LABELS = {
     "quality": "quality",
@@ -217,7 +218,7 @@ def _objective(diff: ConfigDiff, side: str) -> str:
 
 
 def _row(*cells: str) -> str:
-    return "| " + " | ".join(cells) + " |"
+    return "| " + " | ".join(map(markdown_cell, cells)) + " |"
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
@@ -234,13 +235,13 @@ def _pair(old: str, new: str) -> tuple[str, str]:
 
 
 def _headline(diff: ConfigDiff) -> str:
-    files = f"`{diff.old_path}` → `{diff.new_path}`"
+    files = safe_markdown(f"`{diff.old_path}` → `{diff.new_path}`")
     if not diff.material:
         return (
             f"## Routing config: no material change\n\n{files}\n\n"
             "Nothing crossed a materiality bound (`calibrate diff --check` exits 0)."
         )
-    lines = [f"- {r}" for r in reasons(diff)]
+    lines = [f"- {safe_markdown(r)}" for r in reasons(diff)]
     return (
         f"## Routing config: material change\n\n{files}\n\n"
         "What changed (`calibrate diff --check` exits 3):\n\n" + "\n".join(lines)

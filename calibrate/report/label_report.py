@@ -8,6 +8,7 @@ and agreement with humans — for report.md (or a pull request).
 from __future__ import annotations
 
 from calibrate.records.labels import Agreement, Coverage
+from calibrate.report.blocks import markdown_cell, safe_markdown
 
 
 def _pct(part: int, whole: int) -> str:
@@ -48,7 +49,7 @@ def coverage_markdown(coverage: Coverage) -> str:
     ]
     for tier, sources, used in c.by_tier:
         text = ", ".join(f"{src} {n}" for src, n in sources) or "none"
-        lines.append(f"| {tier} | {text} | {used} |")
+        lines.append(f"| {markdown_cell(tier)} | {markdown_cell(text)} | {used} |")
     lines += [
         "",
         "| segment | requests | labelled | share | weighted |",
@@ -56,17 +57,21 @@ def coverage_markdown(coverage: Coverage) -> str:
     ]
     for s in c.segments:
         lines.append(
-            f"| {s.column}={s.value or '(none)'} | {s.requests} | {s.usable} | "
+            f"| {markdown_cell(s.column + '=' + (s.value or '(none)'))} | {s.requests} | {s.usable} | "
             f"{_pct(s.usable, s.requests)} | {s.weighted} |"
         )
     lines += ["", "Requests no estimate can use:", ""]
     lines.append(
         f"- labelled for some tiers but not all: {c.partial}"
-        + (f" (e.g. {', '.join(c.partial_examples)})" if c.partial_examples else "")
+        + (f" (e.g. {safe_markdown(', '.join(c.partial_examples))})" if c.partial_examples else "")
     )
     lines.append(
         f"- labelled but missing an answer from some tier: {c.incomplete_labeled}"
-        + (f" (e.g. {', '.join(c.incomplete_examples)})" if c.incomplete_examples else "")
+        + (
+            f" (e.g. {safe_markdown(', '.join(c.incomplete_examples))})"
+            if c.incomplete_examples
+            else ""
+        )
     )
     lines.append(f"- labels for tiers outside the tier list: {c.other_tier_labels}")
     lines.append(f"- rejected label rows (table `label_rejects`): {c.rejected_rows}")
@@ -79,5 +84,5 @@ def coverage_markdown(coverage: Coverage) -> str:
         "replies. " + agreement_line(c.agreement),
     ]
     if c.notes:
-        lines += ["", *(f"- Note: {n}" for n in c.notes)]
+        lines += ["", *(f"- Note: {safe_markdown(n)}" for n in c.notes)]
     return "\n".join(lines) + "\n"

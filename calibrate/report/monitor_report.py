@@ -16,7 +16,14 @@ import os
 from pathlib import Path
 
 from calibrate.monitor.stage import Chunk, MonitorResult
-from calibrate.report.blocks import BASE_CSS, Table, inline_html, table_html, table_markdown
+from calibrate.report.blocks import (
+    BASE_CSS,
+    Table,
+    inline_html,
+    safe_markdown,
+    table_html,
+    table_markdown,
+)
 from calibrate.report.monitor_charts import (
     Chart,
     cusum_chart,
@@ -305,14 +312,14 @@ def render_markdown(doc: tuple[Section, ...]) -> str:
     """GitHub Markdown (charts are HTML-only)."""
     out = []
     for i, (title, blocks) in enumerate(doc):
-        out.append(f"{'#' if i == 0 else '##'} {title}\n")
+        out.append(f"{'#' if i == 0 else '##'} {safe_markdown(title)}\n")
         for block in blocks:
             if isinstance(block, Table):
                 out.extend(table_markdown(block))
             elif isinstance(block, Chart):
                 continue
             else:
-                out.append(block + "\n")
+                out.append(safe_markdown(block) + "\n")
     return "\n".join(out).rstrip() + "\n"
 
 

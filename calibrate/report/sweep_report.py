@@ -37,6 +37,7 @@ from calibrate.report.blocks import (
     ms,
     num,
     pct,
+    safe_markdown,
     table_html,
     table_markdown,
     usd,
@@ -546,16 +547,16 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
 def render_markdown(doc: tuple[Section, ...]) -> str:
     out = []
     for i, (title, blocks) in enumerate(doc):
-        out.append(f"{'#' if i == 0 else '##'} {title}\n")
+        out.append(f"{'#' if i == 0 else '##'} {safe_markdown(title)}\n")
         for block in blocks:
             if isinstance(block, Chart):
                 out.append(f"![{block.title}]({block.file})\n")
             elif isinstance(block, Table):
                 out.extend(table_markdown(block))
             elif title == "Warnings" and block != "None.":
-                out.append(f"- {block}")
+                out.append(f"- {safe_markdown(block)}")
             else:
-                out.append(block + "\n")
+                out.append(safe_markdown(block) + "\n")
         if title == "Warnings" and blocks != ("None.",):
             out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -173,8 +173,9 @@ class Store:
         """`ingest_batch` with the fast lane: what cheap tests prove good goes in set-wise."""
         return line_path.ingest_lines(self.con, batch, raw_rejects, where)
 
-    def read_log_file(self, path: Path) -> int:
-        """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines."""
+    def read_log_file(self, path: Path) -> int | None:
+        """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines
+        (None: it cannot be read whole; call outside a transaction, see file_path.read_file_records)."""
         return file_path.read_file_records(self.con, str(path))
 
     def check_log_file(

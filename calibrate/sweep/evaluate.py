@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from calibrate.config.routing import RoutingConfig, policy_of, round_metric
+from calibrate.config.routing import (
+    RoutingConfig,
+    classifier_path,
+    policy_of,
+    round_metric,
+)
 from calibrate.policies.consensus import consensus_row
 from calibrate.policies.families import Family, evaluate_families
 from calibrate.policies.frontier import frontier_row
@@ -78,7 +83,7 @@ def router_family(
     request the router was trained on keeps its cross-fitted score, as in the sweep)."""
     assert config.classifier is not None
     ids = outcomes.request_ids.tolist()
-    scores = stored_scores(store, base_dir / config.classifier.file, ids)
+    scores = stored_scores(store, classifier_path(config, base_dir), ids)
     index = {name: j for j, name in enumerate(outcomes.tiers)}
     return Family(
         "router",

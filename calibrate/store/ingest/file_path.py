@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from calibrate.formats import canonical as lf
+from calibrate.formats import jsonl
 from calibrate.store.ingest import fast_lane, merge, rules
 from calibrate.store.ingest.rules import strings
 
@@ -38,17 +40,32 @@ _ATTEMPT_STRUCT = "{" + ", ".join(f'"{k}": "JSON"' for k in lf.ATTEMPT_FIELDS) +
 _TOP = [k for k in lf.REQUEST_FIELDS if k not in ("attempts", "labels")]
 
 
-def read_file_records(con: duckdb.DuckDBPyConnection, path: str) -> int:
-    """ing_file: one record per non-blank line of the file (in file order); returns their count.
+def read_file_records(con: duckdb.DuckDBPyConnection, path: str) -> int | None:
+    """ing_file: one record per non-blank line of the file (in file order); returns their count,
+    or None when DuckDB's reader fails on the file as a whole (a line it finds too long, damaged
+    gzip data): the line path then reads it, rejecting what it must line by line.
 
     Plain rows (store/ingest/fast_lane.py) keep their typed values (rid, req, labels_map, att); the
     others keep their JSON values (r, attempts, labels, extras) for the exact rule chains.
+    Call it outside a transaction: an error in DuckDB aborts the transaction it happens in.
     """
-    maps = """SELECT j FROM read_json($path, format = 'newline_delimited', records = false,
-                                      ignore_errors = true, auto_detect = false,
-                                      columns = {'j': 'MAP(VARCHAR, JSON)'})"""
-    con.execute(_records(maps, ""), {"path": path})
+    maps = f"""SELECT j FROM read_json($path, {_read_options(path)},
+                                       columns = {{'j': 'MAP(VARCHAR, JSON)'}})"""
+    try:
+        con.execute(_records(maps, ""), {"path": path})
+    except (duckdb.IOException, duckdb.InvalidInputException):
+        return None
     return int(con.execute("SELECT count(*) FROM ing_file").fetchall()[0][0])
+
+
+def _read_options(path: str) -> str:
+    """read_json's options for a log file: lines as they are (errors become NULL records), gzip
+    told by the file's first bytes, and the line path's line limit as its object size limit
+    (DuckDB may still read somewhat longer lines: the caller rejects those via the scan)."""
+    compression = "gzip" if jsonl.is_gzip(Path(path)) else "none"
+    return f"""format = 'newline_delimited', records = false, ignore_errors = true,
+               auto_detect = false, compression = '{compression}',
+               maximum_object_size = {jsonl.MAX_LINE_BYTES}"""
 
 
 def read_batch_records(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
@@ -92,8 +109,7 @@ def defer_file_shared_ids(con: duckdb.DuckDBPyConnection, path: str) -> None:
         con,
         f"""SELECT id FROM (
                 SELECT j.request_id->>'$' AS id, 1 AS n
-                FROM read_json($path, format = 'newline_delimited', records = false,
-                               ignore_errors = true, auto_detect = false,
+                FROM read_json($path, {_read_options(path)},
                                columns = {{'j': 'STRUCT(request_id JSON)'}})
                 WHERE starts_with(j.request_id, '"')
                 UNION ALL
@@ -223,12 +239,15 @@ def _rows(con: duckdb.DuckDBPyConnection) -> None:
     """ing_frows, ing_odd, ing_meta: the records that are not plain, shaped for the rule chains."""
     con.execute("""
         CREATE OR REPLACE TEMP VIEW ing_frows AS
-        SELECT line, true AS valid, true AS is_object, r, attempts, labels, extras
+        SELECT line, true AS valid, true AS is_object, NULL::VARCHAR AS top_dup, r, attempts,
+               labels, extras
         FROM ing_numbered WHERE NOT unread AND NOT plain""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ing_odd AS
         SELECT line, NULL AS row_kind,
-               ing_kind(attempts) AS attempts_kind, ing_kind(labels) AS labels_kind
+               ing_kind(attempts) AS attempts_kind, ing_kind(labels) AS labels_kind,
+               CASE WHEN json_type(labels) = 'OBJECT'
+                    THEN ing_first_dup(json_keys(labels)) END AS labels_dup
         FROM ing_frows
         WHERE NOT coalesce(starts_with(attempts, '['), true)
            OR (r.labels IS NULL AND labels IS NOT NULL)""")

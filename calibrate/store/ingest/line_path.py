@@ -41,7 +41,7 @@ def _parse(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
     )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ing_rows AS
-        SELECT line, valid, is_object, r, keys,
+        SELECT line, valid, is_object, r, keys, ing_first_dup(keys) AS top_dup,
                list_filter(keys, lambda k: NOT list_contains({strings(lf.REQUEST_FIELDS)}, k))
                    AS unknown,
                CASE WHEN r.attempts IS NOT NULL THEN json_keys(text, '$.attempts[*]') END
@@ -65,7 +65,9 @@ def _odd(con: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE TEMP TABLE ing_odd AS
         SELECT line, CASE WHEN NOT is_object THEN ing_kind(text::JSON) END AS row_kind,
                ing_kind(json_extract(text, '$.attempts')) AS attempts_kind,
-               ing_kind(json_extract(text, '$.labels')) AS labels_kind
+               ing_kind(json_extract(text, '$.labels')) AS labels_kind,
+               CASE WHEN json_type(text, '$.labels') = 'OBJECT'
+                    THEN ing_first_dup(json_keys(text, '$.labels')) END AS labels_dup
         FROM ing_rows JOIN ing_batch USING (line)
         WHERE valid AND (NOT is_object
                OR (r.attempts IS NULL AND list_contains(keys, 'attempts'))
@@ -126,6 +128,8 @@ def _json_error(raw: str) -> str:
         return f"invalid JSON: {exc.msg} (col {exc.colno})"
     except ValueError as exc:
         return f"invalid JSON: {exc}"
+    except RecursionError:
+        return "invalid JSON: nested too deeply"
     return "invalid JSON"
 
 
@@ -198,6 +202,6 @@ def ingest_lines(
     rest = BatchResult(0, 0, ())
     if unread.num_rows or raw_rejects:
         rest = ingest_batch(con, unread, raw_rejects, where)
-    first = sorted([*file_path.finish_rejects(con, where), *rest.rejects])[:5]
+    first = sorted([*file_path.finish_rejects(con, where), *rest.rejects], key=lambda r: r[0])[:5]
     read = check.rows_read + rest.rows_read
     return BatchResult(read, len(check.rejected) + rest.rows_rejected, tuple(first))

@@ -37,6 +37,10 @@ CREATE OR REPLACE TEMP MACRO ing_num(j) AS
 CREATE OR REPLACE TEMP MACRO ing_count(j) AS ing_num(j) AND TRY_CAST(j AS DOUBLE) >= 0
     AND TRY_CAST(j AS DOUBLE) = floor(TRY_CAST(j AS DOUBLE)) AND TRY_CAST(j AS DOUBLE) < 9e18;
 CREATE OR REPLACE TEMP MACRO ing_str(j) AS json_type(j) = 'VARCHAR';
+CREATE OR REPLACE TEMP MACRO ing_first_dup(keys) AS
+    list_filter(keys, lambda k, i: list_position(keys, k) < i)[1];
+CREATE OR REPLACE TEMP MACRO ing_dup(name) AS
+    {'field': name, 'reason': 'duplicate key: ' || name || ' appears twice'};
 CREATE OR REPLACE TEMP MACRO ing_wrong(name, expected, got) AS
     {'field': name, 'reason': 'wrong type: ' || name || ' must be ' || expected || ', got ' || got};
 CREATE OR REPLACE TEMP MACRO ing_ts(j) AS CASE
@@ -58,6 +62,7 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 
 ATTEMPT_RULES = (
     ("coalesce(kind, 'object') <> 'object'", "ing_wrong(p, 'an object', kind)"),
+    ("ing_first_dup(k) IS NOT NULL", "ing_dup(p || '.' || ing_first_dup(k))"),
     ("m['tier'] IS NULL", "{'field': p || '.tier', 'reason': 'missing field: ' || p || '.tier'}"),
     (
         "NOT ing_str(m['tier']) OR m['tier']->>'$' = ''",
@@ -124,6 +129,7 @@ def _opt_string(field: str) -> tuple[str, str]:
 ROW_RULES = (
     ("NOT valid", "{'field': NULL, 'reason': 'invalid JSON'}"),
     ("NOT is_object", "ing_wrong('row', 'a JSON object', odd.row_kind)"),
+    ("top_dup IS NOT NULL", "ing_dup(top_dup)"),
     ("r.request_id IS NULL", "{'field': 'request_id', 'reason': 'missing field: request_id'}"),
     (
         "NOT ing_str(r.request_id) OR r.request_id->>'$' = ''",
@@ -177,6 +183,7 @@ ROW_RULES = (
         "coalesce(odd.labels_kind, 'null') NOT IN ('null', 'object')",
         "ing_wrong('labels', 'an object or null', odd.labels_kind)",
     ),
+    ("odd.labels_dup IS NOT NULL", "ing_dup('labels.' || odd.labels_dup)"),
     ("att.bad IS NOT NULL", "att.bad"),
     (
         "lab IS NOT NULL AND (lab.value IS NULL OR NOT ing_num(lab.value))",
