@@ -99,7 +99,9 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run: dict = {"rows": len(rows)}
 
     sweep = ["sweep", str(log), "--db", db, "--tiers", str(tmp / "tiers.yaml"), "--out", str(out)]
-    run["sweep"] = runner.invoke(app, [*sweep, "--rules", str(tmp / "rules.yaml"), "--no-router"])
+    run["sweep"] = runner.invoke(
+        app, [*sweep, "--rules", str(tmp / "rules.yaml"), "--no-router", "--allow-biased"]
+    )
     run["report.md"] = (out / "report.md").read_text(encoding="utf-8")
     run["summary"] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     run["evaluate"] = runner.invoke(app, ["evaluate", str(routing), "--db", db, "--json"])
