@@ -50,11 +50,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RoutedConfidence(_Strict):
+    """How a threshold's confidence is computed and on which scale (tiers.yaml `confidence`)."""
+
+    method: Literal["logprob_mean", "logprob_min", "first_token", "verbalized"]
+    scale: Literal["raw_logprob", "probability"]
+
+
 class RoutedTier(_Strict):
     name: str
     model: str
     escalate_below: float | None = None
     p_correct: float | None = None  # calibrated P(acceptable answer) at escalate_below
+    confidence: RoutedConfidence | None = None  # the scale of escalate_below
 
 
 class Rule(_Strict):
@@ -179,9 +187,11 @@ def routing_from(
     intervals: dict[str, tuple[float, float]] | None = None,
     classifier_cost_per_1k: float = 0.0,
     keyword_rules: tuple[Rule, ...] = (),
+    confidence: dict[str, tuple[str, str]] | None = None,
 ) -> RoutingConfig:
     """Build the config for one frontier row (a router's model file: router.json beside it;
-    `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies)."""
+    `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies;
+    `confidence`: each tier's (method, scale), recorded on the tiers with a threshold)."""
     path = row["tiers"].split("+" if row["strategy"] == "consensus" else ">")
     thresholds = [float(t) for t in row["thresholds"].split(";")] if row["thresholds"] else []
     keywords = keyword_rules if row["strategy"] in ("rules", "hybrid") else ()
@@ -201,6 +211,7 @@ def routing_from(
             model=tiers_models[n],
             escalate_below=tau.get(n),
             p_correct=(p_correct or {}).get(n) if n in tau else None,
+            confidence=_routed_confidence((confidence or {}).get(n)) if n in tau else None,
         )
         for n in names
     ]
@@ -246,6 +257,13 @@ def routing_from(
             logs_sha256=window.logs_sha256,
         ),
     )
+
+
+def _routed_confidence(spec: tuple[str, str] | None) -> RoutedConfidence | None:
+    if spec is None:
+        return None
+    method, scale = spec
+    return RoutedConfidence.model_validate({"method": method, "scale": scale})
 
 
 def round_metric(name: str, value: float) -> float:

@@ -93,6 +93,11 @@ def build_routing(result: SweepResult):
         rec.certified,
         result.window,
         classifier_cost_per_1k=result.classifier_cost_per_1k,
+        confidence={
+            t.name: (t.confidence, t.confidence_scale)
+            for t in result.tiers.tiers
+            if t.confidence_scale is not None
+        },
         keyword_rules=tuple(
             Rule(name=r.name, pattern=r.pattern, tier=r.tier)
             for r in (result.keyword_rules.rules if result.keyword_rules else ())

@@ -46,6 +46,7 @@ from calibrate.stats.intervals import (
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
 from calibrate.sweep import check
+from calibrate.sweep.confidence_scale import require_one_scale
 from calibrate.sweep.candidates import Candidates, Strategies, candidates
 from calibrate.sweep.certify import (
     TESTS,
@@ -147,6 +148,7 @@ def run_sweep(
     overheads = overheads or Overheads()
     strategies = strategies or Strategies()
     bias = check.preflight(store, tiers.names, objective)  # raises on a biased or empty set
+    require_one_scale(store, {t.name: t.confidence_scale for t in tiers.tiers})
     if bias is not None:
         objective = replace(objective, certify=False)
     outcomes = store.outcomes(tiers.names, price_table(tiers))
