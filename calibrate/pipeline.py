@@ -155,5 +155,5 @@ def check_logs(
         db=db,
         tiers_file=tiers_file,
         logs=logs,
-        scales={t.name: t.confidence_scale for t in tiers.tiers},
+        tiers_config=tiers,
     )

@@ -123,7 +123,7 @@ def _confidence(
     if purpose == "confidence":
         return ep.parse_verbalized(completion.output)
     if method in LOGPROB_METHODS:
-        return ep.confidence_from_logprobs(method, completion, tier.confidence_scale)
+        return ep.confidence_from_logprobs(method, completion, tier.scale)
     if method == "none":
         return None, "confidence: none in tiers.yaml"
     return None, None
@@ -193,7 +193,7 @@ def _attempt_extra(run: TierRun, answer: CallRecord, second: CallRecord | None, 
         "cache_key": answer.cache_key,
         "confidence_cache_key": second.cache_key if second else None,
         "confidence_method": run.tier.confidence,
-        "confidence_scale": run.tier.confidence_scale,
+        "confidence_scale": run.tier.scale,
         "confidence_missing": second.confidence_missing if second else answer.confidence_missing,
         "price_source": run.price.source,
         "cost_estimated": answer.input_tokens is None or answer.output_tokens is None,

@@ -51,8 +51,9 @@ class Tier(_Strict):
     `openai/gpt-4o-mini`, a LiteLLM model_group, a dated version): formats/tier_map.py.
 
     `confidence` is the method, written `confidence: METHOD` (the method's natural scale) or
-    `confidence: {method: METHOD, scale: SCALE}`; after loading, `confidence` is the method and
-    `confidence_scale` the scale (None only for `none`), formats/logprobs.py has the rule."""
+    `confidence: {method: METHOD, scale: SCALE}`; after loading, `confidence` is the method,
+    `confidence_scale` the declared scale (None: not declared) and `scale` the scale in force
+    (declared, else the method's natural one; None for `none`): formats/logprobs.py."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     model: str = Field(min_length=1)
@@ -90,14 +91,17 @@ class Tier(_Strict):
             if scale is not None:
                 raise ValueError("confidence `none` has no scale")
             return self
-        if scale is None:
-            return self.model_copy(update={"confidence_scale": NATURAL_SCALE[method]})
-        if scale not in ALLOWED_SCALES[method]:
+        if scale is not None and scale not in ALLOWED_SCALES[method]:
             raise ValueError(
                 f"confidence {method} cannot be on the {scale} scale "
                 f"(allowed: {', '.join(ALLOWED_SCALES[method])})"
             )
         return self
+
+    @property
+    def scale(self) -> str | None:
+        """The confidence scale: declared, else the method's natural one (None for `none`)."""
+        return self.confidence_scale or NATURAL_SCALE.get(self.confidence)
 
 
 class TiersConfig(_Strict):

@@ -107,7 +107,7 @@ def confidence_method(
             "Pass the tiers.yaml the sweep used.",
         )
     declared = tiers.tier(tier.name)
-    return declared.confidence, declared.confidence_scale
+    return declared.confidence, declared.scale
 
 
 def steps(config: RoutingConfig, tiers: TiersConfig | None, target: str) -> list[Step]:

@@ -110,7 +110,7 @@ def tier_map(tiers: TiersConfig | None, exports: Sequence[tuple[Path, str]]) -> 
             "or a LiteLLM model_group.",
         )
     specs = [
-        TierSpec(t.name, (t.model, *t.aliases), t.confidence, t.confidence_scale)
+        TierSpec(t.name, (t.model, *t.aliases), t.confidence, t.scale)
         for t in tiers.tiers
     ]
     try:

@@ -94,9 +94,9 @@ def build_routing(result: SweepResult):
         result.window,
         classifier_cost_per_1k=result.classifier_cost_per_1k,
         confidence={
-            t.name: (t.confidence, t.confidence_scale)
+            t.name: (t.confidence, scale)
             for t in result.tiers.tiers
-            if t.confidence_scale is not None
+            if (scale := dict(result.confidence_scales).get(t.name, t.scale)) is not None
         },
         keyword_rules=tuple(
             Rule(name=r.name, pattern=r.pattern, tier=r.tier)

@@ -46,7 +46,7 @@ from calibrate.stats.intervals import (
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
 from calibrate.sweep import check
-from calibrate.sweep.confidence_scale import require_one_scale
+from calibrate.sweep.confidence_scale import stored_scales
 from calibrate.sweep.candidates import Candidates, Strategies, candidates
 from calibrate.sweep.certify import (
     TESTS,
@@ -127,6 +127,7 @@ class SweepResult:
     keyword_rules: RulesFile | None = None
     consensus_slices: pl.DataFrame | None = None
     router_fixed_monthly_usd: float = 0.0
+    confidence_scales: tuple[tuple[str, str], ...] = ()  # (tier, scale its confidences are on)
 
     @property
     def auroc(self) -> dict[str, float | None]:
@@ -148,7 +149,7 @@ def run_sweep(
     overheads = overheads or Overheads()
     strategies = strategies or Strategies()
     bias = check.preflight(store, tiers.names, objective)  # raises on a biased or empty set
-    require_one_scale(store, {t.name: t.confidence_scale for t in tiers.tiers})
+    scales = stored_scales(store, tiers)  # raises on mixed scales
     if bias is not None:
         objective = replace(objective, certify=False)
     outcomes = store.outcomes(tiers.names, price_table(tiers))
@@ -226,7 +227,9 @@ def run_sweep(
                 rejected,
             )
         )
-        + tuple(w for w in [router.skipped(outcomes.n)] if w and not found.embedded),
+        + tuple(w for w in [router.skipped(outcomes.n)] if w and not found.embedded)
+        + scales.warnings,
+        confidence_scales=tuple(sorted(scales.scales.items())),
     )
 
 
