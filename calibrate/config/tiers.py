@@ -75,9 +75,13 @@ class Tier(_Strict):
         spec = data["confidence"]
         unknown = sorted(str(k) for k in spec if k not in ("method", "scale"))
         if unknown:
-            raise ValueError(f"confidence: unknown key {', '.join(unknown)} (allowed: method, scale)")
+            raise ValueError(
+                f"confidence: unknown key {', '.join(unknown)} (allowed: method, scale)"
+            )
         if "confidence_scale" in data and "scale" in spec:
-            raise ValueError("confidence: give the scale once (confidence.scale or confidence_scale)")
+            raise ValueError(
+                "confidence: give the scale once (confidence.scale or confidence_scale)"
+            )
         out = {k: v for k, v in data.items() if k != "confidence"}
         out["confidence"] = spec.get("method", "logprob_mean")
         if "scale" in spec:

@@ -203,7 +203,11 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
         if not approx:
             exact += [
                 f"{s.tier}: escalate_below {s.escalate_below!r} (mean token logprob"
-                + (", probability scale) → threshold " if s.scale == "probability" else ") → threshold ")
+                + (
+                    ", probability scale) → threshold "
+                    if s.scale == "probability"
+                    else ") → threshold "
+                )
                 + f"{v!r} = "
                 + ("(ln τ + 3) / 3" if s.scale == "probability" else "(τ + 3) / 3")
                 for s, v in zip(chain, values, strict=True)

@@ -43,7 +43,7 @@ def fits(scale: str, low: float, high: float) -> bool:
     probability: all in [0, 1])."""
     if scale == "raw_logprob":
         return high <= 0
-    return 0 <= low and high <= 1
+    return low >= 0 and high <= 1
 
 
 def token_logprobs(block: Any) -> tuple[tuple[float, ...] | None, int]:

@@ -238,9 +238,7 @@ def check_store(
     if not mixed:
         return report
     fix = Step(f"edit {tiers_file}", FIX)
-    return replace(
-        report, problems=(*mixed, *report.problems), steps=(fix, *report.steps)
-    )
+    return replace(report, problems=(*mixed, *report.problems), steps=(fix, *report.steps))
 
 
 def preflight(store: Store, tiers: Sequence[str], objective: Objective) -> str | None:

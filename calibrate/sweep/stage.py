@@ -46,7 +46,6 @@ from calibrate.stats.intervals import (
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
 from calibrate.sweep import check
-from calibrate.sweep.confidence_scale import stored_scales
 from calibrate.sweep.candidates import Candidates, Strategies, candidates
 from calibrate.sweep.certify import (
     TESTS,
@@ -58,6 +57,7 @@ from calibrate.sweep.certify import (
     labels_to_certify_drop,
     segment_groups,
 )
+from calibrate.sweep.confidence_scale import stored_scales
 from calibrate.sweep.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
 from calibrate.sweep.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.sweep.failure_modes import (
