@@ -149,4 +149,11 @@ def check_logs(
             ingest.ingest(store, list(paths), strict=False, clock=clock, tiers=tiers)
         )
     logs = " ".join(str(p) for p in paths) or "LOGS…"
-    return check_store(store, tiers.names, db=db, tiers_file=tiers_file, logs=logs)
+    return check_store(
+        store,
+        tiers.names,
+        db=db,
+        tiers_file=tiers_file,
+        logs=logs,
+        tiers_config=tiers,
+    )

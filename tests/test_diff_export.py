@@ -63,8 +63,8 @@ def test_portkey_and_litellm_keep_routing_yamls_scale(tmp_path, tiers) -> None:
     old, new = _pair(tmp_path, cascade3(-0.6, -0.9), cascade3(-0.5, -0.9))
     sections = {}
     for target, scale in (
-        ("portkey", "logprob_mean (same)"),
-        ("litellm", "logprob_mean (same; data only, not enforced)"),
+        ("portkey", "logprob_mean, raw_logprob scale (same)"),
+        ("litellm", "logprob_mean, raw_logprob scale (same; data only, not enforced)"),
     ):
         text = diff_routing(old, new, Materiality(), export_to=target, tiers=tiers)[1]
         sections[target] = section = _section(text, target)

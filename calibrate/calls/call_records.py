@@ -83,7 +83,7 @@ def completion_record(
     """The stored form of a 200 reply; a missing usage is estimated from the text (chars / 4)."""
     scrub = run.endpoint.scrub
     stats = ep.logprob_stats(completion)
-    confidence, missing = _confidence(run.tier.confidence, purpose, completion)
+    confidence, missing = _confidence(run.tier, purpose, completion)
     prompt = completion.input_tokens
     output = completion.output_tokens
     cost = run.price.cost_usd(
@@ -113,16 +113,17 @@ def completion_record(
 
 
 def _confidence(
-    method: str, purpose: str, completion: ep.Completion
+    tier: Tier, purpose: str, completion: ep.Completion
 ) -> tuple[float | None, str | None]:
-    """(value, why it is missing) for this call; an answer of a verbalized tier, and a judge's
-    verdict, have neither."""
+    """(value on the tier's scale, why it is missing) for this call; an answer of a verbalized
+    tier, and a judge's verdict, have neither."""
+    method = tier.confidence
     if purpose == "judge":
         return None, None
     if purpose == "confidence":
         return ep.parse_verbalized(completion.output)
     if method in LOGPROB_METHODS:
-        return ep.confidence_from_logprobs(method, completion)
+        return ep.confidence_from_logprobs(method, completion, tier.scale)
     if method == "none":
         return None, "confidence: none in tiers.yaml"
     return None, None
@@ -192,6 +193,7 @@ def _attempt_extra(run: TierRun, answer: CallRecord, second: CallRecord | None, 
         "cache_key": answer.cache_key,
         "confidence_cache_key": second.cache_key if second else None,
         "confidence_method": run.tier.confidence,
+        "confidence_scale": run.tier.scale,
         "confidence_missing": second.confidence_missing if second else answer.confidence_missing,
         "price_source": run.price.source,
         "cost_estimated": answer.input_tokens is None or answer.output_tokens is None,

@@ -284,10 +284,11 @@ def logprob_stats(completion: Completion) -> dict[str, float | int] | None:
 
 
 def confidence_from_logprobs(
-    method: str, completion: Completion
+    method: str, completion: Completion, scale: str | None = None
 ) -> tuple[float | None, str | None]:
-    """(confidence, None) or (None, why it is missing) for a logprob-based method."""
-    return lp.confidence(method, completion.logprobs)
+    """(confidence, None) or (None, why it is missing) for a logprob-based method, on `scale`
+    (None: the method's natural scale)."""
+    return lp.confidence(method, completion.logprobs, scale)
 
 
 _NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?|\.\d+)\s*(%?)")

@@ -85,11 +85,19 @@ Share = Annotated[float, Field(ge=0, le=1)]
 Amount = Annotated[float, Field(ge=0, le=1e12)]
 
 
+class RoutedConfidence(_Strict):
+    """How a threshold's confidence is computed and on which scale (tiers.yaml `confidence`)."""
+
+    method: Literal["logprob_mean", "logprob_min", "first_token", "verbalized"]
+    scale: Literal["raw_logprob", "probability"]
+
+
 class RoutedTier(_Strict):
     name: str
     model: str
     escalate_below: CutOff | None = None
     p_correct: Share | None = None  # calibrated P(acceptable answer) at escalate_below
+    confidence: RoutedConfidence | None = None  # the scale of escalate_below
 
 
 class Rule(_Strict):
@@ -232,9 +240,11 @@ def routing_from(
     intervals: dict[str, tuple[float, float]] | None = None,
     classifier_cost_per_1k: float = 0.0,
     keyword_rules: tuple[Rule, ...] = (),
+    confidence: dict[str, tuple[str, str]] | None = None,
 ) -> RoutingConfig:
     """Build the config for one frontier row (a router's model file: router.json beside it;
-    `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies)."""
+    `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies;
+    `confidence`: each tier's (method, scale), recorded on the tiers with a threshold)."""
     policy = row.policy
     path = list(policy.tiers)
     thresholds = list(policy.thresholds)
@@ -255,6 +265,7 @@ def routing_from(
             model=tiers_models[n],
             escalate_below=tau.get(n),
             p_correct=(p_correct or {}).get(n) if n in tau else None,
+            confidence=_routed_confidence((confidence or {}).get(n)) if n in tau else None,
         )
         for n in names
     ]
@@ -292,6 +303,13 @@ def routing_from(
             logs_sha256=window.logs_sha256,
         ),
     )
+
+
+def _routed_confidence(spec: tuple[str, str] | None) -> RoutedConfidence | None:
+    if spec is None:
+        return None
+    method, scale = spec
+    return RoutedConfidence.model_validate({"method": method, "scale": scale})
 
 
 def policy_of(config: RoutingConfig) -> Policy:

@@ -10,12 +10,13 @@ MAX_CONFIG_BYTES before parsing it, and parses with libyaml's C loader when PyYA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from calibrate.errors import ConfigError
+from calibrate.formats.logprobs import ALLOWED_SCALES, NATURAL_SCALE
 
 M = TypeVar("M", bound=BaseModel)
 ConfidenceMethod = Literal["logprob_mean", "logprob_min", "first_token", "verbalized", "none"]
@@ -25,6 +26,7 @@ smaller; a bigger one is refused before parsing (a 50 MB rules.yaml took 120 s a
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: about 10x faster
 MAX_PRICE_PER_MTOK = 10_000.0
 """USD per million tokens: an order of magnitude above any model's price, below absurd."""
+ConfidenceScale = Literal["raw_logprob", "probability"]
 
 
 class _Strict(BaseModel):
@@ -55,7 +57,12 @@ class Limits(_Strict):
 class Tier(_Strict):
     """One model tier. `api_key_env` names an environment variable; keys are never stored.
     `aliases` are other names the tier's model has in gateway logs (a provider prefix such as
-    `openai/gpt-4o-mini`, a LiteLLM model_group, a dated version): formats/tier_map.py."""
+    `openai/gpt-4o-mini`, a LiteLLM model_group, a dated version): formats/tier_map.py.
+
+    `confidence` is the method, written `confidence: METHOD` (the method's natural scale) or
+    `confidence: {method: METHOD, scale: SCALE}`; after loading, `confidence` is the method,
+    `confidence_scale` the declared scale (None: not declared) and `scale` the scale in force
+    (declared, else the method's natural one; None for `none`): formats/logprobs.py."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     model: str = Field(min_length=1)
@@ -64,8 +71,50 @@ class Tier(_Strict):
     api_key_env: str | None = None
     price: Price | None = None
     confidence: ConfidenceMethod = "logprob_mean"
+    confidence_scale: ConfidenceScale | None = None
     limits: Limits = Limits()
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _confidence_mapping(cls, data: Any) -> Any:
+        """`confidence: {method, scale}` → `confidence` + `confidence_scale`."""
+        if not isinstance(data, dict) or not isinstance(data.get("confidence"), dict):
+            return data
+        spec = data["confidence"]
+        unknown = sorted(str(k) for k in spec if k not in ("method", "scale"))
+        if unknown:
+            raise ValueError(
+                f"confidence: unknown key {', '.join(unknown)} (allowed: method, scale)"
+            )
+        if "confidence_scale" in data and "scale" in spec:
+            raise ValueError(
+                "confidence: give the scale once (confidence.scale or confidence_scale)"
+            )
+        out = {k: v for k, v in data.items() if k != "confidence"}
+        out["confidence"] = spec.get("method", "logprob_mean")
+        if "scale" in spec:
+            out["confidence_scale"] = spec["scale"]
+        return out
+
+    @model_validator(mode="after")
+    def _resolve_scale(self) -> Tier:
+        method, scale = self.confidence, self.confidence_scale
+        if method == "none":
+            if scale is not None:
+                raise ValueError("confidence `none` has no scale")
+            return self
+        if scale is not None and scale not in ALLOWED_SCALES[method]:
+            raise ValueError(
+                f"confidence {method} cannot be on the {scale} scale "
+                f"(allowed: {', '.join(ALLOWED_SCALES[method])})"
+            )
+        return self
+
+    @property
+    def scale(self) -> str | None:
+        """The confidence scale: declared, else the method's natural one (None for `none`)."""
+        return self.confidence_scale or NATURAL_SCALE.get(self.confidence)
 
 
 class TiersConfig(_Strict):

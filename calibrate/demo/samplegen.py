@@ -729,7 +729,7 @@ def tiers_yaml_text() -> str:
             "    api_key_env: OPENAI_API_KEY",
             f"    price: {{input_per_mtok: {t.input_per_mtok:.2f}, "
             f"output_per_mtok: {t.output_per_mtok:.2f}}}",
-            "    confidence: logprob_mean",
+            "    confidence: {method: logprob_mean, scale: probability}",
             f"    limits: {{concurrency: {c}, rpm: {rpm}, tpm: {tpm}}}",
             "    params: {temperature: 0, max_tokens: 512}",
         ]

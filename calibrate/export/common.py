@@ -2,8 +2,9 @@
 routing.yaml and each deciding tier's confidence method and threshold, range-checked once.
 
 routing.yaml records a threshold per tier (`escalate_below`: escalate when confidence < it) on the
-tier's own confidence scale. The scale is the tier's `confidence` method in tiers.yaml (a routed
-tier's own `confidence` field is used first when routing.yaml carries one).
+tier's own confidence scale. Method and scale are the routed tier's own `confidence: {method,
+scale}` when routing.yaml carries it (every sweep writes it), else the tier's `confidence` in
+tiers.yaml (a plain method string there means its natural scale: formats/logprobs.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 from calibrate.config.routing import RoutedTier, RoutingConfig
 from calibrate.config.tiers import TiersConfig
 from calibrate.errors import CalibrateError
+from calibrate.formats.logprobs import NATURAL_SCALE
 
 TARGETS = ("vllm-sr", "portkey", "litellm")
-LOGPROB_SCALE = ("logprob_mean", "logprob_min")  # log-probabilities: ≤ 0
-UNIT_SCALE = ("first_token", "verbalized")  # probabilities: [0, 1]
 
 
 class ExportRefused(CalibrateError):
@@ -26,12 +26,19 @@ class ExportRefused(CalibrateError):
 
 @dataclass(frozen=True)
 class Step:
-    """One deciding tier of a cascade: keep its answer iff confidence ≥ escalate_below."""
+    """One deciding tier of a cascade: keep its answer iff confidence (by `method`, on `scale`:
+    raw_logprob or probability) ≥ escalate_below."""
 
     tier: str
     model: str
     method: str
     escalate_below: float
+    scale: str = ""
+
+    @property
+    def described(self) -> str:
+        """`logprob_mean, probability scale`: how the threshold is read."""
+        return f"{self.method}, {self.scale} scale"
 
 
 @dataclass(frozen=True)
@@ -78,11 +85,14 @@ def cascade_tiers(config: RoutingConfig) -> tuple[list[RoutedTier], RoutedTier] 
     return deciding, config.tiers[-1]
 
 
-def confidence_method(tier: RoutedTier, tiers: TiersConfig | None, target: str) -> str:
-    """The tier's confidence method: routing.yaml's own field if it has one, else tiers.yaml's."""
-    own = getattr(tier, "confidence", None)
-    if isinstance(own, str):
-        return own
+def confidence_method(
+    tier: RoutedTier, tiers: TiersConfig | None, target: str
+) -> tuple[str, str | None]:
+    """The tier's confidence (method, scale): routing.yaml's own field if it has one (the scale
+    the sweep computed the threshold on), else tiers.yaml's (scale None for `none`)."""
+    own = tier.confidence
+    if own is not None:
+        return own.method, own.scale
     if tiers is None:
         raise refuse(
             target,
@@ -96,7 +106,8 @@ def confidence_method(tier: RoutedTier, tiers: TiersConfig | None, target: str) 
             f"tier {tier.name!r} of routing.yaml is not in the tiers file",
             "Pass the tiers.yaml the sweep used.",
         )
-    return tiers.tier(tier.name).confidence
+    declared = tiers.tier(tier.name)
+    return declared.confidence, declared.scale
 
 
 def steps(config: RoutingConfig, tiers: TiersConfig | None, target: str) -> list[Step]:
@@ -107,14 +118,17 @@ def steps(config: RoutingConfig, tiers: TiersConfig | None, target: str) -> list
     out = []
     for t in path[0]:
         assert t.escalate_below is not None
-        method = confidence_method(t, tiers, target)
-        check_threshold(t.name, method, t.escalate_below, target)
-        out.append(Step(t.name, t.model, method, t.escalate_below))
+        method, scale = confidence_method(t, tiers, target)
+        check_threshold(t.name, method, t.escalate_below, target, scale)
+        out.append(Step(t.name, t.model, method, t.escalate_below, scale or ""))
     return out
 
 
-def check_threshold(tier: str, method: str, tau: float, target: str) -> None:
-    """A threshold must be finite and on its method's scale; else the file is not what it says."""
+def check_threshold(
+    tier: str, method: str, tau: float, target: str, scale: str | None = None
+) -> None:
+    """A threshold must be finite and on its scale (None: the method's natural one); else the
+    file is not what it says."""
     if method == "none":
         raise refuse(
             target,
@@ -127,18 +141,20 @@ def check_threshold(tier: str, method: str, tau: float, target: str) -> None:
             f"tier {tier!r}: escalate_below {tau} is not a finite number",
             "Drop the tier from the cascade instead (it would escalate every request).",
         )
-    if method in LOGPROB_SCALE and tau > 0:
+    scale = scale or NATURAL_SCALE[method]
+    if scale == "raw_logprob" and tau > 0:
         raise refuse(
             target,
-            f"tier {tier!r}: escalate_below {tau:g} is above 0, but a {method} confidence (a token "
-            "log-probability) is ≤ 0: every request would escalate",
+            f"tier {tier!r}: escalate_below {tau:g} is above 0, but a {method} confidence on the "
+            "raw_logprob scale (a token log-probability) is ≤ 0: every request would escalate",
             "Check tiers.yaml's `confidence` for this tier: the logs' confidences look like "
-            "another scale.",
+            "another scale (`confidence: {method: ..., scale: probability}`).",
         )
-    if method in UNIT_SCALE and not 0 <= tau <= 1:
+    if scale == "probability" and not 0 <= tau <= 1:
         raise refuse(
             target,
-            f"tier {tier!r}: escalate_below {tau:g} is outside [0, 1], the scale of {method}",
+            f"tier {tier!r}: escalate_below {tau:g} is outside [0, 1], the probability scale "
+            f"of {method}",
             "Check tiers.yaml's `confidence` for this tier.",
         )
 

@@ -5,7 +5,7 @@ and reads `verdict`; with `deny: true` a false verdict answers 446, which the ex
 strategy turns into the next target. Two paths:
 
 - `/confidence/<tier>` (output guardrail): the answer's confidence by the tier's own method,
-  computed by the same function replay uses (`calls.endpoint`), on the same scale; verdict
+  computed by the same function replay uses (`calls.endpoint`), on routing.yaml's scale; verdict
   `confidence ≥ escalate_below`. No logprobs → false (escalate), as a missing confidence does in
   calibrate.
 - `/rule/<i>` (input guardrail): verdict true iff keyword rule i is the first rule whose pattern
@@ -37,9 +37,9 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class GateRules:
-    """Per deciding tier (method, escalate_below); the keyword rules' patterns in order."""
+    """Per deciding tier (method, scale, escalate_below); the keyword rules' patterns in order."""
 
-    thresholds: dict[str, tuple[str, float]]
+    thresholds: dict[str, tuple[str, str, float]]
     patterns: tuple[str, ...]
 
 
@@ -54,7 +54,7 @@ def gate_rules(config: RoutingConfig, tiers: TiersConfig | None) -> GateRules:
                 "Use logprob_mean, logprob_min or first_token for this tier.",
             )
     return GateRules(
-        {s.tier: (s.method, s.escalate_below) for s in chain},
+        {s.tier: (s.method, s.scale, s.escalate_below) for s in chain},
         tuple(p for _, p, _ in keyword_rules(config)),
     )
 
@@ -75,18 +75,19 @@ def verdict(rules: GateRules, path: str, context: Any) -> tuple[int, dict]:
     """(HTTP status, body) for one webhook call."""
     parts = path.strip("/").split("/")
     if len(parts) == 2 and parts[0] == "confidence" and parts[1] in rules.thresholds:
-        method, tau = rules.thresholds[parts[1]]
+        method, scale, tau = rules.thresholds[parts[1]]
         try:
             completion = parse_completion(context["response"]["json"])
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             return 200, {"verdict": False, "data": {"reason": f"no answer to score: {exc}"}}
-        value, why = confidence_from_logprobs(method, completion)
+        value, why = confidence_from_logprobs(method, completion, scale)
         ok = value is not None and not math.isnan(value) and value >= tau
         return 200, {
             "verdict": ok,
             "data": {
                 "tier": parts[1],
                 "method": method,
+                "scale": scale,
                 "confidence": value,
                 "escalate_below": tau,
                 "reason": why,

@@ -63,6 +63,7 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
             nxt = order[k + 1].name
             info = {
                 "calibrate_confidence_method": step.method,
+                "calibrate_confidence_scale": step.scale,
                 "calibrate_escalate_below": step.escalate_below,
                 "calibrate_escalate_to": nxt,
             }
@@ -73,11 +74,11 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
                     step.escalate_below,
                     step.escalate_below,
                     f"model_info.calibrate_escalate_below of {t.name}",
-                    f"{step.method} (same; data only, not enforced)",
+                    f"{step.described} (same; data only, not enforced)",
                 )
             )
             exact.append(
-                f"{t.name}: escalate_below {step.escalate_below!r} ({step.method}) → model_info "
+                f"{t.name}: escalate_below {step.escalate_below!r} ({step.described}) → model_info "
                 "(data only)"
             )
         deployments.append(_deployment(t.name, t.model, tiers, info))

@@ -75,18 +75,21 @@ def export(
     path = cascade_tiers(config)
     if path is not None:
         for step in path[0]:
-            method, tau = rules.thresholds[step.name]
+            method, scale, tau = rules.thresholds[step.name]
             t = _target(step.name, step.model, tiers, logprobs=True)
             t["output_guardrails"] = _guard(f"{gate}/confidence/{step.name}")
             targets.append(t)
-            exact.append(f"{step.name}: escalate_below {tau!r} on {method} → gate, same scale")
+            exact.append(
+                f"{step.name}: escalate_below {tau!r} on {method} ({scale} scale) → gate, same "
+                "scale"
+            )
             held.append(
                 TargetThreshold(
                     step.name,
                     tau,
                     tau,
                     f"calibrate serve-gate on routing.yaml ({gate}/confidence/{step.name})",
-                    f"{method} (same)",
+                    f"{method}, {scale} scale (same)",
                 )
             )
         last = path[1]

@@ -4,7 +4,8 @@ A cascade is one decision with `algorithm.type: confidence`, `confidence_method:
 `escalation_order: declared` (modelRefs in routing.yaml's order) and `on_error: skip` (a tier with
 no usable logprobs escalates, as in calibrate). The router normalises the mean token logprob as
 clamp((mean + 3) / 3, 0, 1) and keeps an answer iff that ≥ threshold (pkg/looper/confidence.go), so
-a raw threshold τ becomes (τ + 3) / 3: exact for -3 < τ ≤ 0. τ ≤ -3 cannot be expressed (the clamp
+a raw threshold τ becomes (τ + 3) / 3: exact for -3 < τ ≤ 0 (a threshold on the probability scale,
+exp of the mean, is taken back to the raw scale first: τ_raw = ln τ). τ_raw ≤ -3 cannot be expressed (the clamp
 makes every mean below -3 equal, and 0 means "unset" there). One threshold applies to every step of
 a decision: a 3-tier cascade whose converted thresholds differ is refused (`approximate`: the first
 step's threshold for every step). Keyword rules become regex keyword signals and the length rule a
@@ -14,6 +15,7 @@ estimates tokens itself), so they need `approximate`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from urllib.parse import urlparse
@@ -54,14 +56,23 @@ def _threshold(step: Step) -> float:
             "Use logprob_mean for this tier (tiers.yaml), replay and sweep again, or export to "
             "portkey (its gate computes every method).",
         )
-    if step.escalate_below <= -SHIFT:
+    raw = raw_threshold(step)
+    if raw <= -SHIFT:
         raise refuse(
             TARGET,
-            f"tier {step.tier!r}: escalate_below {step.escalate_below:g} is ≤ -3; the router "
-            "clamps every mean logprob below -3 to confidence 0 and reads threshold 0 as unset",
+            f"tier {step.tier!r}: escalate_below {step.escalate_below:g} is a mean logprob ≤ -3; "
+            "the router clamps every mean logprob below -3 to confidence 0 and reads threshold 0 "
+            "as unset",
             "Export to portkey, or sweep with a grid that keeps thresholds above -3.",
         )
-    return normalized_threshold(step.escalate_below)
+    return normalized_threshold(raw)
+
+
+def raw_threshold(step: Step) -> float:
+    """The step's threshold on the raw mean-logprob scale (ln τ for a probability-scale one)."""
+    if step.scale != "probability":
+        return step.escalate_below
+    return math.log(step.escalate_below) if step.escalate_below > 0 else -math.inf
 
 
 def _decision_thresholds(
@@ -191,8 +202,14 @@ def export(config: RoutingConfig, tiers: TiersConfig | None, approximate: bool) 
         }
         if not approx:
             exact += [
-                f"{s.tier}: escalate_below {s.escalate_below!r} (mean token logprob) → threshold "
-                f"{v!r} = (τ + 3) / 3"
+                f"{s.tier}: escalate_below {s.escalate_below!r} (mean token logprob"
+                + (
+                    ", probability scale) → threshold "
+                    if s.scale == "probability"
+                    else ") → threshold "
+                )
+                + f"{v!r} = "
+                + ("(ln τ + 3) / 3" if s.scale == "probability" else "(τ + 3) / 3")
                 for s, v in zip(chain, values, strict=True)
             ]
         exact.append("cascade order → modelRefs with escalation_order: declared")

@@ -135,7 +135,7 @@ def _attempts(ordered: Sequence[tuple[Call, str]], tiers: TierMap) -> list[dict[
             )
         by_tier.setdefault(tier, []).append(call)
     return [
-        _attempt(tier, runs, reached[tier], tiers.confidence_method(tier))
+        _attempt(tier, runs, reached[tier], *tiers.confidence_method(tier))
         for tier, runs in by_tier.items()
     ]
 
@@ -145,11 +145,13 @@ def _sum(values: Iterable[float | None]) -> float | None:
     return sum(present) if present else None
 
 
-def _attempt(tier: str, calls: list[Call], reached_by: str, method: str) -> dict[str, Any]:
+def _attempt(
+    tier: str, calls: list[Call], reached_by: str, method: str, scale: str | None
+) -> dict[str, Any]:
     last, earlier = calls[-1], calls[:-1]
     confidence = None
     if last.status == "ok" and method in lp.LOGPROB_METHODS:
-        confidence, _ = lp.confidence(method, last.logprobs)
+        confidence, _ = lp.confidence(method, last.logprobs, scale)
     values: dict[str, Any] = {
         "tier": tier,
         "source": last.source,

@@ -1,8 +1,13 @@
 """Token logprobs of an OpenAI-shaped answer and the confidence a tier derives from them.
 
 One rule for every path that turns logprobs into a confidence: replay (calls/endpoint.py) and the
-gateway exports (formats/chat.py) both call `token_logprobs` and `confidence`. Pure; imports
-nothing from calibrate.
+gateway exports (formats/chat.py) both call `token_logprobs` and `confidence`.
+
+A confidence lives on one of two scales (tiers.yaml `confidence: {method, scale}`):
+`raw_logprob` (a token log-probability, ≤ 0) or `probability` (in [0, 1]; for a logprob method,
+exp of the raw value). A method's natural scale (`NATURAL_SCALE`) is what the plain string form
+`confidence: logprob_mean` means. `fits(scale, low, high)` is the range rule every check uses.
+Pure; imports nothing from calibrate.
 """
 
 from __future__ import annotations
@@ -15,7 +20,30 @@ LOGPROB_SENTINEL = -9999.0
 LOGPROB_FLOOR = -20.0
 """What a placeholder becomes when no top_logprobs bound it: below any real top-20 logprob."""
 LOGPROB_METHODS = ("logprob_mean", "logprob_min", "first_token")
-_STAT = {"logprob_mean": "mean", "logprob_min": "min", "first_token": "first_token"}
+SCALES = ("raw_logprob", "probability")
+NATURAL_SCALE = {
+    "logprob_mean": "raw_logprob",
+    "logprob_min": "raw_logprob",
+    "first_token": "probability",
+    "verbalized": "probability",
+}
+"""The scale of the plain string form `confidence: METHOD` (`none` has no scale)."""
+ALLOWED_SCALES = {
+    "logprob_mean": SCALES,
+    "logprob_min": SCALES,
+    "first_token": SCALES,
+    "verbalized": ("probability",),
+}
+SCALE_RANGE = {"raw_logprob": "≤ 0", "probability": "in [0, 1]"}
+_STAT = {"logprob_mean": "mean", "logprob_min": "min", "first_token": "first"}
+
+
+def fits(scale: str, low: float, high: float) -> bool:
+    """Whether confidences from `low` to `high` can be on `scale` (raw_logprob: all ≤ 0;
+    probability: all in [0, 1])."""
+    if scale == "raw_logprob":
+        return high <= 0
+    return low >= 0 and high <= 1
 
 
 def token_logprobs(block: Any) -> tuple[tuple[float, ...] | None, int]:
@@ -55,13 +83,18 @@ def summary(values: tuple[float, ...] | None, clipped: int) -> dict[str, float |
     }
 
 
-def confidence(method: str, values: tuple[float, ...] | None) -> tuple[float | None, str | None]:
-    """(confidence, None) or (None, why it is missing) for a logprob-based method: the raw mean
-    logprob (`logprob_mean`), the raw minimum (`logprob_min`) or the first token's probability
-    (`first_token`)."""
+def confidence(
+    method: str, values: tuple[float, ...] | None, scale: str | None = None
+) -> tuple[float | None, str | None]:
+    """(confidence, None) or (None, why it is missing) for a logprob-based method: the mean
+    logprob (`logprob_mean`), the minimum (`logprob_min`) or the first token's (`first_token`),
+    on `scale` (None: the method's natural scale): raw, or its exp on `probability`."""
     if values is None:
         return None, "the tier returned no logprobs"
-    stats = summary(values, 0)
-    if stats is None:
+    if not values:
         return None, "the answer has no tokens"
-    return float(stats[_STAT[method]]), None
+    raw = {"mean": sum(values) / len(values), "min": min(values), "first": values[0]}
+    value = raw[_STAT[method]]
+    if (scale or NATURAL_SCALE[method]) == "probability":
+        value = math.exp(value)
+    return float(value), None

@@ -26,11 +26,13 @@ _VERSION = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest))?(?:-v\d
 @dataclass(frozen=True, slots=True)
 class TierSpec:
     """What the mapping needs of one tier: its name, the names its model goes by, and how its
-    confidence is computed (tiers.yaml `confidence`)."""
+    confidence is computed and on which scale (tiers.yaml `confidence`; scale None: the method's
+    natural one)."""
 
     name: str
     names: tuple[str, ...]
     confidence: str
+    scale: str | None = None
 
 
 def _exact(name: str) -> str:
@@ -91,10 +93,11 @@ class TierMap:
                     return tier
         return None
 
-    def confidence_method(self, tier: str) -> str:
+    def confidence_method(self, tier: str) -> tuple[str, str | None]:
+        """(method, scale) of the tier's confidence."""
         for spec in self.tiers:
             if spec.name == tier:
-                return spec.confidence
+                return spec.confidence, spec.scale
         raise KeyError(tier)
 
     @property

@@ -109,7 +109,7 @@ def tier_map(tiers: TiersConfig | None, exports: Sequence[tuple[Path, str]]) -> 
             "`aliases` list the names your gateway logs for its model, e.g. openai/gpt-4o-mini "
             "or a LiteLLM model_group.",
         )
-    specs = [TierSpec(t.name, (t.model, *t.aliases), t.confidence) for t in tiers.tiers]
+    specs = [TierSpec(t.name, (t.model, *t.aliases), t.confidence, t.scale) for t in tiers.tiers]
     try:
         return TierMap.build(specs)
     except ValueError as exc:

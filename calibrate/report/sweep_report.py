@@ -104,6 +104,11 @@ def build_routing(decision: Decision) -> RoutingConfig:
         rec.certified,
         decision.window,
         classifier_cost_per_1k=decision.classifier_cost_per_1k,
+        confidence={
+            t.name: (t.confidence, scale)
+            for t in decision.tiers.tiers
+            if (scale := dict(decision.confidence_scales).get(t.name, t.scale)) is not None
+        },
         keyword_rules=tuple(
             Rule(name=r.name, pattern=r.pattern, tier=r.tier)
             for r in (decision.keyword_rules.rules if decision.keyword_rules else ())

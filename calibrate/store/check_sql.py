@@ -143,3 +143,28 @@ def check_data(
 
 def _float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ConfidenceRange:
+    """The finite confidences of one tier's attempts of one source: how many, lowest, highest."""
+
+    tier: str
+    source: str
+    count: int
+    low: float
+    high: float
+
+
+def confidence_ranges(
+    con: duckdb.DuckDBPyConnection, tiers: Sequence[str]
+) -> tuple[ConfidenceRange, ...]:
+    """Per tier and source (prod, shadow) the range of the stored finite confidences (a tier and
+    source with none is left out)."""
+    rows = con.execute(
+        "SELECT tier, source, count(*), min(confidence), max(confidence) FROM attempts "
+        "WHERE list_contains($tiers::VARCHAR[], tier) AND isfinite(confidence) "
+        "GROUP BY tier, source ORDER BY tier, source",
+        {"tiers": list(tiers)},
+    ).fetchall()
+    return tuple(ConfidenceRange(t, s, int(n), float(lo), float(hi)) for t, s, n, lo, hi in rows)

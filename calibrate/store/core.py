@@ -454,3 +454,9 @@ class Store:
         opening.open_read_only(other).close()
         with merge_sql.attached(self.con, other), self.transaction():
             return merge_sql.merge(self.con, str(other))
+
+    # --- confidence scales ---
+
+    def confidence_ranges(self, tiers: Sequence[str]) -> tuple[check_sql.ConfidenceRange, ...]:
+        """Per tier and source the range of the stored confidences (the sweep's scale check)."""
+        return check_sql.confidence_ranges(self.con, tiers)

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from scipy.stats import chi2
 
+from calibrate.config.tiers import TiersConfig
 from calibrate.errors import DataError
 from calibrate.store import Store
 from calibrate.store.check_sql import CheckData, CoverageCell, TierUse
 from calibrate.sweep.certify import Budget, labels_to_certify
+from calibrate.sweep.confidence_scale import FIX, judge_scales
 from calibrate.sweep.selection import Objective
 
 MAX_MIX_DISTANCE = 0.05
@@ -222,12 +224,21 @@ def check_store(
     db: str | None = None,
     tiers_file: str = "tiers.yaml",
     logs: str = "LOGS…",
+    tiers_config: TiersConfig | None = None,
 ) -> CheckReport:
     """What the stored logs can support for `tiers` (cheapest first), the reasons a sweep would
     not be trustworthy, and the next commands (naming `db`, the store file, None for a store in
-    memory, and `tiers_file`)."""
+    memory, and `tiers_file`; `tiers_config`: the tiers' declared confidence scales, for the
+    one-scale-per-tier check)."""
     objective = objective or Objective()
-    return _judge(store.check_data(tiers, texts=True), objective, (db, tiers_file, logs))
+    report = _judge(store.check_data(tiers, texts=True), objective, (db, tiers_file, logs))
+    if tiers_config is None:
+        return report
+    mixed = judge_scales(store.confidence_ranges(tiers), tiers_config).problems
+    if not mixed:
+        return report
+    fix = Step(f"edit {tiers_file}", FIX)
+    return replace(report, problems=(*mixed, *report.problems), steps=(fix, *report.steps))
 
 
 def preflight(store: Store, tiers: Sequence[str], objective: Objective) -> str | None:

@@ -59,6 +59,7 @@ from calibrate.sweep.certify import (
     labels_to_certify_drop,
     segment_groups,
 )
+from calibrate.sweep.confidence_scale import stored_scales
 from calibrate.sweep.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
 from calibrate.sweep.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.sweep.failure_modes import (
@@ -120,6 +121,7 @@ class Decision:
     keyword_rules: RulesFile | None = None
     router: RouterFit | None = None
     classifier_cost_per_1k: float = 0.0
+    confidence_scales: tuple[tuple[str, str], ...] = ()  # (tier, scale its confidences are on)
 
     @property
     def premium(self) -> str:
@@ -170,6 +172,7 @@ def run_sweep(
     overheads = overheads or Overheads()
     strategies = strategies or Strategies()
     bias = check.preflight(store, tiers.names, objective)  # raises on a biased or empty set
+    scales = stored_scales(store, tiers)  # raises on mixed scales
     if bias is not None:
         objective = replace(objective, certify=False)
     outcomes = store.outcomes(tiers.names, price_table(tiers))
@@ -207,6 +210,7 @@ def run_sweep(
         keyword_rules=keyword_rules,
         router=found.router,
         classifier_cost_per_1k=router.cost_usd_per_1k,
+        confidence_scales=tuple(sorted(scales.scales.items())),
     )
     report = SweepReport(
         frontier=_with_consensus(outcomes, answers, frontier),
@@ -248,7 +252,8 @@ def run_sweep(
                 rejected,
             )
         )
-        + tuple(w for w in [router.skipped(outcomes.n)] if w and not found.embedded),
+        + tuple(w for w in [router.skipped(outcomes.n)] if w and not found.embedded)
+        + scales.warnings,
     )
     return SweepResult(decision, report)
 
