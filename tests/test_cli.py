@@ -282,3 +282,24 @@ def test_sweep_given_logs_without_db_leaves_the_default_store_alone(
     assert result.exit_code == 0, result.output
     assert "requests: 4" in (tmp_path / "p" / "routing.yaml").read_text()
     assert _stored_requests(tmp_path / DEFAULT_STORE) == 6
+
+
+@pytest.mark.e2e
+def test_sweep_json_is_summary_json_built_from_the_result_not_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    args = ["sweep", "sample_logs/", "--tiers", "sample_logs/tiers.yaml", "--no-router"]
+    result = runner.invoke(app, [*args, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads((out / "summary.json").read_text("utf-8"))
+    read_back = []
+    real_read_text = Path.read_text
+    monkeypatch.setattr(
+        Path,
+        "read_text",
+        lambda self, *a, **k: read_back.append(self) or real_read_text(self, *a, **k),
+    )
+    again = runner.invoke(app, [*args, "--out", str(tmp_path / "again"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert not [p for p in read_back if p.name == "summary.json"]

@@ -3,7 +3,6 @@ one call to `pipeline.sweep_logs`, the recommendation printed."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -313,13 +312,16 @@ def sweep_cmd(
     with open_store_for_logs(db, paths) as store, console.progress("sweep") as tick:
         result, written = pipeline.sweep_logs(store, job, clock=now, on_progress=tick)
     if as_json:
-        console.print_json(json_summary(written))
+        console.print_json(json_summary(result))
     else:
         show_sweep(result, written)
 
 
-def json_summary(written: dict[str, Path]) -> dict:
-    return json.loads(written["summary.json"].read_text(encoding="utf-8"))
+def json_summary(result: SweepResult) -> dict:
+    """`--json`: summary.json's content, from the result (not read back from the file)."""
+    from calibrate.report.summary_json import summary
+
+    return summary(result).model_dump(mode="python")
 
 
 def show_sweep(result: SweepResult, written: dict[str, Path]) -> None:
