@@ -75,9 +75,9 @@ def _range(low: float | None, high: float | None) -> str:
     return f"{low:.4g} … {high:.4g} ({scale})"
 
 
-def _print(r: CheckReport) -> None:
+def _print(report: CheckReport) -> None:
     console.rows_table(
-        f"check: {r.requests} requests, tiers {' → '.join(r.tiers)}",
+        f"check: {report.requests} requests, tiers {' → '.join(report.tiers)}",
         ("tier", "source", "requests", "confidence", "range", "cost", "latency"),
         [
             (
@@ -89,17 +89,19 @@ def _print(r: CheckReport) -> None:
                 u.cost_present,
                 u.latency_present,
             )
-            for u in sorted(r.uses, key=lambda u: (r.tiers.index(u.tier), u.source))
+            for u in sorted(report.uses, key=lambda u: (report.tiers.index(u.tier), u.source))
         ],
     )
-    labels: list[tuple[object, ...]] = [(t, s, n) for t, s, n in r.labels] or [("(none)", "-", 0)]
+    labels: list[tuple[object, ...]] = [(t, s, n) for t, s, n in report.labels] or [
+        ("(none)", "-", 0)
+    ]
     console.rows_table("labels by source", ("tier", "source", "labels"), labels)
-    others = [f"{t} ({n})" for t, n in r.found_tiers if t not in r.tiers]
+    others = [f"{t} ({n})" for t, n in report.found_tiers if t not in report.tiers]
     out = console.out()
     if others:
         out.print(f"Tiers in the logs but not in tiers.yaml: {', '.join(others)}", markup=False)
-    cheapest = r.tiers[0] if r.tiers else ""
-    for bias in (r.complete, r.labeled):
+    cheapest = report.tiers[0] if report.tiers else ""
+    for bias in (report.complete, report.labeled):
         share = bias.size / bias.traffic if bias.traffic else 0.0
         verdict = (
             "SELECTED BY PRODUCTION ROUTING (biased)"
@@ -118,7 +120,7 @@ def _print(r: CheckReport) -> None:
         ("production path", "requests", "every tier's answer", "labelled (weighted)"),
         [
             (describe_path(c.path, cheapest), c.requests, f"{c.in_set:.0f}", f"{lab.in_set:.0f}")
-            for c, lab in zip(r.complete.paths, r.labeled.paths, strict=True)
+            for c, lab in zip(report.complete.paths, report.labeled.paths, strict=True)
         ],
     )
     console.rows_table(
@@ -131,21 +133,21 @@ def _print(r: CheckReport) -> None:
                 _pct(s.complete, s.requests),
                 _pct(s.labeled, s.requests),
             )
-            for s in r.segments
+            for s in report.segments
         ],
     )
-    rate = "unknown" if r.disagreement is None else f"{r.disagreement:.1%}"
-    need = "-" if r.labels_needed is None else str(r.labels_needed)
+    rate = "unknown" if report.disagreement is None else f"{report.disagreement:.1%}"
+    need = "-" if report.labels_needed is None else str(report.labels_needed)
     out.print(
-        f"Cheapest vs premium disagreement ({r.disagreement_basis}): {rate}. A certificate at "
-        f"ε={r.max_quality_drop:g}, {r.confidence_level:.0%} confidence needs about {need} "
+        f"Cheapest vs premium disagreement ({report.disagreement_basis}): {rate}. A certificate at "
+        f"ε={report.max_quality_drop:g}, {report.confidence_level:.0%} confidence needs about {need} "
         "uniform labels.",
         markup=False,
         highlight=False,
     )
-    for problem in r.problems:
+    for problem in report.problems:
         out.print(f"Problem: {problem}", markup=False, highlight=False)
-    for step in r.steps:
+    for step in report.steps:
         out.print(f"Next: {step.command}  # {step.why}", markup=False, highlight=False)
 
 

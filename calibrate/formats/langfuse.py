@@ -30,31 +30,33 @@ from calibrate.formats.gateway import (
 )
 
 
-def _tokens(r: Mapping[str, Any], usage: Mapping[str, Any], details: Mapping[str, Any]) -> tuple:
+def _tokens(
+    record: Mapping[str, Any], usage: Mapping[str, Any], details: Mapping[str, Any]
+) -> tuple:
     given = fields.first(
         details.get("input"),
         details.get("prompt_tokens"),
-        r.get("input_usage"),
+        record.get("input_usage"),
         usage.get("input"),
-        r.get("prompt_tokens"),
+        record.get("prompt_tokens"),
     )
     produced = fields.first(
         details.get("output"),
         details.get("completion_tokens"),
-        r.get("output_usage"),
+        record.get("output_usage"),
         usage.get("output"),
-        r.get("completion_tokens"),
+        record.get("completion_tokens"),
     )
     return fields.as_count(given), fields.as_count(produced)
 
 
-def _cost_usd(r: Mapping[str, Any], usage: Mapping[str, Any]) -> float | None:
-    details = fields.as_dict(r.get("cost_details"))
+def _cost_usd(record: Mapping[str, Any], usage: Mapping[str, Any]) -> float | None:
+    details = fields.as_dict(record.get("cost_details"))
     total = fields.as_float(
         fields.first(
             details.get("total"),
-            r.get("total_cost"),
-            r.get("calculated_total_cost"),
+            record.get("total_cost"),
+            record.get("calculated_total_cost"),
             usage.get("total_cost"),
         )
     )
@@ -66,21 +68,21 @@ def _cost_usd(r: Mapping[str, Any], usage: Mapping[str, Any]) -> float | None:
     return total
 
 
-def _latency_ms(r: Mapping[str, Any], start: Any, end: Any) -> float | None:
+def _latency_ms(record: Mapping[str, Any], start: Any, end: Any) -> float | None:
     """end - start; else `latency`, which the API reports in seconds."""
     measured = fields.between_ms(start, end)
     if measured is not None:
         return measured
-    seconds = fields.as_float(r.get("latency"))
+    seconds = fields.as_float(record.get("latency"))
     return seconds * 1000.0 if seconds is not None else None
 
 
-def _context(r: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
+def _context(record: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
     meta = plain(user, drop=("app", "region"))
     for key in ("session_id", "user_id", "trace_name", "environment", "prompt_name"):
-        if fields.as_str(r.get(key)):
-            meta.setdefault(key, r[key])
-    tags = fields.json_value(r.get("tags") or r.get("trace_tags"))
+        if fields.as_str(record.get(key)):
+            meta.setdefault(key, record[key])
+    tags = fields.json_value(record.get("tags") or record.get("trace_tags"))
     if isinstance(tags, list) and tags:
         meta.setdefault("tags", tags)
     return meta

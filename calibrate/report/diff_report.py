@@ -114,15 +114,15 @@ def _threshold_reason(t: ThresholdChange) -> str:
     return f"{t.tier}: threshold {_num(value)} only in the {side} file; {t.note}"
 
 
-def _rule_reason(r: RuleChange) -> str:
-    old = _rule(r.old_max_input_tokens, r.status == "only new")
-    new = _rule(r.new_max_input_tokens, r.status == "only old")
-    if r.status == "only new":
-        return f"rule added: {new} → {r.tier}"
-    if r.status == "only old":
-        return f"rule removed: {old} → {r.tier}"
-    moved = "" if r.relative_change is None else f" ({r.relative_change:+.1%})"
-    return f"rule for {r.tier}: {old} → {new}{moved}"
+def _rule_reason(change: RuleChange) -> str:
+    old = _rule(change.old_max_input_tokens, change.status == "only new")
+    new = _rule(change.new_max_input_tokens, change.status == "only old")
+    if change.status == "only new":
+        return f"rule added: {new} → {change.tier}"
+    if change.status == "only old":
+        return f"rule removed: {old} → {change.tier}"
+    moved = "" if change.relative_change is None else f" ({change.relative_change:+.1%})"
+    return f"rule for {change.tier}: {old} → {new}{moved}"
 
 
 def _keyword_reason(k: KeywordRuleChange) -> str:

@@ -153,24 +153,24 @@ def render_svg(chart: Chart) -> str:
 # --- the monitor's charts ---
 
 
-def _days(r: MonitorResult) -> tuple[date, ...]:
-    return tuple(c.start for c in r.chunks if c.segment == "all" and c.period == "day")
+def _days(result: MonitorResult) -> tuple[date, ...]:
+    return tuple(c.start for c in result.chunks if c.segment == "all" and c.period == "day")
 
 
-def _markers(r: MonitorResult) -> tuple[tuple[str, date], ...]:
-    first = tuple((a.kind.replace("_", " "), a.first_day) for a in r.alarms if a.recalibrate)
-    return (("reference end", r.reference.end), *first)
+def _markers(result: MonitorResult) -> tuple[tuple[str, date], ...]:
+    first = tuple((a.kind.replace("_", " "), a.first_day) for a in result.alarms if a.recalibrate)
+    return (("reference end", result.reference.end), *first)
 
 
-def escalation_chart(r: MonitorResult) -> Chart:
+def escalation_chart(result: MonitorResult) -> Chart:
     """The daily escalation rate of `all` with its Wilson band and the reference rate."""
-    days = [c for c in r.chunks if c.segment == "all" and c.period == "day"]
+    days = [c for c in result.chunks if c.segment == "all" and c.period == "day"]
     rates = [c.summary.escalation_rate for c in days]
     top = max([c.escalation_interval.high for c in days] + [0.05])
-    p0 = r.detectors[0].p0 if r.detectors else None
+    p0 = result.detectors[0].p0 if result.detectors else None
     return Chart(
         title="Escalation rate per day (band: 95% Wilson interval)",
-        days=_days(r),
+        days=_days(result),
         series=(("escalation rate", rates),),
         y_max=min(1.0, top * 1.1),
         percent=True,
@@ -179,14 +179,14 @@ def escalation_chart(r: MonitorResult) -> Chart:
             [c.escalation_interval.high for c in days],
         ),
         hlines=(("reference", p0),) if p0 is not None else (),
-        markers=_markers(r),
+        markers=_markers(result),
     )
 
 
-def cusum_chart(r: MonitorResult) -> Chart:
+def cusum_chart(result: MonitorResult) -> Chart:
     """Both CUSUM paths of `all` over the monitored days, against h."""
-    days = _days(r)
-    overall = next((d for d in r.detectors if d.segment == "all"), None)
+    days = _days(result)
+    overall = next((d for d in result.detectors if d.segment == "all"), None)
     if overall is None:
         return Chart("CUSUM (none)", days, (), 1.0)
     offset = len(days) - len(overall.days)
@@ -198,16 +198,16 @@ def cusum_chart(r: MonitorResult) -> Chart:
         series=(("rising", pad + list(overall.upper)), ("falling", pad + list(overall.lower))),
         y_max=top,
         hlines=(("h", overall.h),),
-        markers=_markers(r),
+        markers=_markers(result),
     )
 
 
-def quality_chart(r: MonitorResult) -> Chart:
+def quality_chart(result: MonitorResult) -> Chart:
     """Estimated (served, kept) and measured quality per day."""
-    days = [c for c in r.chunks if c.segment == "all" and c.period == "day"]
+    days = [c for c in result.chunks if c.segment == "all" and c.period == "day"]
     return Chart(
         title="Quality per day: estimated without labels (CBPE) and measured on labels",
-        days=_days(r),
+        days=_days(result),
         series=(
             ("est. served", [c.summary.estimated_quality for c in days]),
             ("est. kept", [c.summary.estimated_kept_quality for c in days]),
@@ -216,45 +216,45 @@ def quality_chart(r: MonitorResult) -> Chart:
         y_min=0.5,
         y_max=1.0,
         percent=True,
-        markers=_markers(r),
+        markers=_markers(result),
     )
 
 
-def psi_chart(r: MonitorResult) -> Chart:
+def psi_chart(result: MonitorResult) -> Chart:
     """Each tier's daily confidence PSI."""
-    days = _days(r)
+    days = _days(result)
     index = {d: i for i, d in enumerate(days)}
     series = []
-    for tier in dict.fromkeys(p.tier for p in r.psi):
+    for tier in dict.fromkeys(p.tier for p in result.psi):
         values: list[float | None] = [None] * len(days)
-        for p in r.psi:
+        for p in result.psi:
             if p.tier == tier and p.period == "day" and p.start in index:
                 values[index[p.start]] = p.psi
         series.append((tier, values))
-    top = max([p.psi for p in r.psi if p.period == "day"] + [0.1]) * 1.1
+    top = max([p.psi for p in result.psi if p.period == "day"] + [0.1]) * 1.1
     return Chart(
         "Daily confidence PSI per tier",
         days,
         tuple(series),
         top,
         hlines=(("0.1", 0.1),),
-        markers=_markers(r),
+        markers=_markers(result),
     )
 
 
-def health_chart(r: MonitorResult) -> Chart:
+def health_chart(result: MonitorResult) -> Chart:
     """Each region's daily share of traffic served below the intended tier."""
-    days = _days(r)
+    days = _days(result)
     index = {d: i for i, d in enumerate(days)}
     series = []
-    for region in sorted({d.region for d in r.health.days}):
+    for region in sorted({d.region for d in result.health.days}):
         values: list[float | None] = [0.0] * len(days)
-        for d in r.health.days:
+        for d in result.health.days:
             if d.region == region and d.day in index:
                 values[index[d.day]] = d.degraded / d.requests
         series.append((region, values))
     top = max([max((v or 0.0) for v in s) for _, s in series] + [0.05]) * 1.1
-    marks = tuple((f"outage {o.region}", o.start) for o in r.health.outages)
+    marks = tuple((f"outage {o.region}", o.start) for o in result.health.outages)
     return Chart(
         "Share of each region's traffic served below the intended tier",
         days,

@@ -132,33 +132,33 @@ def _health(h: Health) -> dict:
     }
 
 
-def as_json(r: MonitorResult) -> dict:
+def as_json(result: MonitorResult) -> dict:
     """Every number the views show, in one JSON-ready dict (stable key order)."""
     return {
-        "policy": r.policy,
-        "tiers": list(r.tiers),
-        "logs": {"start": str(r.logs_start), "end": str(r.logs_end)},
+        "policy": result.policy,
+        "tiers": list(result.tiers),
+        "logs": {"start": str(result.logs_start), "end": str(result.logs_end)},
         "reference": {
-            "start": str(r.reference.start),
-            "end": str(r.reference.end),
-            "source": r.reference.source,
-            "note": r.reference.note,
+            "start": str(result.reference.start),
+            "end": str(result.reference.end),
+            "source": result.reference.source,
+            "note": result.reference.note,
         },
-        "monitored_start": str(r.monitored_start),
-        "requests": r.requests,
-        "unevaluable": r.unevaluable,
-        "by": r.options.by,
-        "false_alarm_rate": r.options.false_alarm_rate,
-        "expected_escalation_rate": _num(r.expected_escalation_rate),
-        "recalibration_due": r.recalibration_due,
-        "reasons": list(r.reasons),
-        "alarms": [_alarm(a) for a in r.alarms],
+        "monitored_start": str(result.monitored_start),
+        "requests": result.requests,
+        "unevaluable": result.unevaluable,
+        "by": result.options.by,
+        "false_alarm_rate": result.options.false_alarm_rate,
+        "expected_escalation_rate": _num(result.expected_escalation_rate),
+        "recalibration_due": result.recalibration_due,
+        "reasons": list(result.reasons),
+        "alarms": [_alarm(a) for a in result.alarms],
         "calibration": [
-            {"tier": c.tier, "method": c.method, "labeled": c.labeled} for c in r.calibration
+            {"tier": c.tier, "method": c.method, "labeled": c.labeled} for c in result.calibration
         ],
-        "detectors": [_detector(d) for d in r.detectors],
-        "chunks": [_chunk_json(c) for c in r.chunks],
-        "quality_tests": [_quality_test(q) for q in r.quality],
-        "psi": [_psi(p) for p in r.psi],
-        "health": _health(r.health),
+        "detectors": [_detector(d) for d in result.detectors],
+        "chunks": [_chunk_json(c) for c in result.chunks],
+        "quality_tests": [_quality_test(q) for q in result.quality],
+        "psi": [_psi(p) for p in result.psi],
+        "health": _health(result.health),
     }

@@ -78,30 +78,32 @@ def _usd(x: float | None) -> str:
     return "–" if x is None else f"${x:.4f}"
 
 
-def _intro(r: MonitorResult) -> str:
-    cal = ", ".join(f"{c.tier}: {c.method or 'none'} on {c.labeled} labels" for c in r.calibration)
+def _intro(result: MonitorResult) -> str:
+    cal = ", ".join(
+        f"{c.tier}: {c.method or 'none'} on {c.labeled} labels" for c in result.calibration
+    )
     expected = (
-        f" routing.yaml expected an escalation rate of {_pct(r.expected_escalation_rate)}."
-        if r.expected_escalation_rate is not None
+        f" routing.yaml expected an escalation rate of {_pct(result.expected_escalation_rate)}."
+        if result.expected_escalation_rate is not None
         else ""
     )
     return (
-        f"Deployed policy: **{r.policy}**. Logs {r.logs_start}..{r.logs_end}, "
-        f"{r.requests:,} requests ({r.unevaluable:,} without the attempts the policy needs). "
-        f"Reference window {r.reference.start}..{r.reference.end} ({r.reference.note}); the "
-        f"detectors watch {r.monitored_start}..{r.logs_end} with a false-alarm rate of at most "
-        f"{r.options.false_alarm_rate:.0%} per run on stationary traffic.{expected} "
+        f"Deployed policy: **{result.policy}**. Logs {result.logs_start}..{result.logs_end}, "
+        f"{result.requests:,} requests ({result.unevaluable:,} without the attempts the policy needs). "
+        f"Reference window {result.reference.start}..{result.reference.end} ({result.reference.note}); the "
+        f"detectors watch {result.monitored_start}..{result.logs_end} with a false-alarm rate of at most "
+        f"{result.options.false_alarm_rate:.0%} per run on stationary traffic.{expected} "
         f"P(correct) mapping refitted on the reference window: {cal}."
     )
 
 
-def _verdict(r: MonitorResult) -> tuple[Block, ...]:
-    if r.recalibration_due:
+def _verdict(result: MonitorResult) -> tuple[Block, ...]:
+    if result.recalibration_due:
         head = "**Recalibration is due** (`--check` exits 3):"
     else:
         head = "**Recalibration is not due**: no drift alarm."
-    lines = [f"- {reason}" for reason in r.reasons]
-    others = [a for a in r.alarms if not a.recalibrate]
+    lines = [f"- {reason}" for reason in result.reasons]
+    others = [a for a in result.alarms if not a.recalibrate]
     if others:
         lines.append("")
         lines.append("Also (these do not make recalibration due):")
@@ -109,8 +111,8 @@ def _verdict(r: MonitorResult) -> tuple[Block, ...]:
     return (head, "\n".join(lines)) if lines else (head,)
 
 
-def _alarm_blocks(r: MonitorResult) -> tuple[Block, ...]:
-    if not r.alarms:
+def _alarm_blocks(result: MonitorResult) -> tuple[Block, ...]:
+    if not result.alarms:
         return ("None.",)
     table = Table(
         ("first day", "kind", "segment", "dangerous", "recalibrate"),
@@ -122,13 +124,13 @@ def _alarm_blocks(r: MonitorResult) -> tuple[Block, ...]:
                 "yes" if a.dangerous else "no",
                 "yes" if a.recalibrate else "no",
             )
-            for a in r.alarms
+            for a in result.alarms
         ),
     )
     evidence = [
         f"**{a.first_day} {a.kind} ({a.segment})**: {a.summary}\n"
         + "\n".join(f"  - {e}" for e in a.evidence)
-        for a in r.alarms
+        for a in result.alarms
     ]
     return (table, *evidence)
 
@@ -170,24 +172,29 @@ def _series_table(chunks: list[Chunk]) -> Table:
     )
 
 
-def _series_sections(r: MonitorResult) -> list[Section]:
+def _series_sections(result: MonitorResult) -> list[Section]:
     out: list[Section] = []
-    segments = list(dict.fromkeys(c.segment for c in r.chunks))
+    segments = list(dict.fromkeys(c.segment for c in result.chunks))
     for segment in segments:
-        weeks = [c for c in r.chunks if c.segment == segment and c.period == "week"]
+        weeks = [c for c in result.chunks if c.segment == segment and c.period == "week"]
         out.append((f"Weekly: {segment}", (_series_table(weeks),)))
-    days = [c for c in r.chunks if c.segment == "all" and c.period == "day"]
+    days = [c for c in result.chunks if c.segment == "all" and c.period == "day"]
     out.append(
         (
             "Daily: all",
-            (escalation_chart(r), cusum_chart(r), quality_chart(r), _series_table(days)),
+            (
+                escalation_chart(result),
+                cusum_chart(result),
+                quality_chart(result),
+                _series_table(days),
+            ),
         )
     )
     return out
 
 
-def _detector_blocks(r: MonitorResult) -> tuple[Block, ...]:
-    if not r.detectors:
+def _detector_blocks(result: MonitorResult) -> tuple[Block, ...]:
+    if not result.detectors:
         return ("A single-tier policy never escalates: no escalation detector.",)
     text = (
         "Two one-sided CUSUMs (k = 0.5) on the daily escalation rate standardised by its "
@@ -206,14 +213,14 @@ def _detector_blocks(r: MonitorResult) -> tuple[Block, ...]:
                 str(d.first_up or "–"),
                 str(d.first_down or "–"),
             )
-            for d in r.detectors
+            for d in result.detectors
         ),
     )
-    return (text, table, *_quality_blocks(r))
+    return (text, table, *_quality_blocks(result))
 
 
-def _quality_blocks(r: MonitorResult) -> tuple[Block, ...]:
-    if not r.quality:
+def _quality_blocks(result: MonitorResult) -> tuple[Block, ...]:
+    if not result.quality:
         return ("Too few labeled kept requests for the weekly labeled-quality test.",)
     table = Table(
         ("week", "labeled", "acceptable", "p-value", "α", "fell"),
@@ -226,7 +233,7 @@ def _quality_blocks(r: MonitorResult) -> tuple[Block, ...]:
                 f"{q.alpha:.3g}",
                 "yes" if q.fell else "",
             )
-            for q in r.quality
+            for q in result.quality
         ),
     )
     text = (
@@ -236,11 +243,11 @@ def _quality_blocks(r: MonitorResult) -> tuple[Block, ...]:
     return (text, table)
 
 
-def _psi_blocks(r: MonitorResult) -> tuple[Block, ...]:
-    weeks = [p for p in r.psi if p.period == "week"]
+def _psi_blocks(result: MonitorResult) -> tuple[Block, ...]:
+    weeks = [p for p in result.psi if p.period == "week"]
     if not weeks:
         return ("No tier has enough confidences in the reference window for PSI.",)
-    daily_above = sum(p.above for p in r.psi if p.period == "day")
+    daily_above = sum(p.above for p in result.psi if p.period == "day")
     text = (
         "PSI of each tier's confidence against the reference window (10 bins at the reference "
         "deciles). A chunk alarms above max(0.1, (1/n + 1/m)·χ²₉(1 − α)); the limit grows "
@@ -261,11 +268,11 @@ def _psi_blocks(r: MonitorResult) -> tuple[Block, ...]:
             for p in weeks
         ),
     )
-    return (text, psi_chart(r), table)
+    return (text, psi_chart(result), table)
 
 
-def _health_blocks(r: MonitorResult) -> tuple[Block, ...]:
-    h = r.health
+def _health_blocks(result: MonitorResult) -> tuple[Block, ...]:
+    h = result.health
     text = (
         "Requests whose intended tier failed in production (a failed `prod` attempt) and that "
         "a cheaper tier served. A region-day is flagged when that count is improbably high for "
@@ -289,19 +296,19 @@ def _health_blocks(r: MonitorResult) -> tuple[Block, ...]:
             for o in h.outages
         ),
     )
-    return (text, table, health_chart(r))
+    return (text, table, health_chart(result))
 
 
-def sections(r: MonitorResult) -> tuple[Section, ...]:
+def sections(result: MonitorResult) -> tuple[Section, ...]:
     """The document both monitor.md and monitor.html are rendered from."""
     return (
-        ("calibrate monitor", (_intro(r),)),
-        ("Verdict", _verdict(r)),
-        ("Alarms", _alarm_blocks(r)),
-        *_series_sections(r),
-        ("Detectors", _detector_blocks(r)),
-        ("Confidence drift (PSI)", _psi_blocks(r)),
-        ("Regional health", _health_blocks(r)),
+        ("calibrate monitor", (_intro(result),)),
+        ("Verdict", _verdict(result)),
+        ("Alarms", _alarm_blocks(result)),
+        *_series_sections(result),
+        ("Detectors", _detector_blocks(result)),
+        ("Confidence drift (PSI)", _psi_blocks(result)),
+        ("Regional health", _health_blocks(result)),
     )
 
 
@@ -370,15 +377,15 @@ def render_html(doc: tuple[Section, ...]) -> str:
     )
 
 
-def terminal_text(r: MonitorResult) -> str:
+def terminal_text(result: MonitorResult) -> str:
     """What `calibrate monitor` prints: the verdict, the alarms and the weekly table of `all`."""
-    weeks = [c for c in r.chunks if c.segment == "all" and c.period == "week"]
+    weeks = [c for c in result.chunks if c.segment == "all" and c.period == "week"]
     table = _series_table(weeks)
     widths = [max(len(h), *(len(row[k]) for row in table.rows)) for k, h in enumerate(table.header)]
-    lines = [_intro(r).replace("**", ""), "", *_verdict_lines(r), "", "Weekly (all):"]
+    lines = [_intro(result).replace("**", ""), "", *_verdict_lines(result), "", "Weekly (all):"]
     lines.append("  ".join(h.rjust(w) for h, w in zip(table.header, widths, strict=True)))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in table.rows]
-    for o in r.health.outages:
+    for o in result.health.outages:
         lines.append(
             f"Outage {o.region} {o.start}..{o.end}: {o.degraded} of {o.requests:,} requests "
             f"served below the intended tier ({_pct(o.share)})."
@@ -386,11 +393,11 @@ def terminal_text(r: MonitorResult) -> str:
     return "\n".join(lines)
 
 
-def _verdict_lines(r: MonitorResult) -> list[str]:
-    head = "Recalibration is due:" if r.recalibration_due else "Recalibration is not due."
+def _verdict_lines(result: MonitorResult) -> list[str]:
+    head = "Recalibration is due:" if result.recalibration_due else "Recalibration is not due."
     lines = [head]
-    due = [a for a in r.alarms if a.recalibrate]
-    others = [a for a in r.alarms if not a.recalibrate]
+    due = [a for a in result.alarms if a.recalibrate]
+    others = [a for a in result.alarms if not a.recalibrate]
     for group, title in ((due, None), (others, "Also (these do not make recalibration due):")):
         if group and title:
             lines.append(title)

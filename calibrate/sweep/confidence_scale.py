@@ -22,12 +22,12 @@ from calibrate.store import Store
 from calibrate.store.check_sql import ConfidenceRange
 
 
-def _range(r: ConfidenceRange) -> str:
-    return f"{r.source} confidences lie in [{r.low:.4g}, {r.high:.4g}]"
+def _range(span: ConfidenceRange) -> str:
+    return f"{span.source} confidences lie in [{span.low:.4g}, {span.high:.4g}]"
 
 
-def _on(r: ConfidenceRange) -> list[str]:
-    return [s for s in SCALES if fits(s, r.low, r.high)]
+def _on(span: ConfidenceRange) -> list[str]:
+    return [s for s in SCALES if fits(s, span.low, span.high)]
 
 
 def _scales_text() -> str:
