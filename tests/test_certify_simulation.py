@@ -122,16 +122,16 @@ def test_the_sweep_certifies_on_the_drop_when_asked(tmp_path: Path) -> None:
         (tmp_path / test).mkdir()
         objective = Objective(max_quality_drop=EPS, certify_on=test)
         by_test[test] = sweep_outcomes(tmp_path / test, o, objective)
-    old, new = by_test["regret"].recommendation, by_test["drop"].recommendation
+    old, new = by_test["regret"].decision.recommendation, by_test["drop"].decision.recommendation
     assert new.certified and not new.fallback
-    assert new.row["savings_vs_premium"] > old.row["savings_vs_premium"] + 0.2
+    assert new.row.metrics.savings_vs_premium > old.row.metrics.savings_vs_premium + 0.2
     assert "betting test on the paired drop" in new.reason
-    stage = by_test["drop"].evidence.stages[0]
+    stage = by_test["drop"].report.evidence.stages[0]
     assert stage.test == "drop" and stage.drop_ucb is not None and stage.drop_ucb <= EPS
     assert stage.p_value is not None and stage.p_value <= stage.delta
-    assert new.row["strategy"] == "cascade"
+    assert new.row.policy.strategy == "cascade"
     c, cheap_ok, premium_ok = population(200_000)
-    tau = float(new.row["thresholds"])
+    (tau,) = new.row.policy.thresholds
     held_out_drop = (premium_ok.astype(float) - np.where(c >= tau, cheap_ok, premium_ok)).mean()
     assert held_out_drop <= EPS
 
