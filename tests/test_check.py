@@ -155,6 +155,8 @@ def test_sweep_refuses_production_only_logs(logs: dict[str, Path], tmp_path: Pat
     assert routing["certified"] is False
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "BIASED ESTIMATE (--allow-biased)" in report
+    first_line = next(line for line in report.splitlines()[1:] if line.strip())
+    assert first_line.startswith("**BIASED ESTIMATE (--allow-biased)"), first_line
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["selection"]["certified"] is False
 

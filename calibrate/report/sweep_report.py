@@ -51,6 +51,7 @@ from calibrate.report.strategies import (
     strategy_comparison,
 )
 from calibrate.report.summary_json import summary_text
+from calibrate.sweep.check import BIASED_WARNING
 from calibrate.sweep.diagnostics import DAILY_VOLUMES
 from calibrate.sweep.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.sweep.stage import Decision, SweepResult
@@ -474,6 +475,13 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
     )
 
 
+def _biased_first(result: SweepResult) -> tuple[str, ...]:
+    """With --allow-biased on a set production routing selected, the report's first line says the
+    estimate is biased (the warning `sweep/check.py` wrote)."""
+    biased = [w for w in result.report.warnings if w.startswith(BIASED_WARNING)]
+    return (f"**{biased[0]}**",) if biased else ()
+
+
 def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple[Section, ...]:
     """The report's content, shared by Markdown and HTML (`charts`: the chart files written)."""
 
@@ -500,6 +508,7 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
         (
             "calibrate report",
             (
+                *_biased_first(result),
                 _headline(result),
                 rec.reason + ".",
                 _selection_note(result),

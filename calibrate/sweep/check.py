@@ -36,6 +36,9 @@ BIAS_P_VALUE = 0.001
 
 DEFAULT_REPLAY_SAMPLE = 1000
 
+BIASED_WARNING = "BIASED ESTIMATE"
+"""How the warning of a sweep allowed on a biased set begins (the report puts it first)."""
+
 
 @dataclass(frozen=True)
 class PathCoverage:
@@ -262,7 +265,7 @@ def preflight(store: Store, tiers: Sequence[str], objective: Objective) -> str |
     what = bias.explain(tiers[0])
     if objective.allow_biased:
         return (
-            f"BIASED ESTIMATE (--allow-biased): {what}. Nothing is certified; the numbers describe "
+            f"{BIASED_WARNING} (--allow-biased): {what}. Nothing is certified; the numbers describe "
             "that subset, not the traffic."
         )
     n = replay_size(complete, min(DEFAULT_REPLAY_SAMPLE, complete.traffic))
