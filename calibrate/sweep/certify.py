@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -360,16 +361,7 @@ def labels_to_certify(regret_rate: float, budget: Budget, limit: int = 10_000_00
     def passes(n: int) -> bool:
         return binom.cdf(math.floor(regret_rate * n), n, budget.max_regret) <= budget.delta
 
-    high = 16
-    while not passes(high):
-        high *= 2
-        if high > limit:
-            return None
-    low = high // 2
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if passes(mid) else (mid, high)
-    return high
+    return _least_passing(passes, limit)
 
 
 def labels_to_certify_drop(drop: np.ndarray, budget: Budget, limit: int = 2_000_000) -> int | None:
@@ -386,6 +378,12 @@ def labels_to_certify_drop(drop: np.ndarray, budget: Budget, limit: int = 2_000_
     def passes(n: int) -> bool:
         return bool(bounded_mean.rejects(np.resize(pattern, n), null_mean, budget.delta)[0])
 
+    return _least_passing(passes, limit)
+
+
+def _least_passing(passes: Callable[[int], bool], limit: int) -> int | None:
+    """The least label count n ≥ 16 at which `passes(n)` holds (it is monotone in n): doubling,
+    then bisection; None past `limit`."""
     high = 16
     while not passes(high):
         high *= 2
