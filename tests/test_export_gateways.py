@@ -24,7 +24,7 @@ from llm_server import LLMServer
 from replay_support import make_store, run_replay, tier
 from replay_support import write_tiers as write_replay_tiers
 
-from calibrate.config.routing import load_routing
+from calibrate.config.routing import load_routing, policy_of
 from calibrate.config.tiers import load_tiers, price_table
 from calibrate.export import gate
 from calibrate.export.targets import export_routing
@@ -145,7 +145,7 @@ def _served_by_evaluate(db: Path, routing_path: Path, tiers_path: Path) -> dict[
     order = (*[t.name for t in config.tiers if t.name != config.premium_tier], config.premium_tier)
     with Store.open(db) as store:
         outcomes = store.outcomes(order, prices)
-        family = family_for(config, order, keyword_forced(store, config, outcomes))
+        family = family_for(policy_of(config), order, keyword_forced(store, config, outcomes))
         served = assign(outcomes, family, (0,) * len(family.grids)).served_tier
         texts = store.prompt_texts(outcomes.request_ids.tolist())
         escalation = evaluate_routing(store, config, prices).metrics["escalation_rate"]
