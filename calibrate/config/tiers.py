@@ -204,7 +204,7 @@ def load_yaml_model(path: Path, model: type[M], what: str, hint: str) -> M:
 def load_tiers(path: Path) -> TiersConfig:
     """Read and validate tiers.yaml."""
     return load_yaml_model(
-        path, TiersConfig, "tiers file", "See the tiers.yaml example in the README."
+        path, TiersConfig, "tiers file", "See the tiers.yaml example in docs/formats.md."
     )
 
 

@@ -713,7 +713,7 @@ def write_jsonl_gz(rows: Iterable[dict], path: Path | str) -> int:
 
 
 def tiers_yaml_text() -> str:
-    """The sample tiers.yaml (the format of DESIGN.md), as text with a fixed layout."""
+    """The sample tiers.yaml (the format of docs/formats.md), as text with a fixed layout."""
     lines = [
         "# Tiers of the bundled sample logs, cheapest first (prices in USD per million tokens).",
         "# base_url: a local OpenAI-compatible server; https://api.openai.com/v1 for the real API.",

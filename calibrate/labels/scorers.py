@@ -97,7 +97,7 @@ def load_scorers(path: Path) -> ScorersConfig:
         path,
         ScorersConfig,
         "scorers file",
-        "See the scorers.yaml example in the README (kinds: " + ", ".join(KINDS) + ").",
+        "See the scorers.yaml example in docs/labels.md (kinds: " + ", ".join(KINDS) + ").",
     )
 
 

@@ -75,7 +75,7 @@ class RuleHits:
 
 def load_rules(path: Path, tiers: tuple[str, ...]) -> RulesFile:
     """Read and validate a rules file: known tiers, patterns that compile."""
-    rules = load_yaml_model(path, RulesFile, "rules file", "See `keyword rules` in the README.")
+    rules = load_yaml_model(path, RulesFile, "rules file", "See `Keyword rules` in docs/sweep.md.")
     for i, rule in enumerate(rules.rules):
         where = f"{path}: rules[{i}]"
         if rule.tier not in tiers:
