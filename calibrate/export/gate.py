@@ -9,8 +9,8 @@ strategy turns into the next target. Two paths:
   `confidence ≥ escalate_below`. No logprobs → false (escalate), as a missing confidence does in
   calibrate.
 - `/rule/<i>` (input guardrail): verdict true iff keyword rule i is the first rule whose pattern
-  matches (an RE2 search, as in calibrate: config/patterns.py) the prompt text — the messages'
-  contents joined by newlines, as the store builds it.
+  matches (Python `re.search`) the prompt text — the messages' contents joined by newlines, as the
+  store builds it.
 
 A stdlib threaded HTTP server; the caller passes host and port (loopback by default).
 """
