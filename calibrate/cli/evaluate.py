@@ -61,7 +61,7 @@ def evaluate_cmd(
     Example:
 
     \b
-        calibrate evaluate out/routing.yaml sample_logs/ --tiers sample_logs/tiers.yaml --check
+        calibrate evaluate out/routing.yaml new_logs/ --tiers tiers.yaml --check
     """
     from calibrate import pipeline
     from calibrate.config.routing import load_routing
