@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from outcomes_support import random_outcomes
 
-from calibrate.config.routing import load_routing, policy_of
+from calibrate.config.routing import load_routing, policy_of, round_metric
 from calibrate.errors import ConfigError
 from calibrate.policies.families import Family, threshold_grid
 from calibrate.records.labels import ACCEPTABLE
@@ -182,7 +182,7 @@ def test_a_chosen_policy_is_written_and_evaluate_reproduces_it(
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
     assert got["policy"] == policy
-    assert {m: got[m] for m in config.expected} == dict(config.expected)
+    assert {m: round_metric(m, got[m]) for m in config.expected} == dict(config.expected)
 
     args = ["sweep", str(sample_logs), *tiers, "--out", str(tmp_path / "x"), "--no-router"]
     result = runner.invoke(app, [*args, "--policy", "cascade:nope"])

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from label_support import HARD_INTENT, clock, make_store, query
 
+from calibrate.config.patterns import SYNTAX_HINT
 from calibrate.config.tiers import TiersConfig
 from calibrate.errors import ConfigError, DataError
 from calibrate.labels import queue as label_queue
@@ -175,3 +176,25 @@ def test_sample_errors(tmp_path: Path) -> None:
     with Store.open(db) as store, pytest.raises(ConfigError, match="not a valid regular"):
         label_queue.sample(store, TIERS, Design(n=3, keywords=("(",)), tmp_path / "o.csv",
                            seed=0, clock=clock)  # fmt: skip
+
+
+def test_keywords_use_the_engine_and_syntax_of_every_user_pattern(tmp_path: Path) -> None:
+    """`sample --keyword` is compiled by config/patterns.py like rules.yaml's patterns: the same
+    RE2 syntax (look-ahead refused, with the same hint), matched case-insensitively."""
+    db, _ = make_store(tmp_path, n=60)
+    with Store.open(db) as store, pytest.raises(ConfigError) as exc:
+        label_queue.sample(store, TIERS, Design(n=3, keywords=("charge(?=back)",)),
+                           tmp_path / "o.csv", seed=0, clock=clock)  # fmt: skip
+    assert exc.value.message.startswith(
+        "--keyword 'charge(?=back)' is not a valid regular expression in RE2 syntax:"
+    )
+    assert exc.value.hint is not None and exc.value.hint.startswith(SYNTAX_HINT)
+    out = tmp_path / "review.csv"
+    design = Design(n=30, keywords=("CHARGE\\w+",))
+    with Store.open(db) as store:
+        label_queue.sample(store, TIERS, design, out, seed=1, clock=clock)
+        texts = store.prompt_texts([f"r-{i:04d}" for i in range(60)])
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    complex_rows = [r for r in rows if r["stratum"] == "complex"]
+    assert complex_rows and all("chargeback" in r["prompt"] for r in complex_rows)
+    assert any("chargeback" in t for t in texts) and not any("CHARGE" in t for t in texts)

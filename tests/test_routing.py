@@ -158,3 +158,99 @@ def test_a_policy_round_trips_through_routing_yaml(
     assert loaded.strategy == strategy
     assert policy_of(loaded) == policy
     assert loaded.expected == {m: getattr(metrics, m) for m in METRICS}
+
+
+# --- a hand-written routing.yaml: only strategy and tiers ----------------------------------------
+
+MINIMAL = {
+    "always:medium": "strategy: single\ntiers:\n  - {name: medium, model: m-m}\n",
+    "cascade:small>large@0.62": (
+        "strategy: cascade\ntiers:\n  - {name: small, model: m-s, escalate_below: 0.62}\n"
+        "  - {name: large, model: m-l}\n"
+    ),
+    "cascade:small>medium>large@0.62,0.8": (
+        "strategy: cascade\ntiers:\n  - {name: small, model: m-s, escalate_below: 0.62}\n"
+        "  - {name: medium, model: m-m, escalate_below: 0.8}\n  - {name: large, model: m-l}\n"
+    ),
+    "length:small>large@<=156": (
+        "strategy: rules\ntiers:\n  - {name: small, model: m-s}\n  - {name: large, model: m-l}\n"
+        "rules:\n  - {tier: small, max_input_tokens: 156}\n  - {tier: large}\n"
+    ),
+    "rules:small>large@none": (
+        "strategy: rules\ntiers:\n  - {name: small, model: m-s}\n  - {name: large, model: m-l}\n"
+        "rules:\n  - {pattern: order status, tier: small}\n  - {tier: large}\n"
+    ),
+    "hybrid:small>large@0.7": (
+        "strategy: hybrid\ntiers:\n  - {name: small, model: m-s, escalate_below: 0.7}\n"
+        "  - {name: large, model: m-l}\nrules:\n  - {pattern: clause, tier: large}\n"
+    ),
+    "router:small>large@0.5": (
+        "strategy: router\ntiers:\n  - {name: small, model: m-s}\n  - {name: large, model: m-l}\n"
+        "classifier: {file: router.json, min_score: 0.5}\n"
+    ),
+    "consensus:small+medium+large": (
+        "strategy: consensus\ntiers:\n  - {name: small, model: m-s}\n"
+        "  - {name: medium, model: m-m}\n  - {name: large, model: m-l}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("policy", list(MINIMAL))
+def test_every_strategy_loads_from_strategy_and_tiers_alone(tmp_path: Path, policy: str) -> None:
+    """The bookkeeping a sweep records is optional; the premium tier is the last tier; writing
+    the loaded file back adds only that premium tier and `certified: false`."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(MINIMAL[policy], encoding="utf-8")
+    config = load_routing(path)
+    assert policy_of(config).id == policy
+    assert config.premium_tier == config.tiers[-1].name
+    assert (config.objective, config.selection, config.calibrated_on) == (None, None, None)
+    assert (config.expected, config.intervals, config.certified) == ({}, {}, False)
+    assert config.generated_by is None
+    path.write_text(dump_routing(config), encoding="utf-8")
+    assert load_routing(path) == config
+
+
+def test_a_hand_written_file_keeps_its_premium_tier(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(MINIMAL["always:medium"] + "premium_tier: large\n", encoding="utf-8")
+    assert load_routing(path).premium_tier == "large"
+
+
+def test_diff_of_a_hand_written_file_says_what_it_lacks(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from calibrate.cli.app import app
+
+    path = tmp_path / "current.yaml"
+    path.write_text(MINIMAL["cascade:small>large@0.62"], encoding="utf-8")
+    result = CliRunner().invoke(app, ["diff", str(path), str(GOLDEN_ROUTING)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(
+        f"Error: {path} has no objective, selection, calibrated_on: a hand-written routing.yaml"
+    )
+    assert f"Hint: Measure it with `calibrate evaluate {path} LOGS`" in result.stderr
+
+
+def test_a_sweep_records_the_program_and_version_that_wrote_the_file(tmp_path: Path) -> None:
+    import calibrate
+    from calibrate.config.routing import GENERATED_BY
+
+    metrics = PolicyMetrics(0.9, 0.01, 0.2, 1.0, 0.3, 500.0, 900.0)
+    config = routing_from(
+        FrontierRow(Policy("cascade", ("small", "large"), (0.62,)), 100, 10, metrics),
+        TIERS,
+        "large",
+        ObjectiveSpec(max_quality_drop=0.02, confidence_level=0.95),
+        "certified",
+        True,
+        DataWindow(100, 10, 0, None, None, "x"),
+        confidence={"small": ("logprob_mean", "probability")},
+        generated_by=GENERATED_BY,
+    )
+    text = dump_routing(config)
+    assert text.splitlines()[1] == f"generated_by: calibrate {calibrate.__version__}"
+    assert "confidence: {method: logprob_mean, scale: probability}" in text
+    path = tmp_path / "routing.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_routing(path).generated_by == GENERATED_BY

@@ -186,3 +186,24 @@ def test_the_router_is_skipped_with_a_warning_above_its_request_limit(
 def test_summary_json_follows_its_schema(demo_out: Path, empirical_out: Path) -> None:
     for out in (demo_out, empirical_out):
         check_summary(out / "summary.json")
+
+
+def test_routing_yaml_and_summary_json_record_the_version_and_confidence_methods(
+    demo_out: Path, sample_logs: Path
+) -> None:
+    """Which calibrate wrote them, and on what each tier's confidence (hence each threshold) is
+    measured: tiers.yaml's method and the scale in force."""
+    import calibrate
+
+    routing = yaml.safe_load((demo_out / "routing.yaml").read_text(encoding="utf-8"))
+    summary = json.loads((demo_out / "summary.json").read_text(encoding="utf-8"))
+    assert (
+        routing["generated_by"] == summary["generated_by"] == f"calibrate {calibrate.__version__}"
+    )
+    tiers = yaml.safe_load((sample_logs / "tiers.yaml").read_text(encoding="utf-8"))["tiers"]
+    recorded = {
+        c["tier"]: {"method": c["method"], "scale": c["scale"]} for c in summary["confidence"]
+    }
+    assert recorded == {t["name"]: t["confidence"] for t in tiers}
+    deciding = [t for t in routing["tiers"] if "escalate_below" in t]
+    assert deciding and all(t["confidence"] == recorded[t["name"]] for t in deciding)

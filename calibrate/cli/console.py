@@ -13,7 +13,9 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -31,6 +33,9 @@ from calibrate.records.labels import (
 )
 from calibrate.records.outcomes import IngestSummary
 from calibrate.records.replay import ReplayPlan, ReplaySummary
+
+if TYPE_CHECKING:  # the evaluate stage loads when `evaluate` runs
+    from calibrate.sweep.evaluate import Evaluation, MetricCheck
 
 
 def out() -> Console:
@@ -157,6 +162,89 @@ def metrics_table(title: str, row: dict, metrics: tuple[str, ...]) -> None:
         if m in row:
             table.add_row(m, _fmt(m, row[m]) if m in metrics else str(row[m]))
     out().print(table)
+
+
+def _precise(metric: str, value: float | None) -> str:
+    """A metric at routing.yaml's precision (`routing.METRIC_DIGITS`), as `evaluate` compares it;
+    the unit is in the metric's name (rates as percentages)."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    if metric in ("escalation_rate", "savings_vs_premium"):
+        return f"{value:.2%}"
+    if metric.startswith("latency"):
+        return f"{value:.1f}"
+    if metric.startswith("cost"):
+        return f"{value:.6f}"
+    return f"{value:.4f}"
+
+
+def _interval(check: MetricCheck) -> str:
+    if check.interval is None:
+        return ""
+    low, high = check.interval
+    return f"{_precise(check.name, low)}–{_precise(check.name, high)}"
+
+
+_CHECK_TEXT = {"inside": "inside", "outside": "OUTSIDE", "no interval": "", "not measured": "—"}
+
+
+def evaluation(result: Evaluation) -> None:
+    """`calibrate evaluate`: each metric measured next to routing.yaml's expected value and
+    interval (stdout), then what the comparison found (stderr)."""
+    level = f" ({result.level:.0%})" if result.level is not None else ""
+    table = Table(title=f"evaluate: {result.policy}", title_justify="left", box=box.SIMPLE)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("measured", justify="right")
+    table.add_column("expected", justify="right")
+    table.add_column(f"interval{level}", justify="right")
+    table.add_column("check")
+    table.add_row("requests", str(result.window.requests), "", "", "")
+    table.add_row("labeled", str(result.window.labeled), "", "", "")
+    for c in result.checks:
+        expected = "" if c.expected is None else _precise(c.name, c.expected)
+        status = Text(_CHECK_TEXT[c.status], style="bold red" if c.status == "outside" else "")
+        table.add_row(c.name, _precise(c.name, c.measured), expected, _interval(c), status)
+    out().print(table)
+    for line in evaluation_notes(result):
+        err().print(line, highlight=False, markup=False)
+
+
+def evaluation_notes(result: Evaluation) -> list[str]:
+    """What the comparison with routing.yaml found, in sentences."""
+    if not result.compared:
+        return [
+            "routing.yaml records no expected metrics and no intervals (a hand-written config?): "
+            "nothing to compare against. The figures above are what this config does on these logs."
+        ]
+    notes = []
+    unmeasured = [c.name for c in result.checks if c.status == "not measured"]
+    if unmeasured:
+        why = " (no request in them is labeled)" if result.window.labeled == 0 else ""
+        notes.append(
+            f"Not measurable on these logs{why}, so not compared: {', '.join(unmeasured)}."
+        )
+    for c in result.outside:
+        assert c.interval is not None
+        expected = "" if c.expected is None else f" (expected {_precise(c.name, c.expected)})"
+        notes.append(
+            f"Warning: {c.name} {_precise(c.name, c.measured)} is outside routing.yaml's interval "
+            f"{_interval(c)}{expected}."
+        )
+    compared = sum(c.status in ("inside", "outside") for c in result.checks)
+    if result.outside:
+        notes.append(
+            f"Warning: {len(result.outside)} of {compared} metrics moved outside the intervals "
+            "routing.yaml was calibrated with: these logs differ from the calibration data "
+            "(traffic, prompts or models changed). Re-run `calibrate sweep` on recent logs "
+            "before relying on its expected figures."
+        )
+    elif compared:
+        notes.append(
+            f"All {compared} metrics with an interval are inside routing.yaml's intervals."
+        )
+    else:
+        notes.append("routing.yaml has no interval for any metric measured here: nothing flagged.")
+    return notes
 
 
 def outputs_written(paths: dict[str, Path]) -> None:

@@ -1,4 +1,5 @@
-"""`calibrate evaluate`: the metrics of one routing.yaml on the given logs or the store."""
+"""`calibrate evaluate`: the metrics of one routing.yaml on the given logs or the store, next to
+what the file expected; exit 3 with `--check` when a metric is outside its interval."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from calibrate.cli.options import Db, Json
 
 
 def evaluate_cmd(
-    routing: Annotated[Path, typer.Argument(help="A routing.yaml written by `calibrate sweep`.")],
+    routing: Annotated[
+        Path,
+        typer.Argument(
+            help="A routing.yaml written by `calibrate sweep`, or a hand-written one (strategy "
+            "and tiers suffice)."
+        ),
+    ],
     paths: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -27,21 +34,37 @@ def evaluate_cmd(
             help="tiers.yaml, for prices when logs have no cost_usd and for gateway exports.",
         ),
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Exit 3 when a metric is outside routing.yaml's interval for it."
+        ),
+    ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """The metrics of one routing.yaml on the given logs.
+    """The metrics of one routing.yaml on the given logs, next to its expected values and
+    intervals; each metric outside its interval is flagged.
 
     Without LOGS it evaluates what the store already holds (--db, else
-    .calibrate/calibrate.duckdb).
+    .calibrate/calibrate.duckdb). A metric these logs cannot measure (quality without labels)
+    is not compared; a hand-written routing.yaml has nothing to compare against.
+
+    Exit codes:
+
+    \b
+        0  success; with --check: no metric outside its interval
+        1  a file is missing or invalid (Error: and Hint: on stderr)
+        2  usage error
+        3  only with --check: a metric is outside its interval
 
     Example:
 
     \b
-        calibrate evaluate out/routing.yaml sample_logs/
+        calibrate evaluate out/routing.yaml new_logs/ --tiers tiers.yaml --check
     """
     from calibrate import pipeline
-    from calibrate.config.routing import METRICS, load_routing
+    from calibrate.config.routing import load_routing
     from calibrate.config.tiers import load_tiers, price_table
 
     config = load_routing(routing)
@@ -54,4 +77,6 @@ def evaluate_cmd(
     if as_json:
         console.print_json(result.as_dict())
     else:
-        console.metrics_table("evaluate", result.as_dict(), METRICS)
+        console.evaluation(result)
+    if check and result.outside:
+        raise typer.Exit(3)

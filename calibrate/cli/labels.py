@@ -356,7 +356,8 @@ def sample_cmd(
         typer.Option(
             "--keyword",
             metavar="PATTERN",
-            help="Prompts matching this RE2 pattern are complex (repeatable).",
+            help="Prompts matching this pattern are complex (RE2 syntax, as in rules.yaml; "
+            "case-insensitive; repeatable).",
         ),
     ] = None,
     intent: Annotated[

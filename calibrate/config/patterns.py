@@ -1,10 +1,10 @@
 """User regular expressions: one syntax, RE2, matched in time linear in the text, whatever the pattern.
 
 Every pattern a user supplies goes through here: the keyword rules of rules.yaml and routing.yaml
-(the sweep, `evaluate`, `monitor`, `sample --routing`) and the reference of the `regex` scorer.
-`sample --keyword` matches in DuckDB, whose regexp functions are RE2 too. Prompts are end-user
-input and routing.yaml arrives through pull requests, so a backtracking engine (Python's `re`:
-`(a+)+$` on forty `a`s and a `!` runs for minutes) is never used on them.
+(the sweep, `evaluate`, `monitor`, `sample --routing`, `serve-gate`), `sample --keyword`
+(case-insensitive) and the reference of the `regex` scorer. Prompts are end-user input and
+routing.yaml arrives through pull requests, so a backtracking engine (Python's `re`: `(a+)+$` on
+forty `a`s and a `!` runs for minutes) is never used on them.
 
 RE2 syntax (https://github.com/google/re2/wiki/Syntax) is Python's without backreferences and
 look-around; `\\b`, `\\w`, `\\d` and `\\s` are ASCII (`(?i)` folds Unicode case). A pattern RE2 cannot
@@ -44,10 +44,10 @@ def compile_pattern(pattern: str, *, ignore_case: bool = False) -> Any:
         raise PatternError(text) from None
 
 
-def first_matches(patterns: list[str], texts: list[str]) -> list[int]:
+def first_matches(patterns: list[str], texts: list[str], *, ignore_case: bool = False) -> list[int]:
     """Per text, the index of the first pattern it matches (-1: none). Each distinct text is
     encoded and matched once (templated prompts repeat)."""
-    searches = [compile_pattern(p).search for p in patterns]
+    searches = [compile_pattern(p, ignore_case=ignore_case).search for p in patterns]
     found: dict[str, int] = {}
     out = []
     for text in texts:

@@ -10,13 +10,19 @@ routing.yaml: requests scoring ≥ `min_score` go to the first tier, the rest to
 `consensus` (every listed tier answers; the majority of the normalised answers wins, a tie goes to
 the dearest tier's answer).
 `tiers` lists every tier the config sends traffic to, cheapest first.
+
+A hand-written file needs only `strategy` and `tiers` (and the strategy's `rules` or `classifier`):
+the bookkeeping a sweep records (`premium_tier`, by default the last tier; `objective`,
+`certified`, `selection`, `expected`, `intervals`, `calibrated_on`; `generated_by`, the program
+and version that wrote the file) is optional, so `evaluate` can measure the config a team runs
+today.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -29,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from calibrate import __version__
 from calibrate.config.patterns import (
     MAX_KEYWORD_RULES,
     SYNTAX_HINT,
@@ -42,6 +49,8 @@ from calibrate.records.policy import METRICS as METRICS  # re-exported for the c
 from calibrate.records.policy import FrontierRow, Policy, Strategy
 
 ROUTER_FILE = "router.json"
+GENERATED_BY = f"calibrate {__version__}"
+"""`generated_by` of the files a sweep writes (routing.yaml, summary.json)."""
 METRIC_DIGITS = {
     "quality": 4,
     "quality_drop": 4,
@@ -178,17 +187,29 @@ class RoutingConfig(_Strict):
     """The file `sweep` writes and `evaluate` reads."""
 
     version: Literal[1] = 1
+    generated_by: str | None = None
     strategy: RoutingStrategy
     tiers: tuple[RoutedTier, ...] = Field(min_length=1, max_length=4)
     rules: tuple[Rule, ...] = Field(default=(), max_length=MAX_KEYWORD_RULES + 2)
     classifier: Classifier | None = None
-    premium_tier: str
-    objective: ObjectiveSpec
-    certified: bool
-    selection: str
-    expected: dict[str, Measured]
+    premium_tier: str  # filled in with the last tier's name when the file has none
+    objective: ObjectiveSpec | None = None
+    certified: bool = False
+    selection: str | None = None
+    expected: dict[str, Measured] = {}
     intervals: dict[str, tuple[Measured, Measured]] = {}
-    calibrated_on: CalibratedOn
+    calibrated_on: CalibratedOn | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _premium_is_the_last_tier(cls, data: Any) -> Any:
+        """A file without `premium_tier` compares against its last (dearest) tier."""
+        if not isinstance(data, dict) or "premium_tier" in data:
+            return data
+        tiers = data.get("tiers")
+        last = tiers[-1] if isinstance(tiers, list | tuple) and tiers else None
+        name = last.get("name") if isinstance(last, dict) else getattr(last, "name", None)
+        return {**data, "premium_tier": name} if isinstance(name, str) else data
 
     @model_validator(mode="after")
     def _consistent(self) -> RoutingConfig:
@@ -241,10 +262,12 @@ def routing_from(
     classifier_cost_per_1k: float = 0.0,
     keyword_rules: tuple[Rule, ...] = (),
     confidence: dict[str, tuple[str, str]] | None = None,
+    generated_by: str | None = None,
 ) -> RoutingConfig:
     """Build the config for one frontier row (a router's model file: router.json beside it;
     `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies;
-    `confidence`: each tier's (method, scale), recorded on the tiers with a threshold)."""
+    `confidence`: each tier's (method, scale), recorded on the tiers with a threshold;
+    `generated_by`: the program and version writing the file)."""
     policy = row.policy
     path = list(policy.tiers)
     thresholds = list(policy.thresholds)
@@ -286,6 +309,7 @@ def routing_from(
             Rule(tier=path[1]),
         )
     return RoutingConfig(
+        generated_by=generated_by,
         strategy=strategy,
         tiers=tuple(routed),
         rules=rules,
@@ -361,6 +385,7 @@ def dump_routing(config: RoutingConfig) -> str:
     data = config.model_dump(mode="python")
     lines = [
         f"version: {data['version']}",
+        *([f"generated_by: {_flow(data['generated_by'])}"] if data["generated_by"] else []),
         f"strategy: {data['strategy']}",
         "tiers:",
         *(f"  - {_flow({k: v for k, v in t.items() if v is not None})}" for t in data["tiers"]),
@@ -372,23 +397,24 @@ def dump_routing(config: RoutingConfig) -> str:
         ]
     if data["classifier"] is not None:
         lines += [f"classifier: {_flow(data['classifier'])}"]
-    lines += [
-        f"premium_tier: {_flow(data['premium_tier'])}",
-        f"objective: {_flow(_given(data['objective']))}",
-        f"certified: {_flow(data['certified'])}",
-        f"selection: {_flow(data['selection'])}",
-        "expected:",
-        *(f"  {k}: {_flow(v)}" for k, v in data["expected"].items()),
-    ]
+    lines += [f"premium_tier: {_flow(data['premium_tier'])}"]
+    if data["objective"] is not None:
+        lines += [f"objective: {_flow(_given(data['objective']))}"]
+    lines += [f"certified: {_flow(data['certified'])}"]
+    if data["selection"] is not None:
+        lines += [f"selection: {_flow(data['selection'])}"]
+    if data["expected"]:
+        lines += ["expected:", *(f"  {k}: {_flow(v)}" for k, v in data["expected"].items())]
     if data["intervals"]:
         lines += ["intervals:", *(f"  {k}: {_flow(list(v))}" for k, v in data["intervals"].items())]
-    lines += [
-        "calibrated_on:",
-        f"  requests: {data['calibrated_on']['requests']}",
-        f"  labeled: {data['calibrated_on']['labeled']}",
-        f"  window: {_flow(data['calibrated_on']['window'])}",
-        f"  logs_sha256: {data['calibrated_on']['logs_sha256']}",
-    ]
+    if (on := data["calibrated_on"]) is not None:
+        lines += [
+            "calibrated_on:",
+            f"  requests: {on['requests']}",
+            f"  labeled: {on['labeled']}",
+            f"  window: {_flow(on['window'])}",
+            f"  logs_sha256: {on['logs_sha256']}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -409,5 +435,10 @@ def classifier_path(config: RoutingConfig, base_dir: Path) -> Path:
 def load_routing(path: Path) -> RoutingConfig:
     """Read and validate a routing.yaml."""
     return load_yaml_model(
-        path, RoutingConfig, "routing file", "Use a routing.yaml written by `calibrate sweep`."
+        path,
+        RoutingConfig,
+        "routing file",
+        "Use a routing.yaml written by `calibrate sweep`, or write one with only `strategy` and "
+        "`tiers` (plus the strategy's `rules` or `classifier`); the keys are "
+        f"{', '.join(RoutingConfig.model_fields)}.",
     )

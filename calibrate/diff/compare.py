@@ -2,7 +2,8 @@
 
 Owns the comparison and the materiality rules; `diff_report.py` puts the result into words
 (Markdown for a pull request, JSON). Both files are read with `routing.load_routing` (validated,
-unknown keys rejected), so every problem with a file is a `ConfigError` naming it.
+unknown keys rejected), so every problem with a file is a `ConfigError` naming it; so is a
+hand-written file without what a sweep records (objective, selection, calibrated_on).
 
 Always material: a strategy change, a tier added, removed, reordered or given another model, a new
 premium tier, a keyword rule added, removed, sent to another tier or moved in priority (first match
@@ -20,7 +21,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibrate.config.routing import METRIC_DIGITS, METRICS, RoutingConfig, load_routing
+from calibrate.config.routing import (
+    METRIC_DIGITS,
+    METRICS,
+    CalibratedOn,
+    ObjectiveSpec,
+    RoutingConfig,
+    load_routing,
+)
+from calibrate.errors import ConfigError
 
 _TOLERANCE = 1e-9  # a change equal to its bound is material, whatever the float noise
 
@@ -244,7 +253,9 @@ def compare(
     old_path: str = "old",
     new_path: str = "new",
 ) -> ConfigDiff:
-    """Compare two configs section by section."""
+    """Compare two configs section by section (both written by a sweep)."""
+    old_objective, old_selection, old_data = _recorded(old, old_path)
+    new_objective, new_selection, new_data = _recorded(new, new_path)
     return ConfigDiff(
         old_path=old_path,
         new_path=new_path,
@@ -257,27 +268,44 @@ def compare(
         thresholds=compare_thresholds(old, new, materiality.min_threshold_change),
         rules=compare_rules(old, new, materiality.min_cutoff_change),
         keyword_rules=compare_keyword_rules(old, new),
-        certification=Certification(old.certified, new.certified, old.selection, new.selection),
+        certification=Certification(old.certified, new.certified, old_selection, new_selection),
         objective=Objective(
-            old.objective.max_quality_drop,
-            new.objective.max_quality_drop,
-            old.objective.confidence_level,
-            new.objective.confidence_level,
-            _objective_options(old),
-            _objective_options(new),
+            old_objective.max_quality_drop,
+            new_objective.max_quality_drop,
+            old_objective.confidence_level,
+            new_objective.confidence_level,
+            _objective_options(old_objective),
+            _objective_options(new_objective),
         ),
         quality_limit=QualityLimit(
-            old.objective.max_quality_drop,
-            new.objective.max_quality_drop,
+            old_objective.max_quality_drop,
+            new_objective.max_quality_drop,
             _drop_upper(old),
             _drop_upper(new),
-            _breached(old),
-            _breached(new),
+            _breached(old, old_objective),
+            _breached(new, new_objective),
         ),
         metrics=compare_metrics(old, new, materiality),
-        old_data=_provenance(old),
-        new_data=_provenance(new),
+        old_data=_provenance(old_data),
+        new_data=_provenance(new_data),
     )
+
+
+def _recorded(config: RoutingConfig, path: str) -> tuple[ObjectiveSpec, str, CalibratedOn]:
+    """What a sweep records and a diff compares; a hand-written file without it is a ConfigError."""
+    if config.objective is None or config.selection is None or config.calibrated_on is None:
+        missing = [
+            key
+            for key in ("objective", "selection", "calibrated_on")
+            if getattr(config, key) is None
+        ]
+        raise ConfigError(
+            f"{path} has no {', '.join(missing)}: a hand-written routing.yaml has nothing for "
+            "`diff` to compare",
+            hint=f"Measure it with `calibrate evaluate {path} LOGS`, or diff routing.yaml files "
+            "written by `calibrate sweep`.",
+        )
+    return config.objective, config.selection, config.calibrated_on
 
 
 def compare_tiers(old: RoutingConfig, new: RoutingConfig) -> tuple[TierChange, ...]:
@@ -506,15 +534,15 @@ def _drop_upper(config: RoutingConfig) -> float | None:
     return None if interval is None else interval[1]
 
 
-def _breached(config: RoutingConfig) -> bool | None:
+def _breached(config: RoutingConfig, objective: ObjectiveSpec) -> bool | None:
     """Does the quality-drop interval reach above the objective's limit? None without an interval."""
     upper = _drop_upper(config)
-    return None if upper is None else upper > config.objective.max_quality_drop + _TOLERANCE
+    return None if upper is None else upper > objective.max_quality_drop + _TOLERANCE
 
 
-def _objective_options(config: RoutingConfig) -> tuple[tuple[str, str], ...]:
+def _objective_options(objective: ObjectiveSpec) -> tuple[tuple[str, str], ...]:
     """The optional objective keys a file records (relative drop, segment, constraints)."""
-    spec = config.objective.model_dump()
+    spec = objective.model_dump()
     return tuple(
         (k, str(list(v)) if isinstance(v, tuple) else str(v))
         for k, v in spec.items()
@@ -522,8 +550,7 @@ def _objective_options(config: RoutingConfig) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _provenance(config: RoutingConfig) -> Provenance:
-    data = config.calibrated_on
+def _provenance(data: CalibratedOn) -> Provenance:
     return Provenance(
         data.requests, data.labeled, data.window.start, data.window.end, data.logs_sha256
     )

@@ -8,8 +8,8 @@ The design, with exact inclusion probabilities π:
    (every request when no threshold is given); with a hybrid's keyword rules, a request a rule
    sends to a cheap tier is kept by it whatever its confidence, and one a rule sends to the
    premium tier is not kept:
-   - `complex`: long inputs (≥ `long_input_tokens`), a keyword rule (RE2, case-insensitive) on the
-     prompt, or a named intent;
+   - `complex`: long inputs (≥ `long_input_tokens`), a `--keyword` pattern on the prompt (RE2,
+     case-insensitive, the engine of every user pattern: config/patterns.py), or a named intent;
    - `near_threshold` (not complex): the `near_share` of each cheap tier's kept requests whose
      confidence is closest above its threshold (requests a keyword rule routes are never near a
      threshold: their confidence decides nothing).
@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import hypergeom
 
+from calibrate.config.patterns import SYNTAX_HINT, PatternError, compile_pattern, first_matches
 from calibrate.config.tiers import TiersConfig
 from calibrate.errors import ConfigError, DataError
 from calibrate.formats.canonical import messages_text
@@ -124,7 +125,7 @@ def strata(pop: Population, design: Design) -> tuple[np.ndarray, tuple[str, ...]
             "no thresholds given (--routing or --threshold): the near_threshold stratum is "
             "empty and complex requests are taken from all traffic"
         )
-    complex_ = pop.keyword_hit.copy()
+    complex_ = np.zeros(pop.size, dtype=bool) if pop.keyword_hit is None else pop.keyword_hit.copy()
     if design.long_input_tokens is not None:
         complex_ |= pop.input_tokens >= design.long_input_tokens
     if design.intents:
@@ -210,15 +211,20 @@ def sample(
     """Draw a labelling queue and write the review sheet (CSV) to `out`."""
     names = tiers.names
     _check_tiers(design, names)
-    pop = store.sample_population(names, design.keywords)
+    _check_keywords(design.keywords)
+    pop = store.sample_population(names)
     if pop.size == 0:
         raise DataError(
             "no stored request has an answer from every tier, so there is nothing to sample",
             hint="Run `calibrate ingest` and `calibrate replay` first.",
         )
-    if design.rules:
+    if design.rules or design.keywords:
         texts = store.prompt_texts([str(r) for r in pop.request_ids])
-        pop = replace(pop, ruled=forced_tiers(list(design.rules), texts, names))
+        pop = replace(
+            pop,
+            keyword_hit=_keyword_hits(design.keywords, texts) if design.keywords else None,
+            ruled=forced_tiers(list(design.rules), texts, names) if design.rules else None,
+        )
     result = draw(pop, design, np.random.default_rng(seed))
     shuffle = np.random.default_rng(seed + 1).permutation(result.rows.size)
     rows, stratum, pi = (
@@ -261,6 +267,23 @@ def _check_tiers(design: Design, names: tuple[str, ...]) -> None:
             f"(cheap tiers: {', '.join(names[:-1])})",
             hint="Thresholds apply to every tier but the last (the premium tier).",
         )
+
+
+def _keyword_hits(keywords: tuple[str, ...], texts: list[str]) -> np.ndarray:
+    """Does each prompt match a `--keyword` pattern (case-insensitive)?"""
+    return np.asarray(first_matches(list(keywords), texts, ignore_case=True), dtype=np.int64) >= 0
+
+
+def _check_keywords(keywords: tuple[str, ...]) -> None:
+    """A `--keyword` RE2 cannot compile is a ConfigError naming it."""
+    for keyword in keywords:
+        try:
+            compile_pattern(keyword, ignore_case=True)
+        except PatternError as err:
+            raise ConfigError(
+                f"--keyword {keyword!r} is not a valid regular expression in RE2 syntax: {err}",
+                hint=f"{SYNTAX_HINT} For example --keyword 'refund|chargeback'.",
+            ) from None
 
 
 def _design_json(design: Design) -> str:

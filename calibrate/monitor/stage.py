@@ -250,8 +250,9 @@ def reference_window(
 ) -> ReferenceWindow:
     """routing.yaml's calibration window when the logs contain it and continue after it, else the
     first `reference_days` days."""
-    window = config.calibrated_on.window
-    start, end = _day(window.start), _day(window.end)
+    window = config.calibrated_on.window if config.calibrated_on is not None else None
+    start = _day(window.start) if window is not None else None
+    end = _day(window.end) if window is not None else None
     if start is not None and end is not None and first <= start <= end < last:
         return ReferenceWindow(start, end, "calibrated_on", "routing.yaml's calibrated_on.window")
     if start is None or end is None:

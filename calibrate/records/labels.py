@@ -282,7 +282,8 @@ class Population:
     """(N, tiers) with NaN where a tier gave no usable confidence."""
     input_tokens: np.ndarray
     intent: np.ndarray
-    keyword_hit: np.ndarray
+    keyword_hit: np.ndarray | None = None
+    """Does the prompt match a `--keyword` pattern? None when the design has none."""
     ruled: np.ndarray | None = None
     """Index of the tier a keyword rule of the routing sends each request to (-1: none), before
     any confidence is read; None when the design has no keyword rules."""

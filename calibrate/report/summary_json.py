@@ -15,7 +15,7 @@ from typing import Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from calibrate.config.routing import round_metric
+from calibrate.config.routing import GENERATED_BY, round_metric
 from calibrate.policies.frontier import frontier_rows
 from calibrate.records.policy import FrontierRow, Strategy
 from calibrate.stats.reliability import TierCalibration
@@ -103,9 +103,12 @@ class BreakEvenSummary(_Strict):
 
 
 class ConfidenceSummary(_Strict):
-    """One tier's confidence signal; `reliability`: [mean confidence, share acceptable, count]."""
+    """One tier's confidence signal: `method` and `scale` as in tiers.yaml (`scale` null: the tier
+    has no confidence); `reliability`: [mean confidence, share acceptable, count]."""
 
     tier: str
+    method: str
+    scale: str | None
     labeled: int
     auroc: float | None
     ece: float | None
@@ -163,6 +166,7 @@ class SweepSummary(_Strict):
     """summary.json, written by `calibrate sweep`."""
 
     version: Literal[1]
+    generated_by: str
     requests: int
     labeled: int
     rejected: int
@@ -208,6 +212,7 @@ def summary(result: SweepResult) -> SweepSummary:
     frontier = report.frontier
     return SweepSummary(
         version=1,
+        generated_by=GENERATED_BY,
         requests=w.requests,
         labeled=w.labeled,
         rejected=report.rejected,
@@ -263,7 +268,7 @@ def summary(result: SweepResult) -> SweepSummary:
             )
             for b in report.break_even
         ],
-        confidence=[_calibration(c) for c in report.calibration],
+        confidence=[_calibration(c, decision.confidence_methods) for c in report.calibration],
         failure_modes=FailureModesSummary(
             escalation_rate=round(report.failure_modes.escalation_rate, 4),
             hard_segments=[_segment(s) for s in report.failure_modes.hard],
@@ -344,9 +349,14 @@ def _segment(s: SegmentRow) -> HardSegment:
     )
 
 
-def _calibration(c: TierCalibration) -> ConfidenceSummary:
+def _calibration(
+    c: TierCalibration, methods: dict[str, tuple[str, str | None]]
+) -> ConfidenceSummary:
+    method, scale = methods[c.tier]
     return ConfidenceSummary(
         tier=c.tier,
+        method=method,
+        scale=scale,
         labeled=c.labeled,
         auroc=_json_round(c.auroc, 4),
         ece=_json_round(c.ece, 4),

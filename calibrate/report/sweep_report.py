@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from calibrate.config.routing import (
+    GENERATED_BY,
     METRIC_DIGITS,
     ROUTER_FILE,
     ObjectiveSpec,
@@ -106,9 +107,9 @@ def build_routing(decision: Decision) -> RoutingConfig:
         decision.window,
         classifier_cost_per_1k=decision.classifier_cost_per_1k,
         confidence={
-            t.name: (t.confidence, scale)
-            for t in decision.tiers.tiers
-            if (scale := dict(decision.confidence_scales).get(t.name, t.scale)) is not None
+            tier: (method, scale)
+            for tier, (method, scale) in decision.confidence_methods.items()
+            if scale is not None
         },
         keyword_rules=tuple(
             Rule(name=r.name, pattern=r.pattern, tier=r.tier)
@@ -119,6 +120,7 @@ def build_routing(decision: Decision) -> RoutingConfig:
             name: (round_metric(name, i.low), round_metric(name, i.high))
             for name, i in decision.intervals.items()
         },
+        generated_by=GENERATED_BY,
     )
 
 

@@ -367,10 +367,10 @@ class Store:
 
     # --- labelling queue (calibrate sample) ---
 
-    def sample_population(self, tiers: Sequence[str], keywords: Sequence[str]) -> Population:
+    def sample_population(self, tiers: Sequence[str]) -> Population:
         """Requests with an attempt from every tier, sorted by request id, with what the
-        sampling design needs (confidence per tier, input tokens, intent, keyword hit)."""
-        rows = queue_sql.population(self.con, tiers, keywords)
+        sampling design needs (confidence per tier, input tokens, intent)."""
+        rows = queue_sql.population(self.con, tiers)
         n = len(rows["request_id"])
         confidence = np.full((n, len(tiers)), np.nan)
         for j in range(len(tiers)):
@@ -381,7 +381,6 @@ class Store:
             confidence=confidence,
             input_tokens=np.asarray(rows["input_tokens"], dtype=np.int64),
             intent=np.asarray(rows["intent"], dtype=object),
-            keyword_hit=np.asarray(rows["keyword_hit"], dtype=bool),
         )
 
     def review_rows(self, request_ids: Sequence[str], tiers: Sequence[str]) -> list[tuple]:

@@ -1,8 +1,8 @@
 """All SQL of `calibrate sample`: the population a labelling queue is drawn from, the reviewer's
 view of the chosen requests, and the record of the queue (`label_samples`, `label_sample_items`).
 
-Keyword rules are RE2 patterns matched case-insensitively against the text of the request's
-messages. Only the store imports this module.
+`--keyword` patterns are matched outside SQL, by the same RE2 engine as every user pattern
+(config/patterns.py), on `Store.prompt_texts`. Only the store imports this module.
 """
 
 from __future__ import annotations
@@ -13,41 +13,17 @@ from datetime import datetime
 import duckdb
 import numpy as np
 
-from calibrate.errors import ConfigError
 from calibrate.store.labels_sql import PICKED_ATTEMPTS
 from calibrate.store.one_row import one_row
 
-_TEXT = (
-    "array_to_string(list_transform(CAST(r.messages AS JSON[]), "
-    "lambda m: coalesce(m->>'content', '')), chr(10))"
-)
 _INPUT_TOKENS = (
     "coalesce(r.input_tokens, a.max_in, CAST(length(CAST(r.messages AS VARCHAR)) / 4 AS BIGINT))"
 )
 
 
-def keyword_pattern(con: duckdb.DuckDBPyConnection, keywords: Sequence[str]) -> str | None:
-    """One case-insensitive RE2 pattern for all keyword rules; ConfigError names a bad one."""
-    for keyword in keywords:
-        try:
-            con.execute("SELECT regexp_matches('', ?)", [keyword]).fetchone()
-        except duckdb.Error as exc:
-            raise ConfigError(
-                f"--keyword {keyword!r} is not a valid regular expression: "
-                f"{str(exc).splitlines()[0]}",
-                hint="Keyword rules use RE2 syntax, e.g. --keyword 'refund|chargeback'.",
-            ) from None
-    if not keywords:
-        return None
-    return "(?i)" + "|".join(f"(?:{k})" for k in keywords)
-
-
-def population(
-    con: duckdb.DuckDBPyConnection, tiers: Sequence[str], keywords: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """Requests with an attempt from every tier: id, confidence per tier, input tokens, intent,
-    keyword hit; sorted by request id."""
-    pattern = keyword_pattern(con, keywords)
+def population(con: duckdb.DuckDBPyConnection, tiers: Sequence[str]) -> dict[str, np.ndarray]:
+    """Requests with an attempt from every tier: id, confidence per tier, input tokens, intent;
+    sorted by request id."""
     columns = ", ".join(f"c.conf[{j + 1}] AS conf_{j}" for j in range(len(tiers)))
     rows = con.execute(
         f"""
@@ -57,16 +33,13 @@ def population(
         cells AS (SELECT p.request_id, list(p.confidence ORDER BY t.k) AS conf, count(*) AS n
                   FROM picked p JOIN tier_list t USING (tier) GROUP BY p.request_id)
         SELECT r.request_id, {columns}, {_INPUT_TOKENS} AS input_tokens,
-               coalesce(r.metadata->>'intent', '') AS intent,
-               CASE WHEN $pattern::VARCHAR IS NULL THEN false
-                    ELSE coalesce(regexp_matches({_TEXT}, $pattern::VARCHAR), false) END
-                   AS keyword_hit
+               coalesce(r.metadata->>'intent', '') AS intent
         FROM requests r JOIN cells c USING (request_id)
         LEFT JOIN (SELECT request_id, max(input_tokens) AS max_in FROM attempts
                    GROUP BY request_id) a USING (request_id)
         WHERE c.n = len($tiers::VARCHAR[])
         ORDER BY r.request_id""",
-        {"tiers": list(tiers), "pattern": pattern},
+        {"tiers": list(tiers)},
     ).fetchnumpy()
     return rows
 

@@ -1,13 +1,21 @@
-"""Stage: the metrics of one given routing.yaml on the stored logs.
+"""Stage: the metrics of one given routing.yaml on the stored logs, against what it expected.
 
 The config is turned back into a one-policy family and evaluated by the same exact engine as the
-sweep, so `evaluate` on the sweep's own data reproduces the numbers in `expected`.
+sweep, so `evaluate` on the sweep's own data reproduces the numbers in `expected`. Each measured
+metric is then checked against routing.yaml's interval for it (the calibration's confidence
+interval): `outside` when the measured value, at the file's precision, falls outside it (the
+traffic, the models or the prompts moved since calibration), `not measured` when these logs
+cannot measure it (quality without labels), which is never a flag. A hand-written routing.yaml
+has no `expected` and no `intervals`: nothing to compare against. Metrics keep full precision;
+rounding is for the human table.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -27,15 +35,67 @@ from calibrate.records.outcomes import DataWindow, Outcomes
 from calibrate.records.policy import Policy
 from calibrate.store import Store
 
+CheckStatus = Literal["inside", "outside", "no interval", "not measured"]
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    """One measured metric next to routing.yaml's expected value and interval (None: the file has
+    none)."""
+
+    name: str
+    measured: float  # full precision; NaN: these logs cannot measure it
+    expected: float | None
+    interval: tuple[float, float] | None
+    status: CheckStatus
+
+
+def check_metric(
+    name: str, measured: float, expected: float | None, interval: tuple[float, float] | None
+) -> MetricCheck:
+    """Compare at the file's precision (routing.yaml rounds `expected` and `intervals` with
+    `round_metric`), both ends inclusive."""
+    if math.isnan(measured):
+        return MetricCheck(name, measured, expected, interval, "not measured")
+    if interval is None or any(math.isnan(end) for end in interval):
+        return MetricCheck(name, measured, expected, None, "no interval")
+    low, high = interval
+    inside = low <= round_metric(name, measured) <= high
+    return MetricCheck(name, measured, expected, interval, "inside" if inside else "outside")
+
+
+def _given(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics of one config, with the same names as routing.yaml's `expected`."""
+    """Metrics of one config (full precision, the names of routing.yaml's `expected`) and their
+    checks against its `expected` and `intervals` (`level`: the intervals' confidence level)."""
 
     policy: str
     metrics: dict[str, float]
     expected: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    level: float | None
     window: DataWindow
+
+    @property
+    def compared(self) -> bool:
+        """Does routing.yaml record anything to compare against (a hand-written one does not)?"""
+        return bool(self.expected or self.intervals)
+
+    @property
+    def checks(self) -> tuple[MetricCheck, ...]:
+        return tuple(
+            check_metric(m, v, _given(self.expected.get(m)), self.intervals.get(m))
+            for m, v in self.metrics.items()
+        )
+
+    @property
+    def outside(self) -> tuple[MetricCheck, ...]:
+        """The metrics outside routing.yaml's interval: `evaluate --check` exits 3."""
+        return tuple(c for c in self.checks if c.status == "outside")
 
     def as_dict(self) -> dict:
         w = self.window
@@ -45,6 +105,11 @@ class Evaluation:
             "labeled": w.labeled,
             **self.metrics,
             "expected": self.expected,
+            "intervals": {m: list(i) for m, i in self.intervals.items()},
+            "confidence_level": self.level,
+            "compared": self.compared,
+            "checks": {c.name: c.status for c in self.checks},
+            "outside": [c.name for c in self.outside],
             "window": {"start": w.start, "end": w.end},
         }
 
@@ -118,7 +183,12 @@ def evaluate_routing(
     row = frontier_row(frame.filter(pl.col("policy") == policy.id).row(0, named=True))
     return Evaluation(
         policy=row.policy.id,
-        metrics={m: round_metric(m, v) for m, v in row.metrics.as_dict().items()},
+        metrics={
+            m: float("nan") if v is None else float(v) + 0.0  # + 0.0: -0.0 → 0.0
+            for m, v in row.metrics.as_dict().items()
+        },
         expected=dict(config.expected),
+        intervals=dict(config.intervals),
+        level=config.objective.confidence_level if config.objective is not None else None,
         window=store.data_window(outcomes),
     )

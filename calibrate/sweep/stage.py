@@ -128,6 +128,13 @@ class Decision:
         """The premium tier (the last of tiers.yaml), the reference of every quality drop."""
         return self.tiers.names[-1]
 
+    @property
+    def confidence_methods(self) -> dict[str, tuple[str, str | None]]:
+        """Per tier, its confidence method (tiers.yaml) and the scale its confidences are on
+        (None: the tier has no confidence)."""
+        scales = dict(self.confidence_scales)
+        return {t.name: (t.confidence, scales.get(t.name, t.scale)) for t in self.tiers.tiers}
+
 
 @dataclass(frozen=True)
 class SweepReport:
