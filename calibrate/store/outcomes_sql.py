@@ -1,4 +1,5 @@
-"""Reads for the sweep: the per-request × tier outcome table and the data window.
+"""Reads for the sweep: the per-request × tier outcome table, the data window, and what
+production did on each request (the tiers its `prod` attempts called, the tier that served).
 
 One attempt per (request, tier) is used: an `ok` attempt before a failed one, then `prod` before
 `shadow`. One label per (request, tier) is used, by source: human, log, reference, judge.
@@ -218,3 +219,40 @@ def data_window(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) -> DataWindo
         end=end,
         logs_sha256=digest,
     )
+
+
+# Per request with a `prod` attempt on a tier of the sweep: the tiers production called (bit k-1 of
+# `called` for the tier at position k) and the tier that served it (the logged served_tier, else
+# the tier of the last `ok` prod attempt; 0 when unknown).
+_PRODUCTION = """
+WITH tier_list AS (SELECT unnest($tiers::VARCHAR[]) AS tier,
+                          generate_subscripts($tiers::VARCHAR[], 1) AS k),
+prod AS (
+    SELECT a.request_id, bit_or((1 << (t.k - 1))::INTEGER) AS called,
+           arg_max(t.k, a.position) FILTER (WHERE a.status = 'ok') AS last_ok
+    FROM attempts a JOIN tier_list t USING (tier)
+    WHERE a.source = 'prod' GROUP BY a.request_id)
+SELECT p.request_id, p.called, COALESCE(s.k, p.last_ok, 0) AS served
+FROM prod p JOIN requests r USING (request_id) LEFT JOIN tier_list s ON s.tier = r.served_tier
+ORDER BY p.request_id
+"""
+
+
+def production_paths(
+    con: duckdb.DuckDBPyConnection, tiers: Sequence[str], request_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What production did on each of `request_ids` (sorted, as `Outcomes` holds them): a
+    (n × tiers) bool array of the tiers it called, and the index of the tier that served each
+    request (-1: no prod attempt on these tiers, or none succeeded)."""
+    rows = _fetch(con, _PRODUCTION, {"tiers": list(tiers)})
+    n, k = len(request_ids), len(tiers)
+    called, served = np.zeros((n, k), dtype=bool), np.full(n, -1, dtype=np.int64)
+    ids = rows["request_id"]
+    if not n or not ids.size:
+        return called, served
+    at = np.minimum(np.searchsorted(ids, request_ids), ids.size - 1)
+    found = ids[at] == request_ids
+    bits = rows["called"].astype(np.int64)[at[found]]
+    called[found] = (bits[:, None] >> np.arange(k)[None, :]) & 1 == 1
+    served[found] = rows["served"].astype(np.int64)[at[found]] - 1
+    return called, served
