@@ -250,9 +250,15 @@ def _frontiers_note(result: SweepResult) -> str:
     cheaper = f"{count} policies are cheaper with equal or better measured quality"
     if rec.certified and rec.method == "certified":
         level = result.decision.objective.confidence_level
+        on = f.filter(pl.col("recommended"))["certified_pareto"].any()
         return (
-            f"{what} The recommendation is the cheapest certified policy, so it is on the "
-            f"certified frontier but not on the measured one: {cheaper}, and "
+            f"{what} The recommendation is the cheapest certified policy"
+            + (
+                ", so it is on the certified frontier but not on the measured one"
+                if on
+                else " meeting the constraints; it is not on the measured frontier"
+            )
+            + f": {cheaper}, and "
             + (
                 "none of them is certified"
                 if not certified

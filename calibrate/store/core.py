@@ -131,8 +131,8 @@ class Store:
     def production_paths(
         self, tiers: Sequence[str], request_ids: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per request of `request_ids` (sorted): the tiers production called and the index of the
-        tier that served it (-1: unknown)."""
+        """Per request of `request_ids`: the tiers production called and the index of the tier
+        that served it (-1: unknown)."""
         return outcomes_sql.production_paths(self.con, tiers, request_ids)
 
     def request_log(self, tiers: Sequence[str]) -> RequestLog:

@@ -221,9 +221,9 @@ def data_window(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) -> DataWindo
     )
 
 
-# Per request with a `prod` attempt on a tier of the sweep: the tiers production called (bit k-1 of
-# `called` for the tier at position k) and the tier that served it (the logged served_tier, else
-# the tier of the last `ok` prod attempt; 0 when unknown).
+# Per wanted request (`i`: its position): the tiers production called (bit k-1 of `called` for the
+# tier at position k; NULL: no prod attempt on these tiers) and the tier that served it (the logged
+# served_tier, else the tier of the last `ok` prod attempt; 0 when unknown).
 _PRODUCTION = """
 WITH tier_list AS (SELECT unnest($tiers::VARCHAR[]) AS tier,
                           generate_subscripts($tiers::VARCHAR[], 1) AS k),
@@ -232,27 +232,29 @@ prod AS (
            arg_max(t.k, a.position) FILTER (WHERE a.status = 'ok') AS last_ok
     FROM attempts a JOIN tier_list t USING (tier)
     WHERE a.source = 'prod' GROUP BY a.request_id)
-SELECT p.request_id, p.called, COALESCE(s.k, p.last_ok, 0) AS served
-FROM prod p JOIN requests r USING (request_id) LEFT JOIN tier_list s ON s.tier = r.served_tier
-ORDER BY p.request_id
+SELECT w.i, p.called, COALESCE(s.k, p.last_ok, 0) AS served
+FROM wanted_production w JOIN prod p USING (request_id) JOIN requests r USING (request_id)
+LEFT JOIN tier_list s ON s.tier = r.served_tier
 """
 
 
 def production_paths(
     con: duckdb.DuckDBPyConnection, tiers: Sequence[str], request_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """What production did on each of `request_ids` (sorted, as `Outcomes` holds them): a
-    (n × tiers) bool array of the tiers it called, and the index of the tier that served each
-    request (-1: no prod attempt on these tiers, or none succeeded)."""
-    rows = _fetch(con, _PRODUCTION, {"tiers": list(tiers)})
+    """What production did on each of `request_ids`: a (n × tiers) bool array of the tiers it
+    called, and the index of the tier that served each request (-1: no prod attempt on these tiers,
+    or none succeeded)."""
     n, k = len(request_ids), len(tiers)
+    wanted = pa.table(
+        {"i": pa.array(np.arange(n), pa.int64()), "request_id": pa.array(request_ids, pa.string())}
+    )
+    con.register("wanted_production", wanted)
+    try:
+        rows = _fetch(con, _PRODUCTION, {"tiers": list(tiers)})
+    finally:
+        con.unregister("wanted_production")
     called, served = np.zeros((n, k), dtype=bool), np.full(n, -1, dtype=np.int64)
-    ids = rows["request_id"]
-    if not n or not ids.size:
-        return called, served
-    at = np.minimum(np.searchsorted(ids, request_ids), ids.size - 1)
-    found = ids[at] == request_ids
-    bits = rows["called"].astype(np.int64)[at[found]]
-    called[found] = (bits[:, None] >> np.arange(k)[None, :]) & 1 == 1
-    served[found] = rows["served"].astype(np.int64)[at[found]] - 1
+    at, bits = rows["i"].astype(np.int64), rows["called"].astype(np.int64)
+    called[at] = (bits[:, None] >> np.arange(k)[None, :]) & 1 == 1
+    served[at] = rows["served"].astype(np.int64) - 1
     return called, served
