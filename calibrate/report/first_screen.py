@@ -153,25 +153,28 @@ def silent_under_escalation(result: SweepResult) -> Section:
             ),
         )
     high = result.report.high_stakes
-    table = Table(
-        ("segment", "high-stakes", "kept labeled", "kept quality", f"{premium} on the same", "gap"),
-        tuple(
-            (
-                f"{s.column}={s.value}",
-                "yes" if s.column == "intent" and s.value in high else "",
-                str(s.kept_labeled),
-                num(s.kept_quality, 3),
-                num(s.kept_premium_quality, 3),
-                f"{s.kept_gap:+.3f}" if s.kept_gap is not None else "n/a",
-            )
-            for s in segments
-        ),
+    rows = tuple(
+        (
+            f"{s.column}={s.value}",
+            "yes" if s.column == "intent" and s.value in high else "",
+            str(s.kept_labeled),
+            num(s.kept_quality, 3),
+            num(s.kept_premium_quality, 3),
+            f"{s.kept_gap:+.3f}" if s.kept_gap is not None else "n/a",
+        )
+        for s in segments
     )
+    header = ("segment", "high-stakes", "kept labeled", "kept quality", f"{premium} on the same")
+    table = Table((*header, "gap"), rows)
+    if not high:  # no --high-stakes: no such column
+        table = Table(
+            tuple(h for h in table.header if h != "high-stakes"), tuple(r[:1] + r[2:] for r in rows)
+        )
     examples = "; ".join(f"{s.value}: {', '.join(s.examples)}" for s in segments if s.examples)
     blocks: list[Block] = [
         f"Under the recommendation these segments keep requests on a cheaper tier whose answers "
         f"score clearly below what {premium} gave the same requests ({rule}). The overall "
-        "guarantee averages over them, and no cost dashboard shows them.",
+        "quality, and any guarantee on it, averages over them; no cost dashboard shows them.",
         table,
     ]
     if examples:

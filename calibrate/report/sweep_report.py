@@ -287,7 +287,9 @@ def _frontier_blocks(result: SweepResult, chart: tuple[Block, ...]) -> tuple[Blo
         "Certified frontier around the recommendation:",
         _frontier_table(certified, recommended)
         if f["certified_pareto"].any()
-        else "No policy was certified, so the certified frontier is empty.",
+        else "No policy was certified, so the certified frontier is empty."
+        if result.decision.objective.certify
+        else "Certification was off (--no-certify), so there is no certified frontier.",
         "Measured frontier around the recommendation (listed even when it is not on it):",
         _frontier_table(_near(f, "pareto", recommended), recommended),
     )
