@@ -168,7 +168,7 @@ def test_no_certifiable_policy_falls_back_to_premium_and_says_how_many_labels(
     o = draw(np.random.default_rng(3), 150)  # δ/3 per family needs ≥ 203 labels even with no regret
     result = sweep_outcomes(tmp_path, o, Objective(max_quality_drop=0.02, confidence_level=0.95))
     rec, evidence = result.decision.recommendation, result.report.evidence
-    assert rec.fallback and rec.certified and rec.row.policy == Policy.always("premium")
+    assert rec.fallback and not rec.certified and rec.row.policy == Policy.always("premium")
     assert "no policy could be certified" in rec.reason
     assert evidence.alternative is not None
     assert evidence.alternative.row.policy != Policy.always("premium")

@@ -163,14 +163,108 @@ def test_report_names_the_hard_intents_and_the_certified_policy_escalates_them(
         assert segment["escalation_rate"] > segment["empirical_escalation_rate"], name
 
 
-def test_report_md_links_every_chart_and_html_inlines_them(demo_out: Path) -> None:
+def test_report_md_links_no_image_and_html_inlines_every_chart(demo_out: Path) -> None:
+    """report.md goes into pull-request bodies and $GITHUB_STEP_SUMMARY, where a relative image
+    breaks: it names each chart instead; report.html keeps them inline."""
     md = (demo_out / "report.md").read_text()
     page = (demo_out / "report.html").read_text()
+    assert "![" not in md and not re.search(r"\]\([^)]*\.svg\)", md)
+    assert md.count("_Chart in report.html: ") == len(CHARTS)
     for name in CHARTS:
-        assert f"]({name})" in md, name
         assert f'<figure class="chart" id="{name}"><svg' in page, name
     assert not re.search(r"""(src|href)=["']https?:""", page)  # self-contained: nothing fetched
     assert len(md.encode()) < 1024 * 1024
+
+
+def first_screen(out: Path) -> tuple[list[str], str]:
+    """report.md's paragraphs up to the second heading, and the whole text."""
+    md = (out / "report.md").read_text(encoding="utf-8")
+    return md.split("\n## ")[0].split("\n\n")[1:], md
+
+
+def test_report_opens_with_the_decision_what_it_saves_and_costs_and_every_warning(
+    demo_out: Path,
+) -> None:
+    blocks, md = first_screen(demo_out)
+    routing = yaml.safe_load((demo_out / "routing.yaml").read_text())
+    always = {r["policy"]: r for r in frontier_rows(demo_out)}["always:large"]
+    assert blocks[0].startswith("**Decision: deploy.** `cascade:medium>large@0.819` is certified")
+    assert "more per 1k requests than production as logged" in blocks[0]
+    assert blocks[1].startswith("**Recommended: a cascade medium → large")
+    p95 = f"**p95 {float(always['latency_p95_ms']):,.0f} ms → {routing['expected']['latency_p95_ms']:,.0f} ms**"
+    assert p95 == "**p95 4,576 ms → 5,775 ms**" and p95 in blocks[1]
+    table = blocks[2].splitlines()
+    assert table[0] == "|  | always-large | production as logged | recommended | vs always-large |"
+    assert "| p95 latency | 4,576 ms | 4,202 ms | 5,775 ms | +1,199 ms |" in table
+    assert "| guaranteed quality drop | 0 (the reference) | none (not certified) | ≤ 0.02 at 95% confidence (certified) |  |" in table  # fmt: skip
+    warnings = json.loads((demo_out / "summary.json").read_text())["warnings"]
+    assert blocks[4] == "**Warnings**"
+    listed = blocks[5].splitlines()
+    assert listed[0].startswith("- **Silent under-escalation** in 1 segment(s): intent `contract")
+    assert listed[1:] == [f"- {w}" for w in warnings]
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["## Silent under-escalation", "## How sure is this: the statistical detail"]  # fmt: skip
+
+
+def test_silent_under_escalation_is_at_the_top_with_the_high_stakes_intent(demo_out: Path) -> None:
+    _, md = first_screen(demo_out)
+    section = md.split("## Silent under-escalation\n", 1)[1].split("\n## ", 1)[0]
+    assert "| intent=contract_interpretation | yes | 23 | 0.783 | 0.913 | +0.130 |" in section
+    failure_modes = md.split("## Failure modes\n", 1)[1].split("\n## ", 1)[0]
+    assert "0.783" not in failure_modes  # not repeated deep in the report
+
+
+def test_the_statistical_detail_defines_each_term_in_one_sentence(demo_out: Path) -> None:
+    _, md = first_screen(demo_out)
+    detail = md.split("## How sure is this: the statistical detail\n", 1)[1].split("\n## ")[0]
+    assert "16 regret events in 1521 labeled requests" in detail and "δ split" in detail
+    terms = [line[2:] for line in detail.splitlines() if line.startswith("- ")]
+    names = [t.split(":")[0].split(" = ")[0] for t in terms]
+    assert names == ["Quality", "Quality drop", "Regret event", "Certified", "δ", "Upper bound", "Interval", "Measured frontier"]  # fmt: skip
+    assert all(t.count(". ") == 0 and t.endswith(".") for t in terms), terms  # one sentence each
+    assert "How the decision is made:" in detail
+
+
+def test_frontier_shows_certified_and_measured_frontiers_and_why_the_pick_is_off_one(
+    demo_out: Path,
+) -> None:
+    rows = frontier_rows(demo_out)
+    (rec,) = [r for r in rows if r["recommended"] == "true"]
+    assert (rec["pareto"], rec["certified"], rec["certified_pareto"]) == ("false", "true", "true")
+    cost, quality = float(rec["cost_per_1k_requests_usd"]), float(rec["quality"])
+    better = [
+        r
+        for r in rows
+        if float(r["cost_per_1k_requests_usd"]) < cost and float(r["quality"]) >= quality
+    ]
+    assert better and not any(r["certified"] == "true" for r in better)
+
+    def key(i: int) -> tuple[float, float, int]:  # cheaper first, then better, then file order
+        return (float(rows[i]["cost_per_1k_requests_usd"]), -float(rows[i]["quality"]), i)
+
+    certified = [i for i, r in enumerate(rows) if r["certified"] == "true"]
+    for i, r in enumerate(rows):  # certified_pareto: Pareto among the certified policies only
+        beaten = any(
+            key(j) < key(i) and float(rows[j]["quality"]) >= float(r["quality"]) for j in certified
+        )
+        assert (r["certified_pareto"] == "true") == (r["certified"] == "true" and not beaten), r
+    md = (demo_out / "report.md").read_text()
+    section = md.split("## Cost–quality frontier: certified and measured\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    assert f"{len(better)} policies are cheaper with equal or better measured quality" in section
+    assert "none of them is certified" in section
+    tables = [t for t in section.split("\n\n") if t.startswith("| policy | certified |")]
+    assert len(tables) == 2  # the certified frontier, then the measured one
+    for table in tables:
+        assert "| `cascade:medium>large@0.819` **(recommended)** | yes |" in table
+    assert "| no |" in tables[1] and "| no |" not in tables[0]
+
+
+def test_baselines_are_not_called_uncertified(demo_out: Path) -> None:
+    md = (demo_out / "report.md").read_text()
+    table = md.split("## Strategies side by side", 1)[1].split("\n## ", 1)[0]
+    assert "| single tier | `always:large` | — |" in table
+    assert "always-premium has drop 0 by definition" in table
 
 
 def test_the_router_is_skipped_with_a_warning_above_its_request_limit(

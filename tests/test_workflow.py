@@ -326,6 +326,30 @@ def test_diff_step_with_an_inexpressible_candidate_still_reports(
     assert "cannot be exported to vllm-sr" in (tmp_path / "out" / "diff.md").read_text()
 
 
+def test_link_step_points_the_summary_and_the_pull_request_at_the_charts(
+    workflow: dict, tmp_path: Path
+) -> None:
+    """report.md links no image; after the upload, the run's summary and the pull request's body
+    (diff.md) get a link to the outputs, where report.html holds the charts."""
+    (link,) = [s for s in steps(workflow) if s.get("id") == "link"]
+    (upload,) = [s for s in steps(workflow) if s.get("id") == "upload"]
+    order = [s.get("id") for s in steps(workflow)]
+    pr = next(
+        i for i, s in enumerate(steps(workflow)) if "create-pull-request" in s.get("uses", "")
+    )
+    assert order.index("upload") < order.index("link") < pr
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert link["env"]["ARTIFACT_URL"] == "${{ steps.upload.outputs.artifact-url }}"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "diff.md").write_text("## Routing config: material change\n", encoding="utf-8")
+    url = "https://github.com/o/r/actions/runs/1/artifacts/2"
+    result, _ = run_step(workflow, "link", tmp_path, {"OUT": str(out), "ARTIFACT_URL": url})
+    assert result.returncode == 0, result.stderr
+    for text in ((out / "diff.md").read_text(), (tmp_path / "summary.md").read_text()):
+        assert text.rstrip().endswith(f"report.html in the run's outputs ({url}).")
+
+
 def run_stage_step(workflow: dict, tmp_path: Path, candidate: Path, tiers: Path, **env: str):
     """The stage step in a fresh checkout holding the committed routing.yaml (relative paths, as
     in the workflow)."""

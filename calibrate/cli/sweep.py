@@ -325,10 +325,13 @@ def json_summary(result: SweepResult) -> dict:
 
 
 def show_sweep(result: SweepResult, written: dict[str, Path]) -> None:
-    """The recommendation's metrics, the warnings, the router's measured speed, the outputs."""
+    """The recommendation's metrics, the decision, the warnings, the router's measured speed, the
+    outputs."""
     from calibrate.config.routing import METRICS
 
     console.metrics_table("recommendation", result.decision.recommendation.row.as_dict(), METRICS)
+    verdict = result.report.verdict  # the report's first line, said here too
+    console.err().print(f"Decision: {verdict.action}. {verdict.why}.", highlight=False)
     for warning in result.report.warnings:
         console.warn(warning)
     if result.decision.router is not None:

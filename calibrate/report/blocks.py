@@ -45,9 +45,16 @@ class Chart:
     title: str
 
 
+@dataclass(frozen=True, slots=True)
+class Bullets:
+    """A list block: one Markdown-light item each."""
+
+    items: tuple[str, ...]
+
+
 Block = (
-    str | Table | Chart
-)  # a paragraph (Markdown-light: **bold** and `code` only), table or chart
+    str | Table | Chart | Bullets
+)  # a paragraph (Markdown-light: **bold** and `code` only), table, chart or list
 Section = tuple[str, tuple[Block, ...]]
 
 
@@ -125,6 +132,16 @@ def table_markdown(table: Table) -> list[str]:
         *("| " + " | ".join(map(markdown_cell, row)) + " |" for row in table.rows),
         "",
     ]
+
+
+def bullets_markdown(bullets: Bullets) -> list[str]:
+    """Markdown lines of a list, then a blank line."""
+    items = (safe_markdown(i).replace("\r", " ").replace("\n", " ") for i in bullets.items)
+    return [*(f"- {item}" for item in items), ""]
+
+
+def bullets_html(bullets: Bullets) -> str:
+    return "<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in bullets.items) + "</ul>"
 
 
 def table_html(table: Table) -> str:

@@ -23,6 +23,18 @@ def policy_table(rows: list[FrontierRow]) -> Table:
     return Table(header, body)
 
 
+def certified_cell(row: FrontierRow) -> str:
+    """Whether a policy is certified, as every table shows it: "—" for a single tier (a baseline:
+    certification is a statement relative to always-premium, whose drop is 0 by definition),
+    "n/a" for strategies never certified (the learned router, consensus)."""
+    strategy = row.policy.strategy
+    if strategy == "always":
+        return "—"
+    if strategy in ("router", "consensus"):
+        return "n/a"
+    return "yes" if row.certified else "no"
+
+
 def _metric_cells(m: PolicyMetrics) -> tuple[str, ...]:
     return (
         f"{m.quality:.4f}",
@@ -75,14 +87,16 @@ def strategy_comparison(result: SweepResult) -> Section:
                 rows.append((name, f"none ({how})", "no", *("–",) * 7))
                 continue
             r = frontier_row(pick.row(0, named=True))
-            certified = "yes" if r.certified else "no" if kind != "router" else "n/a"
+            certified = certified_cell(r)
             misses = " (misses the target)" if r.metrics.quality_drop > limit + 1e-12 else ""
             policy = f"`{r.policy.id}`{misses}"
             rows.append((name, policy, certified, *_metric_cells(r.metrics)))
     note = (
         f"Target: quality drop vs always-premium at most {limit:.4g}. Per strategy, the cheapest "
         "policy whose measured drop meets it (else its best-quality policy, marked), and the "
-        "cheapest certified one (Learn-then-Test). "
+        "cheapest certified one (Learn-then-Test). Certification is a statement relative to "
+        "always-premium, so single tiers, the baselines, show — (always-premium has drop 0 by "
+        "definition). "
         "The learned router is evaluated on cross-fitted scores and is never certified (its scores "
         "were fitted on these labels); its cost includes --classifier-cost-usd. Routers and rules "
         "decide before any call and pay one tier; cascades pay every tier they touch (in a "

@@ -1,7 +1,9 @@
 """Rendering a sweep: report.md, report.html, summary.json, frontier.csv and routing.yaml.
 
 The sweep result becomes a small document model (headings, paragraphs, tables) rendered twice, as
-GitHub Markdown and as one self-contained HTML file, so both say the same thing; summary.json
+GitHub Markdown and as one self-contained HTML file, so both say the same thing (the charts are
+inline SVG in the HTML; report.md names them but links no image, so it reads whole in a pull request
+body or a job summary, where a relative image breaks); summary.json
 comes from `summary_json.py`. Nothing here computes metrics, and no output carries a clock time: the same
 inputs give byte-identical files.
 """
@@ -31,9 +33,12 @@ from calibrate.records.policy import METRICS, Policy, threshold_text
 from calibrate.report.blocks import (
     BASE_CSS,
     Block,
+    Bullets,
     Chart,
     Section,
     Table,
+    bullets_html,
+    bullets_markdown,
     inline_html,
     ms,
     num,
@@ -44,7 +49,16 @@ from calibrate.report.blocks import (
     usd,
 )
 from calibrate.report.charts import chart_svgs
+from calibrate.report.first_screen import (
+    decision_line,
+    premium_row,
+    saves_and_costs,
+    silent_under_escalation,
+    terms,
+    warnings_blocks,
+)
 from calibrate.report.strategies import (
+    certified_cell,
     consensus_section,
     endpoint_health_section,
     keyword_rules_section,
@@ -56,6 +70,7 @@ from calibrate.sweep.check import BIASED_WARNING
 from calibrate.sweep.diagnostics import DAILY_VOLUMES
 from calibrate.sweep.failure_modes import HARD_GAP, HEALTHY_ESCALATION
 from calibrate.sweep.stage import Decision, SweepResult
+from calibrate.sweep.verdict import RULE_IN_WORDS
 
 _TOP_POLICIES = 12
 
@@ -102,7 +117,7 @@ def build_routing(decision: Decision) -> RoutingConfig:
             escalation_band=objective.escalation_band,
             max_cost_per_1k_usd=objective.max_cost_per_1k_usd,
         ),
-        rec.method,
+        "fallback" if rec.fallback and rec.method == "certified" else rec.method,
         rec.certified,
         decision.window,
         classifier_cost_per_1k=decision.classifier_cost_per_1k,
@@ -179,18 +194,107 @@ def _headline(result: SweepResult) -> str:
     else:
         claim = f"measured quality drop {r.quality_drop:+.4f} (limit {eps:.4g}, not certified)"
     verdict = "Chosen with --policy" if rec.method == "chosen" else "Recommended"
+    base = premium_row(result).metrics
     return (
         f"**{verdict}: {what}.** {pct(r.savings_vs_premium)} cheaper than always-{premium}; "
-        f"{claim}; escalation rate {pct(r.escalation_rate)}; p95 latency {ms(r.latency_p95_ms)}."
+        f"{claim}; escalation rate {pct(r.escalation_rate)}; latency p50 "
+        f"{ms(base.latency_p50_ms)} → {ms(r.latency_p50_ms)} and **p95 "
+        f"{ms(base.latency_p95_ms)} → {ms(r.latency_p95_ms)}** against always-{premium}."
     )
 
 
-def _pareto_near(frontier: pl.DataFrame, cost: float) -> pl.DataFrame:
-    """The Pareto points closest in cost to the recommendation, half cheaper and half dearer."""
-    pareto = frontier.filter("pareto").sort("cost_per_1k_requests_usd", "policy")
-    cheaper = pareto.filter(pl.col("cost_per_1k_requests_usd") < cost).tail(_TOP_POLICIES // 2)
-    dearer = pareto.filter(pl.col("cost_per_1k_requests_usd") >= cost).head(_TOP_POLICIES // 2)
-    return pl.concat([cheaper, dearer])
+def _near(frontier: pl.DataFrame, flag: str, recommended: str) -> pl.DataFrame:
+    """The policies flagged `flag` (`pareto` or `certified_pareto`) closest in cost to the
+    recommendation, half cheaper and half dearer, and the recommendation itself."""
+    cost = pl.col("cost_per_1k_requests_usd")
+    is_rec = pl.col("policy") == recommended
+    rec = frontier.filter(is_rec)
+    at = rec["cost_per_1k_requests_usd"][0]
+    others = frontier.filter(pl.col(flag) & ~is_rec).sort(cost, "policy")
+    cheaper = others.filter(cost < at).tail(_TOP_POLICIES // 2)
+    dearer = others.filter(cost >= at).head(_TOP_POLICIES // 2)
+    return pl.concat([cheaper, rec, dearer]).sort(cost, "policy")
+
+
+def _frontier_table(frame: pl.DataFrame, recommended: str) -> Table:
+    """Policies with a certified column; the recommendation marked."""
+    table = policy_table(rows := frontier_rows(frame))
+    return Table(
+        (table.header[0], "certified", *table.header[1:]),
+        tuple(
+            (
+                cells[0] + (" **(recommended)**" if r.policy.id == recommended else ""),
+                certified_cell(r),
+                *cells[1:],
+            )
+            for r, cells in zip(rows, table.rows, strict=True)
+        ),
+    )
+
+
+def _frontiers_note(result: SweepResult) -> str:
+    """The two frontiers, and why the recommendation is not on the measured one."""
+    f, rec = result.report.frontier, result.decision.recommendation
+    r = rec.row.metrics
+    what = (
+        "Two frontiers. The measured frontier (`pareto` in frontier.csv) holds the policies no "
+        "other policy beats on both measured cost and measured quality. The certified frontier "
+        "(`certified_pareto`) holds the certified policies no other certified policy beats; "
+        "certification selects from it."
+    )
+    better = f.filter(
+        (pl.col("cost_per_1k_requests_usd") < r.cost_per_1k_requests_usd)
+        & (pl.col("quality") >= r.quality)
+    )
+    if better.is_empty():
+        return what + " The recommendation is on the measured frontier."
+    count, certified = better.height, int(better["certified"].sum())
+    cheaper = f"{count} policies are cheaper with equal or better measured quality"
+    if rec.certified and rec.method == "certified":
+        level = result.decision.objective.confidence_level
+        on = f.filter(pl.col("recommended"))["certified_pareto"].any()
+        return (
+            f"{what} The recommendation is the cheapest certified policy"
+            + (
+                ", so it is on the certified frontier but not on the measured one"
+                if on
+                else " meeting the constraints; it is not on the measured frontier"
+            )
+            + f": {cheaper}, and "
+            + (
+                "none of them is certified"
+                if not certified
+                else f"the {certified} certified ones among them miss a constraint (latency, "
+                "escalation band or budget)"
+            )
+            + f". A measured quality is a point estimate on {result.decision.window.labeled:,} "
+            f"labels; a certificate needs the drop's upper confidence bound within ε at "
+            f"{level:.0%} confidence (and the tested family's share of δ), which the cheaper ones "
+            "could not show."
+        )
+    if rec.fallback and rec.method == "certified":
+        return (
+            f"{what} Nothing cheaper than always-premium could be certified, so the "
+            f"recommendation is always-premium: {cheaper}, none of them certified."
+        )
+    return f"{what} The recommendation is not on the measured frontier: {cheaper}."
+
+
+def _frontier_blocks(result: SweepResult, chart: tuple[Block, ...]) -> tuple[Block, ...]:
+    f, recommended = result.report.frontier, result.decision.recommendation.row.policy.id
+    certified = _near(f, "certified_pareto", recommended)
+    return (
+        *chart,
+        _frontiers_note(result),
+        "Certified frontier around the recommendation:",
+        _frontier_table(certified, recommended)
+        if f["certified_pareto"].any()
+        else "No policy was certified, so the certified frontier is empty."
+        if result.decision.objective.certify
+        else "Certification was off (--no-certify), so there is no certified frontier.",
+        "Measured frontier around the recommendation (listed even when it is not on it):",
+        _frontier_table(_near(f, "pareto", recommended), recommended),
+    )
 
 
 def _selection_note(result: SweepResult) -> str:
@@ -352,43 +456,12 @@ def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
         ),
     )
     names = ", ".join(f"`{s.value}`" for s in fm.hard if s.column == "intent") or "none"
-    under = Table(
-        (
-            "segment",
-            "kept labeled",
-            "kept quality",
-            "premium on same",
-            "gap",
-            "examples (request ids)",
-        ),
-        tuple(
-            (
-                f"{s.column}={s.value}",
-                str(s.kept_labeled),
-                num(s.kept_quality, 3),
-                num(s.kept_premium_quality, 3),
-                f"{s.kept_gap:+.3f}",
-                ", ".join(s.examples),
-            )
-            for s in fm.under_escalated
-        ),
-    )
-    blocks: list[Block] = [
+    return (
         over,
-        kept,
+        kept + " Per segment: the section Silent under-escalation at the top.",
         f"Hard intents (the cheapest tier alone trails premium by {HARD_GAP:.0%} more than its overall gap of {fm.cheapest_gap:.1%}): {names}.",
         hard,
-    ]
-    if fm.under_escalated:
-        blocks += [
-            "Segments whose kept requests are clearly worse than premium on the same requests:",
-            under,
-        ]
-    else:
-        blocks.append(
-            "No segment's kept requests are clearly worse than premium on the same requests."
-        )
-    return tuple(blocks)
+    )
 
 
 def _k_tier_note(result: SweepResult) -> str:
@@ -493,7 +566,6 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
     report, decision = result.report, result.decision
     f, w = report.frontier, decision.window
     rec = decision.recommendation
-    pareto = _pareto_near(f, rec.row.metrics.cost_per_1k_requests_usd)
     data = (
         f"{w.requests} requests ({w.labeled} labeled for every tier) from {w.start} to {w.end}; "
         f"{report.rejected} rows rejected at ingest; {w.incomplete} requests incomplete. "
@@ -511,16 +583,26 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
             "calibrate report",
             (
                 *_biased_first(result),
+                decision_line(result),
                 _headline(result),
-                rec.reason + ".",
+                *saves_and_costs(result),
+                *warnings_blocks(result),
+            ),
+        ),
+        silent_under_escalation(result),
+        (
+            "How sure is this: the statistical detail",
+            (
+                rec.reason[:1].upper() + rec.reason[1:] + ".",
                 _selection_note(result),
                 _intervals_note(result),
                 data,
+                "The terms, one sentence each:",
+                terms(result),
+                RULE_IN_WORDS,
             ),
         ),
-        ("Recommendation", (policy_table([rec.row]),)),
         strategy_comparison(result),
-        ("Warnings", tuple(report.warnings) or ("None.",)),
         endpoint_health_section(result),
         *keyword_rules_section(result),
         *consensus_section(result),
@@ -533,8 +615,8 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
             (policy_table(frontier_rows(f.filter(pl.col("strategy") == "always"))),),
         ),
         (
-            "Cost–quality frontier (Pareto points around the recommendation)",
-            chart("frontier.svg", "Cost–quality frontier") + (policy_table(frontier_rows(pareto)),),
+            "Cost–quality frontier: certified and measured",
+            _frontier_blocks(result, chart("frontier.svg", "Cost–quality frontier")),
         ),
         (
             "Thresholds",
@@ -565,16 +647,14 @@ def render_markdown(doc: tuple[Section, ...]) -> str:
     for i, (title, blocks) in enumerate(doc):
         out.append(f"{'#' if i == 0 else '##'} {safe_markdown(title)}\n")
         for block in blocks:
-            if isinstance(block, Chart):
-                out.append(f"![{block.title}]({block.file})\n")
+            if isinstance(block, Chart):  # no image: report.md must read whole in a PR body
+                out.append(f"_Chart in report.html: {safe_markdown(block.title)}._\n")
             elif isinstance(block, Table):
                 out.extend(table_markdown(block))
-            elif title == "Warnings" and block != "None.":
-                out.append(f"- {safe_markdown(block)}")
+            elif isinstance(block, Bullets):
+                out.extend(bullets_markdown(block))
             else:
                 out.append(safe_markdown(block) + "\n")
-        if title == "Warnings" and blocks != ("None.",):
-            out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -597,6 +677,8 @@ def render_html(doc: tuple[Section, ...], charts: dict[str, str] | None = None) 
                 )
             elif isinstance(block, Table):
                 body.append(table_html(block))
+            elif isinstance(block, Bullets):
+                body.append(bullets_html(block))
             else:
                 body.append(f"<p>{inline_html(block)}</p>")
     return (

@@ -128,6 +128,13 @@ class Store:
         """Provenance: time window of the requests and a digest of the ingested files."""
         return outcomes_sql.data_window(self.con, outcomes)
 
+    def production_paths(
+        self, tiers: Sequence[str], request_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per request of `request_ids`: the tiers production called and the index of the tier
+        that served it (-1: unknown)."""
+        return outcomes_sql.production_paths(self.con, tiers, request_ids)
+
     def request_log(self, tiers: Sequence[str]) -> RequestLog:
         """Every request in time order with what each given tier answered and what production did
         (for `monitor`; requests a tier never saw are kept)."""

@@ -1,4 +1,5 @@
-"""Reads for the sweep: the per-request × tier outcome table and the data window.
+"""Reads for the sweep: the per-request × tier outcome table, the data window, and what
+production did on each request (the tiers its `prod` attempts called, the tier that served).
 
 One attempt per (request, tier) is used: an `ok` attempt before a failed one, then `prod` before
 `shadow`. One label per (request, tier) is used, by source: human, log, reference, judge.
@@ -218,3 +219,42 @@ def data_window(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) -> DataWindo
         end=end,
         logs_sha256=digest,
     )
+
+
+# Per wanted request (`i`: its position): the tiers production called (bit k-1 of `called` for the
+# tier at position k; NULL: no prod attempt on these tiers) and the tier that served it (the logged
+# served_tier, else the tier of the last `ok` prod attempt; 0 when unknown).
+_PRODUCTION = """
+WITH tier_list AS (SELECT unnest($tiers::VARCHAR[]) AS tier,
+                          generate_subscripts($tiers::VARCHAR[], 1) AS k),
+prod AS (
+    SELECT a.request_id, bit_or((1 << (t.k - 1))::INTEGER) AS called,
+           arg_max(t.k, a.position) FILTER (WHERE a.status = 'ok') AS last_ok
+    FROM attempts a JOIN tier_list t USING (tier)
+    WHERE a.source = 'prod' GROUP BY a.request_id)
+SELECT w.i, p.called, COALESCE(s.k, p.last_ok, 0) AS served
+FROM wanted_production w JOIN prod p USING (request_id) JOIN requests r USING (request_id)
+LEFT JOIN tier_list s ON s.tier = r.served_tier
+"""
+
+
+def production_paths(
+    con: duckdb.DuckDBPyConnection, tiers: Sequence[str], request_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What production did on each of `request_ids`: a (n × tiers) bool array of the tiers it
+    called, and the index of the tier that served each request (-1: no prod attempt on these tiers,
+    or none succeeded)."""
+    n, k = len(request_ids), len(tiers)
+    wanted = pa.table(
+        {"i": pa.array(np.arange(n), pa.int64()), "request_id": pa.array(request_ids, pa.string())}
+    )
+    con.register("wanted_production", wanted)
+    try:
+        rows = _fetch(con, _PRODUCTION, {"tiers": list(tiers)})
+    finally:
+        con.unregister("wanted_production")
+    called, served = np.zeros((n, k), dtype=bool), np.full(n, -1, dtype=np.int64)
+    at, bits = rows["i"].astype(np.int64), rows["called"].astype(np.int64)
+    called[at] = (bits[:, None] >> np.arange(k)[None, :]) & 1 == 1
+    served[at] = rows["served"].astype(np.int64) - 1
+    return called, served

@@ -62,7 +62,11 @@ Method = Literal["certified", "empirical", "budget", "chosen"]
 
 @dataclass(frozen=True)
 class Recommendation:
-    """The chosen policy (its frontier row), which selector chose it, and why."""
+    """The chosen policy (its frontier row), which selector chose it, and why. `fallback`: the
+    selector found no certified policy (none under the budget, in budget mode) and fell back to
+    always-premium (the best measured one under the budget); `certified` is then false, in
+    routing.yaml and summary.json too: the premium tier is the reference every drop is measured
+    against, not a certified policy."""
 
     row: FrontierRow
     method: Method
@@ -82,6 +86,15 @@ def mark_pareto(frontier: pl.DataFrame) -> pl.DataFrame:
     best_so_far = order["quality"].cum_max().shift(1, fill_value=float("-inf"))
     flagged = order.with_columns(pareto=pl.col("quality") > best_so_far)
     return flagged.sort("_row").drop("_row")
+
+
+def mark_certified_pareto(frontier: pl.DataFrame) -> pl.DataFrame:
+    """Add `certified_pareto`: the certified policies no other certified policy beats on both cost
+    and quality (the certified frontier; the measured one, `pareto`, is over every policy)."""
+    rows = frontier.with_row_index("_at")
+    certified = mark_pareto(rows.filter(pl.col("certified")).drop("pareto"))
+    on = certified.filter(pl.col("pareto"))["_at"]
+    return rows.with_columns(certified_pareto=pl.col("_at").is_in(on.implode())).drop("_at")
 
 
 def constrained(frontier: pl.DataFrame, objective: Objective) -> pl.DataFrame:
@@ -176,10 +189,10 @@ def select_certified(
             f"no policy could be certified ({guarantee}) under the constraints; "
             "falling back to always-premium"
         )
-        return Recommendation(
+        return Recommendation(  # always-premium is the reference, not a certified policy
             row=_premium(frontier, premium),
             method="certified",
-            certified=True,
+            certified=False,
             reason=reason,
             fallback=True,
         )

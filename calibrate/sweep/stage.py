@@ -72,11 +72,13 @@ from calibrate.sweep.selection import (
     Objective,
     Recommendation,
     constrained,
+    mark_certified_pareto,
     mark_pareto,
     select_certified,
     select_chosen,
     select_empirical,
 )
+from calibrate.sweep.verdict import Production, Verdict, decide, production_as_logged
 from calibrate.sweep.weighting import hajek_scaled, uniform_only
 
 
@@ -150,6 +152,11 @@ class SweepReport:
     economics: Economics
     overheads: Overheads
     warnings: tuple[str, ...]
+    verdict: Verdict
+    production: Production | None = None
+    """Production as logged on the evaluated requests (`verdict.py`), when the logs show it."""
+    high_stakes: tuple[str, ...] = ()
+    """The intents named with --high-stakes."""
     endpoint_health: EndpointHealth | None = None
     rule_hits: tuple[RuleHits, ...] = ()
     consensus_slices: pl.DataFrame | None = None
@@ -192,7 +199,7 @@ def run_sweep(
     )
     index = policy_index(outcomes, found.families)
     trial = _certify(labels.iid, found.families, index, frontier, objective)
-    frontier = trial.frontier
+    frontier = mark_certified_pareto(trial.frontier)
     empirical = select_empirical(frontier, objective, trial.budget.max_regret)
     recommendation = _select(frontier, objective, empirical, trial.budget, tiers)
     rec = recommendation.row
@@ -207,6 +214,12 @@ def run_sweep(
     alt_assignment = assign(outcomes, *index[alternative.row.policy.id]) if alternative else None
     answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
     router, keyword_rules = strategies.router, strategies.keyword_rules
+    production = production_as_logged(
+        outcomes,
+        *store.production_paths(tiers.names, outcomes.request_ids),
+        chosen,
+        labels.weights_or_none,
+    )
     decision = Decision(
         tiers=tiers,
         objective=objective,
@@ -244,6 +257,17 @@ def run_sweep(
             {"router": router.fixed_monthly_usd},
         ),
         overheads=overheads,
+        verdict=decide(
+            recommendation,
+            objective,
+            tiers.names[-1],
+            trial.budget.max_regret,
+            biased=bias is not None,
+            production=production,
+            labels=int(outcomes.labeled.sum()),
+        ),
+        production=production,
+        high_stakes=strategies.high_stakes,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
         rule_hits=rule_hits(keyword_rules, found.rule_winner, outcomes)
         if keyword_rules is not None and found.rule_winner is not None
@@ -418,7 +442,9 @@ def _with_consensus(
     extra = consensus_frame(outcomes, answers)
     if extra is None:
         return frontier
-    extra = extra.with_columns(pareto=False, certified=False, recommended=False)
+    extra = extra.with_columns(
+        pareto=False, certified=False, certified_pareto=False, recommended=False
+    )
     rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
     return mark_pareto(rows.drop("pareto")).select(frontier.columns)
 
