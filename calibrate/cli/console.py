@@ -178,35 +178,61 @@ def _precise(metric: str, value: float | None) -> str:
     return f"{value:.4f}"
 
 
-def _interval(check: MetricCheck) -> str:
-    if check.interval is None:
+def _span(metric: str, interval: tuple[float, float] | None) -> str:
+    if interval is None:
         return ""
-    low, high = check.interval
-    return f"{_precise(check.name, low)}–{_precise(check.name, high)}"
+    low, high = interval
+    return f"{_precise(metric, low)}–{_precise(metric, high)}"
 
 
-_CHECK_TEXT = {"inside": "inside", "outside": "OUTSIDE", "no interval": "", "not measured": "—"}
+def _interval(check: MetricCheck) -> str:
+    return _span(check.name, check.interval)
+
+
+def _cell(value: str, interval: str) -> Text:
+    """A value over its interval (dim), the interval's line left out when there is none."""
+    return Text.assemble(value, ("\n" + interval, "dim") if interval else "")
+
+
+_CHECK_TEXT = {
+    "inside": "inside",
+    "within noise": "inside\n(noise)",
+    "outside": "OUTSIDE",
+    "no interval": "",
+    "not measured": "—",
+}
 
 
 def evaluation(result: Evaluation) -> None:
-    """`calibrate evaluate`: each metric measured next to routing.yaml's expected value and
-    interval (stdout), then what the comparison found (stderr)."""
-    level = f" ({result.level:.0%})" if result.level is not None else ""
+    """`calibrate evaluate`: each metric measured over these logs' own interval, next to
+    routing.yaml's expected value over its interval (stdout; 80 columns), then what the
+    comparison found (stderr)."""
+    level = f"interval ({result.new_level:.0%})"
     table = Table(title=f"evaluate: {result.policy}", title_justify="left", box=box.SIMPLE)
     table.add_column("metric", no_wrap=True)
-    table.add_column("measured", justify="right")
-    table.add_column("expected", justify="right")
-    table.add_column(f"interval{level}", justify="right")
-    table.add_column("check")
-    table.add_row("requests", str(result.window.requests), "", "", "")
-    table.add_row("labeled", str(result.window.labeled), "", "", "")
+    table.add_column(f"measured\n{level}", justify="right", no_wrap=True)
+    table.add_column(f"expected\n{level}", justify="right", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_row("requests", str(result.window.requests), "", "")
+    table.add_row("labeled", str(result.window.labeled), "", "")
     for c in result.checks:
         expected = "" if c.expected is None else _precise(c.name, c.expected)
         status = Text(_CHECK_TEXT[c.status], style="bold red" if c.status == "outside" else "")
-        table.add_row(c.name, _precise(c.name, c.measured), expected, _interval(c), status)
+        measured = _cell(_precise(c.name, c.measured), _span(c.name, c.new))
+        table.add_row(c.name, measured, _cell(expected, _interval(c)), status)
     out().print(table)
     for line in evaluation_notes(result):
         err().print(line, highlight=False, markup=False)
+
+
+def _versus(c: MetricCheck) -> str:
+    """The deviation against the combined half-width of both samples' intervals, in words."""
+    assert c.deviation is not None and c.tolerance is not None
+    sign = "≤" if c.status == "within noise" else ">"
+    return (
+        f"a difference of {_precise(c.name, abs(c.deviation))} {sign} "
+        f"{_precise(c.name, c.tolerance)}, the combined half-width of both samples' intervals"
+    )
 
 
 def evaluation_notes(result: Evaluation) -> list[str]:
@@ -216,31 +242,50 @@ def evaluation_notes(result: Evaluation) -> list[str]:
             "routing.yaml records no expected metrics and no intervals (a hand-written config?): "
             "nothing to compare against. The figures above are what this config does on these logs."
         ]
-    notes = []
-    unmeasured = [c.name for c in result.checks if c.status == "not measured"]
+    notes, checks = [], result.checks
+    unmeasured = [c.name for c in checks if c.status == "not measured"]
     if unmeasured:
         why = " (no request in them is labeled)" if result.window.labeled == 0 else ""
         notes.append(
             f"Not measurable on these logs{why}, so not compared: {', '.join(unmeasured)}."
         )
+    compared = [c for c in checks if c.status in ("inside", "within noise", "outside")]
+    plain = [c.name for c in compared if c.tolerance is None]
+    if plain:
+        why = "" if result.level is not None else " (routing.yaml names no confidence level)"
+        notes.append(
+            f"No interval of these logs to combine with{why}, so only routing.yaml's interval "
+            f"counts: {', '.join(plain)}."
+        )
+    for c in checks:
+        if c.status == "within noise":
+            notes.append(
+                f"{c.name} {_precise(c.name, c.measured)} is outside routing.yaml's interval "
+                f"{_interval(c)} but within sampling error ({_versus(c)}): not flagged."
+            )
     for c in result.outside:
-        assert c.interval is not None
         expected = "" if c.expected is None else f" (expected {_precise(c.name, c.expected)})"
+        beyond = "" if c.tolerance is None else f", beyond sampling error ({_versus(c)})"
         notes.append(
             f"Warning: {c.name} {_precise(c.name, c.measured)} is outside routing.yaml's interval "
-            f"{_interval(c)}{expected}."
+            f"{_interval(c)}{expected}{beyond}."
         )
-    compared = sum(c.status in ("inside", "outside") for c in result.checks)
+    noise = sum(c.status == "within noise" for c in compared)
     if result.outside:
         notes.append(
-            f"Warning: {len(result.outside)} of {compared} metrics moved outside the intervals "
-            "routing.yaml was calibrated with: these logs differ from the calibration data "
-            "(traffic, prompts or models changed). Re-run `calibrate sweep` on recent logs "
-            "before relying on its expected figures."
+            f"Warning: {len(result.outside)} of {len(compared)} metrics moved outside the "
+            "intervals routing.yaml was calibrated with, by more than sampling error: these logs "
+            "differ from the calibration data (traffic, prompts or models changed). Re-run "
+            "`calibrate sweep` on recent logs before relying on its expected figures."
+        )
+    elif noise:
+        notes.append(
+            f"No metric moved beyond sampling error: {len(compared) - noise} of {len(compared)} "
+            f"inside routing.yaml's intervals, {noise} outside them within sampling error."
         )
     elif compared:
         notes.append(
-            f"All {compared} metrics with an interval are inside routing.yaml's intervals."
+            f"All {len(compared)} metrics with an interval are inside routing.yaml's intervals."
         )
     else:
         notes.append("routing.yaml has no interval for any metric measured here: nothing flagged.")

@@ -1,5 +1,6 @@
 """`calibrate evaluate`: the metrics of one routing.yaml on the given logs or the store, next to
-what the file expected; exit 3 with `--check` when a metric is outside its interval."""
+what the file expected; exit 3 with `--check` when a metric is outside its interval by more than
+the sampling error of both samples."""
 
 from __future__ import annotations
 
@@ -37,14 +38,17 @@ def evaluate_cmd(
     check: Annotated[
         bool,
         typer.Option(
-            "--check", help="Exit 3 when a metric is outside routing.yaml's interval for it."
+            "--check",
+            help="Exit 3 when a metric is outside routing.yaml's interval for it by more than "
+            "the sampling error of both samples (flagged OUTSIDE).",
         ),
     ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """The metrics of one routing.yaml on the given logs, next to its expected values and
-    intervals; each metric outside its interval is flagged.
+    intervals. A metric outside its interval is flagged OUTSIDE when the difference exceeds
+    the sampling error of both samples, else shown as noise.
 
     Without LOGS it evaluates what the store already holds (--db, else
     .calibrate/calibrate.duckdb). A metric these logs cannot measure (quality without labels)
@@ -53,10 +57,10 @@ def evaluate_cmd(
     Exit codes:
 
     \b
-        0  success; with --check: no metric outside its interval
+        0  success; with --check: no metric flagged OUTSIDE
         1  a file is missing or invalid (Error: and Hint: on stderr)
         2  usage error
-        3  only with --check: a metric is outside its interval
+        3  only with --check: a metric is flagged OUTSIDE
 
     Example:
 

@@ -225,7 +225,9 @@ def run_sweep(
         objective=objective,
         window=store.data_window(outcomes),
         recommendation=recommendation,
-        intervals=_intervals(outcomes, chosen, labels.weights_or_none, seed, objective),
+        intervals=policy_intervals(
+            outcomes, chosen, labels.weights_or_none, seed, objective.confidence_level
+        ),
         p_correct=_p_correct(rec.policy, calibration),
         keyword_rules=keyword_rules,
         router=found.router,
@@ -573,15 +575,17 @@ def _per_1k(interval: Interval) -> Interval:
     return Interval(interval.low * 1000.0, interval.high * 1000.0)
 
 
-def _intervals(
+def policy_intervals(
     outcomes: Outcomes,
     chosen: Assignment,
     weights: np.ndarray | None,
     seed: int,
-    objective: Objective,
+    level: float,
 ) -> dict[str, Interval]:
-    """Quality and drop: paired bootstrap, or with label weights the Hájek estimators."""
-    labeled, level = outcomes.labeled, objective.confidence_level
+    """The intervals of one policy's metrics (routing.yaml's `intervals`; `evaluate` computes the
+    same for new logs). Quality and drop: paired bootstrap, or with label weights the Hájek
+    estimators; cost: normal approximation; savings: delta method; escalation: Wilson."""
+    labeled = outcomes.labeled
     served, premium = chosen.label[labeled], outcomes.label[labeled, -1]
     if weights is None:
         quality, drop = bootstrap_quality(served, premium, np.random.default_rng(seed), level)
