@@ -65,7 +65,7 @@ def test_invalid_file_is_a_user_error_naming_the_file(tmp_path: Path) -> None:
     assert result.exit_code == 1  # never 3, even with --check
     assert result.stderr.startswith("Error: invalid routing file\n")
     assert f"{bad}: colour: unknown key (not allowed here)" in result.stderr
-    assert "Hint: Use a routing.yaml written by `calibrate sweep`." in result.stderr
+    assert "Hint: Use a routing.yaml written by `calibrate sweep`, or write one" in result.stderr
     assert "Traceback" not in result.output
     assert result.stdout == ""
 
