@@ -173,6 +173,18 @@ def test_report_md_links_every_chart_and_html_inlines_them(demo_out: Path) -> No
     assert len(md.encode()) < 1024 * 1024
 
 
+def test_demo_charts_mark_the_target_the_chosen_threshold_and_the_outage(demo_out: Path) -> None:
+    svg = {name: (demo_out / name).read_text() for name in CHARTS}
+    assert 'id="frontier-target"' in svg["frontier.svg"]
+    assert 'id="frontier-certified"' in svg["frontier.svg"]
+    assert 'id="thresholds-chosen"' in svg["thresholds.svg"]
+    # the sample logs' eu-west-1 outage (endpoint health), shaded on the timeline
+    assert 'id="timeline-outage-eu-west-1-2026-10-08"' in svg["escalation_by_region.svg"]
+    md = (demo_out / "report.md").read_text()
+    caption = md.split("](escalation_by_region.svg)")[1].split("\n\n")[1]
+    assert "2026-07-27 (2 days of data)" in caption and "eu-west-1 from 2026-10-08" in caption
+
+
 def test_the_router_is_skipped_with_a_warning_above_its_request_limit(
     sample_logs: Path, tmp_path: Path
 ) -> None:
