@@ -18,14 +18,9 @@ from matplotlib.dates import date2num
 from matplotlib.text import Annotation, Text
 from matplotlib.ticker import PercentFormatter
 
-from calibrate.report.charts import (
-    Drawn,
-    Target,
-    chart_file,
-    frontier_figure,
-    threshold_figure,
-    timeline_figure,
-)
+from calibrate.report.chart_render import Drawn, Target, chart_file
+from calibrate.report.charts import threshold_figure, timeline_figure
+from calibrate.report.frontier_chart import frontier_figure
 from calibrate.stats.regional_health import Outage
 
 TIERS = ("small", "medium", "large")
