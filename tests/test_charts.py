@@ -18,7 +18,7 @@ from matplotlib.dates import date2num
 from matplotlib.text import Annotation, Text
 from matplotlib.ticker import PercentFormatter
 
-from calibrate.report.chart_render import Drawn, Target, chart_file
+from calibrate.report.chart_render import Drawn, Target, chart_file, usd_tick
 from calibrate.report.charts import threshold_figure, timeline_figure
 from calibrate.report.frontier_chart import frontier_figure
 from calibrate.stats.regional_health import Outage
@@ -238,3 +238,11 @@ def test_every_svg_carries_its_alt_text_and_the_marked_elements(frontier, timeli
 def test_the_same_inputs_give_the_same_svg() -> None:
     first, second = (chart_file(frontier_figure(frontier_frame(), TARGET)) for _ in range(2))
     assert first == second
+
+
+@pytest.mark.parametrize(
+    ("usd", "text"),
+    [(0.002, "$0.002"), (0.1, "$0.10"), (0.5, "$0.50"), (1, "$1"), (2.5, "$2.50"), (0, "$0")],
+)
+def test_dollar_ticks_read_as_money(usd: float, text: str) -> None:
+    assert usd_tick(usd) == text

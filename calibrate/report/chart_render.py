@@ -104,7 +104,7 @@ def figure(width: float = 7.0, height: float = 4.0) -> Figure:
 
 def usd_tick(x: float, _pos: object = None) -> str:
     """$0.002, $0.10, $1, $2.50: whole dollars bare, two decimals otherwise (more below a cent)."""
-    if x >= 1 and float(x).is_integer():
+    if x <= 0 or (x >= 1 and float(x).is_integer()):
         return f"${x:,.0f}"
     decimals = 2 if x >= 0.01 else -math.floor(math.log10(x))
     return f"${x:,.{decimals}f}"
