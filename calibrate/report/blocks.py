@@ -25,7 +25,8 @@ BASE_CSS = (
     "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}"
     "table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;"
     "text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}"
-    "code{background:#f6f8fa;padding:0 .2rem}"
+    "code{background:#f6f8fa;padding:0 .2rem}div.table{overflow-x:auto;max-width:100%}"
+    "p,li{overflow-wrap:anywhere}@media (max-width:50rem){th,td{padding:.2rem .35rem;font-size:.85rem}}"
 )
 
 
@@ -149,4 +150,5 @@ def table_html(table: Table) -> str:
     rows = "".join(
         "<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in row) + "</tr>" for row in table.rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    markup = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return f'<div class="table">{markup}</div>'  # scrolls sideways on a narrow screen

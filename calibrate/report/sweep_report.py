@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
@@ -48,7 +49,7 @@ from calibrate.report.blocks import (
     table_markdown,
     usd,
 )
-from calibrate.report.charts import chart_svgs
+from calibrate.report.charts import ChartFile, chart_files
 from calibrate.report.first_screen import (
     decision_line,
     premium_row,
@@ -79,15 +80,15 @@ def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
     """Write the five outputs and the chart files atomically (temp file + rename); return their
     paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    charts = chart_svgs(result)
+    charts = chart_files(result)
     doc = sections(result, frozenset(charts))
     texts = {
         "routing.yaml": dump_routing(build_routing(result.decision)),
         "frontier.csv": frontier_csv(result.report.frontier),
         "summary.json": summary_text(result),
-        "report.md": render_markdown(doc),
+        "report.md": render_markdown(doc, charts),
         "report.html": render_html(doc, charts),
-        **charts,
+        **{name: chart.svg for name, chart in charts.items()},
     }
     if result.decision.router is not None:
         texts[ROUTER_FILE] = router_json(result.decision.router)
@@ -642,13 +643,16 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
     )
 
 
-def render_markdown(doc: tuple[Section, ...]) -> str:
+def render_markdown(doc: tuple[Section, ...], charts: Mapping[str, ChartFile] | None = None) -> str:
+    charts = charts or {}
     out = []
     for i, (title, blocks) in enumerate(doc):
         out.append(f"{'#' if i == 0 else '##'} {safe_markdown(title)}\n")
         for block in blocks:
             if isinstance(block, Chart):  # no image: report.md must read whole in a PR body
                 out.append(f"_Chart in report.html: {safe_markdown(block.title)}._\n")
+                if block.file in charts:
+                    out.append(f"*{safe_markdown(charts[block.file].caption)}*\n")
             elif isinstance(block, Table):
                 out.extend(table_markdown(block))
             elif isinstance(block, Bullets):
@@ -660,20 +664,22 @@ def render_markdown(doc: tuple[Section, ...]) -> str:
 
 _CSS = BASE_CSS + (
     "figure.chart{margin:1rem 0}figure.chart svg{max-width:100%;height:auto}"
-    "figcaption{color:#57606a;font-size:.85rem}"
+    "figcaption{color:#57606a;font-size:.85rem;max-width:48rem}"
 )
 
 
-def render_html(doc: tuple[Section, ...], charts: dict[str, str] | None = None) -> str:
+def render_html(doc: tuple[Section, ...], charts: Mapping[str, ChartFile] | None = None) -> str:
     charts = charts or {}
     body = []
     for i, (title, blocks) in enumerate(doc):
         body.append(f"<h{1 if i == 0 else 2}>{html.escape(title)}</h{1 if i == 0 else 2}>")
         for block in blocks:
             if isinstance(block, Chart):
+                chart = charts[block.file]
                 body.append(
-                    f'<figure class="chart" id="{html.escape(block.file)}">{charts[block.file]}'
-                    f"<figcaption>{html.escape(block.title)}</figcaption></figure>"
+                    f'<figure class="chart" id="{html.escape(block.file)}">{chart.svg}'
+                    f"<figcaption><strong>{html.escape(block.title)}.</strong> "
+                    f"{html.escape(chart.caption)}</figcaption></figure>"
                 )
             elif isinstance(block, Table):
                 body.append(table_html(block))
