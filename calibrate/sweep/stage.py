@@ -16,33 +16,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
 import polars as pl
 
 from calibrate.config.tiers import TiersConfig, price_table
 from calibrate.errors import ConfigError, DataError
-from calibrate.policies.assignment import Assignment, assign, regret, served_labels, take_rows
+from calibrate.policies.assignment import Assignment, assign, regret
 from calibrate.policies.consensus import consensus_frame, consensus_slices
 from calibrate.policies.families import (
     Family,
     evaluate_families,
     policy_index,
 )
+from calibrate.policies.frontier import frontier_row
 from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
 from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
-from calibrate.records.policy import Policy
+from calibrate.records.policy import FrontierRow, Policy
 from calibrate.stats import bounded_mean
 from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
 from calibrate.stats.intervals import (
     Interval,
-    SelectionCheck,
     bootstrap_quality,
     mean_interval,
     savings_interval,
-    selection_bootstrap,
     wilson,
 )
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
@@ -53,8 +53,11 @@ from calibrate.sweep.certify import (
     TESTS,
     Budget,
     Stage,
+    Test,
+    certifiable,
     certify_families,
     clopper_pearson_lower,
+    exceed_risk,
     labels_to_certify,
     labels_to_certify_drop,
     segment_groups,
@@ -69,6 +72,7 @@ from calibrate.sweep.failure_modes import (
     segment_columns,
 )
 from calibrate.sweep.selection import (
+    CERTIFICATION_METHODS,
     Objective,
     Recommendation,
     constrained,
@@ -82,25 +86,60 @@ from calibrate.sweep.weighting import hajek_scaled, uniform_only
 
 @dataclass(frozen=True)
 class Overheads:
-    """Fixed costs of keeping a routing policy calibrated, for the break-even volume."""
+    """Fixed costs of keeping a routing policy calibrated, for the break-even volume, and the
+    traffic they are paid back from (`requests_per_month`; None: the logs' own rate)."""
 
     label_cost_usd: float = 1.0
     fixed_monthly_usd: float = 0.0
+    requests_per_month: float | None = None
+
+
+@dataclass(frozen=True)
+class LabelsNeeded:
+    """Roughly how many more uniformly sampled labels would likely certify `policy` (a certifiable
+    policy cheaper than the recommendation), and what it saves versus always-premium."""
+
+    policy: Policy
+    more_labels: int
+    savings_vs_premium: float
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Why the recommendation can be trusted (or how far it is from being certified)."""
+    """Why the recommendation can be trusted (or how far it is from being certified).
+
+    `alternative`: the best measured policy meeting the target (the empirical pick) when it is not
+    the recommendation; `shortfall`: the certified recommendation saves less than half of what it
+    saves; `labels_needed`: after a fallback or a shortfall, the labels that would likely certify a
+    cheaper certifiable policy; `exceed_risk`: for an uncertified recommendation, the risk that
+    its drop exceeds ε (`certify.exceed_risk`; None when nothing can bound it)."""
 
     max_regret: float
     stages: tuple[Stage, ...]
     certifiable_families: int
     segments: tuple[str, ...]
     alternative: Recommendation | None
-    labels_needed: tuple[Policy, int] | None
-    selection_check: SelectionCheck | None
+    labels_needed: LabelsNeeded | None
+    exceed_risk: float | None
     weighted_labels: int
     certification_labels: int
+    test: Test = "drop"
+    shortfall: bool = False
+
+
+@dataclass(frozen=True)
+class CertificationRecord:
+    """How routing.yaml's `certified` was decided: the test and its method, ε and δ as tested,
+    the labels it used, the recommendation's stage evidence (empty when it is uncertified or
+    always-premium) and, when it is uncertified, the risk that its drop exceeds ε."""
+
+    test: Test
+    method: str
+    max_drop: float
+    delta: float
+    labels: int
+    stages: tuple[Stage, ...]
+    exceed_risk: float | None
 
 
 @dataclass(frozen=True)
@@ -122,6 +161,7 @@ class Decision:
     router: RouterFit | None = None
     classifier_cost_per_1k: float = 0.0
     confidence_scales: tuple[tuple[str, str], ...] = ()  # (tier, scale its confidences are on)
+    certification: CertificationRecord | None = None
 
     @property
     def premium(self) -> str:
@@ -193,8 +233,10 @@ def run_sweep(
     chosen = assign(outcomes, *index[rec.policy.id])
     alternative = empirical if objective.certify and empirical.row.policy != rec.policy else None
     evidence = _evidence(
-        labels, index, frontier, objective, trial, recommendation, alternative, seed
-    )
+        labels, found.families, index, frontier, objective, trial, recommendation, alternative,
+        biased=bias is not None,
+    )  # fmt: skip
+    window = store.data_window(outcomes)
     calibration = tier_calibrations(outcomes, labels.weights_or_none)
     rejected = store.rejected_rows()
     alt_assignment = assign(outcomes, *index[alternative.row.policy.id]) if alternative else None
@@ -203,7 +245,7 @@ def run_sweep(
     decision = Decision(
         tiers=tiers,
         objective=objective,
-        window=store.data_window(outcomes),
+        window=window,
         recommendation=recommendation,
         intervals=_intervals(outcomes, chosen, labels.weights_or_none, seed, objective),
         p_correct=_p_correct(rec.policy, calibration),
@@ -211,6 +253,7 @@ def run_sweep(
         router=found.router,
         classifier_cost_per_1k=router.cost_usd_per_1k,
         confidence_scales=tuple(sorted(scales.scales.items())),
+        certification=_certification_record(objective, trial, evidence),
     )
     report = SweepReport(
         frontier=_with_consensus(outcomes, answers, frontier),
@@ -235,6 +278,7 @@ def run_sweep(
             overheads.fixed_monthly_usd,
             trial.budget.max_regret,
             {"router": router.fixed_monthly_usd},
+            overheads.requests_per_month or monthly_volume(window),
         ),
         overheads=overheads,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
@@ -359,33 +403,72 @@ def _select(
 
 def _evidence(
     labels: _Labels,
+    families: list[Family],
     index: dict[str, tuple[Family, tuple]],
     frontier: pl.DataFrame,
     objective: Objective,
     trial: _Trial,
     recommendation: Recommendation,
     alternative: Recommendation | None,
-    seed: int,
+    biased: bool = False,
 ) -> Evidence:
     """Why the recommendation can be trusted, or how far it is from being certified."""
     outcomes, iid, budget = labels.outcomes, labels.iid, trial.budget
-    cert = trial.certified.get(recommendation.row.policy.id)
-    families = len(trial.certificates)
+    rec = recommendation.row
+    cert = trial.certified.get(rec.policy.id)
+    shortfall = (
+        recommendation.method == "certified"
+        and not recommendation.fallback
+        and alternative is not None
+        and rec.metrics.savings_vs_premium < alternative.row.metrics.savings_vs_premium / 2
+    )
+    needed = None
+    if recommendation.fallback or shortfall:
+        needed = _labels_needed(
+            iid, index, frontier, objective, budget, len(trial.certificates), rec
+        )
+    risk = None
+    if not recommendation.certified and not biased:
+        risk = exceed_risk(iid, families, *index[rec.policy.id], budget)
     return Evidence(
         max_regret=budget.max_regret,
         stages=cert.stages if cert is not None else (),
-        certifiable_families=families,
+        certifiable_families=sum(certifiable(f, len(outcomes.tiers) - 1) for f in families),
         segments=() if trial.segments is None else tuple(sorted({str(v) for v in trial.segments})),
         alternative=alternative,
-        labels_needed=_labels_needed(iid, index, frontier, objective, budget, families)
-        if recommendation.fallback
-        else None,
-        selection_check=None
-        if objective.certify
-        else _selection_check(labels.scored, index, frontier, objective, budget, seed),
+        labels_needed=needed,
+        exceed_risk=risk,
         weighted_labels=int((labels.weights[outcomes.labeled] != 1.0).sum()),
         certification_labels=int(iid.labeled.sum()),
+        test=budget.test,
+        shortfall=shortfall,
     )
+
+
+def _certification_record(
+    objective: Objective, trial: _Trial, evidence: Evidence
+) -> CertificationRecord:
+    """What routing.yaml records of the certification (or, with --no-certify, of the risk)."""
+    return CertificationRecord(
+        test=trial.budget.test,
+        method=CERTIFICATION_METHODS[trial.budget.test],
+        max_drop=trial.budget.max_regret,
+        delta=trial.budget.delta,
+        labels=evidence.certification_labels,
+        stages=evidence.stages,
+        exceed_risk=evidence.exceed_risk,
+    )
+
+
+def monthly_volume(window: DataWindow) -> float | None:
+    """Requests per 30 days at the logs' own rate (None without a time span)."""
+    if window.start is None or window.end is None:
+        return None
+    start, end = (
+        datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (window.start, window.end)
+    )
+    seconds = (end - start).total_seconds()
+    return window.requests * 30 * 86_400 / seconds if seconds > 0 else None
 
 
 def _intent_slices(outcomes: Outcomes, intents: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -478,62 +561,49 @@ def _labels_needed(
     objective: Objective,
     budget: Budget,
     families: int,
-) -> tuple[Policy, int] | None:
-    """Roughly how many more uniform labels would certify the best empirical policy, or when its
-    measured regret (drop, for the drop test) sits at the limit (no label count would do), the best
-    one with half the drop."""
-    for margin in (1.0, 0.5):
-        try:
-            target = select_empirical(frontier, objective, budget.max_regret * margin)
-        except DataError:
-            return None
-        family, option = index[target.row.policy.id]
-        served = assign(outcomes, family, option).served_tier
-        stages = max(len(family.grids), 1)
-        share = Budget(
-            budget.max_regret / stages, budget.delta / max(families, 1) / stages, budget.test
-        )
-        if budget.test == "drop":
-            rows = np.arange(outcomes.n)
-            drop = outcomes.label[:, -1] - outcomes.label[rows, served]
-            total = labels_to_certify_drop(drop[outcomes.labeled] / stages, share)
-        else:
-            rate = float(regret(outcomes, served)[outcomes.labeled].mean())
-            total = labels_to_certify(rate / stages, share)
-        if total is not None:
-            return target.row.policy, max(total - int(outcomes.labeled.sum()), 0)
+    pick: FrontierRow,
+) -> LabelsNeeded | None:
+    """Roughly how many more uniform labels would likely certify the cheapest uncertified policy
+    that could be certified (its family ends at the premium tier: never the premium baseline, a
+    learned router or a consensus set), is cheaper than `pick` and measures a drop within ε; when no
+    label count would certify it (its drop, or for the regret test its regret, sits at the limit),
+    the cheapest within ¾ε, then ½ε. A count the labels in hand already reach is no answer (the
+    policy failed for another reason, e.g. a stricter option before it in the fixed sequence)."""
+    premium, have = len(outcomes.tiers) - 1, int(outcomes.labeled.sum())
+    pool = constrained(frontier, objective).filter(
+        ~pl.col("certified")
+        & (pl.col("cost_per_1k_requests_usd") < pick.metrics.cost_per_1k_requests_usd)
+    )
+    ids = [p for p in pool["policy"] if certifiable(index[p][0], premium)]
+    pool = pool.filter(pl.col("policy").is_in(ids)).sort(
+        ["cost_per_1k_requests_usd", "quality", "_row"], descending=[False, True, False]
+    )
+    for margin in (1.0, 0.75, 0.5):
+        within = pool.filter(pl.col("quality_drop") <= budget.max_regret * margin + 1e-12)
+        if within.is_empty():
+            continue
+        target = frontier_row(within.row(0, named=True))
+        total = _labels_to_certify(outcomes, *index[target.policy.id], budget, families)
+        if total is not None and total > have:
+            return LabelsNeeded(target.policy, total - have, target.metrics.savings_vs_premium)
     return None
 
 
-SELECTION_BOOTSTRAP_MAX_LABELS = 50_000
-
-
-def _selection_check(
-    outcomes: Outcomes,
-    index: dict[str, tuple[Family, tuple]],
-    frontier: pl.DataFrame,
-    objective: Objective,
-    budget: Budget,
-    seed: int,
-) -> SelectionCheck | None:
-    """Re-run the empirical rule inside the bootstrap (skipped above 50,000 labels)."""
-    if int(outcomes.labeled.sum()) > SELECTION_BOOTSTRAP_MAX_LABELS:
-        return None
-    premium_policy = Policy.always(outcomes.tiers[-1]).id
-    ordered = constrained(frontier, objective).sort(
-        ["cost_per_1k_requests_usd", "quality", "escalation_rate", "_row"],
-        descending=[False, True, False, False],
-    )["policy"]
-    ids = [p for p in ordered if p != premium_policy] + [premium_policy]
-    labeled = take_rows(outcomes, outcomes.labeled)
-    served = served_labels(labeled, [index[p] for p in ids])
-    return selection_bootstrap(
-        served,
-        labeled.label[:, -1],
-        budget.max_regret,
-        np.random.default_rng(seed + 1),
-        objective.confidence_level,
+def _labels_to_certify(
+    outcomes: Outcomes, family: Family, option: tuple, budget: Budget, families: int
+) -> int | None:
+    """The labels one policy would need (its drop or regret spread evenly over its stages)."""
+    served = assign(outcomes, family, option).served_tier
+    stages = max(len(family.grids), 1)
+    share = Budget(
+        budget.max_regret / stages, budget.delta / max(families, 1) / stages, budget.test
     )
+    if budget.test == "drop":
+        rows = np.arange(outcomes.n)
+        drop = outcomes.label[:, -1] - outcomes.label[rows, served]
+        return labels_to_certify_drop(drop[outcomes.labeled] / stages, share)
+    rate = float(regret(outcomes, served)[outcomes.labeled].mean())
+    return labels_to_certify(rate / stages, share)
 
 
 def _per_1k(interval: Interval) -> Interval:
