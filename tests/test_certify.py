@@ -169,12 +169,12 @@ def test_no_certifiable_policy_falls_back_to_premium_and_says_how_many_labels(
     result = sweep_outcomes(tmp_path, o, Objective(max_quality_drop=0.02, confidence_level=0.95))
     rec, evidence = result.decision.recommendation, result.report.evidence
     assert rec.fallback and rec.certified and rec.row.policy == Policy.always("premium")
-    assert "no policy could be certified" in rec.reason
+    assert "no policy cheaper than always-premium could be certified" in rec.reason
     assert evidence.alternative is not None
     assert evidence.alternative.row.policy != Policy.always("premium")
-    assert evidence.labels_needed is not None
-    policy, more = evidence.labels_needed
-    assert policy != Policy.always("premium") and 0 < more < 100_000
+    needed = evidence.labels_needed
+    assert needed is not None
+    assert needed.policy != Policy.always("premium") and 0 < needed.more_labels < 100_000
 
 
 def test_inverted_confidence_is_flagged_and_never_certifies_keeping_bad_answers(

@@ -154,9 +154,14 @@ def select_empirical(
 def select_certified(
     frontier: pl.DataFrame, objective: Objective, premium: Policy, max_drop: float
 ) -> Recommendation:
-    """Cheapest certified policy meeting the constraints; always-premium when there is none."""
+    """Cheapest certified policy meeting the constraints and cheaper than always-premium (the drop
+    test certifies escalating everything for free, which costs as much or more); always-premium
+    when there is none."""
     _require_labels(frontier)
-    candidates = constrained(frontier, objective).filter(pl.col("certified"))
+    premium_cost = _premium(frontier, premium).metrics.cost_per_1k_requests_usd
+    candidates = constrained(frontier, objective).filter(
+        pl.col("certified") & (pl.col("cost_per_1k_requests_usd") < premium_cost * (1 - 1e-9))
+    )
     guarantee = (
         f"quality drop at most {max_drop:.4g} with probability ≥ {objective.confidence_level:g} "
         f"({CERTIFICATION_METHODS[objective.certify_on]})"
@@ -174,8 +179,8 @@ def select_certified(
             )
     if candidates.is_empty():
         reason = (
-            f"no policy could be certified ({guarantee}) under the constraints; "
-            "falling back to always-premium"
+            f"no policy cheaper than always-premium could be certified ({guarantee}) under the "
+            "constraints; falling back to always-premium"
         )
         return Recommendation(
             row=_premium(frontier, premium),
