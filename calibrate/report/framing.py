@@ -15,7 +15,7 @@ from calibrate.sweep.stage import Evidence, LabelsNeeded, SweepResult
 
 DROP_METHOD = (
     "drop test: a betting test for bounded means on the paired differences premium − served; "
-    "Waudby-Smith & Ramdas, *Estimating means of bounded random variables by betting*, JRSSB 2024"
+    "Waudby-Smith & Ramdas, 'Estimating means of bounded random variables by betting', JRSSB 2024"
 )
 
 

@@ -26,6 +26,11 @@ among them), and inside a k-tier cascade both ε and δ are split equally over i
 are certified one after the other (stage j is tested on the requests the certified stages before it
 escalate). Only policies that end at the premium tier can be certified. With `segments`, a stage
 passes only if the regret rate within *every* segment passes at δ/G.
+
+`exceed_risk` turns the same procedure around for a policy that was not certified: the least δ at
+which it would have been (the fixed-sequence adjusted p-value along its own path, times the same
+Bonferroni factors), the risk the report puts next to an uncertified pick. `labels_to_certify*`
+estimate the labels a test would need.
 """
 
 from __future__ import annotations
@@ -54,8 +59,9 @@ _OPTIONS_AT_ONCE = 16  # options whose (options × labeled) drop contributions a
 @dataclass(frozen=True)
 class Stage:
     """Evidence for one decision stage of a certified policy: the regret events and their
-    Clopper–Pearson bound (always), and with the drop test its measured drop contribution, its
-    betting upper bound and p-value (`max_regret` is then the stage's allowed drop)."""
+    Clopper–Pearson bound and the pooled binomial p-value (the regret test), or with the drop test
+    its measured drop contribution, its betting upper bound and p-value (`max_regret` is then the
+    stage's allowed drop)."""
 
     tier: str
     option: int
@@ -314,6 +320,9 @@ def exceed_risk(
     that pay for choosing it among them), capped at 1. A valid p-value of "drop > ε" whatever rule
     chose the policy; betting tuned for the stage level at `budget.delta`. None when no certificate
     can cover the policy (a learned router, a path not ending at the premium tier)."""
+    premium = len(outcomes.tiers) - 1
+    if family.kind == "always" and family.path[0] == premium:
+        return 0.0  # the reference itself: its drop is exactly 0
     todo = _certifiable(outcomes, families)
     if not any(f is family for f in todo):
         return None

@@ -23,7 +23,7 @@ import polars as pl
 
 from calibrate.config.tiers import TiersConfig, price_table
 from calibrate.errors import ConfigError, DataError
-from calibrate.policies.assignment import Assignment, assign, regret
+from calibrate.policies.assignment import Assignment, assign, served_labels, take_rows
 from calibrate.policies.consensus import consensus_frame, consensus_slices
 from calibrate.policies.families import (
     Family,
@@ -554,6 +554,9 @@ def _segments(outcomes: Outcomes, objective: Objective) -> np.ndarray | None:
     return columns[objective.per_segment]
 
 
+_HINT_CANDIDATES = 500  # the cheapest candidates the labels hint examines
+
+
 def _labels_needed(
     outcomes: Outcomes,
     index: dict[str, tuple[Family, tuple]],
@@ -563,47 +566,66 @@ def _labels_needed(
     families: int,
     pick: FrontierRow,
 ) -> LabelsNeeded | None:
-    """Roughly how many more uniform labels would likely certify the cheapest uncertified policy
-    that could be certified (its family ends at the premium tier: never the premium baseline, a
-    learned router or a consensus set), is cheaper than `pick` and measures a drop within ε; when no
-    label count would certify it (its drop, or for the regret test its regret, sits at the limit),
-    the cheapest within ¾ε, then ½ε. A count the labels in hand already reach is no answer (the
-    policy failed for another reason, e.g. a stricter option before it in the fixed sequence)."""
+    """Roughly how many more uniform labels would likely certify a cheaper policy than `pick`:
+    among the uncertified policies that could be certified (ending at the premium tier: never the
+    premium baseline, a learned router or a consensus set) and measure a drop within ε, the
+    cheapest whose *likely* drop (regret, for the regret test), its measured value plus one
+    standard error, is within ½ε, else ¾ε, else ε. The count is for that likely value: a policy
+    measured just under the limit was picked for its luck on these labels, like the empirical
+    pick. A count the labels in hand already reach is no answer (the policy failed for another
+    reason, e.g. a stricter option before it in the fixed sequence)."""
     premium, have = len(outcomes.tiers) - 1, int(outcomes.labeled.sum())
     pool = constrained(frontier, objective).filter(
         ~pl.col("certified")
         & (pl.col("cost_per_1k_requests_usd") < pick.metrics.cost_per_1k_requests_usd)
+        & (pl.col("quality_drop") <= budget.max_regret + 1e-12)
     )
     ids = [p for p in pool["policy"] if certifiable(index[p][0], premium)]
-    pool = pool.filter(pl.col("policy").is_in(ids)).sort(
-        ["cost_per_1k_requests_usd", "quality", "_row"], descending=[False, True, False]
+    ids = (
+        pool.filter(pl.col("policy").is_in(ids))
+        .sort(["cost_per_1k_requests_usd", "quality", "_row"], descending=[False, True, False])
+        .head(_HINT_CANDIDATES)["policy"]
+        .to_list()
     )
-    for margin in (1.0, 0.75, 0.5):
-        within = pool.filter(pl.col("quality_drop") <= budget.max_regret * margin + 1e-12)
-        if within.is_empty():
+    if not ids or have < 2:
+        return None
+    loss = _losses(take_rows(outcomes, outcomes.labeled), [index[p] for p in ids], budget.test)
+    likely = loss.mean(axis=1) + loss.std(axis=1, ddof=1) / np.sqrt(have)
+    for margin in (0.5, 0.75, 1.0):
+        hits = np.flatnonzero(likely <= budget.max_regret * margin)
+        if not hits.size:
             continue
-        target = frontier_row(within.row(0, named=True))
-        total = _labels_to_certify(outcomes, *index[target.policy.id], budget, families)
+        k = int(hits[0])
+        family = index[ids[k]][0]
+        total = _labels_to_certify(loss[k], likely[k], family, budget, families)
         if total is not None and total > have:
+            target = frontier_row(frontier.filter(pl.col("policy") == ids[k]).row(0, named=True))
             return LabelsNeeded(target.policy, total - have, target.metrics.savings_vs_premium)
     return None
 
 
+def _losses(labeled: Outcomes, policies: list[tuple[Family, tuple]], test: Test) -> np.ndarray:
+    """(policies × labeled requests): each request's drop (premium − served) or regret."""
+    served = served_labels(labeled, policies).astype(np.float64)
+    premium = labeled.label[:, -1][None, :]
+    if test == "drop":
+        return premium - served
+    return ((served < ACCEPTABLE) & (premium >= ACCEPTABLE)).astype(np.float64)
+
+
 def _labels_to_certify(
-    outcomes: Outcomes, family: Family, option: tuple, budget: Budget, families: int
+    loss: np.ndarray, likely: float, family: Family, budget: Budget, families: int
 ) -> int | None:
-    """The labels one policy would need (its drop or regret spread evenly over its stages)."""
-    served = assign(outcomes, family, option).served_tier
+    """The labels one policy would need if its mean loss were `likely` (the loss spread evenly
+    over its stages, each tested at its share of ε and δ)."""
     stages = max(len(family.grids), 1)
     share = Budget(
         budget.max_regret / stages, budget.delta / max(families, 1) / stages, budget.test
     )
     if budget.test == "drop":
-        rows = np.arange(outcomes.n)
-        drop = outcomes.label[:, -1] - outcomes.label[rows, served]
-        return labels_to_certify_drop(drop[outcomes.labeled] / stages, share)
-    rate = float(regret(outcomes, served)[outcomes.labeled].mean())
-    return labels_to_certify(rate / stages, share)
+        shifted = Budget(share.max_regret - (likely - loss.mean()) / stages, share.delta, "drop")
+        return labels_to_certify_drop(loss / stages, shifted)
+    return labels_to_certify(likely / stages, share)
 
 
 def _per_1k(interval: Interval) -> Interval:
