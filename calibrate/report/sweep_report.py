@@ -151,7 +151,9 @@ def _certification(record: CertificationRecord | None) -> Certification | None:
                 tier=s.tier,
                 max_quality_drop=round(s.max_regret, 6),
                 delta=round(s.delta, 6),
-                measured=round(s.drop if s.drop is not None else s.regret_count / s.labeled, 6),
+                measured=round(
+                    s.drop if s.drop is not None else s.regret_count / max(s.labeled, 1), 6
+                ),
                 upper_bound=round(s.drop_ucb if s.drop_ucb is not None else s.regret_ucb, 6),
                 p_value=float(f"{s.p_value if s.p_value is not None else 1.0:.4g}"),
             )

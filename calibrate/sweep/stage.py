@@ -278,7 +278,7 @@ def run_sweep(
             overheads.fixed_monthly_usd,
             trial.budget.max_regret,
             {"router": router.fixed_monthly_usd},
-            overheads.requests_per_month or monthly_volume(window),
+            _volume(overheads, window),
         ),
         overheads=overheads,
         endpoint_health=endpoint_health(store, tuple(tiers.names)),
@@ -460,8 +460,11 @@ def _certification_record(
     )
 
 
-def monthly_volume(window: DataWindow) -> float | None:
-    """Requests per 30 days at the logs' own rate (None without a time span)."""
+def _volume(overheads: Overheads, window: DataWindow) -> float | None:
+    """The user's requests per month: `--requests-per-month`, else the logs' own rate over 30 days
+    (None without a time span)."""
+    if overheads.requests_per_month is not None:
+        return overheads.requests_per_month
     if window.start is None or window.end is None:
         return None
     start, end = (
