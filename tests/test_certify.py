@@ -116,8 +116,9 @@ def test_labels_to_certify_matches_the_zero_event_rule() -> None:
     assert clopper_pearson_upper(0, 149, 0.05) <= 0.02 < clopper_pearson_upper(0, 148, 0.05)
 
 
-def sweep_outcomes(tmp_path: Path, o: Outcomes, objective: Objective):
-    """Write `o` as canonical JSONL, ingest it into a DuckDB file and run the sweep."""
+def sweep_outcomes(tmp_path: Path, o: Outcomes, objective: Objective, **options):
+    """Write `o` as canonical JSONL, ingest it into a DuckDB file and run the sweep (`options`:
+    run_sweep's keyword options)."""
     import json
 
     lines = []
@@ -159,7 +160,7 @@ def sweep_outcomes(tmp_path: Path, o: Outcomes, objective: Objective):
     )
     with Store.open(tmp_path / "s.duckdb") as store:
         ingest.ingest(store, [logs], strict=True, clock=lambda: datetime(2026, 11, 1, tzinfo=UTC))
-        return run_sweep(store, load_tiers(tiers), objective)
+        return run_sweep(store, load_tiers(tiers), objective, **options)
 
 
 def test_no_certifiable_policy_falls_back_to_premium_and_says_how_many_labels(
@@ -169,12 +170,12 @@ def test_no_certifiable_policy_falls_back_to_premium_and_says_how_many_labels(
     result = sweep_outcomes(tmp_path, o, Objective(max_quality_drop=0.02, confidence_level=0.95))
     rec, evidence = result.decision.recommendation, result.report.evidence
     assert rec.fallback and not rec.certified and rec.row.policy == Policy.always("premium")
-    assert "no policy could be certified" in rec.reason
+    assert "no policy cheaper than always-premium could be certified" in rec.reason
     assert evidence.alternative is not None
     assert evidence.alternative.row.policy != Policy.always("premium")
-    assert evidence.labels_needed is not None
-    policy, more = evidence.labels_needed
-    assert policy != Policy.always("premium") and 0 < more < 100_000
+    needed = evidence.labels_needed
+    assert needed is not None
+    assert needed.policy != Policy.always("premium") and 0 < needed.more_labels < 100_000
 
 
 def test_inverted_confidence_is_flagged_and_never_certifies_keeping_bad_answers(

@@ -176,7 +176,7 @@ def test_outside_the_interval_within_both_samples_error_is_noise(
     row = next(i for i, line in enumerate(lines) if line.lstrip().startswith("escalation_rate"))
     assert lines[row].rstrip().endswith("inside") and lines[row + 1].rstrip().endswith("(noise)")
     assert max(len(line) for line in lines) <= 80
-    assert "escalation_rate 42.71% is outside routing.yaml's interval" in noise.stderr
+    assert "escalation_rate 29.14% is outside routing.yaml's interval" in noise.stderr
     assert "but within sampling error (a difference of" in noise.stderr
     assert "No metric moved beyond sampling error: 4 of 5 inside" in noise.stderr
     checked = evaluate(
@@ -193,7 +193,7 @@ def test_outside_the_interval_within_both_samples_error_is_noise(
         shifted_routing(tmp_path, "escalation_rate", 1.6), stores["sample"], sample_logs, "--check"
     )
     assert flagged.exit_code == 3, flagged.output
-    assert "Warning: escalation_rate 42.71% is outside" in flagged.stderr
+    assert "Warning: escalation_rate 29.14% is outside" in flagged.stderr
 
 
 def test_fresh_halves_of_unchanged_traffic_are_rarely_flagged(stores, sample_logs: Path) -> None:

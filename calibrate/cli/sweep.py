@@ -58,7 +58,7 @@ def objective_options(
             help="What certification tests: the quality drop itself (betting test on the paired "
             "differences) or the regret rate (exact binomial; conservative).",
         ),
-    ] = CertifyOn.regret,
+    ] = CertifyOn.drop,
     max_relative_drop: Annotated[
         float | None,
         typer.Option(
@@ -160,11 +160,21 @@ def economics_options(
             "--fixed-monthly-usd", min=0.0, help="Other fixed monthly costs of calibrating."
         ),
     ] = 0.0,
+    requests_per_month: Annotated[
+        float | None,
+        typer.Option(
+            "--requests-per-month",
+            min=0.0,
+            help="Your traffic, to tell whether the savings pay the calibration back "
+            "(default: the logs' own rate).",
+        ),
+    ] = None,
 ) -> Overheads:
-    """The fixed costs of keeping a policy calibrated (for the break-even volume)."""
+    """The fixed costs of keeping a policy calibrated (for the break-even volume) and the traffic
+    that pays them back."""
     from calibrate.sweep.stage import Overheads
 
-    return Overheads(label_cost_usd, fixed_monthly_usd)
+    return Overheads(label_cost_usd, fixed_monthly_usd, requests_per_month)
 
 
 @dataclass(frozen=True)

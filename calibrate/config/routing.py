@@ -179,6 +179,32 @@ class ObjectiveSpec(_Strict):
     max_cost_per_1k_usd: Amount | None = None
 
 
+class CertifiedStage(_Strict):
+    """One decision stage's test: its tier, its share of ε and δ, the measured drop (regret rate,
+    for the regret test), its upper confidence bound and the p-value of "above ε"."""
+
+    tier: str
+    max_quality_drop: Share
+    delta: Share
+    measured: Annotated[float, Field(ge=-1, le=1)]
+    upper_bound: Annotated[float, Field(ge=-1, le=1)]
+    p_value: Share
+
+
+class Certification(_Strict):
+    """How `certified` was decided (docs/certification.md): the test, its method, ε and δ as
+    tested, the uniform labels it used, the recommendation's stages, and for an uncertified
+    recommendation the risk that its drop exceeds ε. Optional: a hand-written file has none."""
+
+    test: Literal["drop", "regret"]
+    method: str
+    max_quality_drop: Share
+    delta: Share
+    labels: int = Field(ge=0)
+    stages: tuple[CertifiedStage, ...] = ()
+    exceed_risk: Share | None = None
+
+
 RoutingStrategy = Literal["single", "cascade", "rules", "hybrid", "router", "consensus"]
 """The strategies routing.yaml names (a frontier `Strategy` maps onto one of them)."""
 
@@ -196,6 +222,7 @@ class RoutingConfig(_Strict):
     objective: ObjectiveSpec | None = None
     certified: bool = False
     selection: str | None = None
+    certification: Certification | None = None
     expected: dict[str, Measured] = {}
     intervals: dict[str, tuple[Measured, Measured]] = {}
     calibrated_on: CalibratedOn | None = None
@@ -263,6 +290,7 @@ def routing_from(
     keyword_rules: tuple[Rule, ...] = (),
     confidence: dict[str, tuple[str, str]] | None = None,
     generated_by: str | None = None,
+    certification: Certification | None = None,
 ) -> RoutingConfig:
     """Build the config for one frontier row (a router's model file: router.json beside it;
     `keyword_rules`: the rules file's rules, for the `rules` and `hybrid` strategies;
@@ -318,6 +346,7 @@ def routing_from(
         objective=objective,
         certified=certified,
         selection=method,
+        certification=certification,
         expected={m: round_metric(m, v) for m, v in row.metrics.as_dict().items()},
         intervals=intervals or {},
         calibrated_on=CalibratedOn(
@@ -403,6 +432,7 @@ def dump_routing(config: RoutingConfig) -> str:
     lines += [f"certified: {_flow(data['certified'])}"]
     if data["selection"] is not None:
         lines += [f"selection: {_flow(data['selection'])}"]
+    lines += _certification_lines(data["certification"])
     if data["expected"]:
         lines += ["expected:", *(f"  {k}: {_flow(v)}" for k, v in data["expected"].items())]
     if data["intervals"]:
@@ -416,6 +446,17 @@ def dump_routing(config: RoutingConfig) -> str:
             f"  logs_sha256: {on['logs_sha256']}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _certification_lines(block: dict | None) -> list[str]:
+    """The `certification` mapping, one key per line and one stage per line."""
+    if block is None:
+        return []
+    stages = block.pop("stages")
+    lines = ["certification:", *(f"  {k}: {_flow(v)}" for k, v in block.items() if v is not None)]
+    if stages:
+        lines += ["  stages:", *(f"    - {_flow(stage)}" for stage in stages)]
+    return lines
 
 
 def classifier_path(config: RoutingConfig, base_dir: Path) -> Path:

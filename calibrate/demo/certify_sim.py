@@ -23,11 +23,10 @@ import numpy as np
 from calibrate.policies.assignment import take_rows
 from calibrate.policies.families import Family, default_families, evaluate_families, policy_index
 from calibrate.records.outcomes import Outcomes
-from calibrate.sweep.certify import Budget, certifiable, certify_families
+from calibrate.sweep.certify import TESTS, Budget, Test, certifiable, certify_families
 from calibrate.sweep.weighting import uniform_only
 
 POPULATION_SIZE = 60_000
-TESTS = ("regret", "drop")
 _SLACK = 1e-9
 
 
@@ -260,7 +259,7 @@ def simulate(
 ) -> list[Row]:
     """Both tests on the same `draws` samples of n labels."""
     rng = np.random.default_rng(seed)
-    results: dict[str, list[Draw]] = {t: [] for t in TESTS}
+    results: dict[Test, list[Draw]] = {t: [] for t in TESTS}
     for _ in range(draws):
         sample = draw_sample(pop, n, rng)
         for test in TESTS:

@@ -6,14 +6,16 @@ confidence thresholds, +inf for "escalate every request"; a router's minimum sco
 input-length cutoff (length rules and keyword rules; None: no cutoff). Keyword rules are not part
 of it: a sweep has one rules file, and the `rules` and `hybrid` strategies apply it first.
 
-Text exists only at the edges: `id` (the `policy` column of frontier.csv, the reports, `--policy`)
-and the frontier.csv columns (`tiers_text`, `thresholds_text`). This module sits below `config` so
+Text exists only at the edges: `id` (the `policy` column of frontier.csv, `--policy`), `display_id`
+(the reports: thresholds to 4 significant digits) and the frontier.csv columns (`tiers_text`,
+`thresholds_text`). This module sits below `config` so
 that routing.yaml can be built from a policy and read back into one.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -31,6 +33,12 @@ def threshold_text(threshold: float) -> str:
     return "inf" if math.isinf(threshold) else repr(float(threshold))
 
 
+def threshold_display(threshold: float) -> str:
+    """A threshold as the reports print it: 4 significant digits (`-15.457` → `-15.46`), or `inf`;
+    routing.yaml and frontier.csv keep full precision."""
+    return "inf" if math.isinf(threshold) else repr(float(f"{threshold:.4g}"))
+
+
 @dataclass(frozen=True)
 class Policy:
     """One routing policy (see the module docstring)."""
@@ -46,7 +54,15 @@ class Policy:
 
     @property
     def id(self) -> str:
-        """The policy's name in frontier.csv and the reports, e.g. `cascade:small>large@0.62`."""
+        """The policy's name in frontier.csv and `--policy`, e.g. `cascade:small>large@0.62`."""
+        return self._name(threshold_text)
+
+    @property
+    def display_id(self) -> str:
+        """The name the reports print: `id` with thresholds to 4 significant digits."""
+        return self._name(threshold_display)
+
+    def _name(self, threshold: Callable[[float], str]) -> str:
         head = f"{self.strategy}:{self.tiers_text}"
         if self.strategy in ("always", "consensus"):
             return head
@@ -54,7 +70,7 @@ class Policy:
             return (
                 f"{head}@none" if self.cutoff_tokens is None else f"{head}@<={self.cutoff_tokens}"
             )
-        return f"{head}@" + ",".join(threshold_text(t) for t in self.thresholds)
+        return f"{head}@" + ",".join(threshold(t) for t in self.thresholds)
 
     @property
     def tiers_text(self) -> str:

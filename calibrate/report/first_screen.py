@@ -196,10 +196,11 @@ def terms(result: SweepResult) -> Bullets:
         (
             "Quality: the mean label of the answer served (1 = acceptable), over the requests "
             "labeled for every tier.",
-            f"Quality drop: always-{premium}'s quality minus the policy's on the same labeled "
-            "requests (negative: the policy answers better).",
-            "Regret event: a labeled request the policy keeps on a cheaper tier whose answer is "
-            f"unacceptable while {premium}'s is acceptable; the regret rate bounds the drop.",
+            f"Quality drop: always-{premium}'s mean label minus the policy's mean label on the "
+            "same labeled requests (positive: worse than premium).",
+            "Regret event: a labeled request a cheaper tier answered unacceptably (label below 0.5) "
+            f"while {premium}'s answer was acceptable; the regret rate ignores the requests where "
+            "the cheaper tier is right and premium wrong, so it is at least the drop for 0/1 labels.",
             f"Certified: Learn-then-Test showed from the labels that the policy's drop is at most "
             f"ε = {result.report.evidence.max_regret:.4g} with probability at least "
             f"{objective.confidence_level:g}; single tiers are baselines, not certified "

@@ -19,7 +19,7 @@ from calibrate.sweep.stage import SweepResult
 
 def policy_table(rows: list[FrontierRow]) -> Table:
     header = ("policy", "quality", "drop", "escalation", "cost / 1k req", "savings", "p50", "p95")
-    body = tuple((f"`{r.policy.id}`", *_metric_cells(r.metrics)) for r in rows)
+    body = tuple((f"`{r.policy.display_id}`", *_metric_cells(r.metrics)) for r in rows)
     return Table(header, body)
 
 
@@ -89,7 +89,7 @@ def strategy_comparison(result: SweepResult) -> Section:
             r = frontier_row(pick.row(0, named=True))
             certified = certified_cell(r)
             misses = " (misses the target)" if r.metrics.quality_drop > limit + 1e-12 else ""
-            policy = f"`{r.policy.id}`{misses}"
+            policy = f"`{r.policy.display_id}`{misses}"
             rows.append((name, policy, certified, *_metric_cells(r.metrics)))
     note = (
         f"Target: quality drop vs always-premium at most {limit:.4g}. Per strategy, the cheapest "

@@ -19,6 +19,7 @@ from calibrate.config.routing import GENERATED_BY, round_metric
 from calibrate.policies.frontier import frontier_rows
 from calibrate.records.policy import FrontierRow, Strategy
 from calibrate.stats.reliability import TierCalibration
+from calibrate.sweep.certify import Stage
 from calibrate.sweep.failure_modes import SegmentRow
 from calibrate.sweep.selection import Method
 from calibrate.sweep.stage import SweepResult
@@ -40,37 +41,49 @@ class ObjectiveSummary(_Strict):
     confidence_level: float
 
 
-class SelectionCheckSummary(_Strict):
-    """The empirical rule re-run on bootstrap replicates (`--no-certify` only)."""
-
-    drop: tuple[float, float]
-    exceed_share: float
-
-
 class LabelsNeeded(_Strict):
-    """About how many more uniform labels would certify `policy` (after a fallback)."""
+    """About how many more uniform labels would likely certify `policy` (a certifiable policy
+    cheaper than the recommendation, after a fallback or a shortfall), and what it saves."""
 
     policy: str
     more_labels: int
+    savings_vs_premium: float
 
 
 class StageSummary(_Strict):
-    """Learn-then-Test evidence of one decision stage of the recommendation."""
+    """Learn-then-Test evidence of one decision stage of the recommendation: the regret events
+    and their bound (both tests), the stage's ε (`max_drop`) and p-value, and with the drop test
+    the measured drop and its upper confidence bound."""
 
     tier: str
     labeled: int
     regret_count: int
     regret_ucb: float
     delta: float
+    test: Literal["drop", "regret"]
+    max_drop: float
+    p_value: float | None
+    drop: float | None
+    drop_ucb: float | None
 
 
 class Selection(_Strict):
+    """How the recommendation was chosen. `test`: what certification tests (or, with
+    --no-certify, what `exceed_risk` was computed with); `shortfall`: the certified pick saves less
+    than half of the best measured policy; `exceed_risk`: for an uncertified pick, the risk that
+    its drop exceeds ε (null when nothing can bound it)."""
+
     method: Method
     certified: bool
     reason: str
     fallback: bool
     max_regret: float
-    selection_check: SelectionCheckSummary | None
+    test: Literal["drop", "regret"]
+    certification_method: str
+    delta: float
+    certification_labels: int
+    exceed_risk: float | None
+    shortfall: bool
     labels_needed: LabelsNeeded | None
     stages: list[StageSummary]
 
@@ -133,9 +146,14 @@ class FailureModesSummary(_Strict):
 
 
 class EconomicsSummary(_Strict):
+    """`requests_per_month`: the volume the overhead is paid back from (--requests-per-month, else
+    the logs' rate); `pays_back`: whether the savings at it cover the overhead."""
+
     fixed_monthly_usd: float
     break_even_requests_per_month: float | None
     latency_p95_overhead_ms: float
+    requests_per_month: float | None
+    pays_back: bool | None
 
 
 class KeywordRuleSummary(_Strict):
@@ -208,7 +226,7 @@ def summary(result: SweepResult) -> SweepSummary:
     """The canonical machine-readable result (summary.json)."""
     decision, report = result.decision, result.report
     w, rec, ev = decision.window, decision.recommendation, report.evidence
-    check, needed = ev.selection_check, ev.labels_needed
+    needed, certification = ev.labels_needed, decision.certification
     frontier = report.frontier
     return SweepSummary(
         version=1,
@@ -230,25 +248,20 @@ def summary(result: SweepResult) -> SweepSummary:
             reason=rec.reason,
             fallback=rec.fallback,
             max_regret=round(ev.max_regret, 6),
-            selection_check=None
-            if check is None
-            else SelectionCheckSummary(
-                drop=(round(check.drop.low, 4), round(check.drop.high, 4)),
-                exceed_share=round(check.exceed_share, 4),
-            ),
+            test=ev.test,
+            certification_method="" if certification is None else certification.method,
+            delta=round(certification.delta, 6) if certification else decision.objective.delta,
+            certification_labels=ev.certification_labels,
+            exceed_risk=_significant(ev.exceed_risk),
+            shortfall=ev.shortfall,
             labels_needed=None
             if needed is None
-            else LabelsNeeded(policy=needed[0].id, more_labels=needed[1]),
-            stages=[
-                StageSummary(
-                    tier=st.tier,
-                    labeled=st.labeled,
-                    regret_count=st.regret_count,
-                    regret_ucb=round(st.regret_ucb, 6),
-                    delta=round(st.delta, 6),
-                )
-                for st in ev.stages
-            ],
+            else LabelsNeeded(
+                policy=needed.policy.id,
+                more_labels=needed.more_labels,
+                savings_vs_premium=round(needed.savings_vs_premium, 4),
+            ),
+            stages=[_stage(st) for st in ev.stages],
         ),
         intervals={
             name: (_json_round(i.low, 4), _json_round(i.high, 4))
@@ -282,6 +295,8 @@ def summary(result: SweepResult) -> SweepSummary:
                 report.economics.break_even_requests_per_month, 0
             ),
             latency_p95_overhead_ms=round(report.economics.latency_p95_overhead_ms, 1),
+            requests_per_month=_json_round(report.economics.requests_per_month, 0),
+            pays_back=report.economics.pays_back,
         ),
         warnings=list(report.warnings),
         policies_evaluated=frontier.height,
@@ -299,6 +314,26 @@ def summary(result: SweepResult) -> SweepSummary:
         ],
         consensus_high_stakes=_consensus(report.consensus_slices),
     )
+
+
+def _stage(st: Stage) -> StageSummary:
+    return StageSummary(
+        tier=st.tier,
+        labeled=st.labeled,
+        regret_count=st.regret_count,
+        regret_ucb=round(st.regret_ucb, 6),
+        delta=round(st.delta, 6),
+        test=st.test,
+        max_drop=round(st.max_regret, 6),
+        p_value=_significant(st.p_value),
+        drop=_json_round(st.drop, 6),
+        drop_ucb=_json_round(st.drop_ucb, 6),
+    )
+
+
+def _significant(x: float | None) -> float | None:
+    """A p-value or risk to 4 significant digits."""
+    return None if x is None else float(f"{x:.4g}")
 
 
 def _policy(row: FrontierRow) -> PolicySummary:

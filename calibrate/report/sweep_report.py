@@ -21,6 +21,8 @@ from calibrate.config.routing import (
     GENERATED_BY,
     METRIC_DIGITS,
     ROUTER_FILE,
+    Certification,
+    CertifiedStage,
     ObjectiveSpec,
     RoutingConfig,
     Rule,
@@ -30,7 +32,7 @@ from calibrate.config.routing import (
 )
 from calibrate.policies.frontier import frame_policies, frontier_rows
 from calibrate.policies.router_files import router_json
-from calibrate.records.policy import METRICS, Policy, threshold_text
+from calibrate.records.policy import METRICS, Policy, threshold_display
 from calibrate.report.blocks import (
     BASE_CSS,
     Block,
@@ -58,6 +60,13 @@ from calibrate.report.first_screen import (
     terms,
     warnings_blocks,
 )
+from calibrate.report.framing import (
+    escalation_band,
+    evidence_text,
+    framing_lines,
+    risk_claim,
+    uncertified_note,
+)
 from calibrate.report.strategies import (
     certified_cell,
     consensus_section,
@@ -69,8 +78,8 @@ from calibrate.report.strategies import (
 from calibrate.report.summary_json import summary_text
 from calibrate.sweep.check import BIASED_WARNING
 from calibrate.sweep.diagnostics import DAILY_VOLUMES
-from calibrate.sweep.failure_modes import HARD_GAP, HEALTHY_ESCALATION
-from calibrate.sweep.stage import Decision, SweepResult
+from calibrate.sweep.failure_modes import HARD_GAP
+from calibrate.sweep.stage import CertificationRecord, Decision, SweepResult
 from calibrate.sweep.verdict import RULE_IN_WORDS
 
 _TOP_POLICIES = 12
@@ -137,6 +146,35 @@ def build_routing(decision: Decision) -> RoutingConfig:
             for name, i in decision.intervals.items()
         },
         generated_by=GENERATED_BY,
+        certification=_certification(decision.certification),
+    )
+
+
+def _certification(record: CertificationRecord | None) -> Certification | None:
+    """routing.yaml's `certification` block: ε, δ and bounds to 6 decimals, p-values to 4
+    significant digits."""
+    if record is None:
+        return None
+    return Certification(
+        test=record.test,
+        method=record.method,
+        max_quality_drop=round(record.max_drop, 6),
+        delta=round(record.delta, 6),
+        labels=record.labels,
+        stages=tuple(
+            CertifiedStage(
+                tier=s.tier,
+                max_quality_drop=round(s.max_regret, 6),
+                delta=round(s.delta, 6),
+                measured=round(
+                    s.drop if s.drop is not None else s.regret_count / max(s.labeled, 1), 6
+                ),
+                upper_bound=round(s.drop_ucb if s.drop_ucb is not None else s.regret_ucb, 6),
+                p_value=float(f"{s.p_value if s.p_value is not None else 1.0:.4g}"),
+            )
+            for s in record.stages
+        ),
+        exceed_risk=None if record.exceed_risk is None else float(f"{record.exceed_risk:.4g}"),
     )
 
 
@@ -158,7 +196,7 @@ def _policy_words(policy: Policy) -> str:
     names = policy.tiers
     if policy.cascading:
         steps = "; ".join(
-            f"escalate from {n} when confidence < {threshold_text(t)}"
+            f"escalate from {n} when confidence < {threshold_display(t)}"
             for n, t in zip(names, policy.thresholds, strict=False)
         )
         what = f"{keywords}a cascade {' → '.join(names)} ({steps})"
@@ -171,7 +209,7 @@ def _policy_words(policy: Policy) -> str:
                 f"{names[0]}, the rest to {names[1]}"
             )
     elif policy.strategy == "router":
-        tau = policy.thresholds_text
+        tau = ",".join(threshold_display(t) for t in policy.thresholds)
         what = f"the learned router: {names[0]} when its score ≥ {tau}, else {names[1]}"
     else:
         what = f"always {policy.tiers_text}"
@@ -193,7 +231,10 @@ def _headline(result: SweepResult) -> str:
     elif rec.fallback:
         claim = "the safe fallback: nothing cheaper could be certified"
     else:
-        claim = f"measured quality drop {r.quality_drop:+.4f} (limit {eps:.4g}, not certified)"
+        claim = (
+            f"measured quality drop {r.quality_drop:+.4f} (limit {eps:.4g}, not certified: no "
+            f"guarantee; {risk_claim(result.report.evidence)})"
+        )
     verdict = "Chosen with --policy" if rec.method == "chosen" else "Recommended"
     base = premium_row(result).metrics
     return (
@@ -302,45 +343,23 @@ def _selection_note(result: SweepResult) -> str:
     decision, ev = result.decision, result.report.evidence
     rec, objective = decision.recommendation, decision.objective
     if not objective.certify:
-        note = (
-            "Selection: empirical (`--no-certify`): the measured drop is a point estimate with no "
-            "statistical guarantee."
+        return "Selection: empirical (`--no-certify`). " + uncertified_note(
+            result, bool(_biased_first(result))
         )
-        check = ev.selection_check
-        if check is not None:
-            note += (
-                f" Re-running the empirical rule on {check.resamples} bootstrap replicates, the "
-                f"policy it picks has a drop of {check.drop.low:+.4f} to {check.drop.high:+.4f} on "
-                f"the full sample and exceeds the limit in {check.exceed_share:.0%} of them."
-            )
-        return note
     if rec.method == "budget":
         return (
             f"**No policy under the budget of ${objective.max_cost_per_1k_usd:g} per 1k "
             "requests could be certified**; the recommendation is the best measured quality under "
-            "it and carries no guarantee."
+            "it. " + uncertified_note(result, False)
         )
     if rec.fallback:
-        alt = ev.alternative.row.policy if ev.alternative else None
-        if ev.labels_needed is None:
-            more = (
-                "Its measured regret is not below the limit, so more labels would not certify it."
-            )
-        else:
-            policy, count = ev.labels_needed
-            more = f"About {count:,} more uniformly sampled labels would likely certify " + (
-                "it." if policy == alt else f"`{policy.id}` (half the measured drop)."
-            )
         return (
-            f"**Nothing cheaper than always-{decision.premium} could be certified** with "
-            f"{decision.window.labeled} labels. The best empirical policy is "
-            f"`{alt.id if alt else 'none'}`. {more}"
+            f"Selection: the always-{decision.premium} fallback; the first lines say why and "
+            "what more labels would likely certify."
         )
-    stages = "; ".join(
-        f"{s.tier}: {s.regret_count} regret events in {s.labeled} labeled requests, upper bound "
-        f"{s.regret_ucb:.4f} ≤ {s.max_regret:.4g} at δ = {s.delta:.4g}"
-        for s in ev.stages
-    )
+    if not rec.certified:  # --policy, uncertified
+        return uncertified_note(result, False)
+    stages = evidence_text(ev)
     per_segment = ""
     if ev.segments == ("(other)",):
         per_segment = (
@@ -354,7 +373,7 @@ def _selection_note(result: SweepResult) -> str:
         )
     return (
         f"Certified over {ev.certifiable_families} policy families (δ split equally among them). "
-        f"Evidence: {stages or 'always-premium has no regret'}.{per_segment}"
+        f"Evidence: {stages}.{per_segment}"
     )
 
 
@@ -394,7 +413,11 @@ def _calibration_table(result: SweepResult) -> Table:
     rows = []
     for c in result.report.calibration:
         tau, p = thresholds.get(c.tier), decision.p_correct.get(c.tier)
-        at = "" if tau is None or p is None else f"escalate below {tau:g} ≈ P(correct) < {p:.2f}"
+        at = (
+            ""
+            if tau is None or p is None
+            else f"escalate below {threshold_display(tau)} ≈ P(correct) < {p:.2f}"
+        )
         rows.append(
             (
                 c.tier,
@@ -414,10 +437,9 @@ def _calibration_table(result: SweepResult) -> Table:
 
 def _failure_blocks(result: SweepResult) -> tuple[Block, ...]:
     fm = result.report.failure_modes
-    low, high = HEALTHY_ESCALATION
     over = (
         f"Over-escalation: the recommendation escalates {pct(fm.escalation_rate)} of requests "
-        f"(a healthy cascade escalates {low:.0%}–{high:.0%})"
+        f"(sends them past its cheapest tier); {escalation_band()}"
         + (
             "; **it costs more than always-premium**."
             if fm.costs_more_than_premium
@@ -515,7 +537,9 @@ def _economics_blocks(result: SweepResult) -> tuple[Block, ...]:
     )
     monthly = Table(
         ("policy", *(f"{v:,}/day" for v in DAILY_VOLUMES)),
-        tuple((f"`{p.id}`", *(f"${c:,.0f}" for c in costs)) for p, costs in e.monthly_cost_usd),
+        tuple(
+            (f"`{p.display_id}`", *(f"${c:,.0f}" for c in costs)) for p, costs in e.monthly_cost_usd
+        ),
     )
     volume = (
         f"{e.break_even_requests_per_month:,.0f} requests per month"
@@ -586,6 +610,7 @@ def sections(result: SweepResult, charts: frozenset[str] = frozenset()) -> tuple
                 *_biased_first(result),
                 decision_line(result),
                 _headline(result),
+                *framing_lines(result),
                 *saves_and_costs(result),
                 *warnings_blocks(result),
             ),

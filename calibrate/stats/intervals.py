@@ -4,9 +4,7 @@ Quality and drop use a paired percentile bootstrap over the labeled requests (th
 label and the premium label of the same request are resampled together), seeded by the caller.
 Savings is a ratio of cost totals over *all* requests (no labels needed), so it uses the delta
 method for a ratio estimator, exact enough at these sample sizes and cheap at a million requests.
-Rates (escalation) carry Wilson intervals. For the empirical selection, `selection_bootstrap`
-re-runs the selection inside every replicate, which shows how often re-calibrating on a fresh
-sample would pick a policy that breaks the limit.
+Rates (escalation) carry Wilson intervals.
 """
 
 from __future__ import annotations
@@ -69,46 +67,6 @@ def wilson(successes: int, n: int, level: float = 0.95) -> Interval:
         return Interval(float("nan"), float("nan"))
     ci = binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
     return Interval(float(ci.low), float(ci.high))
-
-
-@dataclass(frozen=True)
-class SelectionCheck:
-    """The empirical rule re-run on bootstrap replicates: the full-sample drop of the policy each
-    replicate picks (interval) and the share of replicates whose pick exceeds the limit."""
-
-    drop: Interval
-    exceed_share: float
-    resamples: int
-
-
-def selection_bootstrap(
-    served: np.ndarray,
-    premium: np.ndarray,
-    max_drop: float,
-    rng: np.random.Generator,
-    level: float = 0.95,
-    resamples: int = 500,
-) -> SelectionCheck:
-    """`served` is (policies × labeled requests), candidates in selection order (cheapest first);
-    each replicate picks the first whose replicate drop is ≤ max_drop (else the last candidate)."""
-    m = premium.size
-    full_drop = premium.mean() - served.mean(axis=1)
-    picked = []
-    for start in range(0, resamples, _CHUNK):
-        size = min(_CHUNK, resamples - start)
-        weights = rng.multinomial(m, np.full(m, 1.0 / m), size=size).astype(np.float32) / m
-        drops = (weights @ premium.astype(np.float32))[:, None] - weights @ served.T
-        ok = drops <= max_drop + 1e-9
-        first = np.where(ok.any(axis=1), ok.argmax(axis=1), served.shape[0] - 1)
-        picked.append(full_drop[first])
-    values = np.concatenate(picked)
-    tails = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    low, high = np.percentile(values, tails)
-    return SelectionCheck(
-        drop=Interval(float(low), float(high)),
-        exceed_share=float((values > max_drop + 1e-9).mean()),
-        resamples=resamples,
-    )
 
 
 def mean_interval(values: np.ndarray, level: float = 0.95) -> Interval:

@@ -26,6 +26,11 @@ among them), and inside a k-tier cascade both ε and δ are split equally over i
 are certified one after the other (stage j is tested on the requests the certified stages before it
 escalate). Only policies that end at the premium tier can be certified. With `segments`, a stage
 passes only if the regret rate within *every* segment passes at δ/G.
+
+`exceed_risk` turns the same procedure around for a policy that was not certified: the least δ at
+which it would have been (the fixed-sequence adjusted p-value along its own path, times the same
+Bonferroni factors), the risk the report puts next to an uncertified pick. `labels_to_certify*`
+estimate the labels a test would need.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.stats import beta, binom
@@ -44,15 +50,18 @@ from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
 from calibrate.stats import bounded_mean
 
-TESTS = ("regret", "drop")
+Test = Literal["regret", "drop"]
+TESTS: tuple[Test, ...] = ("regret", "drop")
 CERTIFICATION_ORDER_SEED = 17  # the betting test's order of the labeled requests (label-free)
+_OPTIONS_AT_ONCE = 16  # options whose (options × labeled) drop contributions are built at once
 
 
 @dataclass(frozen=True)
 class Stage:
     """Evidence for one decision stage of a certified policy: the regret events and their
-    Clopper–Pearson bound (always), and with the drop test its measured drop contribution, its
-    betting upper bound and p-value (`max_regret` is then the stage's allowed drop)."""
+    Clopper–Pearson bound and the pooled binomial p-value (the regret test), or with the drop test
+    its measured drop contribution, its betting upper bound and p-value (`max_regret` is then the
+    stage's allowed drop)."""
 
     tier: str
     option: int
@@ -61,7 +70,7 @@ class Stage:
     regret_ucb: float
     max_regret: float
     delta: float
-    test: str = "regret"
+    test: Test = "regret"
     drop: float | None = None
     drop_ucb: float | None = None
     p_value: float | None = None
@@ -84,7 +93,7 @@ class Budget:
 
     max_regret: float
     delta: float
-    test: str = "regret"
+    test: Test = "regret"
 
 
 def certifiable(family: Family, premium: int) -> bool:
@@ -174,14 +183,16 @@ def certify_family(
         best = passed[-1] if family.kind != "always" else 0
         chosen.append(best)
         total = int(errors[0][best]) if segments is None else int(errors.sum(axis=0)[best])
+        n = int(labeled.sum())
         stage = Stage(
             tier=outcomes.tiers[tier],
             option=best,
-            labeled=int(labeled.sum()),
+            labeled=n,
             regret_count=total,
-            regret_ucb=clopper_pearson_upper(total, int(labeled.sum()), stage_budget.delta),
+            regret_ucb=clopper_pearson_upper(total, n, stage_budget.delta),
             max_regret=stage_budget.max_regret,
             delta=stage_budget.delta,
+            p_value=float(binom.cdf(total, n, stage_budget.max_regret)) if n else 1.0,
         )
         evidence.append(stage if drop is None else drop.evidence(stage, j, b, reach, best, bounds))
         reach = reach & ~(b > best)
@@ -229,6 +240,30 @@ class _DropTest:
         out = np.where(kept, d[None, :], 0.0)
         return out + self.ruled[rows][None, :] if j == 0 else out
 
+    def free(self, j: int) -> bool:
+        """Whether the most conservative option of stage j keeps nothing (adds exactly 0)."""
+        return self.family.kind != "always" and (j > 0 or not self.ruled_nonzero)
+
+    def p_values(
+        self,
+        j: int,
+        bins: np.ndarray,
+        reach: np.ndarray,
+        options: np.ndarray,
+        budget: Budget,
+        top: int,
+    ) -> np.ndarray:
+        """Each option's p-value of "its stage-j drop > the stage's ε" over all labeled requests
+        (the bet tuned for the stage's level); 0 for the free most conservative option `top`."""
+        level = budget.delta / len(self.groups)
+        null_mean = (1.0 + budget.max_regret) / 2.0
+        out = np.empty(options.size)
+        for lo in range(0, options.size, _OPTIONS_AT_ONCE):
+            chunk = options[lo : lo + _OPTIONS_AT_ONCE]
+            x = (1.0 + self.contributions(j, bins, reach, chunk, self.rows)) / 2.0
+            out[lo : lo + chunk.size] = bounded_mean.p_values(x, null_mean, level)
+        return np.where((options == top) & self.free(j), 0.0, out)
+
     def fixed_sequence(
         self, j: int, bins: np.ndarray, reach: np.ndarray, n_options: int, budget: Budget
     ) -> list[int]:
@@ -236,9 +271,9 @@ class _DropTest:
         level = budget.delta / len(self.groups)
         null_mean = (1.0 + budget.max_regret) / 2.0
         top = n_options - 1
-        free = self.family.kind != "always" and (j > 0 or not self.ruled_nonzero)
+        free = self.free(j)
         passed: list[int] = []
-        step = 16
+        step = _OPTIONS_AT_ONCE
         for hi in range(top, -1, -step):
             options = np.arange(hi, max(hi - step, -1), -1)
             ok = np.ones(options.size, dtype=bool)
@@ -269,6 +304,52 @@ class _DropTest:
             drop_ucb=2.0 * bounded_mean.upper_bound(x, level) - 1.0 if bounds else None,
             p_value=p,
         )
+
+
+def exceed_risk(
+    outcomes: Outcomes,
+    families: list[Family],
+    family: Family,
+    option: tuple[int, ...],
+    budget: Budget,
+) -> float | None:
+    """The risk that one uncertified policy's drop (regret, for the regret test) exceeds ε, as the
+    least δ at which the certification above would accept it: along the policy's own path, each
+    stage's fixed-sequence adjusted p-value (the largest p-value from the most conservative option
+    down to the policy's), times the stages and the certifiable families (the Bonferroni factors
+    that pay for choosing it among them), capped at 1. A valid p-value of "drop > ε" whatever rule
+    chose the policy; betting tuned for the stage level at `budget.delta`. None when no certificate
+    can cover the policy (a learned router, a path not ending at the premium tier)."""
+    premium = len(outcomes.tiers) - 1
+    if family.kind == "always" and family.path[0] == premium:
+        return 0.0  # the reference itself: its drop is exactly 0
+    todo = _certifiable(outcomes, families)
+    if not any(f is family for f in todo):
+        return None
+    if family.kind == "always":
+        bins, n_options, option = [np.ones(outcomes.n, dtype=np.int64)], [1], (0,)
+    else:
+        bins, n_options = decision_bins(outcomes, family), [g.size + 1 for g in family.grids]
+    stages = len(bins)
+    share = Budget(budget.max_regret / stages, budget.delta / len(todo) / stages, budget.test)
+    drop = _DropTest(outcomes, family, None) if budget.test == "drop" else None
+    premium_ok = outcomes.label[:, -1] >= ACCEPTABLE
+    ruled = _ruled_regret(outcomes, family, premium_ok)
+    n = int(outcomes.labeled.sum())
+    reach, worst = outcomes.labeled.copy(), 0.0
+    for j, (b, top, a) in enumerate(zip(bins, n_options, option, strict=True)):
+        sequence = np.arange(top - 1, a - 1, -1)  # the most conservative option first
+        if drop is not None:
+            p = drop.p_values(j, b, reach, sequence, share, top - 1)
+        else:
+            regret_rows = reach & (outcomes.label[:, family.path[j]] < ACCEPTABLE) & premium_ok
+            errors = _errors_by_option(b, regret_rows, top, None)[0][sequence]
+            if j == 0 and ruled is not None:
+                errors = errors + int(ruled.sum())
+            p = binom.cdf(errors, n, share.max_regret) if n else np.ones(sequence.size)
+        worst = max(worst, float(p.max(initial=0.0)))
+        reach = reach & ~(b > a)
+    return min(1.0, worst * stages * len(todo))
 
 
 def _ruled_regret(outcomes: Outcomes, family: Family, premium_ok: np.ndarray) -> np.ndarray | None:

@@ -12,8 +12,8 @@ from calibrate.policies.assignment import Assignment
 from calibrate.policies.frontier import frontier_row, frontier_rows
 from calibrate.records.outcomes import Outcomes
 from calibrate.records.policy import FrontierRow, Policy
+from calibrate.sweep.failure_modes import HEALTHY_ESCALATION
 
-WARN_ESCALATION_BAND = (0.10, 0.40)  # wider than the 15–25% of a healthy cascade
 MIN_AUROC = 0.55
 
 
@@ -67,12 +67,13 @@ def warnings_for(
 ) -> list[str]:
     """Plain-language warnings about the recommendation and the data behind it."""
     notes = []
-    low, high = WARN_ESCALATION_BAND
+    low, high = HEALTHY_ESCALATION
     rate = row.metrics.escalation_rate
-    if row.policy.cascading and not low <= rate <= high:  # others decide before any call
+    if row.policy.strategy != "always" and not low <= rate <= high:
         notes.append(
-            f"The recommended escalation rate {rate:.1%} is outside the "
-            f"{low:.0%}–{high:.0%} a healthy cascade usually shows."
+            f"The recommendation sends {rate:.1%} of requests past its cheapest tier (its "
+            f"escalation rate), outside the healthy band of {low:.0%}–{high:.0%} (see Failure "
+            "modes)."
         )
     for tier, value in auroc.items():
         if value is None:
@@ -107,7 +108,9 @@ class Economics:
 
     `monthly_cost_usd`: per policy shown, the model spend for 30 days at each daily volume, plus the fixed
     overhead for policies that need calibration (labels × price per label + other fixed costs).
-    `break_even_requests_per_month` = fixed overhead / savings per request (None without savings).
+    `break_even_requests_per_month` = fixed overhead / savings per request (None without savings);
+    `requests_per_month`: the traffic it is paid back from (`--requests-per-month`, else the logs'
+    own rate; None when unknown).
     """
 
     fixed_monthly_usd: float
@@ -115,6 +118,16 @@ class Economics:
     break_even_requests_per_month: float | None
     latency_p95_overhead_ms: float
     monthly_cost_usd: tuple[tuple[Policy, tuple[float, ...]], ...]
+    requests_per_month: float | None = None
+
+    @property
+    def pays_back(self) -> bool | None:
+        """Whether the savings at `requests_per_month` cover the fixed overhead (None: unknown
+        volume)."""
+        if self.requests_per_month is None:
+            return None
+        be = self.break_even_requests_per_month
+        return be is not None and self.requests_per_month >= be
 
 
 def economics(
@@ -126,9 +139,11 @@ def economics(
     fixed_monthly_usd: float,
     max_drop: float,
     strategy_monthly_usd: dict[str, float] | None = None,
+    requests_per_month: float | None = None,
 ) -> Economics:
     """Break-even volume, latency overhead and the monthly cost table for the strategies shown
-    (`strategy_monthly_usd`: a strategy's own fixed monthly cost, e.g. hosting the router)."""
+    (`strategy_monthly_usd`: a strategy's own fixed monthly cost, e.g. hosting the router;
+    `requests_per_month`: the user's volume, for `Economics.pays_back`)."""
     premium = frontier_row(
         frontier.filter(pl.col("policy") == premium_policy.id).row(0, named=True)
     )
@@ -156,6 +171,7 @@ def economics(
         break_even_requests_per_month=fixed / saving if saving > 0 else None,
         latency_p95_overhead_ms=rec.latency_p95_ms - prem.latency_p95_ms,
         monthly_cost_usd=tuple(table),
+        requests_per_month=requests_per_month,
     )
 
 

@@ -19,7 +19,9 @@ from calibrate.policies.assignment import Assignment
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
 
-HEALTHY_ESCALATION = (0.15, 0.25)
+HEALTHY_ESCALATION = (0.10, 0.40)
+"""The one healthy escalation band, for every strategy (the report states it with its source,
+`report/framing.py`): a rule of thumb of this tool, not a published norm."""
 HARD_GAP = 0.10  # a segment whose cheapest-tier gap to premium exceeds the overall gap by this
 UNDER_GAP = 0.05  # kept requests this far below premium: silent under-escalation
 MIN_LABELED = 20

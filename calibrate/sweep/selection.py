@@ -17,13 +17,14 @@ from typing import Literal
 import polars as pl
 
 from calibrate.errors import ConfigError, DataError
-from calibrate.policies.frontier import frontier_row
+from calibrate.policies.frontier import frame_policies, frontier_row
 from calibrate.records.policy import FrontierRow, Policy
 
 # How each `certify_on` test certifies, for the recommendation's reason.
 CERTIFICATION_METHODS = {
     "regret": "Learn-then-Test, fixed-sequence, exact binomial",
-    "drop": "Learn-then-Test, fixed-sequence, betting test on the paired drop",
+    "drop": "Learn-then-Test, fixed-sequence, betting test on the paired drop; "
+    "Waudby-Smith & Ramdas, JRSSB 2024",
 }
 
 # Rounding guard for "drop ≤ ε": metrics are exact ratios of integers, ε is user input.
@@ -35,8 +36,8 @@ class Objective:
     """What the user asked for. `max_relative_drop` replaces the absolute drop when set;
     `per_segment` names a segment column (app, region or intent) whose every value must meet the
     drop; the next three are label-free constraints on the candidates. `certify_on` is the
-    hypothesis certification tests: "regret" (binomial test on the regret rate, which bounds the
-    drop) or "drop" (betting test on the paired quality drop itself)."""
+    hypothesis certification tests: "drop" (the default: betting test on the paired quality drop
+    itself) or "regret" (binomial test on the regret rate, which bounds the drop)."""
 
     max_quality_drop: float = 0.02
     confidence_level: float = 0.95
@@ -47,7 +48,7 @@ class Objective:
     escalation_band: tuple[float, float] | None = None
     max_cost_per_1k_usd: float | None = None
     chosen_policy: str | None = None
-    certify_on: str = "regret"
+    certify_on: str = "drop"
     allow_biased: bool = False
     """Sweep even when the evaluable set is selected by production routing (`sweep/check.py`):
     uncertified, with the report saying the estimate is biased."""
@@ -166,9 +167,14 @@ def select_empirical(
 def select_certified(
     frontier: pl.DataFrame, objective: Objective, premium: Policy, max_drop: float
 ) -> Recommendation:
-    """Cheapest certified policy meeting the constraints; always-premium when there is none."""
+    """Cheapest certified policy meeting the constraints and cheaper than always-premium (the drop
+    test certifies escalating everything for free, which costs as much or more); always-premium
+    when there is none."""
     _require_labels(frontier)
-    candidates = constrained(frontier, objective).filter(pl.col("certified"))
+    premium_cost = _premium(frontier, premium).metrics.cost_per_1k_requests_usd
+    candidates = constrained(frontier, objective).filter(
+        pl.col("certified") & (pl.col("cost_per_1k_requests_usd") < premium_cost * (1 - 1e-9))
+    )
     guarantee = (
         f"quality drop at most {max_drop:.4g} with probability ≥ {objective.confidence_level:g} "
         f"({CERTIFICATION_METHODS[objective.certify_on]})"
@@ -186,8 +192,8 @@ def select_certified(
             )
     if candidates.is_empty():
         reason = (
-            f"no policy could be certified ({guarantee}) under the constraints; "
-            "falling back to always-premium"
+            f"no policy cheaper than always-premium could be certified ({guarantee}) under the "
+            "constraints; falling back to always-premium"
         )
         return Recommendation(  # always-premium is the reference, not a certified policy
             row=_premium(frontier, premium),
@@ -211,6 +217,8 @@ def select_chosen(frontier: pl.DataFrame, policy: str, max_drop: float) -> Recom
     _require_labels(frontier)
     found = frontier.filter(pl.col("policy") == policy)
     if found.is_empty():
+        found = _by_display_id(frontier, policy)
+    if found.is_empty():
         raise ConfigError(
             f"--policy {policy}: no such policy in this sweep",
             hint="Use an id from the `policy` column of frontier.csv (consensus rows cannot be "
@@ -224,3 +232,15 @@ def select_chosen(frontier: pl.DataFrame, policy: str, max_drop: float) -> Recom
         f"quality drop {drop:+.4f} {'within' if meets else 'above'} the limit {max_drop:.4g}"
     )
     return Recommendation(row=row, method="chosen", certified=row.certified, reason=reason)
+
+
+def _by_display_id(frontier: pl.DataFrame, name: str) -> pl.DataFrame:
+    """The one policy the reports print as `name` (thresholds to 4 significant digits)."""
+    rows = [i for i, p in enumerate(frame_policies(frontier)) if p.display_id == name]
+    if len(rows) > 1:
+        ids = ", ".join(frontier["policy"][rows[:3]].to_list())
+        raise ConfigError(
+            f"--policy {name}: {len(rows)} policies print as this id in the report",
+            hint=f"Use the full id from frontier.csv's `policy` column, e.g. {ids}.",
+        )
+    return frontier[rows]

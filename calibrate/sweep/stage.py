@@ -16,33 +16,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
 import polars as pl
 
 from calibrate.config.tiers import TiersConfig, price_table
 from calibrate.errors import ConfigError, DataError
-from calibrate.policies.assignment import Assignment, assign, regret, served_labels, take_rows
+from calibrate.policies.assignment import Assignment, assign, served_labels, take_rows
 from calibrate.policies.consensus import consensus_frame, consensus_slices
 from calibrate.policies.families import (
     Family,
     evaluate_families,
     policy_index,
 )
+from calibrate.policies.frontier import frontier_row
 from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
 from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
-from calibrate.records.policy import Policy
+from calibrate.records.policy import FrontierRow, Policy
 from calibrate.stats import bounded_mean
 from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
 from calibrate.stats.intervals import (
     Interval,
-    SelectionCheck,
     bootstrap_quality,
     mean_interval,
     savings_interval,
-    selection_bootstrap,
     wilson,
 )
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
@@ -53,8 +53,11 @@ from calibrate.sweep.certify import (
     TESTS,
     Budget,
     Stage,
+    Test,
+    certifiable,
     certify_families,
     clopper_pearson_lower,
+    exceed_risk,
     labels_to_certify,
     labels_to_certify_drop,
     segment_groups,
@@ -69,6 +72,7 @@ from calibrate.sweep.failure_modes import (
     segment_columns,
 )
 from calibrate.sweep.selection import (
+    CERTIFICATION_METHODS,
     Objective,
     Recommendation,
     constrained,
@@ -84,25 +88,60 @@ from calibrate.sweep.weighting import hajek_scaled, uniform_only
 
 @dataclass(frozen=True)
 class Overheads:
-    """Fixed costs of keeping a routing policy calibrated, for the break-even volume."""
+    """Fixed costs of keeping a routing policy calibrated, for the break-even volume, and the
+    traffic they are paid back from (`requests_per_month`; None: the logs' own rate)."""
 
     label_cost_usd: float = 1.0
     fixed_monthly_usd: float = 0.0
+    requests_per_month: float | None = None
+
+
+@dataclass(frozen=True)
+class LabelsNeeded:
+    """Roughly how many more uniformly sampled labels would likely certify `policy` (a certifiable
+    policy cheaper than the recommendation), and what it saves versus always-premium."""
+
+    policy: Policy
+    more_labels: int
+    savings_vs_premium: float
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Why the recommendation can be trusted (or how far it is from being certified)."""
+    """Why the recommendation can be trusted (or how far it is from being certified).
+
+    `alternative`: the best measured policy meeting the target (the empirical pick) when it is not
+    the recommendation; `shortfall`: the certified recommendation saves less than half of what it
+    saves; `labels_needed`: after a fallback or a shortfall, the labels that would likely certify a
+    cheaper certifiable policy; `exceed_risk`: for an uncertified recommendation, the risk that
+    its drop exceeds ε (`certify.exceed_risk`; None when nothing can bound it)."""
 
     max_regret: float
     stages: tuple[Stage, ...]
     certifiable_families: int
     segments: tuple[str, ...]
     alternative: Recommendation | None
-    labels_needed: tuple[Policy, int] | None
-    selection_check: SelectionCheck | None
+    labels_needed: LabelsNeeded | None
+    exceed_risk: float | None
     weighted_labels: int
     certification_labels: int
+    test: Test = "drop"
+    shortfall: bool = False
+
+
+@dataclass(frozen=True)
+class CertificationRecord:
+    """How routing.yaml's `certified` was decided: the test and its method, ε and δ as tested,
+    the labels it used, the recommendation's stage evidence (empty when it is uncertified or
+    always-premium) and, when it is uncertified, the risk that its drop exceeds ε."""
+
+    test: Test
+    method: str
+    max_drop: float
+    delta: float
+    labels: int
+    stages: tuple[Stage, ...]
+    exceed_risk: float | None
 
 
 @dataclass(frozen=True)
@@ -124,6 +163,7 @@ class Decision:
     router: RouterFit | None = None
     classifier_cost_per_1k: float = 0.0
     confidence_scales: tuple[tuple[str, str], ...] = ()  # (tier, scale its confidences are on)
+    certification: CertificationRecord | None = None
 
     @property
     def premium(self) -> str:
@@ -207,8 +247,10 @@ def run_sweep(
     chosen = assign(outcomes, *index[rec.policy.id])
     alternative = empirical if objective.certify and empirical.row.policy != rec.policy else None
     evidence = _evidence(
-        labels, index, frontier, objective, trial, recommendation, alternative, seed
-    )
+        labels, found.families, index, frontier, objective, trial, recommendation, alternative,
+        biased=bias is not None,
+    )  # fmt: skip
+    window = store.data_window(outcomes)
     calibration = tier_calibrations(outcomes, labels.weights_or_none)
     rejected = store.rejected_rows()
     alt_assignment = assign(outcomes, *index[alternative.row.policy.id]) if alternative else None
@@ -223,7 +265,7 @@ def run_sweep(
     decision = Decision(
         tiers=tiers,
         objective=objective,
-        window=store.data_window(outcomes),
+        window=window,
         recommendation=recommendation,
         intervals=policy_intervals(
             outcomes, chosen, labels.weights_or_none, seed, objective.confidence_level
@@ -233,6 +275,7 @@ def run_sweep(
         router=found.router,
         classifier_cost_per_1k=router.cost_usd_per_1k,
         confidence_scales=tuple(sorted(scales.scales.items())),
+        certification=_certification_record(objective, trial, evidence),
     )
     report = SweepReport(
         frontier=_with_consensus(outcomes, answers, frontier),
@@ -257,6 +300,7 @@ def run_sweep(
             overheads.fixed_monthly_usd,
             trial.budget.max_regret,
             {"router": router.fixed_monthly_usd},
+            _volume(overheads, window),
         ),
         overheads=overheads,
         verdict=decide(
@@ -392,33 +436,75 @@ def _select(
 
 def _evidence(
     labels: _Labels,
+    families: list[Family],
     index: dict[str, tuple[Family, tuple]],
     frontier: pl.DataFrame,
     objective: Objective,
     trial: _Trial,
     recommendation: Recommendation,
     alternative: Recommendation | None,
-    seed: int,
+    biased: bool = False,
 ) -> Evidence:
     """Why the recommendation can be trusted, or how far it is from being certified."""
     outcomes, iid, budget = labels.outcomes, labels.iid, trial.budget
-    cert = trial.certified.get(recommendation.row.policy.id)
-    families = len(trial.certificates)
+    rec = recommendation.row
+    cert = trial.certified.get(rec.policy.id)
+    shortfall = (
+        recommendation.method == "certified"
+        and not recommendation.fallback
+        and alternative is not None
+        and rec.metrics.savings_vs_premium < alternative.row.metrics.savings_vs_premium / 2
+    )
+    needed = None
+    if recommendation.fallback or shortfall:
+        needed = _labels_needed(
+            iid, index, frontier, objective, budget, len(trial.certificates), rec
+        )
+    risk = None
+    if not recommendation.certified and not biased:
+        risk = exceed_risk(iid, families, *index[rec.policy.id], budget)
     return Evidence(
         max_regret=budget.max_regret,
         stages=cert.stages if cert is not None else (),
-        certifiable_families=families,
+        certifiable_families=sum(certifiable(f, len(outcomes.tiers) - 1) for f in families),
         segments=() if trial.segments is None else tuple(sorted({str(v) for v in trial.segments})),
         alternative=alternative,
-        labels_needed=_labels_needed(iid, index, frontier, objective, budget, families)
-        if recommendation.fallback
-        else None,
-        selection_check=None
-        if objective.certify
-        else _selection_check(labels.scored, index, frontier, objective, budget, seed),
+        labels_needed=needed,
+        exceed_risk=risk,
         weighted_labels=int((labels.weights[outcomes.labeled] != 1.0).sum()),
         certification_labels=int(iid.labeled.sum()),
+        test=budget.test,
+        shortfall=shortfall,
     )
+
+
+def _certification_record(
+    objective: Objective, trial: _Trial, evidence: Evidence
+) -> CertificationRecord:
+    """What routing.yaml records of the certification (or, with --no-certify, of the risk)."""
+    return CertificationRecord(
+        test=trial.budget.test,
+        method=CERTIFICATION_METHODS[trial.budget.test],
+        max_drop=trial.budget.max_regret,
+        delta=trial.budget.delta,
+        labels=evidence.certification_labels,
+        stages=evidence.stages,
+        exceed_risk=evidence.exceed_risk,
+    )
+
+
+def _volume(overheads: Overheads, window: DataWindow) -> float | None:
+    """The user's requests per month: `--requests-per-month`, else the logs' own rate over 30 days
+    (None without a time span)."""
+    if overheads.requests_per_month is not None:
+        return overheads.requests_per_month
+    if window.start is None or window.end is None:
+        return None
+    start, end = (
+        datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (window.start, window.end)
+    )
+    seconds = (end - start).total_seconds()
+    return window.requests * 30 * 86_400 / seconds if seconds > 0 else None
 
 
 def _intent_slices(outcomes: Outcomes, intents: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -506,6 +592,9 @@ def _segments(outcomes: Outcomes, objective: Objective) -> np.ndarray | None:
     return columns[objective.per_segment]
 
 
+_HINT_CANDIDATES = 500  # the cheapest candidates the labels hint examines
+
+
 def _labels_needed(
     outcomes: Outcomes,
     index: dict[str, tuple[Family, tuple]],
@@ -513,62 +602,68 @@ def _labels_needed(
     objective: Objective,
     budget: Budget,
     families: int,
-) -> tuple[Policy, int] | None:
-    """Roughly how many more uniform labels would certify the best empirical policy, or when its
-    measured regret (drop, for the drop test) sits at the limit (no label count would do), the best
-    one with half the drop."""
-    for margin in (1.0, 0.5):
-        try:
-            target = select_empirical(frontier, objective, budget.max_regret * margin)
-        except DataError:
-            return None
-        family, option = index[target.row.policy.id]
-        served = assign(outcomes, family, option).served_tier
-        stages = max(len(family.grids), 1)
-        share = Budget(
-            budget.max_regret / stages, budget.delta / max(families, 1) / stages, budget.test
-        )
-        if budget.test == "drop":
-            rows = np.arange(outcomes.n)
-            drop = outcomes.label[:, -1] - outcomes.label[rows, served]
-            total = labels_to_certify_drop(drop[outcomes.labeled] / stages, share)
-        else:
-            rate = float(regret(outcomes, served)[outcomes.labeled].mean())
-            total = labels_to_certify(rate / stages, share)
-        if total is not None:
-            return target.row.policy, max(total - int(outcomes.labeled.sum()), 0)
+    pick: FrontierRow,
+) -> LabelsNeeded | None:
+    """Roughly how many more uniform labels would likely certify a cheaper policy than `pick`:
+    among the uncertified policies that could be certified (ending at the premium tier: never the
+    premium baseline, a learned router or a consensus set) and measure a drop within ε, the
+    cheapest whose *likely* drop (regret, for the regret test), its measured value plus one
+    standard error, is within ½ε, else ¾ε, else ε. The count is for that likely value: a policy
+    measured just under the limit was picked for its luck on these labels, like the empirical
+    pick. A count the labels in hand already reach is no answer (the policy failed for another
+    reason, e.g. a stricter option before it in the fixed sequence)."""
+    premium, have = len(outcomes.tiers) - 1, int(outcomes.labeled.sum())
+    pool = constrained(frontier, objective).filter(
+        ~pl.col("certified")
+        & (pl.col("cost_per_1k_requests_usd") < pick.metrics.cost_per_1k_requests_usd)
+        & (pl.col("quality_drop") <= budget.max_regret + 1e-12)
+    )
+    ids = [p for p in pool["policy"] if certifiable(index[p][0], premium)]
+    ids = (
+        pool.filter(pl.col("policy").is_in(ids))
+        .sort(["cost_per_1k_requests_usd", "quality", "_row"], descending=[False, True, False])
+        .head(_HINT_CANDIDATES)["policy"]
+        .to_list()
+    )
+    if not ids or have < 2:
+        return None
+    loss = _losses(take_rows(outcomes, outcomes.labeled), [index[p] for p in ids], budget.test)
+    likely = loss.mean(axis=1) + loss.std(axis=1, ddof=1) / np.sqrt(have)
+    for margin in (0.5, 0.75, 1.0):
+        hits = np.flatnonzero(likely <= budget.max_regret * margin)
+        if not hits.size:
+            continue
+        k = int(hits[0])
+        family = index[ids[k]][0]
+        total = _labels_to_certify(loss[k], likely[k], family, budget, families)
+        if total is not None and total > have:
+            target = frontier_row(frontier.filter(pl.col("policy") == ids[k]).row(0, named=True))
+            return LabelsNeeded(target.policy, total - have, target.metrics.savings_vs_premium)
     return None
 
 
-SELECTION_BOOTSTRAP_MAX_LABELS = 50_000
+def _losses(labeled: Outcomes, policies: list[tuple[Family, tuple]], test: Test) -> np.ndarray:
+    """(policies × labeled requests): each request's drop (premium − served) or regret."""
+    served = served_labels(labeled, policies).astype(np.float64)
+    premium = labeled.label[:, -1][None, :]
+    if test == "drop":
+        return premium - served
+    return ((served < ACCEPTABLE) & (premium >= ACCEPTABLE)).astype(np.float64)
 
 
-def _selection_check(
-    outcomes: Outcomes,
-    index: dict[str, tuple[Family, tuple]],
-    frontier: pl.DataFrame,
-    objective: Objective,
-    budget: Budget,
-    seed: int,
-) -> SelectionCheck | None:
-    """Re-run the empirical rule inside the bootstrap (skipped above 50,000 labels)."""
-    if int(outcomes.labeled.sum()) > SELECTION_BOOTSTRAP_MAX_LABELS:
-        return None
-    premium_policy = Policy.always(outcomes.tiers[-1]).id
-    ordered = constrained(frontier, objective).sort(
-        ["cost_per_1k_requests_usd", "quality", "escalation_rate", "_row"],
-        descending=[False, True, False, False],
-    )["policy"]
-    ids = [p for p in ordered if p != premium_policy] + [premium_policy]
-    labeled = take_rows(outcomes, outcomes.labeled)
-    served = served_labels(labeled, [index[p] for p in ids])
-    return selection_bootstrap(
-        served,
-        labeled.label[:, -1],
-        budget.max_regret,
-        np.random.default_rng(seed + 1),
-        objective.confidence_level,
+def _labels_to_certify(
+    loss: np.ndarray, likely: float, family: Family, budget: Budget, families: int
+) -> int | None:
+    """The labels one policy would need if its mean loss were `likely` (the loss spread evenly
+    over its stages, each tested at its share of ε and δ)."""
+    stages = max(len(family.grids), 1)
+    share = Budget(
+        budget.max_regret / stages, budget.delta / max(families, 1) / stages, budget.test
     )
+    if budget.test == "drop":
+        shifted = Budget(share.max_regret - (likely - loss.mean()) / stages, share.delta, "drop")
+        return labels_to_certify_drop(loss / stages, shifted)
+    return labels_to_certify(likely / stages, share)
 
 
 def _per_1k(interval: Interval) -> Interval:

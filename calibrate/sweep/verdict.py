@@ -151,7 +151,7 @@ def decide(
     labels: int,
 ) -> Verdict:
     """The rule of the module docstring."""
-    pick, m = f"`{rec.row.policy.id}`", rec.row.metrics
+    pick, m = f"`{rec.row.policy.display_id}`", rec.row.metrics
     if biased:
         return Verdict(
             "do not deploy",
@@ -215,7 +215,7 @@ def _deploy(
     max_drop: float,
     production: Production | None,
 ) -> str:
-    pick, m = f"`{rec.row.policy.id}`", rec.row.metrics
+    pick, m = f"`{rec.row.policy.display_id}`", rec.row.metrics
     saves = f"costs {m.savings_vs_premium:.1%} less than always-{premium}"
     if rec.certified:
         why = (
