@@ -11,15 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-
-from calibrate.cli.app import app
+from test_cli_help import ROOT_COMMAND, _command_paths, _resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 MARKDOWN = [README, *DOCS]
-ROOT_COMMAND: Any = typer.main.get_command(app)
 MAX_README_WORDS = 1500
 
 FENCE = re.compile(r"^```[^\n]*\n.*?^```[ \t]*$", re.S | re.M)
@@ -125,21 +122,6 @@ def test_the_slug_matches_github() -> None:
 
 
 # --- docs/commands.md against the Typer app --------------------------------------------------------
-
-
-def _command_paths(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """The app itself and every command and group registered on it, recursively."""
-    found = [path]
-    for name, command in getattr(group, "commands", {}).items():
-        found.extend(_command_paths(command, (*path, name)))
-    return found
-
-
-def _resolve(path: tuple[str, ...]) -> Any:
-    command = ROOT_COMMAND
-    for name in path:
-        command = command.commands[name]
-    return command
 
 
 def _options(command: Any) -> set[str]:

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from test_certify import outcomes_from
 
 from calibrate.config.tiers import load_tiers
 from calibrate.ingest import stage as ingest
@@ -306,21 +307,7 @@ def two_tiers(n: int, seed: int) -> Outcomes:
     c = rng.uniform(size=n)
     cheap_ok = rng.uniform(size=n) >= 0.6 * (1 - c) ** 2
     premium_ok = cheap_ok | (rng.uniform(size=n) < 0.7)
-    text = np.array(["x"] * n, dtype=object)
-    return Outcomes(
-        tiers=("cheap", "premium"),
-        request_ids=np.array([f"r-{i:05d}" for i in range(n)], dtype=object),
-        timestamp_s=np.zeros(n),
-        region=text,
-        app=text,
-        intent=text,
-        input_tokens=np.full(n, 100),
-        confidence=np.column_stack([c, np.ones(n)]),
-        cost_usd=np.column_stack([np.full(n, 1e-4), np.full(n, 1e-3)]),
-        latency_ms=np.column_stack([np.full(n, 100.0), np.full(n, 500.0)]),
-        label=np.column_stack([cheap_ok, premium_ok]).astype(np.float64),
-        incomplete=0,
-    )
+    return outcomes_from(c, cheap_ok, premium_ok)
 
 
 def sweep(tmp_path: Path, o: Outcomes, source: str) -> SweepResult:
