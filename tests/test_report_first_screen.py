@@ -403,3 +403,25 @@ def test_a_fallback_is_not_certified_in_routing_yaml_summary_or_report(tmp_path:
         decision
     )
     assert "less per 1k requests than production as logged" in decision
+
+
+def test_a_deploy_names_the_high_stakes_intents_the_pick_under_escalates() -> None:
+    """The certificate averages over all traffic: a declared high-stakes intent kept on a tier
+    that answers it clearly worse is named in the decision's sentence, after a **but**."""
+    pick = rec()
+    clean = decide(pick, Objective(0.02), "large", 0.02, biased=False, production=None, labels=500)
+    flagged = decide(
+        pick,
+        Objective(0.02),
+        "large",
+        0.02,
+        biased=False,
+        production=None,
+        labels=500,
+        high_stakes_under=("contract_interpretation",),
+    )
+    assert clean.action == flagged.action == "deploy"
+    assert "**but**" not in clean.why
+    assert "**but** it keeps requests of the high-stakes intent(s) `contract_interpretation`" in (
+        flagged.why
+    )

@@ -277,19 +277,16 @@ def run_sweep(
         confidence_scales=tuple(sorted(scales.scales.items())),
         certification=_certification_record(objective, trial, evidence),
     )
+    modes = failure_modes(
+        outcomes, chosen, rec.metrics.savings_vs_premium, alt_assignment, labels.weights_or_none
+    )
     report = SweepReport(
         frontier=_with_consensus(outcomes, answers, frontier),
         rejected=rejected,
         evidence=evidence,
         break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
         calibration=calibration,
-        failure_modes=failure_modes(
-            outcomes,
-            chosen,
-            rec.metrics.savings_vs_premium,
-            alt_assignment,
-            labels.weights_or_none,
-        ),
+        failure_modes=modes,
         timeline=escalation_timeline(outcomes, chosen),
         economics=economics(
             frontier,
@@ -311,6 +308,11 @@ def run_sweep(
             biased=bias is not None,
             production=production,
             labels=int(outcomes.labeled.sum()),
+            high_stakes_under=tuple(
+                s.value
+                for s in modes.under_escalated
+                if s.column == "intent" and s.value in strategies.high_stakes
+            ),
         ),
         production=production,
         high_stakes=strategies.high_stakes,

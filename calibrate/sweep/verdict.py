@@ -21,7 +21,9 @@ The rule, in this order (docs/report.md):
    pick saves nothing against always-premium, or when an uncertified pick (`--policy`) measures a
    drop above the limit;
 5. **deploy** otherwise: the pick is certified, or chosen without certification (`--no-certify`,
-   `--policy`), which the reason says, and it saves money.
+   `--policy`), which the reason says, and it saves money; the reason adds a **but** naming any
+   --high-stakes intent the pick silently under-escalates (a caveat, not a veto: the per-intent gap
+   is a screen, not a test).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ RULE_IN_WORDS = (
     "nothing under a budget could be certified, when the pick saves nothing against "
     "always-premium, or when an uncertified `--policy` measures a drop above the limit; "
     "**deploy** otherwise (the pick is certified, or chosen without a certificate, which the "
-    "decision says)."
+    "decision says); a deploy names any --high-stakes intent the pick silently under-escalates "
+    "(the certificate averages over all traffic; the gap per intent has no test of its own)."
 )
 """The rule of the module docstring as the report states it."""
 
@@ -149,8 +152,10 @@ def decide(
     biased: bool,
     production: Production | None,
     labels: int,
+    high_stakes_under: tuple[str, ...] = (),
 ) -> Verdict:
-    """The rule of the module docstring."""
+    """The rule of the module docstring (`high_stakes_under`: the --high-stakes intents whose
+    kept requests score clearly below premium under the pick)."""
     pick, m = f"`{rec.row.policy.display_id}`", rec.row.metrics
     if biased:
         return Verdict(
@@ -190,7 +195,15 @@ def decide(
             f"{pick} is not certified and its measured quality drop {m.quality_drop:+.4f} is "
             f"above the limit {max_drop:.4g}",
         )
-    return Verdict("deploy", _deploy(rec, objective, premium, max_drop, production))
+    why = _deploy(rec, objective, premium, max_drop, production)
+    if high_stakes_under:
+        names = ", ".join(f"`{name}`" for name in high_stakes_under)
+        why += (
+            f"; **but** it keeps requests of the high-stakes intent(s) {names} on a cheaper tier "
+            f"that answers them clearly worse than {premium} (the next section): before deploying, "
+            f"send them to {premium} with a keyword rule (`--rules`) or label more of them"
+        )
+    return Verdict("deploy", why)
 
 
 def _keep(production: Production, pick: str, premium: str, rec: Recommendation) -> str:
