@@ -31,7 +31,7 @@ from calibrate.records.labels import (
     RejectedRow,
     ResolveCounts,
 )
-from calibrate.records.outcomes import DataWindow, Outcomes, RequestLog
+from calibrate.records.outcomes import DataWindow, Outcomes, RegionDayTraffic, RequestLog
 from calibrate.records.replay import CallRecord, Candidate, JobResult, MergeCounts, Selection
 from calibrate.records.runs import UnfinishedRun
 from calibrate.store import (
@@ -245,6 +245,10 @@ class Store:
     def endpoint_health(self) -> pl.DataFrame:
         """Prod latency p50/p95, error/timeout and fallback rates per tier × region × day."""
         return health_sql.endpoint_health(self.con)
+
+    def region_day_traffic(self) -> RegionDayTraffic:
+        """Every request counted by region × day × (first failed prod tier, served tier)."""
+        return health_sql.region_day_traffic(self.con)
 
     def tier_outputs(
         self, request_ids: Sequence[str], tiers: Sequence[str]

@@ -237,7 +237,7 @@ def run_sweep(
             {"router": router.fixed_monthly_usd},
         ),
         overheads=overheads,
-        endpoint_health=endpoint_health(store, tuple(tiers.names)),
+        endpoint_health=endpoint_health(store),
         rule_hits=rule_hits(keyword_rules, found.rule_winner, outcomes)
         if keyword_rules is not None and found.rule_winner is not None
         else (),
