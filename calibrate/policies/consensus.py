@@ -9,6 +9,10 @@ the chosen answer's label) placed just before the premium tier, and "always the 
 its one policy. Consensus policies are reported next to the others and never selected by the
 sweep (they cost more than always-premium); a routing.yaml with `strategy: consensus` names the
 voting tiers, and `evaluate` scores it with `consensus_row`.
+
+The vote only decides which label the virtual tier carries; its cost and latency do not depend on
+it. So the vote is taken on the labeled requests alone (`answers` holds their answers, in the order
+of `outcomes.labeled`): exact, with the answer texts read for the labels, not for the traffic.
 """
 
 from __future__ import annotations
@@ -95,9 +99,11 @@ def consensus_row(
     outcomes: Outcomes, answers: list[list[str | None]], voters: tuple[int, ...]
 ) -> pl.DataFrame:
     """The one frontier row of the vote among `voters` (indices into the outcomes' tiers; the
-    premium tier is the last of the outcomes)."""
+    premium tier is the last of the outcomes); `answers`: the labeled requests' answers."""
     k = len(outcomes.tiers)
-    augmented = consensus_outcomes(outcomes, voters, chosen_tier(answers, voters))
+    chosen = np.full(outcomes.n, voters[-1], dtype=np.int64)  # unlabeled: no label to choose
+    chosen[outcomes.labeled] = chosen_tier(answers, voters)
+    augmented = consensus_outcomes(outcomes, voters, chosen)
     frame = evaluate_families(augmented, [Family("always", (k - 1,))])
     policy = Policy("consensus", tuple(outcomes.tiers[j] for j in voters))
     return frame.with_columns(
@@ -107,7 +113,8 @@ def consensus_row(
 
 
 def consensus_frame(outcomes: Outcomes, answers: list[list[str | None]]) -> pl.DataFrame | None:
-    """One frontier row per set of ≥ 3 tiers (None with fewer than 3 tiers)."""
+    """One frontier row per set of ≥ 3 tiers (None with fewer than 3 tiers); `answers`: the
+    labeled requests' answers."""
     k = len(outcomes.tiers)
     frames = [
         consensus_row(outcomes, answers, voters)
@@ -122,16 +129,17 @@ def consensus_slices(
 ) -> pl.DataFrame | None:
     """Per slice (name → row mask; the user's high-stakes intents): always-premium and every
     consensus set on the slice's requests alone, with the quality gain over premium per extra
-    dollar per 1k requests. None with fewer than 3 tiers."""
+    dollar per 1k requests (`answers`: the labeled requests' answers). None with fewer than 3
+    tiers."""
     k = len(outcomes.tiers)
     if k < MIN_VOTERS:
         return None
     frames = []
+    labeled = np.flatnonzero(outcomes.labeled)
     for name, mask in slices.items():
-        rows = np.flatnonzero(mask)
         sub = take_rows(outcomes, mask)
         premium = evaluate_families(sub, [Family("always", (k - 1,))])
-        voted = consensus_frame(sub, [answers[i] for i in rows])
+        voted = consensus_frame(sub, [answers[i] for i in np.flatnonzero(mask[labeled])])
         assert voted is not None, "the slice has the same k >= MIN_VOTERS tiers"
         frame = pl.concat([premium, voted.select(premium.columns)], how="vertical")
         base_q = premium["quality"][0]

@@ -107,7 +107,8 @@ def evaluate_routing(
     outcomes = store.outcomes(order, prices)
     policy = policy_of(config)
     if config.strategy == "consensus":
-        answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+        labeled_ids = outcomes.request_ids[outcomes.labeled].tolist()
+        answers = store.tier_outputs(labeled_ids, outcomes.tiers)
         voters = tuple(order.index(t.name) for t in config.tiers)
         frame = consensus_row(outcomes, answers, voters)
     elif config.strategy == "router":

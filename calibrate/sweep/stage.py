@@ -198,7 +198,7 @@ def run_sweep(
     calibration = tier_calibrations(outcomes, labels.weights_or_none)
     rejected = store.rejected_rows()
     alt_assignment = assign(outcomes, *index[alternative.row.policy.id]) if alternative else None
-    answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+    answers = store.tier_outputs(outcomes.request_ids[outcomes.labeled].tolist(), outcomes.tiers)
     router, keyword_rules = strategies.router, strategies.keyword_rules
     decision = Decision(
         tiers=tiers,
