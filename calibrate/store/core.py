@@ -441,8 +441,13 @@ class Store:
     def check_data(self, tiers: Sequence[str], texts: bool = True) -> check_sql.CheckData:
         """Per tier and source what the attempts carry, labels per source, and per production
         path × app × region the requests with every tier's answer and with labels (`texts`:
-        also compare the cheapest and premium answers' text)."""
+        also compare the cheapest and premium answers' text; without it, the sweep's preflight,
+        the per-tier uses and found tiers are not read)."""
         return check_sql.check_data(self.con, tiers, texts)
+
+    def found_tiers(self) -> tuple[tuple[str, int], ...]:
+        """Every tier the attempts name, with its number of requests."""
+        return check_sql.found_tiers(self.con)
 
     # --- replay-merge ---
 
