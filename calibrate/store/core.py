@@ -250,11 +250,10 @@ class Store:
         """Every request counted by region × day × (first failed prod tier, served tier)."""
         return health_sql.region_day_traffic(self.con)
 
-    def tier_outputs(
-        self, request_ids: Sequence[str], tiers: Sequence[str]
-    ) -> list[list[str | None]]:
-        """Each request's answer text per tier (None without an ok attempt), in the given order."""
-        return text_sql.tier_outputs(self.con, request_ids, tiers)
+    def answer_codes(self, request_ids: Sequence[str], tiers: Sequence[str]) -> np.ndarray:
+        """(requests × tiers) id of each request's normalised answer per tier (-1 without an ok
+        attempt), in the given order: the consensus vote's ballots."""
+        return text_sql.answer_codes(self.con, request_ids, tiers)
 
     def embeddings(self, request_ids: Sequence[str], key: str) -> list[list[float] | None]:
         """Each request's precomputed embedding `metadata.<key>` (None where absent), in order."""

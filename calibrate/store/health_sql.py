@@ -27,10 +27,8 @@ WITH prod AS (
     WHERE a.source = 'prod'
 ),
 first_failure AS (
-    SELECT request_id, arg_min(tier, attempt_rank) AS tier
-    FROM (SELECT request_id, tier, status, row_number() OVER (PARTITION BY request_id ORDER BY rowid)
-                 AS attempt_rank
-          FROM attempts WHERE source = 'prod') WHERE status <> 'ok'
+    SELECT request_id, arg_min(tier, rowid) AS tier
+    FROM attempts WHERE source = 'prod' AND status <> 'ok'
     GROUP BY request_id
 )
 SELECT p.tier, p.region, p.day, count(*) AS attempts,

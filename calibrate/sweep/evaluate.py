@@ -108,7 +108,7 @@ def evaluate_routing(
     policy = policy_of(config)
     if config.strategy == "consensus":
         labeled_ids = outcomes.request_ids[outcomes.labeled].tolist()
-        answers = store.tier_outputs(labeled_ids, outcomes.tiers)
+        answers = store.answer_codes(labeled_ids, outcomes.tiers)
         voters = tuple(order.index(t.name) for t in config.tiers)
         frame = consensus_row(outcomes, answers, voters)
     elif config.strategy == "router":
