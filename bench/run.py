@@ -211,7 +211,7 @@ def child(argv: list[str]) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (all its threads) and peak RSS (MB) of one fresh process running
     `argv` (it must succeed)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     errors = proc.stderr.read()  # drained while it runs, so the child never blocks on the pipe
     _, status, usage = os.wait4(proc.pid, 0)
