@@ -40,19 +40,22 @@ def prompt_texts(con: duckdb.DuckDBPyConnection, request_ids: Sequence[str]) -> 
 # str.lower gives it: i and a combining dot, which splits the word), without a leading courtesy
 # word (sure, certainly, of course, okay, ok: a whole word at the start), joined by single spaces.
 # Case, punctuation and spacing are folded; "Sure. It ships  TOMORROW!" = "it ships tomorrow".
+# The chosen attempts are found first and their text read by rowid: the join over every attempt
+# then does not carry every answer's text. Each distinct text is normalised once.
 _WORD = r"[\p{L}\p{N}_]"
 _SPACE = r"[\t-\r\x{1c}-\x{20}\x{85}\p{Z}]"  # str.isspace
 _FILLER = rf"^{_SPACE}*(sure|certainly|of{_SPACE}+course|okay|ok)(?:[^\p{{L}}\p{{N}}_]|$)"
 
 _ANSWER_CODES = f"""
-WITH picked AS (
-    SELECT w.i, t.k, arg_min(a.output, ((a.source <> 'prod')::INT, a.source)) AS output
+WITH chosen AS (
+    SELECT w.i, t.k, arg_min(a.rowid, ((a.source <> 'prod')::INT, a.source)) AS attempt
     FROM wanted w
     JOIN attempts a USING (request_id)
     JOIN (SELECT unnest($tiers::VARCHAR[]) AS tier,
                  generate_subscripts($tiers::VARCHAR[], 1) - 1 AS k) t USING (tier)
     WHERE a.status = 'ok' AND a.output IS NOT NULL
     GROUP BY w.i, t.k),
+picked AS (SELECT c.i, c.k, a.output FROM chosen c JOIN attempts a ON a.rowid = c.attempt),
 texts AS (SELECT output, lower(replace(output, 'İ', 'i' || chr(775))) AS answer
           FROM (SELECT DISTINCT output FROM picked)),
 words AS (
