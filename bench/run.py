@@ -25,8 +25,6 @@ from calibrate.config.tiers import load_tiers
 from calibrate.demo import samplegen
 from calibrate.ingest import stage as ingest
 from calibrate.policies.families import default_families, evaluate_families
-from calibrate.policies.router import fit_router
-from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
 from calibrate.store import Store
 from calibrate.store.migrations import MIGRATIONS
@@ -207,9 +205,9 @@ for tier in sys.argv[2:]:
 """
 
 
-def child(argv: list[str]) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (all its threads) and peak RSS (MB) of one fresh process running
-    `argv` (it must succeed)."""
+def child(argv: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (all its threads), peak RSS (MB) and the stderr of one fresh
+    process running `argv` (it must succeed)."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -219,7 +217,8 @@ def child(argv: list[str]) -> tuple[float, float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[:4]} failed:\n{errors.decode(errors='replace')[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux: kilobytes
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, errors.decode()  # ru_maxrss: kilobytes on Linux
 
 
 def bench_whole_sweep(path: Path, runs: int) -> None:
@@ -244,30 +243,42 @@ def bench_whole_sweep(path: Path, runs: int) -> None:
     print(f"  (peak RSS of the sweep process: median {rss:,.0f} MB)")
 
 
-def bench_router(path: Path) -> None:
-    """The learned router's fit on every request's prompt (what `--router` adds to a sweep with
-    --router-max-requests raised to the traffic), once: reading the prompts, then the fit."""
-    tiers = load_tiers(TIERS)
-    with Store.open(sweep_store(path)) as store:
-        outcomes = store.outcomes(tiers.names, price_table(tiers))
-        t0 = time.perf_counter()
-        texts = store.prompt_texts(outcomes.request_ids.tolist())
-        read_s = time.perf_counter() - t0
+# The learned router's fit in a fresh process: the store's first N requests (the default
+# --router-max-requests), their prompts read, then fit_router (cross-fitted TF-IDF + logistic
+# regression, scoring every request). Prints the two times.
+ROUTER = """
+import sys, time
+from pathlib import Path
+from calibrate.config.tiers import load_tiers, price_table
+from calibrate.store import Store
+db, tiers_file, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+tiers = load_tiers(tiers_file)
+with Store.open(db) as store:
+    o = store.outcomes(tiers.names, price_table(tiers))
     t0 = time.perf_counter()
-    fit_router(
-        texts,
-        outcomes.request_ids.tolist(),
-        outcomes.label[:, 0] >= ACCEPTABLE,
-        outcomes.labeled,
-        outcomes.tiers[0],
-        seed=0,
-        clock=time.perf_counter,
+    texts = store.prompt_texts(o.request_ids[:n].tolist())
+    read_s = time.perf_counter() - t0
+t0 = time.perf_counter()
+fit_router(texts, o.request_ids[:n].tolist(), o.label[:n, 0] >= ACCEPTABLE, o.labeled[:n],
+           o.tiers[0], seed=0, clock=time.perf_counter)
+print(read_s, time.perf_counter() - t0, int(o.labeled[:n].sum()), file=sys.stderr)
+"""
+
+
+def bench_router(path: Path) -> None:
+    """The learned router's fit (what `--router` adds to a sweep), once, in a fresh process, on
+    as many requests as the sweep fits it on by default (`--router-max-requests`)."""
+    from calibrate.sweep.candidates import RouterOptions
+
+    n = RouterOptions().max_requests
+    wall, _, rss, errors = child(
+        [sys.executable, "-c", ROUTER, str(sweep_store(path)), str(TIERS), str(n)]
     )
-    fit_s = time.perf_counter() - t0
+    read_s, fit_s, labeled = errors.split()[-3:]
     print(
-        f"router (TF-IDF, {outcomes.n:,} prompts, {int(outcomes.labeled.sum()):,} labeled): "
-        f"reading the prompts {read_s:.1f} s, fit and scoring {fit_s:.1f} s (once; not in the "
-        "whole-sweep time, which runs --no-router)"
+        f"router (TF-IDF on the first {n:,} requests' prompts, {int(labeled):,} labeled), once: "
+        f"reading the prompts {float(read_s):.1f} s, fit and scoring {float(fit_s):.1f} s, "
+        f"peak RSS {rss:,.0f} MB (not in the whole-sweep time, which runs --no-router)"
     )
 
 
