@@ -1,12 +1,16 @@
 """`make bench`: our ingest and sweep on a generated 1,000,000-request log, as ratios against floors
 measured in the same run (DuckDB's own read_json of the same file; one numpy argsort of the
-confidence column). Prints medians of several runs. Never used by tests."""
+confidence column; loading the outcome table's 12 numeric columns from Parquet plus one argsort per
+tier, for the whole `calibrate sweep --db`). Prints medians of several runs. Never used by tests."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -14,6 +18,8 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from calibrate.config.tiers import load_tiers
 from calibrate.demo import samplegen
@@ -25,6 +31,8 @@ from calibrate.store.migrations import MIGRATIONS
 from calibrate.sweep.stage import price_table
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
+TIERS = ROOT / "sample_logs" / "tiers.yaml"
 
 
 def log_file(n: int, seed: int) -> Path:
@@ -149,7 +157,7 @@ def sweep_store(path: Path) -> Path:
 
 
 def bench_sweep(path: Path, runs: int) -> None:
-    tiers = load_tiers(Path(__file__).parent.parent / "sample_logs" / "tiers.yaml")
+    tiers = load_tiers(TIERS)
     with Store.open(sweep_store(path)) as store:
 
         def load() -> Outcomes:
@@ -164,6 +172,114 @@ def bench_sweep(path: Path, runs: int) -> None:
         ours += timed(lambda: evaluate_families(outcomes, default_families(outcomes)), 1)
         floor += timed(lambda: np.argsort(conf), 1)
     report("sweep (3 tiers, all families)", ours, "numpy argsort of confidence", floor, target=5.0)
+
+
+def outcome_columns(db: Path) -> Path:
+    """The outcome table's 12 numeric columns (confidence, cost, latency, label of each of the 3
+    tiers) as Parquet, written once next to the store: what the whole-sweep floor loads."""
+    parquet = db.with_suffix(".outcomes.parquet")
+    if not parquet.exists():
+        tiers = load_tiers(TIERS)
+        with Store.open(db) as store:
+            outcomes = store.outcomes(tiers.names, price_table(tiers))
+        columns = {
+            f"{tier}_{name}": getattr(outcomes, name)[:, j]
+            for j, tier in enumerate(outcomes.tiers)
+            for name in ("confidence", "cost_usd", "latency_ms", "label")
+        }
+        pq.write_table(pa.table(columns), parquet.with_suffix(".tmp"))
+        parquet.with_suffix(".tmp").rename(parquet)
+    return parquet
+
+
+# The floor of a whole sweep, in a fresh process like the sweep: the 12 numeric columns from
+# Parquet through DuckDB into numpy, and one argsort per tier of its confidence.
+FLOOR = """
+import sys
+import duckdb
+import numpy as np
+con = duckdb.connect()
+columns = con.execute("SELECT * FROM read_parquet(?)", [sys.argv[1]]).fetchnumpy()
+for tier in sys.argv[2:]:
+    np.argsort(columns[tier + "_confidence"])
+"""
+
+
+def child(argv: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (all its threads), peak RSS (MB) and the stderr of one fresh
+    process running `argv` (it must succeed)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    errors = proc.stderr.read()  # drained while it runs, so the child never blocks on the pipe
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:4]} failed:\n{errors.decode(errors='replace')[-2000:]}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, errors.decode()  # ru_maxrss: kilobytes on Linux
+
+
+def bench_whole_sweep(path: Path, runs: int) -> None:
+    """`calibrate sweep --db STORE --no-router` (every report section) in a fresh process,
+    against the floor in a fresh process; runs interleaved; peak RSS of each sweep."""
+    db = sweep_store(path)
+    parquet = outcome_columns(db)
+    tiers = load_tiers(TIERS)
+    ours, floor = [], []
+    with tempfile.TemporaryDirectory() as out:
+        sweep = [sys.executable, "-m", "calibrate", "sweep", "--db", str(db), "--tiers"]
+        sweep += [str(TIERS), "--out", out, "--no-router"]
+        for _ in range(runs):
+            floor.append(child([sys.executable, "-c", FLOOR, str(parquet), *tiers.names]))
+            ours.append(child(sweep))
+    name = "whole sweep --db --no-router (fresh process)"
+    walls = [[run[0] for run in runs_] for runs_ in (ours, floor)]
+    report(name, walls[0], "12 columns from Parquet + argsort per tier", walls[1], target=5.0)
+    a, b = (statistics.median(run[1] for run in runs_) for runs_ in (ours, floor))
+    rss = statistics.median(run[2] for run in ours)
+    print(f"  (CPU seconds: sweep median {a:.1f}, floor median {b:.2f}; ratio {a / b:.1f}x)")
+    print(f"  (peak RSS of the sweep process: median {rss:,.0f} MB)")
+
+
+# The learned router's fit in a fresh process: the store's first N requests (the default
+# --router-max-requests), their prompts read, then fit_router (cross-fitted TF-IDF + logistic
+# regression, scoring every request). Prints the two times.
+ROUTER = """
+import sys, time
+from pathlib import Path
+from calibrate.config.tiers import load_tiers, price_table
+from calibrate.store import Store
+db, tiers_file, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+tiers = load_tiers(tiers_file)
+with Store.open(db) as store:
+    o = store.outcomes(tiers.names, price_table(tiers))
+    t0 = time.perf_counter()
+    texts = store.prompt_texts(o.request_ids[:n].tolist())
+    read_s = time.perf_counter() - t0
+t0 = time.perf_counter()
+fit_router(texts, o.request_ids[:n].tolist(), o.label[:n, 0] >= ACCEPTABLE, o.labeled[:n],
+           o.tiers[0], seed=0, clock=time.perf_counter)
+print(read_s, time.perf_counter() - t0, int(o.labeled[:n].sum()), file=sys.stderr)
+"""
+
+
+def bench_router(path: Path) -> None:
+    """The learned router's fit (what `--router` adds to a sweep), once, in a fresh process, on
+    as many requests as the sweep fits it on by default (`--router-max-requests`)."""
+    from calibrate.sweep.candidates import RouterOptions
+
+    n = RouterOptions().max_requests
+    wall, _, rss, errors = child(
+        [sys.executable, "-c", ROUTER, str(sweep_store(path)), str(TIERS), str(n)]
+    )
+    read_s, fit_s, labeled = errors.split()[-3:]
+    print(
+        f"router (TF-IDF on the first {n:,} requests' prompts, {int(labeled):,} labeled), once: "
+        f"reading the prompts {float(read_s):.1f} s, fit and scoring {float(fit_s):.1f} s, "
+        f"peak RSS {rss:,.0f} MB (not in the whole-sweep time, which runs --no-router)"
+    )
 
 
 def report(
@@ -182,15 +298,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=("ingest", "sweep"), help="run one of the two benches")
+    parser.add_argument(
+        "--only", choices=("ingest", "sweep", "whole-sweep"), help="run one of the benches"
+    )
+    parser.add_argument(
+        "--router", action="store_true", help="also time the learned router's fit (minutes)"
+    )
     args = parser.parse_args()
     path = log_file(args.requests, args.seed)
     print(f"log: {path.stat().st_size / 1e6:.0f} MB, {args.requests:,} requests")
-    if args.only != "sweep":
+    if args.only in (None, "ingest"):
         clean_s = bench_ingest(path, args.runs)
         bench_dirty(path, args.runs, clean_s)
-    if args.only != "ingest":
+    if args.only in (None, "sweep"):
         bench_sweep(path, args.runs)
+    if args.only in (None, "whole-sweep"):
+        bench_whole_sweep(path, args.runs)
+    if args.router:
+        bench_router(path)
 
 
 if __name__ == "__main__":

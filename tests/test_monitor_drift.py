@@ -108,3 +108,18 @@ def test_an_outage_window_is_the_run_of_degraded_days_around_a_flagged_day() -> 
         ("eu", date(2026, 5, 5), date(2026, 5, 7), 11)
     ]
     assert health.outages[0].fallbacks == (("large", "medium", 11),)
+
+    # the same rows grouped, each group with its count: the same health
+    keys = np.stack([region, day_index, degraded, pairs[0]], axis=1).astype(str)
+    groups, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+    assert len(groups) < 100
+    grouped = regional_health(
+        region[first],
+        day_index[first],
+        days,
+        day_index[first] < 3,
+        degraded[first],
+        (pairs[0][first], pairs[1][first]),
+        counts=counts,
+    )
+    assert grouped == health

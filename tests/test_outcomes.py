@@ -13,7 +13,7 @@ import pytest
 from calibrate.config.tiers import load_tiers
 from calibrate.errors import DataError
 from calibrate.ingest.stage import ingest
-from calibrate.store import Store
+from calibrate.store import Store, outcomes_sql
 from calibrate.sweep.stage import price_table
 
 PRICES = {"small": (0.15, 0.60), "large": (2.00, 8.00)}
@@ -101,6 +101,20 @@ def test_one_row_per_complete_request_with_the_picked_attempt(store: Store) -> N
     ).fetchone()[0]
     assert list(o.input_tokens) == [12, 150, quarter]
     assert o.input_tokens.dtype == np.int64
+
+
+def test_attempts_read_in_small_batches_give_the_same_table(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell's attempts split over batches (the failed prod attempt in one, the ok shadow one in
+    another) still pick the same attempt."""
+    whole = store.outcomes(["small", "large"], PRICES)
+    monkeypatch.setattr(outcomes_sql, "_BATCH_ROWS", 1)
+    assert store.con.sql("SELECT count(*) FROM attempts").fetchall()[0][0] == 9
+    batched = store.outcomes(["small", "large"], PRICES)
+    for name in ("confidence", "cost_usd", "latency_ms", "label", "input_tokens"):
+        np.testing.assert_array_equal(getattr(batched, name), getattr(whole, name))
+    assert list(batched.request_ids) == list(whole.request_ids)
 
 
 def test_segments_carry_region_app_and_intent(store: Store) -> None:

@@ -93,8 +93,7 @@ def test_consensus_is_reported_per_high_stakes_intent(
     tiers = load_tiers(sample_logs / "tiers.yaml")
     o = store.outcomes(tiers.names, price_table(tiers))
     rows_of = np.flatnonzero((o.intent == "incident_rca") & o.labeled)
-    answers = store.tier_outputs(o.request_ids[rows_of].tolist(), o.tiers)
-    chosen = chosen_tier(answers, (0, 1, 2))
+    chosen = chosen_tier(store.answer_codes(o.request_ids[rows_of].tolist(), o.tiers), (0, 1, 2))
     voted = o.label[rows_of, chosen].mean()
     premium = o.label[rows_of, 2].mean()
     assert by_policy["always:large"][4] == f"{premium:.4f}"

@@ -9,13 +9,19 @@ the chosen answer's label) placed just before the premium tier, and "always the 
 its one policy. Consensus policies are reported next to the others and never selected by the
 sweep (they cost more than always-premium); a routing.yaml with `strategy: consensus` names the
 voting tiers, and `evaluate` scores it with `consensus_row`.
+
+Answers are compared normalised (case, punctuation and spacing folded, a leading courtesy word
+such as "Sure." dropped); the store normalises them in SQL and hands over one id per distinct
+normalised answer (`Store.answer_codes`), so the vote works on integers. The vote only decides
+which label the virtual tier carries; its cost and latency do not depend on it. So the vote is
+taken on the labeled requests alone (`codes` holds their ids, in the order of `outcomes.labeled`):
+exact, with answers read for the labels, not for the traffic.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 
 import numpy as np
 import polars as pl
@@ -26,24 +32,14 @@ from calibrate.policies.frontier import policy_columns
 from calibrate.records.outcomes import Outcomes
 from calibrate.records.policy import Policy
 
-_FILLER = re.compile(r"^(sure|certainly|of course|okay|ok)\b[\s,.!:;-]*")
-_NOT_WORD = re.compile(r"[^\w\s]+")
-_SPACE = re.compile(r"\s+")
 MIN_VOTERS = 3
 
 
-def normalise(text: str) -> str:
-    """Case, punctuation and spacing folded, and a leading courtesy word ("Sure.") dropped."""
-    folded = _SPACE.sub(" ", text.strip().lower())
-    folded = _FILLER.sub("", folded)
-    return _SPACE.sub(" ", _NOT_WORD.sub(" ", folded)).strip()
-
-
-def chosen_tier(answers: list[list[str | None]], voters: tuple[int, ...]) -> np.ndarray:
-    """Per request, the tier (index into the answers' columns) whose answer the vote picks: among
-    the answers with the most votes, the one the dearest tier gave; the last voter when none
-    answered. Each distinct answer text is normalised once; the vote itself is vectorized."""
-    codes = answer_codes(answers, voters)  # (n, v): normalised answer id, -1 for no answer
+def chosen_tier(codes: np.ndarray, voters: tuple[int, ...]) -> np.ndarray:
+    """Per request, the tier (index into the codes' columns: the tiers) whose answer the vote
+    picks: among the answers with the most votes, the one the dearest tier gave; the last voter
+    when none answered. `codes` are the normalised answers' ids (-1: no answer), vectorized."""
+    codes = codes[:, list(voters)]  # (n, v)
     valid = codes >= 0
     same = (codes[:, :, None] == codes[:, None, :]) & valid[:, :, None] & valid[:, None, :]
     votes = same.sum(axis=2)  # votes for the answer voter j gave (0 when j did not answer)
@@ -52,23 +48,6 @@ def chosen_tier(answers: list[list[str | None]], voters: tuple[int, ...]) -> np.
     chosen = np.asarray(voters, dtype=np.int64)[dearest]
     chosen[~valid.any(axis=1)] = voters[-1]
     return chosen
-
-
-def answer_codes(answers: list[list[str | None]], voters: tuple[int, ...]) -> np.ndarray:
-    """(requests × voters) integer id of each normalised answer (-1: no answer)."""
-    text_code: dict[str, int] = {}
-    norm_code: dict[str, int] = {}
-    codes = np.full((len(answers), len(voters)), -1, dtype=np.int64)
-    for i, row in enumerate(answers):
-        for k, j in enumerate(voters):
-            text = row[j]
-            if text is None:
-                continue
-            code = text_code.get(text)
-            if code is None:
-                code = text_code[text] = norm_code.setdefault(normalise(text), len(norm_code))
-            codes[i, k] = code
-    return codes
 
 
 def consensus_outcomes(outcomes: Outcomes, voters: tuple[int, ...], chosen: np.ndarray) -> Outcomes:
@@ -91,13 +70,13 @@ def consensus_outcomes(outcomes: Outcomes, voters: tuple[int, ...], chosen: np.n
     return dataclasses.replace(outcomes, tiers=tiers, **columns)
 
 
-def consensus_row(
-    outcomes: Outcomes, answers: list[list[str | None]], voters: tuple[int, ...]
-) -> pl.DataFrame:
+def consensus_row(outcomes: Outcomes, codes: np.ndarray, voters: tuple[int, ...]) -> pl.DataFrame:
     """The one frontier row of the vote among `voters` (indices into the outcomes' tiers; the
-    premium tier is the last of the outcomes)."""
+    premium tier is the last of the outcomes); `codes`: the labeled requests' answer ids."""
     k = len(outcomes.tiers)
-    augmented = consensus_outcomes(outcomes, voters, chosen_tier(answers, voters))
+    chosen = np.full(outcomes.n, voters[-1], dtype=np.int64)  # unlabeled: no label to choose
+    chosen[outcomes.labeled] = chosen_tier(codes, voters)
+    augmented = consensus_outcomes(outcomes, voters, chosen)
     frame = evaluate_families(augmented, [Family("always", (k - 1,))])
     policy = Policy("consensus", tuple(outcomes.tiers[j] for j in voters))
     return frame.with_columns(
@@ -106,11 +85,12 @@ def consensus_row(
     )
 
 
-def consensus_frame(outcomes: Outcomes, answers: list[list[str | None]]) -> pl.DataFrame | None:
-    """One frontier row per set of ≥ 3 tiers (None with fewer than 3 tiers)."""
+def consensus_frame(outcomes: Outcomes, codes: np.ndarray) -> pl.DataFrame | None:
+    """One frontier row per set of ≥ 3 tiers (None with fewer than 3 tiers); `codes`: the
+    labeled requests' answer ids."""
     k = len(outcomes.tiers)
     frames = [
-        consensus_row(outcomes, answers, voters)
+        consensus_row(outcomes, codes, voters)
         for size in range(MIN_VOTERS, k + 1)
         for voters in itertools.combinations(range(k), size)
     ]
@@ -118,20 +98,21 @@ def consensus_frame(outcomes: Outcomes, answers: list[list[str | None]]) -> pl.D
 
 
 def consensus_slices(
-    outcomes: Outcomes, answers: list[list[str | None]], slices: dict[str, np.ndarray]
+    outcomes: Outcomes, codes: np.ndarray, slices: dict[str, np.ndarray]
 ) -> pl.DataFrame | None:
     """Per slice (name → row mask; the user's high-stakes intents): always-premium and every
     consensus set on the slice's requests alone, with the quality gain over premium per extra
-    dollar per 1k requests. None with fewer than 3 tiers."""
+    dollar per 1k requests (`codes`: the labeled requests' answer ids). None with fewer than 3
+    tiers."""
     k = len(outcomes.tiers)
     if k < MIN_VOTERS:
         return None
     frames = []
+    labeled = np.flatnonzero(outcomes.labeled)
     for name, mask in slices.items():
-        rows = np.flatnonzero(mask)
         sub = take_rows(outcomes, mask)
         premium = evaluate_families(sub, [Family("always", (k - 1,))])
-        voted = consensus_frame(sub, [answers[i] for i in rows])
+        voted = consensus_frame(sub, codes[mask[labeled]])
         assert voted is not None, "the slice has the same k >= MIN_VOTERS tiers"
         frame = pl.concat([premium, voted.select(premium.columns)], how="vertical")
         base_q = premium["quality"][0]

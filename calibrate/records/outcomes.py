@@ -111,3 +111,18 @@ class RequestLog(RequestTable):
     failed_tier: np.ndarray
     answered: np.ndarray
     tier_cost_usd: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RegionDayTraffic:
+    """Every stored request, counted by region × UTC day × what production did: `failed_tier`
+    (the first failed `prod` attempt's, '' if none) and `served_tier` ('' when unknown), as
+    `RequestLog` has them per request. `day` counts days since 1970-01-01; `requests` is each
+    group's size; `tier_cost_usd` as in `RequestLog`."""
+
+    region: np.ndarray
+    day: np.ndarray
+    failed_tier: np.ndarray
+    served_tier: np.ndarray
+    requests: np.ndarray
+    tier_cost_usd: dict[str, float]

@@ -82,18 +82,25 @@ def regional_health(
     in_reference: np.ndarray,
     degraded: np.ndarray,
     pairs: tuple[np.ndarray, np.ndarray],
+    counts: np.ndarray | None = None,
 ) -> Health:
-    """Per region × day counts, flagged days and outage windows. `pairs` = (failed, served) tiers."""
+    """Per region × day counts, flagged days and outage windows. `pairs` = (failed, served) tiers.
+
+    One row per request, or with `counts` one row per group of `counts[i]` requests that share
+    every other column (the same result as the rows repeated)."""
+    count = np.ones(region.size, dtype=np.int64) if counts is None else counts.astype(np.int64)
     regions = sorted({str(r) for r in region})
     alpha = HEALTH_ALPHA / max(len(regions) * len(days), 1)
     rows, outages, base = [], [], []
     for name in regions:
         mine = region == name
         ref = mine & in_reference
-        rate = max(float(degraded[ref].mean()) if ref.any() else 0.0, BASE_RATE_FLOOR)
+        ref_requests = int(count[ref].sum())
+        ref_rate = int(count[ref & degraded].sum()) / ref_requests if ref_requests else 0.0
+        rate = max(ref_rate, BASE_RATE_FLOOR)
         base.append((name, rate))
-        requests = np.bincount(day_index[mine], minlength=len(days))
-        bad = np.bincount(day_index[mine & degraded], minlength=len(days))
+        requests = _per_day(day_index, mine, count, len(days))
+        bad = _per_day(day_index, mine & degraded, count, len(days))
         flagged = [
             excess_p_value(int(b), int(n), rate) < alpha for b, n in zip(bad, requests, strict=True)
         ]
@@ -104,9 +111,17 @@ def regional_health(
         ]
         for start, end in _windows(bad > 0, flagged):
             span = mine & (day_index >= start) & (day_index <= end)
-            outages.append(_outage(name, days, (start, end), span, degraded, pairs))
+            outages.append(_outage(name, days, (start, end), span, degraded, pairs, count))
     outages.sort(key=lambda o: (o.start, o.region))
-    return Health(tuple(rows), tuple(outages), tuple(base), int((pairs[0] != "").sum()))
+    failed = int(count[pairs[0] != ""].sum())
+    return Health(tuple(rows), tuple(outages), tuple(base), failed)
+
+
+def _per_day(day_index: np.ndarray, rows: np.ndarray, count: np.ndarray, days: int) -> np.ndarray:
+    """Requests per day among `rows` (exact integers)."""
+    out = np.zeros(days, dtype=np.int64)
+    np.add.at(out, day_index[rows], count[rows])
+    return out
 
 
 def _windows(active: np.ndarray, flagged: list[bool]) -> list[tuple[int, int]]:
@@ -129,9 +144,16 @@ def _outage(
     span: np.ndarray,
     degraded: np.ndarray,
     pairs: tuple[np.ndarray, np.ndarray],
+    count: np.ndarray,
 ) -> Outage:
     hit = span & degraded
-    counts = Counter(zip(pairs[0][hit].tolist(), pairs[1][hit].tolist(), strict=True))
+    counts: Counter[tuple[str, str]] = Counter()
+    for key, n in zip(
+        zip(pairs[0][hit].tolist(), pairs[1][hit].tolist(), strict=True),
+        count[hit].tolist(),
+        strict=True,
+    ):
+        counts[key] += n
     fallbacks = tuple(
         (intended, served or "(none)", n) for (intended, served), n in sorted(counts.items())
     )
@@ -139,7 +161,7 @@ def _outage(
         region=region,
         start=days[span_days[0]],
         end=days[span_days[1]],
-        requests=int(span.sum()),
-        degraded=int(hit.sum()),
+        requests=int(count[span].sum()),
+        degraded=int(count[hit].sum()),
         fallbacks=fallbacks,
     )

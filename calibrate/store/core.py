@@ -31,7 +31,7 @@ from calibrate.records.labels import (
     RejectedRow,
     ResolveCounts,
 )
-from calibrate.records.outcomes import DataWindow, Outcomes, RequestLog
+from calibrate.records.outcomes import DataWindow, Outcomes, RegionDayTraffic, RequestLog
 from calibrate.records.replay import CallRecord, Candidate, JobResult, MergeCounts, Selection
 from calibrate.records.runs import UnfinishedRun
 from calibrate.store import (
@@ -253,11 +253,14 @@ class Store:
         """Prod latency p50/p95, error/timeout and fallback rates per tier × region × day."""
         return health_sql.endpoint_health(self.con)
 
-    def tier_outputs(
-        self, request_ids: Sequence[str], tiers: Sequence[str]
-    ) -> list[list[str | None]]:
-        """Each request's answer text per tier (None without an ok attempt), in the given order."""
-        return text_sql.tier_outputs(self.con, request_ids, tiers)
+    def region_day_traffic(self) -> RegionDayTraffic:
+        """Every request counted by region × day × (first failed prod tier, served tier)."""
+        return health_sql.region_day_traffic(self.con)
+
+    def answer_codes(self, request_ids: Sequence[str], tiers: Sequence[str]) -> np.ndarray:
+        """(requests × tiers) id of each request's normalised answer per tier (-1 without an ok
+        attempt), in the given order: the consensus vote's ballots."""
+        return text_sql.answer_codes(self.con, request_ids, tiers)
 
     def embeddings(self, request_ids: Sequence[str], key: str) -> list[list[float] | None]:
         """Each request's precomputed embedding `metadata.<key>` (None where absent), in order."""
@@ -443,8 +446,13 @@ class Store:
     def check_data(self, tiers: Sequence[str], texts: bool = True) -> check_sql.CheckData:
         """Per tier and source what the attempts carry, labels per source, and per production
         path × app × region the requests with every tier's answer and with labels (`texts`:
-        also compare the cheapest and premium answers' text)."""
+        also compare the cheapest and premium answers' text; without it, the sweep's preflight,
+        the per-tier uses and found tiers are not read)."""
         return check_sql.check_data(self.con, tiers, texts)
+
+    def found_tiers(self) -> tuple[tuple[str, int], ...]:
+        """Every tier the attempts name, with its number of requests."""
+        return check_sql.found_tiers(self.con)
 
     # --- replay-merge ---
 

@@ -16,7 +16,9 @@ import numpy as np
 from calibrate.records.outcomes import RequestLog
 from calibrate.store.outcomes_sql import LABEL_PRIORITY
 
-_REQUESTS = """
+# Every request with what production did (the tier that served, the first failed prod attempt);
+# endpoint health groups the same rows (`health_sql`).
+PRODUCTION_PATHS = """
 WITH prod AS (
     SELECT request_id,
            arg_min(tier, position) FILTER (WHERE status <> 'ok') AS failed_tier,
@@ -32,8 +34,8 @@ SELECT r.request_id, epoch(r.ts) AS ts_s,
        COALESCE(r.served_tier, p.last_ok_tier, '') AS served_tier,
        COALESCE(p.failed_tier, '') AS failed_tier
 FROM requests r LEFT JOIN prod p USING (request_id)
-ORDER BY r.ts, r.request_id
 """
+_REQUESTS = PRODUCTION_PATHS + "ORDER BY r.ts, r.request_id\n"
 
 _CELLS = f"""
 WITH tier_list AS (SELECT unnest(?::VARCHAR[]) AS tier, generate_subscripts(?::VARCHAR[], 1) AS k),
@@ -57,7 +59,7 @@ LEFT JOIN best_label l ON l.request_id = p.request_id AND l.tier = p.tier
 WHERE p.rn = 1
 """
 
-_TIER_COSTS = """
+TIER_COSTS = """
 SELECT tier, median(cost_usd) FROM attempts
 WHERE status = 'ok' AND cost_usd IS NOT NULL GROUP BY tier ORDER BY tier
 """
@@ -99,5 +101,5 @@ def load_request_log(con: duckdb.DuckDBPyConnection, tiers: Sequence[str]) -> Re
         confidence=conf,
         label=label,
         cost_usd=cost,
-        tier_cost_usd={t: float(c) for t, c in con.execute(_TIER_COSTS).fetchall()},
+        tier_cost_usd={t: float(c) for t, c in con.execute(TIER_COSTS).fetchall()},
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -27,15 +28,20 @@ _TIERS = """tier_list AS (
            unnest($price_in::DOUBLE[]) AS price_in, unnest($price_out::DOUBLE[]) AS price_out)"""
 
 # Requests in storage order, and separately their rowids in request_id order: sorting only the
-# key is cheaper than sorting the wide rows; numpy applies the order.
+# key is cheaper than sorting the wide rows; numpy applies the order. The messages' length (the
+# last fallback of input_tokens) is read only for the requests without input_tokens: reading the
+# messages column of every request would pull every prompt into memory.
 _REQUESTS = """
 SELECT rowid AS rid, request_id, epoch(ts) AS ts_s, COALESCE(region, '') AS region,
-       COALESCE(app, '') AS app, metadata->>'intent' AS intent, input_tokens,
-       CASE WHEN input_tokens IS NULL
-            THEN CAST(length(CAST(messages AS VARCHAR)) / 4 AS BIGINT) END AS message_tokens
+       COALESCE(app, '') AS app, metadata->>'intent' AS intent, input_tokens
 FROM requests
 """
+_MESSAGE_TOKENS = """
+SELECT rowid AS rid, CAST(length(CAST(messages AS VARCHAR)) / 4 AS BIGINT) AS message_tokens
+FROM requests WHERE input_tokens IS NULL
+"""
 _REQUEST_ORDER = "SELECT rowid AS rid FROM requests ORDER BY request_id"
+_BATCH_ROWS = 1 << 17  # attempts scattered at once (bounds the memory of the read)
 
 # Every attempt with its request's rowid and its tier's position k (0: not a tier of the sweep, kept
 # for the input-length fallback). pick_order ranks attempts of one (request, tier): `ok` first, then
@@ -75,6 +81,8 @@ def load_outcomes(
 
     Flat reads (requests, their order by id, attempts, labels) meet on the request's rowid; the
     pivot to one row per request and one column per tier is a numpy scatter, not a Python loop.
+    Attempts are read and scattered batch by batch, so the read holds one batch, not every
+    attempt, besides the (request × tier) arrays.
     """
     names = list(tiers)
     prices = [price_per_mtok.get(name, (None, None)) for name in names]
@@ -84,10 +92,16 @@ def load_outcomes(
         "price_out": [p[1] for p in prices],
     }
     req = _fetch(con, _REQUESTS, {})
-    in_id_order = _fetch(con, _REQUEST_ORDER, {})["rid"]
-    att = _fetch(con, _ATTEMPTS, params)
+    n = len(req["rid"])
+    row_of = np.zeros(int(req["rid"].max()) + 1 if n else 0, dtype=np.int64)  # rowid → row
+    row_of[req["rid"]] = np.arange(n)
+    need_tokens = bool(np.isnan(req["input_tokens"].astype(np.float64)).any())
+    cells = _Cells.empty(n, len(names), need_tokens)
+    for batch in con.sql(_ATTEMPTS, params=params).to_arrow_reader(_BATCH_ROWS):
+        cells.scatter({c: _as_numpy(batch.column(c)) for c in batch.schema.names}, row_of)
     lab = _fetch(con, _LABELS, params)
-    return _assemble(names, req, in_id_order, att, lab, set(price_per_mtok))
+    in_id_order = _fetch(con, _REQUEST_ORDER, {})["rid"]
+    return _assemble(con, names, req, row_of, in_id_order, cells, lab, set(price_per_mtok))
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> dict[str, np.ndarray]:
@@ -99,8 +113,8 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> dict[str, 
 _SEGMENTS = {"region", "app", "intent"}  # few distinct values: converted once each
 
 
-def _as_numpy(column: pa.ChunkedArray, few_values: bool = False) -> np.ndarray:
-    array = column.combine_chunks()
+def _as_numpy(column: pa.ChunkedArray | pa.Array, few_values: bool = False) -> np.ndarray:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if few_values:
         encoded = array.dictionary_encode()
         values = encoded.dictionary.to_numpy(zero_copy_only=False)
@@ -113,37 +127,70 @@ def _as_numpy(column: pa.ChunkedArray, few_values: bool = False) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
+_NO_PICK = np.iinfo(np.int32).max
+
+
+@dataclass
+class _Cells:
+    """The picked attempt of each (request, tier) cell, flat (row × k + tier), filled batch by
+    batch: a cell keeps its lowest `pick_order` seen so far. `attempt_tokens`: per request the
+    most input tokens any attempt reported (read only when some request lacks input_tokens)."""
+
+    k: int
+    pick: np.ndarray
+    confidence: np.ndarray
+    cost_usd: np.ndarray
+    latency_ms: np.ndarray
+    attempt_tokens: np.ndarray | None
+
+    @classmethod
+    def empty(cls, n: int, k: int, need_tokens: bool) -> _Cells:
+        conf, cost, lat = (np.full(n * k, np.nan) for _ in range(3))
+        tokens = np.full(n, np.nan) if need_tokens else None
+        return cls(k, np.full(n * k, _NO_PICK, dtype=np.int32), conf, cost, lat, tokens)
+
+    def scatter(self, att: dict[str, np.ndarray], row_of: np.ndarray) -> None:
+        """One batch of attempts: each cell's picked attempt so far (pick orders are distinct
+        within a cell, so exactly one attempt per cell equals the cell's new minimum)."""
+        rows = row_of[att["rid"]]
+        if self.attempt_tokens is not None:
+            np.fmax.at(self.attempt_tokens, rows, att["input_tokens"].astype(np.float64))
+        used = np.flatnonzero(att["k"] > 0)  # k = 0: not a tier of the sweep
+        cell = rows[used] * self.k + att["k"][used] - 1
+        order = att["pick_order"][used]
+        np.minimum.at(self.pick, cell, order)
+        won = order == self.pick[cell]
+        cell, used = cell[won], used[won]
+        self.confidence[cell] = att["confidence"][used]
+        self.cost_usd[cell] = att["cost_usd"][used]
+        self.latency_ms[cell] = att["latency_ms"][used]
+
+
 def _assemble(
-    names: list[str], req: dict, in_id_order: np.ndarray, att: dict, lab: dict, priced: set[str]
+    con: duckdb.DuckDBPyConnection,
+    names: list[str],
+    req: dict,
+    row_of: np.ndarray,
+    in_id_order: np.ndarray,
+    cells: _Cells,
+    lab: dict,
+    priced: set[str],
 ) -> Outcomes:
-    """Scatter attempts and labels into (request × tier) arrays in the order requests were read,
-    then keep the complete requests in request_id order."""
+    """Scatter labels into the (request × tier) arrays in the order requests were read, then keep
+    the complete requests in request_id order."""
     n, k = len(req["rid"]), len(names)
-    row_of = np.zeros(int(req["rid"].max()) + 1 if n else 0, dtype=np.int64)  # rowid → row
-    row_of[req["rid"]] = np.arange(n)
-    att_rows = row_of[att["rid"]]
-    used = np.flatnonzero(att["k"] > 0)
-    cell = att_rows[used] * k + att["k"][used] - 1
-    pick = used[_first_per_cell(cell, att["pick_order"][used], n * k)]
-    pick_cell = att_rows[pick] * k + att["k"][pick] - 1
-    present: np.ndarray = np.zeros(n * k, dtype=bool)  # flat, then reshaped to (n, k) below
-    present[pick_cell] = True
-    conf: np.ndarray
-    cost: np.ndarray
-    lat: np.ndarray
-    label: np.ndarray
-    conf, cost, lat, label = (np.full(n * k, np.nan) for _ in range(4))
-    conf[pick_cell] = att["confidence"][pick]
-    cost[pick_cell] = att["cost_usd"][pick]
-    lat[pick_cell] = att["latency_ms"][pick]
+    present = cells.pick < _NO_PICK
+    label = np.full(n * k, np.nan)
     lab_cell = row_of[lab["rid"]] * k + lab["k"] - 1
     best = _first_per_cell(lab_cell, lab["pick_order"], n * k)
     label[lab_cell[best]] = lab["score"][best]
     label[~present] = np.nan  # a label counts only with the attempt it grades
-    present, conf, cost, lat, label = (a.reshape(n, k) for a in (present, conf, cost, lat, label))
-    _check_costs(names, cost, present, priced)
+    conf, cost, lat = (
+        a.reshape(n, k) for a in (cells.confidence, cells.cost_usd, cells.latency_ms)
+    )
+    _check_costs(names, cost, present.reshape(n, k), priced)
     rows = row_of[in_id_order]
-    rows = rows[np.bincount(pick_cell // k, minlength=n)[rows] == k]  # complete requests only
+    rows = rows[present.reshape(n, k).sum(axis=1)[rows] == k]  # complete requests only
     return Outcomes(
         tiers=tuple(names),
         request_ids=req["request_id"][rows],
@@ -151,11 +198,11 @@ def _assemble(
         region=req["region"][rows],
         app=req["app"][rows],
         intent=req["intent"][rows],
-        input_tokens=_input_tokens(req, att, att_rows)[rows],
+        input_tokens=_input_tokens(con, req, row_of, cells.attempt_tokens)[rows],
         confidence=conf[rows],
         cost_usd=cost[rows],
         latency_ms=lat[rows],
-        label=label[rows],
+        label=label.reshape(n, k)[rows],
         incomplete=int(n - rows.size),
     )
 
@@ -174,15 +221,21 @@ def _first_per_cell(cell: np.ndarray, order: np.ndarray, n_cells: int) -> np.nda
     return np.concatenate([single, ranked[first]])
 
 
-def _input_tokens(req: dict, att: dict, att_rows: np.ndarray) -> np.ndarray:
+def _input_tokens(
+    con: duckdb.DuckDBPyConnection,
+    req: dict,
+    row_of: np.ndarray,
+    attempt_tokens: np.ndarray | None,
+) -> np.ndarray:
     """The request's input_tokens, else the most any attempt reported, else len(messages) / 4."""
     tokens = req["input_tokens"].astype(np.float64)
     missing = np.isnan(tokens)
-    if missing.any():
-        from_attempts = np.full(tokens.size, np.nan)
-        np.fmax.at(from_attempts, att_rows, att["input_tokens"].astype(np.float64))
-        tokens = np.where(missing, from_attempts, tokens)
-        tokens = np.where(np.isnan(tokens), req["message_tokens"].astype(np.float64), tokens)
+    if attempt_tokens is not None and missing.any():
+        tokens = np.where(missing, attempt_tokens, tokens)
+        message = _fetch(con, _MESSAGE_TOKENS, {})
+        from_messages = np.full(tokens.size, np.nan)
+        from_messages[row_of[message["rid"]]] = message["message_tokens"]
+        tokens = np.where(np.isnan(tokens), from_messages, tokens)
     return tokens.astype(np.int64)
 
 

@@ -251,7 +251,7 @@ def preflight(store: Store, tiers: Sequence[str], objective: Objective) -> str |
     data = store.check_data(tiers, texts=False)
     complete = set_bias("every tier's answer", data.cells, labeled=False)
     if not complete.size:
-        found = ", ".join(f"{t} ({n} requests)" for t, n in data.found_tiers) or "none"
+        found = ", ".join(f"{t} ({n} requests)" for t, n in store.found_tiers()) or "none"
         raise DataError(
             f"no request has an attempt from every tier of tiers.yaml ({', '.join(tiers)}); "
             f"tiers in the logs: {found}",

@@ -244,7 +244,8 @@ def evaluate_routing(
     level = config.objective.confidence_level if config.objective is not None else None
     new: dict[str, tuple[float, float]] = {}
     if config.strategy == "consensus":
-        answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+        labeled_ids = outcomes.request_ids[outcomes.labeled].tolist()
+        answers = store.answer_codes(labeled_ids, outcomes.tiers)
         voters = tuple(order.index(t.name) for t in config.tiers)
         frame = consensus_row(outcomes, answers, voters)
         row = frontier_row(frame.filter(pl.col("policy") == policy.id).row(0, named=True))

@@ -114,11 +114,24 @@ def failure_modes(
     premium = len(outcomes.tiers) - 1
     kept = policy.served_tier != premium
     labeled = outcomes.labeled
-    rows = [
-        _segment(outcomes, policy, alternative, column, value, values == value, weights)
-        for column, values in segment_columns(outcomes).items()
-        for value in sorted({str(v) for v in values if v is not None})
-    ]
+    sample = _Labeled.of(outcomes, policy, labeled, weights)
+    rows = []
+    for column, values in segment_columns(outcomes).items():
+        names, codes = _factorize(values)
+        requests = _per_code(codes, len(names))
+        escalated = _per_code(codes, len(names), policy.escalated)
+        alt = None if alternative is None else _per_code(codes, len(names), alternative.escalated)
+        rows += [
+            SegmentRow(
+                column=column,
+                value=value,
+                requests=int(requests[c]),
+                escalation_rate=float(escalated[c] / requests[c]),
+                alt_escalation_rate=None if alt is None else float(alt[c] / requests[c]),
+                **sample.segment(codes[labeled] == c, premium),
+            )
+            for c, value in enumerate(names)
+        ]
     both = kept & labeled
     return FailureModes(
         escalation_rate=float(policy.escalated.mean()) if outcomes.n else 0.0,
@@ -134,35 +147,61 @@ def failure_modes(
     )
 
 
-def _segment(
-    outcomes: Outcomes,
-    policy: Assignment,
-    alternative: Assignment | None,
-    column: str,
-    value: str,
-    member: np.ndarray,
-    weights: np.ndarray | None = None,
-) -> SegmentRow:
-    premium = len(outcomes.tiers) - 1
-    labeled = member & outcomes.labeled
-    kept = labeled & (policy.served_tier != premium)
-    regret = kept & (policy.label < ACCEPTABLE) & (outcomes.label[:, premium] >= ACCEPTABLE)
-    return SegmentRow(
-        column=column,
-        value=value,
-        requests=int(member.sum()),
-        escalation_rate=float(policy.escalated[member].mean()),
-        alt_escalation_rate=None
-        if alternative is None
-        else float(alternative.escalated[member].mean()),
-        labeled=int(labeled.sum()),
-        cheapest_quality=_mean(outcomes.label[labeled, 0], _at(weights, labeled)),
-        premium_quality=_mean(outcomes.label[labeled, premium], _at(weights, labeled)),
-        kept_labeled=int(kept.sum()),
-        kept_quality=_mean(policy.label[kept], _at(weights, kept)),
-        kept_premium_quality=_mean(outcomes.label[kept, premium], _at(weights, kept)),
-        examples=tuple(str(r) for r in outcomes.request_ids[regret][:EXAMPLES]),
+def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The distinct values as text, sorted (None left out), and each row's index among them (-1
+    for None): one pass over the rows, however many values (segments hold few)."""
+    seen: dict[object, int] = {}
+    first = np.fromiter(
+        (seen.setdefault(v, len(seen)) for v in values.tolist()), np.int64, values.size
     )
+    names = sorted({str(v) for v in seen if v is not None})
+    position = {name: i for i, name in enumerate(names)}
+    recode = np.array([-1 if v is None else position[str(v)] for v in seen], dtype=np.int64)
+    return names, recode[first]
+
+
+def _per_code(codes: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per code 0..n-1: how many rows (or how many flagged by `weights`): exact integers."""
+    w = None if weights is None else weights.astype(np.float64)
+    return np.bincount(codes + 1, weights=w, minlength=n + 1)[1:]
+
+
+@dataclass(frozen=True)
+class _Labeled:
+    """The labeled requests alone (in request order), with the policy's served tier and label:
+    what the quality columns of a segment read."""
+
+    label: np.ndarray
+    served_tier: np.ndarray
+    served_label: np.ndarray
+    request_ids: np.ndarray
+    weights: np.ndarray | None
+
+    @classmethod
+    def of(
+        cls, outcomes: Outcomes, policy: Assignment, labeled: np.ndarray, w: np.ndarray | None
+    ) -> _Labeled:
+        return cls(
+            outcomes.label[labeled],
+            policy.served_tier[labeled],
+            policy.label[labeled],
+            outcomes.request_ids[labeled],
+            None if w is None else w[labeled],
+        )
+
+    def segment(self, member: np.ndarray, premium: int) -> dict:
+        """The quality columns of a segment's `SegmentRow` (`member`: over the labeled rows)."""
+        kept = member & (self.served_tier != premium)
+        regret = kept & (self.served_label < ACCEPTABLE) & (self.label[:, premium] >= ACCEPTABLE)
+        return {
+            "labeled": int(member.sum()),
+            "cheapest_quality": _mean(self.label[member, 0], _at(self.weights, member)),
+            "premium_quality": _mean(self.label[member, premium], _at(self.weights, member)),
+            "kept_labeled": int(kept.sum()),
+            "kept_quality": _mean(self.served_label[kept], _at(self.weights, kept)),
+            "kept_premium_quality": _mean(self.label[kept, premium], _at(self.weights, kept)),
+            "examples": tuple(str(r) for r in self.request_ids[regret][:EXAMPLES]),
+        }
 
 
 def _at(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -171,10 +210,11 @@ def _at(weights: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
 
 def escalation_timeline(outcomes: Outcomes, policy: Assignment) -> pl.DataFrame:
     """Requests and escalations of the policy per week (Monday) and region."""
+    names, codes = _factorize(outcomes.region)
     frame = pl.DataFrame(
         {
             "ts": outcomes.timestamp_s.astype(np.float64),
-            "region": [str(r) for r in outcomes.region],
+            "region_code": np.where(codes < 0, len(names), codes),  # last: a missing region
             "escalated": policy.escalated.astype(np.int64),
         }
     )
@@ -184,7 +224,13 @@ def escalation_timeline(outcomes: Outcomes, policy: Assignment) -> pl.DataFrame:
             .dt.truncate("1w")
             .dt.date()
         )
-        .group_by("week", "region")
+        .group_by("week", "region_code")
         .agg(requests=pl.len(), escalated=pl.col("escalated").sum())
+        .with_columns(
+            region=pl.col("region_code").replace_strict(
+                list(range(len(names) + 1)), [*names, "None"], return_dtype=pl.Utf8
+            )
+        )
+        .select("week", "region", "requests", "escalated")
         .sort("week", "region")
     )

@@ -254,7 +254,7 @@ def run_sweep(
     calibration = tier_calibrations(outcomes, labels.weights_or_none)
     rejected = store.rejected_rows()
     alt_assignment = assign(outcomes, *index[alternative.row.policy.id]) if alternative else None
-    answers = store.tier_outputs(outcomes.request_ids.tolist(), outcomes.tiers)
+    answers = store.answer_codes(outcomes.request_ids[outcomes.labeled].tolist(), outcomes.tiers)
     router, keyword_rules = strategies.router, strategies.keyword_rules
     production = production_as_logged(
         outcomes,
@@ -316,7 +316,7 @@ def run_sweep(
         ),
         production=production,
         high_stakes=strategies.high_stakes,
-        endpoint_health=endpoint_health(store, tuple(tiers.names)),
+        endpoint_health=endpoint_health(store),
         rule_hits=rule_hits(keyword_rules, found.rule_winner, outcomes)
         if keyword_rules is not None and found.rule_winner is not None
         else (),
@@ -525,7 +525,7 @@ def _intent_slices(outcomes: Outcomes, intents: tuple[str, ...]) -> dict[str, np
 
 
 def _with_consensus(
-    outcomes: Outcomes, answers: list[list[str | None]], frontier: pl.DataFrame
+    outcomes: Outcomes, answers: np.ndarray, frontier: pl.DataFrame
 ) -> pl.DataFrame:
     """The frontier plus one row per consensus set (never certified nor recommended), with the
     Pareto flags recomputed over all rows."""
