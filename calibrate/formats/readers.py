@@ -375,6 +375,31 @@ def _parquet_rows(parquet: pq.ParquetFile, batch_rows: int) -> Iterator[tuple[in
             line += 1
 
 
+def is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith(".parquet")
+
+
+def read_parquet_rows(path: Path, wanted: np.ndarray, batch_rows: int) -> Iterator[LineBatch]:
+    """The given rows (1-based numbers, sorted) of a nested Parquet file, as `read_batches`
+    reads them, in batches of at most batch_rows records."""
+    try:
+        parquet = pq.ParquetFile(path)
+        out, first = _Records(batch_rows), 1
+        for batch in parquet.iter_batches(batch_size=max(batch_rows, 8192)):
+            lines = np.arange(first, first + batch.num_rows)
+            first += batch.num_rows
+            mask = np.isin(lines, wanted, assume_unique=True)
+            if not mask.any():
+                continue
+            for line, row in zip(lines[mask].tolist(), batch.filter(mask).to_pylist(), strict=True):
+                out.add(line, _nested_record(line, row))
+                if out.full():
+                    yield from out.flush()
+        yield from out.flush()
+    except (OSError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc) from None
+
+
 def _nested_record(line: int, row: dict[str, Any]) -> dict[str, Any] | RawReject:
     """A Parquet row as a JSON record; nulls are absent (columnar files cannot tell them apart)."""
     record = _cells(row)

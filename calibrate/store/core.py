@@ -49,7 +49,7 @@ from calibrate.store import (
     runs_sql,
     text_sql,
 )
-from calibrate.store.ingest import fast_lane, file_path, line_path, rules, runs
+from calibrate.store.ingest import fast_lane, file_path, line_path, parquet_lane, rules, runs
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.migrations import apply_migrations
 
@@ -80,7 +80,7 @@ class Store:
         command uses is the command line's choice (cli/options.py)."""
         target = str(path)
         if target == ":memory:":
-            con = duckdb.connect(target)
+            con = duckdb.connect(target, config=opening.memory_config(None))
             apply_migrations(con)
             return cls(con, target)
         if read_only:
@@ -172,6 +172,18 @@ class Store:
     ) -> line_path.BatchResult:
         """`ingest_batch` with the fast lane: what cheap tests prove good goes in set-wise."""
         return line_path.ingest_lines(self.con, batch, raw_rejects, where)
+
+    def ingest_parquet_file(
+        self, path: Path, where: tuple[str, str, int]
+    ) -> tuple[int, np.ndarray] | None:
+        """Insert the rows of a nested Parquet file that typed tests prove good; returns the
+        file's row count and the numbers of the other rows (for the line path), or None when a
+        column's type takes the whole file to the line path (store/ingest/parquet_lane.py)."""
+        plan = parquet_lane.plan(path)
+        if plan is None:
+            return None
+        file, _, run_id = where
+        return parquet_lane.ingest_file(self.con, path, plan, file, run_id)
 
     def read_log_file(self, path: Path) -> int | None:
         """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines
