@@ -15,6 +15,7 @@ import pytest
 
 from calibrate.errors import LogFormatError
 from calibrate.formats import readers
+from calibrate.ingest import file_groups
 from calibrate.ingest.stage import ingest
 from calibrate.store.core import Store
 from calibrate.store.ingest import file_path
@@ -458,7 +459,7 @@ def test_rows_off_the_count_take_the_fast_lane_and_match_the_exact_rules(tmp_pat
     assert extras[("n-5", "b")] == '{"z":1}' and extras[("n-1", "small")] is None
     with Store.open(tmp_path / "lanes.duckdb") as fresh:
         fresh.prepare_ingest()
-        assert fresh.read_log_file(log) == 11
+        assert fresh.read_log_files([log]) == [11]
         lanes = fresh.con.execute("SELECT plain, count(*) FROM ing_file GROUP BY ALL").fetchall()
     assert sorted(lanes) == [(False, 6), (True, 5)]
 
@@ -617,3 +618,44 @@ def test_the_parquet_lane_reads_maps_naive_and_text_timestamps(tmp_path: Path) -
             stores.append((snapshot(store), summary.rows_kept, summary.rows_rejected))
     assert stores[0] == stores[1]
     assert stores[0][1:] == (2, 1)
+
+
+def test_small_files_read_in_one_scan_give_what_one_at_a_time_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = corpus().splitlines(keepends=True)
+    for k in range(0, len(lines), 13):
+        (logs / f"part-{k:03d}.jsonl").write_bytes(b"".join(lines[k : k + 13]))
+    (logs / "part-000-copy.jsonl").write_bytes((logs / "part-000.jsonl").read_bytes())
+    (logs / "part-500-empty.jsonl").write_bytes(b"")
+    later = [request("g-1", region="elsewhere"), request("g-2", attempts=[attempt("xl")])]
+    (logs / "part-600.jsonl").write_text("\n\n".join(json.dumps(r) for r in later))
+    (logs / "part-700.jsonl.gz").write_bytes(gzip.compress(json.dumps(request("z-1")).encode()))
+    scans: list[int] = []
+    read = Store.read_log_files
+
+    def spy(store: Store, paths: list[Path]) -> list[int] | None:
+        scans.append(len(paths))
+        return read(store, paths)
+
+    monkeypatch.setattr(Store, "read_log_files", spy)
+    results = {}
+    for name, options in (("group", {}), ("alone", {}), ("lines", {"whole_files": False})):
+        if name == "alone":
+            monkeypatch.setattr(file_groups, "GROUP_FILES", 1)
+        with Store.open(tmp_path / f"{name}.duckdb") as store:
+            s = ingest(store, [logs], strict=False, clock=clock, **options)
+            counts = (s.files, s.files_skipped, s.rows_read, s.rows_kept, s.rows_rejected)
+            results[name] = (snapshot(store)["requests"], snapshot(store)["rejects"], counts)
+        if name == "group":
+            assert scans == [10, 1]  # the plain files in one scan, the gzip file alone
+
+    assert results["group"] == results["alone"] == results["lines"]
+    requests, rejects, counts = results["group"]
+    assert counts == (11, 1, 84, 22, 62)
+    assert {r[-4] for r in requests if r[0] == "z-1"} == {str(logs / "part-700.jsonl.gz")}
+    moved = [r for r in rejects if r[0] == str(logs / "part-600.jsonl")]
+    assert [(r[2], r[3]) for r in moved] == [(1, "request_id"), (3, "request_id")]
+    assert f"first seen in {logs / 'part-000-copy.jsonl'} line 1)" in moved[0][4]

@@ -27,22 +27,17 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from calibrate.config.tiers import TiersConfig
 from calibrate.errors import LogFormatError
 from calibrate.formats import readers
-from calibrate.ingest import gateway
+from calibrate.ingest import file_groups, gateway
+from calibrate.ingest.file_groups import FileCounts, Reject
 from calibrate.records.outcomes import IngestSummary
 from calibrate.store.core import Store
 
 Progress = Callable[[str, int], None]
 """on_progress(file, rows_read_so_far_in_file), called after every batch (or file)."""
-
-
-Reject = tuple[int, str | None, str]
-"""(line, field, reason) of a rejected row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +46,6 @@ class _Options:
     batch_rows: int
     whole_files: bool
     fast_lane: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _FileCounts:
-    rows_read: int = 0
-    rows_kept: int = 0
-    rows_rejected: int = 0
 
 
 def ingest(
@@ -89,25 +77,23 @@ def ingest(
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
         run_id = _begin(store, clock, strict)
-        totals, skipped, refused = _FileCounts(), 0, []
-        for path in files:
-            counts = _ingest_file(store, path, run_id, options, on_progress)
-            if counts is None:
-                skipped += 1
-                continue
-            if counts.rows_read and not counts.rows_kept:
-                refused.append(f"{path} ({counts.rows_read} rows)")
-            totals = _FileCounts(
-                *(a + b for a, b in zip(_tuple(totals), _tuple(counts), strict=False))
-            )
+        totals, skipped, refused = FileCounts(), 0, []
+        for group in file_groups.groups(files, together=_together(options)):
+            for path, counts in _ingest_group(store, group, run_id, options, on_progress):
+                if counts is None:
+                    skipped += 1
+                    continue
+                if counts.rows_read and not counts.rows_kept:
+                    refused.append(f"{path} ({counts.rows_read} rows)")
+                totals += counts
         found = gateway.ingest_exports(
             store, exports, mapping, run_id, strict, batch_rows, on_progress
         )
         skipped += found.skipped
-        totals = _FileCounts(*(a + b for a, b in zip(_tuple(totals), found.rows, strict=True)))
+        totals += FileCounts(*found.rows)
         done = len(files) + len(exports) - skipped
         with nullcontext() if strict else store.transaction():
-            store.finish_ingest_run(run_id, clock(), (done, *_tuple(totals)))
+            store.finish_ingest_run(run_id, clock(), (done, *totals.as_tuple()))
     return IngestSummary(
         run_id=run_id,
         files=done,
@@ -136,8 +122,61 @@ def raise_for_rejected_files(summary: IngestSummary) -> None:
         )
 
 
-def _tuple(counts: _FileCounts) -> tuple[int, int, int]:
-    return counts.rows_read, counts.rows_kept, counts.rows_rejected
+def _together(options: _Options) -> bool:
+    """Small JSONL files are read together, in one scan per group, unless --strict (where a file
+    DuckDB cannot read whole is an error of its own) or the line path is forced."""
+    return options.whole_files and not options.strict
+
+
+def _ingest_group(
+    store: Store,
+    paths: list[Path],
+    run_id: int,
+    options: _Options,
+    on_progress: Progress | None,
+) -> list[tuple[Path, FileCounts | None]]:
+    """Ingest a group of files (`file_groups.groups`): each file's counts, None for a file whose
+    bytes were ingested before (or come twice). A group that cannot be read in one scan, and a
+    group of one, go file by file."""
+    if len(paths) > 1:
+        digests = [readers.file_digest(p) for p in paths]
+        seen = store.ingested_among([d.sha256 for d in digests])
+        todo: list[tuple[Path, readers.Digest]] = []
+        for path, digest in zip(paths, digests, strict=True):
+            if digest.sha256 not in seen and digest.lines is not None:
+                todo.append((path, digest))
+            seen.add(digest.sha256)
+        found = _group(store, todo, run_id, options, on_progress) if len(todo) > 1 else None
+        if found is not None:
+            return [(p, found.get(p)) for p in paths]
+    return [(p, _ingest_file(store, p, run_id, options, on_progress)) for p in paths]
+
+
+def _group(
+    store: Store,
+    todo: list[tuple[Path, readers.Digest]],
+    run_id: int,
+    options: _Options,
+    on_progress: Progress | None,
+) -> dict[Path, FileCounts] | None:
+    """The files read in one scan, checked and merged in one transaction (None: file by file)."""
+    read = file_groups.read_group(store, [p for p, _ in todo], [d for _, d in todo])
+    if read is None:
+        return None
+    parts, blanks = read
+    with store.transaction():
+        counts, _ = file_groups.check_group(store, parts, blanks, run_id, options.batch_rows)
+        store.record_ingested_files(
+            [
+                (str(p.path), p.sha256, p.size, c.as_tuple())
+                for p, c in zip(parts, counts, strict=True)
+            ],
+            run_id,
+        )
+    if on_progress is not None:
+        for part, found in zip(parts, counts, strict=True):
+            on_progress(str(part.path), found.rows_read)
+    return {p.path: c for p, c in zip(parts, counts, strict=True)}
 
 
 def _begin(store: Store, clock: Callable[[], datetime], strict: bool) -> int:
@@ -151,7 +190,7 @@ def _ingest_file(
     run_id: int,
     options: _Options,
     on_progress: Progress | None,
-) -> _FileCounts | None:
+) -> FileCounts | None:
     """Ingest one file (None when its bytes were ingested before)."""
     whole = options.whole_files and readers.is_jsonl(path)
     digest = _digest(store, path, overlap=whole)
@@ -174,8 +213,28 @@ def _ingest_file(
                 raise _strict_error(path, first, counts.rows_rejected, "file")
             if on_progress is not None:
                 on_progress(str(path), counts.rows_read)
-        store.record_ingested_file(where, digest.result().size, _tuple(counts))
+        store.record_ingested_file(where, digest.result().size, counts.as_tuple())
     return counts
+
+
+def _whole_file(
+    store: Store,
+    path: Path,
+    records: int | None,
+    digest: Future[readers.Digest],
+    run_id: int,
+    batch_rows: int,
+) -> tuple[FileCounts, list[Reject]] | None:
+    """Check and merge the `records` DuckDB read from the whole file (a group of one). None when
+    the file was not read whole or its records cannot be matched to lines."""
+    if records is None:
+        return None
+    read = file_groups.number_group(store, [path], [digest.result()], [records])
+    if read is None:
+        return None
+    parts, blanks = read
+    counts, first = file_groups.check_group(store, parts, blanks, run_id, batch_rows)
+    return counts[0], [(line, field, reason) for _, line, field, reason in first]
 
 
 def _read_whole(store: Store, path: Path, options: _Options) -> int | None:
@@ -183,7 +242,8 @@ def _read_whole(store: Store, path: Path, options: _Options) -> int | None:
     transaction it happens in): its record count, or None when the file must take the line path
     (it has a line too long or damaged gzip data; the line path rejects those lines and keeps the
     rest). With --strict the one transaction is already open, and such a file is an error."""
-    records = store.read_log_file(path)
+    found = store.read_log_files([path])
+    records = None if found is None else found[0]
     if records is None and options.strict:
         rejects = [
             (r.line, r.field, r.reason)
@@ -216,102 +276,6 @@ def _digest(store: Store, path: Path, *, overlap: bool) -> Future[readers.Digest
     return None if store.file_ingested(done.result().sha256) else done
 
 
-def _whole_file(
-    store: Store,
-    path: Path,
-    records: int | None,
-    digest: Future[readers.Digest],
-    run_id: int,
-    batch_rows: int,
-) -> tuple[_FileCounts, list[Reject]] | None:
-    """Check and merge the `records` DuckDB read from the whole file; the few lines it could not
-    read, and the raw text of the rejected ones, are read line by line. None when the file was not
-    read whole or its records cannot be matched to lines."""
-    if records is None:
-        return None
-    where = (str(path), digest.result().sha256, run_id)
-    blanks: tuple[int, ...] = ()
-    if records != digest.result().lines:
-        scan = readers.scan_lines(path)
-        if records != scan.lines - len(scan.blanks) or scan.too_long:
-            store.discard_log_file()  # the line path rejects the long lines
-            return None
-        blanks = scan.blanks
-    check = store.check_log_file(blanks, where)
-    counts = _FileCounts(
-        check.rows_read, check.rows_read - len(check.rejected), len(check.rejected)
-    )
-    unread, rejected = _Unread(store, where, batch_rows), _Rejected(store, where, batch_rows)
-    wanted = np.union1d(check.unread, check.rejected)
-    for batch in readers.read_lines(path, wanted) if len(wanted) else ():
-        line = batch.lines["line"]
-        rejected.add(batch.lines.filter(pc.is_in(line, pa.array(check.rejected))))
-        unread.add(batch.lines.filter(pc.is_in(line, pa.array(check.unread))), batch.rejects)
-    rejected.flush()
-    counts, first = unread.flush(counts)
-    return counts, sorted(first + store.finish_log_file(where), key=lambda r: r[0])[:5]
-
-
-class _Rejected:
-    """The raw text of the file's rejected lines, stored with their rejects batch_rows at a time."""
-
-    def __init__(self, store: Store, where: tuple[str, str, int], batch_rows: int) -> None:
-        self._store, self._where, self._batch_rows = store, where, batch_rows
-        self._lines: list[pa.Table] = []
-        self._rows = 0
-
-    def add(self, lines: pa.Table) -> None:
-        self._lines.append(lines)
-        self._rows += lines.num_rows
-        if self._rows >= self._batch_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._rows:
-            self._store.quarantine_log_lines(pa.concat_tables(self._lines), self._where)
-        self._lines, self._rows = [], 0
-
-
-class _Unread:
-    """The lines DuckDB's reader could not read, gathered across blocks of the file and sent
-    through the line path in batches of up to batch_rows (each batch scans the store once)."""
-
-    def __init__(self, store: Store, where: tuple[str, str, int], batch_rows: int) -> None:
-        self._store, self._where, self._batch_rows = store, where, batch_rows
-        self._lines: list[pa.Table] = []
-        self._rejects: list[tuple[int, str | None, str, str]] = []
-        self._rows, self._read, self._rejected = 0, 0, 0
-        self._first: list[Reject] = []
-
-    def add(self, lines: pa.Table, rejects: Iterable[readers.RawReject]) -> None:
-        raw = [(r.line, r.field, r.reason, r.raw) for r in rejects]
-        if not lines.num_rows and not raw:
-            return
-        self._lines.append(lines)
-        self._rejects += raw
-        self._rows += lines.num_rows + len(raw)
-        if self._rows >= self._batch_rows:
-            self._send()
-
-    def flush(self, counts: _FileCounts) -> tuple[_FileCounts, list[Reject]]:
-        """Send what is left; return the file's counts with these lines added, and their first
-        rejects."""
-        self._send()
-        read = counts.rows_read + self._read
-        rejected = counts.rows_rejected + self._rejected
-        return _FileCounts(read, read - rejected, rejected), self._first
-
-    def _send(self) -> None:
-        if not self._rows:
-            return
-        lines = pa.concat_tables(self._lines)
-        result = self._store.ingest_batch(lines, self._rejects, self._where)
-        self._read += result.rows_read
-        self._rejected += result.rows_rejected
-        self._first += result.rejects
-        self._lines, self._rejects, self._rows = [], [], 0
-
-
 def _parquet_lane(path: Path, options: _Options) -> bool:
     return options.whole_files and options.fast_lane and readers.is_parquet(path)
 
@@ -322,7 +286,7 @@ def _parquet_rest(
     lane: tuple[int, np.ndarray],
     where: tuple[str, str, int],
     options: _Options,
-) -> _FileCounts:
+) -> FileCounts:
     """After the Parquet lane inserted the rows typed tests prove good, the others (a broken
     rule, a repeated request_id) go through the line path as JSON records."""
     rows, odd = lane
@@ -334,7 +298,7 @@ def _parquet_rest(
             raise _strict_error(path, list(result.rejects), result.rows_rejected, "file")
         read += result.rows_read
         rejected += result.rows_rejected
-    return _FileCounts(read, read - rejected, rejected)
+    return FileCounts(read, read - rejected, rejected)
 
 
 def _line_batches(
@@ -343,7 +307,7 @@ def _line_batches(
     where: tuple[str, str, int],
     options: _Options,
     on_progress: Progress | None,
-) -> _FileCounts:
+) -> FileCounts:
     """The line path: Python reads batches of lines or records, DuckDB checks each batch."""
     read = rejected = 0
     check = store.ingest_lines if options.fast_lane else store.ingest_batch
@@ -356,7 +320,7 @@ def _line_batches(
         rejected += result.rows_rejected
         if on_progress is not None:
             on_progress(str(path), read)
-    return _FileCounts(read, read - rejected, rejected)
+    return FileCounts(read, read - rejected, rejected)
 
 
 def _strict_error(path: Path, rejects: list[Reject], total: int, scope: str) -> LogFormatError:

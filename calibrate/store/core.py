@@ -185,31 +185,36 @@ class Store:
         file, _, run_id = where
         return parquet_lane.ingest_file(self.con, path, plan, file, run_id)
 
-    def read_log_file(self, path: Path) -> int | None:
-        """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines
-        (None: it cannot be read whole; call outside a transaction, see file_path.read_file_records)."""
-        return file_path.read_file_records(self.con, str(path))
+    def read_log_files(self, paths: Sequence[Path]) -> list[int] | None:
+        """DuckDB reads whole JSONL files (plain or gzip, all alike) in one scan; returns each
+        file's number of non-blank lines (None: they cannot be read whole; call outside a
+        transaction, see file_path.read_file_records)."""
+        return file_path.read_file_records(self.con, [str(p) for p in paths])
 
-    def check_log_file(
-        self, blanks: Sequence[int], where: tuple[str, str, int]
+    def check_log_files(
+        self, blanks: Sequence[int], sources: Sequence[tuple[str, str, int]], run_id: int
     ) -> file_path.FileCheck:
-        """Number the read lines (given the blank ones), validate and merge them."""
-        file, _, run_id = where
+        """Number the read lines across the files (given the blank ones), validate and merge
+        them. `sources`: (file, sha256, first line) of each file, its lines numbered on from the
+        previous file's (the first file's line 1 is 1)."""
+        for table in (runs.SOURCES, runs.FILE_SOURCES):
+            runs.set_sources(self.con, sources, table)
         file_path.number_lines(self.con, blanks)
-        file_path.defer_file_shared_ids(self.con, file)
-        return file_path.check_and_merge(self.con, file, run_id)
+        file_path.defer_file_shared_ids(self.con, [file for file, _, _ in sources])
+        return file_path.check_and_merge(self.con, run_id)
 
-    def quarantine_log_lines(self, raw: pa.Table, where: tuple[str, str, int]) -> None:
-        """Store the checked file's rejects on these (line, text) lines, with their raw text."""
-        file_path.quarantine(self.con, raw, where)
+    def quarantine_log_lines(self, raw: pa.Table, run_id: int) -> None:
+        """Store the checked files' rejects on these (line, text) lines, with their raw text
+        (lines numbered across the files, as in check_log_files)."""
+        file_path.quarantine(self.con, raw, run_id)
 
-    def finish_log_file(self, where: tuple[str, str, int]) -> list[tuple[int, str | None, str]]:
-        """Store the rejects left without raw text, free the file's temp tables, and return the
-        first few (line, field, reason) for --strict."""
-        return file_path.finish_rejects(self.con, where)
+    def finish_log_files(self, run_id: int) -> list[tuple[int, str | None, str]]:
+        """Store the rejects left without raw text, free the files' temp tables, and return the
+        first few (line across the files, field, reason) for --strict."""
+        return file_path.finish_rejects(self.con, run_id)
 
     def discard_log_file(self) -> None:
-        """Drop what read_log_file read (the file goes through the line path instead)."""
+        """Drop what read_log_files read (the files go through the line path instead)."""
         file_path.drop_temp_tables(self.con)
 
     def size_ingested(self, size: int) -> bool:

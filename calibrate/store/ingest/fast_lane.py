@@ -20,6 +20,7 @@ import json
 import duckdb
 
 from calibrate.formats import canonical as lf
+from calibrate.store.ingest import runs
 from calibrate.store.ingest.merge import CONTENT_COLUMNS, request_columns
 
 _NUMBERS = ("confidence", "input_tokens", "output_tokens", "cost_usd", "latency_ms")
@@ -236,15 +237,16 @@ def add_contested_attempts(con: duckdb.DuckDBPyConnection) -> None:
               FROM ing_lanes WHERE NOT direct AND att IS NOT NULL)""")
 
 
-def insert_direct(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
+def insert_direct(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     """Insert the direct rows into requests, attempts and labels."""
+    join, file, _, line = runs.provenance(con, "n", runs.SOURCES)
     con.execute(
-        """
+        f"""
         INSERT INTO requests BY NAME
-        SELECT rid AS request_id, req.*, $file AS source_file, line AS source_line,
+        SELECT rid AS request_id, req.*, {file} AS source_file, {line} AS source_line,
                $run AS run_id
-        FROM ing_lanes WHERE direct""",
-        {"file": file, "run": run_id},
+        FROM ing_lanes AS n{join} WHERE direct""",
+        {"run": run_id},
     )
     con.execute(
         f"""
