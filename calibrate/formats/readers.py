@@ -90,6 +90,24 @@ def file_digest(path: Path) -> Digest:
     return Digest(digest.hexdigest(), lines, size)
 
 
+def count_rows(path: Path) -> int:
+    """The rows a file holds, cheaply, for a progress total: a Parquet file's rows (from its
+    footer), else its lines (gzip decompressed; a CSV's header not counted). For a JSONL file
+    without blank lines this is what ingest reads."""
+    try:
+        if is_parquet(path):
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        lines, last = 0, b"\n"
+        with jsonl.open_lines(path) as fh:
+            while block := fh.read(jsonl.BLOCK_BYTES):
+                lines += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+                last = block[-1:]
+    except (OSError, EOFError, pa.ArrowException):
+        return 0  # ingest reports the unreadable file itself
+    lines += last != b"\n"
+    return max(lines - 1, 0) if path.name.lower().endswith(".csv") else lines
+
+
 def is_jsonl(path: Path) -> bool:
     """Whether the file is JSON lines (plain or gzip), as opposed to Parquet or CSV."""
     return not path.name.lower().endswith((".parquet", ".csv"))

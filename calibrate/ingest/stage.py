@@ -5,14 +5,19 @@ store validates and merges it set-wise; only the lines DuckDB cannot read (inval
 ...) go through the line path, gathered into batches of batch_rows (each batch scans the store
 once, so a few bad lines spread over a big file cost one batch, not one per block), and the raw
 text of rejected lines is read back from the file.
-CSV and Parquet take the line path: readers stream batches of records, the store checks each
-batch, through the same fast lane as the file path (`fast_lane=False`: the exact rule chains only). Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
-path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
-the connection sets less) and spills the rest to DuckDB's temp directory. A file whose bytes were
+Many small JSONL files are read in one scan per group (ingest/file_groups.py). Nested Parquet
+takes the Parquet lane (DuckDB reads the typed columns; store/ingest/parquet_lane.py). CSV,
+flattened Parquet and the rows the Parquet lane hands on take the line path: readers stream
+batches of records, the store checks each batch, through the same fast lane as the file path
+(`fast_lane=False`: the exact rule chains only). All give the same rows and the same rejects
+(tests/test_ingest_paths.py). Memory: the line path holds one batch; the file path holds what
+DuckDB's memory_limit allows (store/opening.py `memory_config`: a quarter of RAM, at most
+1 GiB) and spills the rest to the temp directory next to the store. A file whose bytes were
 ingested before is skipped; its SHA-256 is taken first, or, for a JSONL file of a size no ingested
 file has, in a thread while DuckDB reads it.
 
-Non-strict: one transaction per file, so a crash never leaves a half file marked as ingested.
+Non-strict: one transaction per file (or group of files), so a crash never leaves a half file
+marked as ingested.
 Strict: one transaction around everything; any bad row aborts it and nothing is written. Never
 prints; progress goes to an optional callback.
 """
@@ -34,9 +39,10 @@ from calibrate.formats import readers
 from calibrate.ingest import file_groups, gateway
 from calibrate.ingest.file_groups import FileCounts, Reject
 from calibrate.records.outcomes import IngestSummary
+from calibrate.records.progress import NO_PROGRESS, Progress
 from calibrate.store.core import Store
 
-Progress = Callable[[str, int], None]
+FileProgress = Callable[[str, int], None]
 """on_progress(file, rows_read_so_far_in_file), called after every batch (or file)."""
 
 
@@ -55,11 +61,12 @@ def ingest(
     strict: bool,
     clock: Callable[[], datetime],
     batch_rows: int = 50_000,
-    on_progress: Progress | None = None,
+    on_progress: FileProgress | None = None,
     whole_files: bool = True,
     fast_lane: bool = True,
     tiers: TiersConfig | None = None,
     log_format: str = "auto",
+    progress: Progress | None = None,
 ) -> IngestSummary:
     """Ingest every supported file under `paths`; already-ingested files are skipped.
 
@@ -67,19 +74,25 @@ def ingest(
     Parquet always take); `batch_rows` bounds the rows of one batch on the line path.
     `fast_lane=False` checks every row of the line path with the exact rule chains: the
     reference the tests compare the fast lanes against. Gateway exports (detected from content,
-    or all files with `log_format`) go through ingest/gateway.py and need `tiers`.
+    or all files with `log_format`) go through ingest/gateway.py and need `tiers`. `progress`
+    gets one stage, `ingest`, its total the rows of the files (`readers.count_rows`), advanced as
+    each file is done; `on_progress` hears of each file and its rows read.
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be positive")
     files, exports = gateway.split(readers.expand_paths(paths), log_format)
     mapping = gateway.tier_map(tiers, exports) if exports else None
     options = _Options(strict, batch_rows, whole_files, fast_lane)
+    progress = progress or NO_PROGRESS
+    rows = {p: readers.count_rows(p) for p in [*files, *(p for p, _ in exports)]}
+    progress.stage("ingest", sum(rows.values()), "rows")
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
         run_id = _begin(store, clock, strict)
         totals, skipped, refused = FileCounts(), 0, []
         for group in file_groups.groups(files, together=_together(options)):
             for path, counts in _ingest_group(store, group, run_id, options, on_progress):
+                progress.advance(rows[path])
                 if counts is None:
                     skipped += 1
                     continue
@@ -89,6 +102,7 @@ def ingest(
         found = gateway.ingest_exports(
             store, exports, mapping, run_id, strict, batch_rows, on_progress
         )
+        progress.advance(sum(rows[p] for p, _ in exports))
         skipped += found.skipped
         totals += FileCounts(*found.rows)
         done = len(files) + len(exports) - skipped
@@ -133,7 +147,7 @@ def _ingest_group(
     paths: list[Path],
     run_id: int,
     options: _Options,
-    on_progress: Progress | None,
+    on_progress: FileProgress | None,
 ) -> list[tuple[Path, FileCounts | None]]:
     """Ingest a group of files (`file_groups.groups`): each file's counts, None for a file whose
     bytes were ingested before (or come twice). A group that cannot be read in one scan, and a
@@ -157,7 +171,7 @@ def _group(
     todo: list[tuple[Path, readers.Digest]],
     run_id: int,
     options: _Options,
-    on_progress: Progress | None,
+    on_progress: FileProgress | None,
 ) -> dict[Path, FileCounts] | None:
     """The files read in one scan, checked and merged in one transaction (None: file by file)."""
     read = file_groups.read_group(store, [p for p, _ in todo], [d for _, d in todo])
@@ -189,7 +203,7 @@ def _ingest_file(
     path: Path,
     run_id: int,
     options: _Options,
-    on_progress: Progress | None,
+    on_progress: FileProgress | None,
 ) -> FileCounts | None:
     """Ingest one file (None when its bytes were ingested before)."""
     whole = options.whole_files and readers.is_jsonl(path)
@@ -306,7 +320,7 @@ def _line_batches(
     path: Path,
     where: tuple[str, str, int],
     options: _Options,
-    on_progress: Progress | None,
+    on_progress: FileProgress | None,
 ) -> FileCounts:
     """The line path: Python reads batches of lines or records, DuckDB checks each batch."""
     read = rejected = 0
