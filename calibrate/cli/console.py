@@ -70,8 +70,11 @@ def stages(command: str) -> Iterator[Progress]:
     view: _Bars | _Lines = _Bars(console) if console.is_terminal else _Lines(console, command)
     try:
         yield view
+    except KeyboardInterrupt:
+        view.close(stopped=True)  # the stage it stopped in, and how far it got
+        raise
     except BaseException:
-        view.close(stopped=True)
+        view.close(stopped=True, quiet=True)  # the error says what happened
         raise
     view.close(stopped=False)
 
@@ -98,7 +101,7 @@ class _Bars:
         if self._task is not None:
             self._bars.advance(self._task, n)
 
-    def close(self, *, stopped: bool) -> None:
+    def close(self, *, stopped: bool, quiet: bool = False) -> None:
         if not stopped:
             self._finish()
         self._bars.stop()
@@ -125,7 +128,9 @@ class _Lines:
     def advance(self, n: int = 1) -> None:
         self._done += n
 
-    def close(self, *, stopped: bool) -> None:
+    def close(self, *, stopped: bool, quiet: bool = False) -> None:
+        if quiet:
+            self._current = None
         self._finish(" (stopped)" if stopped else "")
 
     def _finish(self, note: str) -> None:

@@ -85,18 +85,17 @@ def connect(file: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 MEMORY_SHARE = 0.25
-"""The share of physical memory DuckDB may hold in its buffers ..."""
-MEMORY_CAP_BYTES = 1 << 30
-"""... and at most this much: what does not fit spills to the temp directory."""
+"""DuckDB's buffers may hold this share of physical memory, between these bounds (bytes)."""
 MEMORY_FLOOR_BYTES = 256 << 20
+MEMORY_CAP_BYTES = 1 << 30
 
 
 def memory_config(file: Path | None) -> dict[str, str | bool | int | float | list[str]]:
     """DuckDB's `memory_limit` and `temp_directory` for a store: a quarter of physical memory,
-    between 256 MiB and 1 GiB, so a 10M-request ingest (or sweep) stays within about 2 GB of
-    resident memory on any machine, and the rest spills to `<store>.tmp/` next to the store file
-    (for an in-memory store, a folder in the system temp directory). DuckDB removes its spill
-    files when the connection closes."""
+    between 256 MiB and 1 GiB, so a 10M-request ingest stays under 2 GB of resident memory on any
+    machine (docs/scale.md), and what does not fit spills to `<store>.tmp/` next to the store
+    file (for an in-memory store, a folder in the system temp directory). DuckDB removes its
+    spill files when the connection closes."""
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     limit = min(max(int(physical * MEMORY_SHARE), MEMORY_FLOOR_BYTES), MEMORY_CAP_BYTES)
     if file is None:
