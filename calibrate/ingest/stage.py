@@ -75,16 +75,17 @@ def ingest(
     `fast_lane=False` checks every row of the line path with the exact rule chains: the
     reference the tests compare the fast lanes against. Gateway exports (detected from content,
     or all files with `log_format`) go through ingest/gateway.py and need `tiers`. `progress`
-    gets one stage, `ingest`, its total the rows of the files (`readers.count_rows`), advanced as
-    each file is done; `on_progress` hears of each file and its rows read.
+    gets one stage, `ingest`, its total the rows of the files (`readers.count_rows`: one more pass
+    over them, only when `progress` is given), advanced as each file is done; `on_progress`
+    hears of each file and its rows read.
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be positive")
     files, exports = gateway.split(readers.expand_paths(paths), log_format)
     mapping = gateway.tier_map(tiers, exports) if exports else None
     options = _Options(strict, batch_rows, whole_files, fast_lane)
+    rows = {p: readers.count_rows(p) for p in [*files, *(p for p, _ in exports)] if progress}
     progress = progress or NO_PROGRESS
-    rows = {p: readers.count_rows(p) for p in [*files, *(p for p, _ in exports)]}
     progress.stage("ingest", sum(rows.values()), "rows")
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
@@ -92,7 +93,7 @@ def ingest(
         totals, skipped, refused = FileCounts(), 0, []
         for group in file_groups.groups(files, together=_together(options)):
             for path, counts in _ingest_group(store, group, run_id, options, on_progress):
-                progress.advance(rows[path])
+                progress.advance(rows.get(path, 0))
                 if counts is None:
                     skipped += 1
                     continue
@@ -102,7 +103,7 @@ def ingest(
         found = gateway.ingest_exports(
             store, exports, mapping, run_id, strict, batch_rows, on_progress
         )
-        progress.advance(sum(rows[p] for p, _ in exports))
+        progress.advance(sum(rows.get(p, 0) for p, _ in exports))
         skipped += found.skipped
         totals += FileCounts(*found.rows)
         done = len(files) + len(exports) - skipped

@@ -30,6 +30,10 @@ ATTEMPTS_SCHEMA = json.dumps(
 """from_json schema of the attempts: strings typed, numbers as JSON text (to see their type)."""
 
 
+def _known() -> str:
+    return "[" + ", ".join(f"'{k}'" for k in lf.ATTEMPT_FIELDS) + "]"
+
+
 def _json_strings(values: tuple[str, ...]) -> str:
     """A SQL tuple of the given strings as JSON text (`'"ok"'`)."""
     return "(" + ", ".join(f"'{json.dumps(v)}'" for v in values) + ")"
@@ -73,6 +77,13 @@ CREATE OR REPLACE TEMP MACRO ing_plain_attempts(text, att) AS att IS NOT NULL
     AND ing_distinct_attempts(att);
 CREATE OR REPLACE TEMP MACRO ing_distinct_attempts(att) AS len(list_distinct(list_transform(att,
     lambda a: hash(a.tier, coalesce(a.source, '{lf.DEFAULT_SOURCE}'))))) = len(att);
+CREATE OR REPLACE TEMP MACRO ing_keyed_attempts(keys, raw, att) AS len(keys) = len(att)
+    AND list_has_all({_known()}, flatten(keys))
+    AND list_bool_and(list_transform(keys, lambda k: len(list_distinct(k)) = len(k)))
+    AND coalesce(list_sum(list_transform(raw, lambda a: ing_fields(a))), 0)
+        = coalesce(list_sum(list_transform(att, lambda a:
+              CASE WHEN ing_plain_attempt(a) THEN ing_fields(a) ELSE {_NOT_PLAIN} END)), 0)
+    AND ing_distinct_attempts(att);
 CREATE OR REPLACE TEMP MACRO ing_plain_map_attempt(m) AS coalesce(
     starts_with(m['tier'], '"') AND m['tier'] <> '""'
     AND coalesce(m['source'] IN {_json_strings(lf.SOURCES)}, true)
@@ -160,22 +171,28 @@ def plain_values(source: str) -> str:
 
 def _attempt_lanes(source: str) -> str:
     """SQL: `source` with `meta_keys`, the typed attempts `att_t` and whether they pass the
-    attempt rules (`att_ok`). The `":` count decides most rows; a row it cannot decide (a null
-    field, an unknown key, `":` inside a string) has its attempts parsed again as MAPs of JSON
-    values and checked on those."""
+    attempt rules (`att_ok`). The `":` count decides most rows. A row it cannot decide (a field
+    written as null, `":` inside a string, an unknown key) has its attempts' keys read
+    (json_keys): when they are known and distinct and no value failed its type, the typed values
+    stand. Only a row with an unknown key (kept in `extra`) has its attempts parsed again as MAPs
+    of JSON values and checked on those."""
     return f"""
         SELECT *, CASE WHEN fast_ok THEN att_fast ELSE att_map END AS att_t,
                fast_ok OR coalesce({_MAP_OK}, false) AS att_ok
         FROM (SELECT *, CASE WHEN att_m IS NOT NULL THEN {MAP_ATTEMPTS} END AS att_map
               FROM (SELECT *, CASE WHEN NOT fast_ok AND starts_with(attempts, '[')
                                    THEN from_json(attempts, '["MAP(VARCHAR, JSON)"]') END AS att_m
-                    FROM (SELECT *,
-                                 attempts IS NULL OR ing_plain_attempts(attempts, att_fast) AS fast_ok
-                          FROM (SELECT *, CASE WHEN len(extras) > 0
-                                               AND starts_with(r.metadata, '{{')
-                                               THEN json_keys(r.metadata) END AS meta_keys,
-                                       {TYPED_ATTEMPTS} AS att_fast
-                                FROM ({source})))))"""
+                    FROM (SELECT * REPLACE (fast_ok OR coalesce(CASE WHEN NOT fast_ok
+                              AND starts_with(attempts, '[') THEN ing_keyed_attempts(
+                                  json_keys(attempts, '$[*]'), att, att_fast) END, false)
+                              AS fast_ok)
+                          FROM (SELECT *, attempts IS NULL
+                                          OR ing_plain_attempts(attempts, att_fast) AS fast_ok
+                                FROM (SELECT *, CASE WHEN len(extras) > 0
+                                                     AND starts_with(r.metadata, '{{')
+                                                     THEN json_keys(r.metadata) END AS meta_keys,
+                                             {TYPED_ATTEMPTS} AS att_fast
+                                      FROM ({source}))))))"""
 
 
 _REQ_FIELDS = ", ".join(f"'{k}': {k}" for k in CONTENT_COLUMNS)
