@@ -1,7 +1,8 @@
 """`make bench`: our ingest and sweep on a generated 1,000,000-request log, as ratios against floors
-measured in the same run (DuckDB's own read_json of the same file; one numpy argsort of the
-confidence column; loading the outcome table's 12 numeric columns from Parquet plus one argsort per
-tier, for the whole `calibrate sweep --db`). Prints medians of several runs. Never used by tests."""
+measured in the same run (DuckDB's own read_json / read_parquet of the same data, in fresh
+processes, with peak RSS: bench/ingest_scale.py; one numpy argsort of the confidence column;
+loading the outcome table's 12 numeric columns from Parquet plus one argsort per tier, for the
+whole `calibrate sweep --db`). Prints medians of several runs. Never used by tests."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
+import ingest_scale
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -79,62 +80,16 @@ def dirty_log_file(path: Path) -> Path:
     return dirty
 
 
-def ingest_once(path: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.duckdb") as store:
-        ingest.ingest(store, [path], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
-
-
 def bench_dirty(path: Path, runs: int, clean_s: float) -> None:
-    """Our ingest of the log with 0.3% bad lines, against our ingest of the clean log."""
+    """Our ingest of the log with 0.3% bad lines, against our ingest of the clean log (both in
+    fresh processes)."""
     dirty = dirty_log_file(path)
-    times = timed(lambda: ingest_once(dirty), runs)
-    a = statistics.median(times)
+    a = statistics.median(ingest_scale.ours([dirty]).wall_s for _ in range(runs))
     verdict = "meets" if a / clean_s <= 1.5 else "MISSES"
     print(
         f"ingest with 0.3% bad lines: median {a:.2f} s over {runs} runs; "
         f"{a / clean_s:.2f}x the clean ingest ({verdict} target ≤ 1.5x)"
     )
-
-
-def bench_ingest(path: Path, runs: int) -> float:
-    """Our ingest of the log into a new store file versus DuckDB's CREATE TABLE AS read_json.
-
-    Runs alternate, and CPU seconds (this process, all DuckDB threads) are printed too: on a
-    shared machine the wall-time ratio moves with other load, the CPU ratio much less."""
-    import resource
-
-    cpu: dict[str, list[float]] = {"ours": [], "floor": []}
-
-    def cpu_seconds() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
-    def ours() -> None:
-        start = cpu_seconds()
-        ingest_once(path)
-        cpu["ours"].append(cpu_seconds() - start)
-
-    def floor() -> None:
-        start = cpu_seconds()
-        with tempfile.TemporaryDirectory() as tmp:
-            con = duckdb.connect(str(Path(tmp) / "f.duckdb"))
-            con.execute("SET enable_progress_bar = false")
-            con.execute(
-                "CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited')",
-                [str(path)],
-            )
-            con.close()
-        cpu["floor"].append(cpu_seconds() - start)
-
-    # Alternate the two so that both see the same background load on a shared machine.
-    ours_s, floor_s = [], []
-    for _ in range(runs):
-        floor_s += timed(floor, 1)
-        ours_s += timed(ours, 1)
-    report("ingest", ours_s, "duckdb read_json", floor_s, target=2.0)
-    a, b = statistics.median(cpu["ours"]), statistics.median(cpu["floor"])
-    print(f"  (CPU seconds: ingest median {a:.1f}, read_json median {b:.1f}; ratio {a / b:.1f}x)")
-    return statistics.median(ours_s)
 
 
 def sweep_store(path: Path) -> Path:
@@ -304,11 +259,18 @@ def main() -> None:
     parser.add_argument(
         "--router", action="store_true", help="also time the learned router's fit (minutes)"
     )
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help="where generated logs are kept (made once)"
+    )
+    parser.add_argument(
+        "--requests-10m", action="store_true", help="also the peak RSS of a 10M-request ingest"
+    )
     args = parser.parse_args()
+    globals()["DATA"] = args.data
     path = log_file(args.requests, args.seed)
     print(f"log: {path.stat().st_size / 1e6:.0f} MB, {args.requests:,} requests")
     if args.only in (None, "ingest"):
-        clean_s = bench_ingest(path, args.runs)
+        clean_s = ingest_scale.bench_ingest_scale(path, args.runs, args.requests_10m)
         bench_dirty(path, args.runs, clean_s)
     if args.only in (None, "sweep"):
         bench_sweep(path, args.runs)

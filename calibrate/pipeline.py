@@ -19,6 +19,7 @@ from calibrate.diff import compare
 from calibrate.export import changes
 from calibrate.ingest import stage as ingest
 from calibrate.monitor import stage as monitor
+from calibrate.records.progress import NO_PROGRESS, Progress
 from calibrate.report import diff_report, monitor_report
 from calibrate.report import sweep_report as report
 from calibrate.store import Store
@@ -51,9 +52,11 @@ def sweep_logs(
     *,
     clock: Callable[[], datetime],
     on_progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[sweep.SweepResult, dict[str, Path]]:
     """Ingest (when logs are given), sweep, and write routing.yaml, frontier.csv, summary.json,
-    report.md and report.html into the job's out_dir."""
+    report.md and report.html into the job's out_dir; `progress` hears of every stage."""
+    progress = progress or NO_PROGRESS
     if job.logs:
         summary = ingest.ingest(
             store,
@@ -62,6 +65,7 @@ def sweep_logs(
             clock=clock,
             tiers=job.tiers,
             log_format=job.log_format,
+            progress=progress,
         )
         ingest.raise_for_rejected_files(summary)
     result = sweep.run_sweep(
@@ -72,7 +76,9 @@ def sweep_logs(
         overheads=job.overheads,
         on_progress=on_progress,
         strategies=job.strategies,
+        progress=progress,
     )
+    progress.stage("write", 1)
     return result, report.write_outputs(result, job.out_dir)
 
 

@@ -8,9 +8,14 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from calibrate.errors import LogFormatError
+from calibrate.formats import readers
+from calibrate.ingest import file_groups
 from calibrate.ingest.stage import ingest
 from calibrate.store.core import Store
 from calibrate.store.ingest import file_path
@@ -404,3 +409,253 @@ def test_records_numbered_by_rowid_match_row_number(
             stores.append(snapshot(store))
     assert stores[0] == stores[1]
     assert len(stores[0]["requests"]) >= 2 * 2565
+
+
+OFF_THE_COUNT = [
+    request("n-1", attempts=[attempt(confidence=None, output=None), attempt("large", model=None)]),
+    request("n-2", attempts=[attempt(status=None, source=None, cost_usd=None, latency_ms=None)]),
+    request("n-3", attempts=[attempt(output='{"answer": "yes", "why": null}')]),
+    request("n-4", attempts=[attempt(finish_reason="stop", usage={"total": 3}, x=None)]),
+    request("n-5", attempts=[attempt(output='say "x":1', tier='t": 2'), attempt("b", z=1)]),
+]
+"""Valid rows the `":` count of the fast lane cannot decide (null fields, unknown attempt keys,
+`":` inside a string): their attempts are checked again as MAPs, still in the fast lane."""
+
+OFF_THE_COUNT_BAD = [
+    '{"request_id": "nb-1", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "confidence": 0.5, "confidence": null}]}',
+    '{"request_id": "nb-2", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "output": "a\\": 1", "confidence": "x"}]}',
+    '{"request_id": "nb-3", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "x": null, "model": 5}]}',
+    '{"request_id": "nb-4", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "x": 1}, {"tier": "small", "output": null}]}',
+    '{"request_id": "nb-5", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "small", "status": null, "source": "canary"}]}',
+    '{"request_id": "nb-6", "timestamp": "2026-10-01T09:30:00Z", "prompt": "p",'
+    ' "attempts": [{"tier": "", "x": 1}, 7]}',
+]
+
+
+def test_rows_off_the_count_take_the_fast_lane_and_match_the_exact_rules(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    log.write_text("\n".join([json.dumps(r) for r in OFF_THE_COUNT] + OFF_THE_COUNT_BAD) + "\n")
+
+    whole, lines = both_paths(tmp_path, [log])
+
+    assert whole == lines
+    store, [(read, kept, rejected, _)] = whole
+    assert (read, kept, rejected) == (11, 5, 6)
+    assert [r[3] for r in store["rejects"]] == [
+        "attempts[0].confidence",
+        "attempts[0].confidence",
+        "attempts[0].model",
+        "attempts[1]",
+        "attempts[0].source",
+        "attempts[0].tier",
+    ]
+    extras = {(a[0], a[1]): a[-1] for a in store["attempts"]}
+    assert extras[("n-4", "small")] == '{"finish_reason":"stop","usage":{"total":3},"x":null}'
+    assert extras[("n-5", "b")] == '{"z":1}' and extras[("n-1", "small")] is None
+    with Store.open(tmp_path / "lanes.duckdb") as fresh:
+        fresh.prepare_ingest()
+        assert fresh.read_log_files([log]) == [11]
+        lanes = fresh.con.execute("SELECT plain, count(*) FROM ing_file GROUP BY ALL").fetchall()
+    assert sorted(lanes) == [(False, 6), (True, 5)]
+
+
+def parquet_rows() -> list[dict]:
+    """Rows for the Parquet lane: good ones it inserts itself, and every kind it hands on."""
+
+    def row(rid: str, **extra: object) -> dict:
+        base = {
+            "request_id": rid,
+            "timestamp": datetime(2026, 10, 1, 9, 30, tzinfo=UTC),
+            "messages": [{"role": "user", "content": f"q {rid}"}],
+            "attempts": [{"tier": "small", "confidence": 0.5, "cost_usd": 0.001}],
+            "metadata": {"intent": "x", "n": 2},
+            "labels": {"small": 1.0},
+            "trace_id": f"t-{rid}",
+        }
+        return base | extra
+
+    good = [
+        row("p-1"),
+        row("p-2", metadata={"intent": None, "n": 3}, trace_id=None, labels=None),
+        row("p-3", metadata=None, messages=None, prompt='hi \u00e9 "q"', region="eu"),
+        row("p-4", attempts=[{"tier": "small", "finish": "stop"}, {"tier": "large"}]),
+        row("p-5", attempts=[], input_tokens=7, labels={"small": 0.25, "large": None}),
+        row("p-6", attempts=None, metadata=None, trace_id=None),
+        row("p-7", attempts=[{"tier": "a", "source": "shadow", "status": "timeout"}]),
+    ]
+    bad = [
+        row("q-1", attempts=[None]),
+        row("q-2", attempts=[{"tier": ""}]),
+        row("q-3", attempts=[{"tier": "s", "source": "canary"}]),
+        row("q-4", attempts=[{"tier": "s", "confidence": float("nan")}]),
+        row("q-5", attempts=[{"tier": "s", "cost_usd": -1.0}]),
+        row("q-6", attempts=[{"tier": "s"}, {"tier": "s", "source": "prod"}]),
+        row("q-7", labels={"small": 1.5}),
+        row("q-8", messages=None),
+        row("q-9", prompt="also"),
+        row("q-10", input_tokens=-2),
+        row("q-11", metadata={"intent": "x", "n": 1}, trace_id="t", timestamp=None),
+        row("q-12", request_id=""),
+        row("p-1", region="elsewhere"),
+        row("p-4", attempts=[{"tier": "medium"}]),
+    ]
+    clash = [row("c-1", metadata={"intent": "x", "n": 1, "trace_id": "own"})]
+    return good + bad + clash
+
+
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("region", pa.string()),
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("prompt", pa.string()),
+        ("input_tokens", pa.int64()),
+        (
+            "attempts",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("tier", pa.string()),
+                        ("source", pa.string()),
+                        ("status", pa.string()),
+                        ("confidence", pa.float64()),
+                        ("cost_usd", pa.float64()),
+                        ("finish", pa.string()),
+                    ]
+                )
+            ),
+        ),
+        (
+            "metadata",
+            pa.struct([("intent", pa.string()), ("n", pa.int32()), ("trace_id", pa.string())]),
+        ),
+        ("labels", pa.struct([("small", pa.float64()), ("large", pa.float64())])),
+        ("trace_id", pa.string()),
+    ]
+)
+
+
+def test_the_parquet_lane_gives_what_the_line_path_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = parquet_rows()
+    log = tmp_path / "lake.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, PARQUET_SCHEMA), log)
+    handed_on: list[list[int]] = []
+    read_rows = readers.read_parquet_rows
+
+    def spy(path: Path, wanted: np.ndarray, batch_rows: int):  # noqa: ANN202
+        handed_on.append(wanted.tolist())
+        return read_rows(path, wanted, batch_rows)
+
+    monkeypatch.setattr(readers, "read_parquet_rows", spy)
+    stores = {}
+    for name, options in (("lane", {}), ("lines", {"whole_files": False, "fast_lane": False})):
+        with Store.open(tmp_path / f"{name}.duckdb") as store:
+            summary = ingest(store, [log], strict=False, clock=clock, **options)
+            stores[name] = (snapshot(store), summary.rows_kept, summary.rows_rejected)
+
+    assert stores["lane"] == stores["lines"]
+    assert stores["lane"][1:] == (9, 13)
+    first_p1, first_p4 = 1, 4  # a repeated request_id sends every copy to the line path
+    assert handed_on == [[first_p1, first_p4, *range(8, len(rows) + 1)]]
+    store = stores["lane"][0]
+    meta = {r[0]: r[-1] for r in store["requests"]}
+    assert meta["p-2"] == '{"n":3}' and meta["p-6"] is None
+    assert meta["p-1"] == '{"intent":"x","n":2,"trace_id":"t-p-1"}'
+    assert meta["c-1"] == '{"intent":"x","n":1,"trace_id":"own","_extra":{"trace_id":"t-c-1"}}'
+
+
+def test_the_parquet_lane_reads_maps_naive_and_text_timestamps(tmp_path: Path) -> None:
+    schema = pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("timestamp", pa.string()),
+            ("prompt", pa.string()),
+            ("metadata", pa.map_(pa.string(), pa.string())),
+            ("labels", pa.map_(pa.string(), pa.int64())),
+            ("when", pa.timestamp("ms")),
+        ]
+    )
+    rows = [
+        {
+            "request_id": "m-1",
+            "timestamp": "2026-10-01T09:30:00+02:00",
+            "prompt": "p",
+            "metadata": [("a", "1"), ("b", None)],
+            "labels": [("small", 1)],
+            "when": None,
+        },
+        {
+            "request_id": "m-2",
+            "timestamp": "yesterday",
+            "prompt": "p",
+            "metadata": None,
+            "labels": [("small", 2)],
+            "when": None,
+        },
+        {
+            "request_id": "m-3",
+            "timestamp": "2026-10-01 09:30:00Z",
+            "prompt": "p",
+            "metadata": [("a", "x"), ("a", "y")],
+            "labels": None,
+            "when": None,
+        },
+    ]
+    log = tmp_path / "maps.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema), log)
+    stores = []
+    for options in ({}, {"whole_files": False, "fast_lane": False}):
+        with Store.open(tmp_path / f"{len(stores)}.duckdb") as store:
+            summary = ingest(store, [log], strict=False, clock=clock, **options)
+            stores.append((snapshot(store), summary.rows_kept, summary.rows_rejected))
+    assert stores[0] == stores[1]
+    assert stores[0][1:] == (2, 1)
+
+
+def test_small_files_read_in_one_scan_give_what_one_at_a_time_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = corpus().splitlines(keepends=True)
+    for k in range(0, len(lines), 13):
+        (logs / f"part-{k:03d}.jsonl").write_bytes(b"".join(lines[k : k + 13]))
+    (logs / "part-000-copy.jsonl").write_bytes((logs / "part-000.jsonl").read_bytes())
+    (logs / "part-500-empty.jsonl").write_bytes(b"")
+    later = [request("g-1", region="elsewhere"), request("g-2", attempts=[attempt("xl")])]
+    (logs / "part-600.jsonl").write_text("\n\n".join(json.dumps(r) for r in later))
+    (logs / "part-700.jsonl.gz").write_bytes(gzip.compress(json.dumps(request("z-1")).encode()))
+    scans: list[int] = []
+    read = Store.read_log_files
+
+    def spy(store: Store, paths: list[Path]) -> list[int] | None:
+        scans.append(len(paths))
+        return read(store, paths)
+
+    monkeypatch.setattr(Store, "read_log_files", spy)
+    results = {}
+    for name, options in (("group", {}), ("alone", {}), ("lines", {"whole_files": False})):
+        if name == "alone":
+            monkeypatch.setattr(file_groups, "GROUP_FILES", 1)
+        with Store.open(tmp_path / f"{name}.duckdb") as store:
+            s = ingest(store, [logs], strict=False, clock=clock, **options)
+            counts = (s.files, s.files_skipped, s.rows_read, s.rows_kept, s.rows_rejected)
+            results[name] = (snapshot(store)["requests"], snapshot(store)["rejects"], counts)
+        if name == "group":
+            assert scans == [10, 1]  # the plain files in one scan, the gzip file alone
+
+    assert results["group"] == results["alone"] == results["lines"]
+    requests, rejects, counts = results["group"]
+    assert counts == (11, 1, 84, 22, 62)
+    assert {r[-4] for r in requests if r[0] == "z-1"} == {str(logs / "part-700.jsonl.gz")}
+    moved = [r for r in rejects if r[0] == str(logs / "part-600.jsonl")]
+    assert [(r[2], r[3]) for r in moved] == [(1, "request_id"), (3, "request_id")]
+    assert f"first seen in {logs / 'part-000-copy.jsonl'} line 1)" in moved[0][4]

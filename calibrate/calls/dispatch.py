@@ -123,6 +123,8 @@ class Dispatcher:
         for job in jobs:
             self.states[job.tier].queue.append(job)
         self._total = len(jobs)
+        if self.on_progress is not None:
+            self.on_progress(0, self._total)  # the total, before the first call ends
         self._writes = asyncio.Queue()
         self._settled = asyncio.Condition()
         self._journal = self.store.open_replay_journal()

@@ -4,7 +4,7 @@ registered on the main app by app.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,7 +13,9 @@ from calibrate.cli.common import now, open_store_for_logs
 from calibrate.cli.options import MEMORY, Db, Json, TiersPath, store_for_logs
 from calibrate.config.tiers import load_tiers
 from calibrate.errors import DataError
-from calibrate.sweep.check import BIAS_P_VALUE, MAX_MIX_DISTANCE, CheckReport, describe_path
+
+if TYPE_CHECKING:  # the sweep's check (scipy) loads with the command, not with every command
+    from calibrate.sweep.check import CheckReport
 
 
 def check_cmd(
@@ -76,6 +78,8 @@ def _range(low: float | None, high: float | None) -> str:
 
 
 def _print(report: CheckReport) -> None:
+    from calibrate.sweep.check import BIAS_P_VALUE, MAX_MIX_DISTANCE, describe_path
+
     console.rows_table(
         f"check: {report.requests} requests, tiers {' → '.join(report.tiers)}",
         ("tier", "source", "requests", "confidence", "range", "cost", "latency"),

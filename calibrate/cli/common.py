@@ -14,6 +14,7 @@ import typer
 
 from calibrate.cli import console
 from calibrate.cli.options import MEMORY, store_for_logs
+from calibrate.records.progress import counter
 from calibrate.store import Store
 
 if TYPE_CHECKING:
@@ -40,13 +41,13 @@ def interruptible(label: str, run: Callable[[RunContext], T]) -> T:
     from calibrate.calls.context import RunContext
     from calibrate.calls.limits import SystemClock
 
-    with interrupts.stop_on_signals() as stop, console.progress(label) as tick:
+    with interrupts.stop_on_signals() as stop, console.stages(label) as progress:
         context = RunContext(
             environ=os.environ,
             clock=now,
             timer=SystemClock(),
             interrupted=stop.is_set,
-            on_progress=tick,
+            on_progress=counter(progress, "calls", "calls"),
         )
         return run(context)
 

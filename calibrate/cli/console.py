@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
@@ -32,6 +34,7 @@ from calibrate.records.labels import (
     ScoreSummary,
 )
 from calibrate.records.outcomes import IngestSummary
+from calibrate.records.progress import Progress
 from calibrate.records.replay import ReplayPlan, ReplaySummary
 
 if TYPE_CHECKING:  # the evaluate stage loads when `evaluate` runs
@@ -64,23 +67,89 @@ def _json_default(value: object) -> object:
 
 
 @contextmanager
-def progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields a callback(done, total)."""
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err(),
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task(description, total=None)
+def stages(command: str) -> Iterator[Progress]:
+    """The stages of a long command on stderr, as they happen: on a terminal, a Rich bar per
+    stage (name, done/total, time); elsewhere (CI, a pipe, a log file) one line per finished stage
+    with its count and time. Yields the `Progress` the command passes to the stages."""
+    console = err()
+    view: _Bars | _Lines = _Bars(console) if console.is_terminal else _Lines(console, command)
+    try:
+        yield view
+    except KeyboardInterrupt:
+        view.close(stopped=True)  # the stage it stopped in, and how far it got
+        raise
+    except BaseException:
+        view.close(stopped=True, quiet=True)  # the error says what happened
+        raise
+    view.close(stopped=False)
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
 
-        yield update
+class _Bars:
+    """Rich bars, one per stage; a stage's bar fills when the next one starts."""
+
+    def __init__(self, console: Console) -> None:
+        self._bars = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} {task.fields[unit]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._task: TaskID | None = None
+        self._bars.start()
+
+    def stage(self, name: str, total: int, unit: str = "steps") -> None:
+        self._finish()
+        self._task = self._bars.add_task(name, total=max(total, 0), unit=unit)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._bars.advance(self._task, n)
+
+    def close(self, *, stopped: bool, quiet: bool = False) -> None:
+        if not stopped:
+            self._finish()
+        self._bars.stop()
+
+    def _finish(self) -> None:
+        if self._task is not None:
+            task = next(t for t in self._bars.tasks if t.id == self._task)
+            self._bars.update(self._task, completed=task.total)
+            self._bars.stop_task(self._task)
+
+
+class _Lines:
+    """One plain line per stage when it ends: `calibrate sweep: evaluate 57 families in 3.20 s`."""
+
+    def __init__(self, console: Console, command: str) -> None:
+        self._console, self._command = console, command
+        self._current: tuple[str, int, str, float] | None = None
+        self._done = 0
+
+    def stage(self, name: str, total: int, unit: str = "steps") -> None:
+        self._finish("")
+        self._current, self._done = (name, total, unit, time.perf_counter()), 0
+
+    def advance(self, n: int = 1) -> None:
+        self._done += n
+
+    def close(self, *, stopped: bool, quiet: bool = False) -> None:
+        if quiet:
+            self._current = None
+        self._finish(" (stopped)" if stopped else "")
+
+    def _finish(self, note: str) -> None:
+        if self._current is None:
+            return
+        name, total, unit, started = self._current
+        seconds = time.perf_counter() - started
+        count = f" {self._done:,}/{total:,} {unit}" if note else f" {total:,} {unit}"
+        if not note and unit == "steps" and total == 1:
+            count = ""
+        self._console.print(
+            f"calibrate {self._command}: {name}{count} in {seconds:.2f} s{note}", highlight=False
+        )
+        self._current = None
 
 
 def ingest_table(summary: IngestSummary) -> None:

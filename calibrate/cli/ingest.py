@@ -30,9 +30,15 @@ def ingest_cmd(
 
     config = load_tiers(tiers) if tiers is not None else None
 
-    with Store.open(store_file(db)) as store:
+    with Store.open(store_file(db)) as store, console.stages("ingest") as progress:
         summary = ingest.ingest(
-            store, paths, strict=strict, clock=now, tiers=config, log_format=log_format
+            store,
+            paths,
+            strict=strict,
+            clock=now,
+            tiers=config,
+            log_format=log_format,
+            progress=progress,
         )
     if as_json:
         console.print_json(summary.__dict__)

@@ -319,8 +319,8 @@ def sweep_cmd(
         strict=strict,
         log_format=log_format,
     )
-    with open_store_for_logs(db, paths) as store, console.progress("sweep") as tick:
-        result, written = pipeline.sweep_logs(store, job, clock=now, on_progress=tick)
+    with open_store_for_logs(db, paths) as store, console.stages("sweep") as progress:
+        result, written = pipeline.sweep_logs(store, job, clock=now, progress=progress)
     if as_json:
         console.print_json(json_summary(result))
     else:

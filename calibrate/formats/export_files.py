@@ -69,7 +69,8 @@ def records(path: Path) -> Iterator[Numbered | RawReject]:
 def first_records(path: Path, n: int) -> list[dict[str, Any]]:
     """Up to n records from the start of the file ([] when it cannot be read)."""
     try:
-        return [r[1] for r in islice(records(path), n * 4) if not isinstance(r, RawReject)][:n]
+        read = islice(records(path), n * 4)  # at most 3n unreadable records before n good ones
+        return list(islice((r[1] for r in read if not isinstance(r, RawReject)), n))
     except (LogFormatError, ValueError, RecursionError):
         return []
 

@@ -90,6 +90,24 @@ def file_digest(path: Path) -> Digest:
     return Digest(digest.hexdigest(), lines, size)
 
 
+def count_rows(path: Path) -> int:
+    """The rows a file holds, cheaply, for a progress total: a Parquet file's rows (from its
+    footer), else its lines (gzip decompressed; a CSV's header not counted). For a JSONL file
+    without blank lines this is what ingest reads."""
+    try:
+        if is_parquet(path):
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        lines, last = 0, b"\n"
+        with jsonl.open_lines(path) as fh:
+            while block := fh.read(jsonl.BLOCK_BYTES):
+                lines += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+                last = block[-1:]
+    except (OSError, EOFError, pa.ArrowException):
+        return 0  # ingest reports the unreadable file itself
+    lines += last != b"\n"
+    return max(lines - 1, 0) if path.name.lower().endswith(".csv") else lines
+
+
 def is_jsonl(path: Path) -> bool:
     """Whether the file is JSON lines (plain or gzip), as opposed to Parquet or CSV."""
     return not path.name.lower().endswith((".parquet", ".csv"))
@@ -373,6 +391,31 @@ def _parquet_rows(parquet: pq.ParquetFile, batch_rows: int) -> Iterator[tuple[in
         for row in batch.to_pylist():
             yield line, row
             line += 1
+
+
+def is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith(".parquet")
+
+
+def read_parquet_rows(path: Path, wanted: np.ndarray, batch_rows: int) -> Iterator[LineBatch]:
+    """The given rows (1-based numbers, sorted) of a nested Parquet file, as `read_batches`
+    reads them, in batches of at most batch_rows records."""
+    try:
+        parquet = pq.ParquetFile(path)
+        out, first = _Records(batch_rows), 1
+        for batch in parquet.iter_batches(batch_size=max(batch_rows, 8192)):
+            lines = np.arange(first, first + batch.num_rows)
+            first += batch.num_rows
+            mask = np.isin(lines, wanted, assume_unique=True)
+            if not mask.any():
+                continue
+            for line, row in zip(lines[mask].tolist(), batch.filter(mask).to_pylist(), strict=True):
+                out.add(line, _nested_record(line, row))
+                if out.full():
+                    yield from out.flush()
+        yield from out.flush()
+    except (OSError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc) from None
 
 
 def _nested_record(line: int, row: dict[str, Any]) -> dict[str, Any] | RawReject:

@@ -5,14 +5,19 @@ store validates and merges it set-wise; only the lines DuckDB cannot read (inval
 ...) go through the line path, gathered into batches of batch_rows (each batch scans the store
 once, so a few bad lines spread over a big file cost one batch, not one per block), and the raw
 text of rejected lines is read back from the file.
-CSV and Parquet take the line path: readers stream batches of records, the store checks each
-batch, through the same fast lane as the file path (`fast_lane=False`: the exact rule chains only). Both give the same rows and the same rejects (tests/test_ingest_paths.py). Memory: the line
-path holds one batch; the file path holds what DuckDB's memory_limit allows (80% of RAM unless
-the connection sets less) and spills the rest to DuckDB's temp directory. A file whose bytes were
+Many small JSONL files are read in one scan per group (ingest/file_groups.py). Nested Parquet
+takes the Parquet lane (DuckDB reads the typed columns; store/ingest/parquet_lane.py). CSV,
+flattened Parquet and the rows the Parquet lane hands on take the line path: readers stream
+batches of records, the store checks each batch, through the same fast lane as the file path
+(`fast_lane=False`: the exact rule chains only). All give the same rows and the same rejects
+(tests/test_ingest_paths.py). Memory: the line path holds one batch; the file path holds what
+DuckDB's memory_limit allows (store/opening.py `memory_config`: a quarter of RAM, at most
+1 GiB) and spills the rest to the temp directory next to the store. A file whose bytes were
 ingested before is skipped; its SHA-256 is taken first, or, for a JSONL file of a size no ingested
 file has, in a thread while DuckDB reads it.
 
-Non-strict: one transaction per file, so a crash never leaves a half file marked as ingested.
+Non-strict: one transaction per file (or group of files), so a crash never leaves a half file
+marked as ingested.
 Strict: one transaction around everything; any bad row aborts it and nothing is written. Never
 prints; progress goes to an optional callback.
 """
@@ -27,22 +32,18 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from calibrate.config.tiers import TiersConfig
 from calibrate.errors import LogFormatError
 from calibrate.formats import readers
-from calibrate.ingest import gateway
+from calibrate.ingest import file_groups, gateway
+from calibrate.ingest.file_groups import FileCounts, Reject
 from calibrate.records.outcomes import IngestSummary
+from calibrate.records.progress import NO_PROGRESS, Progress
 from calibrate.store.core import Store
 
-Progress = Callable[[str, int], None]
+FileProgress = Callable[[str, int], None]
 """on_progress(file, rows_read_so_far_in_file), called after every batch (or file)."""
-
-
-Reject = tuple[int, str | None, str]
-"""(line, field, reason) of a rejected row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,6 @@ class _Options:
     fast_lane: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _FileCounts:
-    rows_read: int = 0
-    rows_kept: int = 0
-    rows_rejected: int = 0
-
-
 def ingest(
     store: Store,
     paths: Iterable[str | Path],
@@ -67,11 +61,12 @@ def ingest(
     strict: bool,
     clock: Callable[[], datetime],
     batch_rows: int = 50_000,
-    on_progress: Progress | None = None,
+    on_progress: FileProgress | None = None,
     whole_files: bool = True,
     fast_lane: bool = True,
     tiers: TiersConfig | None = None,
     log_format: str = "auto",
+    progress: Progress | None = None,
 ) -> IngestSummary:
     """Ingest every supported file under `paths`; already-ingested files are skipped.
 
@@ -79,35 +74,41 @@ def ingest(
     Parquet always take); `batch_rows` bounds the rows of one batch on the line path.
     `fast_lane=False` checks every row of the line path with the exact rule chains: the
     reference the tests compare the fast lanes against. Gateway exports (detected from content,
-    or all files with `log_format`) go through ingest/gateway.py and need `tiers`.
+    or all files with `log_format`) go through ingest/gateway.py and need `tiers`. `progress`
+    gets one stage, `ingest`, its total the rows of the files (`readers.count_rows`: one more pass
+    over them, only when `progress` is given), advanced as each file is done; `on_progress`
+    hears of each file and its rows read.
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be positive")
     files, exports = gateway.split(readers.expand_paths(paths), log_format)
     mapping = gateway.tier_map(tiers, exports) if exports else None
     options = _Options(strict, batch_rows, whole_files, fast_lane)
+    rows = {p: readers.count_rows(p) for p in [*files, *(p for p, _ in exports)] if progress}
+    progress = progress or NO_PROGRESS
+    progress.stage("ingest", sum(rows.values()), "rows")
     store.prepare_ingest()
     with store.transaction() if strict else nullcontext():
         run_id = _begin(store, clock, strict)
-        totals, skipped, refused = _FileCounts(), 0, []
-        for path in files:
-            counts = _ingest_file(store, path, run_id, options, on_progress)
-            if counts is None:
-                skipped += 1
-                continue
-            if counts.rows_read and not counts.rows_kept:
-                refused.append(f"{path} ({counts.rows_read} rows)")
-            totals = _FileCounts(
-                *(a + b for a, b in zip(_tuple(totals), _tuple(counts), strict=False))
-            )
+        totals, skipped, refused = FileCounts(), 0, []
+        for group in file_groups.groups(files, together=_together(options)):
+            for path, counts in _ingest_group(store, group, run_id, options, on_progress):
+                progress.advance(rows.get(path, 0))
+                if counts is None:
+                    skipped += 1
+                    continue
+                if counts.rows_read and not counts.rows_kept:
+                    refused.append(f"{path} ({counts.rows_read} rows)")
+                totals += counts
         found = gateway.ingest_exports(
             store, exports, mapping, run_id, strict, batch_rows, on_progress
         )
+        progress.advance(sum(rows.get(p, 0) for p, _ in exports))
         skipped += found.skipped
-        totals = _FileCounts(*(a + b for a, b in zip(_tuple(totals), found.rows, strict=True)))
+        totals += FileCounts(*found.rows)
         done = len(files) + len(exports) - skipped
         with nullcontext() if strict else store.transaction():
-            store.finish_ingest_run(run_id, clock(), (done, *_tuple(totals)))
+            store.finish_ingest_run(run_id, clock(), (done, *totals.as_tuple()))
     return IngestSummary(
         run_id=run_id,
         files=done,
@@ -136,8 +137,61 @@ def raise_for_rejected_files(summary: IngestSummary) -> None:
         )
 
 
-def _tuple(counts: _FileCounts) -> tuple[int, int, int]:
-    return counts.rows_read, counts.rows_kept, counts.rows_rejected
+def _together(options: _Options) -> bool:
+    """Small JSONL files are read together, in one scan per group, unless --strict (where a file
+    DuckDB cannot read whole is an error of its own) or the line path is forced."""
+    return options.whole_files and not options.strict
+
+
+def _ingest_group(
+    store: Store,
+    paths: list[Path],
+    run_id: int,
+    options: _Options,
+    on_progress: FileProgress | None,
+) -> list[tuple[Path, FileCounts | None]]:
+    """Ingest a group of files (`file_groups.groups`): each file's counts, None for a file whose
+    bytes were ingested before (or come twice). A group that cannot be read in one scan, and a
+    group of one, go file by file."""
+    if len(paths) > 1:
+        digests = [readers.file_digest(p) for p in paths]
+        seen = store.ingested_among([d.sha256 for d in digests])
+        todo: list[tuple[Path, readers.Digest]] = []
+        for path, digest in zip(paths, digests, strict=True):
+            if digest.sha256 not in seen and digest.lines is not None:
+                todo.append((path, digest))
+            seen.add(digest.sha256)
+        found = _group(store, todo, run_id, options, on_progress) if len(todo) > 1 else None
+        if found is not None:
+            return [(p, found.get(p)) for p in paths]
+    return [(p, _ingest_file(store, p, run_id, options, on_progress)) for p in paths]
+
+
+def _group(
+    store: Store,
+    todo: list[tuple[Path, readers.Digest]],
+    run_id: int,
+    options: _Options,
+    on_progress: FileProgress | None,
+) -> dict[Path, FileCounts] | None:
+    """The files read in one scan, checked and merged in one transaction (None: file by file)."""
+    read = file_groups.read_group(store, [p for p, _ in todo], [d for _, d in todo])
+    if read is None:
+        return None
+    parts, blanks = read
+    with store.transaction():
+        counts, _ = file_groups.check_group(store, parts, blanks, run_id, options.batch_rows)
+        store.record_ingested_files(
+            [
+                (str(p.path), p.sha256, p.size, c.as_tuple())
+                for p, c in zip(parts, counts, strict=True)
+            ],
+            run_id,
+        )
+    if on_progress is not None:
+        for part, found in zip(parts, counts, strict=True):
+            on_progress(str(part.path), found.rows_read)
+    return {p.path: c for p, c in zip(parts, counts, strict=True)}
 
 
 def _begin(store: Store, clock: Callable[[], datetime], strict: bool) -> int:
@@ -150,8 +204,8 @@ def _ingest_file(
     path: Path,
     run_id: int,
     options: _Options,
-    on_progress: Progress | None,
-) -> _FileCounts | None:
+    on_progress: FileProgress | None,
+) -> FileCounts | None:
     """Ingest one file (None when its bytes were ingested before)."""
     whole = options.whole_files and readers.is_jsonl(path)
     digest = _digest(store, path, overlap=whole)
@@ -161,7 +215,12 @@ def _ingest_file(
     with nullcontext() if options.strict else store.transaction():
         found = _whole_file(store, path, records, digest, run_id, options.batch_rows)
         where = (str(path), digest.result().sha256, run_id)
-        if found is None:
+        lane = store.ingest_parquet_file(path, where) if _parquet_lane(path, options) else None
+        if lane is not None:
+            counts = _parquet_rest(store, path, lane, where, options)
+            if on_progress is not None:
+                on_progress(str(path), counts.rows_read)
+        elif found is None:
             counts = _line_batches(store, path, where, options, on_progress)
         else:
             counts, first = found
@@ -169,8 +228,28 @@ def _ingest_file(
                 raise _strict_error(path, first, counts.rows_rejected, "file")
             if on_progress is not None:
                 on_progress(str(path), counts.rows_read)
-        store.record_ingested_file(where, digest.result().size, _tuple(counts))
+        store.record_ingested_file(where, digest.result().size, counts.as_tuple())
     return counts
+
+
+def _whole_file(
+    store: Store,
+    path: Path,
+    records: int | None,
+    digest: Future[readers.Digest],
+    run_id: int,
+    batch_rows: int,
+) -> tuple[FileCounts, list[Reject]] | None:
+    """Check and merge the `records` DuckDB read from the whole file (a group of one). None when
+    the file was not read whole or its records cannot be matched to lines."""
+    if records is None:
+        return None
+    read = file_groups.number_group(store, [path], [digest.result()], [records])
+    if read is None:
+        return None
+    parts, blanks = read
+    counts, first = file_groups.check_group(store, parts, blanks, run_id, batch_rows)
+    return counts[0], [(line, field, reason) for _, line, field, reason in first]
 
 
 def _read_whole(store: Store, path: Path, options: _Options) -> int | None:
@@ -178,7 +257,8 @@ def _read_whole(store: Store, path: Path, options: _Options) -> int | None:
     transaction it happens in): its record count, or None when the file must take the line path
     (it has a line too long or damaged gzip data; the line path rejects those lines and keeps the
     rest). With --strict the one transaction is already open, and such a file is an error."""
-    records = store.read_log_file(path)
+    found = store.read_log_files([path])
+    records = None if found is None else found[0]
     if records is None and options.strict:
         rejects = [
             (r.line, r.field, r.reason)
@@ -211,100 +291,29 @@ def _digest(store: Store, path: Path, *, overlap: bool) -> Future[readers.Digest
     return None if store.file_ingested(done.result().sha256) else done
 
 
-def _whole_file(
+def _parquet_lane(path: Path, options: _Options) -> bool:
+    return options.whole_files and options.fast_lane and readers.is_parquet(path)
+
+
+def _parquet_rest(
     store: Store,
     path: Path,
-    records: int | None,
-    digest: Future[readers.Digest],
-    run_id: int,
-    batch_rows: int,
-) -> tuple[_FileCounts, list[Reject]] | None:
-    """Check and merge the `records` DuckDB read from the whole file; the few lines it could not
-    read, and the raw text of the rejected ones, are read line by line. None when the file was not
-    read whole or its records cannot be matched to lines."""
-    if records is None:
-        return None
-    where = (str(path), digest.result().sha256, run_id)
-    blanks: tuple[int, ...] = ()
-    if records != digest.result().lines:
-        scan = readers.scan_lines(path)
-        if records != scan.lines - len(scan.blanks) or scan.too_long:
-            store.discard_log_file()  # the line path rejects the long lines
-            return None
-        blanks = scan.blanks
-    check = store.check_log_file(blanks, where)
-    counts = _FileCounts(
-        check.rows_read, check.rows_read - len(check.rejected), len(check.rejected)
-    )
-    unread, rejected = _Unread(store, where, batch_rows), _Rejected(store, where, batch_rows)
-    wanted = np.union1d(check.unread, check.rejected)
-    for batch in readers.read_lines(path, wanted) if len(wanted) else ():
-        line = batch.lines["line"]
-        rejected.add(batch.lines.filter(pc.is_in(line, pa.array(check.rejected))))
-        unread.add(batch.lines.filter(pc.is_in(line, pa.array(check.unread))), batch.rejects)
-    rejected.flush()
-    counts, first = unread.flush(counts)
-    return counts, sorted(first + store.finish_log_file(where), key=lambda r: r[0])[:5]
-
-
-class _Rejected:
-    """The raw text of the file's rejected lines, stored with their rejects batch_rows at a time."""
-
-    def __init__(self, store: Store, where: tuple[str, str, int], batch_rows: int) -> None:
-        self._store, self._where, self._batch_rows = store, where, batch_rows
-        self._lines: list[pa.Table] = []
-        self._rows = 0
-
-    def add(self, lines: pa.Table) -> None:
-        self._lines.append(lines)
-        self._rows += lines.num_rows
-        if self._rows >= self._batch_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._rows:
-            self._store.quarantine_log_lines(pa.concat_tables(self._lines), self._where)
-        self._lines, self._rows = [], 0
-
-
-class _Unread:
-    """The lines DuckDB's reader could not read, gathered across blocks of the file and sent
-    through the line path in batches of up to batch_rows (each batch scans the store once)."""
-
-    def __init__(self, store: Store, where: tuple[str, str, int], batch_rows: int) -> None:
-        self._store, self._where, self._batch_rows = store, where, batch_rows
-        self._lines: list[pa.Table] = []
-        self._rejects: list[tuple[int, str | None, str, str]] = []
-        self._rows, self._read, self._rejected = 0, 0, 0
-        self._first: list[Reject] = []
-
-    def add(self, lines: pa.Table, rejects: Iterable[readers.RawReject]) -> None:
-        raw = [(r.line, r.field, r.reason, r.raw) for r in rejects]
-        if not lines.num_rows and not raw:
-            return
-        self._lines.append(lines)
-        self._rejects += raw
-        self._rows += lines.num_rows + len(raw)
-        if self._rows >= self._batch_rows:
-            self._send()
-
-    def flush(self, counts: _FileCounts) -> tuple[_FileCounts, list[Reject]]:
-        """Send what is left; return the file's counts with these lines added, and their first
-        rejects."""
-        self._send()
-        read = counts.rows_read + self._read
-        rejected = counts.rows_rejected + self._rejected
-        return _FileCounts(read, read - rejected, rejected), self._first
-
-    def _send(self) -> None:
-        if not self._rows:
-            return
-        lines = pa.concat_tables(self._lines)
-        result = self._store.ingest_batch(lines, self._rejects, self._where)
-        self._read += result.rows_read
-        self._rejected += result.rows_rejected
-        self._first += result.rejects
-        self._lines, self._rejects, self._rows = [], [], 0
+    lane: tuple[int, np.ndarray],
+    where: tuple[str, str, int],
+    options: _Options,
+) -> FileCounts:
+    """After the Parquet lane inserted the rows typed tests prove good, the others (a broken
+    rule, a repeated request_id) go through the line path as JSON records."""
+    rows, odd = lane
+    read, rejected = rows - len(odd), 0
+    for batch in readers.read_parquet_rows(path, odd, options.batch_rows) if len(odd) else ():
+        raw = [(r.line, r.field, r.reason, r.raw) for r in batch.rejects]
+        result = store.ingest_lines(batch.lines, raw, where)
+        if options.strict and result.rows_rejected:
+            raise _strict_error(path, list(result.rejects), result.rows_rejected, "file")
+        read += result.rows_read
+        rejected += result.rows_rejected
+    return FileCounts(read, read - rejected, rejected)
 
 
 def _line_batches(
@@ -312,8 +321,8 @@ def _line_batches(
     path: Path,
     where: tuple[str, str, int],
     options: _Options,
-    on_progress: Progress | None,
-) -> _FileCounts:
+    on_progress: FileProgress | None,
+) -> FileCounts:
     """The line path: Python reads batches of lines or records, DuckDB checks each batch."""
     read = rejected = 0
     check = store.ingest_lines if options.fast_lane else store.ingest_batch
@@ -326,7 +335,7 @@ def _line_batches(
         rejected += result.rows_rejected
         if on_progress is not None:
             on_progress(str(path), read)
-    return _FileCounts(read, read - rejected, rejected)
+    return FileCounts(read, read - rejected, rejected)
 
 
 def _strict_error(path: Path, rejects: list[Reject], total: int, scope: str) -> LogFormatError:

@@ -49,7 +49,7 @@ from calibrate.store import (
     runs_sql,
     text_sql,
 )
-from calibrate.store.ingest import fast_lane, file_path, line_path, rules, runs
+from calibrate.store.ingest import fast_lane, file_path, line_path, parquet_lane, rules, runs
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.migrations import apply_migrations
 
@@ -80,7 +80,7 @@ class Store:
         command uses is the command line's choice (cli/options.py)."""
         target = str(path)
         if target == ":memory:":
-            con = duckdb.connect(target)
+            con = duckdb.connect(target, config=opening.memory_config(None))
             apply_migrations(con)
             return cls(con, target)
         if read_only:
@@ -180,31 +180,48 @@ class Store:
         """`ingest_batch` with the fast lane: what cheap tests prove good goes in set-wise."""
         return line_path.ingest_lines(self.con, batch, raw_rejects, where)
 
-    def read_log_file(self, path: Path) -> int | None:
-        """DuckDB reads a whole JSONL file (plain or gzip); returns its number of non-blank lines
-        (None: it cannot be read whole; call outside a transaction, see file_path.read_file_records)."""
-        return file_path.read_file_records(self.con, str(path))
-
-    def check_log_file(
-        self, blanks: Sequence[int], where: tuple[str, str, int]
-    ) -> file_path.FileCheck:
-        """Number the read lines (given the blank ones), validate and merge them."""
+    def ingest_parquet_file(
+        self, path: Path, where: tuple[str, str, int]
+    ) -> tuple[int, np.ndarray] | None:
+        """Insert the rows of a nested Parquet file that typed tests prove good; returns the
+        file's row count and the numbers of the other rows (for the line path), or None when a
+        column's type takes the whole file to the line path (store/ingest/parquet_lane.py)."""
+        plan = parquet_lane.plan(path)
+        if plan is None:
+            return None
         file, _, run_id = where
+        return parquet_lane.ingest_file(self.con, path, plan, file, run_id)
+
+    def read_log_files(self, paths: Sequence[Path]) -> list[int] | None:
+        """DuckDB reads whole JSONL files (plain or gzip, all alike) in one scan; returns each
+        file's number of non-blank lines (None: they cannot be read whole; call outside a
+        transaction, see file_path.read_file_records)."""
+        return file_path.read_file_records(self.con, [str(p) for p in paths])
+
+    def check_log_files(
+        self, blanks: Sequence[int], sources: Sequence[tuple[str, str, int]], run_id: int
+    ) -> file_path.FileCheck:
+        """Number the read lines across the files (given the blank ones), validate and merge
+        them. `sources`: (file, sha256, first line) of each file, its lines numbered on from the
+        previous file's (the first file's line 1 is 1)."""
+        for table in (runs.SOURCES, runs.FILE_SOURCES):
+            runs.set_sources(self.con, sources, table)
         file_path.number_lines(self.con, blanks)
-        file_path.defer_file_shared_ids(self.con, file)
-        return file_path.check_and_merge(self.con, file, run_id)
+        file_path.defer_file_shared_ids(self.con, [file for file, _, _ in sources])
+        return file_path.check_and_merge(self.con, run_id)
 
-    def quarantine_log_lines(self, raw: pa.Table, where: tuple[str, str, int]) -> None:
-        """Store the checked file's rejects on these (line, text) lines, with their raw text."""
-        file_path.quarantine(self.con, raw, where)
+    def quarantine_log_lines(self, raw: pa.Table, run_id: int) -> None:
+        """Store the checked files' rejects on these (line, text) lines, with their raw text
+        (lines numbered across the files, as in check_log_files)."""
+        file_path.quarantine(self.con, raw, run_id)
 
-    def finish_log_file(self, where: tuple[str, str, int]) -> list[tuple[int, str | None, str]]:
-        """Store the rejects left without raw text, free the file's temp tables, and return the
-        first few (line, field, reason) for --strict."""
-        return file_path.finish_rejects(self.con, where)
+    def finish_log_files(self, run_id: int) -> list[tuple[int, str | None, str]]:
+        """Store the rejects left without raw text, free the files' temp tables, and return the
+        first few (line across the files, field, reason) for --strict."""
+        return file_path.finish_rejects(self.con, run_id)
 
     def discard_log_file(self) -> None:
-        """Drop what read_log_file read (the file goes through the line path instead)."""
+        """Drop what read_log_files read (the files go through the line path instead)."""
         file_path.drop_temp_tables(self.con)
 
     def size_ingested(self, size: int) -> bool:

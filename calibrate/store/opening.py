@@ -12,7 +12,9 @@ Only `store.core` imports this module.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,13 +74,35 @@ def open_read_only(file: Path) -> duckdb.DuckDBPyConnection:
 
 
 def connect(file: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """duckdb.connect, with a lock held by another process as a user error that names it."""
+    """duckdb.connect within `memory_config(file)`, with a lock held by another process as a user
+    error that names it."""
     try:
-        return duckdb.connect(str(file), read_only=read_only)
+        return duckdb.connect(str(file), read_only=read_only, config=memory_config(file))
     except duckdb.IOException as exc:
         raise CalibrateError(
             f"cannot open store {file}: {_first_line(exc)}", hint=_hint(exc)
         ) from None
+
+
+MEMORY_SHARE = 0.25
+"""DuckDB's buffers may hold this share of physical memory, between these bounds (bytes)."""
+MEMORY_FLOOR_BYTES = 256 << 20
+MEMORY_CAP_BYTES = 1 << 30
+
+
+def memory_config(file: Path | None) -> dict[str, str | bool | int | float | list[str]]:
+    """DuckDB's `memory_limit` and `temp_directory` for a store: a quarter of physical memory,
+    between 256 MiB and 1 GiB, so a 10M-request ingest stays under 2 GB of resident memory on any
+    machine (docs/scale.md), and what does not fit spills to `<store>.tmp/` next to the store
+    file (for an in-memory store, a folder in the system temp directory). DuckDB removes its
+    spill files when the connection closes."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = min(max(int(physical * MEMORY_SHARE), MEMORY_FLOOR_BYTES), MEMORY_CAP_BYTES)
+    if file is None:
+        temp = Path(tempfile.gettempdir()) / f"calibrate-{os.getpid()}.tmp"
+    else:
+        temp = file.with_name(file.name + ".tmp")
+    return {"memory_limit": f"{limit // (1 << 20)}MiB", "temp_directory": str(temp)}
 
 
 def _hint(exc: duckdb.IOException) -> str:

@@ -36,6 +36,7 @@ from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
 from calibrate.records.policy import FrontierRow, Policy
+from calibrate.records.progress import NO_PROGRESS, Progress
 from calibrate.stats import bounded_mean
 from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
 from calibrate.stats.intervals import (
@@ -221,10 +222,14 @@ def run_sweep(
     overheads: Overheads | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     strategies: Strategies | None = None,
+    progress: Progress | None = None,
 ) -> SweepResult:
-    """Evaluate all candidate policies, recommend one and collect its evidence."""
+    """Evaluate all candidate policies, recommend one and collect its evidence; `progress` hears
+    of each stage (load, router, evaluate with its families, certify, answers, intervals, report)."""
     overheads = overheads or Overheads()
     strategies = strategies or Strategies()
+    progress = progress or NO_PROGRESS
+    progress.stage("load", 1)
     bias = check.preflight(store, tiers.names, objective)  # raises on a biased or empty set
     scales = stored_scales(store, tiers)  # raises on mixed scales
     if bias is not None:
@@ -233,10 +238,14 @@ def run_sweep(
     _require_labels(outcomes)
     high_stakes = _intent_slices(outcomes, strategies.high_stakes)
     labels = _labels(store, tiers, outcomes)
+    progress.stage("router" if strategies.router.enabled else "candidates", 1)
     found = candidates(store, outcomes, strategies, grid_size, seed)
+    progress.stage("evaluate", len(found.families), "families")
+    on_progress = _advancing(progress, on_progress)
     frontier = mark_pareto(
         evaluate_families(labels.scored, found.families, _ticks(found, on_progress))
     )
+    progress.stage("certify", 1)
     index = policy_index(outcomes, found.families)
     trial = _certify(labels.iid, found.families, index, frontier, objective)
     frontier = mark_certified_pareto(trial.frontier)
@@ -252,6 +261,7 @@ def run_sweep(
     )  # fmt: skip
     window = store.data_window(outcomes)
     calibration = tier_calibrations(outcomes, labels.weights_or_none)
+    progress.stage("answers", 1)
     rejected = store.rejected_rows()
     alt_assignment = assign(outcomes, *index[alternative.row.policy.id]) if alternative else None
     answers = store.answer_codes(outcomes.request_ids[outcomes.labeled].tolist(), outcomes.tiers)
@@ -262,6 +272,7 @@ def run_sweep(
         chosen,
         labels.weights_or_none,
     )
+    progress.stage("intervals", 1)
     decision = Decision(
         tiers=tiers,
         objective=objective,
@@ -280,6 +291,7 @@ def run_sweep(
     modes = failure_modes(
         outcomes, chosen, rec.metrics.savings_vs_premium, alt_assignment, labels.weights_or_none
     )
+    progress.stage("report", 1)
     report = SweepReport(
         frontier=_with_consensus(outcomes, answers, frontier),
         rejected=rejected,
@@ -372,6 +384,19 @@ def _labels(store: Store, tiers: TiersConfig, outcomes: Outcomes) -> _Labels:
         return _Labels(outcomes, weights, False, outcomes, outcomes)
     iid = uniform_only(outcomes, label_weights.strata_for(outcomes.request_ids))
     return _Labels(outcomes, weights, True, hajek_scaled(outcomes, weights), iid)
+
+
+def _advancing(
+    progress: Progress, on_progress: Callable[[int, int], None] | None
+) -> Callable[[int, int], None]:
+    """The per-family callback, advancing `progress` by one family each time as well."""
+
+    def tick(done: int, total: int) -> None:
+        progress.advance()
+        if on_progress is not None:
+            on_progress(done, total)
+
+    return tick
 
 
 def _ticks(found: Candidates, on_progress: Callable[[int, int], None] | None):

@@ -20,6 +20,7 @@ import json
 import duckdb
 
 from calibrate.formats import canonical as lf
+from calibrate.store.ingest import runs
 from calibrate.store.ingest.merge import CONTENT_COLUMNS, request_columns
 
 _NUMBERS = ("confidence", "input_tokens", "output_tokens", "cost_usd", "latency_ms")
@@ -27,6 +28,16 @@ ATTEMPTS_SCHEMA = json.dumps(
     [{k: "JSON" if k in _NUMBERS else "VARCHAR" for k in lf.ATTEMPT_FIELDS}]
 )
 """from_json schema of the attempts: strings typed, numbers as JSON text (to see their type)."""
+
+
+def _known() -> str:
+    return "[" + ", ".join(f"'{k}'" for k in lf.ATTEMPT_FIELDS) + "]"
+
+
+def _json_strings(values: tuple[str, ...]) -> str:
+    """A SQL tuple of the given strings as JSON text (`'"ok"'`)."""
+    return "(" + ", ".join(f"'{json.dumps(v)}'" for v in values) + ")"
+
 
 # A typed string could have been a number, NaN, Infinity, a boolean, an object or an array only
 # if it starts with one of these characters (- 0-9 I N [ f t {).
@@ -63,8 +74,27 @@ CREATE OR REPLACE TEMP MACRO ing_plain_attempts(text, att) AS att IS NOT NULL
     AND (strlen(text::VARCHAR) - strlen(replace(text::VARCHAR, '":', ''))) // 2
         = coalesce(list_sum(list_transform(att, lambda a:
               CASE WHEN ing_plain_attempt(a) THEN ing_fields(a) ELSE {_NOT_PLAIN} END)), 0)
-    AND len(list_distinct(list_transform(att, lambda a: hash(a.tier,
-        coalesce(a.source, '{lf.DEFAULT_SOURCE}'))))) = len(att);
+    AND ing_distinct_attempts(att);
+CREATE OR REPLACE TEMP MACRO ing_distinct_attempts(att) AS len(list_distinct(list_transform(att,
+    lambda a: hash(a.tier, coalesce(a.source, '{lf.DEFAULT_SOURCE}'))))) = len(att);
+CREATE OR REPLACE TEMP MACRO ing_keyed_attempts(keys, raw, att) AS len(keys) = len(att)
+    AND list_has_all({_known()}, flatten(keys))
+    AND list_bool_and(list_transform(keys, lambda k: len(list_distinct(k)) = len(k)))
+    AND coalesce(list_sum(list_transform(raw, lambda a: ing_fields(a))), 0)
+        = coalesce(list_sum(list_transform(att, lambda a:
+              CASE WHEN ing_plain_attempt(a) THEN ing_fields(a) ELSE {_NOT_PLAIN} END)), 0)
+    AND ing_distinct_attempts(att);
+CREATE OR REPLACE TEMP MACRO ing_plain_map_attempt(m) AS coalesce(
+    starts_with(m['tier'], '"') AND m['tier'] <> '""'
+    AND coalesce(m['source'] IN {_json_strings(lf.SOURCES)}, true)
+    AND coalesce(m['status'] IN {_json_strings(lf.STATUSES)}, true)
+    AND coalesce(starts_with(m['model'], '"'), true)
+    AND coalesce(starts_with(m['output'], '"'), true)
+    AND (m['confidence'] IS NULL OR isfinite(TRY_CAST(m['confidence']::VARCHAR AS DOUBLE)))
+    AND (m['input_tokens'] IS NULL OR ing_whole(m['input_tokens']))
+    AND (m['output_tokens'] IS NULL OR ing_whole(m['output_tokens']))
+    AND (m['cost_usd'] IS NULL OR ing_nonneg(m['cost_usd']))
+    AND (m['latency_ms'] IS NULL OR ing_nonneg(m['latency_ms'])), false);
 """
 
 # Unknown top-level keys join the metadata; plain rows are those where none of them is already a
@@ -89,8 +119,8 @@ PLAIN_ROW = """coalesce(
          lambda v: NOT coalesce(TRY_CAST(v::VARCHAR AS DOUBLE) BETWEEN 0 AND 1, false))) = 0))
     AND (len(extras) = 0 OR r.metadata IS NULL OR (len(list_distinct(meta_keys)) = len(meta_keys)
          AND NOT list_has_any(meta_keys, list_transform(extras, lambda e: e.key))))
-    AND (attempts IS NULL OR ing_plain_attempts(attempts, att_t)), false)"""
-"""SQL: whether the record (r, attempts, labels, extras, att_t, meta_keys) is plain."""
+    AND att_ok, false)"""
+"""SQL: whether the record (r, labels, extras, meta_keys, att_ok) is plain."""
 
 TYPED_ATTEMPTS = (
     "list_transform(att, lambda a: {"
@@ -98,10 +128,34 @@ TYPED_ATTEMPTS = (
         f"'{k}': TRY_CAST(a.{k}::VARCHAR AS DOUBLE)" if k in _NUMBERS else f"'{k}': a.{k}"
         for k in lf.ATTEMPT_FIELDS
     )
-    + "})"
+    + ", 'extra': NULL::VARCHAR})"
 )
 """SQL: the parsed attempts `att` with their numbers read once as DOUBLE, NULL where the JSON
 value is not a number: a number field that is not NULL in `att` but NULL here is not plain."""
+
+_KNOWN = "[" + ", ".join(f"'{k}'" for k in lf.ATTEMPT_FIELDS) + "]"
+
+MAP_ATTEMPTS = (
+    "list_transform(att_m, lambda m: {"
+    + ", ".join(
+        f"'{k}': TRY_CAST(m['{k}']::VARCHAR AS DOUBLE)"
+        if k in _NUMBERS
+        else f"'{k}': m['{k}']->>'$'"
+        for k in lf.ATTEMPT_FIELDS
+    )
+    + f""", 'extra': CASE WHEN len(list_filter(map_keys(m), lambda k:
+                             NOT list_contains({_KNOWN}, k))) > 0
+                      THEN to_json(map_from_entries(list_filter(map_entries(m), lambda e:
+                               NOT list_contains({_KNOWN}, e.key))))::VARCHAR END}})"""
+)
+"""SQL: the attempts as MAPs of JSON values (`att_m`), typed like TYPED_ATTEMPTS, with their
+unknown keys as `extra` (JSON text), as the exact rule chains build them."""
+
+_MAP_OK = """att_m IS NOT NULL
+    AND len(list_filter(att_m, lambda m: NOT ing_plain_map_attempt(m))) = 0
+    AND ing_distinct_attempts(att_map)"""
+"""SQL: whether every attempt parsed as a MAP (`att_m`, NULL for one with a repeated key or not
+an object) passes the attempt rules, checked on its JSON values."""
 
 
 def plain_values(source: str) -> str:
@@ -112,11 +166,33 @@ def plain_values(source: str) -> str:
         FROM (SELECT *, {request_columns("r", "meta")}
               FROM (SELECT *, CASE WHEN plain THEN {_PLAIN_META} END AS meta
                     FROM (SELECT *, {PLAIN_ROW} AS plain
-                          FROM (SELECT *, CASE WHEN len(extras) > 0
-                                               AND starts_with(r.metadata, '{{')
-                                               THEN json_keys(r.metadata) END AS meta_keys,
-                                       {TYPED_ATTEMPTS} AS att_t
-                                FROM ({source})))))"""
+                          FROM ({_attempt_lanes(source)}))))"""
+
+
+def _attempt_lanes(source: str) -> str:
+    """SQL: `source` with `meta_keys`, the typed attempts `att_t` and whether they pass the
+    attempt rules (`att_ok`). The `":` count decides most rows. A row it cannot decide (a field
+    written as null, `":` inside a string, an unknown key) has its attempts' keys read
+    (json_keys): when they are known and distinct and no value failed its type, the typed values
+    stand. Only a row with an unknown key (kept in `extra`) has its attempts parsed again as MAPs
+    of JSON values and checked on those."""
+    return f"""
+        SELECT *, CASE WHEN fast_ok THEN att_fast ELSE att_map END AS att_t,
+               fast_ok OR coalesce({_MAP_OK}, false) AS att_ok
+        FROM (SELECT *, CASE WHEN att_m IS NOT NULL THEN {MAP_ATTEMPTS} END AS att_map
+              FROM (SELECT *, CASE WHEN NOT fast_ok AND starts_with(attempts, '[')
+                                   THEN from_json(attempts, '["MAP(VARCHAR, JSON)"]') END AS att_m
+                    FROM (SELECT * REPLACE (fast_ok OR coalesce(CASE WHEN NOT fast_ok
+                              AND starts_with(attempts, '[') THEN ing_keyed_attempts(
+                                  json_keys(attempts, '$[*]'), att, att_fast) END, false)
+                              AS fast_ok)
+                          FROM (SELECT *, attempts IS NULL
+                                          OR ing_plain_attempts(attempts, att_fast) AS fast_ok
+                                FROM (SELECT *, CASE WHEN len(extras) > 0
+                                                     AND starts_with(r.metadata, '{{')
+                                                     THEN json_keys(r.metadata) END AS meta_keys,
+                                             {TYPED_ATTEMPTS} AS att_fast
+                                      FROM ({source}))))))"""
 
 
 _REQ_FIELDS = ", ".join(f"'{k}': {k}" for k in CONTENT_COLUMNS)
@@ -126,7 +202,7 @@ _TYPED_ATTEMPT = f"""a.tier AS tier, coalesce(a.source, '{lf.DEFAULT_SOURCE}') A
     {{'model': a.model, 'confidence': a.confidence, 'output': a.output,
       'input_tokens': a.input_tokens::BIGINT, 'output_tokens': a.output_tokens::BIGINT,
       'cost_usd': a.cost_usd, 'latency_ms': a.latency_ms,
-      'status': coalesce(a.status, '{lf.DEFAULT_STATUS}'), 'extra': NULL::VARCHAR}} AS c"""
+      'status': coalesce(a.status, '{lf.DEFAULT_STATUS}'), 'extra': a.extra}} AS c"""
 """Typed attempt columns from `a` (one element of TYPED_ATTEMPTS) and its `position`."""
 
 
@@ -178,15 +254,16 @@ def add_contested_attempts(con: duckdb.DuckDBPyConnection) -> None:
               FROM ing_lanes WHERE NOT direct AND att IS NOT NULL)""")
 
 
-def insert_direct(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
+def insert_direct(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     """Insert the direct rows into requests, attempts and labels."""
+    join, file, _, line = runs.provenance(con, "n", runs.SOURCES)
     con.execute(
-        """
+        f"""
         INSERT INTO requests BY NAME
-        SELECT rid AS request_id, req.*, $file AS source_file, line AS source_line,
+        SELECT rid AS request_id, req.*, {file} AS source_file, {line} AS source_line,
                $run AS run_id
-        FROM ing_lanes WHERE direct""",
-        {"file": file, "run": run_id},
+        FROM ing_lanes AS n{join} WHERE direct""",
+        {"run": run_id},
     )
     con.execute(
         f"""

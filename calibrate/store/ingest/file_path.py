@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from calibrate.formats import canonical as lf
 from calibrate.formats import jsonl
-from calibrate.store.ingest import fast_lane, merge, rules
+from calibrate.store.ingest import fast_lane, merge, rules, runs
 from calibrate.store.ingest.rules import strings
 
 
@@ -40,22 +40,32 @@ _ATTEMPT_STRUCT = "{" + ", ".join(f'"{k}": "JSON"' for k in lf.ATTEMPT_FIELDS) +
 _TOP = [k for k in lf.REQUEST_FIELDS if k not in ("attempts", "labels")]
 
 
-def read_file_records(con: duckdb.DuckDBPyConnection, path: str) -> int | None:
-    """ing_file: one record per non-blank line of the file (in file order); returns their count,
-    or None when DuckDB's reader fails on the file as a whole (a line it finds too long, damaged
-    gzip data): the line path then reads it, rejecting what it must line by line.
+def read_file_records(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> list[int] | None:
+    """ing_file: one record per non-blank line of the files (one scan, in file order, then line
+    order); returns each file's count of records, or None when DuckDB's reader fails on a file as
+    a whole (a line it finds too long, damaged gzip data): the line path then reads it, rejecting
+    what it must line by line. The files share one compression (gzip or none).
 
     Plain rows (store/ingest/fast_lane.py) keep their typed values (rid, req, labels_map, att); the
     others keep their JSON values (r, attempts, labels, extras) for the exact rule chains.
     Call it outside a transaction: an error in DuckDB aborts the transaction it happens in.
     """
-    maps = f"""SELECT j FROM read_json($path, {_read_options(path)},
-                                       columns = {{'j': 'MAP(VARCHAR, JSON)'}})"""
+    several = len(paths) > 1
+    maps = f"""SELECT j{", filename" if several else ""}
+               FROM read_json($path, {_read_options(paths[0])}, filename = {several},
+                              columns = {{'j': 'MAP(VARCHAR, JSON)'}})"""
     try:
-        con.execute(_records(maps, ""), {"path": path})
+        con.execute(_records(maps, "filename, " if several else ""), _path_param(paths))
     except (duckdb.IOException, duckdb.InvalidInputException):
         return None
-    return int(con.execute("SELECT count(*) FROM ing_file").fetchall()[0][0])
+    if not several:
+        return [int(con.execute("SELECT count(*) FROM ing_file").fetchall()[0][0])]
+    found = dict(con.execute("SELECT filename, count(*) FROM ing_file GROUP BY ALL").fetchall())
+    return [int(found.get(path, 0)) for path in paths]
+
+
+def _path_param(paths: Sequence[str]) -> dict[str, object]:
+    return {"path": paths[0] if len(paths) == 1 else list(paths)}
 
 
 def _read_options(path: str) -> str:
@@ -99,23 +109,23 @@ def read_batch_records(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
 _ID_STRUCT = '{"request_id": "JSON"}'
 
 
-def defer_file_shared_ids(con: duckdb.DuckDBPyConnection, path: str) -> None:
-    """`defer_shared_ids` for a file read by `read_file_records`: the ids of its unread lines are the ids a
-    plain struct read of the file finds more often than the MAP read did (no line numbers
-    needed). Costs one more read of the file, and only when some line was not read."""
+def defer_file_shared_ids(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:
+    """`defer_shared_ids` for files read by `read_file_records`: the ids of their unread lines are the ids a
+    plain struct read of the files finds more often than the MAP read did (no line numbers
+    needed). Costs one more read of the files, and only when some line was not read."""
     if not con.execute("SELECT count(*) FROM ing_file WHERE unread").fetchall()[0][0]:
         return
     defer_shared_ids(
         con,
         f"""SELECT id FROM (
                 SELECT j.request_id->>'$' AS id, 1 AS n
-                FROM read_json($path, {_read_options(path)},
+                FROM read_json($path, {_read_options(paths[0])},
                                columns = {{'j': 'STRUCT(request_id JSON)'}})
                 WHERE starts_with(j.request_id, '"')
                 UNION ALL
                 SELECT {_READ_ID}, -1 FROM ing_file WHERE NOT unread)
             GROUP BY id HAVING sum(n) > 0""",
-        {"path": path},
+        _path_param(paths),
     )
 
 
@@ -210,8 +220,9 @@ ORDINAL_BY_WINDOW = "SELECT row_number() OVER () AS ord, * FROM ing_file"
 """The fallback numbering of ing_file's records (tests compare the two)."""
 
 
-def check_and_merge(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> FileCheck:
-    """Validate and merge every read record; rejects wait in ing_file_rejects for their raw text."""
+def check_and_merge(con: duckdb.DuckDBPyConnection, run_id: int) -> FileCheck:
+    """Validate and merge every read record; rejects wait in ing_file_rejects for their raw text.
+    Where the lines come from is in ing_sources and ing_file_sources (store/ingest/runs.py)."""
     contested = fast_lane.contest(con)
     _rows(con)
     _attempts(con)
@@ -222,8 +233,8 @@ def check_and_merge(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> F
     merge.good_details(con)
     if contested:
         fast_lane.add_contested_attempts(con)
-    merge.apply(con, file, run_id)
-    fast_lane.insert_direct(con, file, run_id)
+    merge.apply(con, run_id)
+    fast_lane.insert_direct(con, run_id)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ing_file_rejects AS
         SELECT line, bad.field AS field, bad.reason AS reason FROM ing_checked WHERE bad IS NOT NULL
@@ -308,35 +319,38 @@ def _attempts(con: duckdb.DuckDBPyConnection) -> None:
         FROM ing_att_raw LEFT JOIN ing_att_odd USING (line, position)""")
 
 
-def quarantine(con: duckdb.DuckDBPyConnection, raw: pa.Table, where: tuple[str, str, int]) -> None:
-    """Move the file's rejects found on the lines of `raw` (line, text) into `rejects`."""
-    file, sha, run_id = where
+def quarantine(con: duckdb.DuckDBPyConnection, raw: pa.Table, run_id: int) -> None:
+    """Move the rejects found on the lines of `raw` (line, text) into `rejects`, each under its
+    file and line (ing_file_sources)."""
+    join, file, sha, line = runs.provenance(con, "f", runs.FILE_SOURCES)
     con.register("ing_raw_lines", raw)
     con.execute(
-        """
+        f"""
         INSERT INTO rejects BY NAME
-        SELECT $file AS file, $sha AS file_sha256, line, field, reason,
+        SELECT {file} AS file, {sha} AS file_sha256, {line} AS line, field, reason,
                rtrim(text, chr(13) || chr(10)) AS raw, $run AS run_id
-        FROM ing_file_rejects JOIN ing_raw_lines USING (line)""",
-        {"file": file, "sha": sha, "run": run_id},
+        FROM (SELECT * FROM ing_file_rejects JOIN ing_raw_lines USING (line)) AS f{join}""",
+        {"run": run_id},
     )
     con.unregister("ing_raw_lines")
 
 
 def finish_rejects(
-    con: duckdb.DuckDBPyConnection, where: tuple[str, str, int]
+    con: duckdb.DuckDBPyConnection, run_id: int
 ) -> list[tuple[int, str | None, str]]:
     """Store rejects whose line was not given to `quarantine` (raw NULL), drop the file's temp
-    tables, and return the first few rejects (line, field, reason)."""
-    file, sha, run_id = where
+    tables, and return the first few rejects (line, field, reason; lines as numbered across
+    the files)."""
+    join, file, sha, line = runs.provenance(con, "f", runs.FILE_SOURCES)
     con.execute(
-        """
+        f"""
         INSERT INTO rejects BY NAME
-        SELECT $file AS file, $sha AS file_sha256, line, field, reason, $run AS run_id
-        FROM ing_file_rejects AS f
-        WHERE NOT EXISTS (SELECT 1 FROM rejects AS s WHERE s.file_sha256 = $sha
+        SELECT file, file_sha256, line, field, reason, $run AS run_id
+        FROM (SELECT {file} AS file, {sha} AS file_sha256, {line} AS line, field, reason
+              FROM ing_file_rejects AS f{join}) AS f
+        WHERE NOT EXISTS (SELECT 1 FROM rejects AS s WHERE s.file_sha256 = f.file_sha256
                           AND s.line = f.line)""",
-        {"file": file, "sha": sha, "run": run_id},
+        {"run": run_id},
     )
     first = con.execute("SELECT line, field, reason FROM ing_file_rejects ORDER BY line LIMIT 5")
     rejects = first.fetchall()

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from calibrate.formats import canonical as lf
-from calibrate.store.ingest import file_path, merge, rules
+from calibrate.store.ingest import file_path, merge, rules, runs
 from calibrate.store.ingest.rules import ROW_SCHEMA, strings
 from calibrate.store.one_row import one_row
 
@@ -171,12 +171,13 @@ def ingest_batch(
     where: tuple[str, str, int],
 ) -> BatchResult:
     """Validate, merge and quarantine one batch; `where` is (file, file_sha256, run_id)."""
-    file, _, run_id = where
+    file, sha, run_id = where
+    runs.set_sources(con, [(file, sha, 1)], runs.SOURCES)
     con.execute("DELETE FROM ing_rejects")
     _parse(con, batch)
     _attempts(con)
     rules.check(con)
-    merge.merge(con, file, run_id)
+    merge.merge(con, run_id)
     _quarantine(con, raw_rejects, where)
     con.unregister("ing_batch")
     read = one_row(con, "SELECT count(*) FROM ing_rows")[0] + len(raw_rejects)
@@ -194,14 +195,16 @@ def ingest_lines(
     """`ingest_batch` with the file path's fast lane: the batch's rows that cheap tests prove good
     are typed and inserted set-wise (store/ingest/file_path.py over the batch), the others take the
     exact rule chains, and rows DuckDB cannot parse into a MAP come back through `ingest_batch`."""
-    file, _, run_id = where
+    file, sha, run_id = where
+    for table in (runs.SOURCES, runs.FILE_SOURCES):
+        runs.set_sources(con, [(file, sha, 1)], table)
     file_path.read_batch_records(con, batch)
-    check = file_path.check_and_merge(con, file, run_id)
-    file_path.quarantine(con, batch, where)
+    check = file_path.check_and_merge(con, run_id)
+    file_path.quarantine(con, batch, run_id)
     unread = batch.filter(pc.is_in(batch["line"], pa.array(check.unread, pa.int64())))
     rest = BatchResult(0, 0, ())
     if unread.num_rows or raw_rejects:
         rest = ingest_batch(con, unread, raw_rejects, where)
-    first = sorted([*file_path.finish_rejects(con, where), *rest.rejects], key=lambda r: r[0])[:5]
+    first = sorted([*file_path.finish_rejects(con, run_id), *rest.rejects], key=lambda r: r[0])[:5]
     read = check.rows_read + rest.rows_read
     return BatchResult(read, len(check.rejected) + rest.rows_rejected, tuple(first))

@@ -12,18 +12,20 @@ from __future__ import annotations
 import duckdb
 
 from calibrate.formats import canonical as lf
+from calibrate.store.ingest import runs
 
 
-def merge(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
+def merge(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     """Type the good rows, find conflicts (ing_conf) and insert what is new."""
     good(con)
-    apply(con, file, run_id)
+    apply(con, run_id)
 
 
-def apply(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
-    """Find the typed rows that conflict (ing_conf) and insert what is new."""
-    _conflicts(con, file)
-    _insert(con, file, run_id)
+def apply(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """Find the typed rows that conflict (ing_conf) and insert what is new; where each line comes
+    from is in ing_sources (store/ingest/runs.py)."""
+    _conflicts(con)
+    _insert(con, run_id)
 
 
 def request_columns(values: str, meta: str) -> str:
@@ -101,20 +103,17 @@ _STORED_ATTEMPT = (
 )
 
 
-def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
+def _conflicts(con: duckdb.DuckDBPyConnection) -> None:
     """ing_conf: good rows that contradict the store or an earlier row of the batch, each with
     its first conflict (request, then attempts by position, then labels by tier)."""
-    seen = "' (first seen in ' || $file || ' line ' || first_line || ')'"
+    seen = "' (first seen in ' || ing_place(first_line) || ')'"
     earlier = "' differs from an earlier copy (request first seen in ' || origin || ')'"
-    con.execute(
-        """
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE ing_origin AS
         SELECT request_id, coalesce(any_value(s.source_file || ' line ' || s.source_line),
-                                    $file || ' line ' || min(q.line)) AS origin
+                                    ing_place(min(q.line))) AS origin
         FROM ing_req AS q LEFT JOIN requests AS s USING (request_id)
-        GROUP BY request_id""",
-        {"file": file},
-    )
+        GROUP BY request_id""")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ing_conf AS
@@ -157,24 +156,23 @@ def _conflicts(con: duckdb.DuckDBPyConnection, file: str) -> None:
                   WINDOW w AS (PARTITION BY request_id, tier ORDER BY line))
             JOIN ing_origin USING (request_id)
             WHERE line > 0 AND score <> first_score)
-        QUALIFY row_number() OVER (PARTITION BY line ORDER BY prio, slot, field) = 1""",
-        {"file": file},
+        QUALIFY row_number() OVER (PARTITION BY line ORDER BY prio, slot, field) = 1"""
     )
 
 
-def _insert(con: duckdb.DuckDBPyConnection, file: str, run_id: int) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     """Insert what is new: first copy per key, not in the store, from rows without conflict."""
-    params = {"file": file, "run": run_id}
+    join, file, _, line = runs.provenance(con, "q", runs.SOURCES)
     con.execute(
-        """
+        f"""
         INSERT INTO requests BY NAME
         SELECT request_id, ts, region, app, messages, input_tokens, served_tier, reference,
-               metadata, $file AS source_file, line AS source_line, $run AS run_id
-        FROM ing_req AS q
+               metadata, {file} AS source_file, {line} AS source_line, $run AS run_id
+        FROM ing_req AS q{join}
         WHERE NOT EXISTS (SELECT 1 FROM ing_conf AS c WHERE c.line = q.line)
           AND NOT EXISTS (SELECT 1 FROM requests AS s WHERE s.request_id = q.request_id)
-        QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY line) = 1""",
-        params,
+        QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY q.line) = 1""",
+        {"run": run_id},
     )
     con.execute(
         """

@@ -50,6 +50,10 @@ CREATE OR REPLACE TEMP MACRO ing_ts(j) AS CASE
 CREATE OR REPLACE TEMP MACRO ing_quote(s) AS
     '"' || CASE WHEN length(s) > 40 THEN left(s, 40) || '...' ELSE s END || '"';
 CREATE OR REPLACE TEMP TABLE ing_rejects (line BIGINT, field VARCHAR, reason VARCHAR, raw VARCHAR);
+CREATE OR REPLACE TEMP TABLE ing_sources (first_line BIGINT, file VARCHAR, sha VARCHAR);
+CREATE OR REPLACE TEMP MACRO ing_place(l) AS (
+    SELECT file || ' line ' || (l - first_line + 1) FROM ing_sources
+    WHERE first_line <= l ORDER BY first_line DESC LIMIT 1);
 """
 
 

@@ -185,3 +185,49 @@ def rejects_by_kind(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[s
 def request_count(con: duckdb.DuckDBPyConnection) -> int:
     """Number of stored requests."""
     return int(one_row(con, "SELECT count(*) FROM requests")[0])
+
+
+SOURCES = "ing_sources"
+"""Where the lines the merge sees come from (set for each file, group of files or batch)."""
+FILE_SOURCES = "ing_file_sources"
+"""Where the lines of the file or group the file path checked come from (its quarantine)."""
+
+
+def set_sources(
+    con: duckdb.DuckDBPyConnection, sources: Sequence[tuple[str, str, int]], table: str
+) -> None:
+    """Fill `table` (SOURCES or FILE_SOURCES) with (file, file_sha256, first_line): the lines
+    being checked are numbered across the files in order, file i's line 1 being first_line."""
+    con.register(
+        "ing_given_sources",
+        pa.table(
+            {
+                "first_line": pa.array([s[2] for s in sources], pa.int64()),
+                "file": pa.array([s[0] for s in sources], pa.string()),
+                "sha": pa.array([s[1] for s in sources], pa.string()),
+            }
+        ),
+    )
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM ing_given_sources")
+    finally:
+        con.unregister("ing_given_sources")
+
+
+def provenance(con: duckdb.DuckDBPyConnection, alias: str, table: str) -> tuple[str, ...]:
+    """SQL (join, file, sha, line) giving each row of `alias` (which has a `line` column) its
+    file, digest and line in that file, from `table`; one file needs no join."""
+    rows = con.execute(f"SELECT first_line, file, sha FROM {table}").fetchall()
+    if len(rows) == 1:
+        first, file, sha = rows[0]
+        return "", _literal(file), _literal(sha), f"{alias}.line - {int(first) - 1}"
+    return (
+        f" ASOF JOIN {table} AS src ON {alias}.line >= src.first_line",
+        "src.file",
+        "src.sha",
+        f"{alias}.line - src.first_line + 1",
+    )
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
