@@ -199,8 +199,9 @@ def test_report_opens_with_the_decision_what_it_saves_and_costs_and_every_warnin
     always = {r["policy"]: r for r in frontier_rows(demo_out)}["always:large"]
     assert blocks[0].startswith("**Decision: deploy.** `cascade:medium>large@0.7556` is certified")
     assert "more per 1k requests than production as logged" in blocks[0]
-    assert "**but** it keeps requests of the high-stakes intent(s) `contract_interpretation`" in (
-        blocks[0]
+    assert (
+        "**but** it keeps requests of the high-stakes intent(s) `contract_interpretation`"
+        in (blocks[0])
     )
     assert blocks[1].startswith("**Recommended: a cascade medium → large")
     p95 = f"**p95 {float(always['latency_p95_ms']):,.0f} ms → {routing['expected']['latency_p95_ms']:,.0f} ms**"
