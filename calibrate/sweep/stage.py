@@ -26,10 +26,14 @@ from calibrate.policies.assignment import Assignment, assign, regret, served_lab
 from calibrate.policies.consensus import consensus_frame, consensus_slices
 from calibrate.policies.families import (
     Family,
+    SweepColumns,
     evaluate_families,
     policy_index,
+    premium_family,
+    sweep_columns,
 )
 from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
+from calibrate.policies.optimum import measured_optima
 from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
@@ -73,6 +77,7 @@ from calibrate.sweep.selection import (
     Recommendation,
     constrained,
     mark_pareto,
+    measured_target,
     select_certified,
     select_chosen,
     select_empirical,
@@ -180,12 +185,15 @@ def run_sweep(
     high_stakes = _intent_slices(outcomes, strategies.high_stakes)
     labels = _labels(store, tiers, outcomes)
     found = candidates(store, outcomes, strategies, grid_size, seed)
-    frontier = mark_pareto(
-        evaluate_families(labels.scored, found.families, _ticks(found, on_progress))
-    )
+    columns = sweep_columns(labels.scored, [*found.families, premium_family(labels.scored)])
+    ticks = _ticks(found, on_progress)
+    frontier = mark_pareto(evaluate_families(labels.scored, found.families, ticks, columns))
     index = policy_index(outcomes, found.families)
     trial = _certify(labels.iid, found.families, index, frontier, objective)
-    frontier = trial.frontier
+    grid_frontier = trial.frontier
+    frontier = _with_optima(
+        labels.scored, found.families, grid_frontier, columns, index, objective, trial.budget
+    )
     empirical = select_empirical(frontier, objective, trial.budget.max_regret)
     recommendation = _select(frontier, objective, empirical, trial.budget, tiers)
     rec = recommendation.row
@@ -193,7 +201,7 @@ def run_sweep(
     chosen = assign(outcomes, *index[rec.policy.id])
     alternative = empirical if objective.certify and empirical.row.policy != rec.policy else None
     evidence = _evidence(
-        labels, index, frontier, objective, trial, recommendation, alternative, seed
+        labels, index, frontier, grid_frontier, objective, trial, recommendation, alternative, seed
     )
     calibration = tier_calibrations(outcomes, labels.weights_or_none)
     rejected = store.rejected_rows()
@@ -341,6 +349,27 @@ def _certify(
     return _Trial(frontier, certified, certificates, budget, segments)
 
 
+def _with_optima(
+    outcomes: Outcomes,
+    families: list[Family],
+    frontier: pl.DataFrame,
+    columns: SweepColumns,
+    index: dict[str, tuple[Family, tuple]],
+    objective: Objective,
+    budget: Budget,
+) -> pl.DataFrame:
+    """The frontier plus each cascade family's measured optimum where it beats the family's grid
+    (never certified: its thresholds were searched on the labels), added to `index` too."""
+    target = measured_target(objective, budget.max_regret)
+    optima = measured_optima(outcomes, families, frontier, columns, target)
+    if optima.rows is None:
+        return frontier
+    index.update(optima.index)
+    extra = optima.rows.with_columns(pareto=False, certified=False)
+    rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
+    return mark_pareto(rows.drop("pareto")).select(frontier.columns)
+
+
 def _select(
     frontier: pl.DataFrame,
     objective: Objective,
@@ -361,6 +390,7 @@ def _evidence(
     labels: _Labels,
     index: dict[str, tuple[Family, tuple]],
     frontier: pl.DataFrame,
+    grid_frontier: pl.DataFrame,
     objective: Objective,
     trial: _Trial,
     recommendation: Recommendation,
@@ -377,7 +407,7 @@ def _evidence(
         certifiable_families=families,
         segments=() if trial.segments is None else tuple(sorted({str(v) for v in trial.segments})),
         alternative=alternative,
-        labels_needed=_labels_needed(iid, index, frontier, objective, budget, families)
+        labels_needed=_labels_needed(iid, index, grid_frontier, objective, budget, families)
         if recommendation.fallback
         else None,
         selection_check=None
