@@ -34,15 +34,16 @@ from calibrate.sweep.selection import Objective, measured_target, select_empiric
 pytestmark = pytest.mark.e2e  # exhaustive searches: not in `make test-fast`
 
 
-def brute_force_cost(o: Outcomes, max_drop: float) -> float:
-    """The cheapest always-one-tier policy or cascade (any ordered subset of the tiers) whose drop
-    vs the last tier is ≤ max_drop, trying every distinct confidence of every deciding tier as its
-    threshold (and +inf): plain loops over the cascade rule. Total nano-USD."""
+def every_policy(o: Outcomes) -> dict[str, np.ndarray]:
+    """Every always-one-tier policy and cascade (any ordered subset of the tiers), trying every
+    distinct confidence of every deciding tier as its threshold (and +inf): plain loops over the
+    cascade rule. Per policy: total cost (nano-USD), quality drop vs the last tier, escalation
+    rate, and whether it is an always-tier policy."""
     labeled, rows = o.labeled, np.arange(o.n)
     cost = np.rint(o.cost_usd * 1e9)
     score = np.rint(np.nan_to_num(o.label) * 1e6)
     premium = score[labeled, -1].sum() / 1e6 / labeled.sum()
-    best = math.inf
+    found: list[tuple[float, float, float, bool]] = []
     k = len(o.tiers)
     paths = [p for size in range(1, k + 1) for p in itertools.combinations(range(k), size)]
     for path in paths:
@@ -52,38 +53,53 @@ def brute_force_cost(o: Outcomes, max_drop: float) -> float:
         paid = np.cumsum(cost[:, list(path)], axis=1)
         for thresholds in itertools.product(*values):
             stop = cascade_stops(o.confidence[:, deciding], thresholds)
-            quality = (
-                score[rows[labeled], np.array(path)[stop[labeled]]].sum() / 1e6 / labeled.sum()
-            )
-            if premium - quality <= max_drop + 1e-12:
-                best = min(best, float(paid[rows, stop].sum()))
-    return best
+            served = np.array(path)[stop[labeled]]
+            quality = score[rows[labeled], served].sum() / 1e6 / labeled.sum()
+            total = float(paid[rows, stop].sum())
+            found.append((total, premium - quality, float((stop > 0).mean()), len(path) == 1))
+    columns = np.array(found, dtype=np.float64).T
+    return {"cost": columns[0], "drop": columns[1], "escalation": columns[2], "always": columns[3]}
 
 
-def measured_pick(o: Outcomes, max_drop: float, grid_size: dict[int, int]) -> tuple[float, float]:
-    """Total nano-USD of the cheapest policy meeting max_drop among always-tier and cascade rows:
-    (on the grid alone, with the measured optima), as `sweep.stage` assembles them."""
+def brute_force_cost(o: Outcomes, max_drop: float) -> float:
+    """The least total cost (nano-USD) of a policy of `every_policy` meeting max_drop."""
+    policies = every_policy(o)
+    return float(policies["cost"][policies["drop"] <= max_drop + 1e-12].min())
+
+
+def picks(o: Outcomes, objective: Objective, grid_size: dict[int, int]) -> tuple:
+    """The rows `select_empirical` picks among always-tier and cascade rows: on the grid alone,
+    and with the measured optima as `sweep.stage` adds them."""
     families = [f for f in default_families(o, grid_size) if f.kind in ("always", "cascade")]
     columns = sweep_columns(o, [*families, premium_family(o)])
     grid = evaluate_families(o, families, columns=columns)
-    objective = Objective(max_quality_drop=max_drop, certify=False)
-    found = optimum.measured_optima(
-        o, families, grid, columns, measured_target(objective, max_drop)
-    )
+    max_drop = objective.max_quality_drop
+    target = measured_target(objective, max_drop)
+    found = optimum.measured_optima(o, families, grid, columns, target)
     rows = grid if found.rows is None else pl.concat([grid, found.rows])
     for pid, (family, option) in found.index.items():  # each added row walks as it measures
         walked = assign(o, family, option).cost_usd.sum() / o.n * 1000
         row = rows.filter(pl.col("policy") == pid)
         assert walked == pytest.approx(row["cost_per_1k_requests_usd"][0], rel=1e-12)
-
-    def total(frame: pl.DataFrame) -> float:
-        per_1k = select_empirical(frame, objective, max_drop).row.metrics.cost_per_1k_requests_usd
-        return per_1k * o.n / 1000 * 1e9
-
-    return total(grid), total(rows)
+    return tuple(select_empirical(r, objective, max_drop).row for r in (grid, rows))
 
 
-CASES = {  # tiers → (requests, confidence digits, grid sizes): more distinct values than grid points
+def pick(o: Outcomes, objective: Objective, grid_size: dict[int, int]):
+    return picks(o, objective, grid_size)[1]
+
+
+def measured_pick(o: Outcomes, max_drop: float, grid_size: dict[int, int]) -> tuple[float, float]:
+    """Total nano-USD of the cheapest always-tier or cascade row meeting max_drop: on the grid
+    alone, and with the measured optima."""
+    objective = Objective(max_quality_drop=max_drop, certify=False)
+    grid, with_optima = (
+        r.metrics.cost_per_1k_requests_usd * o.n / 1000 * 1e9
+        for r in picks(o, objective, grid_size)
+    )
+    return grid, with_optima
+
+
+CASES = {  # tiers → (requests, confidence digits, grid sizes): more distinct values than grid
     2: (200, None, {2: 50}),
     3: (100, None, {}),
     4: (48, 2, {4: 4}),  # the default 12 points take long at 48 requests (latency ranks)
@@ -97,7 +113,7 @@ def test_recommended_cascade_costs_the_exhaustive_optimum(k: int) -> None:
     alone is more than 0.5% dearer in some of these cases)."""
     n, digits, sizes = CASES[k]
     grid_gap = []
-    for seed, max_drop in itertools.product(range(4), (0.01, 0.03)):
+    for seed, max_drop in itertools.product(range(3), (0.01, 0.03)):
         o = population(seed, n, k, digits=digits)
         exact = brute_force_cost(o, max_drop)
         grid, measured = measured_pick(o, max_drop, sizes)
@@ -117,6 +133,33 @@ def test_the_reduction_to_class_thresholds_is_exact() -> None:
                 assert exhaustive_cost(o, max_drop) == brute_force_cost(o, max_drop)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_escalation_band_and_budget_are_met_exactly(k: int) -> None:
+    """With an escalation band (always-tier policies exempt, as the selection has it), the
+    cheapest policy within it; with a budget, the best quality under it: both what the brute
+    force finds (30% of the requests labeled: a class spans unlabeled confidences too, and the
+    band's low end may cut through one, as it does in some of these cases)."""
+    n, digits, sizes = CASES[k]
+    for seed, low in itertools.product((0, 2, 3), (0.5, 0.65)):
+        o = population(seed, n, k, labeled_share=0.3, digits=digits)
+        policies = every_policy(o)
+        meets = policies["drop"] <= 0.03 + 1e-12
+        band = (low, 0.95)
+        within = (policies["always"] == 1) | (
+            (policies["escalation"] >= band[0]) & (policies["escalation"] <= band[1])
+        )
+        objective = Objective(max_quality_drop=0.03, certify=False, escalation_band=band)
+        row = pick(o, objective, sizes)
+        cost = row.metrics.cost_per_1k_requests_usd * o.n / 1000 * 1e9
+        assert cost == pytest.approx(policies["cost"][meets & within].min(), rel=1e-12)
+        budget = float(np.median(policies["cost"][meets])) / o.n * 1000 / 1e9
+        objective = Objective(max_quality_drop=0.03, certify=False, max_cost_per_1k_usd=budget)
+        under = meets & (policies["cost"] / o.n * 1000 / 1e9 <= budget + 1e-12)
+        best = 1.0 - policies["drop"][under].min()  # quality relative to premium's
+        premium = o.label[o.labeled, -1].mean()
+        assert pick(o, objective, sizes).metrics.quality == pytest.approx(premium - 1 + best)
+
+
 @pytest.mark.parametrize(("k", "limit"), [(3, 4096), (4, 4096)])
 def test_windows_stay_within_half_a_percent(
     k: int, limit: int, monkeypatch: pytest.MonkeyPatch
@@ -127,7 +170,7 @@ def test_windows_stay_within_half_a_percent(
     than the grid."""
     monkeypatch.setattr(optimum, "CELL_LIMIT", limit)
     n, digits, sizes = CASES[k]
-    for seed, max_drop in itertools.product(range(4), (0.01, 0.03)):
+    for seed, max_drop in itertools.product(range(3), (0.01, 0.03)):
         o = population(seed, n, k, digits=digits)
         exact = exhaustive_cost(o, max_drop)
         grid, measured = measured_pick(o, max_drop, sizes)
@@ -137,7 +180,7 @@ def test_windows_stay_within_half_a_percent(
 
 def test_classes_keep_what_each_threshold_keeps_at_no_more_cost() -> None:
     """Every threshold (data values, values between them, beyond them, +inf) maps to a class that
-    keeps the same labeled requests and a superset of all requests; the class bins are the rule's."""
+    keeps the same labeled requests and a superset of all requests; its bins are the rule's."""
     rng = np.random.default_rng(5)
     conf = rng.choice(np.round(rng.uniform(0, 1, 40), 2), size=300)
     conf[:5] = [np.nan, np.nan, -np.inf, 0.0, 1.0]

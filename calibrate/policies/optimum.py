@@ -168,17 +168,29 @@ class Classes:
     Class g keeps the labeled confidences above the g smallest; its threshold is the smallest
     confidence of any request above the g-th smallest labeled one (the smallest of all for g = 0).
     Option g < reps.size is class g; option reps.size escalates everything. Thresholds are finite:
-    keeping only labeled requests of confidence +inf is not a class."""
+    keeping only labeled requests of confidence +inf is not a class. `with_threshold` adds one
+    more threshold inside a class (the options then number one more)."""
 
     reps: np.ndarray
     marks: np.ndarray
     bins: np.ndarray
 
     def option_of(self, threshold: float) -> int:
-        """The class keeping the labeled requests `threshold` keeps, at no more cost."""
+        """The option keeping the labeled requests `threshold` keeps, at no more cost: the
+        smallest threshold above the last labeled confidence below `threshold`."""
         if math.isinf(threshold) and threshold > 0:
             return self.reps.size
-        return int(np.searchsorted(self.marks, threshold, side="left"))
+        below = int(np.searchsorted(self.marks, threshold, side="left"))
+        if below == 0:
+            return 0
+        return int(np.searchsorted(self.reps, self.marks[below - 1], side="right"))
+
+    def with_threshold(self, threshold: float, confidence: np.ndarray) -> Classes:
+        """These classes plus `threshold` (a confidence of `confidence`, this tier's)."""
+        if np.isin(threshold, self.reps):
+            return self
+        bins = self.bins + (confidence >= threshold)
+        return Classes(np.sort(np.r_[self.reps, threshold]), self.marks, bins)
 
 
 def classes(confidence: np.ndarray, labeled: np.ndarray) -> Classes:
@@ -211,11 +223,32 @@ class _Search:
             if j not in self.tiers:
                 self.tiers[j] = classes(self.outcomes.confidence[:, j], self.outcomes.labeled)
             stages.append(self.tiers[j])
+        floor = self._band_floor(family)
+        if floor is not None:
+            stages[0] = stages[0].with_threshold(floor, self.outcomes.confidence[:, family.path[0]])
         bins = without_forced([c.bins for c in stages], family.forced)
         money = stop_money(self.columns, family)
         return _Space(
             self, family, tuple(stages), tuple(c.reps for c in stages), tuple(bins), money
         )
+
+    def _band_floor(self, family: Family) -> float | None:
+        """With an escalation band, the lowest first-stage threshold escalating at least its low
+        end: inside a class below it, the cheapest threshold within the band (None: no band, or
+        only escalate-all reaches it)."""
+        band = self.target.escalation_band
+        if band is None:
+            return None
+        confidence = self.outcomes.confidence[:, family.path[0]]
+        if family.forced is not None:
+            confidence = np.where(family.forced >= 0, np.nan, confidence)
+        ordered = np.sort(confidence[np.isfinite(confidence) | np.isposinf(confidence)])
+        values = np.unique(ordered[np.isfinite(ordered)])
+        kept = ordered.size - np.searchsorted(ordered, values, side="left")
+        zero = np.zeros(values.size)
+        escalation = measured(family, self.outcomes.n, 1, (zero, zero, kept), 0.0).escalation_rate
+        reach = np.flatnonzero(np.asarray(escalation) >= band[0])
+        return float(values[reach[0]]) if reach.size else None
 
     def optimum(self, family: Family, start: tuple[float, ...] | None) -> tuple[float, ...] | None:
         """The family's measured optimum (None when no policy of it meets the target), from its
