@@ -9,11 +9,17 @@ plus one below them all and escalate-all, contain the exact optimum over every r
 Cost and score of every combination are prefix sums over cells (`grid.evaluate_sums`).
 
 When the combinations exceed CELL_LIMIT (3 tiers with over ~2,000 labeled confidences, 4 tiers
-with over ~160), the search starts from the family's best grid policy (moved to its class, which is
-no dearer) and the best of a strided subset of the classes, then evaluates windows around the
-incumbent: all stages at once, pairs of stages, each stage alone over every class, until none
-improves it. Each window is exact; the result is at least as good as the grid's, and exact when
-no window was needed.
+with over ~160), a strided subset of the classes, plus the class of the family's best grid policy
+(which keeps the same labeled requests at no more cost), is evaluated first; from its STARTS best
+combinations (far enough apart) local searches evaluate windows around their incumbent: all stages
+at once, each pair of stages over most of their classes (4 tiers), each stage alone over every
+class, moving to the best until no window improves it. Each window is exact; the result is at
+least as good as the grid's, and exact when no window was needed (tests/test_optimum.py and
+bench/optimum_gap.py measure it against an exhaustive search).
+
+With an escalation band, the lowest first-stage threshold escalating at least its low end joins
+the classes (inside a class, the cheapest threshold within the band); a budget makes the best
+quality under it the optimum. The latency bound is not searched: the sweep applies it to the row.
 
 The classes are data confidences, but which ones depends on which requests carry labels, and the
 search reads the labels: the result is a measured policy, never a certified one (Learn-then-Test
@@ -94,8 +100,7 @@ def measured_optima(
     target: Target,
 ) -> Optima:
     """Per cascade (or hybrid) family, its measured optimum when it beats the family's best grid
-    policy (`frontier`: the rows `evaluate_families` made of `families` with
-    `columns`)."""
+    policy (`frontier`: the rows `evaluate_families` made of `families` with `columns`)."""
     if outcomes.n == 0 or not outcomes.labeled.any():
         return Optima(None, {})
     meets = target.meets(
@@ -245,7 +250,7 @@ class _Search:
         ordered = np.sort(confidence[np.isfinite(confidence) | np.isposinf(confidence)])
         values = np.unique(ordered[np.isfinite(ordered)])
         kept = ordered.size - np.searchsorted(ordered, values, side="left")
-        zero = np.zeros(values.size)
+        zero = np.zeros(values.size)  # only the escalation rate is read
         escalation = measured(family, self.outcomes.n, 1, (zero, zero, kept), 0.0).escalation_rate
         reach = np.flatnonzero(np.asarray(escalation) >= band[0])
         return float(values[reach[0]]) if reach.size else None
@@ -263,6 +268,10 @@ class _Search:
         if start is not None:  # moved to its class, unless that leaves the escalation band
             own = [c.option_of(t) for c, t in zip(space.stages, start, strict=True)]
             picks = [np.r_[p, a] for p, a in zip(picks, own, strict=True)]
+        picks = [
+            np.unique(p[p < r.size]).astype(np.int64)
+            for p, r in zip(picks, space.reps, strict=True)
+        ]
         starts = space.evaluate(picks, STARTS)
         if not starts:
             return None
@@ -272,9 +281,9 @@ class _Search:
 
 
 def _windows(sizes: list[int]) -> list[list[int]]:
-    """Window widths per stage: every stage at once around the incumbent; with three stages, each
-    pair of stages over most of their classes, the third at the incumbent's class; each stage
-    alone over all its classes."""
+    """Window widths per stage: every stage at once around the incumbent; with three stages or
+    more, each pair of stages over most of their classes, the others at the incumbent's class;
+    each stage alone over all its classes."""
     d = len(sizes)
     shapes = [[max(int((CELL_LIMIT / _CUBE) ** (1 / d)) - 1, 1)] * d]
     if d > 2:
@@ -311,7 +320,7 @@ class _Space:
         picks = []
         for r, a, w in zip(self.reps, incumbent[0], widths, strict=True):
             low = max(0, min(a - w // 2, r.size - w))
-            picks.append(np.unique(np.r_[np.arange(low, min(low + w, r.size)), min(a, r.size - 1)]))
+            picks.append(np.arange(low, min(low + w, r.size)))  # holds a (or r.size - 1)
         return picks
 
     def descend(self, incumbent: _Found, sizes: list[int], seen: set) -> _Found:
@@ -328,14 +337,11 @@ class _Space:
         return incumbent
 
     def evaluate(self, picks: list[np.ndarray], count: int = 1) -> list[_Found]:
-        """The best policy meeting the target among the picked classes per stage (escalate-all
-        always included); with `count` > 1, up to that many, each at least two picks away from
-        the better ones in some stage. Empty when none meets the target."""
-        picks = [
-            np.unique(p[p < r.size]).astype(np.int64) for p, r in zip(picks, self.reps, strict=True)
-        ]
+        """The best policy meeting the target among the picked classes per stage (ascending,
+        distinct; escalate-all always included); with `count` > 1, up to that many, each at least
+        two picks away from the better ones in some stage. Empty when none meets the target."""
         bins = [
-            np.take(np.searchsorted(p, np.arange(r.size + 1), side="left"), b)
+            np.take(_picked_bins(p, r.size), b)
             for p, r, b in zip(picks, self.reps, self.bins, strict=True)
         ]
         sizes = [p.size + 1 for p in picks]
@@ -366,6 +372,14 @@ class _Space:
             )
             for at in _tops(ok, key, count)
         ]
+
+
+def _picked_bins(picks: np.ndarray, classes: int) -> np.ndarray:
+    """Per class bin (0..classes), the bin among the picked class thresholds: how many picks are
+    below it (a request in class bin b has confidence ≥ the thresholds of classes < b)."""
+    if picks.size and picks[-1] - picks[0] + 1 == picks.size:  # consecutive classes
+        return np.clip(np.arange(classes + 1) - picks[0], 0, picks.size)
+    return np.searchsorted(picks, np.arange(classes + 1), side="left")
 
 
 def _tops(ok: np.ndarray, key: tuple, count: int) -> list[tuple[int, ...]]:
