@@ -365,7 +365,8 @@ def _with_optima(
     if optima.rows is None:
         return frontier
     index.update(optima.index)
-    extra = optima.rows.with_columns(pareto=False, certified=False)
+    flags = [c for c in frontier.columns if c not in optima.rows.columns]  # pareto, certified, …
+    extra = optima.rows.with_columns(**{c: pl.lit(False) for c in flags})
     rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
     return mark_pareto(rows.drop("pareto")).select(frontier.columns)
 
