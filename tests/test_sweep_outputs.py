@@ -167,7 +167,7 @@ def test_report_names_the_hard_intents_and_the_certified_policy_escalates_them(
     overall = summary["recommendation"]["escalation_rate"]
     for name in ("intent=contract_interpretation", "intent=regulatory_crossref"):
         assert hard[name]["escalation_rate"] > overall + 0.2, name
-    # small is overconfident on contracts: the empirical 3-tier pick keeps more of them
+    # small is overconfident on contracts: the empirical pick keeps more of them
     contracts = hard["intent=contract_interpretation"]
     assert contracts["escalation_rate"] > contracts["empirical_escalation_rate"]
 

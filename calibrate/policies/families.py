@@ -362,22 +362,32 @@ def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     return np.take(table, tokens - lo)
 
 
-def stop_table(columns: SweepColumns, family: Family) -> StopTable:
-    """Cost, score and latency of stopping at each tier of the path."""
+def stop_money(
+    columns: SweepColumns, family: Family
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Cost (nano-USD, every request) and score (micro-score, the labeled rows) of stopping at each
+    tier of the path."""
     sums = stop_sums(family)[: len(family.path)]
     overhead = float(quantize_usd(np.array(family.overhead_usd)))
     cost = [_cost_of(columns, s) + overhead for s in sums]
     score = [columns.score_micro[s[-1]] for s in sums]
-    latency = [columns.latency[s] for s in sums]
-    if family.forced is not None:  # a ruled request costs, scores and takes its rule's tier
+    if family.forced is not None:  # a ruled request costs and scores its rule's tier
         ruled = family.forced >= 0
         cost[-1] = np.where(ruled, _ruled(family.forced, columns.cost_nano_usd), cost[-1])
         labeled = family.forced[columns.labeled_rows]
         score[-1] = np.where(labeled >= 0, _ruled(labeled, columns.score_micro), score[-1])
+    return tuple(cost), tuple(score)
+
+
+def stop_table(columns: SweepColumns, family: Family) -> StopTable:
+    """Cost, score and latency of stopping at each tier of the path."""
+    cost, score = stop_money(columns, family)
+    latency = [columns.latency[s] for s in stop_sums(family)[: len(family.path)]]
+    if family.forced is not None:  # a ruled request takes its rule's tier
         latency[-1] = _ruled_latency(family.forced, columns.latency, latency[-1])
     return StopTable(
-        cost_nano_usd=tuple(cost),
-        score_micro=tuple(score),
+        cost_nano_usd=cost,
+        score_micro=score,
         latency=tuple(latency),
         labeled_rows=columns.labeled_rows,
         axis=columns.latency_axis,
@@ -426,16 +436,28 @@ def evaluate_family(
     return evaluate_grid(bins, n_options, stop_table(columns, family), shared)
 
 
-def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None) -> pl.DataFrame:
-    """One row per policy: its parameters and metrics (premium = the last tier of `outcomes`)."""
+def premium_family(outcomes: Outcomes) -> Family:
+    """Always the premium tier (the last of `outcomes`): every quality drop's reference."""
+    return Family("always", (len(outcomes.tiers) - 1,))
+
+
+def evaluate_families(
+    outcomes: Outcomes,
+    families: list[Family],
+    on_family=None,
+    columns: SweepColumns | None = None,
+) -> pl.DataFrame:
+    """One row per policy: its parameters and metrics (premium = the last tier of `outcomes`).
+    `columns`: the sweep's, when made beforehand with every family's stops and premium's."""
     if outcomes.n == 0:
         raise DataError(
             "no request has an attempt for every tier",
             hint="Ingest logs with shadow attempts for each tier in tiers.yaml, or run `calibrate replay`.",
         )
-    premium_family = Family("always", (len(outcomes.tiers) - 1,))
-    columns = sweep_columns(outcomes, [*families, premium_family])
-    premium = evaluate_family(outcomes, premium_family, columns)
+    reference = premium_family(outcomes)
+    if columns is None:
+        columns = sweep_columns(outcomes, [*families, reference])
+    premium = evaluate_family(outcomes, reference, columns)
     shared: dict = {}
     frames = []
     for family in families:
@@ -449,22 +471,55 @@ def evaluate_families(outcomes: Outcomes, families: list[Family], on_family=None
     return pl.concat(frames, how="vertical")
 
 
+@dataclass(frozen=True)
+class Measured:
+    """The metrics of many policies of one family from the engine's sums, as every frame has them."""
+
+    quality: np.ndarray
+    quality_drop: np.ndarray
+    escalation_rate: np.ndarray | None
+    cost_per_1k_requests_usd: np.ndarray
+
+
+def measured(
+    family: Family,
+    requests: int,
+    labeled: int,
+    sums: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    premium_score_micro: float,
+) -> Measured:
+    """`sums`: (cost nano-USD, score micro, requests kept by the first stage, or None when the
+    escalation rate is not needed) per policy."""
+    cost, score, kept_first = sums
+    quality = score / 1e6 / labeled if labeled else np.full(score.shape, np.nan)
+    quality_p = premium_score_micro / 1e6 / labeled if labeled else math.nan
+    escalated = None
+    if kept_first is not None:
+        escalated = 1.0 - (kept_first + _ruled_unescalated(family)) / requests
+    return Measured(
+        quality=quality,
+        quality_drop=quality_p - quality,
+        escalation_rate=escalated,
+        cost_per_1k_requests_usd=cost / 1e9 / requests * 1000.0,
+    )
+
+
 def _family_frame(
     outcomes: Outcomes, family: Family, res: GridResult, premium: GridResult
 ) -> pl.DataFrame:
     n, labeled = res.requests, res.labeled
-    quality = res.score_micro / 1e6 / labeled if labeled else np.full(len(res.score_micro), np.nan)
-    quality_p = premium.score_micro[0] / 1e6 / labeled if labeled else math.nan
+    sums = (res.cost_nano_usd, res.score_micro, res.stop_counts[:, 0])
+    metrics = measured(family, n, labeled, sums, premium.score_micro[0])
     m = len(res.options)
     return pl.DataFrame(
         {
             **policy_columns(family_policies(outcomes, family, res.options.tolist())),
             "requests": [n] * m,
             "labeled": [labeled] * m,
-            "quality": quality,
-            "quality_drop": quality_p - quality,
-            "escalation_rate": 1.0 - (res.stop_counts[:, 0] + _ruled_unescalated(family)) / n,
-            "cost_per_1k_requests_usd": res.cost_nano_usd / 1e9 / n * 1000.0,
+            "quality": metrics.quality,
+            "quality_drop": metrics.quality_drop,
+            "escalation_rate": metrics.escalation_rate,
+            "cost_per_1k_requests_usd": metrics.cost_per_1k_requests_usd,
             "savings_vs_premium": 1.0 - res.cost_nano_usd / premium.cost_nano_usd[0],
             "latency_p50_ms": res.latency_p50_us / 1000.0,
             "latency_p95_ms": res.latency_p95_us / 1000.0,

@@ -18,6 +18,7 @@ import polars as pl
 
 from calibrate.errors import ConfigError, DataError
 from calibrate.policies.frontier import frame_policies, frontier_row
+from calibrate.policies.optimum import Target
 from calibrate.records.policy import FrontierRow, Policy
 
 # How each `certify_on` test certifies, for the recommendation's reason.
@@ -109,6 +110,17 @@ def constrained(frontier: pl.DataFrame, objective: Objective) -> pl.DataFrame:
     if objective.max_cost_per_1k_usd is not None:
         keep &= pl.col("cost_per_1k_requests_usd") <= objective.max_cost_per_1k_usd + _EPS_SLACK
     return frontier.with_row_index("_row").filter(keep)
+
+
+def measured_target(objective: Objective, max_drop: float) -> Target:
+    """What `select_empirical` asks of a policy, with the same tolerance, for the exact search of
+    each cascade family's measured optimum (the latency bound is checked on its row afterwards)."""
+    budget = objective.max_cost_per_1k_usd
+    return Target(
+        max_drop=max_drop + _EPS_SLACK,
+        escalation_band=objective.escalation_band,
+        max_cost_per_1k_usd=None if budget is None else budget + _EPS_SLACK,
+    )
 
 
 def _best(candidates: pl.DataFrame, objective: Objective) -> FrontierRow:

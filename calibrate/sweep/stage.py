@@ -27,11 +27,15 @@ from calibrate.policies.assignment import Assignment, assign, served_labels, tak
 from calibrate.policies.consensus import consensus_frame, consensus_slices
 from calibrate.policies.families import (
     Family,
+    SweepColumns,
     evaluate_families,
     policy_index,
+    premium_family,
+    sweep_columns,
 )
 from calibrate.policies.frontier import frontier_row
 from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
+from calibrate.policies.optimum import measured_optima
 from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
@@ -79,6 +83,7 @@ from calibrate.sweep.selection import (
     constrained,
     mark_certified_pareto,
     mark_pareto,
+    measured_target,
     select_certified,
     select_chosen,
     select_empirical,
@@ -242,13 +247,16 @@ def run_sweep(
     found = candidates(store, outcomes, strategies, grid_size, seed)
     progress.stage("evaluate", len(found.families), "families")
     on_progress = _advancing(progress, on_progress)
-    frontier = mark_pareto(
-        evaluate_families(labels.scored, found.families, _ticks(found, on_progress))
-    )
+    columns = sweep_columns(labels.scored, [*found.families, premium_family(labels.scored)])
+    ticks = _ticks(found, on_progress)
+    frontier = mark_pareto(evaluate_families(labels.scored, found.families, ticks, columns))
     progress.stage("certify", 1)
     index = policy_index(outcomes, found.families)
     trial = _certify(labels.iid, found.families, index, frontier, objective)
-    frontier = mark_certified_pareto(trial.frontier)
+    grid_frontier = mark_certified_pareto(trial.frontier)
+    frontier = _with_optima(
+        labels.scored, found.families, grid_frontier, columns, index, objective, trial.budget
+    )
     empirical = select_empirical(frontier, objective, trial.budget.max_regret)
     recommendation = _select(frontier, objective, empirical, trial.budget, tiers)
     rec = recommendation.row
@@ -256,8 +264,8 @@ def run_sweep(
     chosen = assign(outcomes, *index[rec.policy.id])
     alternative = empirical if objective.certify and empirical.row.policy != rec.policy else None
     evidence = _evidence(
-        labels, found.families, index, frontier, objective, trial, recommendation, alternative,
-        biased=bias is not None,
+        labels, found.families, index, frontier, grid_frontier, objective, trial, recommendation,
+        alternative, biased=bias is not None,
     )  # fmt: skip
     window = store.data_window(outcomes)
     calibration = tier_calibrations(outcomes, labels.weights_or_none)
@@ -445,6 +453,28 @@ def _certify(
     return _Trial(frontier, certified, certificates, budget, segments)
 
 
+def _with_optima(
+    outcomes: Outcomes,
+    families: list[Family],
+    frontier: pl.DataFrame,
+    columns: SweepColumns,
+    index: dict[str, tuple[Family, tuple]],
+    objective: Objective,
+    budget: Budget,
+) -> pl.DataFrame:
+    """The frontier plus each cascade family's measured optimum where it beats the family's grid
+    (never certified: its thresholds were searched on the labels), added to `index` too."""
+    target = measured_target(objective, budget.max_regret)
+    optima = measured_optima(outcomes, families, frontier, columns, target)
+    if optima.rows is None:
+        return frontier
+    index.update(optima.index)
+    flags = [c for c in frontier.columns if c not in optima.rows.columns]  # pareto, certified, …
+    extra = optima.rows.with_columns(**{c: pl.lit(False) for c in flags})
+    rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
+    return mark_pareto(rows.drop("pareto")).select(frontier.columns)
+
+
 def _select(
     frontier: pl.DataFrame,
     objective: Objective,
@@ -466,6 +496,7 @@ def _evidence(
     families: list[Family],
     index: dict[str, tuple[Family, tuple]],
     frontier: pl.DataFrame,
+    grid_frontier: pl.DataFrame,
     objective: Objective,
     trial: _Trial,
     recommendation: Recommendation,
@@ -484,12 +515,16 @@ def _evidence(
     )
     needed = None
     if recommendation.fallback or shortfall:
-        needed = _labels_needed(
-            iid, index, frontier, objective, budget, len(trial.certificates), rec
+        needed = _labels_needed(  # grid policies only: a measured optimum is never certified
+            iid, index, grid_frontier, objective, budget, len(trial.certificates), rec
         )
     risk = None
     if not recommendation.certified and not biased:
-        risk = exceed_risk(iid, families, *index[rec.policy.id], budget)
+        family, option = index[rec.policy.id]
+        # a measured optimum's family (thresholds at every labeled confidence) joins the count:
+        # fixed-sequence testing along its path is valid at any resolution of the path
+        tested = families if any(f is family for f in families) else [*families, family]
+        risk = exceed_risk(iid, tested, family, option, budget)
     return Evidence(
         max_regret=budget.max_regret,
         stages=cert.stages if cert is not None else (),
