@@ -633,6 +633,12 @@ def test_small_files_read_in_one_scan_give_what_one_at_a_time_gives(
     later = [request("g-1", region="elsewhere"), request("g-2", attempts=[attempt("xl")])]
     (logs / "part-600.jsonl").write_text("\n\n".join(json.dumps(r) for r in later))
     (logs / "part-700.jsonl.gz").write_bytes(gzip.compress(json.dumps(request("z-1")).encode()))
+    zipped = [json.dumps(request(f"z-{i}")) for i in (2, 3)] + [
+        "",
+        "{bad",
+        json.dumps(request("g-1")),
+    ]
+    (logs / "part-710.jsonl.gz").write_bytes(gzip.compress("\n".join(zipped).encode()))
     scans: list[int] = []
     read = Store.read_log_files
 
@@ -650,11 +656,11 @@ def test_small_files_read_in_one_scan_give_what_one_at_a_time_gives(
             counts = (s.files, s.files_skipped, s.rows_read, s.rows_kept, s.rows_rejected)
             results[name] = (snapshot(store)["requests"], snapshot(store)["rejects"], counts)
         if name == "group":
-            assert scans == [10, 1]  # the plain files in one scan, the gzip file alone
+            assert scans == [10, 2]  # the plain files in one scan, the gzip files in another
 
     assert results["group"] == results["alone"] == results["lines"]
     requests, rejects, counts = results["group"]
-    assert counts == (11, 1, 84, 22, 62)
+    assert counts == (12, 1, 88, 25, 63)
     assert {r[-4] for r in requests if r[0] == "z-1"} == {str(logs / "part-700.jsonl.gz")}
     moved = [r for r in rejects if r[0] == str(logs / "part-600.jsonl")]
     assert [(r[2], r[3]) for r in moved] == [(1, "request_id"), (3, "request_id")]

@@ -158,7 +158,7 @@ def _ingest_group(
         seen = store.ingested_among([d.sha256 for d in digests])
         todo: list[tuple[Path, readers.Digest]] = []
         for path, digest in zip(paths, digests, strict=True):
-            if digest.sha256 not in seen and digest.lines is not None:
+            if digest.sha256 not in seen:
                 todo.append((path, digest))
             seen.add(digest.sha256)
         found = _group(store, todo, run_id, options, on_progress) if len(todo) > 1 else None

@@ -170,15 +170,14 @@ def plain_values(source: str) -> str:
 
 
 def _attempt_lanes(source: str) -> str:
-    """SQL: `source` with `meta_keys`, the typed attempts `att_t` and whether they pass the
-    attempt rules (`att_ok`). The `":` count decides most rows. A row it cannot decide (a field
+    """SQL: `source` with `meta_keys`, the typed attempts (`att_fast` when `fast_ok`, else
+    `att_map`; see TYPED_ATTEMPTS) and whether they pass the attempt rules (`att_ok`). The `":` count decides most rows. A row it cannot decide (a field
     written as null, `":` inside a string, an unknown key) has its attempts' keys read
     (json_keys): when they are known and distinct and no value failed its type, the typed values
     stand. Only a row with an unknown key (kept in `extra`) has its attempts parsed again as MAPs
     of JSON values and checked on those."""
     return f"""
-        SELECT *, CASE WHEN fast_ok THEN att_fast ELSE att_map END AS att_t,
-               fast_ok OR coalesce({_MAP_OK}, false) AS att_ok
+        SELECT *, fast_ok OR coalesce({_MAP_OK}, false) AS att_ok
         FROM (SELECT *, CASE WHEN att_m IS NOT NULL THEN {MAP_ATTEMPTS} END AS att_map
               FROM (SELECT *, CASE WHEN NOT fast_ok AND starts_with(attempts, '[')
                                    THEN from_json(attempts, '["MAP(VARCHAR, JSON)"]') END AS att_m

@@ -174,7 +174,7 @@ def _records(maps: str, keep: str) -> str:
         CREATE OR REPLACE TEMP TABLE ing_file AS
         SELECT {keep}unread, coalesce(plain, false) AS plain, request_id AS rid, req,
                CASE WHEN plain THEN r.labels END AS labels_map,
-               CASE WHEN plain THEN att_t END AS att,
+               CASE WHEN plain AND fast_ok THEN att_fast WHEN plain THEN att_map END AS att,
                CASE WHEN NOT plain THEN r END AS r,
                CASE WHEN NOT plain THEN attempts END AS attempts,
                CASE WHEN NOT plain THEN labels END AS labels,
