@@ -38,17 +38,19 @@ def finish_run(
 
 def file_ingested(con: duckdb.DuckDBPyConnection, sha: str) -> bool:
     """Whether a file with these bytes was ingested before."""
-    row = con.execute("SELECT 1 FROM ingested_files WHERE file_sha256 = ?", [sha]).fetchone()
-    return row is not None
+    rows = con.execute(
+        "SELECT 1 FROM ingested_files WHERE file_sha256 = ? LIMIT 1", [sha]
+    ).fetchall()
+    return bool(rows)
 
 
 def size_ingested(con: duckdb.DuckDBPyConnection, size: int) -> bool:
     """Whether a file of this many bytes may have been ingested before (files recorded before
     sizes were kept count as any size)."""
-    row = con.execute(
+    rows = con.execute(
         "SELECT 1 FROM ingested_files WHERE bytes IS NULL OR bytes = ? LIMIT 1", [size]
-    ).fetchone()
-    return row is not None
+    ).fetchall()
+    return bool(rows)
 
 
 def record_file(
