@@ -163,3 +163,39 @@ def register_outcome_rows(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) ->
     finally:
         con.unregister("_outcome_rows_in")
     return OutcomeRows(RELATION, outcomes.tiers, outcomes.n, outcomes.incomplete)
+
+
+def labeled_outcomes(con: duckdb.DuckDBPyConnection, rows: OutcomeRows) -> Outcomes:
+    """The labeled rows of `outcome_rows` (every tier labeled) as an `Outcomes`, in request_id
+    order: what certification, the quality intervals, calibration and the consensus vote read.
+    Its `incomplete` is the relation's."""
+    k = len(rows.tiers)
+    table = con.sql(
+        f"SELECT * FROM {rows.relation} WHERE labeled ORDER BY request_id"
+    ).to_arrow_table()
+
+    def column(name: str) -> np.ndarray:
+        return table.column(name).to_numpy(zero_copy_only=False)
+
+    def per_tier(name: str) -> np.ndarray:
+        if not k:
+            return np.zeros((table.num_rows, 0))
+        return np.stack(
+            [np.asarray(column(f"{name}_{j}"), dtype=np.float64) for j in range(k)], axis=1
+        )
+
+    intent = np.asarray(column("intent"), dtype=object)
+    return Outcomes(
+        tiers=rows.tiers,
+        request_ids=np.asarray(column("request_id"), dtype=object),
+        timestamp_s=np.asarray(column("ts_s"), dtype=np.float64),
+        region=np.asarray(column("region"), dtype=object),
+        app=np.asarray(column("app"), dtype=object),
+        intent=intent,
+        input_tokens=np.asarray(column("input_tokens"), dtype=np.int64),
+        confidence=per_tier("conf"),
+        cost_usd=per_tier("cost_usd"),
+        latency_ms=per_tier("latency_ms"),
+        label=per_tier("label"),
+        incomplete=rows.incomplete,
+    )
