@@ -50,14 +50,24 @@ def max_log_wealth(x: np.ndarray, null_mean: float | np.ndarray, alpha: float) -
 
 
 def _max_log_wealth(x: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
+    return _wealth_at(x, _variance_stake(x, alpha), m)
+
+
+def _variance_stake(x: np.ndarray, alpha: float) -> np.ndarray:
+    """The stake before its cap, √(2 ln(1/α) / (n σ̂²_{t−1})) per row and t: it depends on the
+    x's alone, not on the null mean, so a bisection over the mean computes it once."""
     n = x.shape[1]
-    m = m[:, None]
     t = np.arange(1, n + 1, dtype=np.float64)
     mean = (0.5 + np.cumsum(x, axis=1)) / (t + 1.0)
     var = (0.25 + np.cumsum((x - mean) ** 2, axis=1)) / (t + 1.0)
     prior = np.concatenate([np.full((x.shape[0], 1), 0.25), var[:, :-1]], axis=1)
-    stake = np.sqrt(2.0 * math.log(1.0 / alpha) / (n * np.maximum(prior, 1e-12)))
-    stake = np.minimum(stake, BET_CAP / (1.0 - m))
+    return np.sqrt(2.0 * math.log(1.0 / alpha) / (n * np.maximum(prior, 1e-12)))
+
+
+def _wealth_at(x: np.ndarray, variance_stake: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """max_t ln K_t of each row against its null mean m (0 < m < 1)."""
+    m = m[:, None]
+    stake = np.minimum(variance_stake, BET_CAP / (1.0 - m))
     log_wealth = np.cumsum(np.log1p(stake * (m - x)), axis=1)
     return np.maximum(log_wealth.max(axis=1), 0.0)
 
@@ -82,11 +92,19 @@ def upper_bound(x: np.ndarray, alpha: float, tolerance: float = 1e-5) -> float:
     if x.size == 0:
         return 1.0
     low, high = float(x.mean()), 1.0 - 1e-12
-    if not rejects(x, high, alpha)[0]:
+    threshold = math.log(1.0 / alpha)
+    stake = _variance_stake(x, alpha) if x.shape[1] <= _CHUNK_CELLS else None
+
+    def rejected(mean: float) -> bool:  # `rejects(x, mean, alpha)`, the stake computed once
+        if stake is None or mean <= 0.0:
+            return bool(rejects(x, mean, alpha)[0])
+        return bool(_wealth_at(x, stake, np.array([mean]))[0] >= threshold)
+
+    if not rejected(high):
         return 1.0
     while high - low > tolerance:
         mid = (low + high) / 2.0
-        low, high = (low, mid) if rejects(x, mid, alpha)[0] else (mid, high)
+        low, high = (low, mid) if rejected(mid) else (mid, high)
     return high
 
 

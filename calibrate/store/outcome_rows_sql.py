@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from calibrate.records.outcomes import Outcomes
-from calibrate.store.outcomes_sql import _ATTEMPTS, _LABELS, _check_costs
+from calibrate.store.outcomes_sql import LABEL_PRIORITY, _check_costs
 
 RELATION = "outcome_rows"
 
@@ -55,16 +55,70 @@ def tier_columns(k: int) -> list[str]:
 
 
 def _pivot(k: int) -> str:
-    """SELECT list turning picked (request, tier) rows into the per-tier columns."""
-    parts = []
-    for j in range(k):
-        parts += [
-            f"max(confidence) FILTER (WHERE k = {j + 1}) AS conf_{j}",
-            f"max(cost_usd) FILTER (WHERE k = {j + 1}) AS cost_usd_{j}",
-            f"max(latency_ms) FILTER (WHERE k = {j + 1}) AS latency_ms_{j}",
-            f"max(score) FILTER (WHERE k = {j + 1}) AS label_{j}",
-        ]
-    return ",\n       ".join(parts)
+    """SELECT list picking, per tier, the attempt with the lowest pick order (a struct, so that a
+    NULL confidence of the picked attempt stays NULL)."""
+    return ",\n       ".join(
+        f"arg_min({{'c': confidence, 'u': cost_usd, 'l': latency_ms}}, pick_order)"
+        f" FILTER (WHERE k = {j}) AS t{j}"
+        for j in range(k)
+    )
+
+
+def _label_pivot(k: int) -> str:
+    return ",\n       ".join(
+        f"arg_min({{'s': score}}, pick_order) FILTER (WHERE k = {j}) AS l{j}" for j in range(k)
+    )
+
+
+# One attempt per (request, tier), picked as `outcomes_sql` picks it: `ok` first, then `prod`,
+# then by source name; one label per (request, tier) by source priority. Attempts and labels are
+# grouped by request_id directly (one hash aggregation each), and the requests joined once.
+_BUILD = """
+CREATE OR REPLACE TEMP TABLE {relation} AS
+WITH tier_list AS (
+    SELECT unnest($tiers::VARCHAR[]) AS tier, generate_subscripts($tiers::VARCHAR[], 1) - 1 AS k,
+           unnest($price_in::DOUBLE[]) AS price_in, unnest($price_out::DOUBLE[]) AS price_out),
+sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank
+            FROM (SELECT DISTINCT source FROM attempts)),
+wide AS (
+    SELECT a.request_id, {pivot}
+    FROM (SELECT a.request_id, t.k,
+                 ((a.status <> 'ok')::INT * 2 + (a.source <> 'prod')::INT) * 65536 + s.rank
+                     AS pick_order,
+                 CASE WHEN a.status = 'ok' AND isfinite(a.confidence) THEN a.confidence END
+                     AS confidence,
+                 COALESCE(a.cost_usd, (COALESCE(a.input_tokens, 0) * t.price_in
+                          + COALESCE(a.output_tokens, 0) * t.price_out) / 1e6) AS cost_usd,
+                 COALESCE(a.latency_ms, 0) AS latency_ms
+          FROM attempts a JOIN tier_list t USING (tier) JOIN sources s USING (source)) a
+    GROUP BY a.request_id),
+label_sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank
+                  FROM (SELECT DISTINCT source FROM labels)),
+label_wide AS (
+    SELECT l.request_id, {label_pivot}
+    FROM (SELECT l.request_id, t.k, {priority} * 65536 + s.rank AS pick_order, l.score
+          FROM labels l JOIN tier_list t USING (tier) JOIN label_sources s USING (source)) l
+    GROUP BY l.request_id){tokens_cte}
+SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region,
+       COALESCE(r.app, '') AS app, r.metadata->>'intent' AS intent,
+       {input_tokens} AS input_tokens,
+       {columns},
+       ({labeled}) AS labeled
+FROM requests r
+JOIN wide w USING (request_id)
+LEFT JOIN label_wide lw USING (request_id){tokens_join}
+WHERE {complete}
+"""
+
+# Only when some request has no input_tokens: the most any of its attempts reported, else the
+# length of its messages / 4.
+_TOKENS_CTE = """,
+attempt_tokens AS (
+    SELECT request_id, max(input_tokens) AS attempt_tokens FROM attempts
+    WHERE request_id IN (SELECT request_id FROM requests WHERE input_tokens IS NULL)
+    GROUP BY request_id)"""
+_TOKENS = """CAST(COALESCE(r.input_tokens, tok.attempt_tokens,
+                     CAST(length(CAST(r.messages AS VARCHAR)) / 4 AS BIGINT)) AS BIGINT)"""
 
 
 def build_outcome_rows(
@@ -81,37 +135,25 @@ def build_outcome_rows(
         "price_out": [p[1] for p in prices],
     }
     k = len(names)
-    has = ", ".join(f"bool_or(k = {j + 1}) AS has_{j}" for j in range(k))
-    labeled = " AND ".join(f"label_{j} IS NOT NULL" for j in range(k))
-    sql = f"""
-CREATE OR REPLACE TEMP TABLE {RELATION} AS
-WITH att AS ({_ATTEMPTS}),
-picked AS (
-    SELECT rid, k, best.confidence, best.cost_usd, best.latency_ms
-    FROM (SELECT rid, k, arg_min({{'confidence': confidence, 'cost_usd': cost_usd,
-                                   'latency_ms': latency_ms}}, pick_order) AS best
-          FROM att WHERE k > 0 GROUP BY rid, k)),
-tokens AS (SELECT rid, max(input_tokens) AS attempt_tokens FROM att GROUP BY rid),
-lab AS ({_LABELS}),
-best_label AS (SELECT rid, k, arg_min({{'score': score}}, pick_order).score AS score
-               FROM lab GROUP BY rid, k),
-cells AS (
-    SELECT p.rid, p.k, p.confidence, p.cost_usd, p.latency_ms, b.score
-    FROM picked p LEFT JOIN best_label b USING (rid, k)),
-wide AS (
-    SELECT rid, {_pivot(k)}, {has}
-    FROM cells GROUP BY rid)
-SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region,
-       COALESCE(r.app, '') AS app, r.metadata->>'intent' AS intent,
-       CAST(COALESCE(r.input_tokens, t.attempt_tokens,
-                     CAST(length(CAST(r.messages AS VARCHAR)) / 4 AS BIGINT)) AS BIGINT) AS input_tokens,
-       {", ".join(c for j in range(k) for c in tier_columns(j))},
-       ({labeled}) AS labeled
-FROM wide w
-JOIN requests r ON r.rowid = w.rid
-LEFT JOIN tokens t ON t.rid = w.rid
-WHERE {" AND ".join(f"has_{j}" for j in range(k))}
-"""
+    (untokened,) = con.execute(
+        "SELECT count(*) FROM requests WHERE input_tokens IS NULL"
+    ).fetchall()[0]
+    columns = []
+    for j in range(k):
+        columns += [f"w.t{j}.c AS conf_{j}", f"w.t{j}.u AS cost_usd_{j}"]
+        columns += [f"w.t{j}.l AS latency_ms_{j}", f"lw.l{j}.s AS label_{j}"]
+    sql = _BUILD.format(
+        relation=RELATION,
+        pivot=_pivot(k),
+        label_pivot=_label_pivot(k),
+        priority=LABEL_PRIORITY,
+        tokens_cte=_TOKENS_CTE if untokened else "",
+        tokens_join=" LEFT JOIN attempt_tokens tok USING (request_id)" if untokened else "",
+        input_tokens=_TOKENS if untokened else "r.input_tokens",
+        columns=", ".join(columns),
+        labeled=" AND ".join(f"lw.l{j} IS NOT NULL" for j in range(k)) or "TRUE",
+        complete=" AND ".join(f"w.t{j} IS NOT NULL" for j in range(k)) or "TRUE",
+    )
     con.execute(sql, params)
     (rows,) = con.execute(f"SELECT count(*) FROM {RELATION}").fetchall()[0]
     (total,) = con.execute("SELECT count(*) FROM requests").fetchall()[0]

@@ -1,0 +1,64 @@
+"""The outcome relation in SQL (`store/outcome_rows_sql.py`): the same rows, picks and values as
+`Store.outcomes()`, built from a real store, and its labeled rows as a small `Outcomes`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_outcomes import PRICES, store  # noqa: F401  (the fixture: picks, fallbacks, incomplete)
+
+from calibrate.errors import DataError
+from calibrate.records.outcomes import Outcomes
+from calibrate.store import Store
+from calibrate.store.outcome_rows_sql import (
+    build_outcome_rows,
+    labeled_outcomes,
+    register_outcome_rows,
+)
+
+FIELDS = ("request_ids", "timestamp_s", "region", "app", "intent", "input_tokens")
+PER_TIER = ("confidence", "cost_usd", "latency_ms", "label")
+
+
+def relation_as_outcomes(store: Store, tiers: list[str]) -> Outcomes:  # noqa: F811
+    """Every row of the built relation, read back as an `Outcomes` (labeled or not)."""
+    rows = build_outcome_rows(store.con, tiers, PRICES)
+    store.con.execute("UPDATE outcome_rows SET labeled = TRUE")  # read back every row
+    return labeled_outcomes(store.con, rows)
+
+
+def assert_same(a: Outcomes, b: Outcomes) -> None:
+    assert a.tiers == b.tiers and a.n == b.n and a.incomplete == b.incomplete
+    for name in FIELDS:
+        assert list(getattr(a, name)) == list(getattr(b, name)), name
+    for name in PER_TIER:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+@pytest.mark.parametrize("tiers", [["small", "large"], ["large", "small"]])
+def test_the_relation_holds_the_outcome_table(store: Store, tiers: list[str]) -> None:  # noqa: F811
+    assert_same(relation_as_outcomes(store, tiers), store.outcomes(tiers, PRICES))
+
+
+def test_labeled_rows_are_the_labeled_outcomes(store: Store) -> None:  # noqa: F811
+    whole = store.outcomes(["small", "large"], PRICES)
+    rows = build_outcome_rows(store.con, ["small", "large"], PRICES)
+    assert (rows.requests, rows.incomplete) == (3, 1)
+    labeled = labeled_outcomes(store.con, rows)
+    assert list(labeled.request_ids) == ["r-1"] == list(whole.request_ids[whole.labeled])
+    np.testing.assert_array_equal(labeled.label, whole.label[whole.labeled])
+
+
+def test_a_tier_without_cost_or_price_is_named(store: Store) -> None:  # noqa: F811
+    with pytest.raises(DataError, match="tier 'small': 1 attempts have no cost_usd"):
+        build_outcome_rows(store.con, ["small", "large"], {"large": PRICES["large"]})
+
+
+def test_an_in_memory_table_registers_as_the_same_relation(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    whole = store.outcomes(["small", "large"], PRICES)
+    with Store.open(tmp_path / "other.duckdb") as other:
+        rows = register_outcome_rows(other.con, whole)
+        other.con.execute("UPDATE outcome_rows SET labeled = TRUE")
+        assert_same(labeled_outcomes(other.con, rows), whole)
