@@ -41,5 +41,7 @@ def store_10m(store_1m: Path) -> Path:
     (requests,) = con.execute("SELECT count(*) FROM requests").fetchall()[0]
     con.close()
     tmp.rename(target)
-    print(f"built the 10M store ({requests:,} requests) in {time.perf_counter() - started:.0f} s → {target}")
+    print(
+        f"built the 10M store ({requests:,} requests) in {time.perf_counter() - started:.0f} s → {target}"
+    )
     return target
