@@ -376,7 +376,9 @@ class Space:
         n, labeled = search.requests, int(self.labeled_rows.size)
         kept = None
         if search.target.escalation_band is not None:
-            first = sums.first_stop if self.weights is None else _kept(bins[0], sizes[0], self.weights)
+            first = (
+                sums.first_stop if self.weights is None else _kept(bins[0], sizes[0], self.weights)
+            )
             kept = first.reshape((-1,) + (1,) * (len(sizes) - 1))
         m = measured(
             self.family,

@@ -21,11 +21,11 @@ import math
 import numpy as np
 import polars as pl
 
+from calibrate.policies.assignment import take_rows
 from calibrate.policies.families import Family, family_policies, measured, premium_family
 from calibrate.policies.frontier import policy_columns
 from calibrate.policies.grid import PERCENTILES, percentile_rank, quantize_score
 from calibrate.policies.optimum import Classes, Optima, Search, Space, Target, search_optima
-from calibrate.policies.assignment import take_rows
 from calibrate.records.outcomes import Outcomes
 from calibrate.store.optimum_sql import (
     SqlEngine,
@@ -121,12 +121,13 @@ class CellSearch(Search):
         floor = self.floors.get(path[0])
         flagged = floor is not None and not np.isin(floor, stages[0].reps)
         if flagged:
-            stages[0] = Classes(np.sort(np.r_[stages[0].reps, floor]), stages[0].marks, stages[0].bins)
+            stages[0] = Classes(
+                np.sort(np.r_[stages[0].reps, floor]), stages[0].marks, stages[0].bins
+            )
         keys = [self.cells[f"g_{j}"].astype(np.int64) for j in path[:-1]]
         if flagged:
             keys.append(self.cells[f"f_{path[0]}"].astype(np.int64))
-        cell, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        cell, inverse = _distinct(keys)
         size = cell.shape[0]
         weights = np.bincount(inverse, self.cells["requests"].astype(np.float64), size)
         bins = []
@@ -193,6 +194,16 @@ class CellSearch(Search):
         served = np.array(path)[stop]
         rows = np.arange(self.outcomes.n)
         return float(np.stack(self.scores, axis=1)[rows, served].sum())
+
+
+def _distinct(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of the key columns (each ≥ -1) and each row's index among them, by one
+    sort of a combined integer key."""
+    combined = np.zeros(keys[0].size, dtype=np.int64)
+    for key in keys:
+        combined = combined * np.int64(int(key.max(initial=0)) + 2) + (key + 1)
+    distinct, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    return np.stack([key[first] for key in keys], axis=1), inverse.reshape(-1)
 
 
 def _marks(confidence: np.ndarray) -> np.ndarray:

@@ -51,8 +51,7 @@ class DuckDbEngine:
     con: duckdb.DuckDBPyConnection
 
     def query(self, sql: str) -> dict[str, np.ndarray]:
-        table = self.con.sql(sql).to_arrow_table()
-        return {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
+        return {name: np.asarray(v) for name, v in self.con.execute(sql).fetchnumpy().items()}
 
     def register(self, name: str, columns: dict[str, np.ndarray]) -> None:
         self.con.register(name, pa.table({k: pa.array(v) for k, v in columns.items()}))
@@ -97,15 +96,16 @@ def _bucket(v: str, lo: float, hi: float) -> str:
     return f"CAST(CASE WHEN {raw} < 0 THEN 0 WHEN {raw} > {BUCKETS - 1} THEN {BUCKETS - 1} ELSE {raw} END AS BIGINT)"
 
 
-def _ranked(
-    prev: str, j: int, marks: np.ndarray, payload: list[str], name: str
-) -> tuple[str, str]:
+def _ranked(prev: str, j: int, marks: np.ndarray, payload: list[str], name: str) -> tuple[str, str]:
     """CTEs adding `g_{j}` (marks of tier j strictly below conf_j; -1 NULL, marks + 1 for +inf)
     to the rows of `prev`, whose columns are `payload`; returns (CTE text, last CTE name)."""
     m = int(marks.size)
     special = f"CASE WHEN conf_{j} IS NULL THEN -1 WHEN conf_{j} = {INF} THEN {m + 1}"
     if m == 0:
-        return f"{name} AS (SELECT {', '.join(payload)}, {special} ELSE 0 END AS g_{j} FROM {prev})", name
+        return (
+            f"{name} AS (SELECT {', '.join(payload)}, {special} ELSE 0 END AS g_{j} FROM {prev})",
+            name,
+        )
     lo, hi = float(marks[0]), float(marks[-1])
     cols = ", ".join(payload)
     nulls = ", ".join(f"{_null(c)} AS {c}" for c in payload)
@@ -152,7 +152,10 @@ def cells_sql(
     count `requests`, per tier k `cost_k` (Σ nano-USD, exact), per deciding tier `low_j` (the
     lowest confidence)."""
     deciding = sorted(marks)
-    flags = [f"CASE WHEN conf_{j} >= {literal(t)} THEN 1 ELSE 0 END AS f_{j}" for j, t in sorted(floors.items())]
+    flags = [
+        f"CASE WHEN conf_{j} >= {literal(t)} THEN 1 ELSE 0 END AS f_{j}"
+        for j, t in sorted(floors.items())
+    ]
     base = [f"conf_{j}" for j in deciding] + [f"{nano_usd_sql(k)} AS cq_{k}" for k in range(tiers)]
     payload = [f"conf_{j}" for j in deciding] + [f"cq_{k}" for k in range(tiers)]
     payload += [f"f_{j}" for j in sorted(floors)]
@@ -165,7 +168,7 @@ def cells_sql(
     keys = [f"g_{j}" for j in deciding] + [f"f_{j}" for j in sorted(floors)]
     sums = ["COUNT(*) AS requests"]
     sums += [f"CAST(SUM(cq_{k}) AS BIGINT) AS cost_{k}" for k in range(tiers)]
-    sums += [f"MIN(conf_{j}) AS low_{j}" for j in deciding]
+    sums += [f"COALESCE(MIN(conf_{j}), CAST('NaN' AS DOUBLE)) AS low_{j}" for j in deciding]
     return (
         "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(keys + sums)} FROM {prev} "
         f"GROUP BY {', '.join(keys)}"
@@ -204,11 +207,16 @@ def policy_sql(
     stop = f"CASE {' '.join(whens)} ELSE {len(path) - 1} END" if whens else str(len(path) - 1)
     cost_of = [" + ".join(f"cq_{k}" for k in path[: s + 1]) for s in range(len(path))]
     lat_of = [" + ".join(f"lu_{k}" for k in path[: s + 1]) for s in range(len(path))]
-    pick_cost = "CASE " + " ".join(f"WHEN stop = {s} THEN {c}" for s, c in enumerate(cost_of)) + " END"
-    pick_lat = "CASE " + " ".join(f"WHEN stop = {s} THEN {c}" for s, c in enumerate(lat_of)) + " END"
+    pick_cost = (
+        "CASE " + " ".join(f"WHEN stop = {s} THEN {c}" for s, c in enumerate(cost_of)) + " END"
+    )
+    pick_lat = (
+        "CASE " + " ".join(f"WHEN stop = {s} THEN {c}" for s, c in enumerate(lat_of)) + " END"
+    )
     quantized = [f"{nano_usd_sql(k)} AS cq_{k}, {latency_us_sql(k)} AS lu_{k}" for k in path]
     picks = ", ".join(
-        f"MIN(CASE WHEN cum >= {int(r)} THEN lat END) AS p{i}" for i, r in enumerate(percentile_ranks)
+        f"MIN(CASE WHEN cum >= {int(r)} THEN lat END) AS p{i}"
+        for i, r in enumerate(percentile_ranks)
     )
     return f"""WITH s AS (SELECT {stop} AS stop, {", ".join(quantized)} FROM {relation}),
 p AS (SELECT stop, {pick_cost} AS cost, {pick_lat} AS lat FROM s),
