@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,13 +104,28 @@ def measured_optima(
     policy (`frontier`: the rows `evaluate_families` made of `families` with `columns`)."""
     if outcomes.n == 0 or not outcomes.labeled.any():
         return Optima(None, {})
+    search = Search(outcomes, columns, target)
+
+    def row_of(one: Family) -> pl.DataFrame:
+        return evaluate_families(outcomes, [one], columns=columns).head(1)
+
+    return search_optima(search, families, frontier, outcomes.tiers, row_of)
+
+
+def search_optima(
+    search: Search,
+    families: list[Family],
+    frontier: pl.DataFrame,
+    tiers: tuple[str, ...],
+    row_of: Callable[[Family], pl.DataFrame],
+) -> Optima:
+    target = search.target
     meets = target.meets(
         frontier["quality_drop"].to_numpy(),
         frontier["escalation_rate"].to_numpy(),
         frontier["cost_per_1k_requests_usd"].to_numpy(),
     )
     feasible = frontier.filter(pl.Series(meets))
-    search = _Search(outcomes, columns, target)
     known = set(frontier["policy"].to_list())
     frames, index = [], {}
     for family in families:
@@ -117,7 +133,7 @@ def measured_optima(
             continue
         own = feasible.filter(
             (pl.col("strategy") == family.kind)
-            & (pl.col("tiers").list.join(">") == ">".join(outcomes.tiers[j] for j in family.path))
+            & (pl.col("tiers").list.join(">") == ">".join(tiers[j] for j in family.path))
         )
         incumbent = None if own.is_empty() else _best(own, target)
         start = None if incumbent is None else tuple(incumbent["thresholds"][0])
@@ -125,7 +141,7 @@ def measured_optima(
         if thresholds is None:
             continue
         one = _one_policy(family, thresholds)
-        row = evaluate_families(outcomes, [one], columns=columns).head(1)
+        row = row_of(one)
         pid = row["policy"][0]
         if pid in known or (
             incumbent is not None
@@ -214,15 +230,16 @@ def classes(confidence: np.ndarray, labeled: np.ndarray) -> Classes:
     return Classes(lowest[present], marks, bins)
 
 
-class _Search:
+class Search:
     """The search of one sweep: class thresholds and bins per tier (shared by the families)."""
 
     def __init__(self, outcomes: Outcomes, columns: SweepColumns, target: Target) -> None:
         self.outcomes, self.columns, self.target = outcomes, columns, target
+        self.requests = outcomes.n
         self.tiers: dict[int, Classes] = {}
         self.premium_score = float(stop_money(columns, premium_family(outcomes))[1][0].sum())
 
-    def space(self, family: Family) -> _Space:
+    def space(self, family: Family) -> Space:
         stages = []
         for j in family.path[:-1]:
             if j not in self.tiers:
@@ -233,8 +250,14 @@ class _Search:
             stages[0] = stages[0].with_threshold(floor, self.outcomes.confidence[:, family.path[0]])
         bins = without_forced([c.bins for c in stages], family.forced)
         money = stop_money(self.columns, family)
-        return _Space(
-            self, family, tuple(stages), tuple(c.reps for c in stages), tuple(bins), money
+        return Space(
+            self,
+            family,
+            tuple(stages),
+            tuple(c.reps for c in stages),
+            tuple(bins),
+            money,
+            self.columns.labeled_rows,
         )
 
     def _band_floor(self, family: Family) -> float | None:
@@ -298,17 +321,20 @@ _Found = tuple[tuple[int, ...], tuple[float, float]]  # option per stage (class 
 
 
 @dataclass(frozen=True)
-class _Space:
+class Space:
     """One family's search space: per stage the class thresholds (option g < size: reps[g];
-    option size: escalate everything) and each request's class bin, and the stops' cost and
-    score."""
+    option size: escalate everything) and each row's class bin, and the stops' cost (every row)
+    and score (`labeled_rows`). Rows are requests, or (`weights`: requests per row) cells of
+    requests sharing their class bins, followed by the labeled requests at no cost."""
 
-    search: _Search
+    search: Search
     family: Family
     stages: tuple[Classes, ...]
     reps: tuple[np.ndarray, ...]
     bins: tuple[np.ndarray, ...]
     money: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]
+    labeled_rows: np.ndarray
+    weights: np.ndarray | None = None
 
     def thresholds(self, option: tuple[int, ...]) -> tuple[float, ...]:
         return tuple(
@@ -345,12 +371,15 @@ class _Space:
             for p, r, b in zip(picks, self.reps, self.bins, strict=True)
         ]
         sizes = [p.size + 1 for p in picks]
-        search, columns = self.search, self.search.columns
-        sums = evaluate_sums(bins, sizes, *self.money, columns.labeled_rows)
-        n, labeled = search.outcomes.n, int(columns.labeled_rows.size)
+        search = self.search
+        sums = evaluate_sums(bins, sizes, *self.money, self.labeled_rows)
+        n, labeled = search.requests, int(self.labeled_rows.size)
         kept = None
         if search.target.escalation_band is not None:
-            kept = sums.first_stop.reshape((-1,) + (1,) * (len(sizes) - 1))
+            first = (
+                sums.first_stop if self.weights is None else _kept(bins[0], sizes[0], self.weights)
+            )
+            kept = first.reshape((-1,) + (1,) * (len(sizes) - 1))
         m = measured(
             self.family,
             n,
@@ -372,6 +401,12 @@ class _Space:
             )
             for at in _tops(ok, key, count)
         ]
+
+
+def _kept(bins: np.ndarray, size: int, weights: np.ndarray) -> np.ndarray:
+    """`GridSums.first_stop` of weighted rows: per option, the requests the first stage keeps."""
+    at_least = np.bincount(bins, weights, size)[::-1].cumsum()[::-1]
+    return np.append(at_least[1:], 0)
 
 
 def _picked_bins(picks: np.ndarray, classes: int) -> np.ndarray:
