@@ -229,3 +229,26 @@ class _Meetings:
             else:
                 table += np.bincount(at, self.weight[:k][keep], size).astype(np.int64)
         return table
+
+
+def weighted_columns(
+    latency_us: Sequence[np.ndarray], requests: Sequence[np.ndarray]
+) -> tuple[LatencyAxis, list[LatencyColumn]]:
+    """Codes of aggregated rows: per stop, each row's latency (whole µs) and how many requests it
+    holds. Codes rank the distinct values of all the stops (exact, whatever their spread); coarse
+    bins balance the rows (the work of a rank query), the code histograms count requests."""
+    sizes = [v.size for v in latency_us]
+    distinct, inverse = np.unique(np.concatenate(latency_us), return_inverse=True)
+    codes = np.split(inverse.astype(np.int32).reshape(-1), np.cumsum(sizes)[:-1])
+    rows = np.bincount(inverse.reshape(-1), minlength=distinct.size)
+    bins = _coarse_bins(rows, _coarse_bin_count(int(rows.sum())))
+    axis = LatencyAxis(0.0, 1.0, distinct.astype(np.float64), bins)
+    columns = [
+        LatencyColumn(
+            c,
+            np.take(bins.of_code, c),
+            np.bincount(c, w, distinct.size).astype(np.int64),
+        )
+        for c, w in zip(codes, requests, strict=True)
+    ]
+    return axis, columns

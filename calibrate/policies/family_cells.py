@@ -1,0 +1,245 @@
+"""The policy families evaluated on per-cell aggregates computed in SQL (the sweep at scale).
+
+`sql_families` builds `default_families`' families with their grids found from SQL histograms
+(exact order statistics: `aggregates_sql`). `evaluate_families_from_cells` returns
+`evaluate_families`' frame, bit for bit, from (a) per family and stop the SQL aggregate
+(cell, latency µs) → requests, cost and (b) the labeled requests alone, in memory, for the
+scores: their bins are made in numpy from the same grids. Families whose bins come from Python
+per request (routers' scores, keyword rules' tiers) are evaluated on `outcomes`, every request
+as a cell of one, by the same engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from calibrate.errors import DataError
+from calibrate.policies.cascade import threshold_bins
+from calibrate.policies.families import (
+    DEFAULT_GRID,
+    Family,
+    SweepColumns,
+    _cutoff_ranks,
+    _family_frame,
+    cutoff_grid_of_counts,
+    evaluate_family,
+    grid_positions,
+    premium_family,
+    rounded_grid,
+    stop_sums,
+    sweep_columns,
+)
+from calibrate.policies.grid import (
+    GridCells,
+    GridResult,
+    StopCells,
+    _cell_ids,
+    evaluate_cells,
+    quantize_score,
+    quantize_usd,
+)
+from calibrate.policies.latency_ranks import weighted_columns
+from calibrate.records.cells import ConfidenceHistogram, StageRule, StopRows
+from calibrate.records.outcomes import Outcomes
+from calibrate.store import aggregates_sql
+from calibrate.store.aggregates_sql import Query
+
+
+def threshold_grids(
+    query: Query, relation: str, hist: ConfidenceHistogram, sizes: list[int]
+) -> dict[int, np.ndarray]:
+    """`threshold_grid` of one tier's confidences for each size, from its histogram and at most one
+    pull of the values in the buckets that hold a wanted order statistic."""
+    if hist.count == 0:
+        return {size: np.zeros(0) for size in sizes}
+    single = hist.minimum == hist.maximum
+    distinct = None
+    if hist.bucket.size <= max(sizes):  # perhaps few distinct values: count them
+        many = hist.bucket[~single]
+        values, _ = aggregates_sql.bucket_values(query, relation, hist, many.tolist())
+        distinct = np.unique(np.concatenate([hist.minimum[single], values]))
+    picked = {
+        size: grid_positions(hist.count, size)
+        for size in sizes
+        if distinct is None or distinct.size > size
+    }
+    cum = np.cumsum(hist.counts)
+    where = {size: np.searchsorted(cum, p, side="right") for size, p in picked.items()}
+    wanted = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *where.values()]))
+    pulled = wanted[~single[wanted]]
+    values, requests = aggregates_sql.bucket_values(query, relation, hist, hist.bucket[pulled])
+    grids = {}
+    for size in sizes:
+        if size not in picked:
+            assert distinct is not None
+            grids[size] = distinct
+            continue
+        at = where[size]
+        rank = picked[size] - (cum[at] - hist.counts[at])
+        picks = hist.minimum[at].copy()
+        for i in np.flatnonzero(~single[at]):  # a few: the buckets holding several values
+            b = at[i]
+            inside = (values >= hist.minimum[b]) & (values <= hist.maximum[b])
+            order = np.cumsum(requests[inside])
+            picks[i] = values[inside][np.searchsorted(order, rank[i], side="right")]
+        grids[size] = rounded_grid(picks)
+    return grids
+
+
+def sql_families(
+    query: Query, relation: str, tiers: int, grid_size: dict[int, int] | None = None
+) -> list[Family]:
+    """`default_families` for `tiers` tiers with every grid computed from SQL aggregates."""
+    sizes = {**DEFAULT_GRID, **(grid_size or {})}
+    families = [Family("always", (j,)) for j in range(tiers)]
+    cutoffs = cutoff_grid_of_counts(*aggregates_sql.token_counts(query, relation), sizes[2] // 4)
+    for pair in itertools.combinations(range(tiers), 2):
+        families.append(Family("length", pair, (cutoffs,)))
+    hists = aggregates_sql.confidence_histograms(query, relation, list(range(tiers - 1)))
+    needed = [sizes[size] for size in range(2, tiers + 1)]
+    grids = [threshold_grids(query, relation, h, needed) for h in hists]
+    for size in range(2, tiers + 1):
+        for path in itertools.combinations(range(tiers), size):
+            by_tier = tuple(grids[j][sizes[size]] for j in path[:-1])
+            families.append(Family("cascade", path, by_tier))
+    return families
+
+
+def stage_rules(family: Family) -> list[StageRule]:
+    """The family's decision stages as the SQL aggregates bin them."""
+    if family.kind == "always":
+        return []
+    if family.kind == "cascade":
+        return [
+            StageRule("confidence", j, g)
+            for j, g in zip(family.path[:-1], family.grids, strict=True)
+        ]
+    if family.kind == "length":
+        return [StageRule("tokens", 0, family.grids[0])]
+    raise ValueError(f"{family.kind} families are evaluated per request")
+
+
+def in_sql(family: Family) -> bool:
+    """Whether the family's bins can be made in SQL (no per-request input from Python)."""
+    return family.kind in ("always", "cascade", "length") and family.forced is None
+
+
+StopRowsOf = Callable[[Family], list[StopRows]]
+
+
+def sql_stop_rows(query: Query, relation: str) -> StopRowsOf:
+    """Per family, its stops' aggregates from SQL (one query per family)."""
+
+    def rows(family: Family) -> list[StopRows]:
+        stops = stop_sums(family)[: len(family.path)]
+        overhead = int(quantize_usd(np.array(family.overhead_usd)))
+        return aggregates_sql.stop_rows(query, relation, stage_rules(family), stops, overhead)
+
+    return rows
+
+
+def labeled_bins(labeled: Outcomes, family: Family) -> list[np.ndarray]:
+    """The labeled requests' bin at each stage, as the SQL aggregates bin every request."""
+    bins = []
+    for rule in stage_rules(family):
+        if rule.kind == "confidence":
+            bins.append(threshold_bins(labeled.confidence[:, rule.tier], rule.grid))
+        else:
+            bins.append(np.asarray(_cutoff_ranks(labeled.input_tokens, rule.grid), np.int64))
+    return bins
+
+
+def family_grid(labeled: Outcomes, family: Family, rows: list[StopRows]) -> GridCells:
+    """The engine's input for one family: the SQL rows of each stop, the labeled requests'
+    cells and scores at each stop (they pay the stop's last tier's label)."""
+    shape = tuple(g.size + 1 for g in family.grids)
+    rows_labeled = np.flatnonzero(labeled.labeled)
+    labels = labeled.label[rows_labeled]
+    bins = [b[rows_labeled] for b in labeled_bins(labeled, family)]
+    cells = _cell_ids(bins, shape) if shape else [np.zeros(rows_labeled.size, dtype=np.intp)]
+    axis, columns = weighted_columns([r.latency_us for r in rows], [r.requests for r in rows])
+    sums = stop_sums(family)[: len(family.path)]
+    stops = tuple(
+        StopCells(
+            cell=r.cell,
+            latency=column,
+            requests=r.requests,
+            cost_nano_usd=r.cost_nano_usd,
+            scored_cell=cells[min(s + 1, len(shape))],
+            score_micro=quantize_score(labels[:, sums[s][-1]]),
+        )
+        for s, (r, column) in enumerate(zip(rows, columns, strict=True))
+    )
+    requests = int(rows[0].requests.sum())
+    return GridCells(shape, stops, axis, requests, int(rows_labeled.size))
+
+
+def evaluate_rows(labeled: Outcomes, family: Family, rows: list[StopRows]) -> GridResult:
+    """Exact metrics of every policy of a family from its stops' aggregates."""
+    return evaluate_cells(family_grid(labeled, family, rows))
+
+
+def evaluate_families_from_cells(
+    labeled: Outcomes,
+    families: list[Family],
+    stop_rows: StopRowsOf,
+    outcomes: Outcomes | None = None,
+    on_family=None,
+) -> pl.DataFrame:
+    """`evaluate_families`' frame from SQL aggregates (`stop_rows`, e.g. `sql_stop_rows`) and the
+    labeled requests (`labeled`: its labeled rows score). Families that need per-request input
+    (routers, keyword rules) are evaluated on `outcomes`, every request (required then)."""
+    premium_rows = stop_rows(premium_family(labeled))
+    if int(premium_rows[0].requests.sum()) == 0:
+        raise DataError(
+            "no request has an attempt for every tier",
+            hint="Ingest logs with shadow attempts for each tier in tiers.yaml, or run `calibrate replay`.",
+        )
+    premium = evaluate_rows(labeled, premium_family(labeled), premium_rows)
+    per_request = _PerRequest(outcomes, families)
+    frames = []
+    for family in families:
+        if in_sql(family):
+            result = evaluate_rows(labeled, family, stop_rows(family))
+        else:
+            result = per_request.evaluate(family)
+        frame = _family_frame(labeled, family, result, premium)
+        if family.kind == "rules" and family.path[0] != 0:
+            frame = frame.head(-1)  # "none": the same policy as on the cheapest tier's pair
+        frames.append(frame)
+        if on_family is not None:
+            on_family(family)
+    return pl.concat(frames, how="vertical")
+
+
+class _PerRequest:
+    """The per-request path for the families SQL cannot bin, with one sweep's caches."""
+
+    def __init__(self, outcomes: Outcomes | None, families: list[Family]) -> None:
+        self.outcomes = outcomes
+        self.families = [f for f in families if not in_sql(f)]
+        self.columns: SweepColumns | None = None
+        self.shared: dict = {}
+
+    def evaluate(self, family: Family) -> GridResult:
+        if self.outcomes is None:
+            raise ValueError(f"a {family.kind} family needs every request's outcomes")
+        if self.columns is None:
+            self.columns = sweep_columns(self.outcomes, self.families)
+        return evaluate_family(self.outcomes, family, self.columns, self.shared)
+
+
+def check_latencies(query: Query, relation: str, tiers: int) -> None:
+    """The error `sweep_columns` raises, from SQL."""
+    if aggregates_sql.latency_faults(query, relation, tiers):
+        raise DataError(
+            "some latencies are not finite numbers",
+            hint="Check latency_ms in the logs; the store writes 0 when it is missing.",
+        )
+
+
+
