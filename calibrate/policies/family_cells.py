@@ -129,17 +129,84 @@ def in_sql(family: Family) -> bool:
 
 
 StopRowsOf = Callable[[Family], list[StopRows]]
+_StopKey = tuple[tuple, tuple[int, ...], int]
 
 
-def sql_stop_rows(query: Query, relation: str) -> StopRowsOf:
-    """Per family, its stops' aggregates from SQL (one query per family)."""
+class SqlStopRows:
+    """Per family, its stops' aggregates from SQL, each distinct stop computed once (families
+    share stops: the cascades from one tier, the length rules on one tier), with one query per
+    family for the stops it adds. A one-tier stop without stages that some other stop pays the
+    same way is summed over that stop's cells instead of being queried. Call `prefetch` with
+    every family first to get that sharing."""
 
-    def rows(family: Family) -> list[StopRows]:
-        stops = stop_sums(family)[: len(family.path)]
-        overhead = int(quantize_usd(np.array(family.overhead_usd)))
-        return aggregates_sql.stop_rows(query, relation, stage_rules(family), stops, overhead)
+    def __init__(self, query: Query, relation: str) -> None:
+        self.query, self.relation = query, relation
+        self.rows: dict[_StopKey, StopRows] = {}
 
-    return rows
+    def prefetch(self, families: list[Family]) -> None:
+        keys = {k for f in families if in_sql(f) for k in _stop_keys(f)}
+        richer = {(paid, overhead) for stages, paid, overhead in keys if stages}
+        for family in families:
+            if not in_sql(family):
+                continue
+            missing = [
+                (s, key)
+                for s, key in enumerate(_stop_keys(family))
+                if key not in self.rows and (key[0] or (key[1], key[2]) not in richer)
+            ]
+            self._run(family, missing)
+
+    def __call__(self, family: Family) -> list[StopRows]:
+        keys = _stop_keys(family)
+        self._run(family, [(s, k) for s, k in enumerate(keys) if k not in self.rows])
+        return [self.rows[k] for k in keys]
+
+    def _run(self, family: Family, missing: list[tuple[int, _StopKey]]) -> None:
+        derived = [(s, k) for s, k in missing if not k[0] and self._source(k) is not None]
+        for _, key in derived:
+            self.rows[key] = _marginal(self.rows[self._source(key)])
+        todo = [(s, k) for s, k in missing if (s, k) not in derived]
+        if not todo:
+            return
+        depths = [min(s + 1, len(family.grids)) for s, _ in todo]
+        stops = [(d, k[1]) for d, (_, k) in zip(depths, todo, strict=True)]
+        got = aggregates_sql.stop_rows(
+            self.query, self.relation, stage_rules(family), stops, todo[0][1][2]
+        )
+        for (_, key), rows in zip(todo, got, strict=True):
+            self.rows[key] = rows
+
+    def _source(self, key: _StopKey) -> _StopKey | None:
+        """A computed stop paying as `key` does, over some stages."""
+        return next((k for k in self.rows if k[0] and k[1:] == key[1:]), None)
+
+
+def _stop_keys(family: Family) -> list[_StopKey]:
+    """What identifies each stop's aggregate: the stages its cell is over, the tiers it pays and
+    the overhead."""
+    rules = [(r.kind, r.tier, r.grid.dtype.str, r.grid.tobytes()) for r in stage_rules(family)]
+    overhead = int(quantize_usd(np.array(family.overhead_usd)))
+    sums = stop_sums(family)[: len(family.path)]
+    return [
+        (tuple(rules[: min(s + 1, len(rules))]), paid, overhead) for s, paid in enumerate(sums)
+    ]
+
+
+def _marginal(rows: StopRows) -> StopRows:
+    """The rows summed over their cells: one cell (0) per latency."""
+    latency, inverse = np.unique(rows.latency_us, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return StopRows(
+        cell=np.zeros(latency.size, dtype=np.intp),
+        latency_us=latency,
+        requests=np.bincount(inverse, rows.requests, latency.size).astype(np.int64),
+        cost_nano_usd=np.bincount(inverse, rows.cost_nano_usd, latency.size),
+    )
+
+
+def sql_stop_rows(query: Query, relation: str) -> SqlStopRows:
+    """`SqlStopRows` on a runner and relation."""
+    return SqlStopRows(query, relation)
 
 
 def labeled_bins(labeled: Outcomes, family: Family) -> list[np.ndarray]:
@@ -193,6 +260,9 @@ def evaluate_families_from_cells(
     """`evaluate_families`' frame from SQL aggregates (`stop_rows`, e.g. `sql_stop_rows`) and the
     labeled requests (`labeled`: its labeled rows score). Families that need per-request input
     (routers, keyword rules) are evaluated on `outcomes`, every request (required then)."""
+    prefetch = getattr(stop_rows, "prefetch", None)
+    if prefetch is not None:
+        prefetch([*families, premium_family(labeled)])
     premium_rows = stop_rows(premium_family(labeled))
     if int(premium_rows[0].requests.sum()) == 0:
         raise DataError(

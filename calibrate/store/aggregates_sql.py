@@ -167,32 +167,33 @@ def stage_bin_sql(rule: StageRule) -> str:
 def stop_rows_sql(
     relation: str,
     stages: Sequence[StageRule],
-    stops: Sequence[tuple[int, ...]],
+    stops: Sequence[tuple[int, tuple[int, ...]]],
     overhead_nano_usd: int = 0,
 ) -> str:
-    """One query for every stop of a family: `stops[s]` are the tiers a request stopping there
-    pays (latency and cost summed); the cell at stop s is over the first min(s+1, stages) stages.
-    Columns: stop, cell, latency_us, requests, cost_nano_usd."""
+    """One query for several stops over the same stages: `stops[i]` is (depth, paid): the cell is
+    over the first `depth` stages, `paid` the tiers a request stopping there pays (latency and
+    cost summed, plus the overhead). Columns: stop (i), cell, latency_us, requests,
+    cost_nano_usd."""
     shape = [np.asarray(r.grid).size + 1 for r in stages]
-    tiers = sorted({j for paid in stops for j in paid})
-    columns = [f"{stage_bin_sql(r)} AS b{i}" for i, r in enumerate(stages)]
+    deepest = max((depth for depth, _ in stops), default=0)
+    tiers = sorted({j for _, paid in stops for j in paid})
+    columns = [f"{stage_bin_sql(r)} AS b{i}" for i, r in enumerate(stages[:deepest])]
     columns += [f"{latency_us(f'latency_ms_{j}')} AS l{j}" for j in tiers]
     columns += [f"{nano_usd(f'cost_usd_{j}')} AS c{j}" for j in tiers]
     cell = ["0"]
-    for i in range(len(stages)):
+    for i in range(deepest):
         cell.append(f"b{i}" if i == 0 else f"({cell[-1]}) * {shape[i]} + b{i}")
     per_stop = []
-    for s, paid in enumerate(stops):
-        depth = min(s + 1, len(stages))
+    for i, (depth, paid) in enumerate(stops):
         lat = " + ".join(f"l{j}" for j in paid)
         cost = " + ".join(f"c{j}" for j in paid) + (
             f" + {int(overhead_nano_usd)}" if overhead_nano_usd else ""
         )
-        per_stop.append(f"{cell[depth]} AS cell_{s}, {lat} AS lat_{s}, {cost} AS cost_{s}")
+        per_stop.append(f"{cell[depth]} AS cell_{i}, {lat} AS lat_{i}, {cost} AS cost_{i}")
     unions = " UNION ALL ".join(
-        f"SELECT {s} AS stop, cell_{s} AS cell, lat_{s} AS latency_us, COUNT(*) AS requests,"
-        f" CAST(SUM(cost_{s}) AS BIGINT) AS cost_nano_usd FROM s GROUP BY cell_{s}, lat_{s}"
-        for s in range(len(stops))
+        f"SELECT {i} AS stop, cell_{i} AS cell, lat_{i} AS latency_us, COUNT(*) AS requests,"
+        f" CAST(SUM(cost_{i}) AS BIGINT) AS cost_nano_usd FROM s GROUP BY cell_{i}, lat_{i}"
+        for i in range(len(stops))
     )
     return (
         f"WITH r AS (SELECT {', '.join(columns)} FROM {relation}),"
@@ -204,12 +205,12 @@ def stop_rows(
     query: Query,
     relation: str,
     stages: Sequence[StageRule],
-    stops: Sequence[tuple[int, ...]],
+    stops: Sequence[tuple[int, tuple[int, ...]]],
     overhead_nano_usd: int = 0,
 ) -> list[StopRows]:
     """`stop_rows_sql` run and split by stop."""
     out = query(stop_rows_sql(relation, stages, stops, overhead_nano_usd))
-    return [_rows(out, out["stop"] == s) for s in range(len(stops))]
+    return [_rows(out, out["stop"] == i) for i in range(len(stops))]
 
 
 def _rows(out: Mapping[str, np.ndarray], mask: np.ndarray) -> StopRows:
