@@ -161,7 +161,9 @@ def test_consensus_from_aggregates(k: int) -> None:
     codes = rng.integers(-1, 3, size=(int(o.labeled.sum()), k))
     con = duckdb.connect()
     register_outcome_rows(con, o)
-    got = consensus_frame_from_cells(take_rows(o, o.labeled), codes, duckdb_query(con), "outcome_rows")
+    got = consensus_frame_from_cells(
+        take_rows(o, o.labeled), codes, duckdb_query(con), "outcome_rows"
+    )
     expected = consensus_frame(o, codes)
     assert got is not None and expected is not None
     assert got.equals(expected)
@@ -170,7 +172,9 @@ def test_consensus_from_aggregates(k: int) -> None:
 def test_rint_is_numpys() -> None:
     values = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4999999, 1e15 + 0.5, 3.0, -7.25, 0.1])
     con = duckdb.connect()
-    sql = " UNION ALL ".join(f"SELECT {i} AS i, {rint(double(v))} AS r" for i, v in enumerate(values))
+    sql = " UNION ALL ".join(
+        f"SELECT {i} AS i, {rint(double(v))} AS r" for i, v in enumerate(values)
+    )
     got = dict(con.execute(sql).fetchall())
     assert [got[i] for i in range(values.size)] == np.rint(values).astype(np.int64).tolist()
 
@@ -182,7 +186,9 @@ def test_cutoffs_from_the_length_histogram(seed: int) -> None:
     tokens = rng.integers(0, high, int(rng.integers(1, 900)))
     values, counts = np.unique(tokens, return_counts=True)
     for size in (1, 2, 7, 50):
-        assert np.array_equal(cutoff_grid_of_counts(values, counts, size), cutoff_grid(tokens, size))
+        assert np.array_equal(
+            cutoff_grid_of_counts(values, counts, size), cutoff_grid(tokens, size)
+        )
 
 
 @pytest.mark.e2e

@@ -162,9 +162,12 @@ class SqlStopRows:
         return [self.rows[k] for k in keys]
 
     def _run(self, family: Family, missing: list[tuple[int, _StopKey]]) -> None:
-        derived = [(s, k) for s, k in missing if not k[0] and self._source(k) is not None]
-        for _, key in derived:
-            self.rows[key] = _marginal(self.rows[self._source(key)])
+        derived = []
+        for s, key in missing:
+            source = None if key[0] else self._source(key)
+            if source is not None:
+                self.rows[key] = _marginal(self.rows[source])
+                derived.append((s, key))
         todo = [(s, k) for s, k in missing if (s, k) not in derived]
         if not todo:
             return
@@ -187,9 +190,7 @@ def _stop_keys(family: Family) -> list[_StopKey]:
     rules = [(r.kind, r.tier, r.grid.dtype.str, r.grid.tobytes()) for r in stage_rules(family)]
     overhead = int(quantize_usd(np.array(family.overhead_usd)))
     sums = stop_sums(family)[: len(family.path)]
-    return [
-        (tuple(rules[: min(s + 1, len(rules))]), paid, overhead) for s, paid in enumerate(sums)
-    ]
+    return [(tuple(rules[: min(s + 1, len(rules))]), paid, overhead) for s, paid in enumerate(sums)]
 
 
 def _marginal(rows: StopRows) -> StopRows:
@@ -310,6 +311,3 @@ def check_latencies(query: Query, relation: str, tiers: int) -> None:
             "some latencies are not finite numbers",
             hint="Check latency_ms in the logs; the store writes 0 when it is missing.",
         )
-
-
-

@@ -86,25 +86,28 @@ def confidence_histograms(
         for j in counted
     ]
     hist = query(" UNION ALL ".join(parts)) if parts else {}
-    out = []
-    for j in tiers:
-        n, lo, scale = ranges[j]
-        mine = hist["tier"] == j if parts else np.zeros(0, dtype=bool)
-        take = lambda name, m=mine: hist[name][m] if parts else np.zeros(0)  # noqa: E731
-        order = np.argsort(take("bucket"), kind="stable")
-        out.append(
-            ConfidenceHistogram(
-                tier=j,
-                count=n,
-                lo=lo,
-                scale=scale,
-                bucket=take("bucket")[order].astype(np.int64),
-                counts=take("n")[order].astype(np.int64),
-                minimum=take("lo")[order].astype(np.float64),
-                maximum=take("hi")[order].astype(np.float64),
-            )
-        )
-    return out
+    return [_histogram(j, *ranges[j], hist) for j in tiers]
+
+
+def _histogram(
+    tier: int, count: int, lo: float, scale: float, hist: Mapping[str, np.ndarray]
+) -> ConfidenceHistogram:
+    """One tier's rows of the histogram query, by ascending bucket."""
+    mine = hist["tier"] == tier if hist else np.zeros(0, dtype=bool)
+    columns = {
+        name: hist[name][mine] if hist else np.zeros(0) for name in ("bucket", "n", "lo", "hi")
+    }
+    order = np.argsort(columns["bucket"], kind="stable")
+    return ConfidenceHistogram(
+        tier=tier,
+        count=count,
+        lo=lo,
+        scale=scale,
+        bucket=columns["bucket"][order].astype(np.int64),
+        counts=columns["n"][order].astype(np.int64),
+        minimum=columns["lo"][order].astype(np.float64),
+        maximum=columns["hi"][order].astype(np.float64),
+    )
 
 
 def bucket_values(
@@ -127,7 +130,9 @@ def bucket_values(
 
 def token_counts(query: Query, relation: str) -> tuple[np.ndarray, np.ndarray]:
     """The distinct input_tokens, ascending, with how many requests have each."""
-    out = query(f"SELECT input_tokens AS tokens, COUNT(*) AS n FROM {relation} GROUP BY input_tokens")
+    out = query(
+        f"SELECT input_tokens AS tokens, COUNT(*) AS n FROM {relation} GROUP BY input_tokens"
+    )
     order = np.argsort(out["tokens"], kind="stable")
     return out["tokens"][order].astype(np.int64), out["n"][order].astype(np.int64)
 
