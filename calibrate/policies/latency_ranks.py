@@ -235,20 +235,26 @@ def weighted_columns(
     latency_us: Sequence[np.ndarray], requests: Sequence[np.ndarray]
 ) -> tuple[LatencyAxis, list[LatencyColumn]]:
     """Codes of aggregated rows: per stop, each row's latency (whole µs) and how many requests it
-    holds. Codes rank the distinct values of all the stops (exact, whatever their spread); coarse
-    bins balance the rows (the work of a rank query), the code histograms count requests."""
-    sizes = [v.size for v in latency_us]
-    distinct, inverse = np.unique(np.concatenate(latency_us), return_inverse=True)
-    codes = np.split(inverse.astype(np.int32).reshape(-1), np.cumsum(sizes)[:-1])
-    rows = np.bincount(inverse.reshape(-1), minlength=distinct.size)
-    bins = _coarse_bins(rows, _coarse_bin_count(int(rows.sum())))
-    axis = LatencyAxis(0.0, 1.0, distinct.astype(np.float64), bins)
+    holds. Codes count the values' common unit from the smallest (the ranks of the distinct values
+    when that needs more than CODE_LIMIT codes); coarse bins balance the rows (the work of a rank
+    query), the code histograms count requests."""
+    values = np.concatenate(latency_us).astype(np.int64)
+    lo = int(values.min())
+    unit = max(1, int(np.gcd.reduce(values - lo, initial=0)))
+    if (int(values.max()) - lo) // unit < CODE_LIMIT:
+        codes_all = ((values - lo) // unit).astype(np.int32)
+        n_codes = int(codes_all.max()) + 1
+        base, step, values_us = float(lo), float(unit), None
+    else:
+        distinct, inverse = np.unique(values, return_inverse=True)
+        codes_all = inverse.astype(np.int32).reshape(-1)
+        n_codes, base, step, values_us = distinct.size, 0.0, 1.0, distinct.astype(np.float64)
+    codes = np.split(codes_all, np.cumsum([v.size for v in latency_us])[:-1])
+    rows = np.bincount(codes_all, minlength=n_codes)
+    bins = _coarse_bins(rows, _coarse_bin_count(int(values.size)))
+    axis = LatencyAxis(base, step, values_us, bins)
     columns = [
-        LatencyColumn(
-            c,
-            np.take(bins.of_code, c),
-            np.bincount(c, w, distinct.size).astype(np.int64),
-        )
+        LatencyColumn(c, np.take(bins.of_code, c), np.bincount(c, w, n_codes).astype(np.int64))
         for c, w in zip(codes, requests, strict=True)
     ]
     return axis, columns
