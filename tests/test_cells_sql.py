@@ -27,6 +27,7 @@ from calibrate.policies.families import (
     threshold_grid,
 )
 from calibrate.policies.family_cells import (
+    SqlStopRows,
     check_latencies,
     evaluate_families_from_cells,
     sql_families,
@@ -207,3 +208,26 @@ def test_the_demo_store(sample_logs: Path, tmp_path: Path) -> None:
         _, frame = sql_frame(store.con, o, None)
         assert frame.equals(evaluate_families(o, default_families(o)))
         assert frame.height > 300
+
+
+def test_each_distinct_stop_is_queried_once_and_dropped_after_its_last_family() -> None:
+    o = random_outcomes(4, 300, 3)
+    con = duckdb.connect()
+    register_outcome_rows(con, o)
+    run = duckdb_query(con)
+    sent: list[str] = []
+
+    def query(sql: str):
+        sent.append(sql)
+        return run(sql)
+
+    families = sql_families(run, "outcome_rows", 3, SIZES)
+    rows = SqlStopRows(query, "outcome_rows")
+    frame = evaluate_families_from_cells(take_rows(o, o.labeled), families, rows)
+    assert frame.equals(evaluate_families(o, default_families(o, SIZES)))
+    # length (0,1) (0,2); cascades (0,1) (0,2) (1,2) (0,1,2): the always families are summed
+    # from the length rules' stops, the cascades from one tier share their first stop
+    assert len(sent) == 6
+    stops = sum(sql.count("GROUP BY") for sql in sent)
+    assert stops == 3 + 5 + 3
+    assert rows.rows == {}

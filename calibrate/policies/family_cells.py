@@ -135,53 +135,66 @@ _StopKey = tuple[tuple, tuple[int, ...], int]
 class SqlStopRows:
     """Per family, its stops' aggregates from SQL, each distinct stop computed once (families
     share stops: the cascades from one tier, the length rules on one tier), with one query per
-    family for the stops it adds. A one-tier stop without stages that some other stop pays the
-    same way is summed over that stop's cells instead of being queried. Call `prefetch` with
-    every family first to get that sharing."""
+    family for the stops it adds. After `plan` (every family that will be asked for), a one-tier
+    stop without stages that another stop pays the same way is summed over that stop's cells
+    instead of being queried (ask for the families with stages first), and each aggregate is
+    dropped once its last family has taken it, so memory holds about one family's rows."""
 
     def __init__(self, query: Query, relation: str) -> None:
         self.query, self.relation = query, relation
         self.rows: dict[_StopKey, StopRows] = {}
+        self.users: dict[_StopKey, int] = {}
+        self.richer: set[tuple[tuple[int, ...], int]] = set()
+        self.sources: dict[_StopKey, _StopKey] = {}
 
-    def prefetch(self, families: list[Family]) -> None:
-        keys = {k for f in families if in_sql(f) for k in _stop_keys(f)}
-        richer = {(paid, overhead) for stages, paid, overhead in keys if stages}
-        for family in families:
-            if not in_sql(family):
-                continue
-            missing = [
-                (s, key)
-                for s, key in enumerate(_stop_keys(family))
-                if key not in self.rows and (key[0] or (key[1], key[2]) not in richer)
-            ]
-            self._run(family, missing)
+    def plan(self, families: list[Family]) -> None:
+        keys = [k for f in families if in_sql(f) for k in _stop_keys(f)]
+        self.richer = {(paid, overhead) for stages, paid, overhead in keys if stages}
+        for key in keys:
+            self.users[key] = self.users.get(key, 0) + 1
+        for key in dict.fromkeys(keys):
+            if not key[0] and key[1:] in self.richer:  # summed from a richer stop: keep one
+                source = next(k for k in keys if k[0] and k[1:] == key[1:])
+                self.sources[key] = source
+                self.users[source] += 1
 
     def __call__(self, family: Family) -> list[StopRows]:
         keys = _stop_keys(family)
-        self._run(family, [(s, k) for s, k in enumerate(keys) if k not in self.rows])
-        return [self.rows[k] for k in keys]
-
-    def _run(self, family: Family, missing: list[tuple[int, _StopKey]]) -> None:
-        derived = []
-        for s, key in missing:
+        missing = []
+        for s, key in enumerate(keys):
+            if key in self.rows:
+                continue
             source = None if key[0] else self._source(key)
             if source is not None:
                 self.rows[key] = _marginal(self.rows[source])
-                derived.append((s, key))
-        todo = [(s, k) for s, k in missing if (s, k) not in derived]
-        if not todo:
-            return
-        depths = [min(s + 1, len(family.grids)) for s, _ in todo]
-        stops = [(d, k[1]) for d, (_, k) in zip(depths, todo, strict=True)]
-        got = aggregates_sql.stop_rows(
-            self.query, self.relation, stage_rules(family), stops, todo[0][1][2]
-        )
-        for (_, key), rows in zip(todo, got, strict=True):
-            self.rows[key] = rows
+                self._taken(source)
+            else:
+                missing.append((s, key))
+        if missing:
+            depths = [min(s + 1, len(family.grids)) for s, _ in missing]
+            stops = [(d, k[1]) for d, (_, k) in zip(depths, missing, strict=True)]
+            rules = stage_rules(family)
+            got = aggregates_sql.stop_rows(self.query, self.relation, rules, stops, keys[0][2])
+            for (_, key), rows in zip(missing, got, strict=True):
+                self.rows[key] = rows
+        out = [self.rows[k] for k in keys]
+        for key in keys:
+            self._taken(key)
+        return out
 
     def _source(self, key: _StopKey) -> _StopKey | None:
-        """A computed stop paying as `key` does, over some stages."""
+        """A computed stop paying as `key` does, over some stages (the planned one first)."""
+        planned = self.sources.get(key)
+        if planned in self.rows:
+            return planned
         return next((k for k in self.rows if k[0] and k[1:] == key[1:]), None)
+
+    def _taken(self, key: _StopKey) -> None:
+        """One planned use of `key` done: forget its rows after the last."""
+        left = self.users.get(key, 0) - 1
+        self.users[key] = left
+        if left == 0:
+            self.rows.pop(key, None)
 
 
 def _stop_keys(family: Family) -> list[_StopKey]:
@@ -248,6 +261,11 @@ def family_grid(labeled: Outcomes, family: Family, rows: list[StopRows]) -> Grid
 
 def evaluate_rows(labeled: Outcomes, family: Family, rows: list[StopRows]) -> GridResult:
     """Exact metrics of every policy of a family from its stops' aggregates."""
+    if int(rows[0].requests.sum()) == 0:
+        raise DataError(
+            "no request has an attempt for every tier",
+            hint="Ingest logs with shadow attempts for each tier in tiers.yaml, or run `calibrate replay`.",
+        )
     return evaluate_cells(family_grid(labeled, family, rows))
 
 
@@ -260,30 +278,34 @@ def evaluate_families_from_cells(
 ) -> pl.DataFrame:
     """`evaluate_families`' frame from SQL aggregates (`stop_rows`, e.g. `sql_stop_rows`) and the
     labeled requests (`labeled`: its labeled rows score). Families that need per-request input
-    (routers, keyword rules) are evaluated on `outcomes`, every request (required then)."""
-    prefetch = getattr(stop_rows, "prefetch", None)
-    if prefetch is not None:
-        prefetch([*families, premium_family(labeled)])
-    premium_rows = stop_rows(premium_family(labeled))
-    if int(premium_rows[0].requests.sum()) == 0:
-        raise DataError(
-            "no request has an attempt for every tier",
-            hint="Ingest logs with shadow attempts for each tier in tiers.yaml, or run `calibrate replay`.",
-        )
-    premium = evaluate_rows(labeled, premium_family(labeled), premium_rows)
+    (routers, keyword rules) are evaluated on `outcomes`, every request (required then).
+
+    The families with stages are evaluated first (a one-tier stop can then be summed from their
+    aggregates), the frames are put back in the families' order."""
+    reference = premium_family(labeled)
+    plan = getattr(stop_rows, "plan", None)
+    if plan is not None:
+        plan([*families, reference])
+    order = sorted(
+        range(len(families)), key=lambda i: (not in_sql(families[i]), not families[i].grids)
+    )
     per_request = _PerRequest(outcomes, families)
-    frames = []
-    for family in families:
+    results: dict[int, GridResult] = {}
+    for i in order:
+        family = families[i]
         if in_sql(family):
-            result = evaluate_rows(labeled, family, stop_rows(family))
+            results[i] = evaluate_rows(labeled, family, stop_rows(family))
         else:
-            result = per_request.evaluate(family)
-        frame = _family_frame(labeled, family, result, premium)
+            results[i] = per_request.evaluate(family)
+        if on_family is not None:
+            on_family(family)
+    premium = evaluate_rows(labeled, reference, stop_rows(reference))
+    frames = []
+    for i, family in enumerate(families):
+        frame = _family_frame(labeled, family, results[i], premium)
         if family.kind == "rules" and family.path[0] != 0:
             frame = frame.head(-1)  # "none": the same policy as on the cheapest tier's pair
         frames.append(frame)
-        if on_family is not None:
-            on_family(family)
     return pl.concat(frames, how="vertical")
 
 
