@@ -31,6 +31,7 @@ from calibrate.policies.family_cells import (
     check_latencies,
     evaluate_families_from_cells,
     sql_families,
+    sql_keyword_families,
     sql_stop_rows,
 )
 from calibrate.records.outcomes import Outcomes
@@ -231,3 +232,20 @@ def test_each_distinct_stop_is_queried_once_and_dropped_after_its_last_family() 
     stops = sum(sql.count("GROUP BY") for sql in sent)
     assert stops == 3 + 5 + 3
     assert rows.rows == {}
+
+
+def test_keyword_families_with_grids_from_sql() -> None:
+    rng = np.random.default_rng(8)
+    o = random_outcomes(8, 300, 3)
+    forced = np.where(rng.uniform(size=o.n) < 0.3, rng.integers(0, 3, o.n), -1)
+    con = duckdb.connect()
+    register_outcome_rows(con, o)
+    got = sql_keyword_families(duckdb_query(con), "outcome_rows", 3, forced, o.request_ids, SIZES)
+    want = keyword_families(o, forced, SIZES)
+    assert [(f.kind, f.path) for f in got] == [(f.kind, f.path) for f in want]
+    for g, w in zip(got, want, strict=True):
+        assert all(
+            np.array_equal(a, b) and a.dtype == b.dtype
+            for a, b in zip(g.grids, w.grids, strict=True)
+        )
+    assert evaluate_families(o, got).equals(evaluate_families(o, want))

@@ -109,6 +109,38 @@ def sql_families(
     return families
 
 
+def sql_keyword_families(
+    query: Query,
+    relation: str,
+    tiers: int,
+    forced: np.ndarray,
+    request_ids: np.ndarray,
+    grid_size: dict[int, int] | None = None,
+) -> list[Family]:
+    """`keyword_families` with the grids computed from SQL aggregates (`forced`: the keyword
+    rules' tier of each request named by `request_ids`, -1 for none)."""
+    sizes = {**DEFAULT_GRID, **(grid_size or {})}
+    tokens, requests = aggregates_sql.token_counts(query, relation)
+    cutoffs = cutoff_grid_of_counts(tokens, requests, sizes[2] // 4)
+    if tokens.size:
+        cutoffs = np.r_[int(tokens[-1]), cutoffs].astype(np.int64)
+    families = [
+        Family("rules", pair, (cutoffs,), request_ids=request_ids, forced=forced)
+        for pair in itertools.combinations(range(tiers), 2)
+    ]
+    hists = aggregates_sql.confidence_histograms(query, relation, list(range(tiers - 1)))
+    needed = [sizes[size] for size in range(2, tiers + 1)]
+    grids = [threshold_grids(query, relation, h, needed) for h in hists]
+    for size in range(2, tiers + 1):
+        for path in itertools.combinations(range(tiers), size):
+            if path[-1] == tiers - 1:
+                by_tier = tuple(grids[j][sizes[size]] for j in path[:-1])
+                families.append(
+                    Family("hybrid", path, by_tier, request_ids=request_ids, forced=forced)
+                )
+    return families
+
+
 def stage_rules(family: Family) -> list[StageRule]:
     """The family's decision stages as the SQL aggregates bin them."""
     if family.kind == "always":
