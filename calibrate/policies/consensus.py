@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from calibrate.policies.assignment import take_rows
-from calibrate.policies.families import Family, _family_frame, evaluate_families, premium_family
+from calibrate.policies.families import Family, evaluate_families, family_frame, premium_family
 from calibrate.policies.family_cells import evaluate_rows
 from calibrate.policies.frontier import policy_columns
 from calibrate.policies.grid import GridResult
@@ -156,7 +156,7 @@ def consensus_row_from_cells(
     augmented = consensus_outcomes(labeled, voters, chosen)
     family = Family("always", (k - 1,))
     result = evaluate_rows(augmented, family, [rows])
-    frame = _family_frame(augmented, family, result, premium)
+    frame = family_frame(augmented, family, result, premium)
     policy = Policy("consensus", tuple(labeled.tiers[j] for j in voters))
     return frame.with_columns(
         *policy_columns([policy] * frame.height).values(),

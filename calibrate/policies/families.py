@@ -354,7 +354,7 @@ def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> lis
                     columns.buckets[j] = confidence_buckets(outcomes.confidence[:, j])
                 columns.ranks[key] = columns.buckets[j].rank_in(grid)
             else:
-                columns.ranks[key] = _cutoff_ranks(outcomes.input_tokens, grid)
+                columns.ranks[key] = cutoff_ranks(outcomes.input_tokens, grid)
         bins.append(columns.ranks[key])
     return without_forced(bins, family.forced)
 
@@ -376,7 +376,7 @@ def _rank_key(family: Family, j: int, grid: np.ndarray) -> tuple[object, bytes]:
     return (j if family.kind in CONFIDENCE_STRATEGIES else "tokens", grid.tobytes())
 
 
-def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
+def cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     """How many cutoffs (descending) are ≥ each request's input_tokens: a lookup when lengths span
     a small range, else a binary search per request."""
     ascending = cutoffs[::-1]
@@ -487,7 +487,7 @@ def evaluate_families(
     frames = []
     for family in families:
         result = evaluate_family(outcomes, family, columns, shared)
-        frame = _family_frame(outcomes, family, result, premium)
+        frame = family_frame(outcomes, family, result, premium)
         if family.kind == "rules" and family.path[0] != 0:
             frame = frame.head(-1)  # "none": the same policy as on the cheapest tier's pair
         frames.append(frame)
@@ -529,9 +529,10 @@ def measured(
     )
 
 
-def _family_frame(
+def family_frame(
     outcomes: Outcomes, family: Family, res: GridResult, premium: GridResult
 ) -> pl.DataFrame:
+    """The frontier rows of one family's engine result (`outcomes`: for the tier names only)."""
     n, labeled = res.requests, res.labeled
     sums = (res.cost_nano_usd, res.score_micro, res.stop_counts[:, 0])
     metrics = measured(family, n, labeled, sums, premium.score_micro[0])

@@ -23,10 +23,10 @@ from calibrate.policies.families import (
     DEFAULT_GRID,
     Family,
     SweepColumns,
-    _cutoff_ranks,
-    _family_frame,
     cutoff_grid_of_counts,
+    cutoff_ranks,
     evaluate_family,
+    family_frame,
     grid_positions,
     premium_family,
     rounded_grid,
@@ -37,7 +37,7 @@ from calibrate.policies.grid import (
     GridCells,
     GridResult,
     StopCells,
-    _cell_ids,
+    cell_ids,
     evaluate_cells,
     quantize_score,
     quantize_usd,
@@ -262,7 +262,7 @@ def labeled_bins(labeled: Outcomes, family: Family) -> list[np.ndarray]:
         if rule.kind == "confidence":
             bins.append(threshold_bins(labeled.confidence[:, rule.tier], rule.grid))
         else:
-            bins.append(np.asarray(_cutoff_ranks(labeled.input_tokens, rule.grid), np.int64))
+            bins.append(np.asarray(cutoff_ranks(labeled.input_tokens, rule.grid), np.int64))
     return bins
 
 
@@ -273,7 +273,7 @@ def family_grid(labeled: Outcomes, family: Family, rows: list[StopRows]) -> Grid
     rows_labeled = np.flatnonzero(labeled.labeled)
     labels = labeled.label[rows_labeled]
     bins = [b[rows_labeled] for b in labeled_bins(labeled, family)]
-    cells = _cell_ids(bins, shape) if shape else [np.zeros(rows_labeled.size, dtype=np.intp)]
+    cells = cell_ids(bins, shape) if shape else [np.zeros(rows_labeled.size, dtype=np.intp)]
     axis, columns = weighted_columns([r.latency_us for r in rows], [r.requests for r in rows])
     sums = stop_sums(family)[: len(family.path)]
     stops = tuple(
@@ -334,7 +334,7 @@ def evaluate_families_from_cells(
     premium = evaluate_rows(labeled, reference, stop_rows(reference))
     frames = []
     for i, family in enumerate(families):
-        frame = _family_frame(labeled, family, results[i], premium)
+        frame = family_frame(labeled, family, results[i], premium)
         if family.kind == "rules" and family.path[0] != 0:
             frame = frame.head(-1)  # "none": the same policy as on the cheapest tier's pair
         frames.append(frame)

@@ -110,7 +110,7 @@ def grid_cells(bins: list[np.ndarray], n_options: list[int], stops: StopTable) -
     """The per-request stop table as cells of one request each."""
     shape = tuple(n_options)
     n = stops.latency[0].codes.size
-    cells = _cell_ids(bins, shape) if shape else [np.zeros(n, dtype=np.intp)]
+    cells = cell_ids(bins, shape) if shape else [np.zeros(n, dtype=np.intp)]
     per_stop = []
     for s, latency in enumerate(stops.latency):
         cell = cells[min(s + 1, len(shape))]
@@ -174,7 +174,7 @@ def evaluate_sums(
     request, `score_micro[s]` over `labeled_rows`): O(n + Π n_options), small enough per policy
     for grids of millions of policies."""
     shape = tuple(n_options)
-    cells = _cell_ids(bins, shape)
+    cells = cell_ids(bins, shape)
     by_cost, by_score = [], []
     for s in range(len(shape) + 1):
         depth = min(s + 1, len(shape))
@@ -250,7 +250,7 @@ def _all_options(shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), axis=1)
 
 
-def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
+def cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
     """cells[depth]: each request's flat (C-order) index of its bins at the first `depth` stages."""
     cells = [np.zeros_like(bins[0], dtype=np.intp)]  # no stage yet: every request in cell 0
     for j, b in enumerate(bins):
@@ -344,7 +344,7 @@ def _latency_percentiles(cum: np.ndarray, grid: GridCells) -> tuple[np.ndarray, 
 def _stops_here(shape: tuple[int, ...], stop: int) -> np.ndarray:
     """(policies × cells) bool: does the policy stop at `stop` a request in that cell?
 
-    Cells enumerate the bins of the first min(stop+1, d) stages in C order, like `_cell_ids`.
+    Cells enumerate the bins of the first min(stop+1, d) stages in C order, like `cell_ids`.
     """
     dims = min(stop + 1, len(shape))
     options = _all_options(shape)
