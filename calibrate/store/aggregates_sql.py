@@ -120,12 +120,12 @@ def bucket_values(
     column = f"conf_{hist.tier}"
     wanted = ", ".join(str(int(b)) for b in sorted(set(buckets)))
     out = query(
-        f"SELECT c AS value, COUNT(*) AS n FROM (SELECT {_bucket_sql(column, hist.lo, hist.scale)}"
+        f"SELECT c AS conf_value, COUNT(*) AS n FROM (SELECT {_bucket_sql(column, hist.lo, hist.scale)}"
         f" AS bucket, {column} AS c FROM {relation} WHERE {finite(column)}) t"
         f" WHERE bucket IN ({wanted}) GROUP BY c"
     )
-    order = np.argsort(out["value"], kind="stable")
-    return out["value"][order].astype(np.float64), out["n"][order].astype(np.int64)
+    order = np.argsort(out["conf_value"], kind="stable")
+    return out["conf_value"][order].astype(np.float64), out["n"][order].astype(np.int64)
 
 
 def token_counts(query: Query, relation: str) -> tuple[np.ndarray, np.ndarray]:
