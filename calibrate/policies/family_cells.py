@@ -7,6 +7,11 @@
 scores: their bins are made in numpy from the same grids. Families whose bins come from Python
 per request (routers' scores, keyword rules' tiers) are evaluated on `outcomes`, every request
 as a cell of one, by the same engine.
+
+Cost profile (1M-request bench store, 3 tiers): the (cell, latency) aggregates hold about as many
+rows as there are requests for the cascades (exact µs percentiles of ~1,000 policies need the
+joint distribution), so the SQL grouping, not the engine, is most of the time; `SqlStopRows`
+queries each distinct stop once and keeps about one family's rows at a time.
 """
 
 from __future__ import annotations
