@@ -15,7 +15,9 @@ such as "Sure." dropped); the store normalises them in SQL and hands over one id
 normalised answer (`Store.answer_codes`), so the vote works on integers. The vote only decides
 which label the virtual tier carries; its cost and latency do not depend on it. So the vote is
 taken on the labeled requests alone (`codes` holds their ids, in the order of `outcomes.labeled`):
-exact, with answers read for the labels, not for the traffic.
+exact, with answers read for the labels, not for the traffic. At scale (`consensus_frame_from_cells`)
+the cost and latency of every vote are aggregated in SQL over all requests and only the labeled
+requests are in memory.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ import numpy as np
 import polars as pl
 
 from calibrate.policies.assignment import take_rows
-from calibrate.policies.families import Family, evaluate_families
+from calibrate.policies.families import Family, evaluate_families, family_frame, premium_family
+from calibrate.policies.family_cells import evaluate_rows
 from calibrate.policies.frontier import policy_columns
+from calibrate.policies.grid import GridResult
+from calibrate.records.cells import StopRows
 from calibrate.records.outcomes import Outcomes
 from calibrate.records.policy import Policy
+from calibrate.store import aggregates_sql
+from calibrate.store.aggregates_sql import Query
 
 MIN_VOTERS = 3
 
@@ -131,3 +138,49 @@ def consensus_slices(
             )
         )
     return pl.concat(frames, how="vertical") if frames else None
+
+
+def consensus_row_from_cells(
+    labeled: Outcomes,
+    codes: np.ndarray,
+    voters: tuple[int, ...],
+    rows: StopRows,
+    premium: GridResult,
+) -> pl.DataFrame:
+    """`consensus_row` from the vote's SQL aggregate (`rows`: `aggregates_sql.consensus_rows`),
+    the labeled requests (`codes`: their answer ids, in the order of `labeled.labeled`) and the
+    premium tier's metrics."""
+    k = len(labeled.tiers)
+    chosen = np.full(labeled.n, voters[-1], dtype=np.int64)
+    chosen[labeled.labeled] = chosen_tier(codes, voters)
+    augmented = consensus_outcomes(labeled, voters, chosen)
+    family = Family("always", (k - 1,))
+    result = evaluate_rows(augmented, family, [rows])
+    frame = family_frame(augmented, family, result, premium)
+    policy = Policy("consensus", tuple(labeled.tiers[j] for j in voters))
+    return frame.with_columns(
+        *policy_columns([policy] * frame.height).values(),
+        escalation_rate=pl.lit(1.0),
+    )
+
+
+def consensus_frame_from_cells(
+    labeled: Outcomes, codes: np.ndarray, query: Query, relation: str
+) -> pl.DataFrame | None:
+    """`consensus_frame` with every vote's cost and latency aggregated in SQL over `relation`
+    (every request) and its quality from the labeled requests (`codes`: their answer ids)."""
+    k = len(labeled.tiers)
+    if k < MIN_VOTERS:
+        return None
+    reference = premium_family(labeled)
+    stops = [(0, (k - 1,))]
+    premium_rows = aggregates_sql.stop_rows(query, relation, [], stops)
+    premium = evaluate_rows(labeled, reference, premium_rows)
+    frames = [
+        consensus_row_from_cells(
+            labeled, codes, voters, aggregates_sql.consensus_rows(query, relation, voters), premium
+        )
+        for size in range(MIN_VOTERS, k + 1)
+        for voters in itertools.combinations(range(k), size)
+    ]
+    return pl.concat(frames, how="vertical")

@@ -123,9 +123,8 @@ class ConfidenceBuckets:
         counts = self.counts[1:]
         if np.count_nonzero(counts) <= size or self.infinite:
             return _grid_by_sorting(self.values, size)  # few distinct values (or infinities)
-        positions = np.round(np.linspace(0, int(counts.sum()) - 1, size)).astype(np.int64)
-        picks = self._order_statistics(counts, positions)
-        return np.unique(np.array([float(f"{q:.4g}") for q in picks]))
+        positions = grid_positions(int(counts.sum()), size)
+        return rounded_grid(self._order_statistics(counts, positions))
 
     def _order_statistics(self, counts: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The values at 0-based `positions` of the sorted finite values, sorting only the buckets
@@ -173,7 +172,16 @@ def _grid_by_sorting(values: np.ndarray, size: int) -> np.ndarray:
     distinct = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
     if distinct.size <= size:
         return distinct
-    picks = ordered[np.round(np.linspace(0, ordered.size - 1, size)).astype(np.int64)]
+    return rounded_grid(ordered[grid_positions(ordered.size, size)])
+
+
+def grid_positions(count: int, size: int) -> np.ndarray:
+    """The 0-based positions, among `count` sorted values, of a grid's `size` order statistics."""
+    return np.round(np.linspace(0, count - 1, size)).astype(np.int64)
+
+
+def rounded_grid(picks: np.ndarray) -> np.ndarray:
+    """Order statistics rounded to 4 significant digits, distinct and ascending: the grid."""
     return np.unique(np.array([float(f"{q:.4g}") for q in picks]))
 
 
@@ -191,6 +199,17 @@ def cutoff_grid(tokens: np.ndarray, size: int) -> np.ndarray:
     return np.unique(qs[qs < tokens.max()])[::-1]  # a cutoff at the maximum is just always-cheap
 
 
+def cutoff_grid_of_counts(tokens: np.ndarray, requests: np.ndarray, size: int) -> np.ndarray:
+    """`cutoff_grid` from the histogram of input lengths: the distinct `tokens` (ascending) and
+    how many `requests` have each."""
+    if tokens.size == 0:
+        return np.array([], dtype=np.int64)
+    at_most = np.cumsum(requests)
+    qs = _quantiles_of_counts(tokens, at_most, np.linspace(0, 1, size))
+    qs = np.floor(qs).astype(np.int64)
+    return np.unique(qs[qs < tokens[-1]])[::-1]
+
+
 def _integer_quantiles(tokens: np.ndarray, q: np.ndarray) -> np.ndarray:
     """np.quantile(tokens, q) (linear method), bit for bit, with the order statistics counted
     instead of partitioned when the integers span a small range."""
@@ -198,15 +217,21 @@ def _integer_quantiles(tokens: np.ndarray, q: np.ndarray) -> np.ndarray:
     if hi - lo > 1 << 20:
         return np.quantile(tokens, q)
     at_most = np.cumsum(np.bincount(tokens - lo))  # at_most[v]: how many are ≤ lo + v
-    n = tokens.size
+    return _quantiles_of_counts(np.arange(lo, hi + 1), at_most, q)
+
+
+def _quantiles_of_counts(values: np.ndarray, at_most: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """np.quantile (linear method) of the integers where at_most[i] of them are ≤ values[i]
+    (`values` ascending), bit for bit."""
+    n = int(at_most[-1])
     virtual = (n - 1) * q
     below = np.floor(virtual)
     top = virtual >= n - 1  # numpy then reads index -1 (the maximum) on both sides
     below[top] = -1
     gamma = virtual - below
     index = np.where(top, n - 1, below).astype(np.intp)
-    a = lo + np.searchsorted(at_most, index, side="right")
-    b = lo + np.searchsorted(at_most, np.where(top, n - 1, index + 1), side="right")
+    a = values[np.searchsorted(at_most, index, side="right")]
+    b = values[np.searchsorted(at_most, np.where(top, n - 1, index + 1), side="right")]
     diff = b - a
     lerp = a + diff * gamma
     np.subtract(b, diff * (1 - gamma), out=lerp, where=gamma >= 0.5)
@@ -329,7 +354,7 @@ def stage_bins(outcomes: Outcomes, family: Family, columns: SweepColumns) -> lis
                     columns.buckets[j] = confidence_buckets(outcomes.confidence[:, j])
                 columns.ranks[key] = columns.buckets[j].rank_in(grid)
             else:
-                columns.ranks[key] = _cutoff_ranks(outcomes.input_tokens, grid)
+                columns.ranks[key] = cutoff_ranks(outcomes.input_tokens, grid)
         bins.append(columns.ranks[key])
     return without_forced(bins, family.forced)
 
@@ -351,7 +376,7 @@ def _rank_key(family: Family, j: int, grid: np.ndarray) -> tuple[object, bytes]:
     return (j if family.kind in CONFIDENCE_STRATEGIES else "tokens", grid.tobytes())
 
 
-def _cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
+def cutoff_ranks(tokens: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     """How many cutoffs (descending) are ≥ each request's input_tokens: a lookup when lengths span
     a small range, else a binary search per request."""
     ascending = cutoffs[::-1]
@@ -462,7 +487,7 @@ def evaluate_families(
     frames = []
     for family in families:
         result = evaluate_family(outcomes, family, columns, shared)
-        frame = _family_frame(outcomes, family, result, premium)
+        frame = family_frame(outcomes, family, result, premium)
         if family.kind == "rules" and family.path[0] != 0:
             frame = frame.head(-1)  # "none": the same policy as on the cheapest tier's pair
         frames.append(frame)
@@ -504,9 +529,10 @@ def measured(
     )
 
 
-def _family_frame(
+def family_frame(
     outcomes: Outcomes, family: Family, res: GridResult, premium: GridResult
 ) -> pl.DataFrame:
+    """The frontier rows of one family's engine result (`outcomes`: for the tier names only)."""
     n, labeled = res.requests, res.labeled
     sums = (res.cost_nano_usd, res.score_micro, res.stop_counts[:, 0])
     metrics = measured(family, n, labeled, sums, premium.score_micro[0])

@@ -44,6 +44,34 @@ class StopTable:
 
 
 @dataclass(frozen=True)
+class StopCells:
+    """One stop of a path as weighted rows: each row is a group of requests sharing a cell (their
+    bins' flat C-order index at the stages up to the stop's depth, min(stop+1, stages)) and a
+    latency code, with how many requests it holds (`requests`; None: one per row) and their summed
+    cost (nano-USD) if they stop here. The labeled requests' cells and scores (micro-score) at this
+    stop come separately: scores are summed over the labeled requests only."""
+
+    cell: np.ndarray
+    latency: LatencyColumn
+    requests: np.ndarray | None
+    cost_nano_usd: np.ndarray
+    scored_cell: np.ndarray
+    score_micro: np.ndarray
+
+
+@dataclass(frozen=True)
+class GridCells:
+    """A whole grid as the engine reads it: the options per stage (`shape`), one `StopCells` per
+    stop, the latency axis their codes live on, and the request and labeled counts."""
+
+    shape: tuple[int, ...]
+    stops: tuple[StopCells, ...]
+    axis: LatencyAxis
+    requests: int
+    labeled: int
+
+
+@dataclass(frozen=True)
 class GridResult:
     """Metrics of every policy of a grid, flattened in C order over the options (m policies)."""
 
@@ -73,30 +101,50 @@ def percentile_rank(pct: int, n: int) -> int:
 def evaluate_grid(
     bins: list[np.ndarray], n_options: list[int], stops: StopTable, shared: dict | None = None
 ) -> GridResult:
-    """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j]).
+    """Evaluate every option vector (a_0, …, a_{k-2}) with a_j in range(n_options[j]), one row per
+    request (`grid_cells` of the per-request bins and stop table, then `evaluate_cells`)."""
+    return evaluate_cells(grid_cells(bins, n_options, stops), shared)
+
+
+def grid_cells(bins: list[np.ndarray], n_options: list[int], stops: StopTable) -> GridCells:
+    """The per-request stop table as cells of one request each."""
+    shape = tuple(n_options)
+    n = stops.latency[0].codes.size
+    cells = cell_ids(bins, shape) if shape else [np.zeros(n, dtype=np.intp)]
+    per_stop = []
+    for s, latency in enumerate(stops.latency):
+        cell = cells[min(s + 1, len(shape))]
+        scored = cell[stops.labeled_rows]
+        per_stop.append(
+            StopCells(cell, latency, None, stops.cost_nano_usd[s], scored, stops.score_micro[s])
+        )
+    return GridCells(shape, tuple(per_stop), stops.axis, n, int(stops.labeled_rows.size))
+
+
+def evaluate_cells(grid: GridCells, shared: dict | None = None) -> GridResult:
+    """Exact metrics of every option vector of a grid given as weighted per-stop cells.
 
     `shared`, a dict kept for one sweep, lets families whose first stage bins requests the same way
-    (the same bins array) reuse the per-cell sums of the stops they have in common.
+    (the same cell array) reuse the per-cell sums of the stops they have in common.
     """
-    shape = tuple(n_options)
+    shape = grid.shape
     if not shape:
-        return _one_policy(stops)
-    cells = _cell_ids(bins, shape)
+        return _one_policy(grid)
     counts, by_cost, by_score, by_latency = [], [], [], []
-    for s in range(len(stops.latency)):
+    for s, stop in enumerate(grid.stops):
         depth = min(s + 1, len(shape))
-        sums = _cell_sums(cells[depth], shape[:depth], stops, s, shared if depth == 1 else None)
+        sums = _cell_sums(stop, shape[:depth], grid.axis, shared if depth == 1 else None)
         counts.append(_to_options(sums.latency.sum(axis=-1), shape, s).reshape(-1))
         by_latency.append(sums.latency)
         by_cost.append(sums.cost)
         by_score.append(sums.score)
     cost, quality = _sum_over_stops(by_cost, shape), _sum_over_stops(by_score, shape)
     latency = _sum_over_stops(by_latency, shape)
-    p50, p95 = _latency_percentiles(latency.reshape(-1, stops.axis.bins.size), cells, shape, stops)
+    p50, p95 = _latency_percentiles(latency.reshape(-1, grid.axis.bins.size), grid)
     return GridResult(
         options=_all_options(shape),
-        requests=stops.latency[0].codes.size,
-        labeled=int(stops.labeled_rows.size),
+        requests=grid.requests,
+        labeled=grid.labeled,
         stop_counts=np.stack(counts, axis=1).astype(np.int64),
         cost_nano_usd=cost.reshape(-1),
         score_micro=quality.reshape(-1),
@@ -126,7 +174,7 @@ def evaluate_sums(
     request, `score_micro[s]` over `labeled_rows`): O(n + Π n_options), small enough per policy
     for grids of millions of policies."""
     shape = tuple(n_options)
-    cells = _cell_ids(bins, shape)
+    cells = cell_ids(bins, shape)
     by_cost, by_score = [], []
     for s in range(len(shape) + 1):
         depth = min(s + 1, len(shape))
@@ -156,40 +204,41 @@ class _CellSums:
 
 
 def _cell_sums(
-    cell: np.ndarray, cell_shape: tuple[int, ...], stops: StopTable, s: int, shared: dict | None
+    stop: StopCells, cell_shape: tuple[int, ...], axis: LatencyAxis, shared: dict | None
 ) -> _CellSums:
-    """Per-cell sums of stop s (a fresh copy: callers sum them in place)."""
-    column = stops.latency[s]
-    key = (id(cell), id(column))
+    """Per-cell sums of one stop (a fresh copy: callers sum them in place)."""
+    key = (id(stop.cell), id(stop.latency))
     if shared is not None and key in shared:
         return shared[key][-1].copy()
-    nb, size = stops.axis.bins.size, int(np.prod(cell_shape))
-    latency = np.bincount(cell * np.intp(nb) + column.bins, minlength=size * nb)
-    cost = np.bincount(cell, stops.cost_nano_usd[s], size)
-    score = np.bincount(cell[stops.labeled_rows], stops.score_micro[s], size)
+    nb, size = axis.bins.size, int(np.prod(cell_shape))
+    latency = np.bincount(stop.cell * np.intp(nb) + stop.latency.bins, stop.requests, size * nb)
+    if stop.requests is not None:
+        latency = latency.astype(np.int64)
+    cost = np.bincount(stop.cell, stop.cost_nano_usd, size)
+    score = np.bincount(stop.scored_cell, stop.score_micro, size)
     sums = _CellSums(
         latency.reshape(cell_shape + (nb,)), cost.reshape(cell_shape), score.reshape(cell_shape)
     )
     if shared is None:
         return sums
-    shared[key] = (cell, column, sums)  # holding both keeps their ids from being reused
+    shared[key] = (stop.cell, stop.latency, sums)  # holding both keeps their ids from being reused
     return sums.copy()
 
 
-def _one_policy(stops: StopTable) -> GridResult:
+def _one_policy(grid: GridCells) -> GridResult:
     """No decision stage: every request stops at the one tier; its code histogram is the latency
     distribution."""
-    n = stops.latency[0].codes.size
+    n, stop = grid.requests, grid.stops[0]
     ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
-    codes = np.searchsorted(np.cumsum(stops.latency[0].counts), ranks, side="left")
-    p50, p95 = stops.axis.to_us(codes)
+    codes = np.searchsorted(np.cumsum(stop.latency.counts), ranks, side="left")
+    p50, p95 = grid.axis.to_us(codes)
     return GridResult(
         options=np.zeros((1, 0), dtype=np.int64),
         requests=n,
-        labeled=int(stops.labeled_rows.size),
+        labeled=grid.labeled,
         stop_counts=np.array([[n]], dtype=np.int64),
-        cost_nano_usd=np.array([stops.cost_nano_usd[0].sum()]),
-        score_micro=np.array([stops.score_micro[0].sum()]),
+        cost_nano_usd=np.array([stop.cost_nano_usd.sum()]),
+        score_micro=np.array([stop.score_micro.sum()]),
         latency_p50_us=np.array([p50]),
         latency_p95_us=np.array([p95]),
     )
@@ -201,7 +250,7 @@ def _all_options(shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), axis=1)
 
 
-def _cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
+def cell_ids(bins: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
     """cells[depth]: each request's flat (C-order) index of its bins at the first `depth` stages."""
     cells = [np.zeros_like(bins[0], dtype=np.intp)]  # no stage yet: every request in cell 0
     for j, b in enumerate(bins):
@@ -258,13 +307,10 @@ def _cumulate(hist: np.ndarray, axis: int, complement: bool) -> None:
         np.subtract(total, view, out=view)
 
 
-def _latency_percentiles(
-    cum: np.ndarray, cells: list[np.ndarray], shape: tuple[int, ...], stops: StopTable
-) -> tuple[np.ndarray, np.ndarray]:
+def _latency_percentiles(cum: np.ndarray, grid: GridCells) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest-rank p50/p95 of the per-request latency for every policy, from the
     (policies × coarse bins) histogram `cum` (turned into cumulative counts in place)."""
-    latency, axis = stops.latency, stops.axis
-    n, nb = latency[0].codes.size, axis.bins.size
+    n, nb, shape = grid.requests, grid.axis.bins.size, grid.shape
     ranks = [percentile_rank(pct, n) for pct in PERCENTILES]
     np.cumsum(cum, axis=1, out=cum)
     m = cum.shape[0]
@@ -280,9 +326,17 @@ def _latency_percentiles(
         bin_.append(hit)
         rank.append(r - below)
     queries = RankQueries(np.concatenate(policy), np.concatenate(bin_), np.concatenate(rank))
-    stop_cells = [cells[min(s + 1, len(shape))] for s in range(len(latency))]
     stops_here = functools.partial(_stops_here, shape)
-    values = axis.to_us(codes_at_ranks(queries, axis, latency, stop_cells, stops_here))
+    stops = grid.stops
+    codes = codes_at_ranks(
+        queries,
+        grid.axis,
+        [stop.latency for stop in stops],
+        [stop.cell for stop in stops],
+        stops_here,
+        [stop.requests for stop in stops],
+    )
+    values = grid.axis.to_us(codes)
     return values[:m], values[m:]
 
 
@@ -290,7 +344,7 @@ def _latency_percentiles(
 def _stops_here(shape: tuple[int, ...], stop: int) -> np.ndarray:
     """(policies × cells) bool: does the policy stop at `stop` a request in that cell?
 
-    Cells enumerate the bins of the first min(stop+1, d) stages in C order, like `_cell_ids`.
+    Cells enumerate the bins of the first min(stop+1, d) stages in C order, like `cell_ids`.
     """
     dims = min(stop + 1, len(shape))
     options = _all_options(shape)

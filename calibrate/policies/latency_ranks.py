@@ -154,6 +154,7 @@ def codes_at_ranks(
     latency: Sequence[LatencyColumn],
     cells: Sequence[np.ndarray],
     stops_here: Callable[[int], np.ndarray],
+    requests: Sequence[np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """The latency code answering each rank query.
 
@@ -161,17 +162,19 @@ def codes_at_ranks(
     and stops_here(s) the (policies × cells) table of whether the policy stops such a request
     there. A query whose bin holds one code is answered by it; any other meets every request whose
     code at some stop lies in its bin and counts, code by code, those its policy stops there. The
-    work is the sum over those queries of their bin's mass.
+    work is the sum over those queries of their bin's mass. `requests[s]`: how many requests each
+    row of stop s stands for (None, or a None entry: one each).
     """
     bins = axis.bins
     codes = bins.first[queries.bin]
     look = np.flatnonzero(~bins.single[queries.bin])
     if look.size:
-        codes[look] = _counted(queries, look, bins, latency, cells, stops_here)
+        weights = list(requests) if requests is not None else [None] * len(latency)
+        codes[look] = _counted(queries, look, bins, latency, cells, stops_here, weights)
     return codes
 
 
-def _counted(queries, look, bins, latency, cells, stops_here) -> np.ndarray:
+def _counted(queries, look, bins, latency, cells, stops_here, weights) -> np.ndarray:
     """Codes of the queries `look` (whose bins hold several codes), by counting."""
     by_bin = np.argsort(queries.bin[look], kind="stable")
     order = look[by_bin]
@@ -185,7 +188,8 @@ def _counted(queries, look, bins, latency, cells, stops_here) -> np.ndarray:
         rows = np.flatnonzero(np.take(per_bin > 0, column.bins))
         if rows.size:
             here = stops_here(s)
-            meet = _Meetings(rows, column, bins, per_bin, first_query, cells[s][rows])
+            weight = None if weights[s] is None else weights[s][rows]
+            meet = _Meetings(rows, column, bins, per_bin, first_query, cells[s][rows], weight)
             table += meet.counts(here, policy * here.shape[1], start, table.size)
     cum = np.cumsum(table)
     before = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
@@ -200,7 +204,7 @@ class _Meetings:
     are consecutive from first[i]. Rows are ordered by reps, descending, so that the rows meeting
     at least t+1 queries are a prefix and pass t is plain slicing (no np.repeat)."""
 
-    def __init__(self, rows, column, bins, per_bin, first_query, cell) -> None:
+    def __init__(self, rows, column, bins, per_bin, first_query, cell, weight) -> None:
         hit = column.bins[rows]
         offset = column.codes[rows] - bins.first[hit]
         reps = per_bin[hit]
@@ -208,6 +212,7 @@ class _Meetings:
         by_reps = np.argsort(keys, kind="stable")
         self.reps, self.first = reps[by_reps], first_query[hit[by_reps]]
         self.offset, self.cell = offset[by_reps], cell[by_reps]
+        self.weight = None if weight is None else weight[by_reps]
 
     def counts(self, stops_here, policy_base, start, size) -> np.ndarray:
         """Per query segment, how many of its pairs the query's policy stops here, by code."""
@@ -218,5 +223,38 @@ class _Meetings:
             k = int(at_least[t + 1])
             query = self.first[:k] + t
             keep = flat[policy_base[query] + self.cell[:k]]
-            table += np.bincount((start[query] + self.offset[:k])[keep], minlength=size)
+            at = (start[query] + self.offset[:k])[keep]
+            if self.weight is None:
+                table += np.bincount(at, minlength=size)
+            else:
+                table += np.bincount(at, self.weight[:k][keep], size).astype(np.int64)
         return table
+
+
+def weighted_columns(
+    latency_us: Sequence[np.ndarray], requests: Sequence[np.ndarray]
+) -> tuple[LatencyAxis, list[LatencyColumn]]:
+    """Codes of aggregated rows: per stop, each row's latency (whole µs) and how many requests it
+    holds. Codes count the values' common unit from the smallest (the ranks of the distinct values
+    when that needs more than CODE_LIMIT codes); coarse bins balance the rows (the work of a rank
+    query), the code histograms count requests."""
+    values = np.concatenate(latency_us).astype(np.int64)
+    lo = int(values.min())
+    unit = max(1, int(np.gcd.reduce(values - lo, initial=0)))
+    if (int(values.max()) - lo) // unit < CODE_LIMIT:
+        codes_all = ((values - lo) // unit).astype(np.int32)
+        n_codes = int(codes_all.max()) + 1
+        base, step, values_us = float(lo), float(unit), None
+    else:
+        distinct, inverse = np.unique(values, return_inverse=True)
+        codes_all = inverse.astype(np.int32).reshape(-1)
+        n_codes, base, step, values_us = distinct.size, 0.0, 1.0, distinct.astype(np.float64)
+    codes = np.split(codes_all, np.cumsum([v.size for v in latency_us])[:-1])
+    rows = np.bincount(codes_all, minlength=n_codes)
+    bins = _coarse_bins(rows, _coarse_bin_count(int(values.size)))
+    axis = LatencyAxis(base, step, values_us, bins)
+    columns = [
+        LatencyColumn(c, np.take(bins.of_code, c), np.bincount(c, w, n_codes).astype(np.int64))
+        for c, w in zip(codes, requests, strict=True)
+    ]
+    return axis, columns
