@@ -1,0 +1,358 @@
+"""The chosen policy's report sections as aggregates over the outcome relation, in portable SQL.
+
+`section_sums(query, relation, tiers, chosen, alternative)` walks every row of `outcome_rows`
+(`outcome_rows_sql`) through the chosen policy's stop rule written in SQL (`stage_sql`: a cascade
+keeps a request at the first tier whose confidence is ≥ its threshold, NULL never keeps, +inf
+keeps nothing; a length rule sends input_tokens ≤ N to the cheaper tier; always-one-tier stops
+at once), and returns what the sections need from all requests (`records.sections.SectionSums`):
+requests per stop, exact cost sums and sums of squares (nano-USD in DECIMAL(38,0)), requests and
+escalations per segment value and per region × week, and production as logged (counts, costs,
+exact latency percentiles by a bucket histogram then the values of the two buckets that hold the
+ranks). Keyword rules and routers decide on per-request values the relation does not hold
+(prompts, router scores): their policies are refused (`UnsupportedPolicy`).
+
+The SQL is the common subset of DuckDB and Spark SQL (`exact_sql`), built with the relation's
+name and literal numbers, and run by an `AggregateQuery`: sql → {column: numpy array}.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from calibrate.records.policy import Policy
+from calibrate.records.sections import (
+    CostSums,
+    ProductionSums,
+    SectionSums,
+    SegmentCount,
+    WeekCount,
+)
+from calibrate.store.exact_sql import (
+    double_sql,
+    exact_product_sum_sql,
+    exact_sum_sql,
+    nano_usd_sql,
+)
+
+AggregateQuery = Callable[[str], Mapping[str, np.ndarray]]
+"""Runs one aggregate query: its columns as numpy arrays (integers may come as Python ints or
+Decimals in object arrays, NULL as None)."""
+
+SEGMENTS = ("app", "region", "intent")  # `failure_modes.segment_columns`, in its order
+PERCENTILES = (50, 95)  # `grid.PERCENTILES`
+_LATENCY_BUCKETS = 4096
+
+
+class UnsupportedPolicy(ValueError):
+    """A policy whose stop rule needs per-request values the outcome relation does not hold."""
+
+
+def duckdb_query(con: duckdb.DuckDBPyConnection) -> AggregateQuery:
+    """The aggregate runner on a DuckDB connection (fully read: DuckDB 2 refuses other work
+    while a result is half read)."""
+
+    def run(sql: str) -> dict[str, np.ndarray]:
+        table = con.sql(sql).to_arrow_table()
+        return {name: _numpy(table.column(name)) for name in table.column_names}
+
+    return run
+
+
+def _numpy(column: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_decimal(column.type) or column.null_count:
+        return np.array(column.to_pylist(), dtype=object)
+    return column.to_numpy()
+
+
+def _int(value: object) -> int:
+    """An exact integer from what a runner returns for a SUM or COUNT (None: an empty sum)."""
+    return 0 if value is None else int(value)  # type: ignore[call-overload]
+
+
+# --- the stop rule ---------------------------------------------------------------------------
+
+
+def _positions(policy: Policy, tiers: Sequence[str]) -> list[int]:
+    return [list(tiers).index(t) for t in policy.tiers]
+
+
+def _keeps_sql(column: str, threshold: float) -> str:
+    """`cascade.keeps` in SQL: confidence ≥ τ; NULL never keeps, nothing keeps under +inf."""
+    if math.isinf(threshold):
+        return "FALSE" if threshold > 0 else f"({column} IS NOT NULL)"
+    return f"({column} >= {double_sql(threshold)})"
+
+
+def stage_sql(policy: Policy, tiers: Sequence[str]) -> str:
+    """The index along `policy.tiers` of the stage each row stops at (an INTEGER expression over
+    the relation's columns)."""
+    path = _positions(policy, tiers)
+    if policy.strategy == "always":
+        return "0"
+    if policy.strategy == "cascade":
+        keeps = [_keeps_sql(f"conf_{j}", t) for j, t in zip(path, policy.thresholds, strict=False)]
+        whens = " ".join(f"WHEN {k} THEN {s}" for s, k in enumerate(keeps))
+        return f"(CASE {whens} ELSE {len(path) - 1} END)"
+    if policy.strategy == "length":
+        if policy.cutoff_tokens is None:
+            return "1"
+        return f"(CASE WHEN input_tokens <= {int(policy.cutoff_tokens)} THEN 0 ELSE 1 END)"
+    raise UnsupportedPolicy(
+        f"{policy.id}: a {policy.strategy} policy decides on per-request values "
+        "(keyword rules, router scores) that the outcome relation does not hold"
+    )
+
+
+def cost_sql(policy: Policy, tiers: Sequence[str], stage: str = "stage") -> str:
+    """The nano-USD a row pays when it stops at `stage` (cascades pay every tier touched, others
+    the serving tier), over the per-tier columns `c_k` of `_rows_sql`."""
+    path = _positions(policy, tiers)
+    paid = [
+        " + ".join(f"c_{j}" for j in path[: s + 1]) if policy.cascading else f"c_{path[s]}"
+        for s in range(len(path))
+    ]
+    whens = " ".join(f"WHEN {stage} = {s} THEN {c}" for s, c in enumerate(paid))
+    return f"(CASE {whens} END)"
+
+
+def _rows_sql(
+    relation: str, tiers: Sequence[str], chosen: Policy, alternative: Policy | None
+) -> str:
+    """CTEs `q` (per-tier nano-USD, the chosen stop, the alternative's escalation) and `r` (q
+    plus the chosen policy's cost)."""
+    nano = ", ".join(f"{nano_usd_sql(f'cost_usd_{j}')} AS c_{j}" for j in range(len(tiers)))
+    alt = "0" if alternative is None else f"{stage_sql(alternative, tiers)}"
+    return f"""WITH q AS (
+    SELECT region, app, intent, ts_s, labeled, prod_called, prod_served,
+           {", ".join(f"latency_ms_{j}" for j in range(len(tiers)))},
+           {nano},
+           {stage_sql(chosen, tiers)} AS stage,
+           CASE WHEN {alt} > 0 THEN 1 ELSE 0 END AS alt_escalated
+    FROM {relation}),
+r AS (SELECT q.*, {cost_sql(chosen, tiers)} AS cost FROM q)
+"""
+
+
+# --- the sums --------------------------------------------------------------------------------
+
+
+def section_sums(
+    query: AggregateQuery,
+    relation: str,
+    tiers: Sequence[str],
+    chosen: Policy,
+    alternative: Policy | None = None,
+) -> SectionSums:
+    """Everything the chosen policy's sections need from all rows of `relation` (module
+    docstring); `alternative` adds its escalations per segment."""
+    rows = _rows_sql(relation, tiers, chosen, alternative)
+    stage_counts, cost, labeled, ts_range = _by_stage(query, rows, len(chosen.tiers), len(tiers))
+    return SectionSums(
+        tiers=tuple(tiers),
+        path=chosen.tiers,
+        stage_counts=stage_counts,
+        cost=cost,
+        segments=_segments(query, rows, alternative is not None),
+        weeks=_weeks(query, rows),
+        labeled=labeled,
+        ts_range=ts_range,
+        production=_production(query, rows, relation, len(tiers)),
+    )
+
+
+def _by_stage(
+    query: AggregateQuery, rows: str, stops: int, k: int
+) -> tuple[tuple[int, ...], CostSums, int, tuple[float, float] | None]:
+    premium = f"c_{k - 1}"
+    got = query(
+        rows
+        + f"""SELECT stage, COUNT(*) AS requests,
+       SUM(CASE WHEN labeled THEN 1 ELSE 0 END) AS labeled,
+       MIN(ts_s) AS ts_min, MAX(ts_s) AS ts_max,
+       {exact_sum_sql("cost")} AS cost, {exact_product_sum_sql("cost", "cost")} AS cost_sq,
+       {exact_sum_sql(premium)} AS premium,
+       {exact_product_sum_sql(premium, premium)} AS premium_sq,
+       {exact_product_sum_sql("cost", premium)} AS cross_sum
+FROM r GROUP BY stage"""
+    )
+    counts = [0] * stops
+    for s, n in zip(got["stage"].tolist(), got["requests"].tolist(), strict=True):
+        counts[int(s)] = int(n)
+    total = {c: sum(_int(v) for v in got[c]) for c in ("cost", "cost_sq", "premium")}
+    more = {c: sum(_int(v) for v in got[c]) for c in ("premium_sq", "cross_sum", "labeled")}
+    sums = CostSums(
+        sum(counts), total["cost"], total["cost_sq"], total["premium"], more["premium_sq"],
+        more["cross_sum"],
+    )  # fmt: skip
+    ts_range = None
+    if sum(counts):
+        ts_range = (float(np.min(got["ts_min"])), float(np.max(got["ts_max"])))
+    return tuple(counts), sums, more["labeled"], ts_range
+
+
+def _segments(query: AggregateQuery, rows: str, with_alt: bool) -> tuple[SegmentCount, ...]:
+    """Per segment column and value (None left out, values sorted as text), from one GROUP BY
+    over all three columns (few combinations)."""
+    got = query(
+        rows
+        + """SELECT region, app, intent, COUNT(*) AS requests,
+       SUM(CASE WHEN stage > 0 THEN 1 ELSE 0 END) AS escalated,
+       SUM(alt_escalated) AS alt_escalated
+FROM r GROUP BY region, app, intent"""
+    )
+    out = []
+    for column in SEGMENTS:
+        totals: dict[str, list[int]] = {}
+        for value, n, esc, alt in zip(
+            got[column].tolist(),
+            got["requests"].tolist(),
+            got["escalated"].tolist(),
+            got["alt_escalated"].tolist(),
+            strict=True,
+        ):
+            if value is None:
+                continue
+            acc = totals.setdefault(str(value), [0, 0, 0])
+            acc[0], acc[1], acc[2] = acc[0] + _int(n), acc[1] + _int(esc), acc[2] + _int(alt)
+        out += [
+            SegmentCount(column, v, n, esc, alt if with_alt else None)
+            for v, (n, esc, alt) in sorted(totals.items())
+        ]
+    return tuple(out)
+
+
+# Epoch seconds truncated toward zero (as `failure_modes.escalation_timeline` casts them), the day,
+# and the Monday starting its week (1970-01-01 was a Thursday).
+_SECOND = "(CASE WHEN ts_s < 0 THEN CEIL(ts_s) ELSE FLOOR(ts_s) END)"
+_DAY = f"FLOOR({_SECOND} / 86400)"
+_WEEK_DAY = f"CAST({_DAY} - ({_DAY} + 3 - 7 * FLOOR(({_DAY} + 3) / 7)) AS BIGINT)"
+
+
+def _weeks(query: AggregateQuery, rows: str) -> tuple[WeekCount, ...]:
+    got = query(
+        rows
+        + f"""SELECT week_day, region, COUNT(*) AS requests, SUM(escalated) AS escalated
+FROM (SELECT {_WEEK_DAY} AS week_day, region,
+             CASE WHEN stage > 0 THEN 1 ELSE 0 END AS escalated FROM r) AS w
+GROUP BY week_day, region"""
+    )
+    return tuple(
+        WeekCount(int(d), None if region is None else str(region), _int(n), _int(esc))
+        for d, region, n, esc in zip(
+            got["week_day"].tolist(),
+            got["region"].tolist(),
+            got["requests"].tolist(),
+            got["escalated"].tolist(),
+            strict=True,
+        )
+    )
+
+
+# --- production as logged --------------------------------------------------------------------
+
+
+def _called(j: int) -> str:
+    return f"(prod_called & {1 << j}) <> 0"
+
+
+def _production_rows(rows: str, k: int) -> str:
+    """`rows` plus CTE `p`: the requests production served, with the called tiers' cost
+    (nano-USD) and summed latency (in tier order, as numpy sums a row)."""
+    cost = " + ".join(f"(CASE WHEN {_called(j)} THEN COALESCE(c_{j}, 0) ELSE 0 END)" for j in range(k))
+    latency = " + ".join(
+        f"(CASE WHEN {_called(j)} THEN latency_ms_{j} ELSE 0.0e0 END)" for j in range(k)
+    )
+    return (
+        rows
+        + f""", p AS (
+    SELECT prod_served, prod_called, {cost} AS prod_cost, {latency} AS latency_ms,
+           c_{k - 1} AS premium, cost
+    FROM r WHERE prod_served >= 0)
+"""
+    )
+
+
+def _production(query: AggregateQuery, rows: str, relation: str, k: int) -> ProductionSums:
+    prows = _production_rows(rows, k)
+    got = query(
+        prows
+        + f"""SELECT prod_served, COUNT(*) AS requests,
+       SUM(CASE WHEN (prod_called & (prod_called - 1)) <> 0 THEN 1 ELSE 0 END) AS escalated,
+       {exact_sum_sql("prod_cost")} AS prod_cost, {exact_sum_sql("premium")} AS premium,
+       {exact_sum_sql("cost")} AS chosen, MIN(latency_ms) AS lo, MAX(latency_ms) AS hi
+FROM p GROUP BY prod_served"""
+    )
+    served = [0] * k
+    for j, n in zip(got["prod_served"].tolist(), got["requests"].tolist(), strict=True):
+        served[int(j)] = _int(n)
+    n = sum(served)
+    p50 = p95 = math.nan
+    if n:
+        bounds = (float(np.min(got["lo"])), float(np.max(got["hi"])))
+        p50, p95 = _order_statistics(query, prows, bounds, [_rank(p, n) for p in PERCENTILES])
+    labeled = query(
+        f"SELECT request_id, prod_served FROM {relation} WHERE labeled ORDER BY request_id"
+    )
+    return ProductionSums(
+        requests=n,
+        escalated=sum(_int(v) for v in got["escalated"]),
+        served=tuple(served),
+        cost_nano_usd=sum(_int(v) for v in got["prod_cost"]),
+        premium_nano_usd=sum(_int(v) for v in got["premium"]),
+        chosen_nano_usd=sum(_int(v) for v in got["chosen"]),
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        labeled_ids=np.asarray(labeled["request_id"], dtype=object),
+        labeled_served=np.asarray(labeled["prod_served"], dtype=np.int64),
+    )
+
+
+def _rank(pct: int, n: int) -> int:
+    """`grid.percentile_rank`: the 1-based nearest rank."""
+    return max(1, (pct * n + 99) // 100)
+
+
+def _order_statistics(
+    query: AggregateQuery, prows: str, bounds: tuple[float, float], ranks: list[int]
+) -> list[float]:
+    """The values at 1-based `ranks` of p.latency_ms, exactly: a histogram over equal-width
+    buckets (the bucket map is monotone, so buckets are ordered like their values), then the
+    distinct values of the buckets holding the ranks."""
+    lo, hi = bounds
+    scale = _LATENCY_BUCKETS / (hi - lo) if hi > lo else math.inf
+    if not math.isfinite(scale):
+        if hi == lo:
+            return [lo for _ in ranks]
+        bucket = "0"  # a span too small (or too large) to cut: every value in one bucket
+    else:
+        bucket = f"FLOOR((latency_ms - {double_sql(lo)}) * {double_sql(scale)})"
+    hist = query(
+        prows + f"SELECT b, COUNT(*) AS requests FROM (SELECT {bucket} AS b FROM p) AS h GROUP BY b"
+    )
+    order = np.argsort(hist["b"].astype(np.float64), kind="stable")
+    buckets = hist["b"].astype(np.float64)[order]
+    cum = np.cumsum(hist["requests"].astype(np.int64)[order])
+    at = [int(np.searchsorted(cum, r, side="left")) for r in ranks]  # bucket holding rank r
+    wanted = ", ".join(str(int(buckets[i])) for i in sorted(set(at)))
+    values = query(
+        prows
+        + f"""SELECT b, latency_ms, COUNT(*) AS requests
+FROM (SELECT latency_ms, {bucket} AS b FROM p) AS h WHERE b IN ({wanted})
+GROUP BY b, latency_ms"""
+    )
+    of_bucket = values["b"].astype(np.float64)
+    out = []
+    for r, i in zip(ranks, at, strict=True):
+        inside = np.flatnonzero(of_bucket == buckets[i])
+        vals = values["latency_ms"].astype(np.float64)[inside]
+        counts = values["requests"].astype(np.int64)[inside]
+        by_value = np.argsort(vals, kind="stable")
+        before = int(cum[i - 1]) if i else 0
+        pos = int(np.searchsorted(np.cumsum(counts[by_value]), r - before, side="left"))
+        out.append(float(vals[by_value][pos]))
+    return out
