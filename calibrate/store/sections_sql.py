@@ -138,6 +138,17 @@ r AS (SELECT q.*, {cost_sql(chosen, tiers)} AS cost FROM q)
 """
 
 
+def row_stops(
+    query: AggregateQuery, relation: str, tiers: Sequence[str], policy: Policy
+) -> dict[str, np.ndarray]:
+    """Per row (request_id order): the stage `policy` stops at and its cost in nano-USD. Not an
+    aggregate (its size is the traffic's): what tests check the stop rule with."""
+    rows = _rows_sql(relation, tiers, policy, None).replace(
+        "SELECT region,", "SELECT request_id, region,", 1
+    )
+    return query(rows + "SELECT request_id, stage, cost FROM r ORDER BY request_id")
+
+
 # --- the sums --------------------------------------------------------------------------------
 
 
