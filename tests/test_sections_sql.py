@@ -11,7 +11,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import polars as pl
 import pytest
 from outcomes_support import random_outcomes
 from polars.testing import assert_frame_equal
@@ -59,7 +58,9 @@ REL = 1e-12  # exact integer sums against numpy's float sums of the same (rounde
 def ordered(seed: int, n: int, k: int) -> Outcomes:
     """`random_outcomes` with request ids in row order (as the store returns rows)."""
     o = random_outcomes(seed, n, k)
-    return dataclasses.replace(o, request_ids=np.array([f"r{i:06d}" for i in range(n)], dtype=object))
+    return dataclasses.replace(
+        o, request_ids=np.array([f"r{i:06d}" for i in range(n)], dtype=object)
+    )
 
 
 def segmented(seed: int, n: int, k: int) -> tuple[Outcomes, tuple[np.ndarray, np.ndarray]]:
@@ -236,11 +237,14 @@ def _check_production(o, production, chosen, labeled, on_labeled, weights, sums)
     for name in money:
         assert _close(getattr(new.metrics, name), getattr(old.metrics, name)), name
     same_money = {m: getattr(old.metrics, m) for m in money}
-    assert dataclasses.replace(
-        new,
-        metrics=dataclasses.replace(new.metrics, **same_money),
-        recommended_cost_per_1k_usd=old.recommended_cost_per_1k_usd,
-    ) == old  # every other field bit for bit (latency percentiles, quality, shares, counts)
+    assert (
+        dataclasses.replace(
+            new,
+            metrics=dataclasses.replace(new.metrics, **same_money),
+            recommended_cost_per_1k_usd=old.recommended_cost_per_1k_usd,
+        )
+        == old
+    )  # every other field bit for bit (latency percentiles, quality, shares, counts)
 
 
 def _check_intervals(o, chosen, labeled, on_labeled, weights, sums) -> None:

@@ -140,7 +140,7 @@ r AS (SELECT q.*, {cost_sql(chosen, tiers)} AS cost FROM q)
 
 def row_stops(
     query: AggregateQuery, relation: str, tiers: Sequence[str], policy: Policy
-) -> dict[str, np.ndarray]:
+) -> Mapping[str, np.ndarray]:
     """Per row (request_id order): the stage `policy` stops at and its cost in nano-USD. Not an
     aggregate (its size is the traffic's): what tests check the stop rule with."""
     rows = _rows_sql(relation, tiers, policy, None).replace(
@@ -274,7 +274,9 @@ def _called(j: int) -> str:
 def _production_rows(rows: str, k: int) -> str:
     """`rows` plus CTE `p`: the requests production served, with the called tiers' cost
     (nano-USD) and summed latency (in tier order, as numpy sums a row)."""
-    cost = " + ".join(f"(CASE WHEN {_called(j)} THEN COALESCE(c_{j}, 0) ELSE 0 END)" for j in range(k))
+    cost = " + ".join(
+        f"(CASE WHEN {_called(j)} THEN COALESCE(c_{j}, 0) ELSE 0 END)" for j in range(k)
+    )
     latency = " + ".join(
         f"(CASE WHEN {_called(j)} THEN latency_ms_{j} ELSE 0.0e0 END)" for j in range(k)
     )

@@ -289,7 +289,9 @@ def escalation_timeline_of_sums(sums: SectionSums) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "week": pl.Series([w.week_day for w in weeks], dtype=pl.Int32).cast(pl.Date),
-            "region": pl.Series(["None" if w.region is None else w.region for w in weeks], dtype=pl.Utf8),
+            "region": pl.Series(
+                ["None" if w.region is None else w.region for w in weeks], dtype=pl.Utf8
+            ),
             "requests": pl.Series([w.requests for w in weeks], dtype=pl.UInt32),
             "escalated": pl.Series([w.escalated for w in weeks], dtype=pl.Int64),
         }
