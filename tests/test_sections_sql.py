@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from outcomes_support import random_outcomes
 from polars.testing import assert_frame_equal
+from test_report_first_screen import CLOCK, _attempt, _line
 
 from calibrate.config.routing import METRIC_DIGITS
 from calibrate.config.tiers import load_tiers, price_table
@@ -24,6 +25,7 @@ from calibrate.policies.families import (
     Family,
     default_families,
     evaluate_families,
+    family_policies,
     policy_index,
     quantize_usd,
 )
@@ -129,8 +131,6 @@ def test_sql_stop_rule_is_the_assignment_of_every_grid_policy(k: int) -> None:
 
 
 def _policy(o: Outcomes, family: Family, option: tuple) -> Policy:
-    from calibrate.policies.families import family_policies
-
     return family_policies(o, family, [option])[0]
 
 
@@ -361,3 +361,31 @@ def test_sections_on_the_sample_store(sample_store: Path) -> None:
 
 def _rounded(interval: Interval, digits: int) -> tuple[float, float]:
     return round(interval.low, digits), round(interval.high, digits)
+
+
+@pytest.mark.parametrize("tiers", [("small", "medium", "large"), ("small", "large")])
+def test_the_built_relation_carries_production_paths(tmp_path: Path, tiers: tuple) -> None:
+    """prod_called / prod_served of the built relation are `production_paths`: kept on the
+    cheap tier, escalated, a failed prod attempt, replay only, a logged served tier."""
+    lines = [
+        _line("a", [_attempt("small"), _attempt("large", "shadow"), _attempt("medium", "shadow")]),
+        _line("b", [_attempt("small"), _attempt("large"), _attempt("medium", "shadow")]),
+        _line("c", [_attempt("small"), _attempt("large", status="error"), _attempt("medium")]),
+        _line("d", [_attempt("small", "shadow"), _attempt("large", "shadow"), _attempt("medium")]),
+        _line("e", [_attempt("small"), _attempt("large"), _attempt("medium")], served_tier="small"),
+        _line("f", [_attempt("medium"), _attempt("large", "shadow"), _attempt("small", "shadow")]),
+    ]
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        ingest(store, [logs], strict=True, clock=lambda: CLOCK)
+        rows = build_outcome_rows(store.con, list(tiers), {})
+        got = duckdb_query(store.con)(
+            f"SELECT request_id, prod_called, prod_served FROM {rows.relation} ORDER BY request_id"
+        )
+        called, served = store.production_paths(tiers, got["request_id"])
+    assert rows.requests == 6
+    bits = (called.astype(np.int64) << np.arange(len(tiers))).sum(axis=1)
+    assert got["prod_called"].tolist() == bits.tolist()
+    assert got["prod_served"].tolist() == served.tolist()
+    assert len(set(served.tolist())) >= 3  # unknown, cheap and dearer tiers all appear

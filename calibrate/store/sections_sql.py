@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -160,82 +161,117 @@ def section_sums(
     alternative: Policy | None = None,
 ) -> SectionSums:
     """Everything the chosen policy's sections need from all rows of `relation` (module
-    docstring); `alternative` adds its escalations per segment."""
+    docstring); `alternative` adds its escalations per segment. Two scans of the relation (money
+    and production per stop; counts per segment and week), then two of production's rows for
+    its latency percentiles and one of the labeled rows."""
+    k = len(tiers)
     rows = _rows_sql(relation, tiers, chosen, alternative)
-    stage_counts, cost, labeled, ts_range = _by_stage(query, rows, len(chosen.tiers), len(tiers))
+    money = _Money.of(query(_money_sql(rows, k)), len(chosen.tiers), k)
+    segments, weeks = _counts(query(_counts_sql(rows)), alternative is not None)
     return SectionSums(
         tiers=tuple(tiers),
         path=chosen.tiers,
-        stage_counts=stage_counts,
-        cost=cost,
-        segments=_segments(query, rows, alternative is not None),
-        weeks=_weeks(query, rows),
-        labeled=labeled,
-        ts_range=ts_range,
-        production=_production(query, rows, relation, len(tiers)),
+        stage_counts=money.stage_counts,
+        cost=money.cost,
+        segments=segments,
+        weeks=weeks,
+        labeled=money.labeled,
+        ts_range=money.ts_range,
+        production=_production(query, rows, relation, money),
     )
 
 
-def _by_stage(
-    query: AggregateQuery, rows: str, stops: int, k: int
-) -> tuple[tuple[int, ...], CostSums, int, tuple[float, float] | None]:
+def _called(j: int) -> str:
+    return f"(prod_called & {1 << j}) <> 0"
+
+
+def _money_sql(rows: str, k: int) -> str:
+    """Per (stop, production's served tier, production called more than one tier): requests,
+    labeled ones, time range, exact cost sums of the policy and premium, and production's cost
+    (the called tiers') and latency range (their latencies summed in tier order, as numpy sums a
+    row)."""
     premium = f"c_{k - 1}"
-    got = query(
+    prod_cost = " + ".join(
+        f"(CASE WHEN {_called(j)} THEN COALESCE(c_{j}, 0) ELSE 0 END)" for j in range(k)
+    )
+    return (
         rows
-        + f"""SELECT stage, COUNT(*) AS requests,
+        + f""", m AS (
+    SELECT stage, prod_served, labeled, ts_s, cost, {premium} AS premium,
+           CASE WHEN (prod_called & (prod_called - 1)) <> 0 THEN 1 ELSE 0 END AS prod_multi,
+           {prod_cost} AS prod_cost, {_prod_latency_sql(k)} AS prod_latency
+    FROM r)
+SELECT stage, prod_served, prod_multi, COUNT(*) AS requests,
        SUM(CASE WHEN labeled THEN 1 ELSE 0 END) AS labeled,
        MIN(ts_s) AS ts_min, MAX(ts_s) AS ts_max,
        {exact_sum_sql("cost")} AS cost, {exact_product_sum_sql("cost", "cost")} AS cost_sq,
-       {exact_sum_sql(premium)} AS premium,
-       {exact_product_sum_sql(premium, premium)} AS premium_sq,
-       {exact_product_sum_sql("cost", premium)} AS cross_sum
-FROM r GROUP BY stage"""
+       {exact_sum_sql("premium")} AS premium,
+       {exact_product_sum_sql("premium", "premium")} AS premium_sq,
+       {exact_product_sum_sql("cost", "premium")} AS cross_sum,
+       {exact_sum_sql("prod_cost")} AS prod_cost,
+       MIN(prod_latency) AS latency_lo, MAX(prod_latency) AS latency_hi
+FROM m GROUP BY stage, prod_served, prod_multi"""
     )
-    counts = [0] * stops
-    for s, n in zip(got["stage"].tolist(), got["requests"].tolist(), strict=True):
-        counts[int(s)] = int(n)
-    total = {c: sum(_int(v) for v in got[c]) for c in ("cost", "cost_sq", "premium")}
-    more = {c: sum(_int(v) for v in got[c]) for c in ("premium_sq", "cross_sum", "labeled")}
-    sums = CostSums(
-        sum(counts), total["cost"], total["cost_sq"], total["premium"], more["premium_sq"],
-        more["cross_sum"],
-    )  # fmt: skip
-    ts_range = None
-    if sum(counts):
-        ts_range = (float(np.min(got["ts_min"])), float(np.max(got["ts_max"])))
-    return tuple(counts), sums, more["labeled"], ts_range
 
 
-def _segments(query: AggregateQuery, rows: str, with_alt: bool) -> tuple[SegmentCount, ...]:
-    """Per segment column and value (None left out, values sorted as text), from one GROUP BY
-    over all three columns (few combinations)."""
-    got = query(
-        rows
-        + """SELECT region, app, intent, COUNT(*) AS requests,
-       SUM(CASE WHEN stage > 0 THEN 1 ELSE 0 END) AS escalated,
-       SUM(alt_escalated) AS alt_escalated
-FROM r GROUP BY region, app, intent"""
+def _prod_latency_sql(k: int) -> str:
+    """Production's latency of a row: the called tiers' latencies summed in tier order."""
+    return " + ".join(
+        f"(CASE WHEN {_called(j)} THEN latency_ms_{j} ELSE 0.0e0 END)" for j in range(k)
     )
-    out = []
-    for column in SEGMENTS:
-        totals: dict[str, list[int]] = {}
-        for value, n, esc, alt in zip(
-            got[column].tolist(),
-            got["requests"].tolist(),
-            got["escalated"].tolist(),
-            got["alt_escalated"].tolist(),
-            strict=True,
-        ):
-            if value is None:
-                continue
-            acc = totals.setdefault(str(value), [0, 0, 0])
-            acc[0], acc[1], acc[2] = acc[0] + _int(n), acc[1] + _int(esc), acc[2] + _int(alt)
-        out += [
-            SegmentCount(column, v, n, esc, alt if with_alt else None)
-            for v, (n, esc, alt) in sorted(totals.items())
-        ]
-    return tuple(out)
 
+
+@dataclass(frozen=True)
+class _Money:
+    """`_money_sql`'s groups summed up: per stop, over all requests, and production's part."""
+
+    stage_counts: tuple[int, ...]
+    cost: CostSums
+    labeled: int
+    ts_range: tuple[float, float] | None
+    served: tuple[int, ...]
+    prod_escalated: int
+    prod_cost: int
+    prod_premium: int
+    prod_chosen: int
+    latency_range: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, got: Mapping[str, np.ndarray], stops: int, k: int) -> _Money:
+        groups = [dict(zip(got, values, strict=True)) for values in zip(*got.values(), strict=True)]
+        total = {c: sum(_int(g[c]) for g in groups) for c in _MONEY}
+        counts, served = [0] * stops, [0] * k
+        for g in groups:
+            counts[int(g["stage"])] += _int(g["requests"])
+        prod = [g for g in groups if int(g["prod_served"]) >= 0]
+        for g in prod:
+            served[int(g["prod_served"])] += _int(g["requests"])
+        n = sum(counts)
+        return cls(
+            stage_counts=tuple(counts),
+            cost=CostSums(n, *(total[c] for c in _MONEY[:5])),
+            labeled=total["labeled"],
+            ts_range=(
+                float(min(g["ts_min"] for g in groups)),
+                float(max(g["ts_max"] for g in groups)),
+            )
+            if n
+            else None,
+            served=tuple(served),
+            prod_escalated=sum(_int(g["requests"]) for g in prod if int(g["prod_multi"])),
+            prod_cost=sum(_int(g["prod_cost"]) for g in prod),
+            prod_premium=sum(_int(g["premium"]) for g in prod),
+            prod_chosen=sum(_int(g["cost"]) for g in prod),
+            latency_range=(
+                float(min(g["latency_lo"] for g in prod)),
+                float(max(g["latency_hi"] for g in prod)),
+            )
+            if prod
+            else None,
+        )
+
+
+_MONEY = ("cost", "cost_sq", "premium", "premium_sq", "cross_sum", "labeled")
 
 # Epoch seconds truncated toward zero (as `failure_modes.escalation_timeline` casts them), the day,
 # and the Monday starting its week (1970-01-01 was a Thursday).
@@ -244,80 +280,85 @@ _DAY = f"FLOOR({_SECOND} / 86400)"
 _WEEK_DAY = f"CAST({_DAY} - ({_DAY} + 3 - 7 * FLOOR(({_DAY} + 3) / 7)) AS BIGINT)"
 
 
-def _weeks(query: AggregateQuery, rows: str) -> tuple[WeekCount, ...]:
-    got = query(
+def _counts_sql(rows: str) -> str:
+    """Requests and escalations (the policy's, the alternative's) per app, region, intent and
+    region × week: one scan, one grouping set each."""
+    return (
         rows
-        + f"""SELECT week_day, region, COUNT(*) AS requests, SUM(escalated) AS escalated
-FROM (SELECT {_WEEK_DAY} AS week_day, region,
-             CASE WHEN stage > 0 THEN 1 ELSE 0 END AS escalated FROM r) AS w
-GROUP BY week_day, region"""
+        + f"""SELECT GROUPING(app) AS g_app, GROUPING(region) AS g_region,
+       GROUPING(intent) AS g_intent, GROUPING(week_day) AS g_week,
+       app, region, intent, week_day, COUNT(*) AS requests,
+       SUM(escalated) AS escalated, SUM(alt_escalated) AS alt_escalated
+FROM (SELECT app, region, intent, {_WEEK_DAY} AS week_day, alt_escalated,
+             CASE WHEN stage > 0 THEN 1 ELSE 0 END AS escalated FROM r) AS s
+GROUP BY GROUPING SETS ((app), (region), (intent), (week_day, region))"""
     )
-    return tuple(
-        WeekCount(int(d), None if region is None else str(region), _int(n), _int(esc))
-        for d, region, n, esc in zip(
-            got["week_day"].tolist(),
-            got["region"].tolist(),
-            got["requests"].tolist(),
-            got["escalated"].tolist(),
-            strict=True,
+
+
+def _counts(
+    got: Mapping[str, np.ndarray], with_alt: bool
+) -> tuple[tuple[SegmentCount, ...], tuple[WeekCount, ...]]:
+    """Segment rows per column (None left out, values sorted as text) and region × week rows."""
+    groups = [dict(zip(got, values, strict=True)) for values in zip(*got.values(), strict=True)]
+    segments = []
+    for column in SEGMENTS:
+        mine = [
+            g
+            for g in groups
+            if not int(g[f"g_{column}"]) and (column != "region" or int(g["g_week"]))
+        ]
+        segments += sorted(
+            (
+                SegmentCount(
+                    column,
+                    str(g[column]),
+                    _int(g["requests"]),
+                    _int(g["escalated"]),
+                    _int(g["alt_escalated"]) if with_alt else None,
+                )
+                for g in mine
+                if g[column] is not None
+            ),
+            key=lambda seg: seg.value,
         )
+    weeks = tuple(
+        WeekCount(
+            int(g["week_day"]),
+            None if g["region"] is None else str(g["region"]),
+            _int(g["requests"]),
+            _int(g["escalated"]),
+        )
+        for g in groups
+        if not int(g["g_week"])
     )
+    return tuple(segments), weeks
 
 
 # --- production as logged --------------------------------------------------------------------
 
 
-def _called(j: int) -> str:
-    return f"(prod_called & {1 << j}) <> 0"
-
-
-def _production_rows(rows: str, k: int) -> str:
-    """`rows` plus CTE `p`: the requests production served, with the called tiers' cost
-    (nano-USD) and summed latency (in tier order, as numpy sums a row)."""
-    cost = " + ".join(
-        f"(CASE WHEN {_called(j)} THEN COALESCE(c_{j}, 0) ELSE 0 END)" for j in range(k)
-    )
-    latency = " + ".join(
-        f"(CASE WHEN {_called(j)} THEN latency_ms_{j} ELSE 0.0e0 END)" for j in range(k)
-    )
-    return (
-        rows
-        + f""", p AS (
-    SELECT prod_served, prod_called, {cost} AS prod_cost, {latency} AS latency_ms,
-           c_{k - 1} AS premium, cost
+def _production(query: AggregateQuery, rows: str, relation: str, money: _Money) -> ProductionSums:
+    n = sum(money.served)
+    p50 = p95 = math.nan
+    if n and money.latency_range is not None:
+        prod = (
+            rows
+            + f""", p AS (SELECT {_prod_latency_sql(len(money.served))} AS latency_ms
     FROM r WHERE prod_served >= 0)
 """
-    )
-
-
-def _production(query: AggregateQuery, rows: str, relation: str, k: int) -> ProductionSums:
-    prows = _production_rows(rows, k)
-    got = query(
-        prows
-        + f"""SELECT prod_served, COUNT(*) AS requests,
-       SUM(CASE WHEN (prod_called & (prod_called - 1)) <> 0 THEN 1 ELSE 0 END) AS escalated,
-       {exact_sum_sql("prod_cost")} AS prod_cost, {exact_sum_sql("premium")} AS premium,
-       {exact_sum_sql("cost")} AS chosen, MIN(latency_ms) AS lo, MAX(latency_ms) AS hi
-FROM p GROUP BY prod_served"""
-    )
-    served = [0] * k
-    for j, n in zip(got["prod_served"].tolist(), got["requests"].tolist(), strict=True):
-        served[int(j)] = _int(n)
-    n = sum(served)
-    p50 = p95 = math.nan
-    if n:
-        bounds = (float(np.min(got["lo"])), float(np.max(got["hi"])))
-        p50, p95 = _order_statistics(query, prows, bounds, [_rank(p, n) for p in PERCENTILES])
+        )
+        ranks = [_rank(pct, n) for pct in PERCENTILES]
+        p50, p95 = _order_statistics(query, prod, money.latency_range, ranks)
     labeled = query(
         f"SELECT request_id, prod_served FROM {relation} WHERE labeled ORDER BY request_id"
     )
     return ProductionSums(
         requests=n,
-        escalated=sum(_int(v) for v in got["escalated"]),
-        served=tuple(served),
-        cost_nano_usd=sum(_int(v) for v in got["prod_cost"]),
-        premium_nano_usd=sum(_int(v) for v in got["premium"]),
-        chosen_nano_usd=sum(_int(v) for v in got["chosen"]),
+        escalated=money.prod_escalated,
+        served=money.served,
+        cost_nano_usd=money.prod_cost,
+        premium_nano_usd=money.prod_premium,
+        chosen_nano_usd=money.prod_chosen,
         latency_p50_ms=p50,
         latency_p95_ms=p95,
         labeled_ids=np.asarray(labeled["request_id"], dtype=object),
