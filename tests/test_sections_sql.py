@@ -26,8 +26,10 @@ from calibrate.policies.families import (
     default_families,
     evaluate_families,
     family_policies,
+    keyword_families,
     policy_index,
     quantize_usd,
+    threshold_grid,
 )
 from calibrate.policies.keyword_rules import RulesFile, RuleSpec, rule_hits, rule_hits_of_counts
 from calibrate.records.outcomes import Outcomes
@@ -36,8 +38,14 @@ from calibrate.records.sections import SectionSums
 from calibrate.stats.intervals import Interval, policy_intervals_of_sums
 from calibrate.store import Store
 from calibrate.store.exact_sql import double_sql, nano_usd_sql, rint_sql
-from calibrate.store.outcome_rows_sql import build_outcome_rows, register_outcome_rows
+from calibrate.store.outcome_rows_sql import (
+    add_request_column,
+    build_outcome_rows,
+    register_outcome_rows,
+)
 from calibrate.store.sections_sql import (
+    ROUTER_SCORE,
+    RULE_TIER,
     UnsupportedPolicy,
     duckdb_query,
     row_stops,
@@ -86,11 +94,19 @@ def segmented(seed: int, n: int, k: int) -> tuple[Outcomes, tuple[np.ndarray, np
 
 
 def sums_for(
-    o: Outcomes, production, chosen: Policy, alternative: Policy | None = None
+    o: Outcomes,
+    production,
+    chosen: Policy,
+    alternative: Policy | None = None,
+    columns: dict[str, np.ndarray] | None = None,
+    overhead_usd: float = 0.0,
 ) -> SectionSums:
     con = duckdb.connect()
     rows = register_outcome_rows(con, o, production)
-    return section_sums(duckdb_query(con), rows.relation, o.tiers, chosen, alternative)
+    for name, values in (columns or {}).items():
+        add_request_column(con, rows, name, o.request_ids, values)
+    query = duckdb_query(con)
+    return section_sums(query, rows.relation, o.tiers, chosen, alternative, overhead_usd)
 
 
 def _index(o: Outcomes) -> dict[str, tuple[Family, tuple]]:
@@ -174,14 +190,54 @@ def test_rint_and_double_literals_are_numpy_exact() -> None:
     assert list(nano[0]) == quantize_usd(np.array(cost)).astype(np.int64).tolist()
 
 
-def test_policies_on_per_request_values_are_refused() -> None:
-    for policy in [
-        Policy("router", ("a", "b"), (0.5,)),
-        Policy("rules", ("a", "b"), cutoff_tokens=10),
-        Policy("hybrid", ("a", "b"), (0.5,)),
-    ]:
-        with pytest.raises(UnsupportedPolicy):
-            stage_sql(policy, ("a", "b"))
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_sql_stop_rule_of_keyword_rules_and_routers_is_the_assignment(k: int) -> None:
+    """`rules` and `hybrid` (keyword rules first, read from the rule_tier column) and a router
+    (its score column, plus its price per request): stage (-1: a rule decided), cost and
+    escalation of every row are `assign`'s."""
+    o = ordered(40 + k, 300, k)
+    rng = np.random.default_rng(40 + k)
+    forced = np.where(rng.uniform(size=o.n) < 0.3, rng.integers(0, k, o.n), -1)
+    scores = rng.choice(np.round(rng.uniform(0, 1, 25), 3), size=o.n)
+    scores[:9] = np.nan
+    grid = threshold_grid(scores[~np.isnan(scores)], 9)
+    families = [
+        *keyword_families(o, forced, {2: 9, 3: 4, 4: 3}),
+        Family("router", (0, k - 1), (grid,), scores=scores, overhead_usd=2.5e-6),
+    ]
+    con = duckdb.connect()
+    rows = register_outcome_rows(con, o)
+    add_request_column(con, rows, RULE_TIER, o.request_ids, forced)
+    add_request_column(con, rows, ROUTER_SCORE, o.request_ids, scores)
+    cost = [quantize_usd(o.cost_usd[:, j]) for j in range(k)]
+    index = policy_index(o, families)
+    ids = sorted(index)
+    for pid in [ids[i] for i in rng.choice(len(ids), size=min(len(ids), 40), replace=False)]:
+        family, option = index[pid]
+        walked = assign(o, family, option)
+        policy = _policy(o, family, option)
+        got = row_stops(duckdb_query(con), rows.relation, o.tiers, policy, family.overhead_usd)
+        assert (got["stage"] == walked.stage).all(), pid
+        assert (got["escalated"] == walked.escalated).all(), pid
+        paid = np.array(
+            [sum(cost[j][i] for j in _paid(policy, family, walked, i)) for i in range(o.n)]
+        )
+        paid += quantize_usd(np.array(family.overhead_usd)) * (walked.stage >= 0)
+        assert np.array_equal(got["cost"].astype(np.float64), paid), pid
+
+
+def _paid(policy: Policy, family: Family, walked: Assignment, i: int) -> list[int]:
+    """The tiers request i pays under the walked policy."""
+    if walked.stage[i] < 0:
+        return [int(walked.served_tier[i])]
+    if policy.cascading:
+        return list(family.path[: walked.stage[i] + 1])
+    return [int(walked.served_tier[i])]
+
+
+def test_consensus_has_no_stop_rule() -> None:
+    with pytest.raises(UnsupportedPolicy):
+        stage_sql(Policy("consensus", ("a", "b", "c")), ("a", "b", "c"))
 
 
 # --- the sections ----------------------------------------------------------------------------
@@ -260,21 +316,43 @@ def _check_intervals(o, chosen, labeled, on_labeled, weights, sums) -> None:
         assert _close(new[name].low, old[name].low) and _close(new[name].high, old[name].high)
 
 
-@pytest.mark.parametrize(("k", "seed"), [(2, 0), (3, 1), (4, 2), (3, 3)])
-def test_sections_of_sums_equal_the_per_request_sections(k: int, seed: int) -> None:
+def _keyword_index(o: Outcomes, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """Keyword-rule families and a router, with the per-request columns they read."""
+    rng = np.random.default_rng(seed + 7)
+    k = len(o.tiers)
+    forced = np.where(rng.uniform(size=o.n) < 0.3, rng.integers(0, k, o.n), -1)
+    scores = rng.uniform(0, 1, size=o.n)
+    families = [
+        *keyword_families(o, forced, {2: 9, 3: 4, 4: 3}),
+        Family(
+            "router", (0, k - 1), (threshold_grid(scores, 7),), scores=scores, overhead_usd=3e-6
+        ),
+    ]
+    return policy_index(o, families), {RULE_TIER: forced, ROUTER_SCORE: scores}
+
+
+@pytest.mark.parametrize(
+    ("k", "seed", "keyword"),
+    [(2, 0, False), (3, 1, False), (4, 2, False), (3, 3, False), (3, 4, True), (4, 5, True)],
+)
+def test_sections_of_sums_equal_the_per_request_sections(k: int, seed: int, keyword: bool) -> None:
     o, production = segmented(seed, 700, k)
-    index = _index(o)
+    index, columns = _keyword_index(o, seed) if keyword else (_index(o), {})
     rng = np.random.default_rng(seed)
     ids = sorted(index)
     weights = rng.uniform(1.0, 5.0, size=o.n) if seed % 2 else None
+    chosen_ids = [ids[i] for i in rng.choice(len(ids), size=6, replace=False)]
+    if keyword:  # a router and a rules policy among them, whatever the draw
+        chosen_ids[:2] = [min(p for p in ids if p.startswith(s)) for s in ("router", "rules")]
     for chosen_id, alt_id in zip(
-        [ids[i] for i in rng.choice(len(ids), size=6, replace=False)],
+        chosen_ids,
         [None, *(ids[i] for i in rng.choice(len(ids), size=5, replace=False))],
         strict=True,
     ):
         chosen = _policy(o, *index[chosen_id])
         alternative = None if alt_id is None else _policy(o, *index[alt_id])
-        sums = sums_for(o, production, chosen, alternative)
+        overhead = index[chosen_id][0].overhead_usd
+        sums = sums_for(o, production, chosen, alternative, columns, overhead)
         walked = assign(o, *index[chosen_id])
         alt = None if alt_id is None else assign(o, *index[alt_id])
         check_sections(o, production, walked, alt, weights, sums)

@@ -75,12 +75,15 @@ class SectionSums:
     """Everything the chosen policy's sections read from all requests (module docstring).
 
     `path`: the chosen policy's tiers (names); `stage_counts[s]`: requests stopping at stage s of
-    the path; `labeled`: requests labeled for every tier; `ts_range`: (min, max) epoch seconds,
-    None without requests."""
+    the path; `ruled`: requests a keyword rule decided (no stage); `escalated`: requests served
+    past the path's first tier; `labeled`: requests labeled for every tier; `ts_range`: (min,
+    max) epoch seconds, None without requests."""
 
     tiers: tuple[str, ...]
     path: tuple[str, ...]
     stage_counts: tuple[int, ...]
+    ruled: int
+    escalated: int
     cost: CostSums
     segments: tuple[SegmentCount, ...]
     weeks: tuple[WeekCount, ...]
@@ -91,11 +94,6 @@ class SectionSums:
     @property
     def requests(self) -> int:
         return self.cost.requests
-
-    @property
-    def escalated(self) -> int:
-        """Requests stopping past the path's first tier."""
-        return sum(self.stage_counts[1:])
 
     def known_intents(self) -> list[str]:
         """The intents of the requests, sorted."""

@@ -261,3 +261,29 @@ def labeled_outcomes(con: duckdb.DuckDBPyConnection, rows: OutcomeRows) -> Outco
         label=per_tier("label"),
         incomplete=rows.incomplete,
     )
+
+
+def add_request_column(
+    con: duckdb.DuckDBPyConnection,
+    rows: OutcomeRows,
+    name: str,
+    request_ids: np.ndarray,
+    values: np.ndarray,
+) -> None:
+    """Add a per-request column to the relation, joined by request_id (NULL for a request not
+    in `request_ids`; NaN is NULL): what Python decided per request and the SQL reads, e.g. the
+    keyword rules' tier (`sections_sql.RULE_TIER`) or a router's score (`ROUTER_SCORE`)."""
+    values = np.asarray(values)
+    floating = values.dtype.kind == "f"
+    column = pa.array(values, mask=np.isnan(values) if floating else None)
+    table = pa.table({"request_id": pa.array(np.asarray(request_ids).astype(str)), name: column})
+    con.register("_request_column_in", table)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _with_column AS SELECT o.*, c.{name} "
+            f"FROM {rows.relation} o LEFT JOIN _request_column_in c USING (request_id)"
+        )
+    finally:
+        con.unregister("_request_column_in")
+    con.execute(f"DROP TABLE {rows.relation}")
+    con.execute(f"ALTER TABLE _with_column RENAME TO {rows.relation}")

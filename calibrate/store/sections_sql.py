@@ -89,65 +89,117 @@ def _keeps_sql(column: str, threshold: float) -> str:
     return f"({column} >= {double_sql(threshold)})"
 
 
+RULE_TIER = "rule_tier"
+"""Optional column of the relation for `rules` and `hybrid` policies: the tier position the first
+matching keyword rule sends the request to, -1 when none matches (`Family.forced`)."""
+ROUTER_SCORE = "router_score"
+"""Optional column of the relation for `router` policies: the learned router's score
+(`Family.scores`; NULL never keeps)."""
+
+
 def stage_sql(policy: Policy, tiers: Sequence[str]) -> str:
-    """The index along `policy.tiers` of the stage each row stops at (an INTEGER expression over
-    the relation's columns)."""
+    """The index along `policy.tiers` of the stage each row stops at, -1 where a keyword rule
+    decides (an INTEGER expression over the relation's columns; `rules` and `hybrid` read
+    `RULE_TIER`, `router` reads `ROUTER_SCORE`)."""
     path = _positions(policy, tiers)
     if policy.strategy == "always":
         return "0"
-    if policy.strategy == "cascade":
-        keeps = [_keeps_sql(f"conf_{j}", t) for j, t in zip(path, policy.thresholds, strict=False)]
+    if policy.strategy in ("cascade", "hybrid", "router"):
+        scores = [ROUTER_SCORE] if policy.strategy == "router" else [f"conf_{j}" for j in path]
+        keeps = [_keeps_sql(c, t) for c, t in zip(scores, policy.thresholds, strict=False)]
         whens = " ".join(f"WHEN {k} THEN {s}" for s, k in enumerate(keeps))
-        return f"(CASE {whens} ELSE {len(path) - 1} END)"
-    if policy.strategy == "length":
-        if policy.cutoff_tokens is None:
-            return "1"
-        return f"(CASE WHEN input_tokens <= {int(policy.cutoff_tokens)} THEN 0 ELSE 1 END)"
-    raise UnsupportedPolicy(
-        f"{policy.id}: a {policy.strategy} policy decides on per-request values "
-        "(keyword rules, router scores) that the outcome relation does not hold"
-    )
+        stop = f"(CASE {whens} ELSE {len(path) - 1} END)"
+    elif policy.strategy in ("length", "rules"):
+        stop = "1"
+        if policy.cutoff_tokens is not None:
+            stop = f"(CASE WHEN input_tokens <= {int(policy.cutoff_tokens)} THEN 0 ELSE 1 END)"
+    else:
+        raise UnsupportedPolicy(f"{policy.id}: a {policy.strategy} policy has no stop rule")
+    if policy.keyword_rules_first:
+        return f"(CASE WHEN {RULE_TIER} >= 0 THEN -1 ELSE {stop} END)"
+    return stop
 
 
-def cost_sql(policy: Policy, tiers: Sequence[str], stage: str = "stage") -> str:
+def escalated_sql(policy: Policy, tiers: Sequence[str], stage: str = "stage") -> str:
+    """1 where the row is served past the path's first tier (a keyword rule's tier: when it is
+    dearer than the path's first), else 0."""
+    past = f"CASE WHEN {stage} > 0 THEN 1 ELSE 0 END"
+    if not policy.keyword_rules_first:
+        return f"({past})"
+    first = _positions(policy, tiers)[0]
+    return f"(CASE WHEN {stage} = -1 THEN (CASE WHEN {RULE_TIER} > {first} THEN 1 ELSE 0 END) ELSE {past} END)"
+
+
+def cost_sql(
+    policy: Policy, tiers: Sequence[str], stage: str = "stage", overhead_usd: float = 0.0
+) -> str:
     """The nano-USD a row pays when it stops at `stage` (cascades pay every tier touched, others
-    the serving tier), over the per-tier columns `c_k` of `_rows_sql`."""
+    the serving tier plus `overhead_usd`, a router's price per request; a keyword rule's tier
+    alone), over the per-tier columns `c_k` of `_rows_sql`."""
     path = _positions(policy, tiers)
+    extra = ""
+    if not policy.cascading and overhead_usd:
+        extra = f" + {nano_usd_sql(double_sql(overhead_usd))}"
     paid = [
-        " + ".join(f"c_{j}" for j in path[: s + 1]) if policy.cascading else f"c_{path[s]}"
+        " + ".join(f"c_{j}" for j in path[: s + 1]) if policy.cascading else f"c_{path[s]}{extra}"
         for s in range(len(path))
     ]
     whens = " ".join(f"WHEN {stage} = {s} THEN {c}" for s, c in enumerate(paid))
+    if policy.keyword_rules_first:
+        ruled = " ".join(f"WHEN {RULE_TIER} = {j} THEN c_{j}" for j in range(len(tiers)))
+        whens = f"WHEN {stage} = -1 THEN (CASE {ruled} END) {whens}"
     return f"(CASE {whens} END)"
 
 
+def _inputs(policies: Sequence[Policy | None]) -> str:
+    """The optional per-request columns the policies read."""
+    names = []
+    if any(p is not None and p.keyword_rules_first for p in policies):
+        names.append(RULE_TIER)
+    if any(p is not None and p.strategy == "router" for p in policies):
+        names.append(ROUTER_SCORE)
+    return "".join(f"{n}, " for n in names)
+
+
 def _rows_sql(
-    relation: str, tiers: Sequence[str], chosen: Policy, alternative: Policy | None
+    relation: str,
+    tiers: Sequence[str],
+    chosen: Policy,
+    alternative: Policy | None,
+    overhead_usd: float = 0.0,
 ) -> str:
-    """CTEs `q` (per-tier nano-USD, the chosen stop, the alternative's escalation) and `r` (q
-    plus the chosen policy's cost)."""
+    """CTEs `q` (per-tier nano-USD, the chosen stop and escalation, the alternative's) and `r`
+    (q plus the chosen policy's cost)."""
     nano = ", ".join(f"{nano_usd_sql(f'cost_usd_{j}')} AS c_{j}" for j in range(len(tiers)))
-    alt = "0" if alternative is None else f"{stage_sql(alternative, tiers)}"
+    alt = "0"
+    if alternative is not None:
+        alt = escalated_sql(alternative, tiers, stage_sql(alternative, tiers))
     return f"""WITH q AS (
-    SELECT region, app, intent, ts_s, labeled, prod_called, prod_served,
+    SELECT region, app, intent, ts_s, labeled, prod_called, prod_served, {_inputs([chosen, alternative])}
            {", ".join(f"latency_ms_{j}" for j in range(len(tiers)))},
            {nano},
            {stage_sql(chosen, tiers)} AS stage,
-           CASE WHEN {alt} > 0 THEN 1 ELSE 0 END AS alt_escalated
+           {alt} AS alt_escalated
     FROM {relation}),
-r AS (SELECT q.*, {cost_sql(chosen, tiers)} AS cost FROM q)
+r AS (SELECT q.*, {cost_sql(chosen, tiers, overhead_usd=overhead_usd)} AS cost,
+             {escalated_sql(chosen, tiers)} AS escalated FROM q)
 """
 
 
 def row_stops(
-    query: AggregateQuery, relation: str, tiers: Sequence[str], policy: Policy
+    query: AggregateQuery,
+    relation: str,
+    tiers: Sequence[str],
+    policy: Policy,
+    overhead_usd: float = 0.0,
 ) -> Mapping[str, np.ndarray]:
-    """Per row (request_id order): the stage `policy` stops at and its cost in nano-USD. Not an
-    aggregate (its size is the traffic's): what tests check the stop rule with."""
-    rows = _rows_sql(relation, tiers, policy, None).replace(
+    """Per row (request_id order): the stage `policy` stops at, its cost in nano-USD and whether
+    it escalates. Not an aggregate (its size is the traffic's): what tests check the stop rule
+    with."""
+    rows = _rows_sql(relation, tiers, policy, None, overhead_usd).replace(
         "SELECT region,", "SELECT request_id, region,", 1
     )
-    return query(rows + "SELECT request_id, stage, cost FROM r ORDER BY request_id")
+    return query(rows + "SELECT request_id, stage, cost, escalated FROM r ORDER BY request_id")
 
 
 # --- the sums --------------------------------------------------------------------------------
@@ -159,19 +211,23 @@ def section_sums(
     tiers: Sequence[str],
     chosen: Policy,
     alternative: Policy | None = None,
+    overhead_usd: float = 0.0,
 ) -> SectionSums:
     """Everything the chosen policy's sections need from all rows of `relation` (module
-    docstring); `alternative` adds its escalations per segment. Two scans of the relation (money
-    and production per stop; counts per segment and week), then two of production's rows for
-    its latency percentiles and one of the labeled rows."""
+    docstring); `alternative` adds its escalations per segment; `overhead_usd`: a router's
+    price per request. Two scans of the relation (money and production per stop; counts per
+    segment and week), then two of production's rows for its latency percentiles and one of the
+    labeled rows."""
     k = len(tiers)
-    rows = _rows_sql(relation, tiers, chosen, alternative)
+    rows = _rows_sql(relation, tiers, chosen, alternative, overhead_usd)
     money = _Money.of(query(_money_sql(rows, k)), len(chosen.tiers), k)
     segments, weeks = _counts(query(_counts_sql(rows)), alternative is not None)
     return SectionSums(
         tiers=tuple(tiers),
         path=chosen.tiers,
         stage_counts=money.stage_counts,
+        ruled=money.ruled,
+        escalated=money.escalated,
         cost=money.cost,
         segments=segments,
         weeks=weeks,
@@ -197,11 +253,11 @@ def _money_sql(rows: str, k: int) -> str:
     return (
         rows
         + f""", m AS (
-    SELECT stage, prod_served, labeled, ts_s, cost, {premium} AS premium,
+    SELECT stage, escalated, prod_served, labeled, ts_s, cost, {premium} AS premium,
            CASE WHEN (prod_called & (prod_called - 1)) <> 0 THEN 1 ELSE 0 END AS prod_multi,
            {prod_cost} AS prod_cost, {_prod_latency_sql(k)} AS prod_latency
     FROM r)
-SELECT stage, prod_served, prod_multi, COUNT(*) AS requests,
+SELECT stage, prod_served, prod_multi, COUNT(*) AS requests, SUM(escalated) AS escalated,
        SUM(CASE WHEN labeled THEN 1 ELSE 0 END) AS labeled,
        MIN(ts_s) AS ts_min, MAX(ts_s) AS ts_max,
        {exact_sum_sql("cost")} AS cost, {exact_product_sum_sql("cost", "cost")} AS cost_sq,
@@ -223,9 +279,12 @@ def _prod_latency_sql(k: int) -> str:
 
 @dataclass(frozen=True)
 class _Money:
-    """`_money_sql`'s groups summed up: per stop, over all requests, and production's part."""
+    """`_money_sql`'s groups summed up: per stop (`ruled`: stopped by a keyword rule), over all
+    requests, and production's part."""
 
     stage_counts: tuple[int, ...]
+    ruled: int
+    escalated: int
     cost: CostSums
     labeled: int
     ts_range: tuple[float, float] | None
@@ -242,13 +301,17 @@ class _Money:
         total = {c: sum(_int(g[c]) for g in groups) for c in _MONEY}
         counts, served = [0] * stops, [0] * k
         for g in groups:
-            counts[int(g["stage"])] += _int(g["requests"])
+            if int(g["stage"]) >= 0:
+                counts[int(g["stage"])] += _int(g["requests"])
         prod = [g for g in groups if int(g["prod_served"]) >= 0]
         for g in prod:
             served[int(g["prod_served"])] += _int(g["requests"])
-        n = sum(counts)
+        ruled = sum(_int(g["requests"]) for g in groups if int(g["stage"]) < 0)
+        n = sum(counts) + ruled
         return cls(
             stage_counts=tuple(counts),
+            ruled=ruled,
+            escalated=total["escalated"],
             cost=CostSums(n, *(total[c] for c in _MONEY[:5])),
             labeled=total["labeled"],
             ts_range=(
@@ -271,7 +334,7 @@ class _Money:
         )
 
 
-_MONEY = ("cost", "cost_sq", "premium", "premium_sq", "cross_sum", "labeled")
+_MONEY = ("cost", "cost_sq", "premium", "premium_sq", "cross_sum", "labeled", "escalated")
 
 # Epoch seconds truncated toward zero (as `failure_modes.escalation_timeline` casts them), the day,
 # and the Monday starting its week (1970-01-01 was a Thursday).
@@ -289,8 +352,8 @@ def _counts_sql(rows: str) -> str:
        GROUPING(intent) AS g_intent, GROUPING(week_day) AS g_week,
        app, region, intent, week_day, COUNT(*) AS requests,
        SUM(escalated) AS escalated, SUM(alt_escalated) AS alt_escalated
-FROM (SELECT app, region, intent, {_WEEK_DAY} AS week_day, alt_escalated,
-             CASE WHEN stage > 0 THEN 1 ELSE 0 END AS escalated FROM r) AS s
+FROM (SELECT app, region, intent, {_WEEK_DAY} AS week_day, alt_escalated, escalated
+      FROM r) AS s
 GROUP BY GROUPING SETS ((app), (region), (intent), (week_day, region))"""
     )
 
