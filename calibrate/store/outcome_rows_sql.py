@@ -24,6 +24,8 @@ Columns (tier position k = 0 … K-1, in tiers.yaml order):
 The attempt and the label used per (request, tier) are the ones `outcomes_sql` picks; only requests
 with an attempt from every tier are rows (the others are counted in `OutcomeRows.incomplete`).
 `prod_called` and `prod_served` are what `outcomes_sql.production_paths` returns per request.
+A sweep may add per-request columns Python decided (`add_request_column`): `rule_tier` (INTEGER,
+the keyword rules' tier position, -1 none) and `router_score` (DOUBLE), read by `sections_sql`.
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@
 (`outcome_rows_sql`) through the chosen policy's stop rule written in SQL (`stage_sql`: a cascade
 keeps a request at the first tier whose confidence is ≥ its threshold, NULL never keeps, +inf
 keeps nothing; a length rule sends input_tokens ≤ N to the cheaper tier; always-one-tier stops
-at once), and returns what the sections need from all requests (`records.sections.SectionSums`):
-requests per stop, exact cost sums and sums of squares (nano-USD in DECIMAL(38,0)), requests and
-escalations per segment value and per region × week, and production as logged (counts, costs,
-exact latency percentiles by a bucket histogram then the values of the two buckets that hold the
-ranks). Keyword rules and routers decide on per-request values the relation does not hold
-(prompts, router scores): their policies are refused (`UnsupportedPolicy`).
+at once; a router keeps on its score like a cascade and adds its price per request; keyword
+rules first (`rules`, `hybrid`) send a request to their tier alone), and returns what the
+sections need from all requests (`records.sections.SectionSums`): requests per stop, exact cost
+sums and sums of squares (nano-USD in DECIMAL(38,0)), requests and escalations per segment value
+and per region × week, and production as logged (counts, costs, exact latency percentiles by a
+bucket histogram then the values of the two buckets that hold the ranks). Routers and keyword
+rules decide on per-request values Python computes (scores, prompt matches): the relation then
+carries them as the columns `ROUTER_SCORE` and `RULE_TIER` (`outcome_rows_sql.add_request_column`).
 
 The SQL is the common subset of DuckDB and Spark SQL (`exact_sql`), built with the relation's
 name and literal numbers, and run by an `AggregateQuery`: sql → {column: numpy array}.
