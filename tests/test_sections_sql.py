@@ -38,6 +38,7 @@ from calibrate.records.sections import SectionSums
 from calibrate.stats.intervals import Interval, policy_intervals_of_sums
 from calibrate.store import Store
 from calibrate.store.exact_sql import double_sql, nano_usd_sql, rint_sql
+from calibrate.store.optimum_sql import DuckDbEngine
 from calibrate.store.outcome_rows_sql import (
     add_request_column,
     build_outcome_rows,
@@ -410,7 +411,7 @@ def test_sections_on_the_sample_store(sample_store: Path) -> None:
         o = store.outcomes(tiers.names, price_table(tiers))
         production = store.production_paths(tiers.names, o.request_ids)
         rows = build_outcome_rows(store.con, tiers.names, price_table(tiers))
-        query = duckdb_query(store.con)
+        query = DuckDbEngine(store.con).query  # fetchnumpy: exact sums survive it as text
         stored = query(f"SELECT prod_called, prod_served FROM {rows.relation} ORDER BY request_id")
         bits = (production[0].astype(np.int64) << np.arange(len(tiers.names))).sum(axis=1)
         assert (stored["prod_called"] == bits).all()

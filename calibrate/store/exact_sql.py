@@ -37,10 +37,11 @@ def double_sql(value: float) -> str:
 
 
 def exact_sum_sql(expr: str) -> str:
-    """SUM of an integer expression, exact (DECIMAL(38,0))."""
-    return f"SUM(CAST({expr} AS DECIMAL(38,0)))"
+    """SUM of an integer expression, exact (DECIMAL(38,0)), as text: every runner hands text
+    back unchanged (DuckDB's fetchnumpy turns a DECIMAL into a float64); `int()` reads it."""
+    return f"CAST(SUM(CAST({expr} AS DECIMAL(38,0))) AS STRING)"
 
 
 def exact_product_sum_sql(a: str, b: str) -> str:
-    """SUM(a·b) of two integer expressions, exact (DECIMAL(38,0))."""
-    return f"SUM(CAST({a} AS DECIMAL(38,0)) * CAST({b} AS DECIMAL(38,0)))"
+    """SUM(a·b) of two integer expressions, exact (DECIMAL(38,0)), as text (`exact_sum_sql`)."""
+    return f"CAST(SUM(CAST({a} AS DECIMAL(38,0)) * CAST({b} AS DECIMAL(38,0))) AS STRING)"

@@ -73,7 +73,8 @@ def _numpy(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _int(value: object) -> int:
-    """An exact integer from what a runner returns for a SUM or COUNT (None: an empty sum)."""
+    """An exact integer from what a runner returns for a COUNT or an exact sum (text, `exact_sql`;
+    None: an empty sum)."""
     return 0 if value is None else int(value)  # type: ignore[call-overload]
 
 
