@@ -26,7 +26,8 @@ from calibrate.policies.families import (
 from calibrate.policies.optimum_cells import measured_optima_from
 from calibrate.records.outcomes import Outcomes
 from calibrate.store import Store
-from calibrate.store.optimum_sql import DuckDbEngine, rint_sql
+from calibrate.store.exact_sql import rint
+from calibrate.store.optimum_sql import DuckDbEngine
 from calibrate.store.outcome_rows_sql import build_outcome_rows, register_outcome_rows
 
 TARGETS = (
@@ -102,5 +103,5 @@ def test_rint_sql_rounds_half_to_even():
     values = np.array([-3.5, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.4999, 2.5001, 1e12 + 0.5, -7.0])
     con = duckdb.connect()
     con.execute("CREATE TABLE x AS SELECT unnest(?) AS v", [values.tolist()])
-    got = con.execute(f"SELECT {rint_sql('v')} FROM x").fetchall()
+    got = con.execute(f"SELECT {rint('v')} FROM x").fetchall()
     assert [r[0] for r in got] == np.rint(values).astype(np.int64).tolist()

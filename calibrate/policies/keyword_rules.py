@@ -119,22 +119,28 @@ def rule_hits(rules: RulesFile, winner: np.ndarray, outcomes: Outcomes) -> tuple
     """Per rule, its first-match hits (`winner`: `first_match` of the prompts) and the mean label
     of each tier on the labeled hits."""
     labeled = outcomes.labeled
+    hits = [int((winner == k).sum()) for k in range(len(rules.rules))]
+    return _rule_hits(rules, hits, winner, labeled, outcomes)
+
+
+def rule_hits_of_counts(
+    rules: RulesFile, hits: list[int], winner: np.ndarray, labeled: Outcomes
+) -> tuple[RuleHits, ...]:
+    """`rule_hits` from each rule's hits over all requests (`hits`, e.g. a bincount of the
+    winners) and the winners of the labeled requests (`winner`, rows of `labeled`)."""
+    return _rule_hits(rules, hits, winner, np.ones(labeled.n, dtype=bool), labeled)
+
+
+def _rule_hits(
+    rules: RulesFile, hits: list[int], winner: np.ndarray, labeled: np.ndarray, outcomes: Outcomes
+) -> tuple[RuleHits, ...]:
     out = []
     for k, rule in enumerate(rules.rules):
-        hit = winner == k
-        rows = hit & labeled
+        rows = (winner == k) & labeled
         quality = tuple(
             (t, float(outcomes.label[rows, j].mean()) if rows.any() else None)
             for j, t in enumerate(outcomes.tiers)
         )
-        out.append(
-            RuleHits(
-                rule.name or f"rule {k + 1}",
-                rule.pattern,
-                rule.tier,
-                int(hit.sum()),
-                int(rows.sum()),
-                quality,
-            )
-        )
+        name = rule.name or f"rule {k + 1}"
+        out.append(RuleHits(name, rule.pattern, rule.tier, hits[k], int(rows.sum()), quality))
     return tuple(out)

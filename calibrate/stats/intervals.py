@@ -8,14 +8,23 @@ pairs (four with 0/1 labels), not with the labeled requests times the resamples.
 Savings is a ratio of cost totals over *all* requests (no labels needed), so it uses the delta
 method for a ratio estimator, exact enough at these sample sizes and cheap at a million requests.
 Rates (escalation) carry Wilson intervals.
+
+`mean_interval_of_sums` and `savings_interval_of_sums` are the same intervals from exact integer
+sums (n, Σx, Σx², … of values in integer units, e.g. nano-USD, as SQL aggregates give them): the
+moments are exact rationals, rounded once to floats.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from scipy.stats import binomtest, norm
+
+from calibrate.records.sections import CostSums
+from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
 
 BOOTSTRAP_RESAMPLES = 2000
 _CHUNK = 250  # resamples drawn at once (bounds memory at chunk × labeled rows)
@@ -81,3 +90,67 @@ def mean_interval(values: np.ndarray, level: float = 0.95) -> Interval:
         return Interval(float("nan"), float("nan"))
     half = norm.ppf((1 + level) / 2) * values.std(ddof=1) / np.sqrt(n)
     return Interval(float(values.mean() - half), float(values.mean() + half))
+
+
+def mean_interval_of_sums(
+    n: int, total: int, total_sq: int, per_unit: int, level: float = 0.95
+) -> Interval:
+    """`mean_interval` of n values x/per_unit (x integers) from Σx and Σx², exactly."""
+    if n < 2:
+        return Interval(float("nan"), float("nan"))
+    mean = float(Fraction(total, n * per_unit))
+    variance = Fraction(n * total_sq - total * total, n * (n - 1) * per_unit * per_unit)
+    half = norm.ppf((1 + level) / 2) * math.sqrt(variance) / np.sqrt(n)
+    return Interval(float(mean - half), float(mean + half))
+
+
+def savings_interval_of_sums(
+    n: int,
+    policy: tuple[int, int],
+    premium: tuple[int, int],
+    cross: int,
+    level: float = 0.95,
+) -> Interval:
+    """`savings_interval` from exact integer sums of the per-request costs p and q (any one
+    unit): `policy` (Σp, Σp²), `premium` (Σq, Σq²), `cross` Σpq. Σ(p − r·q)² for r = Σp/Σq is
+    expanded exactly."""
+    (p, p2), (q, q2) = policy, premium
+    if n == 0 or q == 0:
+        return Interval(float("nan"), float("nan"))
+    ratio = Fraction(p, q)
+    resid_sq = p2 - 2 * ratio * cross + ratio * ratio * q2
+    se = math.sqrt(resid_sq / (max(n - 1, 1) * n)) / float(Fraction(q, n))
+    z = norm.ppf((1 + level) / 2)
+    r = float(ratio)
+    return Interval(float(1 - r - z * se), float(1 - r + z * se))
+
+
+def policy_intervals_of_sums(
+    served: np.ndarray,
+    premium: np.ndarray,
+    weights: np.ndarray | None,
+    cost: CostSums,
+    escalated: int,
+    seed: int,
+    level: float,
+) -> dict[str, Interval]:
+    """`sweep.stage.policy_intervals` from the labeled rows alone (`served`, `premium`: the
+    policy's and premium's label of each labeled request; `weights` their 1/π, or None) and the
+    exact cost sums over all requests (nano-USD)."""
+    if weights is None:
+        quality, drop = bootstrap_quality(served, premium, np.random.default_rng(seed), level)
+    else:
+        q = hajek_mean(served, weights, level)
+        d = weighted_paired_difference(premium, served, weights, level)
+        quality, drop = Interval(q.low, q.high), Interval(d.low, d.high)
+    n = cost.requests
+    per_request = mean_interval_of_sums(n, cost.cost, cost.cost_sq, 10**9, level)
+    return {
+        "quality": quality,
+        "quality_drop": drop,
+        "cost_per_1k_requests_usd": Interval(per_request.low * 1000.0, per_request.high * 1000.0),
+        "savings_vs_premium": savings_interval_of_sums(
+            n, (cost.cost, cost.cost_sq), (cost.premium, cost.premium_sq), cost.cross, level
+        ),
+        "escalation_rate": wilson(escalated, n, level),
+    }

@@ -128,6 +128,12 @@ class Store:
         """Provenance: time window of the requests and a digest of the ingested files."""
         return outcomes_sql.data_window(self.con, outcomes)
 
+    def data_window_of(
+        self, requests: int, labeled: int, incomplete: int, ts_range: tuple[float, float] | None
+    ) -> DataWindow:
+        """`data_window` from counts and the (min, max) epoch seconds (`SectionSums`)."""
+        return outcomes_sql.window_of(self.con, requests, labeled, incomplete, ts_range)
+
     def production_paths(
         self, tiers: Sequence[str], request_ids: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

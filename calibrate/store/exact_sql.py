@@ -2,8 +2,10 @@
 
 The sweep sums money, scores and latencies as integers (nano-USD, micro-score, µs), each the
 round-half-to-even of the float times a power of ten, as numpy's `rint` makes them; `rint` writes
-that rounding once for every aggregate query. `double` writes a float literal that both engines
-read as exactly that DOUBLE; `finite` tests a DOUBLE for being neither ±inf nor NaN.
+that rounding once for every aggregate query, so sums are exact and do not depend on the engine's
+summation order. `double` writes a float literal that both engines read as exactly that DOUBLE;
+`finite` tests a DOUBLE for being neither ±inf nor NaN. Sums of squares go through DECIMAL(38,0)
+(DuckDB and Spark both keep 38 digits, far above 10⁹ requests × (10¹⁰ nano-USD)²).
 """
 
 from __future__ import annotations
@@ -50,3 +52,14 @@ def latency_us(latency_ms: str) -> str:
 def micro_score(label: str) -> str:
     """rint(label · 1e6): whole micro-score (NULL stays NULL)."""
     return rint(f"{label} * {double(1e6)}")
+
+
+def exact_sum_sql(expr: str) -> str:
+    """SUM of an integer expression, exact (DECIMAL(38,0)), as text: every runner hands text
+    back unchanged (DuckDB's fetchnumpy turns a DECIMAL into a float64); `int()` reads it."""
+    return f"CAST(SUM(CAST({expr} AS DECIMAL(38,0))) AS STRING)"
+
+
+def exact_product_sum_sql(a: str, b: str) -> str:
+    """SUM(a·b) of two integer expressions, exact (DECIMAL(38,0)), as text (`exact_sum_sql`)."""
+    return f"CAST(SUM(CAST({a} AS DECIMAL(38,0)) * CAST({b} AS DECIMAL(38,0))) AS STRING)"

@@ -30,6 +30,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from calibrate.store.exact_sql import latency_us, nano_usd, rint
+
 BUCKETS = 4096  # buckets of the marks' range: a window partition each
 INF = "CAST('Infinity' AS DOUBLE)"
 _RUNNING = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
@@ -64,22 +66,14 @@ def literal(x: float) -> str:
     return f"{float(x):.17e}"
 
 
-def rint_sql(x: str) -> str:
-    """numpy's rint (round half to even) of the DOUBLE expression `x`, as a BIGINT."""
-    return (
-        f"CAST(CASE WHEN ({x}) - FLOOR({x}) = 0.5 "
-        f"THEN FLOOR({x}) + ABS(CAST(FLOOR({x}) AS BIGINT) % 2) ELSE ROUND({x}) END AS BIGINT)"
-    )
-
-
 def nano_usd_sql(k: int) -> str:
     """Tier k's cost as the engine quantizes it: rint(cost_usd · 1e9)."""
-    return rint_sql(f"cost_usd_{k} * 1e9")
+    return nano_usd(f"cost_usd_{k}")
 
 
 def latency_us_sql(k: int) -> str:
     """Tier k's latency as the engine quantizes it: rint(latency_ms · 1000)."""
-    return rint_sql(f"latency_ms_{k} * 1e3")
+    return latency_us(f"latency_ms_{k}")
 
 
 def marks_table(j: int) -> str:

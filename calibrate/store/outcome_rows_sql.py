@@ -18,9 +18,14 @@ Columns (tier position k = 0 … K-1, in tiers.yaml order):
 | `latency_ms_k` | DOUBLE | 0 when missing |
 | `label_k` | DOUBLE | NULL when unlabeled |
 | `labeled` | BOOLEAN | every `label_k` is present |
+| `prod_called` | INTEGER | the tiers production's `prod` attempts called: bit k set for tier position k (0: no `prod` attempt on these tiers) |
+| `prod_served` | INTEGER | the tier position that served in production (the logged `served_tier`, else the last `ok` `prod` attempt's tier), -1 when unknown (no `prod` attempt on these tiers, or none `ok` and none logged) |
 
 The attempt and the label used per (request, tier) are the ones `outcomes_sql` picks; only requests
 with an attempt from every tier are rows (the others are counted in `OutcomeRows.incomplete`).
+`prod_called` and `prod_served` are what `outcomes_sql.production_paths` returns per request.
+A sweep may add per-request columns Python decided (`add_request_column`): `rule_tier` (INTEGER,
+the keyword rules' tier position, -1 none) and `router_score` (DOUBLE), read by `sections_sql`.
 """
 
 from __future__ import annotations
@@ -81,8 +86,11 @@ WITH tier_list AS (
 sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank
             FROM (SELECT DISTINCT source FROM attempts)),
 wide AS (
-    SELECT a.request_id, {pivot}
-    FROM (SELECT a.request_id, t.k,
+    SELECT a.request_id, {pivot},
+           bit_or(CASE WHEN a.source = 'prod' THEN (1 << a.k)::INTEGER END) AS prod_called,
+           arg_max(a.k, a.position) FILTER (WHERE a.source = 'prod' AND a.status = 'ok')
+               AS prod_last_ok
+    FROM (SELECT a.request_id, t.k, a.source, a.status, a.position,
                  ((a.status <> 'ok')::INT * 2 + (a.source <> 'prod')::INT) * 65536 + s.rank
                      AS pick_order,
                  CASE WHEN a.status = 'ok' AND isfinite(a.confidence) THEN a.confidence END
@@ -103,10 +111,14 @@ SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region,
        COALESCE(r.app, '') AS app, r.metadata->>'intent' AS intent,
        {input_tokens} AS input_tokens,
        {columns},
-       ({labeled}) AS labeled
+       ({labeled}) AS labeled,
+       CAST(COALESCE(w.prod_called, 0) AS INTEGER) AS prod_called,
+       CAST(CASE WHEN w.prod_called IS NULL THEN -1
+                 ELSE COALESCE(served.k, w.prod_last_ok, -1) END AS INTEGER) AS prod_served
 FROM requests r
 JOIN wide w USING (request_id)
-LEFT JOIN label_wide lw USING (request_id){tokens_join}
+LEFT JOIN label_wide lw USING (request_id)
+LEFT JOIN tier_list served ON served.tier = r.served_tier{tokens_join}
 WHERE {complete}
 """
 
@@ -176,9 +188,14 @@ def _check_missing_costs(
     _check_costs(names, cost, np.ones((1, k), dtype=bool), priced)
 
 
-def register_outcome_rows(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) -> OutcomeRows:
+def register_outcome_rows(
+    con: duckdb.DuckDBPyConnection,
+    outcomes: Outcomes,
+    production: tuple[np.ndarray, np.ndarray] | None = None,
+) -> OutcomeRows:
     """(Re)create `outcome_rows` from an in-memory `Outcomes` (tests, and the reference the SQL
-    aggregates are checked against)."""
+    aggregates are checked against); `production`: `production_paths` of its rows (called
+    (n × k) bool, served tier index or -1), else no production (0, -1)."""
     k = len(outcomes.tiers)
     columns: dict[str, pa.Array] = {
         "request_id": pa.array(outcomes.request_ids.astype(str), pa.string()),
@@ -198,6 +215,11 @@ def register_outcome_rows(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) ->
             nulls = np.isnan(column) if name.startswith(("conf", "label")) else None
             columns[name] = pa.array(column, pa.float64(), mask=nulls)
     columns["labeled"] = pa.array(outcomes.labeled, pa.bool_())
+    called = np.zeros((outcomes.n, k), dtype=bool) if production is None else production[0]
+    served = np.full(outcomes.n, -1) if production is None else production[1]
+    bits = (called.astype(np.int64) << np.arange(k)[None, :]).sum(axis=1)
+    columns["prod_called"] = pa.array(bits.astype(np.int32), pa.int32())
+    columns["prod_served"] = pa.array(np.asarray(served).astype(np.int32), pa.int32())
     table = pa.table(columns)
     con.register("_outcome_rows_in", table)
     try:
@@ -241,3 +263,29 @@ def labeled_outcomes(con: duckdb.DuckDBPyConnection, rows: OutcomeRows) -> Outco
         label=per_tier("label"),
         incomplete=rows.incomplete,
     )
+
+
+def add_request_column(
+    con: duckdb.DuckDBPyConnection,
+    rows: OutcomeRows,
+    name: str,
+    request_ids: np.ndarray,
+    values: np.ndarray,
+) -> None:
+    """Add a per-request column to the relation, joined by request_id (NULL for a request not
+    in `request_ids`; NaN is NULL): what Python decided per request and the SQL reads, e.g. the
+    keyword rules' tier (`sections_sql.RULE_TIER`) or a router's score (`ROUTER_SCORE`)."""
+    values = np.asarray(values)
+    floating = values.dtype.kind == "f"
+    column = pa.array(values, mask=np.isnan(values) if floating else None)
+    table = pa.table({"request_id": pa.array(np.asarray(request_ids).astype(str)), name: column})
+    con.register("_request_column_in", table)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _with_column AS SELECT o.*, c.{name} "
+            f"FROM {rows.relation} o LEFT JOIN _request_column_in c USING (request_id)"
+        )
+    finally:
+        con.unregister("_request_column_in")
+    con.execute(f"DROP TABLE {rows.relation}")
+    con.execute(f"ALTER TABLE _with_column RENAME TO {rows.relation}")

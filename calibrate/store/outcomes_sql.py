@@ -251,23 +251,37 @@ def _check_costs(names: list[str], cost: np.ndarray, present: np.ndarray, priced
 
 def data_window(con: duckdb.DuckDBPyConnection, outcomes: Outcomes) -> DataWindow:
     """Time window of the used requests and a digest of every ingested file."""
-    start = end = None
+    ts_range = None
     if outcomes.n:
-        lo, hi = float(outcomes.timestamp_s.min()), float(outcomes.timestamp_s.max())
+        ts_range = (float(outcomes.timestamp_s.min()), float(outcomes.timestamp_s.max()))
+    labeled = int(outcomes.labeled.sum())
+    return window_of(con, outcomes.n, labeled, outcomes.incomplete, ts_range)
+
+
+def window_of(
+    con: duckdb.DuckDBPyConnection,
+    requests: int,
+    labeled: int,
+    incomplete: int,
+    ts_range: tuple[float, float] | None,
+) -> DataWindow:
+    """`data_window` from the counts and the (min, max) epoch seconds of the used requests."""
+    start = end = None
+    if ts_range is not None:
         start, end = one_row(
             con,
             "SELECT strftime(make_timestamp(CAST(? * 1e6 AS BIGINT)), '%Y-%m-%dT%H:%M:%SZ'),"
             " strftime(make_timestamp(CAST(? * 1e6 AS BIGINT)), '%Y-%m-%dT%H:%M:%SZ')",
-            [lo, hi],
+            list(ts_range),
         )
     shas = [
         r[0] for r in con.execute("SELECT file_sha256 FROM ingested_files ORDER BY 1").fetchall()
     ]
     digest = hashlib.sha256("\n".join(shas).encode()).hexdigest()
     return DataWindow(
-        requests=outcomes.n,
-        labeled=int(outcomes.labeled.sum()),
-        incomplete=outcomes.incomplete,
+        requests=requests,
+        labeled=labeled,
+        incomplete=incomplete,
         start=start,
         end=end,
         logs_sha256=digest,

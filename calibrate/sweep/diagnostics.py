@@ -12,6 +12,7 @@ from calibrate.policies.assignment import Assignment
 from calibrate.policies.frontier import frontier_row, frontier_rows
 from calibrate.records.outcomes import Outcomes
 from calibrate.records.policy import FrontierRow, Policy
+from calibrate.records.sections import SectionSums
 from calibrate.sweep.failure_modes import HEALTHY_ESCALATION
 
 MIN_AUROC = 0.55
@@ -39,9 +40,15 @@ def break_even(
 ) -> list[BreakEven]:
     """e* for every ordered tier pair (c = mean cost per request), next to the observed
     conditional escalation rate of each step the chosen policy takes."""
+    observed = _step_rates(chosen, outcomes) if chosen is not None and outcomes is not None else {}
+    return _break_even(frontier, tiers, observed)
+
+
+def _break_even(
+    frontier: pl.DataFrame, tiers: tuple[str, ...], observed: dict[tuple[str, str], float]
+) -> list[BreakEven]:
     always = frontier.filter(pl.col("strategy") == "always")
     cost = dict(zip(always["tiers"].list.first(), always["cost_per_1k_requests_usd"], strict=True))
-    observed = _step_rates(chosen, outcomes) if chosen is not None and outcomes is not None else {}
     rows = []
     for cheap, expensive in itertools.combinations(tiers, 2):
         c1, c2 = cost[cheap], cost[expensive]
@@ -59,6 +66,25 @@ def _step_rates(chosen: Assignment, outcomes: Outcomes) -> dict[tuple[str, str],
         if reached.any():
             passed = (chosen.stage[reached] > j).mean()
             rates[(outcomes.tiers[path[j]], outcomes.tiers[path[j + 1]])] = float(passed)
+    return rates
+
+
+def break_even_of_sums(
+    frontier: pl.DataFrame, tiers: tuple[str, ...], sums: SectionSums
+) -> list[BreakEven]:
+    """`break_even` with the chosen policy's step rates from its requests per stop (`sums`)."""
+    return _break_even(frontier, tiers, _step_rates_of_counts(sums.path, sums.stage_counts))
+
+
+def _step_rates_of_counts(
+    path: tuple[str, ...], stage_counts: tuple[int, ...]
+) -> dict[tuple[str, str], float]:
+    """`_step_rates` from the requests stopping at each stage of `path`."""
+    rates = {}
+    for j in range(len(path) - 1):
+        reached = sum(stage_counts[j:])
+        if reached:
+            rates[(path[j], path[j + 1])] = float(sum(stage_counts[j + 1 :]) / reached)
     return rates
 
 

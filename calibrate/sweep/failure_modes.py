@@ -6,6 +6,10 @@ each segment (app, region, intent) this module compares the *kept* requests' qua
 premium tier gave the same requests, lists the worst segments with example request ids, and names
 the hard segments (where the cheapest tier alone is far below premium) with how much of them the
 policy escalates — next to an alternative policy (the uncertified empirical choice) when given.
+
+`failure_modes` and `escalation_timeline` walk every request; `failure_modes_of_sums` and
+`escalation_timeline_of_sums` give the same values from the SQL aggregates over all requests
+(`records.sections.SectionSums`) and the labeled rows alone.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import polars as pl
 from calibrate.policies.assignment import Assignment
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
+from calibrate.records.sections import SectionSums
 
 HEALTHY_ESCALATION = (0.10, 0.40)
 """The one healthy escalation band, for every strategy (the report states it with its source,
@@ -147,6 +152,48 @@ def failure_modes(
     )
 
 
+def failure_modes_of_sums(
+    labeled: Outcomes,
+    policy: Assignment,
+    sums: SectionSums,
+    savings_vs_premium: float,
+    weights: np.ndarray | None = None,
+) -> FailureModes:
+    """`failure_modes` from the labeled rows (`labeled`, the policy walked on them, `weights`
+    per labeled row) and the counts over all requests in `sums` (the alternative's escalations
+    come with them, when it was given)."""
+    premium = len(labeled.tiers) - 1
+    everyone = np.ones(labeled.n, dtype=bool)
+    sample = _Labeled.of(labeled, policy, everyone, weights)
+    codes = {c: _factorize(v) for c, v in segment_columns(labeled).items()}
+    rows = []
+    for seg in sums.segments:
+        names, of_row = codes[seg.column]
+        member = of_row == (names.index(seg.value) if seg.value in names else -2)
+        rows.append(
+            SegmentRow(
+                column=seg.column,
+                value=seg.value,
+                requests=seg.requests,
+                escalation_rate=float(seg.escalated / seg.requests),
+                alt_escalation_rate=None
+                if seg.alt_escalated is None
+                else float(seg.alt_escalated / seg.requests),
+                **sample.segment(member, premium),
+            )
+        )
+    kept = policy.served_tier != premium
+    return FailureModes(
+        escalation_rate=float(sums.escalated / sums.requests) if sums.requests else 0.0,
+        costs_more_than_premium=savings_vs_premium < 0,
+        kept_labeled=int(kept.sum()),
+        kept_quality=_mean(policy.label[kept], _at(weights, kept)),
+        kept_premium_quality=_mean(labeled.label[kept, premium], _at(weights, kept)),
+        cheapest_gap=_mean(labeled.label[:, premium] - labeled.label[:, 0], weights) or 0.0,
+        segments=tuple(rows),
+    )
+
+
 def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
     """The distinct values as text, sorted (None left out), and each row's index among them (-1
     for None): one pass over the rows, however many values (segments hold few)."""
@@ -233,4 +280,19 @@ def escalation_timeline(outcomes: Outcomes, policy: Assignment) -> pl.DataFrame:
         )
         .select("week", "region", "requests", "escalated")
         .sort("week", "region")
+    )
+
+
+def escalation_timeline_of_sums(sums: SectionSums) -> pl.DataFrame:
+    """`escalation_timeline` from the per region × week counts (a missing region reads "None")."""
+    weeks = sorted(sums.weeks, key=lambda w: (w.week_day, "None" if w.region is None else w.region))
+    return pl.DataFrame(
+        {
+            "week": pl.Series([w.week_day for w in weeks], dtype=pl.Int32).cast(pl.Date),
+            "region": pl.Series(
+                ["None" if w.region is None else w.region for w in weeks], dtype=pl.Utf8
+            ),
+            "requests": pl.Series([w.requests for w in weeks], dtype=pl.UInt32),
+            "escalated": pl.Series([w.escalated for w in weeks], dtype=pl.Int64),
+        }
     )

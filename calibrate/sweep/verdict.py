@@ -29,6 +29,7 @@ The rule, in this order (docs/report.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
@@ -37,6 +38,7 @@ from calibrate.policies.assignment import Assignment
 from calibrate.policies.grid import PERCENTILES, percentile_rank
 from calibrate.records.outcomes import Outcomes
 from calibrate.records.policy import PolicyMetrics
+from calibrate.records.sections import ProductionSums
 from calibrate.sweep.selection import Objective, Recommendation
 
 MIN_PRODUCTION_COVERAGE = 0.9
@@ -141,6 +143,56 @@ def production_as_logged(
         recommended_cost_per_1k_usd=float(chosen.cost_usd[rows].mean() * 1000.0),
         recommended_quality=float(np.average(chosen.label[labeled], weights=w)),
     )
+
+
+def production_of_sums(
+    labeled: Outcomes,
+    chosen: Assignment,
+    requests: int,
+    sums: ProductionSums,
+    weights: np.ndarray | None = None,
+) -> Production | None:
+    """`production_as_logged` from the labeled rows (`labeled`, the chosen policy walked on
+    them, `weights` per labeled row), the number of evaluated requests and production's sums
+    over all of them. Costs are exact sums of nano-USD (the grid engine's money) where
+    `production_as_logged` sums floats."""
+    n = sums.requests
+    if not requests or n < MIN_PRODUCTION_COVERAGE * requests:
+        return None
+    served = _labeled_served(labeled, sums)
+    known = served >= 0
+    if not known.any():
+        return None
+    label = labeled.label[np.flatnonzero(known), served[known]]
+    w = None if weights is None else weights[known]
+    quality = float(np.average(label, weights=w))
+    premium_quality = float(np.average(labeled.label[known, -1], weights=w))
+    cost, premium_cost = sums.cost_nano_usd, sums.premium_nano_usd
+    shares = [(t, c / n) for t, c in zip(labeled.tiers, sums.served, strict=True) if c > 0]
+    return Production(
+        requests=n,
+        labeled=int(known.sum()),
+        metrics=PolicyMetrics(
+            quality=quality,
+            quality_drop=premium_quality - quality,
+            escalation_rate=float(sums.escalated / n),
+            cost_per_1k_requests_usd=float(Fraction(cost, n * 10**9)) * 1000.0,
+            savings_vs_premium=1.0 - float(Fraction(cost, premium_cost)) if premium_cost else 0.0,
+            latency_p50_ms=sums.latency_p50_ms,
+            latency_p95_ms=sums.latency_p95_ms,
+        ),
+        served_share=tuple(shares),
+        recommended_cost_per_1k_usd=float(Fraction(sums.chosen_nano_usd, n * 10**9)) * 1000.0,
+        recommended_quality=float(np.average(chosen.label[known], weights=w)),
+    )
+
+
+def _labeled_served(labeled: Outcomes, sums: ProductionSums) -> np.ndarray:
+    """The tier production served on each labeled request (in `labeled`'s row order)."""
+    if np.array_equal(sums.labeled_ids, labeled.request_ids):
+        return sums.labeled_served
+    at = {rid: i for i, rid in enumerate(sums.labeled_ids.tolist())}
+    return sums.labeled_served[[at[rid] for rid in labeled.request_ids.tolist()]]
 
 
 def decide(
