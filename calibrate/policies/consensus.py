@@ -121,23 +121,27 @@ def consensus_slices(
         premium = evaluate_families(sub, [Family("always", (k - 1,))])
         voted = consensus_frame(sub, codes[mask[labeled]])
         assert voted is not None, "the slice has the same k >= MIN_VOTERS tiers"
-        frame = pl.concat([premium, voted.select(premium.columns)], how="vertical")
-        base_q = premium["quality"][0]
-        base_cost = premium["cost_per_1k_requests_usd"][0]
-        frames.append(
-            frame.select(
-                pl.lit(name).alias("slice"),
-                "policy",
-                "strategy",
-                "requests",
-                "labeled",
-                "quality",
-                (pl.col("quality") - base_q).alias("gain_vs_premium"),
-                "cost_per_1k_requests_usd",
-                (pl.col("cost_per_1k_requests_usd") - base_cost).alias("extra_cost_per_1k_usd"),
-            )
-        )
+        frames.append(_slice_frame(name, premium, voted))
     return pl.concat(frames, how="vertical") if frames else None
+
+
+def _slice_frame(name: str, premium: pl.DataFrame, voted: pl.DataFrame) -> pl.DataFrame:
+    """One slice's rows: always-premium and each vote, with the gain over premium per extra
+    dollar per 1k requests."""
+    frame = pl.concat([premium, voted.select(premium.columns)], how="vertical")
+    base_q = premium["quality"][0]
+    base_cost = premium["cost_per_1k_requests_usd"][0]
+    return frame.select(
+        pl.lit(name).alias("slice"),
+        "policy",
+        "strategy",
+        "requests",
+        "labeled",
+        "quality",
+        (pl.col("quality") - base_q).alias("gain_vs_premium"),
+        "cost_per_1k_requests_usd",
+        (pl.col("cost_per_1k_requests_usd") - base_cost).alias("extra_cost_per_1k_usd"),
+    )
 
 
 def consensus_row_from_cells(
@@ -184,3 +188,32 @@ def consensus_frame_from_cells(
         for voters in itertools.combinations(range(k), size)
     ]
     return pl.concat(frames, how="vertical")
+
+
+def consensus_slices_from_cells(
+    labeled: Outcomes,
+    codes: np.ndarray,
+    slices: dict[str, tuple[str, ...]],
+    query: Query,
+    relation: str,
+) -> pl.DataFrame | None:
+    """`consensus_slices` with each slice's cost and latency aggregated in SQL over its requests
+    (`slices`: name → its intents) and its quality from its labeled requests (`codes`: the
+    labeled requests' answer ids)."""
+    k = len(labeled.tiers)
+    if k < MIN_VOTERS:
+        return None
+    frames = []
+    for name, intents in slices.items():
+        mask = np.isin(labeled.intent.astype(str), list(intents)) & np.array(
+            [i is not None for i in labeled.intent], dtype=bool
+        )
+        sub, rows = take_rows(labeled, mask), aggregates_sql.with_intents(relation, intents)
+        reference = premium_family(sub)
+        premium_rows = aggregates_sql.stop_rows(query, rows, [], [(0, (k - 1,))])
+        result = evaluate_rows(sub, reference, premium_rows)
+        premium = family_frame(sub, reference, result, result)
+        voted = consensus_frame_from_cells(sub, codes[mask], query, rows)
+        assert voted is not None, "the slice has the same k >= MIN_VOTERS tiers"
+        frames.append(_slice_frame(name, premium, voted))
+    return pl.concat(frames, how="vertical") if frames else None

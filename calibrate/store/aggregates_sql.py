@@ -240,3 +240,30 @@ def consensus_rows(query: Query, relation: str, voters: Sequence[int]) -> StopRo
         f" {rint(f'({summed}) * {double(1e9)}')} AS c FROM {relation}) t GROUP BY l"
     )
     return _rows(out, np.ones(out["cell"].size, dtype=bool))
+
+
+def _text(value: str) -> str:
+    """A string literal (a quote doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def with_intents(relation: str, intents: Sequence[str]) -> str:
+    """The rows of `relation` whose intent is one of `intents`, as a relation to aggregate over."""
+    listed = ", ".join(_text(i) for i in intents)
+    return f"(SELECT * FROM {relation} WHERE intent IN ({listed})) AS with_intents"
+
+
+def known_intents(query: Query, relation: str) -> list[str]:
+    """The distinct intents of the requests, sorted."""
+    out = query(f"SELECT DISTINCT intent FROM {relation} WHERE intent IS NOT NULL")
+    return sorted(str(i) for i in out["intent"])
+
+
+def label_counts(query: Query, relation: str, tiers: int) -> list[int]:
+    """Per tier position, how many requests carry its label."""
+    out = query(
+        "SELECT "
+        + ", ".join(f"COUNT(label_{j}) AS n_{j}" for j in range(tiers))
+        + f" FROM {relation}"
+    )
+    return [int(out[f"n_{j}"][0]) for j in range(tiers)]

@@ -35,6 +35,7 @@ from calibrate.records.outcomes import DataWindow, Outcomes, RegionDayTraffic, R
 from calibrate.records.replay import CallRecord, Candidate, JobResult, MergeCounts, Selection
 from calibrate.records.runs import UnfinishedRun
 from calibrate.store import (
+    aggregates_sql,
     check_sql,
     coverage_sql,
     health_sql,
@@ -43,15 +44,19 @@ from calibrate.store import (
     merge_sql,
     monitor_sql,
     opening,
+    outcome_rows_sql,
     outcomes_sql,
     queue_sql,
     replay_sql,
     runs_sql,
     text_sql,
 )
+from calibrate.store.aggregates_sql import Query
 from calibrate.store.ingest import fast_lane, file_path, line_path, parquet_lane, rules, runs
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.migrations import apply_migrations
+from calibrate.store.optimum_sql import DuckDbEngine
+from calibrate.store.outcome_rows_sql import OutcomeRows
 
 
 class Store:
@@ -123,6 +128,32 @@ class Store:
     ) -> Outcomes:
         """The per-request × tier table the sweep evaluates policies on."""
         return outcomes_sql.load_outcomes(self.con, tiers, price_per_mtok)
+
+    def outcome_rows(
+        self, tiers: Sequence[str], price_per_mtok: Mapping[str, tuple[float, float]]
+    ) -> OutcomeRows:
+        """Build the outcome relation `outcome_rows` (one row per complete request) in this
+        store's SQL engine: what the sweep aggregates instead of loading every request."""
+        return outcome_rows_sql.build_outcome_rows(self.con, tiers, price_per_mtok)
+
+    def labeled_outcomes(self, rows: OutcomeRows) -> Outcomes:
+        """The labeled requests of the outcome relation, in memory."""
+        return outcome_rows_sql.labeled_outcomes(self.con, rows)
+
+    def add_request_column(
+        self, rows: OutcomeRows, name: str, request_ids: np.ndarray, values: np.ndarray
+    ) -> None:
+        """Add a per-request column Python decided (a router's score, the keyword rules' tier)
+        to the outcome relation, for the SQL stop rule."""
+        outcome_rows_sql.add_request_column(self.con, rows, name, request_ids, values)
+
+    def aggregate_query(self) -> Query:
+        """The runner of aggregate SQL (`store/aggregates_sql.py`) on this store's connection."""
+        return aggregates_sql.duckdb_query(self.con)
+
+    def sql_engine(self) -> DuckDbEngine:
+        """The runner of aggregate SQL that may also register small tables (the optimum's)."""
+        return DuckDbEngine(self.con)
 
     def data_window(self, outcomes: Outcomes) -> DataWindow:
         """Provenance: time window of the requests and a digest of the ingested files."""
@@ -284,6 +315,10 @@ class Store:
         """(requests × tiers) id of each request's normalised answer per tier (-1 without an ok
         attempt), in the given order: the consensus vote's ballots."""
         return text_sql.answer_codes(self.con, request_ids, tiers)
+
+    def any_embedding(self, key: str) -> bool:
+        """Whether some request has a precomputed embedding `metadata.<key>`."""
+        return text_sql.any_embedding(self.con, key)
 
     def embeddings(self, request_ids: Sequence[str], key: str) -> list[list[float] | None]:
         """Each request's precomputed embedding `metadata.<key>` (None where absent), in order."""

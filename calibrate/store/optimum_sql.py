@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from calibrate.store.exact_sql import latency_us, nano_usd, rint
+from calibrate.store.exact_sql import latency_us, nano_usd
 
 BUCKETS = 4096  # buckets of the marks' range: a window partition each
 INF = "CAST('Infinity' AS DOUBLE)"

@@ -100,6 +100,16 @@ ORDER BY w.i
 """
 
 
+def any_embedding(con: duckdb.DuckDBPyConnection, key: str) -> bool:
+    """Whether some request has a numeric `metadata.<key>` (what `embeddings` reads)."""
+    rows = con.execute(
+        "SELECT 1 FROM requests WHERE TRY_CAST(json_extract(metadata, $path) AS DOUBLE[])"
+        " IS NOT NULL LIMIT 1",
+        {"path": f'$."{key}"'},
+    ).fetchall()
+    return bool(rows)
+
+
 def embeddings(
     con: duckdb.DuckDBPyConnection, request_ids: Sequence[str], key: str
 ) -> list[list[float] | None]:

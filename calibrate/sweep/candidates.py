@@ -1,10 +1,12 @@
 """Which policy families a sweep evaluates, and the options of the optional strategies.
 
-`candidates(store, outcomes, strategies, …)` returns the default families (always-tier, cascades,
-length rules), the keyword-rule families when a rules file is given (`rules` and `hybrid`), and
-the learned router's family: on a precomputed embedding when every request has one, else on the
-prompts' n-grams (skipped above `--router-max-requests`). The prompts are read once, for the
-rules and the router alike.
+`candidates(store, source, strategies, …)` returns the default families (always-tier, cascades,
+length rules; their grids found in SQL over the outcome relation), the keyword-rule families when a
+rules file is given (`rules` and `hybrid`), and the learned router's family: on a precomputed
+embedding when every request has one, else on the prompts' n-grams (skipped above
+`--router-max-requests`). Only keyword rules and the router read each request (its prompt or
+embedding): `source.per_request` holds every request then, and is None otherwise. The prompts are
+read once, for the rules and the router alike.
 """
 
 from __future__ import annotations
@@ -15,18 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibrate.policies.embedding_router import embedding_matrix, fit_embedding_router
-from calibrate.policies.families import (
-    DEFAULT_GRID,
-    Family,
-    default_families,
-    keyword_families,
-    threshold_grid,
-)
+from calibrate.policies.families import DEFAULT_GRID, Family, threshold_grid
+from calibrate.policies.family_cells import sql_families, sql_keyword_families
 from calibrate.policies.keyword_rules import RulesFile, first_match, rule_tiers
 from calibrate.policies.router import RouterFit, fit_router
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
 from calibrate.store import Store
+from calibrate.store.aggregates_sql import Query
+from calibrate.store.outcome_rows_sql import OutcomeRows
 
 
 @dataclass(frozen=True)
@@ -73,23 +72,52 @@ class Candidates:
     embedded: bool
 
 
+@dataclass(frozen=True)
+class Source:
+    """What a sweep reads: the outcome relation in the store's SQL engine (`rows`, queried with
+    `query`), its labeled requests, and every request in memory only when keyword rules or the
+    router need them (`per_request`, else None)."""
+
+    rows: OutcomeRows
+    query: Query
+    labeled: Outcomes
+    per_request: Outcomes | None
+
+
+def needs_requests(store: Store, rows: OutcomeRows, strategies: Strategies) -> bool:
+    """Whether keyword rules or the learned router will read every request."""
+    router = strategies.router
+    if strategies.keyword_rules is not None:
+        return True
+    if not router.enabled or len(rows.tiers) < 2:
+        return False
+    return not router.skipped(rows.requests) or store.any_embedding(router.embedding_key)
+
+
 def candidates(
     store: Store,
-    outcomes: Outcomes,
+    source: Source,
     strategies: Strategies,
     grid_size: dict[int, int] | None,
     seed: int,
 ) -> Candidates:
     """The default families, then keyword-rule families (with `--rules`) and the router."""
     router, keyword_rules = strategies.router, strategies.keyword_rules
-    families = default_families(outcomes, grid_size)
+    k, relation = len(source.rows.tiers), source.rows.relation
+    families = sql_families(source.query, relation, k, grid_size)
+    outcomes = source.per_request
+    if outcomes is None:
+        return Candidates(families, None, None, False)
     winner = None
     embedded = _embeddings(store, outcomes, router)
     texts = _prompt_texts(store, outcomes, keyword_rules, router, embedded is not None)
     if keyword_rules is not None:
         winner = first_match([r.pattern for r in keyword_rules.rules], texts)
         pairs = [(r.pattern, r.tier) for r in keyword_rules.rules]
-        families += keyword_families(outcomes, rule_tiers(pairs, winner, outcomes.tiers), grid_size)
+        forced = rule_tiers(pairs, winner, outcomes.tiers)
+        families += sql_keyword_families(
+            source.query, relation, k, forced, outcomes.request_ids, grid_size
+        )
     fitted = _fit_router(texts, embedded, outcomes, router, seed)
     if fitted is not None:
         families.append(router_family(outcomes, fitted, router, grid_size))

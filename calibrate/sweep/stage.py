@@ -24,36 +24,41 @@ import polars as pl
 from calibrate.config.tiers import TiersConfig, price_table
 from calibrate.errors import ConfigError, DataError
 from calibrate.policies.assignment import Assignment, assign, served_labels, take_rows
-from calibrate.policies.consensus import consensus_frame, consensus_slices
+from calibrate.policies.consensus import consensus_frame_from_cells, consensus_slices_from_cells
 from calibrate.policies.families import (
     Family,
-    SweepColumns,
-    evaluate_families,
     policy_index,
     premium_family,
     sweep_columns,
 )
+from calibrate.policies.family_cells import SqlStopRows, evaluate_families_from_cells
 from calibrate.policies.frontier import frontier_row
 from calibrate.policies.keyword_rules import RuleHits, RulesFile, rule_hits
 from calibrate.policies.optimum import measured_optima
+from calibrate.policies.optimum_cells import measured_optima_from
 from calibrate.policies.router import RouterFit
 from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import DataWindow, Outcomes
 from calibrate.records.policy import FrontierRow, Policy
 from calibrate.records.progress import NO_PROGRESS, Progress
+from calibrate.records.sections import SectionSums
 from calibrate.stats import bounded_mean
 from calibrate.stats.estimators import hajek_mean, weighted_paired_difference
 from calibrate.stats.intervals import (
     Interval,
     bootstrap_quality,
     mean_interval,
+    policy_intervals_of_sums,
     savings_interval,
     wilson,
 )
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
+from calibrate.store.aggregates_sql import Query, known_intents, label_counts
+from calibrate.store.outcome_rows_sql import OutcomeRows
+from calibrate.store.sections_sql import ROUTER_SCORE, RULE_TIER, section_sums
 from calibrate.sweep import check
-from calibrate.sweep.candidates import Candidates, Strategies, candidates
+from calibrate.sweep.candidates import Candidates, Source, Strategies, candidates, needs_requests
 from calibrate.sweep.certify import (
     TESTS,
     Budget,
@@ -68,12 +73,18 @@ from calibrate.sweep.certify import (
     segment_groups,
 )
 from calibrate.sweep.confidence_scale import stored_scales
-from calibrate.sweep.diagnostics import BreakEven, Economics, break_even, economics, warnings_for
+from calibrate.sweep.diagnostics import (
+    BreakEven,
+    Economics,
+    break_even_of_sums,
+    economics,
+    warnings_for,
+)
 from calibrate.sweep.endpoint_health import EndpointHealth, endpoint_health
 from calibrate.sweep.failure_modes import (
     FailureModes,
-    escalation_timeline,
-    failure_modes,
+    escalation_timeline_of_sums,
+    failure_modes_of_sums,
     segment_columns,
 )
 from calibrate.sweep.selection import (
@@ -88,7 +99,7 @@ from calibrate.sweep.selection import (
     select_chosen,
     select_empirical,
 )
-from calibrate.sweep.verdict import Production, Verdict, decide, production_as_logged
+from calibrate.sweep.verdict import Production, Verdict, decide, production_of_sums
 from calibrate.sweep.weighting import hajek_scaled, uniform_only
 
 
@@ -239,46 +250,49 @@ def run_sweep(
     scales = stored_scales(store, tiers)  # raises on mixed scales
     if bias is not None:
         objective = replace(objective, certify=False)
-    outcomes = store.outcomes(tiers.names, price_table(tiers))
-    _require_labels(outcomes)
-    high_stakes = _intent_slices(outcomes, strategies.high_stakes)
-    labels = _labels(store, tiers, outcomes)
+    source = _source(store, tiers, strategies)
+    high_stakes = _intent_slices(source, strategies.high_stakes)
+    labels = _labels(store, tiers, source.labeled)
     progress.stage("router" if strategies.router.enabled else "candidates", 1)
-    found = candidates(store, outcomes, strategies, grid_size, seed)
+    scaled = _scaled(source, store, tiers)
+    found = candidates(store, scaled, strategies, grid_size, seed)
     progress.stage("evaluate", len(found.families), "families")
     on_progress = _advancing(progress, on_progress)
-    columns = sweep_columns(labels.scored, [*found.families, premium_family(labels.scored)])
     ticks = _ticks(found, on_progress)
-    frontier = mark_pareto(evaluate_families(labels.scored, found.families, ticks, columns))
+    stop_rows = SqlStopRows(source.query, source.rows.relation)
+    per_request = scaled.per_request
+    frontier = mark_pareto(
+        evaluate_families_from_cells(labels.scored, found.families, stop_rows, per_request, ticks)
+    )
     progress.stage("certify", 1)
-    index = policy_index(outcomes, found.families)
+    index = policy_index(source.labeled, found.families)
     trial = _certify(labels.iid, found.families, index, frontier, objective)
     grid_frontier = mark_certified_pareto(trial.frontier)
     frontier = _with_optima(
-        labels.scored, found.families, grid_frontier, columns, index, objective, trial.budget
-    )
+        labels.scored, per_request, found.families, grid_frontier, index, objective, trial.budget,
+        store,
+    )  # fmt: skip
     empirical = select_empirical(frontier, objective, trial.budget.max_regret)
     recommendation = _select(frontier, objective, empirical, trial.budget, tiers)
     rec = recommendation.row
     frontier = frontier.with_columns(recommended=pl.col("policy") == rec.policy.id)
-    chosen = assign(outcomes, *index[rec.policy.id])
     alternative = empirical if objective.certify and empirical.row.policy != rec.policy else None
     evidence = _evidence(
         labels, found.families, index, frontier, grid_frontier, objective, trial, recommendation,
         alternative, biased=bias is not None,
     )  # fmt: skip
-    window = store.data_window(outcomes)
-    calibration = tier_calibrations(outcomes, labels.weights_or_none)
+    calibration = tier_calibrations(source.labeled, labels.weights_or_none)
     progress.stage("answers", 1)
     rejected = store.rejected_rows()
-    alt_assignment = assign(outcomes, *index[alternative.row.policy.id]) if alternative else None
-    answers = store.answer_codes(outcomes.request_ids[outcomes.labeled].tolist(), outcomes.tiers)
+    labeled = source.labeled
+    answers = store.answer_codes(labeled.request_ids.tolist(), labeled.tiers)
     router, keyword_rules = strategies.router, strategies.keyword_rules
-    production = production_as_logged(
-        outcomes,
-        *store.production_paths(tiers.names, outcomes.request_ids),
-        chosen,
-        labels.weights_or_none,
+    sums = _section_sums(store, source, found, index, rec.policy, alternative)
+    chosen = assign(labeled, *index[rec.policy.id])
+    weights = labels.weights_or_none
+    production = production_of_sums(labeled, chosen, sums.requests, sums.production, weights)
+    window = store.data_window_of(
+        sums.requests, sums.labeled, source.rows.incomplete, sums.ts_range
     )
     progress.stage("intervals", 1)
     decision = Decision(
@@ -286,9 +300,15 @@ def run_sweep(
         objective=objective,
         window=window,
         recommendation=recommendation,
-        intervals=policy_intervals(
-            outcomes, chosen, labels.weights_or_none, seed, objective.confidence_level
-        ),
+        intervals=policy_intervals_of_sums(
+            chosen.label,
+            labeled.label[:, -1],
+            weights,
+            sums.cost,
+            sums.escalated,
+            seed,
+            objective.confidence_level,
+        ),  # fmt: skip
         p_correct=_p_correct(rec.policy, calibration),
         keyword_rules=keyword_rules,
         router=found.router,
@@ -296,23 +316,21 @@ def run_sweep(
         confidence_scales=tuple(sorted(scales.scales.items())),
         certification=_certification_record(objective, trial, evidence),
     )
-    modes = failure_modes(
-        outcomes, chosen, rec.metrics.savings_vs_premium, alt_assignment, labels.weights_or_none
-    )
+    modes = failure_modes_of_sums(labeled, chosen, sums, rec.metrics.savings_vs_premium, weights)
     progress.stage("report", 1)
     report = SweepReport(
-        frontier=_with_consensus(outcomes, answers, frontier),
+        frontier=_with_consensus(source, answers, frontier),
         rejected=rejected,
         evidence=evidence,
-        break_even=tuple(break_even(frontier, tiers.names, chosen, outcomes)),
+        break_even=tuple(break_even_of_sums(frontier, tiers.names, sums)),
         calibration=calibration,
         failure_modes=modes,
-        timeline=escalation_timeline(outcomes, chosen),
+        timeline=escalation_timeline_of_sums(sums),
         economics=economics(
             frontier,
             rec,
             Policy.always(tiers.names[-1]),
-            int(outcomes.labeled.sum()),
+            labeled.n,
             overheads.label_cost_usd,
             overheads.fixed_monthly_usd,
             trial.budget.max_regret,
@@ -327,7 +345,7 @@ def run_sweep(
             trial.budget.max_regret,
             biased=bias is not None,
             production=production,
-            labels=int(outcomes.labeled.sum()),
+            labels=labeled.n,
             high_stakes_under=tuple(
                 s.value
                 for s in modes.under_escalated
@@ -337,24 +355,81 @@ def run_sweep(
         production=production,
         high_stakes=strategies.high_stakes,
         endpoint_health=endpoint_health(store),
-        rule_hits=rule_hits(keyword_rules, found.rule_winner, outcomes)
-        if keyword_rules is not None and found.rule_winner is not None
-        else (),
+        rule_hits=_rule_hits(keyword_rules, found, source),
         router_fixed_monthly_usd=router.fixed_monthly_usd,
-        consensus_slices=consensus_slices(outcomes, answers, high_stakes) if high_stakes else None,
+        consensus_slices=consensus_slices_from_cells(
+            labeled, answers, high_stakes, source.query, source.rows.relation
+        )
+        if high_stakes
+        else None,
         warnings=((bias,) if bias else ())
         + tuple(
             warnings_for(
                 rec,
                 {c.tier: c.auroc for c in calibration},
-                outcomes.incomplete,
+                source.rows.incomplete,
                 rejected,
             )
         )
-        + tuple(w for w in [router.skipped(outcomes.n)] if w and not found.embedded)
+        + tuple(w for w in [router.skipped(source.rows.requests)] if w and not found.embedded)
         + scales.warnings,
     )
     return SweepResult(decision, report)
+
+
+def _source(store: Store, tiers: TiersConfig, strategies: Strategies) -> Source:
+    """The outcome relation built in the store, its labeled rows, and every request in memory
+    only when keyword rules or the router read them."""
+    prices = price_table(tiers)
+    rows = store.outcome_rows(tiers.names, prices)
+    labeled = store.labeled_outcomes(rows)
+    _require_labels(labeled, rows, store.aggregate_query())
+    per_request = None
+    if needs_requests(store, rows, strategies):
+        per_request = store.outcomes(tiers.names, prices)
+    return Source(rows, store.aggregate_query(), labeled, per_request)
+
+
+def _scaled(source: Source, store: Store, tiers: TiersConfig) -> Source:
+    """`source` with every request's labels Hájek-scaled when they carry 1/π weights (the
+    engine's input, like `_Labels.scored`)."""
+    if source.per_request is None:
+        return source
+    weights = store.label_weights(tiers.names).for_requests(source.per_request.request_ids)
+    if not bool((weights[source.per_request.labeled] != 1.0).any()):
+        return source
+    return replace(source, per_request=hajek_scaled(source.per_request, weights))
+
+
+def _section_sums(
+    store: Store,
+    source: Source,
+    found: Candidates,
+    index: dict[str, tuple[Family, tuple]],
+    policy: Policy,
+    alternative: Recommendation | None,
+) -> SectionSums:
+    """The chosen policy's (and the alternative's) sums over every request, in SQL; a router's
+    scores and the keyword rules' tiers are added to the relation first when they decide."""
+    family = index[policy.id][0]
+    other = alternative.row.policy if alternative else None
+    for f in (family, index[other.id][0] if other else None):
+        if f is None or f.request_ids is None:  # routers and keyword rules carry their ids
+            continue
+        if f.scores is not None:
+            store.add_request_column(source.rows, ROUTER_SCORE, f.request_ids, f.scores)
+        if f.forced is not None:
+            store.add_request_column(source.rows, RULE_TIER, f.request_ids, f.forced)
+    return section_sums(
+        source.query, source.rows.relation, source.rows.tiers, policy, other, family.overhead_usd
+    )
+
+
+def _rule_hits(rules: RulesFile | None, found: Candidates, source: Source) -> tuple[RuleHits, ...]:
+    """Each keyword rule's hits over every request and its quality on the labeled ones."""
+    if rules is None or found.rule_winner is None or source.per_request is None:
+        return ()
+    return rule_hits(rules, found.rule_winner, source.per_request)
 
 
 def _p_correct(policy: Policy, calibration: tuple[TierCalibration, ...]) -> dict[str, float]:
@@ -454,25 +529,37 @@ def _certify(
 
 
 def _with_optima(
-    outcomes: Outcomes,
+    labeled: Outcomes,
+    per_request: Outcomes | None,
     families: list[Family],
     frontier: pl.DataFrame,
-    columns: SweepColumns,
     index: dict[str, tuple[Family, tuple]],
     objective: Objective,
     budget: Budget,
+    store: Store,
 ) -> pl.DataFrame:
     """The frontier plus each cascade family's measured optimum where it beats the family's grid
-    (never certified: its thresholds were searched on the labels), added to `index` too."""
+    (never certified: its thresholds were searched on the labels), added to `index` too. The
+    search reads the labeled requests and SQL aggregates over every request; keyword-rule
+    families (whose rule tier is per request) search `per_request`."""
     target = measured_target(objective, budget.max_regret)
-    optima = measured_optima(outcomes, families, frontier, columns, target)
-    if optima.rows is None:
-        return frontier
+    optima = measured_optima_from(labeled, families, frontier, target, store.sql_engine())
+    rows = [optima.rows] if optima.rows is not None else []
     index.update(optima.index)
-    flags = [c for c in frontier.columns if c not in optima.rows.columns]  # pareto, certified, …
-    extra = optima.rows.with_columns(**{c: pl.lit(False) for c in flags})
-    rows = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
-    return mark_pareto(rows.drop("pareto")).select(frontier.columns)
+    ruled = [f for f in families if f.forced is not None]
+    if ruled and per_request is not None:
+        columns = sweep_columns(per_request, [*ruled, premium_family(per_request)])
+        more = measured_optima(per_request, ruled, frontier, columns, target)
+        if more.rows is not None:
+            rows.append(more.rows)
+            index.update(more.index)
+    if not rows:
+        return frontier
+    found = pl.concat(rows, how="vertical")
+    flags = [c for c in frontier.columns if c not in found.columns]  # pareto, certified, …
+    extra = found.with_columns(**{c: pl.lit(False) for c in flags})
+    merged = pl.concat([frontier, extra.select(frontier.columns)], how="vertical")
+    return mark_pareto(merged.drop("pareto")).select(frontier.columns)
 
 
 def _select(
@@ -569,27 +656,27 @@ def _volume(overheads: Overheads, window: DataWindow) -> float | None:
     return window.requests * 30 * 86_400 / seconds if seconds > 0 else None
 
 
-def _intent_slices(outcomes: Outcomes, intents: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Row masks of each named intent, and of all of them together."""
-    known = sorted({str(i) for i in outcomes.intent if i is not None})
+def _intent_slices(source: Source, intents: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The intents of each high-stakes slice: each named intent, and all of them together."""
+    if not intents:
+        return {}
+    known = known_intents(source.query, source.rows.relation)
     unknown = [i for i in intents if i not in known]
     if unknown:
         raise ConfigError(
             f"--high-stakes: unknown intent(s) {', '.join(unknown)}",
             hint=f"Intents in these logs: {', '.join(known) or 'none'}.",
         )
-    slices = {i: outcomes.intent == i for i in intents}
+    slices: dict[str, tuple[str, ...]] = {i: (i,) for i in intents}
     if len(intents) > 1:
-        slices["all high-stakes"] = np.isin(outcomes.intent, list(intents))
+        slices["all high-stakes"] = tuple(intents)
     return slices
 
 
-def _with_consensus(
-    outcomes: Outcomes, answers: np.ndarray, frontier: pl.DataFrame
-) -> pl.DataFrame:
+def _with_consensus(source: Source, answers: np.ndarray, frontier: pl.DataFrame) -> pl.DataFrame:
     """The frontier plus one row per consensus set (never certified nor recommended), with the
     Pareto flags recomputed over all rows."""
-    extra = consensus_frame(outcomes, answers)
+    extra = consensus_frame_from_cells(source.labeled, answers, source.query, source.rows.relation)
     if extra is None:
         return frontier
     extra = extra.with_columns(
@@ -599,10 +686,11 @@ def _with_consensus(
     return mark_pareto(rows.drop("pareto")).select(frontier.columns)
 
 
-def _require_labels(outcomes: Outcomes) -> None:
-    if outcomes.n == 0 or outcomes.labeled.any():
+def _require_labels(labeled: Outcomes, rows: OutcomeRows, query: Query) -> None:
+    if rows.requests == 0 or labeled.n:
         return
-    missing = [t for j, t in enumerate(outcomes.tiers) if np.isnan(outcomes.label[:, j]).all()]
+    counts = label_counts(query, rows.relation, len(rows.tiers))
+    missing = [t for t, n in zip(rows.tiers, counts, strict=True) if n == 0]
     what = (
         f"no labels for tier(s) {', '.join(missing)}"
         if missing
