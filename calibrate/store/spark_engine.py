@@ -24,6 +24,7 @@ and only when a function here runs.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -85,6 +86,7 @@ def open_session(
     settings = {**_COMMON_CONF, "spark.driver.memory": driver_memory}
     if master.startswith("local"):
         settings.update(_LOCAL_CONF)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the JVM binds loopback only
     for key, value in {**settings, **(conf or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
@@ -93,8 +95,6 @@ def open_session(
 
 
 def _java_home() -> bool:
-    import os
-
     home = os.environ.get("JAVA_HOME")
     return bool(home) and shutil.which("java", path=os.path.join(home, "bin")) is not None
 
