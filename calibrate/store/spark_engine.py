@@ -33,6 +33,8 @@ import numpy as np
 import pyarrow as pa
 
 from calibrate.errors import ConfigError, DataError
+from calibrate.records.engine import LOCAL_MASTER
+from calibrate.records.labels import SOURCE_PRIORITY
 from calibrate.store.outcome_rows_sql import RELATION, OutcomeRows, tier_columns
 from calibrate.store.outcomes_sql import _as_numpy, _check_costs
 
@@ -40,10 +42,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.types import DataType, StructType
 
-DEFAULT_MASTER = "local[*]"
 CANONICAL_VIEW = "canonical_requests"
 LABELS_VIEW = "canonical_labels"
-_LABEL_SOURCES = ("human", "log", "reference", "judge")  # records.labels.SOURCE_PRIORITY
 
 # A laptop-sized local session: the driver is the only JVM, no UI, loopback only, UTC, few shuffle
 # partitions (AQE coalesces them further), Arrow for every collection.
@@ -62,7 +62,7 @@ _LOCAL_CONF = {
 
 
 def open_session(
-    master: str = DEFAULT_MASTER,
+    master: str = LOCAL_MASTER,
     *,
     driver_memory: str = "1g",
     conf: Mapping[str, str] | None = None,
@@ -284,7 +284,7 @@ def outcome_rows_sql(
     label = log_labels
     if with_labels:
         label = [
-            f"array_min(array(x.ext_{j}, {_label_struct(_LABEL_SOURCES.index('log'), v)})).score"
+            f"array_min(array(x.ext_{j}, {_label_struct(SOURCE_PRIORITY.index('log'), v)})).score"
             for j, v in enumerate(log_labels)
         ]
     tokens = _token_parts(columns, element)
@@ -442,8 +442,8 @@ def _external_labels(tiers: Sequence[str]) -> str:
     """Per request, the best label of each tier in `canonical_labels`, by source."""
     priority = (
         "CASE source "
-        + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(_LABEL_SOURCES))
-        + f" ELSE {len(_LABEL_SOURCES)} END"
+        + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SOURCE_PRIORITY))
+        + f" ELSE {len(SOURCE_PRIORITY)} END"
     )
     best = ", ".join(
         f"MIN(CASE WHEN tier = {_s(t)} THEN "
