@@ -124,7 +124,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(spark_child(args.parquet, args.master)))
         return
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     runs = []
     for _ in range(args.runs):
         t = time.perf_counter()

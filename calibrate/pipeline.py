@@ -16,10 +16,10 @@ from pathlib import Path
 from calibrate.config.routing import RoutingConfig
 from calibrate.config.tiers import TiersConfig
 from calibrate.diff import compare
+from calibrate.errors import ConfigError
 from calibrate.export import changes
 from calibrate.ingest import stage as ingest
 from calibrate.monitor import stage as monitor
-from calibrate.errors import ConfigError
 from calibrate.records.engine import Engine
 from calibrate.records.progress import NO_PROGRESS, Progress
 from calibrate.report import diff_report, monitor_report

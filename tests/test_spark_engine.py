@@ -256,9 +256,16 @@ def write(rows: list[dict], path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("by", ["position", "lambda"])
 def test_hostile_rows_give_the_same_relation_in_spark_and_duckdb(
-    spark: Any, tmp_path: Path
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by: str
 ) -> None:
+    """Attempts read by position (up to 8 per request) or, for longer lists, with Spark's lambda
+    functions: the same picks."""
+    from calibrate.store import spark_engine
+
+    if by == "lambda":
+        monkeypatch.setattr(spark_engine, "_MAX_SLOTS", 1)
     parquet = write(HOSTILE, tmp_path / "hostile.parquet")
     duck_built, duck = in_duckdb(parquet)
     spark_built, rows = in_spark(spark, parquet)

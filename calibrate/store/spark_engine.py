@@ -96,7 +96,7 @@ def open_session(
 
 def _java_home() -> bool:
     home = os.environ.get("JAVA_HOME")
-    return bool(home) and shutil.which("java", path=os.path.join(home, "bin")) is not None
+    return home is not None and shutil.which("java", path=os.path.join(home, "bin")) is not None
 
 
 def run(spark: SparkSession, sql: str) -> pa.Table:
@@ -118,19 +118,21 @@ def build_outcome_rows(
     price_per_mtok: Mapping[str, tuple[float, float]],
     *,
     labels: str | Sequence[str] | None = None,
-    cache: bool = False,
+    cache: bool = True,
 ) -> OutcomeRows:
     """(Re)create the temp view `outcome_rows` from canonical Parquet (`requests`: paths, globs or
     URLs) and, optionally, a labels Parquet (request_id, tier, score, source); `cache` keeps the
-    view in Spark's memory for the queries that follow. Raises DataError, as `build_outcome_rows`
+    view in Spark's memory (spilling to disk) for the queries that follow, else each query reads
+    the Parquet again. Raises DataError, as `build_outcome_rows`
     does, when a tier's attempts have no cost and the tier no price."""
     names = list(tiers)
     paths = _paths(requests)
+    spark.sql(f"UNCACHE TABLE IF EXISTS {RELATION}")
     schema = spark.read.parquet(*paths).schema
     spark.read.schema(_pruned(schema, names, messages=False)).parquet(
         *paths
     ).createOrReplaceTempView(CANONICAL_VIEW)
-    messages = _needs_messages(spark, schema)
+    slots, messages = _shape(spark, schema)
     if messages:  # some request has no input_tokens anywhere: its messages' length stands in
         spark.read.schema(_pruned(schema, names, messages=True)).parquet(
             *paths
@@ -138,11 +140,16 @@ def build_outcome_rows(
     if labels is not None:
         spark.read.parquet(*_paths(labels)).createOrReplaceTempView(LABELS_VIEW)
     sql = outcome_rows_sql(
-        schema, names, price_per_mtok, with_labels=labels is not None, messages=messages
+        schema,
+        names,
+        price_per_mtok,
+        with_labels=labels is not None,
+        messages=messages,
+        slots=slots,
     )
     spark.sql(f"CREATE OR REPLACE TEMP VIEW {RELATION} AS {sql}")
     if cache:
-        spark.sql(f"CACHE TABLE {RELATION}")
+        spark.sql(f"CACHE LAZY TABLE {RELATION}")  # filled by the count below
     return _counted(spark, names, set(price_per_mtok))
 
 
@@ -153,15 +160,22 @@ def _paths(where: str | Sequence[str]) -> list[str]:
     return paths
 
 
-def _needs_messages(spark: SparkSession, schema: StructType) -> bool:
-    """Whether some request has no input_tokens, neither its own nor any attempt's."""
-    tokens = _token_parts(_fields(schema), _attempt_fields(schema))
-    if not tokens:
-        return True
-    (missing,) = spark.sql(
-        f"SELECT COUNT(*) FROM {CANONICAL_VIEW} r WHERE COALESCE({', '.join(tokens)}) IS NULL"
+_MAX_SLOTS = 8
+"""Up to this many attempts per request, attempts are read by position (`get(attempts, i)`: compiled
+code); a file with longer lists uses Spark's lambda functions (interpreted, slower)."""
+
+
+def _shape(spark: SparkSession, schema: StructType) -> tuple[int | None, bool]:
+    """(the most attempts a request has, when at most _MAX_SLOTS; whether some request has no
+    input_tokens, neither its own nor any attempt's), in one scan."""
+    tokens = _token_parts(_fields(schema), _attempt_fields(schema), None)
+    missing = f"COALESCE({', '.join(tokens)}) IS NULL" if tokens else "true"
+    longest = "MAX(size(r.attempts))" if _attempt_fields(schema) else "0"
+    most, without = spark.sql(
+        f"SELECT {longest}, COUNT_IF({missing}) FROM {CANONICAL_VIEW} r"
     ).collect()[0]
-    return bool(missing)
+    most = max(int(most or 0), 0)
+    return (most if most <= _MAX_SLOTS else None), bool(without)
 
 
 def _counted(spark: SparkSession, names: list[str], priced: set[str]) -> OutcomeRows:
@@ -274,9 +288,11 @@ def outcome_rows_sql(
     *,
     with_labels: bool = False,
     messages: bool = True,
+    slots: int | None = None,
 ) -> str:
     """The view's SELECT over `canonical_requests` (joined to `canonical_labels` when
-    `with_labels`); `messages`: whether the input_tokens fallback reads the messages."""
+    `with_labels`); `messages`: whether the input_tokens fallback reads the messages; `slots`:
+    the most attempts a request has (None: unknown, or too many to read by position)."""
     columns = _fields(schema)
     element = _attempt_fields(schema)
     k = len(tiers)
@@ -287,7 +303,7 @@ def outcome_rows_sql(
             f"array_min(array(x.ext_{j}, {_label_struct(SOURCE_PRIORITY.index('log'), v)})).score"
             for j, v in enumerate(log_labels)
         ]
-    tokens = _token_parts(columns, element)
+    tokens = _token_parts(columns, element, slots)
     if messages:
         tokens.append(f"CAST(bround(length({_messages_json(columns)}) / 4, 0) AS BIGINT)")
     inner = [
@@ -300,7 +316,7 @@ def outcome_rows_sql(
         f"{_intent(columns)} AS intent",
         f"CAST(COALESCE({', '.join(tokens) or 'NULL'}) AS BIGINT) AS input_tokens",
         *(
-            f"{_picked_attempt(element, t, price_per_mtok.get(t))} AS best_{j}"
+            f"{_picked_attempt(element, t, price_per_mtok.get(t), slots)} AS best_{j}"
             for j, t in enumerate(tiers)
         ),
         *(f"CAST({v} AS DOUBLE) AS label_{j}" for j, v in enumerate(label)),
@@ -358,13 +374,19 @@ def _intent(columns: dict[str, DataType]) -> str:
     return f"COALESCE({', '.join(found)})" if found else "CAST(NULL AS STRING)"
 
 
-def _token_parts(columns: dict[str, DataType], element: dict[str, DataType]) -> list[str]:
+def _token_parts(
+    columns: dict[str, DataType], element: dict[str, DataType], slots: int | None
+) -> list[str]:
     """The request's input_tokens, then the most any attempt reported."""
     parts = []
     if "input_tokens" in columns:
         parts.append("CAST(r.input_tokens AS BIGINT)")
     if "input_tokens" in element:
-        parts.append("array_max(transform(r.attempts, a -> CAST(a.input_tokens AS BIGINT)))")
+        if slots is None:
+            parts.append("array_max(transform(r.attempts, a -> CAST(a.input_tokens AS BIGINT)))")
+        elif slots:
+            each = (f"CAST(get(r.attempts, {i}).input_tokens AS BIGINT)" for i in range(slots))
+            parts.append(f"greatest({', '.join(each)})" if slots > 1 else next(each))
     return parts
 
 
@@ -384,14 +406,31 @@ def _messages_json(columns: dict[str, DataType]) -> str:
 
 
 def _picked_attempt(
-    element: dict[str, DataType], tier: str, price: tuple[float, float] | None
+    element: dict[str, DataType], tier: str, price: tuple[float, float] | None, slots: int | None
 ) -> str:
-    """The attempt of `tier` used: the least of the tier's attempts by (not ok, not prod, source)."""
-    if not element:
+    """The attempt of `tier` used: the least of the tier's attempts by (not ok, not prod, source),
+    over the attempts by position (`slots` of them) or with lambda functions."""
+    if not element or slots == 0:
         return "CAST(NULL AS STRUCT<confidence: DOUBLE, cost_usd: DOUBLE, latency_ms: DOUBLE>)"
+    if slots is None:
+        struct = _attempt_struct(element, "a", price)
+        return (
+            f"array_min(transform(filter(r.attempts, a -> CAST(a.tier AS STRING) = {_s(tier)}),"
+            f" a -> {struct}))"
+        )
+    each = [
+        f"CASE WHEN CAST(get(r.attempts, {i}).tier AS STRING) = {_s(tier)}"
+        f" THEN {_attempt_struct(element, f'get(r.attempts, {i})', price)} END"
+        for i in range(slots)
+    ]
+    return f"least({', '.join(each)})" if slots > 1 else each[0]
+
+
+def _attempt_struct(element: dict[str, DataType], a: str, price: tuple[float, float] | None) -> str:
+    """One attempt `a` as a struct ordered as attempts are picked, with the values used."""
 
     def field(name: str, cast: str) -> str:
-        return f"CAST(a.{_q(name)} AS {cast})" if name in element else f"CAST(NULL AS {cast})"
+        return f"CAST({a}.{_q(name)} AS {cast})" if name in element else f"CAST(NULL AS {cast})"
 
     status = f"COALESCE({field('status', 'STRING')}, 'ok')"
     source = f"COALESCE({field('source', 'STRING')}, 'prod')"
@@ -411,10 +450,7 @@ def _picked_attempt(
             f"'latency_ms', COALESCE({field('latency_ms', 'DOUBLE')}, CAST(0 AS DOUBLE))",
         ]
     )
-    return (
-        f"array_min(transform(filter(r.attempts, a -> CAST(a.tier AS STRING) = {_s(tier)}),"
-        f" a -> named_struct({struct})))"
-    )
+    return f"named_struct({struct})"
 
 
 def _log_label(labels: DataType | None, tier: str) -> str:
