@@ -87,7 +87,7 @@ EngineOption = Annotated[
     typer.Option(
         "--engine",
         help="Where the sweep's aggregates are computed: duckdb (the store) or spark (PySpark "
-        "over canonical Parquet given as LOGS: paths, globs or URLs such as s3a://…; needs "
+        "over canonical Parquet given as LOGS: paths, globs or URLs such as s3a://bucket/path; needs "
         "the `spark` extra and Java 17+).",
     ),
 ]
@@ -98,7 +98,7 @@ SparkMaster = Annotated[
         metavar="URL",
         show_default=False,
         help=f"Spark master with --engine spark (default {LOCAL_MASTER}: this machine; "
-        "spark://HOST:7077, yarn, k8s://…: a cluster).",
+        "spark://HOST:7077, yarn, k8s://HOST:PORT: a cluster).",
     ),
 ]
 
