@@ -51,3 +51,30 @@ def test_the_command_line_refuses_what_it_cannot_run(sample_logs: Path, tmp_path
     assert master.exit_code == 2 and "--engine spark" in master.output
     bad = runner.invoke(app, ["sweep", "x.parquet", "--engine", "flink", "--tiers", tiers])
     assert bad.exit_code == 2
+
+
+def test_spark_without_java_or_pyspark_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import builtins
+
+    from calibrate.errors import ConfigError
+    from calibrate.store import spark_engine
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(spark_engine.shutil, "which", lambda *args, **kwargs: None)
+    with pytest.raises(ConfigError, match="Java 17") as no_java:
+        spark_engine.open_session()
+    assert "openjdk-17-jre-headless" in (no_java.value.hint or "")
+    monkeypatch.setattr(spark_engine.shutil, "which", lambda *args, **kwargs: "/usr/bin/java")
+    real_import = builtins.__import__
+
+    def no_pyspark(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("pyspark"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyspark)
+    with pytest.raises(ConfigError, match="PySpark") as no_pyspark_error:
+        spark_engine.open_session()
+    assert "calibrate[spark]" in (no_pyspark_error.value.hint or "")
