@@ -10,7 +10,7 @@ DEMO_OUT := out/demo
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -47,7 +47,7 @@ clean:
 # both under .gateways/ (gitignored).
 GATEWAYS := .gateways
 test-gateways: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,gateways]'
+	$(PY) -m pip install --quiet -e '.[dev,spark,gateways]'
 	test -f $(GATEWAYS)/node_modules/@portkey-ai/gateway/package.json || \
 		npm install --prefix $(GATEWAYS) --no-audit --no-fund @portkey-ai/gateway@1.15.2
 	test -x $(GATEWAYS)/litellm-venv/bin/litellm || ( $(PYTHON) -m venv $(GATEWAYS)/litellm-venv && \

@@ -16,9 +16,11 @@ from pathlib import Path
 from calibrate.config.routing import RoutingConfig
 from calibrate.config.tiers import TiersConfig
 from calibrate.diff import compare
+from calibrate.errors import ConfigError
 from calibrate.export import changes
 from calibrate.ingest import stage as ingest
 from calibrate.monitor import stage as monitor
+from calibrate.records.engine import Engine
 from calibrate.records.progress import NO_PROGRESS, Progress
 from calibrate.report import diff_report, monitor_report
 from calibrate.report import sweep_report as report
@@ -44,6 +46,7 @@ class SweepJob:
     seed: int = 0
     strict: bool = False
     log_format: str = "auto"
+    engine: Engine = Engine()
 
 
 def sweep_logs(
@@ -57,6 +60,11 @@ def sweep_logs(
     """Ingest (when logs are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into the job's out_dir; `progress` hears of every stage."""
     progress = progress or NO_PROGRESS
+    if job.engine.spark:  # store/spark_engine.py builds the relation; the sweep stage is next
+        raise ConfigError(
+            "--engine spark is not wired into the sweep yet",
+            hint="Run the sweep with the default --engine duckdb.",
+        )
     if job.logs:
         summary = ingest.ingest(
             store,

@@ -17,6 +17,7 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
@@ -24,6 +25,7 @@ import typer
 
 from calibrate.errors import DataError, OutputError
 from calibrate.formats.detect import NAMES as FORMAT_NAMES
+from calibrate.records.engine import LOCAL_MASTER, Engine
 
 DEFAULT_DB = Path(".calibrate") / "calibrate.duckdb"
 MEMORY = ":memory:"
@@ -71,6 +73,50 @@ LogFormat = Annotated[
         f"{', '.join(FORMAT_NAMES[1:])}.",
     ),
 ]
+
+
+class EngineKind(StrEnum):
+    """`--engine`: where the sweep computes its outcome relation and aggregates."""
+
+    duckdb = "duckdb"
+    spark = "spark"
+
+
+EngineOption = Annotated[
+    EngineKind,
+    typer.Option(
+        "--engine",
+        help="Where the sweep's aggregates are computed: duckdb (the store) or spark (PySpark "
+        "over canonical Parquet given as LOGS: paths, globs or URLs such as s3a://bucket/path; needs "
+        "the `spark` extra and Java 17+).",
+    ),
+]
+SparkMaster = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        metavar="URL",
+        show_default=False,
+        help=f"Spark master with --engine spark (default {LOCAL_MASTER}: this machine; "
+        "spark://HOST:7077, yarn, k8s://HOST:PORT: a cluster).",
+    ),
+]
+
+
+def engine_of(kind: EngineKind, master: str | None, logs: Sequence[str] | None) -> Engine:
+    """The engine asked for: spark reads LOGS (canonical Parquet, as given) and needs them;
+    --spark-master only goes with --engine spark."""
+    if kind is EngineKind.duckdb:
+        if master is not None:
+            raise typer.BadParameter("needs --engine spark", param_hint="--spark-master")
+        return Engine()
+    if not logs:
+        raise DataError(
+            "--engine spark reads canonical Parquet, and no LOGS were given",
+            hint="Pass the Parquet as LOGS: a path, a glob or a URL, e.g. "
+            "calibrate sweep 's3a://bucket/logs/2026-11/*.parquet' --engine spark --tiers tiers.yaml",
+        )
+    return Engine("spark", master or LOCAL_MASTER, tuple(logs))
 
 
 def store_file(db: Path | None) -> Path:

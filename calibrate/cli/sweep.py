@@ -13,15 +13,22 @@ import typer
 from calibrate.cli import console
 from calibrate.cli.common import now, open_store_for_logs
 from calibrate.cli.options import (
+    MEMORY,
     Db,
+    EngineKind,
+    EngineOption,
     Json,
     LogFormat,
+    SparkMaster,
     Strict,
     TiersPath,
+    engine_of,
     grouped,
     out_folder,
     with_option_groups,
 )
+from calibrate.records.engine import Engine
+from calibrate.store import Store
 
 if TYPE_CHECKING:  # the sweep's modules load when a sweep runs, not for `--help`
     from calibrate.config.tiers import TiersConfig
@@ -268,9 +275,11 @@ def strategy_options(
 
 
 SweepLogs = Annotated[
-    list[Path] | None,
+    list[str] | None,  # text, not Path: with --engine spark they may be URLs (s3a://…) or globs
     typer.Argument(
-        metavar="LOGS", help="Logs to ingest first (without them: what the store holds)."
+        metavar="LOGS",
+        help="Logs to ingest first (without them: what the store holds); with --engine spark, "
+        "the canonical Parquet Spark reads.",
     ),
 ]
 Out = Annotated[Path, typer.Option("--out", help="Folder for the five outputs.")]
@@ -292,6 +301,8 @@ def sweep_cmd(
     strict: Strict = False,
     as_json: Json = False,
     log_format: LogFormat = "auto",
+    engine_kind: EngineOption = EngineKind.duckdb,
+    spark_master: SparkMaster = None,
 ) -> None:
     """Evaluate every candidate policy; write routing.yaml, frontier.csv, summary.json and reports.
 
@@ -307,9 +318,11 @@ def sweep_cmd(
     from calibrate.config.tiers import load_tiers
 
     out_folder(out)
+    engine = engine_of(engine_kind, spark_master, paths)
+    logs = () if engine.spark else tuple(Path(p) for p in paths or ())
     tiers_config = load_tiers(tiers)
     job = pipeline.SweepJob(
-        tuple(paths or ()),
+        logs,
         tiers_config,
         objective,
         strategies.load(tiers_config),
@@ -318,13 +331,22 @@ def sweep_cmd(
         seed=seed,
         strict=strict,
         log_format=log_format,
+        engine=engine,
     )
-    with open_store_for_logs(db, paths) as store, console.stages("sweep") as progress:
+    with sweep_store(db, logs, engine) as store, console.stages("sweep") as progress:
         result, written = pipeline.sweep_logs(store, job, clock=now, progress=progress)
     if as_json:
         console.print_json(json_summary(result))
     else:
         show_sweep(result, written)
+
+
+def sweep_store(db: Path | None, logs: tuple[Path, ...], engine: Engine) -> Store:
+    """The sweep's store: with --engine spark, LOGS are not ingested; the store is --db (read
+    only) or an empty in-memory one."""
+    if engine.spark and db is None:
+        return Store.open(MEMORY)
+    return open_store_for_logs(db, logs)
 
 
 def json_summary(result: SweepResult) -> dict:
