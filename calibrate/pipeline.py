@@ -8,13 +8,14 @@ their exports to that gateway (diff and export are sibling stages; the compositi
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from calibrate.config.routing import RoutingConfig
-from calibrate.config.tiers import TiersConfig
+from calibrate.config.tiers import TiersConfig, price_table
 from calibrate.diff import compare
 from calibrate.errors import ConfigError
 from calibrate.export import changes
@@ -24,10 +25,10 @@ from calibrate.records.engine import Engine
 from calibrate.records.progress import NO_PROGRESS, Progress
 from calibrate.report import diff_report, monitor_report
 from calibrate.report import sweep_report as report
-from calibrate.store import Store
+from calibrate.store import Store, spark_engine
 from calibrate.sweep import evaluate
 from calibrate.sweep import stage as sweep
-from calibrate.sweep.candidates import Strategies
+from calibrate.sweep.candidates import Source, Strategies
 from calibrate.sweep.check import CheckReport, check_store
 from calibrate.sweep.selection import Objective
 
@@ -60,11 +61,8 @@ def sweep_logs(
     """Ingest (when logs are given), sweep, and write routing.yaml, frontier.csv, summary.json,
     report.md and report.html into the job's out_dir; `progress` hears of every stage."""
     progress = progress or NO_PROGRESS
-    if job.engine.spark:  # store/spark_engine.py builds the relation; the sweep stage is next
-        raise ConfigError(
-            "--engine spark is not wired into the sweep yet",
-            hint="Run the sweep with the default --engine duckdb.",
-        )
+    if job.engine.spark:
+        return _sweep_on_spark(store, job, clock=clock, on_progress=on_progress, progress=progress)
     if job.logs:
         summary = ingest.ingest(
             store,
@@ -86,6 +84,58 @@ def sweep_logs(
         strategies=job.strategies,
         progress=progress,
     )
+    progress.stage("write", 1)
+    return result, report.write_outputs(result, job.out_dir)
+
+
+def _sweep_on_spark(
+    store: Store,
+    job: SweepJob,
+    *,
+    clock: Callable[[], datetime],
+    on_progress: Callable[[int, int], None] | None,
+    progress: Progress,
+) -> tuple[sweep.SweepResult, dict[str, Path]]:
+    """`sweep_logs` with the outcome relation and every aggregate in Spark over the Parquet the
+    job names; only the labeled requests' records come to this machine, ingested into `store`."""
+    if job.strategies.keyword_rules is not None:
+        raise ConfigError(
+            "--rules is not available with --engine spark (keyword rules read every prompt here)",
+            hint="Sweep without --rules, or with the default --engine duckdb on a store.",
+        )
+    strategies = replace(job.strategies, router=replace(job.strategies.router, enabled=False))
+    progress.stage("spark", 1)
+    session = spark_engine.open_session(job.engine.master)
+    try:
+        prices = price_table(job.tiers)
+        rows = spark_engine.build_outcome_rows(session, job.engine.parquet, job.tiers.names, prices)
+        with tempfile.TemporaryDirectory(prefix="calibrate-labeled-") as extract:
+            files = spark_engine.export_labeled(session, job.engine.parquet, extract)
+            ingest.ingest(
+                store, [Path(f) for f in files], strict=False, clock=clock, tiers=job.tiers
+            )
+        local = store.outcome_rows(job.tiers.names, prices)
+        source = Source(
+            rows,
+            spark_engine.SparkEngine(session),
+            store.labeled_outcomes(local),
+            None,
+            external=True,
+            logs_sha256=spark_engine.logs_digest(job.engine.parquet),
+        )
+        result = sweep.run_sweep(
+            store,
+            job.tiers,
+            job.objective,
+            seed=job.seed,
+            overheads=job.overheads,
+            on_progress=on_progress,
+            strategies=strategies,
+            progress=progress,
+            source=source,
+        )
+    finally:
+        session.stop()
     progress.stage("write", 1)
     return result, report.write_outputs(result, job.out_dir)
 

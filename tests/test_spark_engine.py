@@ -361,3 +361,29 @@ def test_the_same_aggregate_sql_gives_the_same_numbers(
     assert list(columns["region"]) == [r["region"] for r in duck]
     assert columns["requests"].tolist() == [r["requests"] for r in duck]
     assert len(duck) > 1 and sum(r["requests"] for r in duck) == 10_000
+
+
+def test_a_sweep_on_spark_writes_the_same_frontier_and_routing_as_on_duckdb(
+    spark: Any, sample_logs: Path, tmp_path: Path
+) -> None:
+    """The whole `calibrate sweep`, once with the store's DuckDB and once with `--engine spark`
+    on the same canonical Parquet: frontier.csv and routing.yaml are byte for byte the same."""
+    import subprocess
+    import sys
+
+    parquet = canonical_parquet(sample_logs / "requests.jsonl.gz", tmp_path / "demo.parquet")
+    common = ["--tiers", str(sample_logs / "tiers.yaml"), "--no-router"]
+    runs = {
+        "duckdb": ["--db", str(tmp_path / "store.duckdb")],
+        "spark": ["--engine", "spark", "--spark-master", "local[2]"],
+    }
+    for name, options in runs.items():
+        argv = [sys.executable, "-m", "calibrate", "sweep", str(parquet), *common, *options]
+        done = subprocess.run(
+            [*argv, "--out", str(tmp_path / name)], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    for output in ("frontier.csv", "routing.yaml"):
+        duck = (tmp_path / "duckdb" / output).read_text(encoding="utf-8")
+        assert (tmp_path / "spark" / output).read_text(encoding="utf-8") == duck, output
+    assert "policies evaluated exactly" in (tmp_path / "spark" / "report.md").read_text("utf-8")

@@ -27,6 +27,7 @@ from calibrate.cli.options import (
     out_folder,
     with_option_groups,
 )
+from calibrate.errors import ConfigError
 from calibrate.records.engine import Engine
 from calibrate.store import Store
 
@@ -342,9 +343,14 @@ def sweep_cmd(
 
 
 def sweep_store(db: Path | None, logs: tuple[Path, ...], engine: Engine) -> Store:
-    """The sweep's store: with --engine spark, LOGS are not ingested; the store is --db (read
-    only) or an empty in-memory one."""
-    if engine.spark and db is None:
+    """The sweep's store: with --engine spark, LOGS are Spark's to read and the store is an
+    in-memory one holding the labeled requests Spark extracts (--db is not used)."""
+    if engine.spark:
+        if db is not None:
+            raise ConfigError(
+                "--db is not used with --engine spark",
+                hint="Spark reads the Parquet given as LOGS; drop --db.",
+            )
         return Store.open(MEMORY)
     return open_store_for_logs(db, logs)
 

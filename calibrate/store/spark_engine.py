@@ -24,6 +24,8 @@ and only when a function here runs.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -230,6 +232,7 @@ def _pruned(schema: StructType, tiers: list[str], *, messages: bool) -> StructTy
             "app",
             "input_tokens",
             "intent",
+            "served_tier",
         ):
             continue
         out.append(StructField(field.name, t, field.nullable))
@@ -320,6 +323,7 @@ def outcome_rows_sql(
             for j, t in enumerate(tiers)
         ),
         *(f"CAST({v} AS DOUBLE) AS label_{j}" for j, v in enumerate(label)),
+        *_production(columns, element, tiers),
     ]
     source = f"{CANONICAL_VIEW} r"
     if with_labels:
@@ -337,9 +341,50 @@ def outcome_rows_sql(
     sep = ",\n       "
     return (
         f"SELECT request_id, ts_s, region, app, intent, input_tokens,\n       {sep.join(outer)},"
-        f"\n       ({labeled}) AS labeled\n"
+        f"\n       ({labeled}) AS labeled, prod_called, prod_served\n"
         f"FROM (SELECT {sep.join(inner)}\n      FROM {source})\nWHERE {complete}"
     )
+
+
+def _production(
+    columns: dict[str, DataType], element: dict[str, DataType], tiers: Sequence[str]
+) -> list[str]:
+    """`prod_called` (bit k: a `prod` attempt called tier position k) and `prod_served` (the
+    logged served_tier's position, else the last `ok` prod attempt's, -1 when unknown or when no
+    prod attempt called these tiers), as `outcome_rows_sql` builds them."""
+    if not element or "tier" not in element:
+        return ["0 AS prod_called", "-1 AS prod_served"]
+
+    def field(name: str, default: str) -> str:
+        return f"COALESCE(CAST(a.{_q(name)} AS STRING), {default})" if name in element else default
+
+    position = (
+        "CASE CAST(a.tier AS STRING) "
+        + " ".join(f"WHEN {_s(t)} THEN {k}" for k, t in enumerate(tiers))
+        + " END"
+    )
+    prod = f"{field('source', _s('prod'))} = 'prod'"
+    ok = f"{field('status', _s('ok'))} = 'ok'"
+    called = (
+        f"aggregate(r.attempts, 0, (acc, a) -> acc | CASE WHEN {prod} AND ({position}) IS NOT NULL"
+        f" THEN shiftleft(1, {position}) ELSE 0 END)"
+    )
+    last_ok = (
+        f"element_at(filter(transform(r.attempts, a -> CASE WHEN {prod} AND {ok}"
+        f" THEN {position} END), x -> x IS NOT NULL), -1)"
+    )
+    served = "CAST(NULL AS INT)"
+    if "served_tier" in columns:
+        served = (
+            "CASE CAST(r.served_tier AS STRING) "
+            + " ".join(f"WHEN {_s(t)} THEN {k}" for k, t in enumerate(tiers))
+            + " END"
+        )
+    return [
+        f"CAST(COALESCE({called}, 0) AS INT) AS prod_called",
+        f"CAST(CASE WHEN COALESCE({called}, 0) = 0 THEN -1"
+        f" ELSE COALESCE({served}, {last_ok}, -1) END AS INT) AS prod_served",
+    ]
 
 
 def _timestamp(columns: dict[str, DataType]) -> str:
@@ -487,3 +532,54 @@ def _external_labels(tiers: Sequence[str]) -> str:
         for j, t in enumerate(tiers)
     )
     return f"SELECT request_id, {best} FROM {LABELS_VIEW} GROUP BY request_id"
+
+
+class SparkEngine:
+    """The aggregate runner on a SparkSession (`optimum_sql.SqlEngine`): queries over the views
+    and small registered tables (the optimum's thresholds) as temp views."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+
+    def query(self, sql: str) -> dict[str, np.ndarray]:
+        return query(self.spark, sql)
+
+    def register(self, name: str, columns: dict[str, np.ndarray]) -> None:
+        table = pa.table({k: pa.array(v) for k, v in columns.items()})
+        self.spark.createDataFrame(table).createOrReplaceTempView(name)  # Arrow, no pandas
+
+
+def export_labeled(spark: SparkSession, requests: str | Sequence[str], out_dir: str) -> list[str]:
+    """Write the canonical records of the requests `outcome_rows` holds labeled (every tier) as
+    Parquet files into `out_dir` (what the sweep ingests into a local store: their answers, label
+    sources and weights); returns the files."""
+    paths = _paths(requests)
+    spark.sql(f"SELECT request_id FROM {RELATION} WHERE labeled").createOrReplaceTempView(
+        "labeled_ids"
+    )
+    spark.read.parquet(*paths).createOrReplaceTempView("canonical_all")
+    records = spark.sql(
+        "SELECT * FROM canonical_all WHERE request_id IN (SELECT request_id FROM labeled_ids)"
+    )
+    records.coalesce(1).write.mode("overwrite").parquet(out_dir)
+    return sorted(
+        os.path.join(out_dir, name) for name in os.listdir(out_dir) if name.endswith(".parquet")
+    )
+
+
+def logs_digest(requests: str | Sequence[str]) -> str:
+    """The digest the store gives the same files when it ingests them (sha256 over the sorted
+    sha256 of each file's bytes): local paths and globs are hashed; an object-storage URL, which
+    this machine does not read, stands for itself (its text is hashed)."""
+    shas = []
+    for where in _paths(requests):
+        files = sorted(glob.glob(where)) if "://" not in where else []
+        if not files:
+            shas.append(hashlib.sha256(where.encode()).hexdigest())
+        for name in files:
+            digest = hashlib.sha256()
+            with open(name, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            shas.append(digest.hexdigest())
+    return hashlib.sha256("\n".join(sorted(shas)).encode()).hexdigest()

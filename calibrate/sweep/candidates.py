@@ -25,6 +25,7 @@ from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
 from calibrate.store import Store
 from calibrate.store.aggregates_sql import Query
+from calibrate.store.optimum_sql import SqlEngine
 from calibrate.store.outcome_rows_sql import OutcomeRows
 
 
@@ -74,14 +75,24 @@ class Candidates:
 
 @dataclass(frozen=True)
 class Source:
-    """What a sweep reads: the outcome relation in the store's SQL engine (`rows`, queried with
-    `query`), its labeled requests, and every request in memory only when keyword rules or the
-    router need them (`per_request`, else None)."""
+    """What a sweep reads: the outcome relation in a SQL engine (`rows`; `engine` runs aggregate
+    queries over it: the store's DuckDB, or Spark), its labeled requests, and every request in
+    memory only when keyword rules or the router need them (`per_request`, else None).
+    `external`: the relation is not the store's (Spark): the store then holds the labeled
+    requests alone, and what needs every stored request (endpoint health) is left out."""
 
     rows: OutcomeRows
-    query: Query
+    engine: SqlEngine
     labeled: Outcomes
     per_request: Outcomes | None
+    external: bool = False
+    logs_sha256: str | None = (
+        None  # the digest of what the relation was built from, if not the store
+    )
+
+    @property
+    def query(self) -> Query:
+        return self.engine.query
 
 
 def needs_requests(store: Store, rows: OutcomeRows, strategies: Strategies) -> bool:

@@ -55,6 +55,7 @@ from calibrate.stats.intervals import (
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
 from calibrate.store.aggregates_sql import Query, known_intents, label_counts
+from calibrate.store.optimum_sql import SqlEngine
 from calibrate.store.outcome_rows_sql import OutcomeRows
 from calibrate.store.sections_sql import ROUTER_SCORE, RULE_TIER, section_sums
 from calibrate.sweep import check
@@ -239,9 +240,11 @@ def run_sweep(
     on_progress: Callable[[int, int], None] | None = None,
     strategies: Strategies | None = None,
     progress: Progress | None = None,
+    source: Source | None = None,
 ) -> SweepResult:
     """Evaluate all candidate policies, recommend one and collect its evidence; `progress` hears
-    of each stage (load, router, evaluate with its families, certify, answers, intervals, report)."""
+    of each stage (load, router, evaluate with its families, certify, answers, intervals, report).
+    `source`: the outcome relation built elsewhere (Spark); by default the store's."""
     overheads = overheads or Overheads()
     strategies = strategies or Strategies()
     progress = progress or NO_PROGRESS
@@ -250,7 +253,7 @@ def run_sweep(
     scales = stored_scales(store, tiers)  # raises on mixed scales
     if bias is not None:
         objective = replace(objective, certify=False)
-    source = _source(store, tiers, strategies)
+    source = source or _source(store, tiers, strategies)
     high_stakes = _intent_slices(source, strategies.high_stakes)
     labels = _labels(store, tiers, source.labeled)
     progress.stage("router" if strategies.router.enabled else "candidates", 1)
@@ -270,7 +273,7 @@ def run_sweep(
     grid_frontier = mark_certified_pareto(trial.frontier)
     frontier = _with_optima(
         labels.scored, per_request, found.families, grid_frontier, index, objective, trial.budget,
-        store,
+        source.engine,
     )  # fmt: skip
     empirical = select_empirical(frontier, objective, trial.budget.max_regret)
     recommendation = _select(frontier, objective, empirical, trial.budget, tiers)
@@ -294,6 +297,8 @@ def run_sweep(
     window = store.data_window_of(
         sums.requests, sums.labeled, source.rows.incomplete, sums.ts_range
     )
+    if source.logs_sha256 is not None:  # the relation was built from files the store never saw
+        window = replace(window, logs_sha256=source.logs_sha256)
     progress.stage("intervals", 1)
     decision = Decision(
         tiers=tiers,
@@ -354,7 +359,7 @@ def run_sweep(
         ),
         production=production,
         high_stakes=strategies.high_stakes,
-        endpoint_health=endpoint_health(store),
+        endpoint_health=None if source.external else endpoint_health(store),
         rule_hits=_rule_hits(keyword_rules, found, source),
         router_fixed_monthly_usd=router.fixed_monthly_usd,
         consensus_slices=consensus_slices_from_cells(
@@ -383,11 +388,11 @@ def _source(store: Store, tiers: TiersConfig, strategies: Strategies) -> Source:
     prices = price_table(tiers)
     rows = store.outcome_rows(tiers.names, prices)
     labeled = store.labeled_outcomes(rows)
-    _require_labels(labeled, rows, store.aggregate_query())
+    _require_labels(labeled, rows, store.sql_engine().query)
     per_request = None
     if needs_requests(store, rows, strategies):
         per_request = store.outcomes(tiers.names, prices)
-    return Source(rows, store.aggregate_query(), labeled, per_request)
+    return Source(rows, store.sql_engine(), labeled, per_request)
 
 
 def _scaled(source: Source, store: Store, tiers: TiersConfig) -> Source:
@@ -536,14 +541,14 @@ def _with_optima(
     index: dict[str, tuple[Family, tuple]],
     objective: Objective,
     budget: Budget,
-    store: Store,
+    engine: SqlEngine,
 ) -> pl.DataFrame:
     """The frontier plus each cascade family's measured optimum where it beats the family's grid
     (never certified: its thresholds were searched on the labels), added to `index` too. The
     search reads the labeled requests and SQL aggregates over every request; keyword-rule
     families (whose rule tier is per request) search `per_request`."""
     target = measured_target(objective, budget.max_regret)
-    optima = measured_optima_from(labeled, families, frontier, target, store.sql_engine())
+    optima = measured_optima_from(labeled, families, frontier, target, engine)
     rows = [optima.rows] if optima.rows is not None else []
     index.update(optima.index)
     ruled = [f for f in families if f.forced is not None]
