@@ -273,6 +273,57 @@ def bench_router(path: Path) -> None:
     )
 
 
+# The whole sweep with --engine spark in a fresh process, counting what Spark's queries bring to
+# the driver (rows and Arrow bytes of every result), printed on stderr at the end.
+SPARK_SWEEP = """
+import sys
+from calibrate.store import spark_engine
+pulled = [0, 0]
+original = spark_engine.run
+def counting(spark, sql):
+    table = original(spark, sql)
+    pulled[0] += table.num_rows
+    pulled[1] += table.nbytes
+    return table
+spark_engine.run = counting
+from calibrate.cli.app import main
+sys.argv = ["calibrate", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as done:
+    if done.code:
+        raise
+print("PULLED", pulled[0], pulled[1], file=sys.stderr)
+"""
+
+
+def bench_spark(path: Path, runs: int) -> None:
+    """`calibrate sweep PARQUET --engine spark` (local[*]) against `calibrate sweep --db STORE`
+    on the same 1M requests (the bench log as canonical Parquet, and the store ingested from the
+    log): wall time, peak RSS of the Python driver, what Spark pulled to the driver, and whether
+    the two frontier.csv are identical."""
+    parquet = ingest_scale.parquet_file(path)
+    db = sweep_store(path)
+    common = ["--tiers", str(TIERS), "--no-router"]
+    with tempfile.TemporaryDirectory() as out:
+        duck = [child([sys.executable, "-m", "calibrate", "sweep", "--db", str(db), *common,
+                       "--out", f"{out}/duckdb"]) for _ in range(runs)]  # fmt: skip
+        argv = [sys.executable, "-c", SPARK_SWEEP, "sweep", str(parquet), "--engine", "spark"]
+        spark = [child([*argv, *common, "--out", f"{out}/spark"]) for _ in range(runs)]
+        same = (
+            Path(f"{out}/duckdb/frontier.csv").read_bytes()
+            == Path(f"{out}/spark/frontier.csv").read_bytes()
+        )
+    rows, size = spark[-1][3].split("PULLED")[-1].split()[:2]
+    a, b = (statistics.median(run[0] for run in runs_) for runs_ in (spark, duck))
+    print(
+        f"sweep --engine spark (local[*]) on {parquet.name}: median {a:.1f} s over {runs} runs, "
+        f"peak RSS of the driver process {statistics.median(r[2] for r in spark):,.0f} MB; "
+        f"pulled to the driver: {int(rows):,} rows, {int(size) / 1e6:.1f} MB; "
+        f"the DuckDB sweep --db: median {b:.1f} s; frontier.csv identical: {same}"
+    )
+
+
 def report(
     name: str, ours: list[float], floor_name: str, floor: list[float], target: float
 ) -> None:
@@ -302,6 +353,11 @@ def main() -> None:
         "--requests-10m", action="store_true", help="also the peak RSS of a 10M-request ingest"
     )
     parser.add_argument(
+        "--spark",
+        action="store_true",
+        help="also the whole sweep with --engine spark (local mode) against DuckDB's",
+    )
+    parser.add_argument(
         "--sweep-10m",
         action="store_true",
         help="also the whole sweep on 10M requests (a store made once from the 1M one)",
@@ -317,6 +373,8 @@ def main() -> None:
         bench_sweep(path, args.runs)
     if args.only in (None, "whole-sweep"):
         bench_whole_sweep(path, args.runs)
+    if args.spark:
+        bench_spark(path, args.runs)
     if args.sweep_10m:
         bench_whole_sweep(path, args.runs, store_10m(sweep_store(path)), target=3.0)
     if args.router:

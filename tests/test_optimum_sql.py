@@ -27,8 +27,8 @@ from calibrate.policies.optimum_cells import measured_optima_from
 from calibrate.records.outcomes import Outcomes
 from calibrate.store import Store
 from calibrate.store.exact_sql import rint
-from calibrate.store.optimum_sql import DuckDbEngine
 from calibrate.store.outcome_rows_sql import build_outcome_rows, register_outcome_rows
+from calibrate.store.sql_engine import DuckDbEngine
 
 TARGETS = (
     optimum.Target(0.02),

@@ -38,7 +38,6 @@ from calibrate.records.sections import SectionSums
 from calibrate.stats.intervals import Interval, policy_intervals_of_sums
 from calibrate.store import Store
 from calibrate.store.exact_sql import double, nano_usd, rint
-from calibrate.store.optimum_sql import DuckDbEngine
 from calibrate.store.outcome_rows_sql import (
     add_request_column,
     build_outcome_rows,
@@ -53,6 +52,7 @@ from calibrate.store.sections_sql import (
     section_sums,
     stage_sql,
 )
+from calibrate.store.sql_engine import DuckDbEngine
 from calibrate.sweep.diagnostics import break_even, break_even_of_sums
 from calibrate.sweep.failure_modes import (
     escalation_timeline,

@@ -26,19 +26,15 @@ import numpy as np
 
 from calibrate.records.cells import ConfidenceHistogram, StageRule, StopRows
 from calibrate.store.exact_sql import double, finite, latency_us, nano_usd, rint
+from calibrate.store.sql_engine import DuckDbEngine
 
 Query = Callable[[str], Mapping[str, np.ndarray]]
 BUCKETS = 1 << 16
 
 
 def duckdb_query(con: duckdb.DuckDBPyConnection) -> Query:
-    """A runner on a DuckDB connection (the result is read whole: DuckDB 2 refuses other work on
-    the connection while a result is half read)."""
-
-    def run(sql: str) -> Mapping[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in con.execute(sql).fetchnumpy().items()}
-
-    return run
+    """A runner on a DuckDB connection (`sql_engine.DuckDbEngine`'s)."""
+    return DuckDbEngine(con).query
 
 
 def latency_faults(query: Query, relation: str, tiers: int) -> int:

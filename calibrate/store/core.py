@@ -55,8 +55,8 @@ from calibrate.store.aggregates_sql import Query
 from calibrate.store.ingest import fast_lane, file_path, line_path, parquet_lane, rules, runs
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.migrations import apply_migrations
-from calibrate.store.optimum_sql import DuckDbEngine
 from calibrate.store.outcome_rows_sql import OutcomeRows
+from calibrate.store.sql_engine import DuckDbEngine
 
 
 class Store:

@@ -23,40 +23,15 @@ CURRENT ROW`, literal numbers written by Python in scientific notation (DOUBLE i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
-import duckdb
 import numpy as np
-import pyarrow as pa
 
 from calibrate.store.exact_sql import latency_us, nano_usd
+from calibrate.store.sql_engine import SqlEngine
 
 BUCKETS = 4096  # buckets of the marks' range: a window partition each
 INF = "CAST('Infinity' AS DOUBLE)"
 _RUNNING = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
-
-
-class SqlEngine(Protocol):
-    """What the optimum asks of the SQL engine holding `outcome_rows`: run an aggregate query
-    (columns as numpy arrays) and register a small table under a name (thresholds, bucket ids)."""
-
-    def query(self, sql: str) -> dict[str, np.ndarray]: ...
-
-    def register(self, name: str, columns: dict[str, np.ndarray]) -> None: ...
-
-
-@dataclass(frozen=True)
-class DuckDbEngine:
-    """`SqlEngine` on a DuckDB connection (the store's)."""
-
-    con: duckdb.DuckDBPyConnection
-
-    def query(self, sql: str) -> dict[str, np.ndarray]:
-        return {name: np.asarray(v) for name, v in self.con.execute(sql).fetchnumpy().items()}
-
-    def register(self, name: str, columns: dict[str, np.ndarray]) -> None:
-        self.con.register(name, pa.table({k: pa.array(v) for k, v in columns.items()}))
 
 
 def literal(x: float) -> str:

@@ -25,8 +25,8 @@ from calibrate.records.labels import ACCEPTABLE
 from calibrate.records.outcomes import Outcomes
 from calibrate.store import Store
 from calibrate.store.aggregates_sql import Query
-from calibrate.store.optimum_sql import SqlEngine
 from calibrate.store.outcome_rows_sql import OutcomeRows
+from calibrate.store.sql_engine import SqlEngine
 
 
 @dataclass(frozen=True)

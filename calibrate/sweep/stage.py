@@ -55,9 +55,9 @@ from calibrate.stats.intervals import (
 from calibrate.stats.reliability import TierCalibration, tier_calibrations
 from calibrate.store import Store
 from calibrate.store.aggregates_sql import Query, known_intents, label_counts
-from calibrate.store.optimum_sql import SqlEngine
 from calibrate.store.outcome_rows_sql import OutcomeRows
 from calibrate.store.sections_sql import ROUTER_SCORE, RULE_TIER, section_sums
+from calibrate.store.sql_engine import SqlEngine
 from calibrate.sweep import check
 from calibrate.sweep.candidates import Candidates, Source, Strategies, candidates, needs_requests
 from calibrate.sweep.certify import (
