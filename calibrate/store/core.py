@@ -72,6 +72,7 @@ class Store:
         created: tuple[Path, ...] = (),
     ) -> None:
         self.con = con
+        self.con.execute("SET enable_progress_bar = false")  # commands show their own stages
         self.path = path
         self.recovered = recovered
         """Replay results folded in from a crashed run's journal when the store was opened."""
