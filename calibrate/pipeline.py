@@ -74,6 +74,18 @@ def sweep_logs(
             progress=progress,
         )
         ingest.raise_for_rejected_files(summary)
+    return _sweep_and_write(store, job, job.strategies, None, on_progress, progress)
+
+
+def _sweep_and_write(
+    store: Store,
+    job: SweepJob,
+    strategies: Strategies,
+    source: Source | None,
+    on_progress: Callable[[int, int], None] | None,
+    progress: Progress,
+) -> tuple[sweep.SweepResult, dict[str, Path]]:
+    """Run the sweep (on `source` when the relation was built elsewhere) and write its outputs."""
     result = sweep.run_sweep(
         store,
         job.tiers,
@@ -81,8 +93,9 @@ def sweep_logs(
         seed=job.seed,
         overheads=job.overheads,
         on_progress=on_progress,
-        strategies=job.strategies,
+        strategies=strategies,
         progress=progress,
+        source=source,
     )
     progress.stage("write", 1)
     return result, report.write_outputs(result, job.out_dir)
@@ -123,21 +136,9 @@ def _sweep_on_spark(
             external=True,
             logs_sha256=spark_engine.logs_digest(job.engine.parquet),
         )
-        result = sweep.run_sweep(
-            store,
-            job.tiers,
-            job.objective,
-            seed=job.seed,
-            overheads=job.overheads,
-            on_progress=on_progress,
-            strategies=strategies,
-            progress=progress,
-            source=source,
-        )
+        return _sweep_and_write(store, job, strategies, source, on_progress, progress)
     finally:
         session.stop()
-    progress.stage("write", 1)
-    return result, report.write_outputs(result, job.out_dir)
 
 
 def evaluate_logs(

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from calibrate.records.outcomes import Outcomes
-from calibrate.store.outcomes_sql import LABEL_PRIORITY, _check_costs
+from calibrate.store.outcomes_sql import LABEL_PRIORITY, _check_costs, tier_params
 
 RELATION = "outcome_rows"
 
@@ -140,12 +140,7 @@ def build_outcome_rows(
 ) -> OutcomeRows:
     """(Re)create the temp table `outcome_rows` from the store's requests, attempts and labels."""
     names = list(tiers)
-    prices = [price_per_mtok.get(name, (None, None)) for name in names]
-    params = {
-        "tiers": names,
-        "price_in": [p[0] for p in prices],
-        "price_out": [p[1] for p in prices],
-    }
+    params = tier_params(names, price_per_mtok)
     k = len(names)
     (untokened,) = con.execute(
         "SELECT count(*) FROM requests WHERE input_tokens IS NULL"

@@ -72,6 +72,19 @@ JOIN tier_list t USING (tier)
 """
 
 
+def tier_params(
+    names: list[str], price_per_mtok: Mapping[str, tuple[float, float]]
+) -> dict[str, list]:
+    """The tier list and each tier's price per million input and output tokens, as parameters
+    of the queries that price attempts without a cost."""
+    prices = [price_per_mtok.get(name, (None, None)) for name in names]
+    return {
+        "tiers": names,
+        "price_in": [p[0] for p in prices],
+        "price_out": [p[1] for p in prices],
+    }
+
+
 def load_outcomes(
     con: duckdb.DuckDBPyConnection,
     tiers: Sequence[str],
@@ -85,12 +98,7 @@ def load_outcomes(
     attempt, besides the (request × tier) arrays.
     """
     names = list(tiers)
-    prices = [price_per_mtok.get(name, (None, None)) for name in names]
-    params = {
-        "tiers": names,
-        "price_in": [p[0] for p in prices],
-        "price_out": [p[1] for p in prices],
-    }
+    params = tier_params(names, price_per_mtok)
     req = _fetch(con, _REQUESTS, {})
     n = len(req["rid"])
     row_of = np.zeros(int(req["rid"].max()) + 1 if n else 0, dtype=np.int64)  # rowid → row
