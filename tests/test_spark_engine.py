@@ -387,3 +387,12 @@ def test_a_sweep_on_spark_writes_the_same_frontier_and_routing_as_on_duckdb(
         duck = (tmp_path / "duckdb" / output).read_text(encoding="utf-8")
         assert (tmp_path / "spark" / output).read_text(encoding="utf-8") == duck, output
     assert "policies evaluated exactly" in (tmp_path / "spark" / "report.md").read_text("utf-8")
+
+
+def test_a_path_spark_cannot_read_is_an_error_with_a_hint(spark: Any, tmp_path: Path) -> None:
+    from calibrate.store import spark_engine
+
+    missing = str(tmp_path / "nowhere" / "*.parquet")
+    with pytest.raises(DataError, match="cannot read .*nowhere") as raised:
+        spark_engine.build_outcome_rows(spark, missing, TIERS, PRICES)
+    assert "canonical Parquet" in (raised.value.hint or "")

@@ -130,7 +130,7 @@ def build_outcome_rows(
     names = list(tiers)
     paths = _paths(requests)
     spark.sql(f"UNCACHE TABLE IF EXISTS {RELATION}")
-    schema = spark.read.parquet(*paths).schema
+    schema = _schema(spark, paths)
     spark.read.schema(_pruned(schema, names, messages=False)).parquet(
         *paths
     ).createOrReplaceTempView(CANONICAL_VIEW)
@@ -153,6 +153,21 @@ def build_outcome_rows(
     if cache:
         spark.sql(f"CACHE LAZY TABLE {RELATION}")  # filled by the count below
     return _counted(spark, names, set(price_per_mtok))
+
+
+def _schema(spark: SparkSession, paths: list[str]) -> StructType:
+    """The files' schema; a path Spark cannot read is the user's to fix."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return spark.read.parquet(*paths).schema
+    except AnalysisException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"--engine spark cannot read {', '.join(paths)}: {first}",
+            hint="Pass canonical Parquet as LOGS: an existing path, a glob that matches files, or "
+            "an object-storage URL the Spark configuration can reach (`calibrate schema`).",
+        ) from None
 
 
 def _paths(where: str | Sequence[str]) -> list[str]:
