@@ -62,3 +62,22 @@ def test_an_in_memory_table_registers_as_the_same_relation(store: Store, tmp_pat
         rows = register_outcome_rows(other.con, whole)
         other.con.execute("UPDATE outcome_rows SET labeled = TRUE")
         assert_same(labeled_outcomes(other.con, rows), whole)
+
+
+def test_intents_with_quotes_select_their_requests(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """A high-stakes intent is quoted into SQL: a quote in its name selects its own requests
+    and nothing else (no injection)."""
+    import dataclasses
+
+    from calibrate.store.aggregates_sql import known_intents, with_intents
+    from calibrate.store.sql_engine import DuckDbEngine
+
+    whole = store.outcomes(["small", "large"], PRICES)
+    hostile = np.array(["it's", "x') OR (1=1", None], dtype=object)
+    with Store.open(tmp_path / "quotes.duckdb") as other:
+        rows = register_outcome_rows(other.con, dataclasses.replace(whole, intent=hostile))
+        query = DuckDbEngine(other.con).query
+        assert known_intents(query, rows.relation) == ["it's", "x') OR (1=1"]
+        for intent in ("it's", "x') OR (1=1"):
+            got = query(f"SELECT request_id FROM {with_intents(rows.relation, [intent])}")
+            assert list(got["request_id"]) == [whole.request_ids[list(hostile).index(intent)]]

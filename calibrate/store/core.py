@@ -35,7 +35,6 @@ from calibrate.records.outcomes import DataWindow, Outcomes, RegionDayTraffic, R
 from calibrate.records.replay import CallRecord, Candidate, JobResult, MergeCounts, Selection
 from calibrate.records.runs import UnfinishedRun
 from calibrate.store import (
-    aggregates_sql,
     check_sql,
     coverage_sql,
     health_sql,
@@ -51,7 +50,6 @@ from calibrate.store import (
     runs_sql,
     text_sql,
 )
-from calibrate.store.aggregates_sql import Query
 from calibrate.store.ingest import fast_lane, file_path, line_path, parquet_lane, rules, runs
 from calibrate.store.journal import Journal, journal_path
 from calibrate.store.migrations import apply_migrations
@@ -147,10 +145,6 @@ class Store:
         """Add a per-request column Python decided (a router's score, the keyword rules' tier)
         to the outcome relation, for the SQL stop rule."""
         outcome_rows_sql.add_request_column(self.con, rows, name, request_ids, values)
-
-    def aggregate_query(self) -> Query:
-        """The runner of aggregate SQL (`store/aggregates_sql.py`) on this store's connection."""
-        return aggregates_sql.duckdb_query(self.con)
 
     def sql_engine(self) -> DuckDbEngine:
         """The runner of aggregate SQL that may also register small tables (the optimum's)."""

@@ -257,7 +257,7 @@ def run_sweep(
     high_stakes = _intent_slices(source, strategies.high_stakes)
     labels = _labels(store, tiers, source.labeled)
     progress.stage("router" if strategies.router.enabled else "candidates", 1)
-    scaled = _scaled(source, store, tiers)
+    scaled = _scaled(source, store, tiers) if labels.weighted else source
     found = candidates(store, scaled, strategies, grid_size, seed)
     progress.stage("evaluate", len(found.families), "families")
     on_progress = _advancing(progress, on_progress)
@@ -396,13 +396,11 @@ def _source(store: Store, tiers: TiersConfig, strategies: Strategies) -> Source:
 
 
 def _scaled(source: Source, store: Store, tiers: TiersConfig) -> Source:
-    """`source` with every request's labels Hájek-scaled when they carry 1/π weights (the
-    engine's input, like `_Labels.scored`)."""
+    """`source` with every request's labels Hájek-scaled by their 1/π weights (the engine's
+    input, like `_Labels.scored`; called only when the labels carry such weights)."""
     if source.per_request is None:
         return source
     weights = store.label_weights(tiers.names).for_requests(source.per_request.request_ids)
-    if not bool((weights[source.per_request.labeled] != 1.0).any()):
-        return source
     return replace(source, per_request=hajek_scaled(source.per_request, weights))
 
 
