@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
@@ -32,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
+LAUNCH = Path(__file__).parent / "launch.py"
 
 FLOOR = """
 import sys, duckdb
@@ -52,22 +52,23 @@ class Run:
 
 
 def child(args: list[str]) -> Run:
-    """Run a fresh process to its end: wall and CPU seconds, peak resident memory."""
+    """Run a fresh process to its end: wall and CPU seconds, peak resident memory, measured by
+    bench/launch.py (a parent's own peak would otherwise count as the child's)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    assert proc.stderr is not None
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"{' '.join(args)} failed: {stderr.decode(errors='replace')[-2000:]}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "usage.json"
+        launched = [sys.executable, str(LAUNCH), str(result), *args]
+        proc = subprocess.run(
+            launched, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{' '.join(args)} failed: {stderr}")
+        usage = json.loads(result.read_text())
+    return Run(usage["wall_s"], usage["cpu_s"], usage["peak_rss_mb"])
 
 
 def ours(paths: list[Path]) -> Run:

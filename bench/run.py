@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from calibrate.sweep.stage import price_table
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
 TIERS = ROOT / "sample_logs" / "tiers.yaml"
+LAUNCH = Path(__file__).parent / "launch.py"
 
 
 def log_file(n: int, seed: int) -> Path:
@@ -197,18 +197,17 @@ for tier in sys.argv[2:]:
 
 def child(argv: list[str]) -> tuple[float, float, float, str]:
     """Wall seconds, CPU seconds (all its threads), peak RSS (MB) and the stderr of one fresh
-    process running `argv` (it must succeed)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    errors = proc.stderr.read()  # drained while it runs, so the child never blocks on the pipe
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[:4]} failed:\n{errors.decode(errors='replace')[-2000:]}")
-    cpu = usage.ru_utime + usage.ru_stime
-    return wall, cpu, usage.ru_maxrss / 1024, errors.decode()  # ru_maxrss: kilobytes on Linux
+    process running `argv` (it must succeed), measured by bench/launch.py (so that this large
+    process's own peak does not count as the child's)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "usage.json"
+        launched = [sys.executable, str(LAUNCH), str(result), *argv]
+        proc = subprocess.run(launched, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if proc.returncode != 0:
+            errors = proc.stderr.decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{argv[:4]} failed:\n{errors}")
+        usage = json.loads(result.read_text())
+    return usage["wall_s"], usage["cpu_s"], usage["peak_rss_mb"], proc.stderr.decode()
 
 
 def bench_whole_sweep(path: Path, runs: int, db: Path | None = None, target: float = 5.0) -> None:
