@@ -225,3 +225,44 @@ def test_bias_rule_uniform_sample_passes_and_routing_selection_fails() -> None:
         False,
     )
     assert after.mix_distance <= 0.025 + 1e-3
+
+
+@pytest.mark.parametrize("tiers", [["small", "medium", "large"], ["small", "large"], ["large"]])
+def test_the_preflight_reads_the_same_cells_from_the_outcome_base(
+    tmp_path: Path, tiers: list[str]
+) -> None:
+    """The sweep's preflight reads its coverage cells from the outcome relation's base (one pass
+    over the attempts) instead of the attempts: the same cells, on a mix of production-only,
+    shadow and unlabeled requests, with some labels carrying (different) 1/π weights."""
+    from calibrate.config.tiers import load_tiers, price_table
+
+    rows = _rows()
+    mixed = [
+        r
+        if i % 5 == 0
+        else {
+            **{k: v for k, v in r.items() if k != "labels" or i % 3},
+            "attempts": [a for a in r["attempts"] if a["source"] == "prod"],
+        }
+        for i, r in enumerate(rows)
+    ]
+    logs = tmp_path / "mixed.jsonl"
+    logs.write_text("".join(json.dumps(r) + "\n" for r in mixed), encoding="utf-8")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        from datetime import UTC, datetime
+
+        from calibrate.ingest.stage import ingest
+
+        ingest(store, [logs], strict=False, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+        store.con.execute(
+            "UPDATE labels SET weight = 1.5 + (hash(request_id || tier) % 4) "
+            "WHERE hash(request_id) % 3 = 0"
+        )
+        expected = store.check_data(tiers, texts=False).cells
+        store.outcome_rows(tiers, price_table(load_tiers(SAMPLE / "tiers.yaml")))
+        got = store.preflight_cells(tiers)
+    assert got == expected
+    assert sum(c.labeled for c in got) and sum(c.complete for c in got) < sum(
+        c.requests for c in got
+    )
+    assert any(c.weight_sum != c.labeled for c in got)  # the weights were read

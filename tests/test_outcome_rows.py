@@ -25,7 +25,7 @@ PER_TIER = ("confidence", "cost_usd", "latency_ms", "label")
 def relation_as_outcomes(store: Store, tiers: list[str]) -> Outcomes:  # noqa: F811
     """Every row of the built relation, read back as an `Outcomes` (labeled or not)."""
     rows = build_outcome_rows(store.con, tiers, PRICES)
-    store.con.execute("UPDATE outcome_rows SET labeled = TRUE")  # read back every row
+    store.con.execute("UPDATE outcome_base SET labeled = TRUE")  # read back every row
     return labeled_outcomes(store.con, rows)
 
 
@@ -81,3 +81,35 @@ def test_intents_with_quotes_select_their_requests(store: Store, tmp_path: Path)
         for intent in ("it's", "x') OR (1=1"):
             got = query(f"SELECT request_id FROM {with_intents(rows.relation, [intent])}")
             assert list(got["request_id"]) == [whole.request_ids[list(hostile).index(intent)]]
+
+
+def test_a_read_only_store_keeps_the_base_in_a_scratch_file_it_removes(
+    store: Store,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """On a store file (read-only, as the sweep opens it) the outcome base lives in a scratch
+    DuckDB file in the store's spill folder, attached writable; the store file is not written,
+    and closing removes the scratch file and the folder."""
+    import hashlib
+
+    file = tmp_path / "s.duckdb"
+    store.con.execute(f"ATTACH '{file}' AS copy")
+    (name,) = store.con.execute("SELECT current_database()").fetchall()[0]
+    store.con.execute(f"COPY FROM DATABASE {name} TO copy")
+    store.con.execute("DETACH copy")
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    expected = relation_as_outcomes(store, ["small", "large"])
+    with Store.open(file, read_only=True) as ro:
+        rows = ro.outcome_rows(["small", "large"], PRICES)
+        scratch = list((tmp_path / "s.duckdb.tmp").glob("outcomes-*.duckdb"))
+        assert len(scratch) == 1 and scratch[0].stat().st_size > 0
+        (table,) = ro.con.execute(
+            "SELECT database_name FROM duckdb_tables() WHERE table_name = 'outcome_base'"
+        ).fetchall()[0]
+        assert table == "outcome_scratch"
+        assert rows.requests == expected.n
+        ro.con.execute("UPDATE outcome_scratch.outcome_base SET labeled = TRUE")
+        assert_same(labeled_outcomes(ro.con, rows), expected)
+        ro.outcome_rows(["small", "large"], PRICES)  # a rebuild replaces the base
+    assert not (tmp_path / "s.duckdb.tmp").exists()
+    assert hashlib.sha256(file.read_bytes()).hexdigest() == digest

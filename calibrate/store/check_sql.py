@@ -72,6 +72,21 @@ GROUP BY tier, source ORDER BY tier, source"""
 # Per request, the tiers with an attempt and those with a `prod` attempt as bit masks (bit k-1:
 # tier k): grouping by a number is much cheaper than a distinct count and an ordered string_agg per
 # request; the path's text is made once per group.
+_CELLS_TAIL = """cells AS (
+    SELECT prod_mask, app, region, count(*) AS n, count(*) FILTER (WHERE complete) AS complete,
+           count(*) FILTER (WHERE labeled) AS labeled,
+           coalesce(sum(w) FILTER (WHERE labeled), 0) AS w,
+           coalesce(sum(w * w) FILTER (WHERE labeled), 0) AS w2,
+           coalesce(sum(w) FILTER (WHERE labeled AND regret), 0) AS regret_w,
+           count(*) FILTER (WHERE complete AND cheap_out IS NOT NULL AND premium_out IS NOT NULL)
+             AS compared,
+           count(*) FILTER (WHERE complete AND cheap_out <> premium_out) AS differ
+    FROM per GROUP BY prod_mask, app, region)
+SELECT array_to_string(list_filter($tiers::VARCHAR[], lambda t, i: (prod_mask >> (i - 1)) & 1 = 1),
+                       '>') AS path,
+       app, region, n, complete, labeled, w, w2, regret_w, compared, differ
+FROM cells ORDER BY path, app, region"""
+
 _CELLS = f"""
 WITH tl AS (SELECT unnest($tiers::VARCHAR[]) AS tier, generate_subscripts($tiers::VARCHAR[], 1) AS k),
 att AS (
@@ -95,20 +110,19 @@ per AS (
            lab.w, lab.cheap < {ACCEPTABLE} AND lab.premium >= {ACCEPTABLE} AS regret,
            att.cheap_out, att.premium_out
     FROM requests r LEFT JOIN att USING (request_id) LEFT JOIN lab USING (request_id)),
-cells AS (
-    SELECT prod_mask, app, region, count(*) AS n, count(*) FILTER (WHERE complete) AS complete,
-           count(*) FILTER (WHERE labeled) AS labeled,
-           coalesce(sum(w) FILTER (WHERE labeled), 0) AS w,
-           coalesce(sum(w * w) FILTER (WHERE labeled), 0) AS w2,
-           coalesce(sum(w) FILTER (WHERE labeled AND regret), 0) AS regret_w,
-           count(*) FILTER (WHERE complete AND cheap_out IS NOT NULL AND premium_out IS NOT NULL)
-             AS compared,
-           count(*) FILTER (WHERE complete AND cheap_out <> premium_out) AS differ
-    FROM per GROUP BY prod_mask, app, region)
-SELECT array_to_string(list_filter($tiers::VARCHAR[], lambda t, i: (prod_mask >> (i - 1)) & 1 = 1),
-                       '>') AS path,
-       app, region, n, complete, labeled, w, w2, regret_w, compared, differ
-FROM cells ORDER BY path, app, region"""
+{_CELLS_TAIL}"""
+
+# The same cells from the sweep's outcome base (`outcome_rows_sql.BASE`: one row per request with
+# its tiers' picks and labels, built by the one aggregation of the attempts the sweep needs anyway),
+# without the answers' text.
+_BASE_CELLS = f"""
+WITH per AS (
+    SELECT prod_called AS prod_mask, app, region, complete, complete AND labeled AS labeled,
+           COALESCE(label_weight, 1.0) AS w,
+           {{cheap}} < {ACCEPTABLE} AND {{premium}} >= {ACCEPTABLE} AS regret,
+           CAST(NULL AS VARCHAR) AS cheap_out, CAST(NULL AS VARCHAR) AS premium_out
+    FROM {{base}}),
+{_CELLS_TAIL}"""
 
 
 def check_data(
@@ -140,12 +154,27 @@ def check_data(
         ),
         labels=tuple((t, s, int(n)) for t, s, n in labels),
         found_tiers=found,
-        cells=tuple(
-            CoverageCell(
-                p, a, r, int(n), int(c), int(lab), float(w), float(w2), float(rw), int(cm), int(d)
-            )
-            for p, a, r, n, c, lab, w, w2, rw, cm, d in cells
-        ),
+        cells=_cells(cells),
+    )
+
+
+def preflight_cells(
+    con: duckdb.DuckDBPyConnection, base: str, tiers: Sequence[str]
+) -> tuple[CoverageCell, ...]:
+    """`check_data(con, tiers, texts=False).cells` from the outcome base `base` (built for the
+    same tiers): what the sweep's bias preflight reads."""
+    if not tiers:
+        return ()
+    sql = _BASE_CELLS.format(base=base, cheap="label_0", premium=f"label_{len(tiers) - 1}")
+    return _cells(con.execute(sql, {"tiers": list(tiers)}).fetchall())
+
+
+def _cells(rows: list[tuple]) -> tuple[CoverageCell, ...]:
+    return tuple(
+        CoverageCell(
+            p, a, r, int(n), int(c), int(lab), float(w), float(w2), float(rw), int(cm), int(d)
+        )
+        for p, a, r, n, c, lab, w, w2, rw, cm, d in rows
     )
 
 

@@ -56,6 +56,9 @@ from calibrate.store.migrations import apply_migrations
 from calibrate.store.outcome_rows_sql import OutcomeRows
 from calibrate.store.sql_engine import DuckDbEngine
 
+SCRATCH = "outcome_scratch"
+"""The name the outcome base's scratch database is attached under."""
+
 
 class Store:
     """An open calibrate store (a DuckDB file or `:memory:`)."""
@@ -76,6 +79,8 @@ class Store:
         """Replay results folded in from a crashed run's journal when the store was opened."""
         self.read_only = read_only
         self._created = created
+        self._scratch: Path | None = None  # the outcome base's file (`outcome_rows`)
+        self._base: str | None = None  # the outcome base's name, once built
 
     @classmethod
     def open(cls, path: str | Path, *, read_only: bool = False) -> Store:
@@ -94,6 +99,8 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
+        if self._scratch is not None:
+            opening.remove_scratch(self._scratch)
 
     def __enter__(self) -> Store:
         return self
@@ -133,7 +140,19 @@ class Store:
     ) -> OutcomeRows:
         """Build the outcome relation `outcome_rows` (one row per complete request) in this
         store's SQL engine: what the sweep aggregates instead of loading every request."""
-        return outcome_rows_sql.build_outcome_rows(self.con, tiers, price_per_mtok)
+        scratch = self._attach_scratch()
+        rows = outcome_rows_sql.build_outcome_rows(self.con, tiers, price_per_mtok, scratch)
+        self._base = outcome_rows_sql.base_name(scratch)
+        return rows
+
+    def _attach_scratch(self) -> str | None:
+        """For a store file, the writable database the outcome base is kept in (attached once,
+        removed on close: `opening.scratch_file`); an in-memory store keeps it in memory."""
+        if self.path == ":memory:":
+            return None
+        if self._scratch is None:
+            self._scratch = opening.attach_scratch(self.con, Path(self.path), SCRATCH)
+        return SCRATCH
 
     def labeled_outcomes(self, rows: OutcomeRows) -> Outcomes:
         """The labeled requests of the outcome relation, in memory."""
@@ -502,6 +521,14 @@ class Store:
         also compare the cheapest and premium answers' text; without it, the sweep's preflight,
         the per-tier uses and found tiers are not read)."""
         return check_sql.check_data(self.con, tiers, texts)
+
+    def preflight_cells(self, tiers: Sequence[str]) -> tuple[check_sql.CoverageCell, ...]:
+        """`check_data(tiers, texts=False).cells` read from the outcome relation's base, which
+        `outcome_rows(tiers, …)` built: the sweep's preflight without a second pass over the
+        attempts."""
+        if self._base is None:
+            raise RuntimeError("preflight_cells before outcome_rows")
+        return check_sql.preflight_cells(self.con, self._base, tiers)
 
     def found_tiers(self) -> tuple[tuple[str, int], ...]:
         """Every tier the attempts name, with its number of requests."""

@@ -105,6 +105,33 @@ def memory_config(file: Path | None) -> dict[str, str | bool | int | float | lis
     return {"memory_limit": f"{limit // (1 << 20)}MiB", "temp_directory": str(temp)}
 
 
+def scratch_file(file: Path) -> Path:
+    """Where a sweep keeps its outcome base for the store `file`: a DuckDB file of this process
+    in the store's spill folder (`memory_config`), removed when the store closes."""
+    return file.with_name(file.name + ".tmp") / f"outcomes-{os.getpid()}.duckdb"
+
+
+def attach_scratch(con: duckdb.DuckDBPyConnection, file: Path, name: str) -> Path:
+    """Attach a new, writable scratch database for the store `file` as `name` (also on a
+    read-only store: the store itself stays read-only); return its path. A file left by a run
+    that was killed, with this process's id, is replaced."""
+    scratch = scratch_file(file)
+    remove_scratch(scratch)
+    scratch.parent.mkdir(exist_ok=True)
+    quoted = str(scratch).replace("'", "''")
+    con.execute(f"ATTACH '{quoted}' AS {name} (READ_WRITE)")
+    return scratch
+
+
+def remove_scratch(scratch: Path) -> None:
+    """Delete a scratch database (and its write-ahead log), and the spill folder if it is then
+    empty."""
+    for path in (scratch, scratch.with_name(scratch.name + ".wal")):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (spill files, another scratch), or gone
+        scratch.parent.rmdir()
+
+
 def _hint(exc: duckdb.IOException) -> str:
     held = _LOCK.search(str(exc))
     if held is None:

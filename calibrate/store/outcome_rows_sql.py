@@ -41,6 +41,7 @@ from calibrate.records.outcomes import Outcomes
 from calibrate.store.outcomes_sql import LABEL_PRIORITY, _check_costs, tier_params
 
 RELATION = "outcome_rows"
+BASE = "outcome_base"
 
 
 @dataclass(frozen=True)
@@ -60,26 +61,32 @@ def tier_columns(k: int) -> list[str]:
 
 
 def _pivot(k: int) -> str:
-    """SELECT list picking, per tier, the attempt with the lowest pick order (a struct, so that a
-    NULL confidence of the picked attempt stays NULL)."""
-    return ",\n       ".join(
-        f"arg_min({{'c': confidence, 'u': cost_usd, 'l': latency_ms}}, pick_order)"
-        f" FILTER (WHERE k = {j}) AS t{j}"
+    """SELECT list picking, per tier, the attempt with the lowest pick order: one `arg_min_null`
+    per value (a NULL confidence of the picked attempt stays NULL; pick orders are distinct within
+    a (request, tier), the attempts' key being (request_id, tier, source)), and a bit per tier
+    with an attempt."""
+    picks = [
+        f"arg_min_null({column}, pick_order) FILTER (WHERE k = {j}) AS {name}{j}"
         for j in range(k)
-    )
+        for column, name in (("confidence", "c"), ("cost_usd", "u"), ("latency_ms", "l"))
+    ]
+    return ",\n       ".join([*picks, "bit_or((1 << a.k)::INTEGER) AS tiers_mask"])
 
 
 def _label_pivot(k: int) -> str:
-    return ",\n       ".join(
-        f"arg_min({{'s': score}}, pick_order) FILTER (WHERE k = {j}) AS l{j}" for j in range(k)
-    )
+    picks = [
+        f"arg_min_null({column}, pick_order) FILTER (WHERE k = {j}) AS {name}{j}"
+        for j in range(k)
+        for column, name in (("score", "s"), ("weight", "w"))
+    ]
+    return ",\n       ".join(picks)
 
 
 # One attempt per (request, tier), picked as `outcomes_sql` picks it: `ok` first, then `prod`,
 # then by source name; one label per (request, tier) by source priority. Attempts and labels are
 # grouped by request_id directly (one hash aggregation each), and the requests joined once.
 _BUILD = """
-CREATE OR REPLACE TEMP TABLE {relation} AS
+CREATE OR REPLACE {temp}TABLE {base} AS
 WITH tier_list AS (
     SELECT unnest($tiers::VARCHAR[]) AS tier, generate_subscripts($tiers::VARCHAR[], 1) - 1 AS k,
            unnest($price_in::DOUBLE[]) AS price_in, unnest($price_out::DOUBLE[]) AS price_out),
@@ -104,7 +111,8 @@ label_sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank
                   FROM (SELECT DISTINCT source FROM labels)),
 label_wide AS (
     SELECT l.request_id, {label_pivot}
-    FROM (SELECT l.request_id, t.k, {priority} * 65536 + s.rank AS pick_order, l.score
+    FROM (SELECT l.request_id, t.k, {priority} * 65536 + s.rank AS pick_order, l.score,
+                 l.weight
           FROM labels l JOIN tier_list t USING (tier) JOIN label_sources s USING (source)) l
     GROUP BY l.request_id){tokens_cte}
 SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region,
@@ -114,12 +122,13 @@ SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region,
        ({labeled}) AS labeled,
        CAST(COALESCE(w.prod_called, 0) AS INTEGER) AS prod_called,
        CAST(CASE WHEN w.prod_called IS NULL THEN -1
-                 ELSE COALESCE(served.k, w.prod_last_ok, -1) END AS INTEGER) AS prod_served
+                 ELSE COALESCE(served.k, w.prod_last_ok, -1) END AS INTEGER) AS prod_served,
+       COALESCE(w.tiers_mask, 0) = {all_tiers} AS complete,
+       {label_weight} AS label_weight
 FROM requests r
-JOIN wide w USING (request_id)
+LEFT JOIN wide w USING (request_id)
 LEFT JOIN label_wide lw USING (request_id)
 LEFT JOIN tier_list served ON served.tier = r.served_tier{tokens_join}
-WHERE {complete}
 """
 
 # Only when some request has no input_tokens: the most any of its attempts reported, else the
@@ -137,8 +146,15 @@ def build_outcome_rows(
     con: duckdb.DuckDBPyConnection,
     tiers: Sequence[str],
     price_per_mtok: Mapping[str, tuple[float, float]],
+    scratch: str | None = None,
 ) -> OutcomeRows:
-    """(Re)create the temp table `outcome_rows` from the store's requests, attempts and labels."""
+    """(Re)create `outcome_rows` from the store's requests, attempts and labels: the temp table
+    `outcome_base` holds every request (with `complete`, and `label_weight`: the largest 1/π
+    weight of its picked labels, NULL when none is weighted), and `outcome_rows` is the view of
+    its complete requests. One aggregation of the attempts serves both the sweep and its
+    preflight (`check_sql.preflight_cells` reads the base). `scratch`: an attached writable
+    database to hold the base instead (a file: DuckDB stores it compressed and pages it, so its
+    size in memory stays within the memory limit; see `base_name`)."""
     names = list(tiers)
     params = tier_params(names, price_per_mtok)
     k = len(names)
@@ -147,10 +163,13 @@ def build_outcome_rows(
     ).fetchall()[0]
     columns = []
     for j in range(k):
-        columns += [f"w.t{j}.c AS conf_{j}", f"w.t{j}.u AS cost_usd_{j}"]
-        columns += [f"w.t{j}.l AS latency_ms_{j}", f"lw.l{j}.s AS label_{j}"]
+        columns += [f"w.c{j} AS conf_{j}", f"w.u{j} AS cost_usd_{j}"]
+        columns += [f"w.l{j} AS latency_ms_{j}", f"lw.s{j} AS label_{j}"]
+    weights = ", ".join(f"lw.w{j}" for j in range(k))
+    base = base_name(scratch)
     sql = _BUILD.format(
-        relation=RELATION,
+        temp="" if scratch else "TEMP ",
+        base=base,
         pivot=_pivot(k),
         label_pivot=_label_pivot(k),
         priority=LABEL_PRIORITY,
@@ -158,14 +177,38 @@ def build_outcome_rows(
         tokens_join=" LEFT JOIN attempt_tokens tok USING (request_id)" if untokened else "",
         input_tokens=_TOKENS if untokened else "r.input_tokens",
         columns=", ".join(columns),
-        labeled=" AND ".join(f"lw.l{j} IS NOT NULL" for j in range(k)) or "TRUE",
-        complete=" AND ".join(f"w.t{j} IS NOT NULL" for j in range(k)) or "TRUE",
+        labeled=" AND ".join(f"lw.s{j} IS NOT NULL" for j in range(k)) or "TRUE",
+        all_tiers=(1 << k) - 1,
+        label_weight=f"GREATEST({weights})" if k else "CAST(NULL AS DOUBLE)",
     )
+    drop_relation(con, scratch)
     con.execute(sql, params)
+    con.execute(
+        f"CREATE TEMP VIEW {RELATION} AS SELECT * EXCLUDE (complete, label_weight) "
+        f"FROM {base} WHERE complete"
+    )
     (rows,) = con.execute(f"SELECT count(*) FROM {RELATION}").fetchall()[0]
     (total,) = con.execute("SELECT count(*) FROM requests").fetchall()[0]
     _check_missing_costs(con, names, set(price_per_mtok))
     return OutcomeRows(RELATION, tuple(names), int(rows), int(total - rows))
+
+
+def base_name(scratch: str | None) -> str:
+    """The qualified name of the outcome base: a temp table, or a table of the `scratch`
+    database."""
+    return f"{scratch}.{BASE}" if scratch else BASE
+
+
+def drop_relation(con: duckdb.DuckDBPyConnection, scratch: str | None = None) -> None:
+    """Drop `outcome_rows` (a view over its base, or a table) and the base, if present."""
+    kinds = con.execute(
+        "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = $name UNION ALL "
+        "SELECT 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name = $name",
+        {"name": RELATION},
+    ).fetchall()
+    for (kind,) in kinds:
+        con.execute(f"DROP {kind} {RELATION}")
+    con.execute(f"DROP TABLE IF EXISTS {base_name(scratch)}")
 
 
 def _check_missing_costs(
@@ -216,9 +259,10 @@ def register_outcome_rows(
     columns["prod_called"] = pa.array(bits.astype(np.int32), pa.int32())
     columns["prod_served"] = pa.array(np.asarray(served).astype(np.int32), pa.int32())
     table = pa.table(columns)
+    drop_relation(con)
     con.register("_outcome_rows_in", table)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {RELATION} AS SELECT * FROM _outcome_rows_in")
+        con.execute(f"CREATE TEMP TABLE {RELATION} AS SELECT * FROM _outcome_rows_in")
     finally:
         con.unregister("_outcome_rows_in")
     return OutcomeRows(RELATION, outcomes.tiers, outcomes.n, outcomes.incomplete)
@@ -282,5 +326,5 @@ def add_request_column(
         )
     finally:
         con.unregister("_request_column_in")
-    con.execute(f"DROP TABLE {rows.relation}")
+    drop_relation(con)
     con.execute(f"ALTER TABLE _with_column RENAME TO {rows.relation}")

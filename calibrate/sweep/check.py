@@ -244,12 +244,16 @@ def check_store(
     return replace(report, problems=(*mixed, *report.problems), steps=(fix, *report.steps))
 
 
-def preflight(store: Store, tiers: Sequence[str], objective: Objective) -> str | None:
+def preflight(
+    store: Store, tiers: Sequence[str], objective: Objective, built: bool = False
+) -> str | None:
     """The sweep's entry guard. Raise when no request has every tier's answer (naming the tiers
     the logs hold), or when the evaluable set is selected by production routing unless
-    `objective.allow_biased`; then return the warning the report leads with (None: no bias)."""
-    data = store.check_data(tiers, texts=False)
-    complete = set_bias("every tier's answer", data.cells, labeled=False)
+    `objective.allow_biased`; then return the warning the report leads with (None: no bias).
+    `built`: the store's outcome relation is built for `tiers`, so its base is read instead of
+    the attempts."""
+    cells = store.preflight_cells(tiers) if built else store.check_data(tiers, texts=False).cells
+    complete = set_bias("every tier's answer", cells, labeled=False)
     if not complete.size:
         found = ", ".join(f"{t} ({n} requests)" for t, n in store.found_tiers()) or "none"
         raise DataError(
@@ -258,7 +262,7 @@ def preflight(store: Store, tiers: Sequence[str], objective: Objective) -> str |
             hint="Check the tier names in tiers.yaml against the logs, ingest logs with an attempt "
             "for each tier, or `calibrate replay` a sample; `calibrate check` shows the coverage.",
         )
-    labeled = set_bias("every tier's answer and labels", data.cells, labeled=True)
+    labeled = set_bias("every tier's answer and labels", cells, labeled=True)
     bias = complete if complete.biased else labeled if labeled.biased else None
     if bias is None:
         return None

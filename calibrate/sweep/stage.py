@@ -249,11 +249,12 @@ def run_sweep(
     strategies = strategies or Strategies()
     progress = progress or NO_PROGRESS
     progress.stage("load", 1)
-    bias = check.preflight(store, tiers.names, objective)  # raises on a biased or empty set
+    rows = None if source else store.outcome_rows(tiers.names, price_table(tiers))
+    bias = check.preflight(store, tiers.names, objective, built=rows is not None)  # raises
     scales = stored_scales(store, tiers)  # raises on mixed scales
     if bias is not None:
         objective = replace(objective, certify=False)
-    source = source or _source(store, tiers, strategies)
+    source = source or _source(store, tiers, strategies, rows)
     high_stakes = _intent_slices(source, strategies.high_stakes)
     labels = _labels(store, tiers, source.labeled)
     progress.stage("router" if strategies.router.enabled else "candidates", 1)
@@ -382,11 +383,13 @@ def run_sweep(
     return SweepResult(decision, report)
 
 
-def _source(store: Store, tiers: TiersConfig, strategies: Strategies) -> Source:
-    """The outcome relation built in the store, its labeled rows, and every request in memory
-    only when keyword rules or the router read them."""
+def _source(
+    store: Store, tiers: TiersConfig, strategies: Strategies, rows: OutcomeRows | None
+) -> Source:
+    """The outcome relation built in the store (`rows`), its labeled rows, and every request in
+    memory only when keyword rules or the router read them."""
     prices = price_table(tiers)
-    rows = store.outcome_rows(tiers.names, prices)
+    rows = rows or store.outcome_rows(tiers.names, prices)
     labeled = store.labeled_outcomes(rows)
     _require_labels(labeled, rows, store.sql_engine().query)
     per_request = None
