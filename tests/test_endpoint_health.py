@@ -61,3 +61,30 @@ def test_counts_per_region_and_day_give_the_per_request_result(sample_logs: Path
     )
     assert expected.outages  # the sample's outage: the comparison covers the windows too
     assert endpoint_health(store).health == expected
+
+
+@pytest.mark.parametrize("tiers", [["small", "medium", "large"], ["small", "large"]])
+def test_the_outcome_base_gives_the_same_health_and_traffic(
+    sample_logs: Path, tiers: list[str]
+) -> None:
+    """Once the sweep's outcome base is built, endpoint health and the region × day traffic are
+    read from it (no second pass over the attempts): the same tables, also when the sweep's
+    tiers leave out a tier production called (`medium` with two tiers)."""
+    from calibrate.config.tiers import load_tiers, price_table
+
+    store = Store.open(":memory:")
+    ingest(store, [sample_logs], strict=False, clock=lambda: datetime(2026, 11, 1, tzinfo=UTC))
+    store.con.execute(  # a missing latency and region: still counted, not in the percentiles
+        "UPDATE attempts SET latency_ms = NULL WHERE source = 'prod' AND hash(request_id) % 7 = 0"
+    )
+    store.con.execute("UPDATE requests SET region = NULL WHERE hash(request_id) % 11 = 0")
+    table, traffic = store.endpoint_health(), store.region_day_traffic()
+    prices = price_table(load_tiers(sample_logs / "tiers.yaml"))
+    rows = store.outcome_rows(tiers, prices)
+    assert rows.base is not None and set(rows.base.prod_tiers) == {"small", "medium", "large"}
+    assert store.endpoint_health().equals(table)
+    assert table.height > 100 and table["fallback_share"].sum() > 0
+    got = store.region_day_traffic()
+    for field in ("region", "day", "failed_tier", "served_tier", "requests"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(traffic, field))
+    assert got.tier_cost_usd == traffic.tier_cost_usd

@@ -80,7 +80,7 @@ class Store:
         self.read_only = read_only
         self._created = created
         self._scratch: Path | None = None  # the outcome base's file (`outcome_rows`)
-        self._base: str | None = None  # the outcome base's name, once built
+        self._base: outcome_rows_sql.Base | None = None  # the outcome base, once built
 
     @classmethod
     def open(cls, path: str | Path, *, read_only: bool = False) -> Store:
@@ -142,7 +142,7 @@ class Store:
         store's SQL engine: what the sweep aggregates instead of loading every request."""
         scratch = self._attach_scratch()
         rows = outcome_rows_sql.build_outcome_rows(self.con, tiers, price_per_mtok, scratch)
-        self._base = outcome_rows_sql.base_name(scratch)
+        self._base = rows.base
         return rows
 
     def _attach_scratch(self) -> str | None:
@@ -318,11 +318,17 @@ class Store:
         return runs.request_count(self.con)
 
     def endpoint_health(self) -> pl.DataFrame:
-        """Prod latency p50/p95, error/timeout and fallback rates per tier × region × day."""
+        """Prod latency p50/p95, error/timeout and fallback rates per tier × region × day (read
+        from the outcome base when `outcome_rows` built one: the same table)."""
+        if self._base is not None:
+            return health_sql.endpoint_health_of_base(self.con, self._base)
         return health_sql.endpoint_health(self.con)
 
     def region_day_traffic(self) -> RegionDayTraffic:
-        """Every request counted by region × day × (first failed prod tier, served tier)."""
+        """Every request counted by region × day × (first failed prod tier, served tier) (from
+        the outcome base when built)."""
+        if self._base is not None:
+            return health_sql.region_day_traffic_of_base(self.con, self._base)
         return health_sql.region_day_traffic(self.con)
 
     def answer_codes(self, request_ids: Sequence[str], tiers: Sequence[str]) -> np.ndarray:
@@ -528,7 +534,7 @@ class Store:
         attempts."""
         if self._base is None:
             raise RuntimeError("preflight_cells before outcome_rows")
-        return check_sql.preflight_cells(self.con, self._base, tiers)
+        return check_sql.preflight_cells(self.con, self._base.name, tiers)
 
     def found_tiers(self) -> tuple[tuple[str, int], ...]:
         """Every tier the attempts name, with its number of requests."""

@@ -18,6 +18,7 @@ import polars as pl
 
 from calibrate.records.outcomes import RegionDayTraffic
 from calibrate.store.monitor_sql import PRODUCTION_PATHS, TIER_COSTS
+from calibrate.store.outcome_rows_sql import STATUS_CODES, Base
 
 _HEALTH = """
 WITH prod AS (
@@ -62,7 +63,60 @@ ORDER BY ALL
 
 def region_day_traffic(con: duckdb.DuckDBPyConnection) -> RegionDayTraffic:
     """Requests per region × day × (first failed prod tier, served tier) (see the docstring)."""
-    rows = con.execute(_TRAFFIC).fetchnumpy()
+    return _traffic(con, con.execute(_TRAFFIC).fetchnumpy())
+
+
+# The same two reads from the sweep's outcome base (`outcome_rows_sql`: one row per request with its
+# first failed and last ok `prod` tier, and per tier with `prod` attempts that attempt's status and
+# latency), built by the one pass over the attempts the sweep makes anyway. One difference of
+# definition: the first failed attempt is the lowest `position` here, the first stored row above
+# (the same attempt: ingest stores a request's attempts in their order).
+_HEALTH_OF_TIER = """
+SELECT $prod_tiers[{n}] AS tier, region, day, count(*) AS attempts,
+       quantile_disc(prod_latency_ms_{i}, 0.5) FILTER (WHERE prod_status_{i} = {ok})
+           AS latency_p50_ms,
+       quantile_disc(prod_latency_ms_{i}, 0.95) FILTER (WHERE prod_status_{i} = {ok})
+           AS latency_p95_ms,
+       avg((prod_status_{i} = {error})::INT) AS error_rate,
+       avg((prod_status_{i} = {timeout})::INT) AS timeout_rate,
+       avg((failed_tier IS NOT NULL AND failed_tier = {i}
+            AND COALESCE(logged_served_tier, '') <> $prod_tiers[{n}])::INT) AS fallback_share
+FROM {base} WHERE prod_status_{i} IS NOT NULL
+GROUP BY region, day"""
+
+_TRAFFIC_OF_BASE = """
+SELECT region, CAST(floor(ts_s / 86400) AS BIGINT) AS day,
+       COALESCE($prod_tiers[failed_tier + 1], '') AS failed_tier,
+       COALESCE(logged_served_tier, $prod_tiers[last_ok_tier + 1], '') AS served_tier,
+       count(*) AS requests
+FROM {base}
+GROUP BY ALL
+ORDER BY ALL
+"""
+
+
+def endpoint_health_of_base(con: duckdb.DuckDBPyConnection, base: Base) -> pl.DataFrame:
+    """`endpoint_health` read from the outcome base `base`."""
+    if not base.prod_tiers:
+        return endpoint_health(con)
+    parts = [
+        _HEALTH_OF_TIER.format(n=i + 1, i=i, base=base.name, **STATUS_CODES)
+        for i in range(len(base.prod_tiers))
+    ]
+    sql = " UNION ALL ".join(parts) + "\nORDER BY tier, region, day"
+    tiers = {"prod_tiers": list(base.prod_tiers)}
+    frame = pl.from_arrow(con.sql(sql, params=tiers).to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def region_day_traffic_of_base(con: duckdb.DuckDBPyConnection, base: Base) -> RegionDayTraffic:
+    """`region_day_traffic` read from the outcome base `base`."""
+    sql = _TRAFFIC_OF_BASE.format(base=base.name)
+    return _traffic(con, con.execute(sql, {"prod_tiers": list(base.prod_tiers)}).fetchnumpy())
+
+
+def _traffic(con: duckdb.DuckDBPyConnection, rows: dict[str, np.ndarray]) -> RegionDayTraffic:
     return RegionDayTraffic(
         region=np.asarray(rows["region"], dtype=object),
         day=np.asarray(rows["day"], dtype=np.int64),

@@ -45,6 +45,16 @@ BASE = "outcome_base"
 
 
 @dataclass(frozen=True)
+class Base:
+    """The outcome relation's base (every request; `BASE_ONLY`): its qualified name, and the
+    tiers with `prod` attempts, in the order of its `prod_status_i` / `prod_latency_ms_i` (and
+    of the positions `failed_tier` / `last_ok_tier` hold)."""
+
+    name: str
+    prod_tiers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class OutcomeRows:
     """A built outcome relation: its name in the SQL engine, its tiers, its row count and the
     requests left out for missing a tier."""
@@ -53,6 +63,7 @@ class OutcomeRows:
     tiers: tuple[str, ...]
     requests: int
     incomplete: int
+    base: Base | None = None  # built from a store's tables (not from an in-memory table, Spark)
 
 
 def tier_columns(k: int) -> list[str]:
@@ -90,14 +101,24 @@ CREATE OR REPLACE {temp}TABLE {base} AS
 WITH tier_list AS (
     SELECT unnest($tiers::VARCHAR[]) AS tier, generate_subscripts($tiers::VARCHAR[], 1) - 1 AS k,
            unnest($price_in::DOUBLE[]) AS price_in, unnest($price_out::DOUBLE[]) AS price_out),
+prod_list AS (
+    SELECT unnest($prod_tiers::VARCHAR[]) AS tier,
+           generate_subscripts($prod_tiers::VARCHAR[], 1) - 1 AS p),
 sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank
             FROM (SELECT DISTINCT source FROM attempts)),
 wide AS (
     SELECT a.request_id, {pivot},
            bit_or(CASE WHEN a.source = 'prod' THEN (1 << a.k)::INTEGER END) AS prod_called,
            arg_max(a.k, a.position) FILTER (WHERE a.source = 'prod' AND a.status = 'ok')
-               AS prod_last_ok
-    FROM (SELECT a.request_id, t.k, a.source, a.status, a.position,
+               AS prod_last_ok,
+           arg_min(a.p, a.position) FILTER (WHERE a.source = 'prod' AND a.status <> 'ok')
+               AS failed_tier,
+           arg_max(a.p, a.position) FILTER (WHERE a.source = 'prod' AND a.status = 'ok')
+               AS last_ok_tier{prod_pivot}
+    FROM (SELECT a.request_id, t.k, p.p, a.source, a.status, a.position,
+                 a.latency_ms AS logged_latency_ms,
+                 CASE a.status WHEN 'ok' THEN 0 WHEN 'error' THEN 1 WHEN 'timeout' THEN 2
+                               ELSE 3 END AS status_code,
                  ((a.status <> 'ok')::INT * 2 + (a.source <> 'prod')::INT) * 65536 + s.rank
                      AS pick_order,
                  CASE WHEN a.status = 'ok' AND isfinite(a.confidence) THEN a.confidence END
@@ -105,7 +126,8 @@ wide AS (
                  COALESCE(a.cost_usd, (COALESCE(a.input_tokens, 0) * t.price_in
                           + COALESCE(a.output_tokens, 0) * t.price_out) / 1e6) AS cost_usd,
                  COALESCE(a.latency_ms, 0) AS latency_ms
-          FROM attempts a JOIN tier_list t USING (tier) JOIN sources s USING (source)) a
+          FROM attempts a LEFT JOIN tier_list t USING (tier) LEFT JOIN prod_list p USING (tier)
+               JOIN sources s USING (source)) a
     GROUP BY a.request_id),
 label_sources AS (SELECT source, row_number() OVER (ORDER BY source) AS rank
                   FROM (SELECT DISTINCT source FROM labels)),
@@ -124,12 +146,38 @@ SELECT r.request_id, epoch(r.ts) AS ts_s, COALESCE(r.region, '') AS region,
        CAST(CASE WHEN w.prod_called IS NULL THEN -1
                  ELSE COALESCE(served.k, w.prod_last_ok, -1) END AS INTEGER) AS prod_served,
        COALESCE(w.tiers_mask, 0) = {all_tiers} AS complete,
-       {label_weight} AS label_weight
+       {label_weight} AS label_weight,
+       CAST(r.ts AS DATE) AS day, r.served_tier AS logged_served_tier,
+       w.* EXCLUDE ({wide_only})
 FROM requests r
 LEFT JOIN wide w USING (request_id)
 LEFT JOIN label_wide lw USING (request_id)
 LEFT JOIN tier_list served ON served.tier = r.served_tier{tokens_join}
 """
+
+
+# Per tier with `prod` attempts (every tier the logs name, not only the sweep's: at most one `prod`
+# attempt per request and tier, the attempts' key being (request_id, tier, source)), its status
+# (`STATUS_CODES`) and logged latency: what endpoint health reads from the base (`health_sql`)
+# instead of joining every attempt to its request again. `failed_tier` and `last_ok_tier` are
+# positions in the same list of tiers (numbers aggregate much faster than strings).
+def _prod_pivot(prod_tiers: int) -> str:
+    return "".join(
+        f",\n           max(a.status_code) FILTER (WHERE a.source = 'prod' AND a.p = {i})"
+        f" AS prod_status_{i},\n           max(a.logged_latency_ms) FILTER (WHERE a.source = 'prod'"
+        f" AND a.p = {i}) AS prod_latency_ms_{i}"
+        for i in range(prod_tiers)
+    )
+
+
+STATUS_CODES = {"ok": 0, "error": 1, "timeout": 2}
+"""`prod_status_i`: the attempt's status as a number (3: any other status)."""
+
+
+BASE_ONLY = ("complete", "label_weight", "day", "logged_served_tier", "failed_tier", "last_ok_tier")
+"""The base's columns beyond `outcome_rows`' (and `prod_status_i`, `prod_latency_ms_i` per tier of
+`BaseTiers.prod`)."""
+
 
 # Only when some request has no input_tokens: the most any of its attempts reported, else the
 # length of its messages / 4.
@@ -167,7 +215,18 @@ def build_outcome_rows(
         columns += [f"w.l{j} AS latency_ms_{j}", f"lw.s{j} AS label_{j}"]
     weights = ", ".join(f"lw.w{j}" for j in range(k))
     base = base_name(scratch)
+    prod_tiers = [
+        t
+        for (t,) in con.execute(
+            "SELECT DISTINCT tier FROM attempts WHERE source = 'prod' ORDER BY tier"
+        ).fetchall()
+    ]
     sql = _BUILD.format(
+        prod_pivot=_prod_pivot(len(prod_tiers)),
+        wide_only=", ".join(
+            ["request_id", "tiers_mask", "prod_called", "prod_last_ok"]
+            + [f"{c}{j}" for j in range(k) for c in "cul"]
+        ),
         temp="" if scratch else "TEMP ",
         base=base,
         pivot=_pivot(k),
@@ -182,15 +241,19 @@ def build_outcome_rows(
         label_weight=f"GREATEST({weights})" if k else "CAST(NULL AS DOUBLE)",
     )
     drop_relation(con, scratch)
-    con.execute(sql, params)
+    con.execute(sql, {**params, "prod_tiers": prod_tiers})
+    extra = [*BASE_ONLY]
+    extra += [f"prod_{c}_{i}" for i in range(len(prod_tiers)) for c in ("status", "latency_ms")]
     con.execute(
-        f"CREATE TEMP VIEW {RELATION} AS SELECT * EXCLUDE (complete, label_weight) "
+        f"CREATE TEMP VIEW {RELATION} AS SELECT * EXCLUDE ({', '.join(extra)}) "
         f"FROM {base} WHERE complete"
     )
     (rows,) = con.execute(f"SELECT count(*) FROM {RELATION}").fetchall()[0]
     (total,) = con.execute("SELECT count(*) FROM requests").fetchall()[0]
     _check_missing_costs(con, names, set(price_per_mtok))
-    return OutcomeRows(RELATION, tuple(names), int(rows), int(total - rows))
+    return OutcomeRows(
+        RELATION, tuple(names), int(rows), int(total - rows), Base(base, tuple(prod_tiers))
+    )
 
 
 def base_name(scratch: str | None) -> str:
