@@ -86,11 +86,15 @@ def test_intents_with_quotes_select_their_requests(store: Store, tmp_path: Path)
 def test_a_read_only_store_keeps_the_base_in_a_scratch_file_it_removes(
     store: Store,  # noqa: F811
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On a store file (read-only, as the sweep opens it) the outcome base lives in a scratch
-    DuckDB file in the store's spill folder, attached writable; the store file is not written,
-    and closing removes the scratch file and the folder."""
+    """On a store file (read-only, as the sweep opens it) whose base would crowd the memory
+    limit (here: as if a request took 1 GB), the outcome base lives in a scratch DuckDB file in
+    the store's spill folder, attached writable; the store file is not written, and closing
+    removes the scratch file and the folder. A small store keeps the base in memory."""
     import hashlib
+
+    from calibrate.store import opening
 
     file = tmp_path / "s.duckdb"
     store.con.execute(f"ATTACH '{file}' AS copy")
@@ -99,6 +103,10 @@ def test_a_read_only_store_keeps_the_base_in_a_scratch_file_it_removes(
     store.con.execute("DETACH copy")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
     expected = relation_as_outcomes(store, ["small", "large"])
+    with Store.open(file, read_only=True) as ro:
+        ro.outcome_rows(["small", "large"], PRICES)
+        assert not (tmp_path / "s.duckdb.tmp").exists()
+    monkeypatch.setattr(opening, "SCRATCH_ROW_BYTES", 1 << 30)
     with Store.open(file, read_only=True) as ro:
         rows = ro.outcome_rows(["small", "large"], PRICES)
         scratch = list((tmp_path / "s.duckdb.tmp").glob("outcomes-*.duckdb"))

@@ -146,11 +146,15 @@ class Store:
         return rows
 
     def _attach_scratch(self) -> str | None:
-        """For a store file, the writable database the outcome base is kept in (attached once,
-        removed on close: `opening.scratch_file`); an in-memory store keeps it in memory."""
+        """For a store file whose outcome base would crowd DuckDB's memory
+        (`opening.needs_scratch`), the writable database the base is kept in (attached once,
+        removed on close: `opening.scratch_file`); otherwise None: a temp table."""
         if self.path == ":memory:":
             return None
         if self._scratch is None:
+            (requests,) = self.con.execute("SELECT count(*) FROM requests").fetchall()[0]
+            if not opening.needs_scratch(int(requests)):
+                return None
             self._scratch = opening.attach_scratch(self.con, Path(self.path), SCRATCH)
         return SCRATCH
 
