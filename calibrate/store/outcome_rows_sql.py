@@ -262,8 +262,11 @@ def base_name(scratch: str | None) -> str:
     return f"{scratch}.{BASE}" if scratch else BASE
 
 
-def drop_relation(con: duckdb.DuckDBPyConnection, scratch: str | None = None) -> None:
-    """Drop `outcome_rows` (a view over its base, or a table) and the base, if present."""
+def drop_relation(
+    con: duckdb.DuckDBPyConnection, scratch: str | None = None, *, base: bool = True
+) -> None:
+    """Drop `outcome_rows` (a view over its base, or a table) and, with `base`, the base, if
+    present."""
     kinds = con.execute(
         "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = $name UNION ALL "
         "SELECT 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name = $name",
@@ -271,7 +274,8 @@ def drop_relation(con: duckdb.DuckDBPyConnection, scratch: str | None = None) ->
     ).fetchall()
     for (kind,) in kinds:
         con.execute(f"DROP {kind} {RELATION}")
-    con.execute(f"DROP TABLE IF EXISTS {base_name(scratch)}")
+    if base:
+        con.execute(f"DROP TABLE IF EXISTS {base_name(scratch)}")
 
 
 def _check_missing_costs(
@@ -389,5 +393,5 @@ def add_request_column(
         )
     finally:
         con.unregister("_request_column_in")
-    drop_relation(con)
+    drop_relation(con, base=False)  # the base stays: endpoint health reads it
     con.execute(f"ALTER TABLE _with_column RENAME TO {rows.relation}")
