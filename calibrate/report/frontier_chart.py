@@ -20,6 +20,7 @@ from calibrate.report.chart_render import (
     Drawn,
     Target,
     figure,
+    fit,
     label_points,
     quality_target,
     usd_tick,
@@ -71,7 +72,10 @@ def frontier_figure(frontier: pl.DataFrame, target: Target) -> Drawn:
         ax.set_xlabel("cost per 1k requests (USD, log scale)")
         ax.set_ylabel("quality (mean label on labeled requests, 0–1)")
         ax.set_title("Cost–quality frontier of every policy")
-        fig.legend(handles=keys, loc="outside lower center", ncol=4, frameon=False, fontsize=8)
+        fit(
+            fig,
+            fig.legend(handles=keys, loc="outside lower center", ncol=4, frameon=False, fontsize=8),
+        )
         label_points(fig, ax, _labels(frontier), _points(frontier, limit), "frontier-label")
     return Drawn(fig, _alt(frontier, limit), _caption(frontier, target, limit))
 
