@@ -1,7 +1,6 @@
 """What every sweep chart shares: the style, the records of a drawn and a written chart, SVG
-output with the alt text inside, dollar ticks, the quality target, labels placed off the data, and
-the layout: `fit` measures each chart once and places its axes, so saving draws it once (no layout
-engine re-measuring on every draw, no crop to a tight bounding box).
+output with the alt text inside, dollar ticks, the quality target, and labels placed off the data.
+Figures have no layout engine: `chart_layout.fit` places their axes once.
 
 Output is deterministic: a fixed hash salt for element ids, no date in the metadata, text kept as
 text, so the same figure gives byte-identical SVG. Artists the reader (and the tests) look for
@@ -24,7 +23,6 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.legend import Legend
 from matplotlib.text import Annotation, Text
 from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
@@ -38,7 +36,6 @@ STYLE: dict[RcKeyType, Any] = {
 }
 SERIES = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#57606a")
 INK, TARGET_COLOR = "#1b1f24", "#cf222e"
-_PAD_IN = 0.06  # blank margin around a chart's decorations and between its panels (inches)
 # where a point's label may go, in points from the point (tried in this order)
 _LABEL_OFFSETS = (
     (-45, 28),
@@ -87,7 +84,7 @@ def chart_file(drawn: Drawn) -> ChartFile:
     """The drawn chart as SVG text, its alt text as the `<svg>`'s `<title>` and `aria-label`."""
     with matplotlib.rc_context(STYLE):
         buf = io.StringIO()
-        drawn.fig.savefig(buf, format="svg", metadata={"Date": None})  # laid out by `fit`
+        drawn.fig.savefig(buf, format="svg", metadata={"Date": None})  # placed by `fit`
     text = buf.getvalue()
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF boilerplate
     text = text[text.index("<svg") :]
@@ -100,47 +97,11 @@ def chart_file(drawn: Drawn) -> ChartFile:
 
 def figure(width: float = 7.0, height: float = 4.0) -> Figure:
     """A figure in the house style, with a canvas that can measure text (savefig still writes
-    SVG). No layout engine: `fit` places the axes once, so saving draws the figure only once."""
+    SVG). No layout engine: `chart_layout.fit` places the axes once, so saving draws it once."""
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
-
-
-def fit(fig: Figure, legend: Legend | None = None) -> None:
-    """Place the one row of panels so their ticks, labels and titles, and the figure `legend`
-    below them, fit inside the figure: one measuring pass (what a layout engine does in several,
-    on every draw), margins in inches, `_PAD_IN` around everything."""
-    canvas = fig.canvas
-    assert isinstance(canvas, FigureCanvasAgg)  # attached by `figure`
-    renderer = canvas.get_renderer()
-    dpi = fig.dpi
-    width_in, height_in = fig.get_size_inches()
-    columns = max(ax.get_subplotspec().colspan.stop for ax in fig.axes)  # type: ignore[union-attr]
-    # per column: how far (inches) the decorations stick out left and right of the frame
-    out_left, out_right = [0.0] * columns, [0.0] * columns
-    out_bottom = out_top = 0.0
-    for ax in fig.axes:
-        frame = ax.get_window_extent(renderer)
-        tight = ax.get_tightbbox(renderer, for_layout_only=True)
-        if tight is None:
-            continue
-        span = ax.get_subplotspec().colspan  # type: ignore[union-attr]
-        out_left[span.start] = max(out_left[span.start], (frame.x0 - tight.x0) / dpi)
-        out_right[span.stop - 1] = max(out_right[span.stop - 1], (tight.x1 - frame.x1) / dpi)
-        out_bottom = max(out_bottom, (frame.y0 - tight.y0) / dpi)
-        out_top = max(out_top, (tight.y1 - frame.y1) / dpi)
-    below = legend.get_window_extent(renderer).y1 / dpi if legend is not None else 0.0
-    left, right = out_left[0] + _PAD_IN, out_right[-1] + _PAD_IN
-    gaps = [out_right[i] + out_left[i + 1] + 2 * _PAD_IN for i in range(columns - 1)]
-    panel_in = (width_in - left - right - sum(gaps)) / columns
-    fig.subplots_adjust(
-        left=left / width_in,
-        right=1 - right / width_in,
-        bottom=(below + out_bottom + _PAD_IN) / height_in,
-        top=1 - (out_top + _PAD_IN) / height_in,
-        wspace=max(gaps, default=0.0) / panel_in,
-    )
 
 
 def usd_tick(x: float, _pos: object = None) -> str:
@@ -171,7 +132,7 @@ def label_points(
 ) -> None:
     """Name each point with a text joined to it by a thin line, placed where it covers the fewest
     plotted points, no other label and stays inside the axes (the first best offset wins). Call it
-    once the axes are placed (`fit`), as it reads display positions."""
+    once the axes are placed (`chart_layout.fit`), as it reads display positions."""
     canvas = fig.canvas
     assert isinstance(canvas, FigureCanvasAgg)  # attached by `figure`
     renderer = canvas.get_renderer()

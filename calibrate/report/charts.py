@@ -21,6 +21,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
+from calibrate.report.chart_layout import fit
 from calibrate.report.chart_render import (
     INK,
     SERIES,
@@ -31,7 +32,6 @@ from calibrate.report.chart_render import (
     Target,
     chart_file,
     figure,
-    fit,
     quality_target,
 )
 from calibrate.report.frontier_chart import frontier_figure
@@ -346,10 +346,7 @@ def segment_figure(segments: Sequence[SegmentRow]) -> Drawn | None:
         ax.set_xlim(0, 1)
         ax.set_xlabel("quality of kept labeled requests (mean label, 0–1)")
         ax.set_title("Kept-request quality per intent")
-        ax.legend(
-            frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2
-        )
-        fit(fig)
+        fit(fig, fig.legend(loc="outside lower center", ncol=2, frameon=False, fontsize=7))
     worst = rows[0]
     return Drawn(
         fig,

@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from calibrate.report.chart_layout import fit
 from calibrate.report.chart_render import (
     INK,
     STYLE,
@@ -20,7 +21,6 @@ from calibrate.report.chart_render import (
     Drawn,
     Target,
     figure,
-    fit,
     label_points,
     quality_target,
     usd_tick,
