@@ -21,6 +21,8 @@ from matplotlib.legend import Legend
 from matplotlib.text import Text
 
 PAD_IN = 0.06  # blank margin around a chart's texts and between its panels (inches)
+_MOST = 0.4  # the largest share of the figure a margin may take
+_SMALLEST_PANEL_IN = 0.5
 _OFFSET_PAD_PT = 3.0  # matplotlib's gap between the tick labels and the axis offset (points)
 _LEFT, _RIGHT, _BOTTOM, _TOP = range(4)  # a reach: pixels past the frame on each side
 
@@ -43,12 +45,12 @@ def fit(fig: Figure, legend: Legend | None = None) -> None:
     below = legend.get_window_extent(renderer).y1 / dpi if legend is not None else 0.0
     left, right = sides[0, _LEFT] + PAD_IN, sides[-1, _RIGHT] + PAD_IN
     gaps = [sides[i, _RIGHT] + sides[i + 1, _LEFT] + 2 * PAD_IN for i in range(columns - 1)]
-    panel_in = (width_in - left - right - sum(gaps)) / columns
-    fig.subplots_adjust(
-        left=left / width_in,
-        right=1 - right / width_in,
-        bottom=(below + sides[0, _BOTTOM] + PAD_IN) / height_in,
-        top=1 - (sides[0, _TOP] + PAD_IN) / height_in,
+    panel_in = max((width_in - left - right - sum(gaps)) / columns, _SMALLEST_PANEL_IN)
+    fig.subplots_adjust(  # texts too large for the figure squeeze the panels, never past _MOST
+        left=min(left / width_in, _MOST),
+        right=max(1 - right / width_in, 1 - _MOST),
+        bottom=min((below + sides[0, _BOTTOM] + PAD_IN) / height_in, _MOST),
+        top=max(1 - (sides[0, _TOP] + PAD_IN) / height_in, 1 - _MOST),
         wspace=max(gaps, default=0.0) / panel_in,
     )
 
