@@ -246,3 +246,17 @@ def test_the_same_inputs_give_the_same_svg() -> None:
 )
 def test_dollar_ticks_read_as_money(usd: float, text: str) -> None:
     assert usd_tick(usd) == text
+
+
+def test_every_chart_fits_its_figure_without_cropping(frontier, timeline) -> None:
+    """Charts are laid out once (`fit`) and saved at their size, not cropped to their contents:
+    ticks, axis labels, titles and legends must all lie inside the figure, close to its edges."""
+    thresholds = threshold_figure(frontier_frame(), TIERS, TARGET)
+    assert thresholds is not None
+    for drawn in (frontier, timeline, thresholds):
+        fig = drawn.fig
+        fig.draw_without_rendering()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+        width, height = fig.get_size_inches()
+        assert 0 <= box.x0 < 0.2 and 0 <= box.y0 < 0.2, drawn.alt
+        assert width - 0.2 < box.x1 <= width and height - 0.2 < box.y1 <= height, drawn.alt

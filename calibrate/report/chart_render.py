@@ -1,5 +1,6 @@
 """What every sweep chart shares: the style, the records of a drawn and a written chart, SVG
 output with the alt text inside, dollar ticks, the quality target, and labels placed off the data.
+Figures have no layout engine: `chart_layout.fit` places their axes once.
 
 Output is deterministic: a fixed hash salt for element ids, no date in the metadata, text kept as
 text, so the same figure gives byte-identical SVG. Artists the reader (and the tests) look for
@@ -83,7 +84,7 @@ def chart_file(drawn: Drawn) -> ChartFile:
     """The drawn chart as SVG text, its alt text as the `<svg>`'s `<title>` and `aria-label`."""
     with matplotlib.rc_context(STYLE):
         buf = io.StringIO()
-        drawn.fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+        drawn.fig.savefig(buf, format="svg", metadata={"Date": None})  # placed by `fit`
     text = buf.getvalue()
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF boilerplate
     text = text[text.index("<svg") :]
@@ -95,10 +96,11 @@ def chart_file(drawn: Drawn) -> ChartFile:
 
 
 def figure(width: float = 7.0, height: float = 4.0) -> Figure:
-    """A figure in the house style (constrained layout), with a canvas that can measure text."""
+    """A figure in the house style, with a canvas that can measure text (savefig still writes
+    SVG). No layout engine: `chart_layout.fit` places the axes once, so saving draws it once."""
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)  # a renderer to measure text with (savefig still writes SVG)
+        fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
     return fig
 
 
@@ -129,44 +131,59 @@ def label_points(
     gid: str,
 ) -> None:
     """Name each point with a text joined to it by a thin line, placed where it covers the fewest
-    plotted points, no other label and stays inside the axes (the first best offset wins)."""
-    fig.draw_without_rendering()  # settles the layout, so display positions are final
+    plotted points, no other label and stays inside the axes (the first best offset wins). Call it
+    once the axes are placed (`chart_layout.fit`), as it reads display positions."""
     canvas = fig.canvas
     assert isinstance(canvas, FigureCanvasAgg)  # attached by `figure`
     renderer = canvas.get_renderer()
     shown = ax.transData.transform(data)
     frame = ax.get_window_extent(renderer)
+    pixels_per_point = fig.dpi / 72
     taken: list[Bbox] = []
     for text, x, y in labels:
-        best: tuple[float, Annotation, Bbox] | None = None
-        for dx, dy in _LABEL_OFFSETS:
-            ann = ax.annotate(
-                text,
-                (x, y),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                fontsize=8,
-                ha="right" if dx < 0 else "left" if dx > 0 else "center",
-                va="bottom" if dy > 0 else "top",
-                arrowprops={"arrowstyle": "-", "color": "#6e7781", "lw": 0.7, "shrinkB": 3},
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
-                zorder=6,
-            )
-            ann.set_in_layout(False)
-            ann.get_window_extent(renderer)  # positions the text and its line
-            box = Text.get_window_extent(ann, renderer).padded(2)
-            score = _covered(box, shown) + 1000 * (
-                sum(box.overlaps(t) for t in taken) + (not _within(box, frame))
-            )
-            if best is None or score < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (score, ann, box)
-            else:
-                ann.remove()
-        assert best is not None
-        best[1].set_gid(gid)
-        taken.append(best[2])
+        probe = _annotate(ax, text, x, y, _LABEL_OFFSETS[0])
+        size = Text.get_window_extent(probe, renderer)  # the same at every offset
+        probe.remove()
+        at_x, at_y = ax.transData.transform((x, y))
+        boxes = [
+            _text_box(at_x + dx * pixels_per_point, at_y + dy * pixels_per_point, dx, dy, size)
+            for dx, dy in _LABEL_OFFSETS
+        ]
+        scores = [
+            _covered(box, shown)
+            + 1000 * (sum(box.overlaps(t) for t in taken) + (not _within(box, frame)))
+            for box in boxes
+        ]
+        best = scores.index(min(scores))  # the first best
+        _annotate(ax, text, x, y, _LABEL_OFFSETS[best]).set_gid(gid)
+        taken.append(boxes[best])
+
+
+def _annotate(ax: Axes, text: str, x: float, y: float, offset: tuple[int, int]) -> Annotation:
+    """The label `text` at `offset` points from the point (x, y), joined to it by a thin line."""
+    dx, dy = offset
+    ann = ax.annotate(
+        text,
+        (x, y),
+        xytext=(dx, dy),
+        textcoords="offset points",
+        fontsize=8,
+        ha="right" if dx < 0 else "left" if dx > 0 else "center",
+        va="bottom" if dy > 0 else "top",
+        arrowprops={"arrowstyle": "-", "color": "#6e7781", "lw": 0.7, "shrinkB": 3},
+        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+        zorder=6,
+    )
+    ann.set_in_layout(False)
+    return ann
+
+
+def _text_box(x: float, y: float, dx: int, dy: int, size: Bbox) -> Bbox:
+    """Where a text of `size` aligned as `_annotate` aligns it for the offset (dx, dy) sits, its
+    anchor at display (x, y), padded by 2 pixels."""
+    x0 = x - size.width if dx < 0 else x if dx > 0 else x - size.width / 2
+    y0 = y if dy > 0 else y - size.height
+    return Bbox.from_bounds(x0, y0, size.width, size.height).padded(2)
 
 
 def _covered(box: Bbox, points: np.ndarray) -> int:

@@ -21,6 +21,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
+from calibrate.report.chart_layout import fit
 from calibrate.report.chart_render import (
     INK,
     SERIES,
@@ -92,13 +93,14 @@ def threshold_figure(frontier: pl.DataFrame, tiers: Sequence[str], target: Targe
             mark = chosen.filter(cheap == tier)
             _threshold_panel(ax, tier, premium, part, mark, limit, last=i == len(axes) - 1)
         axes[0].set_ylabel("quality (mean label, 0–1)", color=SERIES[0])
-        fig.legend(
+        legend = fig.legend(
             handles=_threshold_keys(limit, chosen),
             loc="outside lower center",
             ncol=4,
             frameon=False,
             fontsize=8,
         )
+        fit(fig, legend)
     return Drawn(
         fig,
         f"Line charts, one per cheap tier ({', '.join(cheap_tiers)}) cascading to {premium}: "
@@ -221,7 +223,7 @@ def timeline_figure(
         ax.set_ylabel("escalated (% of the region's requests)")
         ax.set_xlabel("week (Monday to Sunday, UTC; point at mid-week)")
         ax.set_title("Escalation rate of the recommendation per region, by week")
-        fig.legend(loc="outside lower center", ncol=3, frameon=False, fontsize=8)
+        fit(fig, fig.legend(loc="outside lower center", ncol=3, frameon=False, fontsize=8))
     return Drawn(
         fig,
         f"Line chart: weekly share of requests escalated by the recommendation, in percent, for "
@@ -295,6 +297,7 @@ def reliability_figure(calibration: Sequence[TierCalibration]) -> Drawn | None:
         ax.set_ylabel("share of answers acceptable (0–1)")
         ax.set_title("Reliability per tier")
         ax.legend(frameon=False)
+        fit(fig)
     ece = "; ".join(f"{c.tier} {c.ece:.3f}" for c in tiers if c.ece is not None)
     return Drawn(
         fig,
@@ -343,9 +346,7 @@ def segment_figure(segments: Sequence[SegmentRow]) -> Drawn | None:
         ax.set_xlim(0, 1)
         ax.set_xlabel("quality of kept labeled requests (mean label, 0–1)")
         ax.set_title("Kept-request quality per intent")
-        ax.legend(
-            frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2
-        )
+        fit(fig, fig.legend(loc="outside lower center", ncol=2, frameon=False, fontsize=7))
     worst = rows[0]
     return Drawn(
         fig,

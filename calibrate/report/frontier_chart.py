@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from calibrate.report.chart_layout import fit
 from calibrate.report.chart_render import (
     INK,
     STYLE,
@@ -71,7 +72,10 @@ def frontier_figure(frontier: pl.DataFrame, target: Target) -> Drawn:
         ax.set_xlabel("cost per 1k requests (USD, log scale)")
         ax.set_ylabel("quality (mean label on labeled requests, 0–1)")
         ax.set_title("Cost–quality frontier of every policy")
-        fig.legend(handles=keys, loc="outside lower center", ncol=4, frameon=False, fontsize=8)
+        fit(
+            fig,
+            fig.legend(handles=keys, loc="outside lower center", ncol=4, frameon=False, fontsize=8),
+        )
         label_points(fig, ax, _labels(frontier), _points(frontier, limit), "frontier-label")
     return Drawn(fig, _alt(frontier, limit), _caption(frontier, target, limit))
 

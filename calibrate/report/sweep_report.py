@@ -14,6 +14,7 @@ import html
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -51,7 +52,6 @@ from calibrate.report.blocks import (
     table_markdown,
     usd,
 )
-from calibrate.report.charts import ChartFile, chart_files
 from calibrate.report.first_screen import (
     decision_line,
     premium_row,
@@ -82,12 +82,17 @@ from calibrate.sweep.failure_modes import HARD_GAP
 from calibrate.sweep.stage import CertificationRecord, Decision, SweepResult
 from calibrate.sweep.verdict import RULE_IN_WORDS
 
+if TYPE_CHECKING:  # matplotlib loads when charts are drawn (`write_outputs`), not on import
+    from calibrate.report.chart_render import ChartFile
+
 _TOP_POLICIES = 12
 
 
 def write_outputs(result: SweepResult, out_dir: Path) -> dict[str, Path]:
     """Write the five outputs and the chart files atomically (temp file + rename); return their
     paths."""
+    from calibrate.report.charts import chart_files  # here: matplotlib loads when drawing
+
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = chart_files(result)
     doc = sections(result, frozenset(charts))
