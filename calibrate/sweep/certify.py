@@ -267,26 +267,32 @@ class _DropTest:
     def fixed_sequence(
         self, j: int, bins: np.ndarray, reach: np.ndarray, n_options: int, budget: Budget
     ) -> list[int]:
-        """Options passed, from the most conservative down; stops at the first failure."""
+        """Options passed, from the most conservative down; stops at the first failure (an
+        option passes when every segment's test rejects; `bounded_mean.leading_rejections` reads
+        little past the first failure and each test only until it rejects)."""
         level = budget.delta / len(self.groups)
         null_mean = (1.0 + budget.max_regret) / 2.0
         top = n_options - 1
-        free = self.free(j)
-        passed: list[int] = []
-        step = _OPTIONS_AT_ONCE
-        for hi in range(top, -1, -step):
-            options = np.arange(hi, max(hi - step, -1), -1)
-            ok = np.ones(options.size, dtype=bool)
-            for rows in self.groups:
-                x = (1.0 + self.contributions(j, bins, reach, options, rows)) / 2.0
-                ok &= bounded_mean.rejects(x, null_mean, level)
-            if free and hi == top:
-                ok[0] = True  # keeps nothing at this stage: adds exactly 0 to the drop
-            for a, passes in zip(options.tolist(), ok.tolist(), strict=True):
-                if not passes:
-                    return passed
-                passed.append(a)
-        return passed
+        free = int(self.free(j))  # the most conservative option keeps nothing: adds exactly 0
+        options = np.arange(top - free, -1, -1)
+        passing = options.size
+        for rows in self.groups:
+            values = self._values_at(j, bins, reach, rows)
+            passing = _leading_passes(values, options, passing, null_mean, level)
+        return list(range(top, top - free - passing, -1))
+
+    def _values_at(
+        self, j: int, bins: np.ndarray, reach: np.ndarray, rows: np.ndarray
+    ) -> _StageValues:
+        """`rows`' bins at stage j and their drop contributions when an option keeps them here
+        and when it sends them on."""
+        tier = self.family.path[j]
+        d = self.outcomes.label[rows, -1] - self.outcomes.label[rows, tier]
+        d = np.where(reach[rows], d, 0.0)
+        if j == 0:
+            ruled = self.ruled[rows]
+            return _StageValues(bins[rows], d + ruled, 0.0 + ruled)
+        return _StageValues(bins[rows], d, np.zeros(rows.size))
 
     def evidence(
         self, stage: Stage, j: int, bins: np.ndarray, reach: np.ndarray, best: int, bounds: bool
@@ -304,6 +310,50 @@ class _DropTest:
             drop_ucb=2.0 * bounded_mean.upper_bound(x, level) - 1.0 if bounds else None,
             p_value=p,
         )
+
+
+@dataclass(frozen=True)
+class _StageValues:
+    """The labeled requests of one segment at one stage, in the certification order: their bins
+    and drop contributions when kept here and when sent on. Option a's contributions are
+    where(bins > a, kept, went_on), element for element what `_DropTest.contributions` gives."""
+
+    bins: np.ndarray
+    kept: np.ndarray
+    went_on: np.ndarray
+
+    def in_range(self) -> bool:
+        """Whether every contribution an option can give is in [−1, 1] (x in [0, 1]), as labels
+        in [0, 1] give (no option keeps a request in bin 0)."""
+        used = (self.kept[self.bins > 0], self.went_on)
+        return all(bool(((v >= -1.0) & (v <= 1.0)).all()) for v in used)
+
+
+def _leading_passes(
+    values: _StageValues, options: np.ndarray, k: int, null_mean: float, level: float
+) -> int:
+    """How many of the first k `options`, in order, this segment's test rejects before the
+    first it does not."""
+    x_of, n = _drop_x(values, options), values.bins.size
+    if values.in_range():
+        return bounded_mean.leading_rejections(x_of, k, n, null_mean, level)
+    for a in range(k):  # labels out of [0, 1]: each option's test over all of its requests
+        if not bounded_mean.rejects(x_of(np.array([a]), 0, n), null_mean, level)[0]:
+            return a
+    return k
+
+
+def _drop_x(
+    values: _StageValues, options: np.ndarray
+) -> Callable[[np.ndarray, int, int], np.ndarray]:
+    """x = (1 + contribution) / 2 of options[rows] over requests lo … hi, built as the betting
+    test reads them (labeled requests: no NaN)."""
+
+    def x_of(rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        kept = values.bins[None, lo:hi] > options[rows][:, None]
+        return (1.0 + np.where(kept, values.kept[None, lo:hi], values.went_on[None, lo:hi])) / 2.0
+
+    return x_of
 
 
 def exceed_risk(
