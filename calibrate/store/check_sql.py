@@ -69,9 +69,7 @@ SELECT tier, source, count(DISTINCT request_id), count(confidence) FILTER (WHERE
 FROM attempts WHERE list_contains($tiers::VARCHAR[], tier)
 GROUP BY tier, source ORDER BY tier, source"""
 
-# Per request, the tiers with an attempt and those with a `prod` attempt as bit masks (bit k-1:
-# tier k): grouping by a number is much cheaper than a distinct count and an ordered string_agg per
-# request; the path's text is made once per group.
+# The coverage cells from `per` (one row per request), both from the attempts and from the base.
 _CELLS_TAIL = """cells AS (
     SELECT prod_mask, app, region, count(*) AS n, count(*) FILTER (WHERE complete) AS complete,
            count(*) FILTER (WHERE labeled) AS labeled,
@@ -87,6 +85,9 @@ SELECT array_to_string(list_filter($tiers::VARCHAR[], lambda t, i: (prod_mask >>
        app, region, n, complete, labeled, w, w2, regret_w, compared, differ
 FROM cells ORDER BY path, app, region"""
 
+# Per request, the tiers with an attempt and those with a `prod` attempt as bit masks (bit k-1:
+# tier k): grouping by a number is much cheaper than a distinct count and an ordered string_agg per
+# request; the path's text is made once per group.
 _CELLS = f"""
 WITH tl AS (SELECT unnest($tiers::VARCHAR[]) AS tier, generate_subscripts($tiers::VARCHAR[], 1) AS k),
 att AS (
